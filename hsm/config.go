@@ -1,0 +1,55 @@
+package hsm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Defaults for the config layer to apply before Validate. hsm itself never
+// fills in zero values: the session bounds must be chosen, not inherited from
+// crypto11 (whose default is 1024 sessions and an unbounded wait).
+const (
+	DefaultMaxSessions     = 8
+	DefaultPoolWaitTimeout = 10 * time.Second
+)
+
+// Config selects the PKCS#11 module and token and bounds how hsm uses it.
+type Config struct {
+	Module     string // path of the PKCS#11 library
+	TokenLabel string // CKA_LABEL of the token (CK_TOKEN_INFO.label)
+	PIN        string // user PIN; read from a file or credential, never argv; never logged
+
+	// MaxSessions caps crypto11's session pool (one of them is crypto11's
+	// long-lived login session), so at most MaxSessions-1 signing or generation
+	// operations run at once. hsm's own maintenance sessions (find, attributes,
+	// ping) add at most rawSessions more.
+	MaxSessions int
+	// PoolWaitTimeout bounds how long an operation waits for a free session.
+	// PKCS#11 calls themselves cannot be cancelled; this is the bound on waiting.
+	PoolWaitTimeout time.Duration
+}
+
+// Validate reports the first problem with c. The PIN never appears in the error.
+func (c Config) Validate() error {
+	switch {
+	case c.Module == "":
+		return errors.New("hsm: config: module path is empty")
+	case c.TokenLabel == "":
+		return errors.New("hsm: config: token label is empty")
+	case len(c.TokenLabel) > 32:
+		return fmt.Errorf("hsm: config: token label %q longer than 32 bytes", c.TokenLabel)
+	case c.PIN == "":
+		return errors.New("hsm: config: PIN is empty")
+	case c.MaxSessions < 2:
+		// crypto11 keeps one session for login, so fewer than 2 leaves none to work with.
+		return fmt.Errorf("hsm: config: MaxSessions %d, need at least 2", c.MaxSessions)
+	case c.PoolWaitTimeout <= 0:
+		return fmt.Errorf("hsm: config: PoolWaitTimeout %v, need > 0", c.PoolWaitTimeout)
+	}
+	if _, err := os.Stat(c.Module); err != nil {
+		return fmt.Errorf("hsm: config: module: %w", err)
+	}
+	return nil
+}

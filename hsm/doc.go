@@ -1,0 +1,45 @@
+// Package hsm owns csrd's PKCS#11 token: opening and logging in to it, generating
+// signing-only key pairs whose private halves never leave it, signing with them,
+// and finding, inspecting, listing and destroying them. It knows nothing of key
+// records, policy or HTTP; callers name keys with a KeyRef (CKA_ID + CKA_LABEL).
+//
+// # One context per process
+//
+// Open is called once, in main, and Close last. PKCS#11 login state belongs to
+// the application, not the session, so a second Token on the same token would
+// share (and could end) the first one's login; Open refuses that with
+// ErrAlreadyOpen rather than let C_Login return CKR_USER_ALREADY_LOGGED_IN for
+// any PIN.
+//
+// # crypto11 plus a raw handle
+//
+// Key generation, signing, NewKeyID and FindKey go through
+// github.com/ThalesGroup/crypto11: it keeps a logged-in session open for the
+// life of the Token, pools read-write sessions (at most Config.MaxSessions,
+// one of them the login session) and implements crypto.Signer on object handles.
+// crypto11 cannot read arbitrary attributes, destroy by reference or search by
+// class, so hsm also holds a raw github.com/miekg/pkcs11 handle on the same
+// module. dlopen hands it the library instance crypto11 initialised
+// (C_Initialize answers CKR_CRYPTOKI_ALREADY_INITIALIZED, which Open requires),
+// so its sessions are already logged in and object handles are shared. The raw
+// handle is never C_Finalize'd; crypto11 finalises the module on Close. Raw
+// sessions are short-lived and at most 2 at a time.
+//
+// # Calls cannot be cancelled
+//
+// PKCS#11 has no cancellation: once C_GenerateKeyPair or C_Sign is running, it
+// runs to completion (RSA 4096 generation takes seconds on SoftHSM, 8192 can
+// take minutes). Every method checks ctx and refuses to start when it is done;
+// the wait for a free session is bounded by Config.PoolWaitTimeout (and ctx for
+// raw sessions); after that the call is bounded only by the token. Callers that
+// need a deadline on the whole operation must run it in a goroutine and be ready
+// to find its result (a key pair) later, which reconciliation does. Close waits
+// for running calls.
+//
+// # Errors
+//
+// PKCS#11, crypto11 and session-pool errors are translated once, here, into
+// *Error values whose Unwrap returns a sentinel (ErrNotFound, ErrLogin,
+// ErrUnavailable, ...). Nothing outside hsm inspects pkcs11.Error. No error
+// message contains the PIN.
+package hsm

@@ -1,0 +1,179 @@
+package hsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/miekg/pkcs11"
+	"github.com/thales-e-security/pool"
+)
+
+// Sentinel errors. Every error hsm returns from a PKCS#11 operation is an *Error
+// whose Unwrap returns one of these (or nil for a code with no better class), so
+// callers match with errors.Is and never see a pkcs11.Error.
+var (
+	// ErrNotFound: no object matched the key reference, or a handle is gone.
+	ErrNotFound = errors.New("hsm: not found")
+	// ErrTokenNotFound: no token carries the configured label.
+	ErrTokenNotFound = errors.New("hsm: token not found")
+	// ErrLogin: the PIN was rejected or the session is not logged in.
+	ErrLogin = errors.New("hsm: login failed")
+	// ErrUnavailable: session, device or token gone, or no session became free
+	// within PoolWaitTimeout. Usually transient: retry or report not-ready.
+	ErrUnavailable = errors.New("hsm: unavailable")
+	// ErrTokenFull: the token has no room for more objects.
+	ErrTokenFull = errors.New("hsm: token full")
+	// ErrKeyMismatch: the token returned a key other than the one asked for.
+	ErrKeyMismatch = errors.New("hsm: generated key does not match spec")
+	// ErrUnsupported: key type, size, curve or mechanism not supported.
+	ErrUnsupported = errors.New("hsm: unsupported")
+	// ErrAlreadyOpen: this process is already logged in to the token, so Open
+	// could not check the PIN (see Open).
+	ErrAlreadyOpen = errors.New("hsm: token already open in this process")
+)
+
+// Error is an HSM failure: the operation, the PKCS#11 return code if there was one
+// (0 otherwise, since CKR_OK never fails), and the class of failure.
+type Error struct {
+	Op  string // what hsm was doing, e.g. "generate key pair"
+	CKR uint   // PKCS#11 CK_RV, 0 when the failure did not come from the module
+	Err error  // sentinel class (ErrLogin, ...) or nil
+
+	cause error // original error, for the message only; never unwrapped
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("hsm: ")
+	b.WriteString(e.Op)
+	if e.CKR != 0 {
+		b.WriteString(": ")
+		b.WriteString(e.CodeName())
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(strings.TrimPrefix(e.Err.Error(), "hsm: "))
+	}
+	// The pkcs11.Error text only repeats the code; what crypto11 wrapped around
+	// it, or a non-PKCS#11 cause, is context worth logging.
+	if e.cause != nil {
+		msg := e.cause.Error()
+		var p11 pkcs11.Error
+		if errors.As(e.cause, &p11) {
+			msg = strings.TrimSuffix(strings.TrimSuffix(msg, p11.Error()), ": ")
+		}
+		if msg != "" {
+			b.WriteString(": ")
+			b.WriteString(msg)
+		}
+	}
+	return b.String()
+}
+
+// Unwrap returns the sentinel class, so errors.Is(err, ErrLogin) works; the
+// underlying pkcs11.Error deliberately stays hidden.
+func (e *Error) Unwrap() error { return e.Err }
+
+// CodeName returns the CKR_* name of e.CKR ("" when there is none), e.g. for
+// metrics labels and log fields.
+func (e *Error) CodeName() string {
+	if e.CKR == 0 {
+		return ""
+	}
+	return ckrName(e.CKR)
+}
+
+// ckrNames has names miekg/pkcs11 v1.1.2's table lacks.
+var ckrNames = map[uint]string{
+	pkcs11.CKR_CURVE_NOT_SUPPORTED: "CKR_CURVE_NOT_SUPPORTED",
+}
+
+// ckrName names a CK_RV, falling back to hex for vendor codes.
+func ckrName(rv uint) string {
+	if n, ok := ckrNames[rv]; ok {
+		return n
+	}
+	s := pkcs11.Error(rv).Error() // "pkcs11: 0x%X: NAME"
+	if i := strings.LastIndex(s, ": "); i >= 0 && strings.HasPrefix(s[i+2:], "CKR_") {
+		return s[i+2:]
+	}
+	return fmt.Sprintf("CKR_0x%X", rv)
+}
+
+// ckrClass maps PKCS#11 return codes to sentinel classes. Codes not listed
+// produce an *Error with a nil Err: a bug or an unexpected token state, not a
+// condition callers are expected to branch on.
+var ckrClass = map[uint]error{
+	pkcs11.CKR_OBJECT_HANDLE_INVALID: ErrNotFound,
+	pkcs11.CKR_KEY_HANDLE_INVALID:    ErrNotFound,
+
+	pkcs11.CKR_SLOT_ID_INVALID:          ErrTokenNotFound,
+	pkcs11.CKR_TOKEN_NOT_RECOGNIZED:     ErrTokenNotFound,
+	pkcs11.CKR_TOKEN_NOT_PRESENT:        ErrUnavailable,
+	pkcs11.CKR_DEVICE_REMOVED:           ErrUnavailable,
+	pkcs11.CKR_DEVICE_ERROR:             ErrUnavailable,
+	pkcs11.CKR_GENERAL_ERROR:            ErrUnavailable,
+	pkcs11.CKR_SESSION_HANDLE_INVALID:   ErrUnavailable,
+	pkcs11.CKR_SESSION_CLOSED:           ErrUnavailable,
+	pkcs11.CKR_SESSION_COUNT:            ErrUnavailable,
+	pkcs11.CKR_HOST_MEMORY:              ErrUnavailable,
+	pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED: ErrUnavailable,
+	pkcs11.CKR_FUNCTION_CANCELED:        ErrUnavailable,
+
+	pkcs11.CKR_PIN_INCORRECT:            ErrLogin,
+	pkcs11.CKR_PIN_INVALID:              ErrLogin,
+	pkcs11.CKR_PIN_LEN_RANGE:            ErrLogin,
+	pkcs11.CKR_PIN_EXPIRED:              ErrLogin,
+	pkcs11.CKR_PIN_LOCKED:               ErrLogin,
+	pkcs11.CKR_USER_NOT_LOGGED_IN:       ErrLogin,
+	pkcs11.CKR_USER_PIN_NOT_INITIALIZED: ErrLogin,
+	pkcs11.CKR_USER_TYPE_INVALID:        ErrLogin,
+
+	pkcs11.CKR_DEVICE_MEMORY: ErrTokenFull,
+
+	pkcs11.CKR_MECHANISM_INVALID:       ErrUnsupported,
+	pkcs11.CKR_MECHANISM_PARAM_INVALID: ErrUnsupported,
+	pkcs11.CKR_KEY_SIZE_RANGE:          ErrUnsupported,
+	pkcs11.CKR_KEY_TYPE_INCONSISTENT:   ErrUnsupported,
+	pkcs11.CKR_DOMAIN_PARAMS_INVALID:   ErrUnsupported,
+	pkcs11.CKR_FUNCTION_NOT_SUPPORTED:  ErrUnsupported,
+	pkcs11.CKR_TEMPLATE_INCONSISTENT:   ErrUnsupported,
+	pkcs11.CKR_ATTRIBUTE_TYPE_INVALID:  ErrUnsupported,
+	pkcs11.CKR_ATTRIBUTE_VALUE_INVALID: ErrUnsupported,
+	pkcs11.CKR_CURVE_NOT_SUPPORTED:     ErrUnsupported,
+}
+
+// wrap translates err from crypto11, miekg/pkcs11 or the session pool into an
+// *Error for op. It is the only place hsm looks inside those errors. nil stays
+// nil; an *Error or context error passes through unchanged.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var he *Error
+	if errors.As(err, &he) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	e := &Error{Op: op, cause: err}
+	var p11 pkcs11.Error
+	switch {
+	case errors.As(err, &p11): // crypto11 wraps with %w or pkg/errors, both unwrap
+		e.CKR = uint(p11)
+		e.Err = ckrClass[e.CKR]
+	case errors.Is(err, pool.ErrTimeout), errors.Is(err, pool.ErrClosed):
+		// crypto11's session pool: no session within PoolWaitTimeout, or closed.
+		e.Err = ErrUnavailable
+	}
+	return e
+}
+
+// classErr builds an *Error that did not come from the module.
+func classErr(op string, class error, format string, args ...any) error {
+	e := &Error{Op: op, Err: class}
+	if format != "" {
+		e.cause = fmt.Errorf(format, args...)
+	}
+	return e
+}

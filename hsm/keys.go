@@ -1,0 +1,303 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/ThalesGroup/crypto11"
+	"github.com/miekg/pkcs11"
+)
+
+// KeyType is the algorithm family of a key pair.
+type KeyType int
+
+// Key types. The zero value is invalid so a forgotten field is caught.
+const (
+	KeyRSA KeyType = iota + 1
+	KeyECDSA
+)
+
+func (k KeyType) String() string {
+	switch k {
+	case KeyRSA:
+		return "RSA"
+	case KeyECDSA:
+		return "ECDSA"
+	}
+	return fmt.Sprintf("KeyType(%d)", int(k))
+}
+
+// rsaExponent is the only public exponent csrd generates (F4).
+const rsaExponent = 65537
+
+// KeySpec says which key pair to generate: Bits for RSA, Curve for ECDSA.
+type KeySpec struct {
+	Type  KeyType
+	Bits  int
+	Curve elliptic.Curve
+}
+
+// Validate returns an error wrapping ErrUnsupported unless s is a key pair hsm
+// generates: RSA 2048/3072/4096/8192 or ECDSA P-256/P-384/P-521.
+func (s KeySpec) Validate() error {
+	switch s.Type {
+	case KeyRSA:
+		switch s.Bits {
+		case 2048, 3072, 4096, 8192:
+			return nil
+		}
+		return classErr("key spec", ErrUnsupported, "RSA key size %d", s.Bits)
+	case KeyECDSA:
+		if s.Curve == nil {
+			return classErr("key spec", ErrUnsupported, "ECDSA without a curve")
+		}
+		switch s.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+			return nil
+		}
+		return classErr("key spec", ErrUnsupported, "ECDSA curve %s", s.Curve.Params().Name)
+	}
+	return classErr("key spec", ErrUnsupported, "key type %v", s.Type)
+}
+
+func (s KeySpec) String() string {
+	switch {
+	case s.Type == KeyRSA:
+		return fmt.Sprintf("RSA-%d", s.Bits)
+	case s.Type == KeyECDSA && s.Curve != nil:
+		return "ECDSA-" + s.Curve.Params().Name
+	}
+	return s.Type.String()
+}
+
+// KeyRef names a key pair on the token: both halves (and any certificate) carry
+// CKA_ID = ID and CKA_LABEL = Label.
+type KeyRef struct {
+	ID    []byte
+	Label string
+}
+
+func (r KeyRef) String() string { return r.Label + "/" + hex.EncodeToString(r.ID) }
+
+// check rejects empty references: an empty CKA_ID or CKA_LABEL in a search
+// template would match every object on the token.
+func (r KeyRef) check(op string) error {
+	if len(r.ID) == 0 || r.Label == "" {
+		return fmt.Errorf("hsm: %s: key reference needs both ID and label (got %q)", op, r.String())
+	}
+	return nil
+}
+
+func (r KeyRef) clone() KeyRef { return KeyRef{ID: bytes.Clone(r.ID), Label: r.Label} }
+
+// Key is a private key that stays on the token. It implements crypto.Signer:
+// RSA keys sign PKCS#1 v1.5 (or PSS with *rsa.PSSOptions and an explicit salt
+// length) over the digest given, ECDSA keys return an ASN.1 DER signature. Sign
+// has no context: it waits at most PoolWaitTimeout for a session, then the
+// PKCS#11 call runs to completion.
+type Key struct {
+	tok    *Token
+	ref    KeyRef
+	signer crypto11.Signer // holds the private and public object handles
+}
+
+// Ref returns the key's reference.
+func (k *Key) Ref() KeyRef { return k.ref.clone() }
+
+// Public returns the public key read from the token when the Key was made.
+func (k *Key) Public() crypto.PublicKey { return k.signer.Public() }
+
+// Sign signs digest with the private key on the token.
+func (k *Key) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	const op = "sign"
+	if err := k.tok.begin(context.Background(), op); err != nil {
+		return nil, err
+	}
+	if opts == nil {
+		return nil, fmt.Errorf("hsm: %s: nil SignerOpts", op)
+	}
+	// crypto11 would sign a digest of the wrong length without complaint.
+	if h := opts.HashFunc(); h != 0 && len(digest) != h.Size() {
+		return nil, fmt.Errorf("hsm: %s: digest is %d bytes, %v needs %d", op, len(digest), h, h.Size())
+	}
+	sig, err := k.signer.Sign(rand, digest, opts)
+	return sig, wrap(op, err)
+}
+
+// Destroy destroys the private and public key objects by handle (no search).
+func (k *Key) Destroy(ctx context.Context) error {
+	const op = "destroy key"
+	if err := k.tok.begin(ctx, op); err != nil {
+		return err
+	}
+	if err := k.signer.Delete(); err != nil {
+		return wrap(op, err)
+	}
+	k.tok.log.Debug().Str("key", k.ref.String()).Msg("hsm: key destroyed")
+	return nil
+}
+
+// NewKeyID returns 16 random bytes from the token's RNG (C_GenerateRandom), for
+// use as a CKA_ID.
+func (t *Token) NewKeyID(ctx context.Context) ([]byte, error) {
+	const op = "new key id"
+	if err := t.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	r, err := t.c11.NewRandomReader()
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	id := make([]byte, 16)
+	if _, err := io.ReadFull(r, id); err != nil {
+		return nil, wrap(op, err)
+	}
+	return id, nil
+}
+
+// GenerateKeyPair generates a key pair as token objects named by ref.
+//
+// The private key is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, not CKA_EXTRACTABLE
+// and may only sign: CKA_DECRYPT, CKA_UNWRAP, CKA_DERIVE and CKA_SIGN_RECOVER are
+// set false explicitly because crypto11's RSA default is CKA_DECRYPT=true and
+// token defaults vary. The public key may only verify. The public key the token
+// returns is checked against spec; on a mismatch the pair is destroyed and
+// ErrKeyMismatch returned. No C_FindObjects on success.
+//
+// ctx is checked before starting; generation itself (seconds for RSA 4096,
+// minutes for 8192 on SoftHSM) cannot be cancelled.
+func (t *Token) GenerateKeyPair(ctx context.Context, spec KeySpec, ref KeyRef) (*Key, error) {
+	const op = "generate key pair"
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if err := ref.check(op); err != nil {
+		return nil, err
+	}
+	if err := t.begin(ctx, op); err != nil {
+		return nil, err
+	}
+
+	pub, priv := keyTemplates(ref)
+	var (
+		signer crypto11.Signer
+		err    error
+	)
+	switch spec.Type {
+	case KeyRSA:
+		pub[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA)
+		pub[pkcs11.CKA_MODULUS_BITS] = pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, spec.Bits)
+		pub[pkcs11.CKA_PUBLIC_EXPONENT] = pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{0x01, 0x00, 0x01})
+		priv[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA)
+		signer, err = t.c11.GenerateRSAKeyPairWithAttributes(pub, priv, spec.Bits)
+	case KeyECDSA:
+		// crypto11 adds CKA_EC_PARAMS (the curve's named-curve OID).
+		pub[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC)
+		priv[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC)
+		signer, err = t.c11.GenerateECDSAKeyPairWithAttributes(pub, priv, spec.Curve)
+	}
+	if err != nil {
+		err = wrap(op, err)
+		t.cleanupFailed(ctx, ref, err)
+		return nil, err
+	}
+
+	k := &Key{tok: t, ref: ref.clone(), signer: signer}
+	if mErr := checkPublic(spec, signer.Public()); mErr != nil {
+		if dErr := signer.Delete(); dErr != nil {
+			t.log.Error().Err(wrap("destroy key", dErr)).Str("key", ref.String()).
+				Msg("hsm: could not destroy mismatched key pair; it is left on the token")
+		}
+		return nil, &Error{Op: op, Err: ErrKeyMismatch, cause: mErr}
+	}
+	t.log.Debug().Str("key", ref.String()).Stringer("spec", spec).Msg("hsm: key pair generated")
+	return k, nil
+}
+
+// keyTemplates returns the attribute templates for a signing-only key pair.
+// Every attribute is set here rather than left to crypto11 (whose
+// AddIfNotPresent only fills gaps) or to token defaults.
+func keyTemplates(ref KeyRef) (pub, priv crypto11.AttributeSet) {
+	common := func(class uint) crypto11.AttributeSet {
+		return crypto11.AttributeSet{
+			pkcs11.CKA_CLASS: pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
+			pkcs11.CKA_TOKEN: pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.CKA_ID:    pkcs11.NewAttribute(pkcs11.CKA_ID, bytes.Clone(ref.ID)),
+			pkcs11.CKA_LABEL: pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label),
+		}
+	}
+	pub = common(pkcs11.CKO_PUBLIC_KEY)
+	for a, v := range map[uint]bool{
+		pkcs11.CKA_VERIFY:         true,
+		pkcs11.CKA_ENCRYPT:        false,
+		pkcs11.CKA_WRAP:           false,
+		pkcs11.CKA_VERIFY_RECOVER: false,
+	} {
+		pub[a] = pkcs11.NewAttribute(a, v)
+	}
+	priv = common(pkcs11.CKO_PRIVATE_KEY)
+	for a, v := range map[uint]bool{
+		pkcs11.CKA_PRIVATE:      true,
+		pkcs11.CKA_SENSITIVE:    true,
+		pkcs11.CKA_EXTRACTABLE:  false,
+		pkcs11.CKA_SIGN:         true,
+		pkcs11.CKA_DECRYPT:      false,
+		pkcs11.CKA_UNWRAP:       false,
+		pkcs11.CKA_DERIVE:       false,
+		pkcs11.CKA_SIGN_RECOVER: false,
+	} {
+		priv[a] = pkcs11.NewAttribute(a, v)
+	}
+	return pub, priv
+}
+
+// checkPublic verifies that the token generated what was asked for.
+func checkPublic(spec KeySpec, pub crypto.PublicKey) error {
+	switch spec.Type {
+	case KeyRSA:
+		k, ok := pub.(*rsa.PublicKey)
+		if !ok {
+			return fmt.Errorf("want RSA public key, token returned %T", pub)
+		}
+		if k.N.BitLen() != spec.Bits || k.E != rsaExponent {
+			return fmt.Errorf("want RSA-%d e=%d, token returned RSA-%d e=%d", spec.Bits, rsaExponent, k.N.BitLen(), k.E)
+		}
+	case KeyECDSA:
+		k, ok := pub.(*ecdsa.PublicKey)
+		if !ok {
+			return fmt.Errorf("want ECDSA public key, token returned %T", pub)
+		}
+		if k.Curve != spec.Curve {
+			return fmt.Errorf("want curve %s, token returned %s", spec.Curve.Params().Name, k.Curve.Params().Name)
+		}
+	default:
+		return fmt.Errorf("key type %v", spec.Type)
+	}
+	return nil
+}
+
+// cleanupFailed removes whatever a failed generation may have left: crypto11
+// returns an error without the handles if reading the new public key fails after
+// C_GenerateKeyPair succeeded. ref.ID is fresh, so destroying by reference only
+// touches this attempt. This is the only C_FindObjects on the generation path,
+// and only on failure; nothing was created when no session was obtained.
+func (t *Token) cleanupFailed(ctx context.Context, ref KeyRef, genErr error) {
+	var e *Error
+	if errors.As(genErr, &e) && e.CKR == 0 && errors.Is(genErr, ErrUnavailable) {
+		return
+	}
+	switch err := t.DestroyKey(context.WithoutCancel(ctx), ref); {
+	case err == nil:
+		t.log.Warn().Str("key", ref.String()).Msg("hsm: removed objects left by failed generation")
+	case !errors.Is(err, ErrNotFound):
+		t.log.Warn().Err(err).Str("key", ref.String()).Msg("hsm: could not clean up after failed generation")
+	}
+}

@@ -1,0 +1,64 @@
+package hsm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	softhsmtest "github.com/csrd/csrd/softhsm-test"
+)
+
+const (
+	testLabel  = "csrd-hsm-test"
+	otherLabel = "csrd-hsm-other" // second token in the same config, for Open tests
+)
+
+// testTok is the process's one open Token (hsm allows one per token per
+// process), shared by the tests; testHSM describes the SoftHSM fixture.
+var (
+	testTok *Token
+	testHSM *softhsmtest.Token
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "csrd-hsm-test-*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+
+	testHSM, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), testLabel)
+	if err == nil {
+		err = testHSM.AddToken(otherLabel)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hsm tests need SoftHSM:", err)
+		return 1
+	}
+	testTok, err = Open(context.Background(), testConfig(testLabel, testHSM.PIN), zerolog.Nop())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open test token:", err)
+		return 1
+	}
+	defer testTok.Close()
+	return m.Run()
+}
+
+// testConfig uses 4 sessions (3 for work) so the concurrency test queues.
+func testConfig(label, pin string) Config {
+	return Config{
+		Module:          testHSM.Module,
+		TokenLabel:      label,
+		PIN:             pin,
+		MaxSessions:     4,
+		PoolWaitTimeout: time.Minute,
+	}
+}

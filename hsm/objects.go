@@ -1,0 +1,220 @@
+package hsm
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"slices"
+	"strings"
+
+	"github.com/miekg/pkcs11"
+)
+
+// The methods in this file search the token with C_FindObjects. That is linear
+// in the number of objects on many tokens, so they are for start-up,
+// reconciliation and operators, not the request path (which keeps *Key handles).
+
+// Attributes are security-relevant attributes of a private key object, as the
+// token reports them.
+type Attributes struct {
+	Sensitive, Extractable, NeverExtractable, AlwaysSensitive bool
+	Sign, Decrypt, Unwrap, Derive                             bool
+	Token, Private                                            bool
+	KeyType                                                   uint // CKK_* (CKK_RSA 0, CKK_EC 3)
+	Label                                                     string
+	ID                                                        []byte
+}
+
+// FindKey returns the key pair named by ref, or ErrNotFound. Both halves must
+// be on the token: crypto.Signer needs the public key.
+func (t *Token) FindKey(ctx context.Context, ref KeyRef) (*Key, error) {
+	const op = "find key"
+	if err := ref.check(op); err != nil {
+		return nil, err
+	}
+	if err := t.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	signers, err := t.c11.FindKeyPairs(ref.ID, []byte(ref.Label))
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	switch len(signers) {
+	case 0:
+		return nil, classErr(op, ErrNotFound, "no key pair %s", ref)
+	case 1:
+		return &Key{tok: t, ref: ref.clone(), signer: signers[0]}, nil
+	default:
+		return nil, classErr(op, nil, "%d key pairs share reference %s", len(signers), ref)
+	}
+}
+
+// DestroyKey destroys every object (private key, public key, certificate) with
+// ref's CKA_ID and CKA_LABEL. ErrNotFound when nothing matched.
+func (t *Token) DestroyKey(ctx context.Context, ref KeyRef) error {
+	const op = "destroy key"
+	if err := ref.check(op); err != nil {
+		return err
+	}
+	return t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+		hs, err := t.findObjects(sh, refTemplate(ref))
+		if err != nil {
+			return err
+		}
+		if len(hs) == 0 {
+			return classErr(op, ErrNotFound, "no objects %s", ref)
+		}
+		for _, h := range hs {
+			if err := t.p11.DestroyObject(sh, h); err != nil {
+				return err
+			}
+		}
+		t.log.Debug().Str("key", ref.String()).Int("objects", len(hs)).Msg("hsm: key destroyed by reference")
+		return nil
+	})
+}
+
+// KeyAttributes reads the attributes of ref's private key.
+func (t *Token) KeyAttributes(ctx context.Context, ref KeyRef) (Attributes, error) {
+	const op = "key attributes"
+	if err := ref.check(op); err != nil {
+		return Attributes{}, err
+	}
+	var a Attributes
+	err := t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+		tmpl := append(refTemplate(ref), pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY))
+		hs, err := t.findObjects(sh, tmpl)
+		if err != nil {
+			return err
+		}
+		switch len(hs) {
+		case 0:
+			return classErr(op, ErrNotFound, "no private key %s", ref)
+		case 1:
+		default:
+			return classErr(op, nil, "%d private keys share reference %s", len(hs), ref)
+		}
+		bools := []struct {
+			typ uint
+			dst *bool
+		}{
+			{pkcs11.CKA_SENSITIVE, &a.Sensitive},
+			{pkcs11.CKA_EXTRACTABLE, &a.Extractable},
+			{pkcs11.CKA_NEVER_EXTRACTABLE, &a.NeverExtractable},
+			{pkcs11.CKA_ALWAYS_SENSITIVE, &a.AlwaysSensitive},
+			{pkcs11.CKA_SIGN, &a.Sign},
+			{pkcs11.CKA_DECRYPT, &a.Decrypt},
+			{pkcs11.CKA_UNWRAP, &a.Unwrap},
+			{pkcs11.CKA_DERIVE, &a.Derive},
+			{pkcs11.CKA_TOKEN, &a.Token},
+			{pkcs11.CKA_PRIVATE, &a.Private},
+		}
+		q := []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil),
+			pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
+		}
+		for _, b := range bools {
+			q = append(q, pkcs11.NewAttribute(b.typ, nil))
+		}
+		got, err := t.p11.GetAttributeValue(sh, hs[0], q)
+		if err != nil {
+			return err
+		}
+		a.KeyType = ulong(got[0].Value)
+		a.Label = string(got[1].Value)
+		a.ID = bytes.Clone(got[2].Value)
+		for i, b := range bools {
+			v := got[3+i].Value
+			*b.dst = len(v) > 0 && v[0] != 0 // CK_BBOOL
+		}
+		return nil
+	})
+	return a, err
+}
+
+// ListKeys returns the references of all private keys whose label starts with
+// labelPrefix ("" lists all), sorted by label then ID.
+func (t *Token) ListKeys(ctx context.Context, labelPrefix string) ([]KeyRef, error) {
+	const op = "list keys"
+	var refs []KeyRef
+	err := t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+		hs, err := t.findObjects(sh, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+		})
+		if err != nil {
+			return err
+		}
+		for _, h := range hs {
+			got, err := t.p11.GetAttributeValue(sh, h, []*pkcs11.Attribute{
+				pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
+				pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil),
+			})
+			if err != nil {
+				return err
+			}
+			if label := string(got[1].Value); strings.HasPrefix(label, labelPrefix) {
+				refs = append(refs, KeyRef{ID: bytes.Clone(got[0].Value), Label: label})
+			}
+		}
+		return nil
+	})
+	slices.SortFunc(refs, func(a, b KeyRef) int {
+		return cmp.Or(strings.Compare(a.Label, b.Label), bytes.Compare(a.ID, b.ID))
+	})
+	return refs, err
+}
+
+// CountObjects returns the number of token objects visible to the logged-in
+// user (keys of every kind, certificates, data objects).
+func (t *Token) CountObjects(ctx context.Context) (int, error) {
+	var n int
+	err := t.withRawSession(ctx, "count objects", func(sh pkcs11.SessionHandle) error {
+		hs, err := t.findObjects(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true)})
+		n = len(hs)
+		return err
+	})
+	return n, err
+}
+
+// findObjects runs a complete C_FindObjects search on sh.
+func (t *Token) findObjects(sh pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) (hs []pkcs11.ObjectHandle, err error) {
+	if err := t.p11.FindObjectsInit(sh, tmpl); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if fErr := t.p11.FindObjectsFinal(sh); err == nil && fErr != nil {
+			err = fErr
+		}
+	}()
+	for {
+		batch, _, err := t.p11.FindObjects(sh, 128)
+		if err != nil {
+			return nil, err
+		}
+		if len(batch) == 0 {
+			return hs, nil
+		}
+		hs = append(hs, batch...)
+	}
+}
+
+func refTemplate(ref KeyRef) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_ID, bytes.Clone(ref.ID)),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label),
+	}
+}
+
+// ulong decodes a CK_ULONG attribute value (native byte order, C long width).
+func ulong(b []byte) uint {
+	switch len(b) {
+	case 8:
+		return uint(binary.NativeEndian.Uint64(b))
+	case 4:
+		return uint(binary.NativeEndian.Uint32(b))
+	}
+	return 0
+}

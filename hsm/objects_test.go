@@ -1,0 +1,198 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/miekg/pkcs11"
+)
+
+func TestFindAndDestroyKey(t *testing.T) {
+	ctx := context.Background()
+	specs := []KeySpec{
+		{Type: KeyRSA, Bits: 2048},
+		{Type: KeyECDSA, Curve: elliptic.P384()},
+	}
+	for _, spec := range specs {
+		t.Run(spec.String(), func(t *testing.T) {
+			ref := newRef(t, "find")
+			before, err := testTok.CountObjects(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gen, err := testTok.GenerateKeyPair(ctx, spec, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A certificate with the same ID and label must go too.
+			addCertificate(t, gen, ref)
+			if n, _ := testTok.CountObjects(ctx); n != before+3 {
+				t.Fatalf("objects = %d, want %d", n, before+3)
+			}
+
+			found, err := testTok.FindKey(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !publicEqual(found.Public(), gen.Public()) {
+				t.Error("FindKey returned a different public key")
+			}
+			d := sha256.Sum256([]byte("found"))
+			sig, err := found.Sign(rand.Reader, d[:], crypto.SHA256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !verify(gen.Public(), d[:], sig) {
+				t.Error("signature by found key does not verify")
+			}
+
+			// Same label, other ID: not the same key.
+			other := KeyRef{ID: append(bytes.Clone(ref.ID), 0), Label: ref.Label}
+			if _, err := testTok.FindKey(ctx, other); !errors.Is(err, ErrNotFound) {
+				t.Errorf("FindKey(other ID) = %v, want ErrNotFound", err)
+			}
+			if err := testTok.DestroyKey(ctx, other); !errors.Is(err, ErrNotFound) {
+				t.Errorf("DestroyKey(other ID) = %v, want ErrNotFound", err)
+			}
+
+			if err := testTok.DestroyKey(ctx, ref); err != nil {
+				t.Fatal(err)
+			}
+			if n, _ := testTok.CountObjects(ctx); n != before {
+				t.Errorf("objects after DestroyKey = %d, want %d", n, before)
+			}
+			for name, err := range map[string]error{
+				"FindKey":       func() error { _, err := testTok.FindKey(ctx, ref); return err }(),
+				"DestroyKey":    testTok.DestroyKey(ctx, ref),
+				"KeyAttributes": func() error { _, err := testTok.KeyAttributes(ctx, ref); return err }(),
+			} {
+				if !errors.Is(err, ErrNotFound) {
+					t.Errorf("%s after destroy = %v, want ErrNotFound", name, err)
+				}
+			}
+		})
+	}
+}
+
+func TestEmptyRefRejected(t *testing.T) {
+	ctx := context.Background()
+	before, _ := testTok.CountObjects(ctx)
+	for _, ref := range []KeyRef{{}, {ID: []byte{1}}, {Label: "x"}} {
+		if err := testTok.DestroyKey(ctx, ref); err == nil {
+			t.Errorf("DestroyKey(%v) accepted an empty reference", ref)
+		}
+		if _, err := testTok.FindKey(ctx, ref); err == nil {
+			t.Errorf("FindKey(%v) accepted an empty reference", ref)
+		}
+		if _, err := testTok.KeyAttributes(ctx, ref); err == nil {
+			t.Errorf("KeyAttributes(%v) accepted an empty reference", ref)
+		}
+	}
+	if n, _ := testTok.CountObjects(ctx); n != before {
+		t.Errorf("objects %d -> %d", before, n)
+	}
+}
+
+func TestListKeys(t *testing.T) {
+	ctx := context.Background()
+	p256 := KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}
+	var made []KeyRef
+	for _, label := range []string{"list-a-1", "list-a-2", "list-b-1"} {
+		ref := newRef(t, "x")
+		ref.Label = label
+		k, err := testTok.GenerateKeyPair(ctx, p256, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer k.Destroy(ctx)
+		made = append(made, ref)
+	}
+	tests := []struct {
+		prefix string
+		want   []KeyRef
+	}{
+		{"list-a-", made[:2]},
+		{"list-b-", made[2:]},
+		{"list-", made},
+		{"list-c-", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.prefix, func(t *testing.T) {
+			got, err := testTok.ListKeys(ctx, tt.prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+			for i := range got {
+				if got[i].Label != tt.want[i].Label || !bytes.Equal(got[i].ID, tt.want[i].ID) {
+					t.Errorf("[%d] = %v, want %v", i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+	all, err := testTok.ListKeys(ctx, "")
+	if err != nil || len(all) < 3 {
+		t.Errorf("ListKeys(\"\") = %d keys, %v", len(all), err)
+	}
+}
+
+// addCertificate stores a self-signed certificate for key under ref, as a CA
+// answer would be stored later.
+func addCertificate(t *testing.T, key *Key, ref KeyRef) {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: ref.Label},
+		NotBefore:    time.Now(),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = testTok.withRawSession(context.Background(), "test", func(sh pkcs11.SessionHandle) error {
+		_, err := testTok.p11.CreateObject(sh, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_CERTIFICATE),
+			pkcs11.NewAttribute(pkcs11.CKA_CERTIFICATE_TYPE, pkcs11.CKC_X_509),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_ID, ref.ID),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label),
+			pkcs11.NewAttribute(pkcs11.CKA_SUBJECT, tmpl.Subject.ToRDNSequence().String()),
+			pkcs11.NewAttribute(pkcs11.CKA_VALUE, der),
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func publicEqual(a, b crypto.PublicKey) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	e, ok := a.(equaler)
+	return ok && e.Equal(b)
+}
+
+func verify(pub crypto.PublicKey, digest, sig []byte) bool {
+	switch p := pub.(type) {
+	case *rsa.PublicKey:
+		return rsa.VerifyPKCS1v15(p, crypto.SHA256, digest, sig) == nil
+	case *ecdsa.PublicKey:
+		return ecdsa.VerifyASN1(p, digest, sig)
+	}
+	return false
+}

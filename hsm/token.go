@@ -1,0 +1,310 @@
+package hsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThalesGroup/crypto11"
+	"github.com/miekg/pkcs11"
+	"github.com/rs/zerolog"
+)
+
+// rawSessions bounds the sessions hsm opens on its raw handle (find, attribute
+// reads, destroy by reference, ping) on top of crypto11's MaxSessions.
+const rawSessions = 2
+
+// Token is the process's connection to one PKCS#11 token: a crypto11 context for
+// generation and signing, and a raw miekg/pkcs11 handle on the same (already
+// initialised and logged-in) module for everything crypto11 cannot do. Open it
+// once in main and Close it last. Its methods are safe for concurrent use.
+type Token struct {
+	log    zerolog.Logger
+	c11    *crypto11.Context
+	p11    *pkcs11.Ctx // same module instance as c11; never C_Finalize'd through it
+	slot   uint
+	label  string
+	serial string
+	wait   time.Duration // PoolWaitTimeout, also bounds waiting for a raw session
+
+	rawSem    chan struct{}
+	closed    atomic.Bool
+	closeOnce sync.Once
+}
+
+// Open loads the module, logs in to the token labelled cfg.TokenLabel and
+// returns a Token. Only one Token per token may exist in a process: PKCS#11
+// login state belongs to the application, so a second C_Login would return
+// CKR_USER_ALREADY_LOGGED_IN without checking the PIN; Open detects this and
+// returns ErrAlreadyOpen instead of silently accepting any PIN. Open must not run
+// concurrently with another Open or Close of the same module.
+func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Token, error) {
+	const op = "open"
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("hsm: %s: %w", op, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := probe(cfg.Module, cfg.TokenLabel); err != nil {
+		return nil, redact(err, cfg.PIN)
+	}
+
+	c11, err := crypto11.Configure(&crypto11.Config{
+		Path:            cfg.Module,
+		TokenLabel:      cfg.TokenLabel,
+		Pin:             cfg.PIN,
+		MaxSessions:     cfg.MaxSessions,
+		PoolWaitTimeout: cfg.PoolWaitTimeout,
+	})
+	if err != nil {
+		closeLeakedSessions(cfg.Module, cfg.TokenLabel)
+		return nil, redact(wrap(op, err), cfg.PIN)
+	}
+
+	t := &Token{
+		log:    log.With().Str("component", "hsm").Str("token", cfg.TokenLabel).Logger(),
+		c11:    c11,
+		label:  cfg.TokenLabel,
+		wait:   cfg.PoolWaitTimeout,
+		rawSem: make(chan struct{}, rawSessions),
+	}
+	if err := t.openRaw(cfg.Module); err != nil {
+		_ = c11.Close()
+		return nil, redact(err, cfg.PIN)
+	}
+	t.log.Info().Str("module", cfg.Module).Str("serial", t.serial).Uint("slot", t.slot).
+		Int("max_sessions", cfg.MaxSessions).Dur("pool_wait_timeout", cfg.PoolWaitTimeout).
+		Msg("hsm: token open")
+	return t, nil
+}
+
+// openRaw attaches the raw handle to the module crypto11 has just initialised
+// and logged in to, and checks that its sessions share that login.
+func (t *Token) openRaw(module string) error {
+	const op = "open"
+	p := pkcs11.New(module)
+	if p == nil {
+		return classErr(op, ErrUnavailable, "cannot load module %s", module)
+	}
+	// dlopen returns the library crypto11 loaded, already initialised: the
+	// expected answer is CKR_CRYPTOKI_ALREADY_INITIALIZED. CKR_OK would mean a
+	// second, unrelated library instance with no login.
+	switch err := p.Initialize(); {
+	case err == nil:
+		_ = p.Finalize()
+		p.Destroy()
+		return classErr(op, ErrUnavailable, "raw handle got a separate module instance")
+	case !isCKR(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED):
+		p.Destroy()
+		return wrap(op, err)
+	}
+	slot, info, err := findSlot(p, t.label)
+	if err != nil {
+		p.Destroy()
+		return err
+	}
+	t.p11, t.slot, t.serial = p, slot, info.SerialNumber
+
+	// Login state is per application and token, so a fresh session on the raw
+	// handle must already be in the user-functions state crypto11 established.
+	if err := t.Ping(context.Background()); err != nil {
+		p.Destroy()
+		return err
+	}
+	return nil
+}
+
+// probe runs before crypto11.Configure so that a missing token gives
+// ErrTokenNotFound (crypto11's own error is unexported) and a token this process
+// is already logged in to gives ErrAlreadyOpen.
+func probe(module, label string) error {
+	const op = "open"
+	p := pkcs11.New(module)
+	if p == nil {
+		return classErr(op, ErrUnavailable, "cannot load module %s", module)
+	}
+	defer p.Destroy()
+	err := p.Initialize()
+	owned := err == nil
+	if err != nil && !isCKR(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		return wrap(op, err)
+	}
+	if owned {
+		// Nobody else in the process uses the module, so nobody is logged in;
+		// finalise so crypto11 can initialise it (it fails on ALREADY_INITIALIZED).
+		defer func() { _ = p.Finalize() }()
+	}
+	slot, _, err := findSlot(p, label)
+	if err != nil || owned {
+		return err
+	}
+	sh, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		return wrap(op, err)
+	}
+	defer func() { _ = p.CloseSession(sh) }()
+	info, err := p.GetSessionInfo(sh)
+	if err != nil {
+		return wrap(op, err)
+	}
+	if info.State == pkcs11.CKS_RO_USER_FUNCTIONS || info.State == pkcs11.CKS_RW_USER_FUNCTIONS {
+		return classErr(op, ErrAlreadyOpen, "")
+	}
+	return nil
+}
+
+// closeLeakedSessions closes the sessions a failed crypto11.Configure left on
+// the token. crypto11 v1.6.2 does not close its long-term session when C_Login
+// fails; while another Token keeps the module loaded, that session would
+// survive, and a later successful login would outlive Close (login state lasts
+// until the token's last session closes). probe established that nobody in
+// this process was logged in to the token, so any session on it is crypto11's.
+func closeLeakedSessions(module, label string) {
+	p := pkcs11.New(module)
+	if p == nil {
+		return
+	}
+	defer p.Destroy()
+	if err := p.Initialize(); err == nil {
+		_ = p.Finalize() // module was finalised: nothing leaked
+		return
+	} else if !isCKR(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		return
+	}
+	if slot, _, err := findSlot(p, label); err == nil {
+		_ = p.CloseAllSessions(slot)
+	}
+}
+
+// findSlot returns the one slot whose token is labelled label.
+func findSlot(p *pkcs11.Ctx, label string) (uint, pkcs11.TokenInfo, error) {
+	const op = "find token"
+	slots, err := p.GetSlotList(true)
+	if err != nil {
+		return 0, pkcs11.TokenInfo{}, wrap(op, err)
+	}
+	var (
+		found []uint
+		info  pkcs11.TokenInfo
+	)
+	for _, s := range slots {
+		ti, err := p.GetTokenInfo(s)
+		if err != nil {
+			return 0, pkcs11.TokenInfo{}, wrap(op, err)
+		}
+		if ti.Label == label {
+			found = append(found, s)
+			info = ti
+		}
+	}
+	switch len(found) {
+	case 0:
+		return 0, info, classErr(op, ErrTokenNotFound, "no token labelled %q", label)
+	case 1:
+		return found[0], info, nil
+	default:
+		// crypto11 would take the first; refuse rather than risk keys landing on
+		// the wrong token.
+		return 0, info, classErr(op, nil, "%d tokens labelled %q (slots %v)", len(found), label, found)
+	}
+}
+
+// Close releases the token. It waits for running operations, which cannot be
+// interrupted, to finish. Closing twice is harmless.
+func (t *Token) Close() error {
+	var err error
+	t.closeOnce.Do(func() {
+		t.closed.Store(true)
+		for range rawSessions { // wait for raw operations in flight
+			t.rawSem <- struct{}{}
+		}
+		t.p11.Destroy() // dlclose only: crypto11 owns C_Finalize
+		err = t.c11.Close()
+		t.log.Info().Msg("hsm: token closed")
+	})
+	return wrap("close", err)
+}
+
+// Label returns the token label.
+func (t *Token) Label() string { return t.label }
+
+// Serial returns the token serial number from C_GetTokenInfo at Open.
+func (t *Token) Serial() string { return t.serial }
+
+// Ping proves that a session can be opened and is logged in, for readiness
+// checks. It does not use crypto11's pool, so a busy pool does not read as down.
+func (t *Token) Ping(ctx context.Context) error {
+	return t.withRawSession(ctx, "ping", func(sh pkcs11.SessionHandle) error {
+		info, err := t.p11.GetSessionInfo(sh)
+		if err != nil {
+			return err
+		}
+		if info.State != pkcs11.CKS_RW_USER_FUNCTIONS {
+			return classErr("ping", ErrLogin, "session state %d, not logged in", info.State)
+		}
+		return nil
+	})
+}
+
+// begin is called before every operation: calls into the module cannot be
+// cancelled once started, so a cancelled ctx or closed Token stops them here.
+func (t *Token) begin(ctx context.Context, op string) error {
+	if t.closed.Load() {
+		return classErr(op, ErrUnavailable, "token closed")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("hsm: %s: %w", op, err)
+	}
+	return nil
+}
+
+// withRawSession runs fn on a fresh session of the raw handle. Waiting for one
+// of the rawSessions slots is bounded by ctx and PoolWaitTimeout; fn's PKCS#11
+// calls are not. Errors are translated for op.
+func (t *Token) withRawSession(ctx context.Context, op string, fn func(pkcs11.SessionHandle) error) error {
+	if err := t.begin(ctx, op); err != nil {
+		return err
+	}
+	timer := time.NewTimer(t.wait)
+	defer timer.Stop()
+	select {
+	case t.rawSem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("hsm: %s: %w", op, ctx.Err())
+	case <-timer.C:
+		return classErr(op, ErrUnavailable, "no session free within %v", t.wait)
+	}
+	defer func() { <-t.rawSem }()
+	if t.closed.Load() { // Close won the race for the semaphore earlier
+		return classErr(op, ErrUnavailable, "token closed")
+	}
+	sh, err := t.p11.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		return wrap(op, err)
+	}
+	// Closing it never logs the application out: crypto11 keeps a session open.
+	defer func() { _ = t.p11.CloseSession(sh) }()
+	return wrap(op, fn(sh))
+}
+
+func isCKR(err error, rv uint) bool {
+	var p11 pkcs11.Error
+	return errors.As(err, &p11) && uint(p11) == rv
+}
+
+// redact drops the message of err's cause if it somehow contains the PIN; no
+// known crypto11 or module message does, but an error string is logged and a
+// PIN must never be.
+func redact(err error, pin string) error {
+	var e *Error
+	if pin == "" || !errors.As(err, &e) || e.cause == nil || !strings.Contains(e.cause.Error(), pin) {
+		return err
+	}
+	e.cause = errors.New("(message withheld: it contained the PIN)")
+	return err
+}
