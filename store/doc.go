@@ -1,0 +1,48 @@
+// Package store owns csrd's SQLite database: the schema and its embedded,
+// versioned migrations, the key records that marry a token key to the
+// certificate the CA later returns, the states a record may be in, and the
+// queries over them. It never calls the HSM; ordering store and token steps
+// so that a crash is repairable is the job of package lifecycle.
+//
+// # Record states
+//
+// Every key generated on the token has exactly one record. Its state moves
+// only along these edges (see [State.CanTransition]):
+//
+//	generating ──► pending ──► married
+//	     │            │  │         │
+//	     ▼            │  ▼         │
+//	   failed         │ deleted    │
+//	                  ▼            │
+//	                 lost ◄────────┘
+//
+// That is: generating → pending → married, pending → deleted,
+// generating → failed, and pending|married → lost (the key vanished from the
+// token; found by reconcile). failed, deleted and lost are terminal.
+//
+// A record is inserted as generating before the key exists on the token, so
+// a crash between the two is visible in the database; [Store.BeginKey] does
+// that and derives the token label from the record id in the same
+// transaction. Transitions are compare-and-set updates (UPDATE ... WHERE
+// state IN (...)): a record in an unexpected state yields an error matching
+// [ErrConflict], an unknown id one matching [ErrNotFound].
+//
+// # Storage
+//
+// The database is a file (never ":memory:": records must survive restarts)
+// in WAL mode with a busy timeout, foreign keys on and synchronous=NORMAL.
+// SQLite allows one writer at a time, so writes go through a dedicated pool
+// of exactly one connection whose transactions begin IMMEDIATE; reads use a
+// separate, query-only pool and never wait for the writer. Errors from
+// SQLite are classified once, here: a full disk matches [ErrStorageFull],
+// I/O, corruption and open failures match [ErrUnavailable], lock contention
+// past the busy timeout matches [ErrBusy].
+//
+// # Migrations
+//
+// migrations/NNNN_name.sql are applied in version order at [Open], each in
+// its own transaction together with its row in schema_migrations, so a
+// half-applied migration is impossible and re-opening is a no-op. A database
+// written by a newer csrd is refused rather than guessed at. Later schema
+// changes are new files; existing ones are never edited.
+package store

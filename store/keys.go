@@ -1,0 +1,313 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// KeyRecord is one row of keys: a token key and what csrd knows about it.
+// Empty strings, nil slices and zero numbers are stored as NULL.
+type KeyRecord struct {
+	ID          int64 // also the Keyfactor request Id; 1..2^31-1, never reused
+	RequestTime time.Time
+	UpdatedTime time.Time
+	State       State
+
+	KeyLabel    string // CKA_LABEL on the token, derived from ID; unique
+	KeyID       []byte // CKA_ID; stored as lower-case hex, unique when set
+	TokenLabel  string
+	TokenSerial string
+
+	KeyType string // e.g. "RSA", "ECDSA"
+	KeySize int    // bits, for RSA
+	Curve   string // for ECDSA
+
+	SPKISHA256 []byte   // SHA-256 of the DER SubjectPublicKeyInfo; stored hex, indexed
+	Subject    string   // DN as RFC 4514 text
+	SANs       []string // csr.SANs.Strings() form; stored as a JSON array
+
+	Template            string
+	EnrollmentPatternID int
+	Decision            json.RawMessage // the policy decision, as JSON
+
+	CSRPEM     string
+	FailReason string // why the record became failed (or lost, deleted)
+}
+
+const keyColumns = `id, request_time, updated_time, state, key_label, key_id, token_label, token_serial,
+    key_type, key_size, curve, spki_sha256, subject, sans, template, enrollment_pattern_id,
+    decision, csr_pem, fail_reason`
+
+const (
+	// insertKeySQL inserts without a label: the label is derived from the
+	// id, which exists only after the insert.
+	insertKeySQL = `INSERT INTO keys (request_time, updated_time, state, key_label, key_id,
+    token_label, token_serial, key_type, key_size, curve, subject, sans, template,
+    enrollment_pattern_id, decision)
+VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	setKeyLabelSQL = `UPDATE keys SET key_label = ? WHERE id = ?`
+
+	// completeKeySQL and transitionSQL are compare-and-set: the state
+	// condition makes a concurrent or repeated transition affect no row.
+	completeKeySQL = `UPDATE keys SET state = ?, updated_time = ?, csr_pem = ?, spki_sha256 = ?
+WHERE id = ? AND state = ?`
+	// The from-states arrive as one JSON array so the SQL stays constant.
+	transitionSQL = `UPDATE keys SET state = ?, updated_time = ?, fail_reason = COALESCE(?, fail_reason)
+WHERE id = ? AND state IN (SELECT value FROM json_each(?))`
+	keyStateSQL = `SELECT state FROM keys WHERE id = ?`
+
+	getKeySQL       = `SELECT ` + keyColumns + ` FROM keys WHERE id = ?`
+	listByStateSQL  = `SELECT ` + keyColumns + ` FROM keys WHERE state = ? ORDER BY id`
+	findBySPKISQL   = `SELECT ` + keyColumns + ` FROM keys WHERE spki_sha256 = ? ORDER BY id`
+	countByStateSQL = `SELECT state, COUNT(*) FROM keys GROUP BY state`
+)
+
+// BeginKey inserts rec as generating and sets its key label to label(id), in
+// one transaction, so no committed record lacks a label and no label is
+// chosen before its id is known. It fills in rec.ID, rec.KeyLabel,
+// rec.State, rec.UpdatedTime and, when zero, rec.RequestTime (now, UTC).
+// rec.SPKISHA256, CSRPEM and FailReason are ignored: transitions set them.
+// A label or key id already in use matches ErrConflict.
+func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int64) string) (int64, error) {
+	if rec == nil || label == nil {
+		return 0, errors.New("store: begin key: record and label function are required")
+	}
+	if len(rec.Decision) > 0 && !json.Valid(rec.Decision) {
+		return 0, errors.New("store: begin key: decision is not valid JSON")
+	}
+	sans, err := encodeSANs(rec.SANs)
+	if err != nil {
+		return 0, err
+	}
+	now := s.now()
+	requested := rec.RequestTime
+	if requested.IsZero() {
+		requested = now
+	}
+	var id int64
+	var lbl string
+	err = s.withTx(ctx, "begin key", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, insertKeySQL,
+			formatTime(requested), formatTime(now), StateGenerating, nullHex(rec.KeyID),
+			nullString(rec.TokenLabel), nullString(rec.TokenSerial), nullString(rec.KeyType),
+			nullInt(rec.KeySize), nullString(rec.Curve), nullString(rec.Subject), sans,
+			nullString(rec.Template), nullInt(rec.EnrollmentPatternID), nullJSON(rec.Decision))
+		if isUnique(err) {
+			return fmt.Errorf("%w: key id %x already in use", ErrConflict, rec.KeyID)
+		}
+		if err != nil {
+			return dbErr("begin key", err)
+		}
+		if id, err = res.LastInsertId(); err != nil {
+			return dbErr("begin key", err)
+		}
+		if lbl = label(id); lbl == "" {
+			return fmt.Errorf("store: begin key: empty label for key %d", id)
+		}
+		_, err = tx.ExecContext(ctx, setKeyLabelSQL, lbl, id)
+		if isUnique(err) {
+			return fmt.Errorf("%w: key label %q already in use", ErrConflict, lbl)
+		}
+		return dbErr("begin key", err)
+	})
+	if err != nil {
+		return 0, err
+	}
+	rec.ID, rec.KeyLabel, rec.State = id, lbl, StateGenerating
+	rec.RequestTime, rec.UpdatedTime = requested.UTC(), now
+	return id, nil
+}
+
+// CompleteKey records the CSR and the public key hash and moves the record
+// from generating to pending.
+func (s *Store) CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte) error {
+	if csrPEM == "" || len(spkiSHA256) != 32 {
+		return fmt.Errorf("store: complete key %d: a CSR and a 32-byte SPKI SHA-256 are required", id)
+	}
+	from := []State{StateGenerating}
+	return s.withTx(ctx, "complete key", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, completeKeySQL,
+			StatePending, formatTime(s.now()), csrPEM, hex.EncodeToString(spkiSHA256), id, StateGenerating)
+		return s.checkTransition(ctx, tx, "complete key", res, err, id, from, StatePending)
+	})
+}
+
+// FailKey moves the record from generating to failed, recording why. Only a
+// generating record can fail: once pending, the key exists and leaves only
+// by deletion or loss.
+func (s *Store) FailKey(ctx context.Context, id int64, reason string) error {
+	return s.Transition(ctx, id, []State{StateGenerating}, StateFailed, reason)
+}
+
+// Transition moves the record from one of the states in from to state to,
+// atomically. Every from→to edge must be allowed by the state machine
+// (State.CanTransition); asking for another is a programming error and is
+// not ErrConflict. A non-empty reason is stored in fail_reason. A record in
+// another state yields a *TransitionError (matches ErrConflict).
+func (s *Store) Transition(ctx context.Context, id int64, from []State, to State, reason string) error {
+	if len(from) == 0 {
+		return fmt.Errorf("store: transition to %s: no from-state given", to)
+	}
+	for _, f := range from {
+		if !f.CanTransition(to) {
+			return fmt.Errorf("store: transition %s -> %s is not allowed", f, to)
+		}
+	}
+	fromJSON, err := json.Marshal(from)
+	if err != nil {
+		return fmt.Errorf("store: transition: %w", err)
+	}
+	op := "transition to " + string(to)
+	return s.withTx(ctx, op, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, transitionSQL, to, formatTime(s.now()), nullString(reason), id, string(fromJSON))
+		return s.checkTransition(ctx, tx, op, res, err, id, from, to)
+	})
+}
+
+// checkTransition turns a compare-and-set UPDATE that matched no row into
+// ErrNotFound or a *TransitionError, looking the record up in the same
+// transaction so the reported state is the one that blocked the update.
+func (s *Store) checkTransition(ctx context.Context, tx *sql.Tx, op string, res sql.Result, err error, id int64, from []State, to State) error {
+	if err != nil {
+		return dbErr(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return dbErr(op, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	var cur State
+	switch err := tx.QueryRowContext(ctx, keyStateSQL, id).Scan(&cur); {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%w: key %d", ErrNotFound, id)
+	case err != nil:
+		return dbErr(op, err)
+	}
+	return &TransitionError{ID: id, State: cur, From: from, To: to}
+}
+
+// Get returns the record with the given id, or an error matching ErrNotFound.
+func (s *Store) Get(ctx context.Context, id int64) (*KeyRecord, error) {
+	rec, err := scanKey(s.r.QueryRowContext(ctx, getKeySQL, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: key %d", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, dbErr("get key", err)
+	}
+	return rec, nil
+}
+
+// ListByState returns the records in state st, oldest id first.
+func (s *Store) ListByState(ctx context.Context, st State) ([]*KeyRecord, error) {
+	if !st.Valid() {
+		return nil, fmt.Errorf("store: list keys: unknown state %q", st)
+	}
+	return s.queryKeys(ctx, "list keys", listByStateSQL, st)
+}
+
+// FindBySPKI returns the records whose public key hashes to spkiSHA256,
+// oldest id first — normally zero or one; more would mean the same key
+// generated twice. Used to marry an imported certificate to its key.
+func (s *Store) FindBySPKI(ctx context.Context, spkiSHA256 []byte) ([]*KeyRecord, error) {
+	if len(spkiSHA256) != 32 {
+		return nil, fmt.Errorf("store: find by SPKI: hash is %d bytes, want 32", len(spkiSHA256))
+	}
+	return s.queryKeys(ctx, "find by SPKI", findBySPKISQL, hex.EncodeToString(spkiSHA256))
+}
+
+// CountByState returns the number of records in each state; every known
+// state is present, with 0 when it has no records.
+func (s *Store) CountByState(ctx context.Context) (map[State]int, error) {
+	rows, err := s.r.QueryContext(ctx, countByStateSQL)
+	if err != nil {
+		return nil, dbErr("count keys", err)
+	}
+	defer rows.Close()
+	counts := make(map[State]int, len(States()))
+	for _, st := range States() {
+		counts[st] = 0
+	}
+	for rows.Next() {
+		var st State
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, dbErr("count keys", err)
+		}
+		counts[st] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr("count keys", err)
+	}
+	return counts, nil
+}
+
+func (s *Store) queryKeys(ctx context.Context, op, query string, args ...any) ([]*KeyRecord, error) {
+	rows, err := s.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, dbErr(op, err)
+	}
+	defer rows.Close()
+	var recs []*KeyRecord
+	for rows.Next() {
+		rec, err := scanKey(rows)
+		if err != nil {
+			return nil, dbErr(op, err)
+		}
+		recs = append(recs, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr(op, err)
+	}
+	return recs, nil
+}
+
+// scanKey reads one row in keyColumns order from a *sql.Row or *sql.Rows.
+func scanKey(row interface{ Scan(...any) error }) (*KeyRecord, error) {
+	var (
+		rec                                            KeyRecord
+		requested, updated                             string
+		label, keyID, tokLabel, tokSerial, keyType     sql.NullString
+		curve, spki, subject, sans, template, decision sql.NullString
+		csrPEM, failReason                             sql.NullString
+		keySize, patternID                             sql.NullInt64
+	)
+	if err := row.Scan(&rec.ID, &requested, &updated, &rec.State, &label, &keyID, &tokLabel,
+		&tokSerial, &keyType, &keySize, &curve, &spki, &subject, &sans, &template, &patternID,
+		&decision, &csrPEM, &failReason); err != nil {
+		return nil, err
+	}
+	var err error
+	if rec.RequestTime, err = parseTime(requested); err != nil {
+		return nil, fmt.Errorf("key %d request_time: %w", rec.ID, err)
+	}
+	if rec.UpdatedTime, err = parseTime(updated); err != nil {
+		return nil, fmt.Errorf("key %d updated_time: %w", rec.ID, err)
+	}
+	if rec.KeyID, err = decodeHex(keyID); err != nil {
+		return nil, fmt.Errorf("key %d key_id: %w", rec.ID, err)
+	}
+	if rec.SPKISHA256, err = decodeHex(spki); err != nil {
+		return nil, fmt.Errorf("key %d spki_sha256: %w", rec.ID, err)
+	}
+	if sans.Valid {
+		if err := json.Unmarshal([]byte(sans.String), &rec.SANs); err != nil {
+			return nil, fmt.Errorf("key %d sans: %w", rec.ID, err)
+		}
+	}
+	if decision.Valid {
+		rec.Decision = json.RawMessage(decision.String)
+	}
+	rec.KeyLabel, rec.TokenLabel, rec.TokenSerial = label.String, tokLabel.String, tokSerial.String
+	rec.KeyType, rec.KeySize, rec.Curve = keyType.String, int(keySize.Int64), curve.String
+	rec.Subject, rec.Template, rec.EnrollmentPatternID = subject.String, template.String, int(patternID.Int64)
+	rec.CSRPEM, rec.FailReason = csrPEM.String, failReason.String
+	return &rec, nil
+}
