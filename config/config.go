@@ -1,0 +1,177 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is everything csrd needs to run. Field names follow the YAML keys.
+type Config struct {
+	Listen   string `yaml:"listen"`
+	BasePath string `yaml:"base_path"`
+	HSM      HSM    `yaml:"hsm"`
+	Database string `yaml:"database"`
+	LogLevel string `yaml:"log_level"`
+
+	// ShutdownTimeout bounds how long in-flight requests may take to finish
+	// after SIGTERM before the HSM sessions and database are closed.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// RequestTimeout bounds one request; key generation on a busy token is
+	// the slow part, so it must allow for RSA-4096/8192.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+}
+
+// HSM selects the PKCS#11 module and token.
+type HSM struct {
+	Module     string `yaml:"module"`
+	TokenLabel string `yaml:"token_label"`
+	// PINFile holds the user PIN. When systemd passes credentials
+	// ($CREDENTIALS_DIRECTORY) and it contains hsm-pin, that file wins.
+	PINFile string `yaml:"pin_file"`
+	// MaxSessions caps concurrent PKCS#11 sessions (and so concurrent key
+	// generations). Tokens have a per-application session limit.
+	MaxSessions int `yaml:"max_sessions"`
+	// SessionWaitTimeout bounds how long a request waits for a free session
+	// before it is answered 503; crypto11 calls cannot be cancelled, so this
+	// is the only bound on waiting for the token.
+	SessionWaitTimeout time.Duration `yaml:"session_wait_timeout"`
+}
+
+// Defaults are the values used for keys the file leaves out.
+func Defaults() Config {
+	return Config{
+		Listen:          "127.0.0.1:8080",
+		BasePath:        "/KeyfactorAPI",
+		Database:        "/var/lib/csrd/csrd.db",
+		LogLevel:        "info",
+		ShutdownTimeout: 30 * time.Second,
+		RequestTimeout:  5 * time.Minute,
+		HSM: HSM{
+			Module:             "/usr/lib/softhsm/libsofthsm2.so",
+			PINFile:            "/etc/csrd/hsm-pin",
+			MaxSessions:        8,
+			SessionWaitTimeout: 30 * time.Second,
+		},
+	}
+}
+
+// Load reads the YAML file at path over the defaults. Unknown keys are an
+// error: a misspelt key silently ignored is how an appliance ends up on the
+// wrong token.
+func Load(path string) (Config, error) {
+	cfg := Defaults()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty file (io.EOF) means "all defaults".
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("config: %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks the whole configuration and reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		add("listen %q: %v", c.Listen, err)
+	} else if !isLoopback(host) {
+		// TLS arrives with the operations work; until then plain HTTP must
+		// not leave the machine.
+		add("listen %q: plain HTTP is only allowed on a loopback address", c.Listen)
+	}
+	if !strings.HasPrefix(c.BasePath, "/") || strings.HasSuffix(c.BasePath, "/") && c.BasePath != "/" {
+		add("base_path %q: must start with / and not end with /", c.BasePath)
+	}
+	if c.HSM.Module == "" {
+		add("hsm.module: required")
+	}
+	if c.HSM.TokenLabel == "" {
+		add("hsm.token_label: required")
+	}
+	if c.HSM.PINFile == "" && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
+		add("hsm.pin_file: required (or a systemd credential hsm-pin)")
+	}
+	// crypto11 keeps one long-lived session of its own besides the pool,
+	// so fewer than 2 cannot work.
+	if c.HSM.MaxSessions < 2 || c.HSM.MaxSessions > 1024 {
+		add("hsm.max_sessions %d: must be between 2 and 1024", c.HSM.MaxSessions)
+	}
+	if c.HSM.SessionWaitTimeout <= 0 {
+		add("hsm.session_wait_timeout: must be positive")
+	}
+	if c.Database == "" || c.Database == ":memory:" || strings.HasPrefix(c.Database, "file::memory:") {
+		add("database %q: must be a file path", c.Database)
+	}
+	switch c.LogLevel {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		add("log_level %q: must be one of trace, debug, info, warn, error", c.LogLevel)
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("shutdown_timeout: must be positive")
+	}
+	if c.RequestTimeout <= 0 {
+		add("request_timeout: must be positive")
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("config: %w", errors.Join(errs...))
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ReadPIN returns the HSM user PIN. A systemd credential
+// ($CREDENTIALS_DIRECTORY/hsm-pin) wins over pin_file, so the unit can hand
+// the PIN over without it ever being readable by the service user's files.
+// Trailing newlines are trimmed; the error never contains the PIN.
+func (c *Config) ReadPIN() (string, error) {
+	path := c.HSM.PINFile
+	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+		cred := filepath.Join(dir, "hsm-pin")
+		if _, err := os.Stat(cred); err == nil {
+			path = cred
+		}
+	}
+	if path == "" {
+		return "", errors.New("config: no PIN file configured")
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("config: PIN file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
+		return "", fmt.Errorf("config: PIN file %s is readable by group or others (mode %04o); chmod 600 it", path, st.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("config: PIN file: %w", err)
+	}
+	pin := strings.TrimRight(string(data), "\r\n")
+	if pin == "" {
+		return "", fmt.Errorf("config: PIN file %s is empty", path)
+	}
+	return pin, nil
+}

@@ -1,0 +1,157 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, name, content string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoad(t *testing.T) {
+	cases := []struct {
+		name    string
+		yaml    string
+		wantErr string
+		check   func(t *testing.T, c Config)
+	}{
+		{name: "empty file is all defaults", yaml: "", check: func(t *testing.T, c Config) {
+			if c.Listen != "127.0.0.1:8080" || c.BasePath != "/KeyfactorAPI" || c.HSM.MaxSessions != 8 {
+				t.Errorf("defaults not applied: %+v", c)
+			}
+		}},
+		{name: "issue example", yaml: `
+listen: 127.0.0.1:9090
+base_path: /KeyfactorApi
+hsm:
+  module: /usr/lib/softhsm/libsofthsm2.so
+  token_label: csrd-dev
+  pin_file: .dev/hsm-pin
+  max_sessions: 4
+database: .dev/csrd.db
+log_level: debug
+shutdown_timeout: 5s
+`, check: func(t *testing.T, c Config) {
+			if c.Listen != "127.0.0.1:9090" || c.HSM.TokenLabel != "csrd-dev" || c.HSM.MaxSessions != 4 ||
+				c.LogLevel != "debug" || c.ShutdownTimeout != 5*time.Second || c.HSM.SessionWaitTimeout != 30*time.Second {
+				t.Errorf("not loaded: %+v", c)
+			}
+		}},
+		{name: "unknown key refused", yaml: "listn: 127.0.0.1:1\n", wantErr: "listn"},
+		{name: "pin in the file is refused", yaml: "hsm:\n  pin: 1234\n", wantErr: "pin"},
+		{name: "wrong type names the line", yaml: "hsm:\n  max_sessions: many\n", wantErr: "line 2"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(write(t, "c.yaml", tc.yaml, 0o600))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one naming %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	valid := func() Config {
+		c := Defaults()
+		c.HSM.TokenLabel = "t"
+		return c
+	}
+	cases := []struct {
+		name    string
+		mutate  func(c *Config)
+		wantErr string
+	}{
+		{name: "valid", mutate: func(*Config) {}},
+		{name: "ipv6 loopback", mutate: func(c *Config) { c.Listen = "[::1]:8080" }},
+		{name: "localhost", mutate: func(c *Config) { c.Listen = "localhost:8080" }},
+		{name: "public address", mutate: func(c *Config) { c.Listen = "0.0.0.0:8080" }, wantErr: "loopback"},
+		{name: "no port", mutate: func(c *Config) { c.Listen = "127.0.0.1" }, wantErr: "listen"},
+		{name: "base path without slash", mutate: func(c *Config) { c.BasePath = "KeyfactorAPI" }, wantErr: "base_path"},
+		{name: "base path trailing slash", mutate: func(c *Config) { c.BasePath = "/KeyfactorAPI/" }, wantErr: "base_path"},
+		{name: "no token", mutate: func(c *Config) { c.HSM.TokenLabel = "" }, wantErr: "token_label"},
+		{name: "one session", mutate: func(c *Config) { c.HSM.MaxSessions = 1 }, wantErr: "max_sessions"},
+		{name: "memory database", mutate: func(c *Config) { c.Database = ":memory:" }, wantErr: "database"},
+		{name: "bad log level", mutate: func(c *Config) { c.LogLevel = "loud" }, wantErr: "log_level"},
+		{name: "all errors together", mutate: func(c *Config) { c.LogLevel = "loud"; c.HSM.TokenLabel = "" }, wantErr: "token_label"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid()
+			tc.mutate(&c)
+			err := c.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want one naming %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestReadPIN(t *testing.T) {
+	t.Run("trims newline", func(t *testing.T) {
+		c := Defaults()
+		c.HSM.PINFile = write(t, "pin", "s3cret\n", 0o600)
+		pin, err := c.ReadPIN()
+		if err != nil || pin != "s3cret" {
+			t.Fatalf("pin %q err %v", pin, err)
+		}
+	})
+	t.Run("world readable refused without leaking", func(t *testing.T) {
+		c := Defaults()
+		c.HSM.PINFile = write(t, "pin", "s3cret", 0o644)
+		_, err := c.ReadPIN()
+		if err == nil || !strings.Contains(err.Error(), "chmod 600") || strings.Contains(err.Error(), "s3cret") {
+			t.Fatalf("error %v", err)
+		}
+	})
+	t.Run("empty refused", func(t *testing.T) {
+		c := Defaults()
+		c.HSM.PINFile = write(t, "pin", "\n", 0o600)
+		if _, err := c.ReadPIN(); err == nil {
+			t.Fatal("empty PIN accepted")
+		}
+	})
+	t.Run("missing file", func(t *testing.T) {
+		c := Defaults()
+		c.HSM.PINFile = filepath.Join(t.TempDir(), "nope")
+		if _, err := c.ReadPIN(); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("error %v", err)
+		}
+	})
+	t.Run("systemd credential wins", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "hsm-pin"), []byte("fromcred"), 0o400); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("CREDENTIALS_DIRECTORY", dir)
+		c := Defaults()
+		c.HSM.PINFile = write(t, "pin", "fromfile", 0o600)
+		pin, err := c.ReadPIN()
+		if err != nil || pin != "fromcred" {
+			t.Fatalf("pin %q err %v", pin, err)
+		}
+	})
+}
