@@ -3,22 +3,25 @@ module github.com/csrd/csrd
 go 1.26.8
 
 require (
-	github.com/ThalesGroup/crypto11 v1.6.2 // indirect
-	github.com/cloudflare/circl v1.6.5 // indirect
-	github.com/labstack/echo/v4 v4.16.0 // indirect
+	github.com/ThalesGroup/crypto11 v1.6.2
+	github.com/cloudflare/circl v1.6.5
+	github.com/labstack/echo/v4 v4.16.0
+	github.com/mattn/go-sqlite3 v1.14.53
+	github.com/miekg/pkcs11 v1.1.2
+	github.com/pkg/errors v0.9.1
+	github.com/rs/zerolog v1.35.1
+	github.com/thales-e-security/pool v0.0.2
+	go.yaml.in/yaml/v3 v3.0.6
+	golang.org/x/net v0.62.0
+)
+
+require (
 	github.com/labstack/gommon v0.5.0 // indirect
 	github.com/mattn/go-colorable v0.1.15 // indirect
 	github.com/mattn/go-isatty v0.0.22 // indirect
-	github.com/mattn/go-sqlite3 v1.14.53 // indirect
-	github.com/miekg/pkcs11 v1.1.2 // indirect
-	github.com/pkg/errors v0.9.1 // indirect
-	github.com/rs/zerolog v1.35.1 // indirect
-	github.com/thales-e-security/pool v0.0.2 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	github.com/valyala/fasttemplate v1.2.2 // indirect
-	go.yaml.in/yaml/v3 v3.0.6 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
-	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 )
