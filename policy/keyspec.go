@@ -1,0 +1,145 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Algorithm is a canonical key algorithm name, as Keyfactor spells KeyType.
+type Algorithm string
+
+const (
+	RSA     Algorithm = "RSA"
+	ECC     Algorithm = "ECC"
+	Ed25519 Algorithm = "ED25519"
+	Ed448   Algorithm = "ED448"
+)
+
+// KeySpec is a fully resolved key: the algorithm and, for RSA, the modulus
+// size in bits, for ECC the named curve ("P-256", "P-384", "P-521").
+type KeySpec struct {
+	Algorithm Algorithm `json:"algorithm"`
+	Bits      int       `json:"bits"`
+	Curve     string    `json:"curve,omitempty"`
+}
+
+func (k KeySpec) String() string {
+	if k.Curve != "" {
+		return fmt.Sprintf("%s %s", k.Algorithm, k.Curve)
+	}
+	return fmt.Sprintf("%s %d", k.Algorithm, k.Bits)
+}
+
+// KeyRequest is the key part of a Generate request exactly as sent; zero
+// values mean "absent" (Keyfactor's SDK sends "" and 0 for unset fields).
+type KeyRequest struct {
+	KeyType              string
+	KeyLength            int
+	Curve                string
+	AlternativeKeyType   string
+	AlternativeKeyLength int
+	AlternativeCurve     string
+}
+
+// curve describes one supported named curve.
+type curve struct {
+	name  string
+	oid   string
+	bits  int
+	alias []string
+}
+
+var curves = []curve{
+	{"P-256", "1.2.840.10045.3.1.7", 256, []string{"prime256v1", "secp256r1", "nistp256", "p256"}},
+	{"P-384", "1.3.132.0.34", 384, []string{"secp384r1", "nistp384", "p384"}},
+	{"P-521", "1.3.132.0.35", 521, []string{"secp521r1", "nistp521", "p521"}},
+}
+
+func lookupCurve(s string) (curve, bool) {
+	for _, c := range curves {
+		if strings.EqualFold(s, c.name) || s == c.oid {
+			return c, true
+		}
+		for _, a := range c.alias {
+			if strings.EqualFold(s, a) {
+				return c, true
+			}
+		}
+	}
+	return curve{}, false
+}
+
+func curveByBits(bits int) (curve, bool) {
+	for _, c := range curves {
+		if c.bits == bits {
+			return c, true
+		}
+	}
+	return curve{}, false
+}
+
+// CurveOID returns the dotted OID of a canonical curve name.
+func CurveOID(name string) string {
+	if c, ok := lookupCurve(name); ok {
+		return c.oid
+	}
+	return ""
+}
+
+// ResolveKey turns what the client sent into a KeySpec. It only checks that
+// the request is self-consistent (a known algorithm, a Curve that agrees
+// with KeyLength); whether the spec is allowed is Decide's business.
+func ResolveKey(kr KeyRequest) (KeySpec, error) {
+	var vs Violations
+	spec := KeySpec{}
+	kt := strings.ToUpper(strings.TrimSpace(kr.KeyType))
+	switch kt {
+	case "":
+		vs.add(RuleRequest, "KeyType", "KeyType is required (RSA, ECC, ED25519 or ED448)")
+	case "RSA":
+		spec.Algorithm = RSA
+		switch {
+		case kr.Curve != "":
+			vs.add(RuleRequest, "Curve", "Curve is not valid for KeyType RSA")
+		case kr.KeyLength == 0:
+			vs.add(RuleRequest, "KeyLength", "KeyLength is required for KeyType RSA")
+		case kr.KeyLength < 0:
+			vs.add(RuleRequest, "KeyLength", fmt.Sprintf("KeyLength %d is not a key size", kr.KeyLength))
+		}
+		spec.Bits = kr.KeyLength
+	case "ECC", "ECDSA", "EC":
+		spec.Algorithm = ECC
+		var c curve
+		var ok bool
+		switch {
+		case kr.Curve != "":
+			c, ok = lookupCurve(strings.TrimSpace(kr.Curve))
+			if !ok {
+				vs.add(RuleRequest, "Curve", fmt.Sprintf("Curve %q is not a supported curve (1.2.840.10045.3.1.7 P-256, 1.3.132.0.34 P-384, 1.3.132.0.35 P-521)", kr.Curve))
+			} else if kr.KeyLength != 0 && kr.KeyLength != c.bits {
+				vs.add(RuleRequest, "Curve", fmt.Sprintf("Curve %s contradicts KeyLength %d", c.name, kr.KeyLength))
+			}
+		case kr.KeyLength == 0:
+			vs.add(RuleRequest, "KeyLength", "KeyLength or Curve is required for KeyType ECC")
+		default:
+			c, ok = curveByBits(kr.KeyLength)
+			if !ok {
+				vs.add(RuleRequest, "KeyLength", fmt.Sprintf("KeyLength %d is not an ECC size (256, 384 or 521)", kr.KeyLength))
+			}
+		}
+		if ok {
+			spec.Curve, spec.Bits = c.name, c.bits
+		}
+	case "ED25519", "ED448":
+		vs.add(RuleSupported, "KeyType", fmt.Sprintf("KeyType %s is not supported by this server yet", kt))
+	default:
+		vs.add(RuleRequest, "KeyType", fmt.Sprintf("KeyType %q is not a key type (RSA, ECC, ED25519 or ED448)", kr.KeyType))
+	}
+	if kr.AlternativeKeyType != "" || kr.AlternativeKeyLength != 0 || kr.AlternativeCurve != "" {
+		vs.add(RuleSupported, "AlternativeKeyType", "alternative (hybrid) keys are not supported by this server yet")
+	}
+	if err := vs.err(); err != nil {
+		return KeySpec{}, err
+	}
+	return spec, nil
+}

@@ -1,0 +1,82 @@
+package policy
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestDecideDefault(t *testing.T) {
+	cases := []struct {
+		name    string
+		key     KeyRequest
+		want    KeySpec
+		rules   []string // rule of each violation, in order
+		message string   // substring of the client message
+	}{
+		{name: "RSA 2048", key: KeyRequest{KeyType: "RSA", KeyLength: 2048}, want: KeySpec{RSA, 2048, ""}},
+		{name: "RSA 8192 lower-case type", key: KeyRequest{KeyType: "rsa", KeyLength: 8192}, want: KeySpec{RSA, 8192, ""}},
+		{name: "ECC by length", key: KeyRequest{KeyType: "ECC", KeyLength: 384}, want: KeySpec{ECC, 384, "P-384"}},
+		{name: "ECDSA alias by OID", key: KeyRequest{KeyType: "ECDSA", Curve: "1.3.132.0.35"}, want: KeySpec{ECC, 521, "P-521"}},
+		{name: "curve name agrees with length", key: KeyRequest{KeyType: "ECC", KeyLength: 256, Curve: "prime256v1"}, want: KeySpec{ECC, 256, "P-256"}},
+		{name: "missing type", key: KeyRequest{KeyLength: 256}, rules: []string{RuleRequest}, message: "KeyType is required"},
+		{name: "RSA 1024", key: KeyRequest{KeyType: "RSA", KeyLength: 1024}, rules: []string{RuleKeyAlgorithm}, message: "KeyLength 1024 is not allowed by the built-in default policy: RSA sizes allowed are 2048, 3072, 4096, 8192"},
+		{name: "RSA without length", key: KeyRequest{KeyType: "RSA"}, rules: []string{RuleRequest}, message: "KeyLength is required"},
+		{name: "curve contradicts length", key: KeyRequest{KeyType: "ECC", KeyLength: 384, Curve: "P-256"}, rules: []string{RuleRequest}, message: "Curve P-256 contradicts KeyLength 384"},
+		{name: "unknown curve", key: KeyRequest{KeyType: "ECC", Curve: "brainpoolP256r1"}, rules: []string{RuleRequest}, message: "brainpoolP256r1"},
+		{name: "Ed25519 later", key: KeyRequest{KeyType: "ed25519"}, rules: []string{RuleSupported}, message: "not supported by this server yet"},
+		{name: "two reasons together", key: KeyRequest{KeyType: "RSA", Curve: "P-256", AlternativeKeyType: "ML-DSA-44"},
+			rules: []string{RuleRequest, RuleSupported}, message: "Curve is not valid for KeyType RSA; alternative"},
+	}
+	p := Default()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dec, err := p.Decide(Request{Key: tc.key})
+			if tc.rules == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if dec.Key != tc.want || dec.Policy != "built-in default" {
+					t.Fatalf("decision %+v, want key %+v", dec, tc.want)
+				}
+				return
+			}
+			var pe *Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("want *Error, got %v", err)
+			}
+			if len(pe.Violations) != len(tc.rules) {
+				t.Fatalf("violations %+v, want rules %v", pe.Violations, tc.rules)
+			}
+			for i, r := range tc.rules {
+				if pe.Violations[i].Rule != r {
+					t.Errorf("violation %d rule %s, want %s", i, pe.Violations[i].Rule, r)
+				}
+			}
+			if !strings.Contains(pe.Message(), tc.message) {
+				t.Errorf("message %q does not contain %q", pe.Message(), tc.message)
+			}
+			if pe.Unsupported() != (len(tc.rules) == 1 && tc.rules[0] == RuleSupported) {
+				t.Errorf("Unsupported() = %v", pe.Unsupported())
+			}
+		})
+	}
+}
+
+func TestDecideNarrowPolicy(t *testing.T) {
+	p := &Policy{Name: "test", PrimaryKeyAlgorithms: []AlgorithmRule{{KeyType: ECC, Curves: []string{"P-384"}}}}
+	if _, err := p.Decide(Request{Key: KeyRequest{KeyType: "ECC", KeyLength: 256}}); err == nil || !strings.Contains(err.Error(), "ECC curves allowed are P-384") {
+		t.Fatalf("P-256 allowed by a P-384-only policy: %v", err)
+	}
+	if _, err := p.Decide(Request{Key: KeyRequest{KeyType: "RSA", KeyLength: 2048}}); err == nil || !strings.Contains(err.Error(), "KeyType RSA is not allowed") {
+		t.Fatalf("RSA allowed by an ECC-only policy: %v", err)
+	}
+}
+
+func TestCurveOID(t *testing.T) {
+	for name, oid := range map[string]string{"P-256": "1.2.840.10045.3.1.7", "secp384r1": "1.3.132.0.34", "P-521": "1.3.132.0.35", "x": ""} {
+		if got := CurveOID(name); got != oid {
+			t.Errorf("CurveOID(%s) = %q, want %q", name, got, oid)
+		}
+	}
+}
