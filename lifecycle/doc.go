@@ -1,0 +1,18 @@
+// Package lifecycle owns csrd's use cases and the key record state machine:
+// Generate (decide, record, create the key in the token, build and sign the
+// CSR, complete the record) and Reconcile (finish what a crash interrupted).
+//
+// Its main job is the crash-safe ordering between the database and the
+// token. A key is never created in the token before a record that names it
+// (label and CKA_ID) is committed as "generating"; only when the CSR is
+// built is the record moved to "pending". Any failure after the key exists
+// destroys the key and marks the record "failed". If the process dies in
+// between, the record is still "generating" and Reconcile — run at start-up
+// — destroys whatever key the token holds under that label and marks the
+// record "failed". So the token never holds a csrd key that the database
+// does not know about, and the database never claims a key that is not
+// there.
+//
+// lifecycle declares the narrow interfaces it needs from hsm and store; it
+// does not parse HTTP or encode JSON for clients.
+package lifecycle

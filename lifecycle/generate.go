@@ -1,0 +1,254 @@
+package lifecycle
+
+import (
+	"context"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/csr"
+	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/policy"
+	"github.com/csrd/csrd/store"
+)
+
+// LabelPrefix starts the CKA_LABEL of every key csrd creates; reconciliation
+// uses it to tell csrd's objects from anything else on a shared token.
+const LabelPrefix = "csrd-"
+
+// Label is the CKA_LABEL of the key belonging to record id.
+func Label(id int64) string { return fmt.Sprintf("%s%d", LabelPrefix, id) }
+
+// Token is what lifecycle needs from the HSM.
+type Token interface {
+	Label() string
+	Serial() string
+	NewKeyID(ctx context.Context) ([]byte, error)
+	GenerateKeyPair(ctx context.Context, spec hsm.KeySpec, ref hsm.KeyRef) (*hsm.Key, error)
+	DestroyKey(ctx context.Context, ref hsm.KeyRef) error
+}
+
+// Records is what lifecycle needs from the database.
+type Records interface {
+	BeginKey(ctx context.Context, rec *store.KeyRecord, label func(id int64) string) (int64, error)
+	CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte) error
+	FailKey(ctx context.Context, id int64, reason string) error
+	ListByState(ctx context.Context, s store.State) ([]*store.KeyRecord, error)
+}
+
+// Decider is the policy that decides every request.
+type Decider interface {
+	Decide(req policy.Request) (*policy.Decision, error)
+}
+
+// Service runs the use cases.
+type Service struct {
+	token   Token
+	records Records
+	policy  Decider
+	log     zerolog.Logger
+	rand    io.Reader
+
+	// cleanupTimeout bounds destroying a key and failing its record after
+	// an error; it runs detached from the request so a client hanging up
+	// cannot leave a half-made key behind.
+	cleanupTimeout time.Duration
+	// afterStep, when set (tests only), is called after each step of
+	// Generate; the crash test uses it to kill the process in between.
+	afterStep func(step string)
+}
+
+// New returns a Service. log receives one line per failure with its cause.
+func New(token Token, records Records, pol Decider, log zerolog.Logger) *Service {
+	return &Service{
+		token:          token,
+		records:        records,
+		policy:         pol,
+		log:            log,
+		rand:           rand.Reader,
+		cleanupTimeout: 30 * time.Second,
+	}
+}
+
+// GenerateRequest is a Generate call, independent of the wire format.
+type GenerateRequest struct {
+	Subject             string
+	SANs                map[string][]string
+	Key                 policy.KeyRequest
+	Template            string
+	EnrollmentPatternID int
+}
+
+// GenerateResult is a successful Generate.
+type GenerateResult struct {
+	ID       int64
+	KeyLabel string
+	CSRPEM   string
+}
+
+// Generate decides the request, records it, creates the key pair in the
+// token, builds the CSR signed by that key and completes the record.
+func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateResult, error) {
+	subject, err := csr.ParseDN(req.Subject)
+	if err != nil {
+		return nil, err
+	}
+	sans, err := csr.ParseSANs(req.SANs)
+	if err != nil {
+		return nil, err
+	}
+	dec, err := s.policy.Decide(policy.Request{
+		Key:                 req.Key,
+		Subject:             subject,
+		SANs:                sans,
+		Template:            req.Template,
+		EnrollmentPatternID: req.EnrollmentPatternID,
+	})
+	if err != nil {
+		return nil, err
+	}
+	spec, err := hsmSpec(dec.Key)
+	if err != nil {
+		return nil, err
+	}
+	decision, err := json.Marshal(dec)
+	if err != nil {
+		return nil, fmt.Errorf("lifecycle: encode decision: %w", err)
+	}
+	keyID, err := s.token.NewKeyID(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	rec := &store.KeyRecord{
+		State:               store.StateGenerating,
+		KeyID:               keyID,
+		TokenLabel:          s.token.Label(),
+		TokenSerial:         s.token.Serial(),
+		KeyType:             string(dec.Key.Algorithm),
+		KeySize:             dec.Key.Bits,
+		Curve:               dec.Key.Curve,
+		Subject:             subject.String(),
+		SANs:                sans.Strings(),
+		Template:            req.Template,
+		EnrollmentPatternID: req.EnrollmentPatternID,
+		Decision:            decision,
+	}
+	// Step 1: the record exists, committed, before the key does.
+	id, err := s.records.BeginKey(ctx, rec, Label)
+	if err != nil {
+		return nil, err
+	}
+	s.step("recorded")
+	log := s.log.With().Int64("record", id).Str("label", rec.KeyLabel).Logger()
+
+	// From here on the work finishes even if the client goes away: the
+	// record says "generating", and leaving it half done would only hand
+	// the work to start-up reconciliation.
+	ctx = context.WithoutCancel(ctx)
+	ref := hsm.KeyRef{ID: keyID, Label: rec.KeyLabel}
+
+	// Step 2: the key pair is born in the token.
+	key, err := s.token.GenerateKeyPair(ctx, spec, ref)
+	if err != nil {
+		// The token may have created objects before failing (or failed
+		// after creating them); look for them by label and destroy them.
+		s.abandon(log, id, ref, nil, err)
+		return nil, err
+	}
+	s.step("key-generated")
+
+	// Step 3: the CSR, signed inside the token.
+	der, err := csr.Build(s.rand, &csr.Request{Subject: subject, SANs: sans}, key)
+	if err != nil {
+		s.abandon(log, id, ref, key, err)
+		return nil, err
+	}
+	spki, err := csr.SPKISHA256(key.Public())
+	if err != nil {
+		s.abandon(log, id, ref, key, err)
+		return nil, err
+	}
+	pem := csr.PEM(der)
+	s.step("csr-built")
+
+	// Step 4: the record becomes pending; only now is the key "known".
+	if err := s.records.CompleteKey(ctx, id, pem, spki); err != nil {
+		s.abandon(log, id, ref, key, err)
+		return nil, err
+	}
+	s.step("completed")
+	log.Info().Str("key", dec.Key.String()).Msg("key generated, CSR pending")
+	return &GenerateResult{ID: id, KeyLabel: rec.KeyLabel, CSRPEM: pem}, nil
+}
+
+// abandon undoes a Generate that failed after its record was written:
+// destroy the key (by handle when we have one, else by label) and mark the
+// record failed. If either step fails too, the record stays "generating"
+// and start-up reconciliation finishes the job; that is logged, not hidden.
+func (s *Service) abandon(log zerolog.Logger, id int64, ref hsm.KeyRef, key *hsm.Key, cause error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cleanupTimeout)
+	defer cancel()
+	var derr error
+	if key != nil {
+		derr = key.Destroy(ctx)
+	} else {
+		derr = s.token.DestroyKey(ctx, ref)
+		if errors.Is(derr, hsm.ErrNotFound) {
+			derr = nil
+		}
+	}
+	if derr != nil {
+		log.Error().Err(derr).AnErr("cause", cause).Msg("could not destroy key after a failed generate; left for reconciliation")
+		return
+	}
+	if err := s.records.FailKey(ctx, id, reason(cause)); err != nil {
+		log.Error().Err(err).AnErr("cause", cause).Msg("could not mark record failed; left for reconciliation")
+		return
+	}
+	log.Warn().Err(cause).Msg("generate failed; key destroyed, record marked failed")
+}
+
+// reason is what a failed record says about its failure: the error text,
+// which by construction of hsm and csr errors carries no PIN or key bytes.
+func reason(err error) string {
+	const max = 500
+	s := err.Error()
+	if len(s) > max {
+		s = s[:max]
+	}
+	return s
+}
+
+func (s *Service) step(name string) {
+	if s.afterStep != nil {
+		s.afterStep(name)
+	}
+}
+
+func hsmSpec(k policy.KeySpec) (hsm.KeySpec, error) {
+	switch k.Algorithm {
+	case policy.RSA:
+		return hsm.KeySpec{Type: hsm.KeyRSA, Bits: k.Bits}, nil
+	case policy.ECC:
+		var c elliptic.Curve
+		switch k.Curve {
+		case "P-256":
+			c = elliptic.P256()
+		case "P-384":
+			c = elliptic.P384()
+		case "P-521":
+			c = elliptic.P521()
+		default:
+			return hsm.KeySpec{}, fmt.Errorf("lifecycle: curve %q has no HSM mapping", k.Curve)
+		}
+		return hsm.KeySpec{Type: hsm.KeyECDSA, Bits: k.Bits, Curve: c}, nil
+	}
+	return hsm.KeySpec{}, fmt.Errorf("lifecycle: key algorithm %s has no HSM mapping", k.Algorithm)
+}

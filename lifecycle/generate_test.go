@@ -1,0 +1,215 @@
+package lifecycle_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/lifecycle"
+	"github.com/csrd/csrd/policy"
+	"github.com/csrd/csrd/store"
+)
+
+func openStore(t *testing.T, path string) *store.Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+var p256 = lifecycle.GenerateRequest{
+	Subject: "CN=crash.example.com",
+	Key:     policy.KeyRequest{KeyType: "ECC", KeyLength: 256},
+}
+
+// TestCrashBetweenSteps kills a real process (SIGKILL, no clean-up code
+// runs) after each step of Generate, then proves that start-up
+// reconciliation leaves neither an unrecorded key in the token nor a record
+// that claims a key: interrupted records end "failed" with their key gone,
+// a completed one stays "pending" with its key.
+func TestCrashBetweenSteps(t *testing.T) {
+	cases := []struct {
+		step        string
+		keyExists   bool // the token holds the key when the process dies
+		wantState   store.State
+		wantDestroy int
+	}{
+		{step: "recorded", keyExists: false, wantState: store.StateFailed, wantDestroy: 0},
+		{step: "key-generated", keyExists: true, wantState: store.StateFailed, wantDestroy: 1},
+		{step: "csr-built", keyExists: true, wantState: store.StateFailed, wantDestroy: 1},
+		{step: "completed", keyExists: true, wantState: store.StatePending, wantDestroy: 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.step, func(t *testing.T) {
+			ctx := context.Background()
+			dbPath := filepath.Join(t.TempDir(), "csrd.db")
+			objectsBefore, err := testToken.CountObjects(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(),
+				envCrashStep+"="+tc.step, envCrashDB+"="+dbPath,
+				envTokenLabel+"="+testTok.Label, envPINFile+"="+testTok.PINFile, envModule+"="+testTok.Module)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("child did not die by SIGKILL at %s: %v\n%s", tc.step, err, out)
+			}
+
+			db := openStore(t, dbPath)
+			recs, err := db.ListByState(ctx, store.StateGenerating)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rec *store.KeyRecord
+			if tc.step == "completed" {
+				if len(recs) != 0 {
+					t.Fatalf("%d records left generating after a completed generate", len(recs))
+				}
+				pend, _ := db.ListByState(ctx, store.StatePending)
+				if len(pend) != 1 {
+					t.Fatalf("want 1 pending record, have %d", len(pend))
+				}
+				rec = pend[0]
+			} else {
+				if len(recs) != 1 {
+					t.Fatalf("want the interrupted record left generating, have %d", len(recs))
+				}
+				rec = recs[0]
+			}
+			ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
+			_, err = testToken.FindKey(ctx, ref)
+			if tc.keyExists != (err == nil) {
+				t.Fatalf("key in token after crash at %s: %v (want present=%v)", tc.step, err, tc.keyExists)
+			}
+
+			svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+			rep, err := svc.Reconcile(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.KeysDestroyed != tc.wantDestroy {
+				t.Errorf("reconcile destroyed %d keys, want %d", rep.KeysDestroyed, tc.wantDestroy)
+			}
+			got, err := db.Get(ctx, rec.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State != tc.wantState {
+				t.Errorf("record state %s after reconcile, want %s", got.State, tc.wantState)
+			}
+			_, err = testToken.FindKey(ctx, ref)
+			if keep := tc.wantState == store.StatePending; keep != (err == nil) {
+				t.Errorf("after reconcile key present=%v (err %v), want %v", err == nil, err, keep)
+			}
+			if !errors.Is(err, hsm.ErrNotFound) && err != nil {
+				t.Errorf("lookup error: %v", err)
+			}
+			// Clean up the completed key so object counts stay comparable.
+			if tc.wantState == store.StatePending {
+				if err := testToken.DestroyKey(ctx, ref); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if after, _ := testToken.CountObjects(ctx); after != objectsBefore {
+				t.Errorf("token objects %d before, %d after", objectsBefore, after)
+			}
+			// A second reconcile has nothing left to do.
+			if rep, err := svc.Reconcile(ctx); err != nil || rep.Interrupted != 0 {
+				t.Errorf("second reconcile: %+v %v", rep, err)
+			}
+		})
+	}
+}
+
+// crashChild runs in the child process started above (see TestMain): it
+// generates one key and SIGKILLs itself after the named step. It returns
+// only on failure.
+func crashChild(step string) error {
+	pin, err := os.ReadFile(os.Getenv(envPINFile))
+	if err != nil {
+		return err
+	}
+	tok, err := openToken(os.Getenv(envModule), os.Getenv(envTokenLabel), string(pin))
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(context.Background(), os.Getenv(envCrashDB))
+	if err != nil {
+		return err
+	}
+	svc := lifecycle.New(tok, db, policy.Default(), testLog)
+	svc.SetAfterStep(func(s string) {
+		if s == step {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	})
+	_, err = svc.Generate(context.Background(), p256)
+	return fmt.Errorf("Generate returned (%v) instead of dying at %s", err, step)
+}
+
+// failingRecords wraps the real store and fails CompleteKey, the last step.
+type failingRecords struct{ *store.Store }
+
+var errInjected = errors.New("injected: disk gone")
+
+func (failingRecords) CompleteKey(context.Context, int64, string, []byte) error { return errInjected }
+
+// TestGenerateFailureDestroysKey: a failure after the key exists destroys
+// the key and marks the record failed, within the same call.
+func TestGenerateFailureDestroysKey(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
+	before, _ := testToken.CountObjects(ctx)
+	svc := lifecycle.New(testToken, failingRecords{db}, policy.Default(), testLog)
+	if _, err := svc.Generate(ctx, p256); !errors.Is(err, errInjected) {
+		t.Fatalf("Generate error %v, want the injected one", err)
+	}
+	failed, err := db.ListByState(ctx, store.StateFailed)
+	if err != nil || len(failed) != 1 {
+		t.Fatalf("want one failed record: %v %v", failed, err)
+	}
+	if !strings.Contains(failed[0].FailReason, "injected") {
+		t.Errorf("fail reason %q", failed[0].FailReason)
+	}
+	if _, err := testToken.FindKey(ctx, hsm.KeyRef{ID: failed[0].KeyID, Label: failed[0].KeyLabel}); !errors.Is(err, hsm.ErrNotFound) {
+		t.Errorf("key still in token: %v", err)
+	}
+	if after, _ := testToken.CountObjects(ctx); after != before {
+		t.Errorf("token objects %d before, %d after", before, after)
+	}
+}
+
+// TestPolicyRefusalCreatesNothing: a refused request writes no record and
+// creates no key.
+func TestPolicyRefusalCreatesNothing(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
+	before, _ := testToken.CountObjects(ctx)
+	svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+	_, err := svc.Generate(ctx, lifecycle.GenerateRequest{Subject: "CN=x", Key: policy.KeyRequest{KeyType: "RSA", KeyLength: 1024}})
+	var pe *policy.Error
+	if !errors.As(err, &pe) {
+		t.Fatalf("want a policy error, got %v", err)
+	}
+	counts, _ := db.CountByState(ctx)
+	if len(counts) != 0 && (counts[store.StateGenerating]+counts[store.StatePending]+counts[store.StateFailed]) != 0 {
+		t.Errorf("records written: %v", counts)
+	}
+	if after, _ := testToken.CountObjects(ctx); after != before {
+		t.Errorf("token objects %d before, %d after", before, after)
+	}
+}

@@ -1,0 +1,70 @@
+package lifecycle_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/hsm"
+	softhsmtest "github.com/csrd/csrd/softhsm-test"
+)
+
+// Environment of the crash child: the parent test re-executes this binary
+// with these set, and the child dies at the named step.
+const (
+	envCrashStep  = "CSRD_TEST_CRASH_STEP"
+	envCrashDB    = "CSRD_TEST_CRASH_DB"
+	envTokenLabel = "CSRD_TEST_TOKEN_LABEL"
+	envPINFile    = "CSRD_TEST_PIN_FILE"
+	envModule     = "CSRD_TEST_MODULE"
+)
+
+var (
+	testTok   *softhsmtest.Token
+	testToken *hsm.Token
+	testLog   = zerolog.New(os.Stderr).Level(zerolog.ErrorLevel)
+)
+
+func TestMain(m *testing.M) {
+	if step := os.Getenv(envCrashStep); step != "" {
+		// Child of TestCrashBetweenSteps: the token and its config are the
+		// parent's (SOFTHSM2_CONF is inherited). It must die by SIGKILL.
+		fmt.Fprintln(os.Stderr, "crash child:", crashChild(step))
+		os.Exit(3)
+	}
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lifecycle tests:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	dir, err := os.MkdirTemp("", "csrd-lifecycle-test-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(dir)
+	testTok, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-lifecycle-test")
+	if err != nil {
+		return 1, err
+	}
+	testToken, err = openToken(testTok.Module, testTok.Label, testTok.PIN)
+	if err != nil {
+		return 1, err
+	}
+	defer testToken.Close()
+	return m.Run(), nil
+}
+
+func openToken(module, label, pin string) (*hsm.Token, error) {
+	return hsm.Open(context.Background(), hsm.Config{
+		Module: module, TokenLabel: label, PIN: pin, MaxSessions: 4, PoolWaitTimeout: time.Minute,
+	}, testLog)
+}
