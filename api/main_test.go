@@ -1,0 +1,74 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/api"
+	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/lifecycle"
+	"github.com/csrd/csrd/policy"
+	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/store"
+)
+
+// The whole stack under test: a real SoftHSM token in a temp dir, a real
+// SQLite file, the real echo server behind httptest. One per test binary,
+// because a PKCS#11 module is initialised once per process.
+var (
+	testToken *hsm.Token
+	testStore *store.Store
+	testSrv   *httptest.Server
+	tmpDir    string
+)
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "api tests:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	var err error
+	tmpDir, err = os.MkdirTemp("", "csrd-api-test-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(tmpDir)
+	tok, err := softhsmtest.Setup(filepath.Join(tmpDir, "softhsm"), "csrd-api-test")
+	if err != nil {
+		return 1, err
+	}
+	ctx := context.Background()
+	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
+	if os.Getenv("CSRD_TEST_LOG") != "" {
+		log = log.Level(zerolog.DebugLevel)
+	}
+	testToken, err = hsm.Open(ctx, hsm.Config{
+		Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN,
+		MaxSessions: 8, PoolWaitTimeout: time.Minute,
+	}, log)
+	if err != nil {
+		return 1, err
+	}
+	defer testToken.Close()
+	testStore, err = store.Open(ctx, filepath.Join(tmpDir, "csrd.db"))
+	if err != nil {
+		return 1, err
+	}
+	defer testStore.Close()
+	svc := lifecycle.New(testToken, testStore, policy.Default(), log)
+	testSrv = httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: log, Generator: svc}))
+	defer testSrv.Close()
+	return m.Run(), nil
+}

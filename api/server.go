@@ -1,0 +1,178 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/rs/zerolog"
+)
+
+// Options configures a Server.
+type Options struct {
+	// BasePath is Keyfactor's API root, "/KeyfactorAPI" by default; it is
+	// matched case-insensitively and used as written in Location headers.
+	BasePath  string
+	Log       zerolog.Logger
+	Generator Generator
+}
+
+// Server is csrd's HTTP handler.
+type Server struct {
+	e        *echo.Echo
+	basePath string
+	log      zerolog.Logger
+	gen      Generator
+	// endpoints lists "METHOD /path" (relative to the base path) for
+	// Status/Endpoints, built from the routes actually registered.
+	endpoints []string
+}
+
+// New builds the echo instance with every route and middleware.
+func New(o Options) *Server {
+	s := &Server{
+		e:        echo.New(),
+		basePath: strings.TrimRight(o.BasePath, "/"),
+		log:      o.Log,
+		gen:      o.Generator,
+	}
+	e := s.e
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(s.log)
+	e.Pre(s.requestID, s.foldPath)
+	e.Use(s.accessLog, recoverPanics(s.log))
+
+	s.route(http.MethodPost, "/CSRGeneration/Generate", s.generate)
+	s.route(http.MethodGet, "/Status/Endpoints", s.statusEndpoints)
+	return s
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHTTP(w, r) }
+
+// route registers a Keyfactor API handler under the base path, lower-cased
+// (see foldPath), with Keyfactor's header checks, and remembers the
+// canonical spelling for Status/Endpoints. The checks are per route, not a
+// group middleware, so that an unknown path is a 404 and a wrong method a
+// 405 whatever the headers say.
+func (s *Server) route(method, path string, h echo.HandlerFunc) {
+	s.e.Add(method, strings.ToLower(s.basePath+path), h, keyfactorHeaders)
+	s.endpoints = append(s.endpoints, method+" "+path)
+}
+
+// foldPath lower-cases the request path before routing. Keyfactor's routes
+// are case-insensitive (ASP.NET) and clients rely on it, e.g. /KeyfactorApi
+// from Keyfactor's own docs. Every csrd route is registered lower-case and
+// path parameters are numeric ids, so nothing is lost.
+func (s *Server) foldPath(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		r.URL.Path = strings.ToLower(r.URL.Path)
+		r.URL.RawPath = ""
+		return next(c)
+	}
+}
+
+// requestID gives every request an id (or keeps a sane one the client
+// sent), returns it in X-Request-Id and puts it on every log line.
+func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		rid := c.Request().Header.Get(echo.HeaderXRequestID)
+		if !saneRequestID(rid) {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			rid = hex.EncodeToString(b[:])
+		}
+		c.Response().Header().Set(echo.HeaderXRequestID, rid)
+		c.Set(ctxLogger, s.log.With().Str("request_id", rid).Logger())
+		return next(c)
+	}
+}
+
+func saneRequestID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+const ctxLogger = "csrd.logger"
+
+// requestLogger returns the request-scoped logger (with request id).
+func requestLogger(c echo.Context, fallback zerolog.Logger) *zerolog.Logger {
+	if l, ok := c.Get(ctxLogger).(zerolog.Logger); ok {
+		return &l
+	}
+	return &fallback
+}
+
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			// Let the error handler write the response first so the
+			// status logged is the one the client got.
+			c.Error(err)
+		}
+		r := c.Request()
+		requestLogger(c, s.log).Info().
+			Str("method", r.Method).Str("path", r.URL.Path).Str("remote", c.RealIP()).
+			Int("status", c.Response().Status).Dur("duration", time.Since(start)).
+			Msg("request")
+		return nil
+	}
+}
+
+func recoverPanics(log zerolog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					if p == http.ErrAbortHandler {
+						panic(p)
+					}
+					requestLogger(c, log).Error().Interface("panic", p).Msg("handler panicked")
+					err = &panicError{}
+				}
+			}()
+			return next(c)
+		}
+	}
+}
+
+type panicError struct{}
+
+func (*panicError) Error() string { return "api: handler panicked" }
+
+// keyfactorHeaders enforces Keyfactor's request headers on every API call:
+// X-Keyfactor-Requested-With is mandatory (Keyfactor uses it as a CSRF
+// guard), and X-Keyfactor-Api-Version, when sent, must be 1.
+func keyfactorHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header
+		if strings.TrimSpace(h.Get("X-Keyfactor-Requested-With")) == "" {
+			return &Error{Status: http.StatusBadRequest, Code: CodeMissingHeader,
+				Msg: "the X-Keyfactor-Requested-With header is required (APIClient or XMLHttpRequest)"}
+		}
+		if v := strings.TrimSpace(h.Get("X-Keyfactor-Api-Version")); v != "" && v != "1" && v != "1.0" {
+			return &Error{Status: http.StatusBadRequest, Code: CodeUnsupportedAPIVer,
+				Msg: "X-Keyfactor-Api-Version " + v + " is not supported; this endpoint is version 1"}
+		}
+		return next(c)
+	}
+}
+
+// statusEndpoints answers Status/Endpoints: Keyfactor's SDK calls it when a
+// client is created and refuses to work unless it gets an array of strings.
+func (s *Server) statusEndpoints(c echo.Context) error {
+	return c.JSON(http.StatusOK, s.endpoints)
+}
