@@ -31,9 +31,9 @@ deps:
 	fi
 	@test -x "$(GO)" || { echo "deps: Go toolchain not found (expected at /usr/local/go)" >&2; exit 1; }
 
-## build: bin/csrd
+## build: bin/csrd, bin/csrctl
 build: deps
-	$(GO) build -trimpath -o bin/csrd ./cmd/csrd
+	$(GO) build -trimpath -o bin/ ./cmd/...
 
 ## dev-token: a SoftHSM2 development token under .dev/ with a generated PIN file
 dev-token: deps
