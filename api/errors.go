@@ -12,6 +12,7 @@ import (
 
 	"github.com/csrd/csrd/csr"
 	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
 	"github.com/csrd/csrd/store"
 )
@@ -85,10 +86,9 @@ func classify(err error) mapped {
 	case errors.As(err, &apiErr):
 		return mapped{status: apiErr.Status, code: apiErr.Code, msg: apiErr.Msg}
 	case errors.As(err, &polErr):
-		if polErr.Unsupported() {
-			return mapped{status: http.StatusBadRequest, code: CodeNotSupported, msg: polErr.Message()}
-		}
 		return mapped{status: http.StatusBadRequest, code: CodePolicy, msg: polErr.Message()}
+	case errors.Is(err, lifecycle.ErrNotSupported):
+		return mapped{status: http.StatusBadRequest, code: CodeNotSupported, msg: clientText(err)}
 	case errors.As(err, &dnErr), errors.Is(err, csr.ErrInvalidDN):
 		return mapped{status: http.StatusBadRequest, code: CodeInvalidSubject, msg: clientText(err)}
 	case errors.As(err, &sanErr), errors.Is(err, csr.ErrInvalidSAN):
@@ -132,7 +132,7 @@ func classifyHTTP(he *echo.HTTPError) mapped {
 // is meant to be read by the client.
 func clientText(err error) string {
 	s := err.Error()
-	for _, p := range []string{"csr: ", "policy: "} {
+	for _, p := range []string{"csr: ", "policy: ", "lifecycle: "} {
 		if len(s) > len(p) && s[:len(p)] == p {
 			return s[len(p):]
 		}

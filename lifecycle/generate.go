@@ -117,6 +117,9 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 	if err != nil {
 		return nil, err
 	}
+	if dec.AltKey != nil {
+		return nil, &NotSupportedError{What: "AlternativeKeyType " + string(dec.AltKey.Algorithm) + " (hybrid CSRs)"}
+	}
 	decision, err := json.Marshal(dec)
 	if err != nil {
 		return nil, fmt.Errorf("lifecycle: encode decision: %w", err)
@@ -232,6 +235,19 @@ func (s *Service) step(name string) {
 	}
 }
 
+// ErrNotSupported marks a request the policy allows but this server cannot
+// carry out (yet).
+var ErrNotSupported = errors.New("lifecycle: not supported")
+
+// NotSupportedError says what is not supported.
+type NotSupportedError struct{ What string }
+
+func (e *NotSupportedError) Error() string {
+	return "lifecycle: " + e.What + " is not supported by this server yet"
+}
+
+func (e *NotSupportedError) Unwrap() error { return ErrNotSupported }
+
 func hsmSpec(k policy.KeySpec) (hsm.KeySpec, error) {
 	switch k.Algorithm {
 	case policy.RSA:
@@ -250,5 +266,5 @@ func hsmSpec(k policy.KeySpec) (hsm.KeySpec, error) {
 		}
 		return hsm.KeySpec{Type: hsm.KeyECDSA, Bits: k.Bits, Curve: c}, nil
 	}
-	return hsm.KeySpec{}, fmt.Errorf("lifecycle: key algorithm %s has no HSM mapping", k.Algorithm)
+	return hsm.KeySpec{}, &NotSupportedError{What: "KeyType " + string(k.Algorithm)}
 }

@@ -13,10 +13,22 @@ const (
 	ECC     Algorithm = "ECC"
 	Ed25519 Algorithm = "ED25519"
 	Ed448   Algorithm = "ED448"
+
+	// ML-DSA (FIPS 204) parameter sets, only as alternative keys of a
+	// hybrid CSR.
+	MLDSA44 Algorithm = "ML-DSA-44"
+	MLDSA65 Algorithm = "ML-DSA-65"
+	MLDSA87 Algorithm = "ML-DSA-87"
 )
 
+// mldsaSets maps each ML-DSA parameter set to the number Keyfactor clients
+// may send as AlternativeKeyLength.
+var mldsaSets = map[Algorithm]int{MLDSA44: 44, MLDSA65: 65, MLDSA87: 87}
+
 // KeySpec is a fully resolved key: the algorithm and, for RSA, the modulus
-// size in bits, for ECC the named curve ("P-256", "P-384", "P-521").
+// size in bits, for ECC the named curve ("P-256", "P-384", "P-521") and its
+// size, for EdDSA 255 or 448; for ML-DSA the parameter-set number (44, 65,
+// 87).
 type KeySpec struct {
 	Algorithm Algorithm `json:"algorithm"`
 	Bits      int       `json:"bits"`
@@ -131,15 +143,51 @@ func ResolveKey(kr KeyRequest) (KeySpec, error) {
 			spec.Curve, spec.Bits = c.name, c.bits
 		}
 	case "ED25519", "ED448":
-		vs.add(RuleSupported, "KeyType", fmt.Sprintf("KeyType %s is not supported by this server yet", kt))
+		spec.Algorithm, spec.Bits = Ed25519, 255
+		if kt == "ED448" {
+			spec.Algorithm, spec.Bits = Ed448, 448
+		}
+		switch {
+		case kr.Curve != "":
+			vs.add(RuleRequest, "Curve", fmt.Sprintf("Curve is not valid for KeyType %s", kt))
+		case kr.KeyLength != 0 && kr.KeyLength != spec.Bits:
+			vs.add(RuleRequest, "KeyLength", fmt.Sprintf("KeyLength %d is not valid for KeyType %s (use %d or leave it out)", kr.KeyLength, kt, spec.Bits))
+		}
 	default:
 		vs.add(RuleRequest, "KeyType", fmt.Sprintf("KeyType %q is not a key type (RSA, ECC, ED25519 or ED448)", kr.KeyType))
-	}
-	if kr.AlternativeKeyType != "" || kr.AlternativeKeyLength != 0 || kr.AlternativeCurve != "" {
-		vs.add(RuleSupported, "AlternativeKeyType", "alternative (hybrid) keys are not supported by this server yet")
 	}
 	if err := vs.err(); err != nil {
 		return KeySpec{}, err
 	}
 	return spec, nil
+}
+
+// ResolveAltKey resolves the alternative (post-quantum) key of a hybrid
+// request; ok is false when the request asks for none.
+func ResolveAltKey(kr KeyRequest) (spec KeySpec, ok bool, err error) {
+	var vs Violations
+	if kr.AlternativeCurve != "" {
+		vs.add(RuleRequest, "AlternativeCurve", "ECC is not supported as an alternative key")
+	}
+	at := strings.ToUpper(strings.TrimSpace(kr.AlternativeKeyType))
+	switch {
+	case at == "" && kr.AlternativeKeyLength != 0:
+		vs.add(RuleRequest, "AlternativeKeyType", "AlternativeKeyLength needs an AlternativeKeyType (ML-DSA-44, ML-DSA-65 or ML-DSA-87)")
+	case at == "":
+	default:
+		alg := Algorithm(strings.ReplaceAll(at, "MLDSA", "ML-DSA"))
+		n, known := mldsaSets[alg]
+		switch {
+		case !known:
+			vs.add(RuleRequest, "AlternativeKeyType", fmt.Sprintf("AlternativeKeyType %q is not an alternative key type (ML-DSA-44, ML-DSA-65 or ML-DSA-87)", kr.AlternativeKeyType))
+		case kr.AlternativeKeyLength != 0 && kr.AlternativeKeyLength != n:
+			vs.add(RuleRequest, "AlternativeKeyLength", fmt.Sprintf("AlternativeKeyLength %d does not match %s (use %d or leave it out)", kr.AlternativeKeyLength, alg, n))
+		default:
+			spec, ok = KeySpec{Algorithm: alg, Bits: n}, true
+		}
+	}
+	if err := vs.err(); err != nil {
+		return KeySpec{}, false, err
+	}
+	return spec, ok, nil
 }

@@ -24,9 +24,17 @@ func TestDecideDefault(t *testing.T) {
 		{name: "RSA without length", key: KeyRequest{KeyType: "RSA"}, rules: []string{RuleRequest}, message: "KeyLength is required"},
 		{name: "curve contradicts length", key: KeyRequest{KeyType: "ECC", KeyLength: 384, Curve: "P-256"}, rules: []string{RuleRequest}, message: "Curve P-256 contradicts KeyLength 384"},
 		{name: "unknown curve", key: KeyRequest{KeyType: "ECC", Curve: "brainpoolP256r1"}, rules: []string{RuleRequest}, message: "brainpoolP256r1"},
-		{name: "Ed25519 later", key: KeyRequest{KeyType: "ed25519"}, rules: []string{RuleSupported}, message: "not supported by this server yet"},
-		{name: "two reasons together", key: KeyRequest{KeyType: "RSA", Curve: "P-256", AlternativeKeyType: "ML-DSA-44"},
-			rules: []string{RuleRequest, RuleSupported}, message: "Curve is not valid for KeyType RSA; alternative"},
+		{name: "Ed25519 without length", key: KeyRequest{KeyType: "ed25519"}, want: KeySpec{Ed25519, 255, ""}},
+		{name: "Ed448 with length", key: KeyRequest{KeyType: "ED448", KeyLength: 448}, want: KeySpec{Ed448, 448, ""}},
+		{name: "Ed25519 wrong length", key: KeyRequest{KeyType: "ED25519", KeyLength: 256}, rules: []string{RuleRequest}, message: "KeyLength 256 is not valid for KeyType ED25519"},
+		{name: "alternative curve", key: KeyRequest{KeyType: "ECC", KeyLength: 256, AlternativeKeyType: "ML-DSA-44", AlternativeCurve: "P-256"},
+			rules: []string{RuleRequest}, message: "ECC is not supported as an alternative key"},
+		{name: "alternative length mismatch", key: KeyRequest{KeyType: "ECC", KeyLength: 256, AlternativeKeyType: "ML-DSA-65", AlternativeKeyLength: 44},
+			rules: []string{RuleRequest}, message: "AlternativeKeyLength 44 does not match ML-DSA-65"},
+		{name: "unknown alternative", key: KeyRequest{KeyType: "ECC", KeyLength: 256, AlternativeKeyType: "SLH-DSA"},
+			rules: []string{RuleRequest}, message: "SLH-DSA"},
+		{name: "two reasons together", key: KeyRequest{KeyType: "RSA", Curve: "P-256", AlternativeKeyType: "ML-DSA-99"},
+			rules: []string{RuleRequest, RuleRequest}, message: "Curve is not valid for KeyType RSA; AlternativeKeyType"},
 	}
 	p := Default()
 	for _, tc := range cases {
@@ -56,10 +64,22 @@ func TestDecideDefault(t *testing.T) {
 			if !strings.Contains(pe.Message(), tc.message) {
 				t.Errorf("message %q does not contain %q", pe.Message(), tc.message)
 			}
-			if pe.Unsupported() != (len(tc.rules) == 1 && tc.rules[0] == RuleSupported) {
-				t.Errorf("Unsupported() = %v", pe.Unsupported())
-			}
 		})
+	}
+}
+
+func TestDecideAlternative(t *testing.T) {
+	dec, err := Default().Decide(Request{Key: KeyRequest{KeyType: "ECC", KeyLength: 256, AlternativeKeyType: "ml-dsa-87", AlternativeKeyLength: 87}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dec.AltKey == nil || *dec.AltKey != (KeySpec{MLDSA87, 87, ""}) {
+		t.Fatalf("alt key %+v", dec.AltKey)
+	}
+	narrow := &Policy{Name: "pq-less", PrimaryKeyAlgorithms: Default().PrimaryKeyAlgorithms}
+	_, err = narrow.Decide(Request{Key: KeyRequest{KeyType: "ECC", KeyLength: 256, AlternativeKeyType: "ML-DSA-44"}})
+	if err == nil || !strings.Contains(err.Error(), "AlternativeKeyType ML-DSA-44 is not allowed by the pq-less policy") {
+		t.Fatalf("alternative allowed by a policy without alternatives: %v", err)
 	}
 }
 

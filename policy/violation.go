@@ -9,8 +9,6 @@ import (
 const (
 	// RuleRequest: the request contradicts itself or names no valid value.
 	RuleRequest = "request"
-	// RuleSupported: this server cannot do it (yet), whatever the policy says.
-	RuleSupported = "supported"
 	// RuleKeyAlgorithm: the policy does not allow the key type, size or curve.
 	RuleKeyAlgorithm = "key-algorithm"
 )
@@ -54,15 +52,4 @@ func (e *Error) Message() string {
 		reasons[i] = v.Reason
 	}
 	return strings.Join(reasons, "; ")
-}
-
-// Unsupported reports whether every violation is a "not supported by this
-// server" refusal rather than a policy or request error.
-func (e *Error) Unsupported() bool {
-	for _, v := range e.Violations {
-		if v.Rule != RuleSupported {
-			return false
-		}
-	}
-	return len(e.Violations) > 0
 }
