@@ -16,7 +16,11 @@ DEPS := softhsm2:/usr/bin/softhsm2-util opensc:/usr/bin/pkcs11-tool openssl:/usr
         libengine-pkcs11-openssl:/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so \
         sqlite3:/usr/bin/sqlite3 gcc:/usr/bin/gcc curl:/usr/bin/curl
 
-.PHONY: all deps build run dev-token test vet bench clean
+# Fuzz targets as package:FuzzName; `make fuzz FUZZTIME=5m` runs each longer.
+FUZZTIME     ?= 60s
+FUZZ_TARGETS := ./csr:FuzzParseDN ./csr:FuzzParseSANs ./api:FuzzGenerateDecode
+
+.PHONY: all deps build run dev-token test vet fuzz bench clean
 
 all: build
 
@@ -57,6 +61,13 @@ vet: deps
 ## test: the whole suite, with the race detector, against real SoftHSM2 tokens in temp dirs
 test: deps vet
 	$(GO) test -race -count=1 -timeout 12m ./...
+
+## fuzz: run every fuzz target for FUZZTIME each (make test runs their seed corpora)
+fuzz: deps
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+	  $(GO) test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZTIME) $${t%%:*}; \
+	done
 
 clean:
 	rm -rf bin

@@ -67,6 +67,10 @@ func (s *Server) bindJSON(c echo.Context, v any) error {
 	if trimmed[0] != '{' {
 		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedBody, Msg: "request body must be a JSON object"}
 	}
+	if dup := duplicateMember(trimmed); dup != "" {
+		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedBody,
+			Msg: fmt.Sprintf("request body names %s more than once (names match case-insensitively)", dup)}
+	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
