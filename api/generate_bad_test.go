@@ -110,25 +110,7 @@ func TestGenerateBad(t *testing.T) {
 			case "-":
 				ctype = ""
 			}
-			req, err := http.NewRequest(method, testSrv.URL+path, strings.NewReader(tc.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
-			if ctype != "" {
-				req.Header.Set("Content-Type", ctype)
-			}
-			for k, v := range tc.hdr {
-				if v == "" {
-					req.Header.Del(k)
-				} else {
-					req.Header.Set(k, v)
-				}
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp := send(t, method, path, ctype, tc.body, tc.hdr)
 			defer resp.Body.Close()
 			raw, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != tc.status {

@@ -84,10 +84,11 @@ var keyfactorExampleRDNs = [][]atv{
 	{{oidO, utf8T, "Key Example, Inc."}}, {{oidOU, utf8T, "IT"}}, {{oidCN, utf8T, "websrvr14.keyexample.com"}},
 }
 
-// post sends a Generate request with Keyfactor's headers (unless overridden).
-func post(t *testing.T, path, contentType, body string, hdr map[string]string) *http.Response {
+// send makes a request with Keyfactor's headers; hdr entries override them
+// and an empty value removes a header.
+func send(t *testing.T, method, path, contentType, body string, hdr map[string]string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, testSrv.URL+path, strings.NewReader(body))
+	req, err := http.NewRequest(method, testSrv.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +219,7 @@ func TestGenerateGood(t *testing.T) {
 			if ctype == "" {
 				ctype = "application/json"
 			}
-			resp := post(t, path, ctype, tc.body, map[string]string{"X-Keyfactor-Api-Version": "1.0"})
+			resp := send(t, http.MethodPost, path, ctype, tc.body, map[string]string{"X-Keyfactor-Api-Version": "1.0"})
 			defer resp.Body.Close()
 			raw, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != http.StatusOK {
