@@ -113,6 +113,15 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 	if err != nil {
 		return nil, err
 	}
+	// The CSR carries the subject as decided: the pattern's defaults
+	// filled in where the request left them out.
+	if dec.Subject != nil {
+		subject = dec.Subject
+	}
+	template, patternID := req.Template, req.EnrollmentPatternID
+	if dec.EnrollmentPatternID != 0 {
+		template, patternID = dec.Template, dec.EnrollmentPatternID
+	}
 	spec, err := hsmSpec(dec.Key)
 	if err != nil {
 		return nil, err
@@ -139,8 +148,8 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 		Curve:               dec.Key.Curve,
 		Subject:             subject.String(),
 		SANs:                sans.Strings(),
-		Template:            req.Template,
-		EnrollmentPatternID: req.EnrollmentPatternID,
+		Template:            template,
+		EnrollmentPatternID: patternID,
 		Decision:            decision,
 	}
 	// Step 1: the record exists, committed, before the key does.

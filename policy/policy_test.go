@@ -44,7 +44,7 @@ func TestDecideDefault(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if dec.Key != tc.want || dec.Policy != "built-in default" {
+				if dec.Key != tc.want || dec.Policy != "built-in default" || dec.ResolvedBy != "built-in" {
 					t.Fatalf("decision %+v, want key %+v", dec, tc.want)
 				}
 				return
@@ -73,23 +73,25 @@ func TestDecideAlternative(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dec.AltKey == nil || *dec.AltKey != (KeySpec{MLDSA87, 87, ""}) {
-		t.Fatalf("alt key %+v", dec.AltKey)
+	if dec.AltKey == nil || *dec.AltKey != (KeySpec{MLDSA87, 87, ""}) || !dec.AllowSealedAlternativeKeys {
+		t.Fatalf("alt key %+v sealed %v", dec.AltKey, dec.AllowSealedAlternativeKeys)
 	}
-	narrow := &Policy{Name: "pq-less", PrimaryKeyAlgorithms: Default().PrimaryKeyAlgorithms}
-	_, err = narrow.Decide(Request{Key: KeyRequest{KeyType: "ECC", KeyLength: 256, AlternativeKeyType: "ML-DSA-44"}})
-	if err == nil || !strings.Contains(err.Error(), "AlternativeKeyType ML-DSA-44 is not allowed by the pq-less policy") {
+	narrow := mustParse(t, `
+Settings:
+  Policies:
+    AlternativeKeyAlgorithms: []
+    AllowSealedAlternativeKeys: false
+EnrollmentPatterns:
+  - {Id: 1, Name: pq-less, AllowedEnrollmentTypes: 4}
+DefaultEnrollmentPatternId: 1
+`)
+	_, err = narrow.Decide(Request{Key: KeyRequest{KeyType: "ECC", KeyLength: 256, AlternativeKeyType: "ML-DSA-44"}, SANs: dnsSANs(t, "a.example.com")})
+	if err == nil || !strings.Contains(err.Error(), `AlternativeKeyType ML-DSA-44 is not allowed by enrollment pattern 1 ("pq-less") (the system-wide policy does not allow it): no alternative key is allowed`) {
 		t.Fatalf("alternative allowed by a policy without alternatives: %v", err)
 	}
-}
-
-func TestDecideNarrowPolicy(t *testing.T) {
-	p := &Policy{Name: "test", PrimaryKeyAlgorithms: []AlgorithmRule{{KeyType: ECC, Curves: []string{"P-384"}}}}
-	if _, err := p.Decide(Request{Key: KeyRequest{KeyType: "ECC", KeyLength: 256}}); err == nil || !strings.Contains(err.Error(), "ECC curves allowed are P-384") {
-		t.Fatalf("P-256 allowed by a P-384-only policy: %v", err)
-	}
-	if _, err := p.Decide(Request{Key: KeyRequest{KeyType: "RSA", KeyLength: 2048}}); err == nil || !strings.Contains(err.Error(), "KeyType RSA is not allowed") {
-		t.Fatalf("RSA allowed by an ECC-only policy: %v", err)
+	dec, err = narrow.Decide(Request{Key: KeyRequest{KeyType: "ECC", KeyLength: 256}, SANs: dnsSANs(t, "a.example.com")})
+	if err != nil || dec.AllowSealedAlternativeKeys {
+		t.Fatalf("decision %+v, %v: want AllowSealedAlternativeKeys false", dec, err)
 	}
 }
 

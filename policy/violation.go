@@ -11,6 +11,21 @@ const (
 	RuleRequest = "request"
 	// RuleKeyAlgorithm: the policy does not allow the key type, size or curve.
 	RuleKeyAlgorithm = "key-algorithm"
+	// RulePattern: no enrollment pattern can be resolved for the request
+	// (unknown id or template, template mismatch, no default).
+	RulePattern = "enrollment-pattern"
+	// RuleEnrollmentType: the pattern does not allow CSR Generation.
+	RuleEnrollmentType = "enrollment-type"
+	// RuleRegex: a subject attribute or SAN does not match its regex.
+	RuleRegex = "regex"
+	// RuleWildcards: a wildcard name where AllowWildcards is off.
+	RuleWildcards = "wildcards"
+	// RuleRFCEnforcement: no dns SAN, or a host-name CN missing from them.
+	RuleRFCEnforcement = "rfc-enforcement"
+	// RuleMaxSANs: more SANs than the pattern allows.
+	RuleMaxSANs = "max-sans"
+	// RuleDefaults: a subject default could not be applied.
+	RuleDefaults = "defaults"
 )
 
 // Violation is one reason a request is refused.
@@ -18,6 +33,11 @@ type Violation struct {
 	Rule   string `json:"rule"`
 	Field  string `json:"field"`
 	Reason string `json:"reason"`
+	// PatternID and PatternName name the enrollment pattern whose rule
+	// refused; zero for refusals of the request itself or of the
+	// built-in default.
+	PatternID   int    `json:"pattern_id,omitempty"`
+	PatternName string `json:"pattern_name,omitempty"`
 }
 
 // Violations collects every reason a request is refused, so a client learns

@@ -1,0 +1,415 @@
+package policy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/csrd/csrd/csr"
+)
+
+// ErrInvalidFile matches every error Parse returns for a file it refuses.
+var ErrInvalidFile = errors.New("policy: invalid policy file")
+
+// LoadError lists every problem of a refused policy file, so an operator
+// fixes them in one pass.
+type LoadError struct {
+	Source   string
+	Problems []string
+}
+
+func (e *LoadError) Error() string {
+	return fmt.Sprintf("policy: %s: %s", e.Source, strings.Join(e.Problems, "; "))
+}
+
+func (e *LoadError) Is(target error) bool { return target == ErrInvalidFile }
+
+// Parse builds an Engine from the bytes of a policy file. source (the path)
+// and loadedAt are recorded with every decision, with the SHA-256 of data.
+// Unknown keys are an error: a misspelt rule silently ignored would allow
+// what the operator meant to forbid. Every problem is reported at once, as
+// a *LoadError.
+func Parse(data []byte, source string, loadedAt time.Time) (*Engine, error) {
+	var f File
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &LoadError{Source: source, Problems: []string{"the file is empty"}}
+		}
+		return nil, &LoadError{Source: source, Problems: []string{strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	sum := sha256.Sum256(data)
+	b := &builder{e: &Engine{
+		info: Info{Source: source, SHA256: hex.EncodeToString(sum[:]), LoadedAt: loadedAt.UTC()},
+		byID: map[int]*pattern{},
+	}}
+	b.build(&f)
+	if len(b.problems) > 0 {
+		return nil, &LoadError{Source: source, Problems: b.problems}
+	}
+	return b.e, nil
+}
+
+type builder struct {
+	e        *Engine
+	problems []string
+	// sysPrimary and sysAlt are the system-wide lists before the minimum
+	// RSA size is applied, for telling "not listed" from "too small".
+	sysPrimary, sysAlt []AlgorithmRule
+}
+
+func (b *builder) add(format string, args ...any) {
+	b.problems = append(b.problems, fmt.Sprintf(format, args...))
+}
+
+func (b *builder) warn(format string, args ...any) {
+	b.e.warnings = append(b.e.warnings, fmt.Sprintf(format, args...))
+}
+
+func (b *builder) build(f *File) {
+	b.buildSystem(&f.Settings)
+	b.buildTemplates(f.Templates)
+	if len(f.EnrollmentPatterns) == 0 {
+		b.add("EnrollmentPatterns: at least one enrollment pattern is required")
+	}
+	for i := range f.EnrollmentPatterns {
+		b.buildPattern(i, &f.EnrollmentPatterns[i])
+	}
+	slices.SortFunc(b.e.patterns, func(x, y *pattern) int { return x.id - y.id })
+	for _, t := range b.e.templates {
+		switch {
+		case t.patterns == 0:
+			b.warn("template %q has no enrollment pattern, so requests naming it are refused", t.Name)
+		case t.defaultPattern == nil:
+			b.add("template %q has enrollment patterns but none is its TemplateDefault", t.Name)
+		}
+	}
+	if id := f.DefaultEnrollmentPatternID; id != 0 {
+		if p, ok := b.e.byID[id]; ok {
+			b.e.defaultPat = p
+		} else {
+			b.add("DefaultEnrollmentPatternId %d: no enrollment pattern has that Id", id)
+		}
+	}
+}
+
+func (b *builder) buildSystem(s *Settings) {
+	const where = "Settings.Policies"
+	p := &s.Policies
+	eff := Effective{
+		AllowWildcards:             boolOr(p.AllowWildcards, false),
+		RFCEnforcement:             boolOr(p.RFCEnforcement, true),
+		AllowSealedAlternativeKeys: boolOr(p.AllowSealedAlternativeKeys, true),
+		MinimumRSAKeySize:          MinRSABits,
+	}
+	if p.MinimumRSAKeySize != nil {
+		eff.MinimumRSAKeySize = b.minRSA(where, *p.MinimumRSAKeySize)
+	}
+	if p.MaxSANs != nil {
+		eff.MaxSANs = b.maxSANs(where, *p.MaxSANs)
+	}
+	b.sysPrimary = canonicalRules(where+".PrimaryKeyAlgorithms", p.PrimaryKeyAlgorithms, false, b.add)
+	switch {
+	case b.sysPrimary == nil:
+		b.sysPrimary = defaultPrimary()
+	case len(b.sysPrimary) == 0 && len(p.PrimaryKeyAlgorithms) == 0:
+		b.add("%s.PrimaryKeyAlgorithms: must list at least one key type (leave it out for the built-in list)", where)
+	}
+	b.sysAlt = canonicalRules(where+".AlternativeKeyAlgorithms", p.AlternativeKeyAlgorithms, true, b.add)
+	if b.sysAlt == nil {
+		b.sysAlt = defaultAlternative()
+	}
+	eff.PrimaryKeyAlgorithms = withMinimumRSA(b.sysPrimary, eff.MinimumRSAKeySize)
+	eff.AlternativeKeyAlgorithms = cloneRules(b.sysAlt)
+	b.e.system = eff
+	b.e.sysRegexes = b.compileRegexes("Settings.Regexes", s.Regexes)
+	b.e.sysDefaults = b.compileDefaults("Settings.Defaults", s.Defaults)
+	b.checkDefaults("Settings", b.e.sysDefaults, b.e.sysRegexes)
+}
+
+func (b *builder) minRSA(where string, v int) int {
+	if v < MinRSABits || v > MaxRSABits {
+		b.add("%s.MinimumRSAKeySize %d: must be from %d to %d", where, v, MinRSABits, MaxRSABits)
+		return MinRSABits
+	}
+	return v
+}
+
+func (b *builder) maxSANs(where string, v int) int {
+	if v < 0 || v > csr.MaxSANValues {
+		b.add("%s.MaxSANs %d: must be from 0 (csrd's bound) to %d", where, v, csr.MaxSANValues)
+		return 0
+	}
+	return v
+}
+
+func (b *builder) buildTemplates(ts []Template) {
+	for i := range ts {
+		t := &ts[i]
+		where := fmt.Sprintf("Templates[%d]", i)
+		t.Name = strings.TrimSpace(t.Name)
+		if t.Name == "" {
+			b.add("%s: Name is required", where)
+			continue
+		}
+		where = fmt.Sprintf("template %q", t.Name)
+		if b.findTemplate(t.Name) != nil {
+			b.add("%s: Name is used twice", where)
+			continue
+		}
+		if t.OID != "" && !isDottedOID(t.OID) {
+			b.add("%s: OID %q is not a dotted object identifier", where, t.OID)
+		}
+		t.PrimaryKeyAlgorithms = canonicalRules(where+": PrimaryKeyAlgorithms", t.PrimaryKeyAlgorithms, false, b.add)
+		t.AlternativeKeyAlgorithms = canonicalRules(where+": AlternativeKeyAlgorithms", t.AlternativeKeyAlgorithms, true, b.add)
+		b.e.templates = append(b.e.templates, &template{Template: *t})
+	}
+}
+
+// findTemplate finds a template by name (case-insensitively) or by OID, as
+// Keyfactor clients may send either.
+func (b *builder) findTemplate(s string) *template { return b.e.findTemplate(s) }
+
+func (e *Engine) findTemplate(s string) *template {
+	s = strings.TrimSpace(s)
+	for _, t := range e.templates {
+		if strings.EqualFold(t.Name, s) || (t.OID != "" && t.OID == s) {
+			return t
+		}
+	}
+	return nil
+}
+
+func (b *builder) buildPattern(i int, fp *Pattern) {
+	where := fmt.Sprintf("EnrollmentPatterns[%d]", i)
+	ok := true
+	if fp.ID < 1 || fp.ID > 1<<31-1 {
+		b.add("%s: Id %d must be from 1 to 2147483647", where, fp.ID)
+		ok = false
+	} else if _, dup := b.e.byID[fp.ID]; dup {
+		b.add("%s: Id %d is used twice", where, fp.ID)
+		ok = false
+	}
+	name := strings.TrimSpace(fp.Name)
+	if name == "" {
+		b.add("%s: Name is required", where)
+	} else if slices.ContainsFunc(b.e.patterns, func(q *pattern) bool { return strings.EqualFold(q.name, name) }) {
+		b.add("%s: Name %q is used twice", where, name)
+	}
+	p := &pattern{id: fp.ID, name: name, desc: fp.Description, templateDflt: fp.TemplateDefault}
+	if ok {
+		where = p.who()
+	}
+	if fp.AllowedEnrollmentTypes == nil {
+		b.add("%s: AllowedEnrollmentTypes is required (a bitmask: 1 PFX, 2 CSR enrollment, 4 CSR Generation)", where)
+	} else if t := *fp.AllowedEnrollmentTypes; t < 0 || t > 7 {
+		b.add("%s: AllowedEnrollmentTypes %d is not a bitmask of 1 PFX, 2 CSR enrollment, 4 CSR Generation", where, t)
+	} else {
+		p.types = t
+		if t&EnrollCSRGeneration == 0 {
+			b.warn("%s does not allow CSR Generation (AllowedEnrollmentTypes %d), so Generate refuses it", where, t)
+		}
+	}
+	if fp.Template != "" {
+		p.template = b.findTemplate(fp.Template)
+		switch {
+		case p.template == nil:
+			b.add("%s: Template %q is not one of the Templates", where, fp.Template)
+		case fp.TemplateDefault && p.template.defaultPattern != nil:
+			b.add("%s: template %q already has TemplateDefault pattern %d", where, p.template.Name, p.template.defaultPattern.id)
+		case fp.TemplateDefault:
+			p.template.defaultPattern = p
+		}
+		if p.template != nil {
+			p.template.patterns++
+		}
+	} else if fp.TemplateDefault {
+		b.add("%s: TemplateDefault needs a Template", where)
+	}
+	b.buildPatternRules(where, p, &fp.Policies)
+	own := b.compileRegexes(where+": Regexes", fp.Regexes)
+	p.regexes = mergeRegexes(own, b.e.sysRegexes)
+	p.defaults = mergeDefaults(b.compileDefaults(where+": Defaults", fp.Defaults), b.e.sysDefaults)
+	b.checkDefaults(where, p.defaults, p.regexes)
+	if p.types&EnrollCSRGeneration != 0 && len(p.eff.PrimaryKeyAlgorithms) == 0 {
+		b.add("%s: no primary key algorithm is left once system-wide, pattern and template rules are intersected", where)
+	}
+	if ok {
+		b.e.byID[p.id] = p
+	}
+	b.e.patterns = append(b.e.patterns, p)
+}
+
+func (b *builder) buildPatternRules(where string, p *pattern, fp *Policies) {
+	sys := b.e.system
+	eff := Effective{
+		AllowWildcards:             boolOr(fp.AllowWildcards, sys.AllowWildcards),
+		RFCEnforcement:             boolOr(fp.RFCEnforcement, sys.RFCEnforcement),
+		AllowSealedAlternativeKeys: boolOr(fp.AllowSealedAlternativeKeys, sys.AllowSealedAlternativeKeys),
+		MinimumRSAKeySize:          sys.MinimumRSAKeySize,
+		MaxSANs:                    sys.MaxSANs,
+	}
+	patMin := 0
+	if fp.MinimumRSAKeySize != nil {
+		patMin = b.minRSA(where+": Policies", *fp.MinimumRSAKeySize)
+		// A key rule only narrows: the larger minimum wins.
+		eff.MinimumRSAKeySize = max(eff.MinimumRSAKeySize, patMin)
+	}
+	if fp.MaxSANs != nil {
+		eff.MaxSANs = b.maxSANs(where+": Policies", *fp.MaxSANs)
+	}
+	prim := canonicalRules(where+": Policies.PrimaryKeyAlgorithms", fp.PrimaryKeyAlgorithms, false, b.add)
+	alt := canonicalRules(where+": Policies.AlternativeKeyAlgorithms", fp.AlternativeKeyAlgorithms, true, b.add)
+	var tPrim, tAlt []AlgorithmRule
+	tWhy := ""
+	if p.template != nil {
+		tPrim, tAlt = p.template.PrimaryKeyAlgorithms, p.template.AlternativeKeyAlgorithms
+		tWhy = fmt.Sprintf(" (the CA of template %q does not support it)", p.template.Name)
+	}
+	eff.PrimaryKeyAlgorithms = withMinimumRSA(intersect(intersect(b.sysPrimary, prim), tPrim), eff.MinimumRSAKeySize)
+	eff.AlternativeKeyAlgorithms = intersect(intersect(b.sysAlt, alt), tAlt)
+	p.eff = eff
+	const sysWhy = " (the system-wide policy does not allow it)"
+	p.levels = []level{
+		{whyMin: " (below its minimum RSA size " + strconv.Itoa(patMin) + ")", rules: prim, minRSA: patMin},
+		{why: tWhy, rules: tPrim},
+		{why: sysWhy, whyMin: " (below the system-wide minimum RSA size " + strconv.Itoa(sys.MinimumRSAKeySize) + ")",
+			rules: b.sysPrimary, minRSA: sys.MinimumRSAKeySize},
+	}
+	p.altLevels = []level{{rules: alt}, {why: tWhy, rules: tAlt}, {why: sysWhy, rules: b.sysAlt}}
+}
+
+func (b *builder) compileRegexes(where string, in []Regex) []compiledRegex {
+	var out []compiledRegex
+	seen := map[string]bool{}
+	for i, r := range in {
+		at := fmt.Sprintf("%s[%d]", where, i)
+		pt, ok := lookupPart(r.SubjectPart)
+		if !ok {
+			b.add("%s: SubjectPart %q is neither a subject attribute (CN, O, OU, L, ST, C, E, ...) nor a SAN type (dns, ip4, ip6, ip, uri, rfc822, ms_ntprincipalname, registeredid)", at, r.SubjectPart)
+			continue
+		}
+		if seen[pt.key] {
+			b.add("%s: SubjectPart %s has two regexes; combine them into one", at, pt.name)
+			continue
+		}
+		seen[pt.key] = true
+		if r.Regex == "" {
+			b.add("%s: Regex is required", at)
+			continue
+		}
+		src := r.Regex
+		c := compiledRegex{part: pt, Regex: r}
+		if !c.caseSensitive() {
+			src = "(?i)" + src
+		}
+		re, err := regexp.Compile(src)
+		if err != nil {
+			b.add("%s: Regex %q for %s does not compile: %v", at, r.Regex, pt.name, err)
+			continue
+		}
+		c.re = re
+		if !strings.HasPrefix(r.Regex, "^") || !strings.HasSuffix(r.Regex, "$") {
+			b.warn("%s: Regex %q for %s is not anchored with ^...$, so it matches any value that merely contains a match", at, r.Regex, pt.name)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func (b *builder) compileDefaults(where string, in []SubjectDefault) []compiledDefault {
+	var out []compiledDefault
+	seen := map[string]bool{}
+	for i, d := range in {
+		at := fmt.Sprintf("%s[%d]", where, i)
+		pt, ok := lookupPart(d.SubjectPart)
+		switch {
+		case !ok:
+			b.add("%s: SubjectPart %q is not a subject attribute", at, d.SubjectPart)
+			continue
+		case pt.san != sanNone:
+			b.add("%s: SubjectPart %s is a SAN type; Defaults fill in subject attributes only", at, pt.name)
+			continue
+		case seen[pt.key]:
+			b.add("%s: SubjectPart %s has two defaults", at, pt.name)
+			continue
+		}
+		seen[pt.key] = true
+		if _, err := (csr.DN{}).With(pt.name, d.Value); err != nil || d.Value == "" {
+			reason := "empty value"
+			var de *csr.DNError
+			if errors.As(err, &de) {
+				reason = de.Reason
+			}
+			b.add("%s: Value %q for %s is not valid: %s", at, d.Value, pt.name, reason)
+			continue
+		}
+		out = append(out, compiledDefault{part: pt, SubjectDefault: d})
+	}
+	return out
+}
+
+// checkDefaults refuses a default that the regex for its own part would
+// refuse: every request relying on it would fail.
+func (b *builder) checkDefaults(where string, ds []compiledDefault, regexes []compiledRegex) {
+	for _, d := range ds {
+		for _, r := range regexes {
+			if r.part.key == d.part.key && !r.re.MatchString(d.Value) {
+				b.add("%s: default %s %q does not match the Regex %q that applies to it", where, d.part.name, d.Value, r.Regex.Regex)
+			}
+		}
+	}
+}
+
+// mergeRegexes: the pattern's entries, then the system-wide entries for
+// parts the pattern does not constrain itself.
+func mergeRegexes(own, sys []compiledRegex) []compiledRegex {
+	out := slices.Clone(own)
+	for _, s := range sys {
+		if !slices.ContainsFunc(own, func(o compiledRegex) bool { return o.part.key == s.part.key }) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func mergeDefaults(own, sys []compiledDefault) []compiledDefault {
+	out := slices.Clone(own)
+	for _, s := range sys {
+		if !slices.ContainsFunc(own, func(o compiledDefault) bool { return o.part.key == s.part.key }) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func boolOr(p *bool, dflt bool) bool {
+	if p == nil {
+		return dflt
+	}
+	return *p
+}
+
+func isDottedOID(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) < 2 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || strings.Trim(p, "0123456789") != "" || (len(p) > 1 && p[0] == '0') {
+			return false
+		}
+	}
+	return true
+}
