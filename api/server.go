@@ -9,6 +9,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/policy"
 )
 
 // Options configures a Server.
@@ -18,6 +20,9 @@ type Options struct {
 	BasePath  string
 	Log       zerolog.Logger
 	Generator Generator
+	// Policy serves the EnrollmentPatterns endpoints; nil means the
+	// built-in default policy.
+	Policy PolicySource
 }
 
 // Server is csrd's HTTP handler.
@@ -26,6 +31,7 @@ type Server struct {
 	basePath string
 	log      zerolog.Logger
 	gen      Generator
+	policy   PolicySource
 	// endpoints lists "METHOD /path" (relative to the base path) for
 	// Status/Endpoints, built from the routes actually registered.
 	endpoints []string
@@ -38,6 +44,10 @@ func New(o Options) *Server {
 		basePath: strings.TrimRight(o.BasePath, "/"),
 		log:      o.Log,
 		gen:      o.Generator,
+		policy:   o.Policy,
+	}
+	if s.policy == nil {
+		s.policy = policy.NewReloader(policy.Default())
 	}
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
@@ -47,6 +57,9 @@ func New(o Options) *Server {
 
 	s.route(http.MethodPost, "/CSRGeneration/Generate", s.generate)
 	s.route(http.MethodGet, "/Status/Endpoints", s.statusEndpoints)
+	s.route(http.MethodGet, "/EnrollmentPatterns", s.listPatterns)
+	s.route(http.MethodGet, "/EnrollmentPatterns/Settings", s.patternSettings)
+	s.route(http.MethodGet, "/EnrollmentPatterns/:id", s.getPattern)
 	return s
 }
 
@@ -60,7 +73,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHT
 // 405 whatever the headers say.
 func (s *Server) route(method, path string, h echo.HandlerFunc) {
 	s.e.Add(method, strings.ToLower(s.basePath+path), h, keyfactorHeaders)
-	s.endpoints = append(s.endpoints, method+" "+path)
+	s.endpoints = append(s.endpoints, method+" "+strings.ReplaceAll(path, ":id", "{id}"))
 }
 
 // foldPath lower-cases the request path before routing. Keyfactor's routes

@@ -21,6 +21,9 @@ type Config struct {
 	HSM      HSM    `yaml:"hsm"`
 	Database string `yaml:"database"`
 	LogLevel string `yaml:"log_level"`
+	// PolicyFile is the YAML policy file (templates, enrollment patterns,
+	// system-wide settings); empty means the built-in default policy.
+	PolicyFile string `yaml:"policy_file"`
 
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after SIGTERM before the HSM sessions and database are closed.

@@ -11,8 +11,8 @@ import (
 // policy file. It is immutable once built, so one Engine may decide any
 // number of concurrent requests; a reload builds a new Engine.
 type Engine struct {
-	info     Info
-	system   Effective
+	info   Info
+	system Effective
 	// sysRegexes and sysDefaults are the system-wide lists, compiled.
 	sysRegexes  []compiledRegex
 	sysDefaults []compiledDefault
@@ -81,8 +81,8 @@ type pattern struct {
 	// template's CA, the system-wide settings.
 	levels    []level
 	altLevels []level
-	regexes  []compiledRegex
-	defaults []compiledDefault
+	regexes   []compiledRegex
+	defaults  []compiledDefault
 }
 
 // who names the pattern in refusals.

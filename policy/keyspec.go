@@ -191,3 +191,16 @@ func ResolveAltKey(kr KeyRequest) (spec KeySpec, ok bool, err error) {
 	}
 	return spec, ok, nil
 }
+
+// CurveBits returns the size of a canonical curve name (0 if unknown).
+func CurveBits(name string) int {
+	if c, ok := lookupCurve(name); ok {
+		return c.bits
+	}
+	return 0
+}
+
+// KeySize is the size Keyfactor clients send as KeyLength (or
+// AlternativeKeyLength) for algorithms with one fixed size: 255 and 448
+// for EdDSA, the parameter set for ML-DSA; 0 for RSA and ECC.
+func KeySize(a Algorithm) int { return edOrMLDSASize(a) }

@@ -20,8 +20,8 @@ type File struct {
 
 // Settings are Keyfactor's system-wide enrollment pattern settings.
 type Settings struct {
-	Policies Policies  `yaml:"Policies"`
-	Regexes  []Regex   `yaml:"Regexes"`
+	Policies Policies         `yaml:"Policies"`
+	Regexes  []Regex          `yaml:"Regexes"`
 	Defaults []SubjectDefault `yaml:"Defaults"`
 }
 
@@ -90,9 +90,9 @@ type Pattern struct {
 	TemplateDefault bool `yaml:"TemplateDefault"`
 	// AllowedEnrollmentTypes is Keyfactor's bitmask: 1 PFX, 2 CSR
 	// enrollment, 4 CSR Generation (required for Generate). Required.
-	AllowedEnrollmentTypes *int      `yaml:"AllowedEnrollmentTypes"`
-	Policies               Policies  `yaml:"Policies"`
-	Regexes                []Regex   `yaml:"Regexes"`
+	AllowedEnrollmentTypes *int             `yaml:"AllowedEnrollmentTypes"`
+	Policies               Policies         `yaml:"Policies"`
+	Regexes                []Regex          `yaml:"Regexes"`
 	Defaults               []SubjectDefault `yaml:"Defaults"`
 }
 

@@ -321,7 +321,7 @@ func (b *builder) compileRegexes(where string, in []Regex) []compiledRegex {
 		}
 		c.re = re
 		if !strings.HasPrefix(r.Regex, "^") || !strings.HasSuffix(r.Regex, "$") {
-			b.warn("%s: Regex %q for %s is not anchored with ^...$, so it matches any value that merely contains a match", at, r.Regex, pt.name)
+			b.warn("%s: Regex %q for %s is not anchored at both ends (^...$), so it also matches values that merely contain a match", at, r.Regex, pt.name)
 		}
 		out = append(out, c)
 	}

@@ -27,6 +27,7 @@ type command struct {
 // commands is every subcommand; files add theirs here.
 var commands = map[string]command{
 	"version": {summary: "print the csrctl version", run: runVersion},
+	"policy":  {summary: "policy check FILE: validate a policy file offline, print the effective rules", run: runPolicy},
 }
 
 // errUsage marks a command-line mistake (exit code 2).

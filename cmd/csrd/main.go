@@ -39,6 +39,14 @@ func run(args []string) error {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
+	// The policy loads first: a broken file stops start-up before the
+	// token is touched.
+	engine, err := cfg.LoadPolicy()
+	if err != nil {
+		return err
+	}
+	pol := policy.NewReloader(engine)
+	logPolicy(log, "policy loaded", engine)
 
 	pin, err := cfg.ReadPIN()
 	if err != nil {
@@ -46,6 +54,8 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP is caught from here on (its default action is to kill).
+	reloadOnHUP(ctx, &cfg, pol, log)
 
 	token, err := hsm.Open(ctx, hsm.Config{
 		Module:          cfg.HSM.Module,
@@ -67,7 +77,7 @@ func run(args []string) error {
 	}
 	defer db.Close()
 
-	svc := lifecycle.New(token, db, policy.Default(), log)
+	svc := lifecycle.New(token, db, pol, log)
 	rep, err := svc.Reconcile(ctx)
 	if err != nil {
 		return fmt.Errorf("start-up reconciliation: %w", err)
@@ -82,6 +92,7 @@ func run(args []string) error {
 			BasePath:  cfg.BasePath,
 			Log:       log,
 			Generator: svc,
+			Policy:    pol,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -122,6 +133,7 @@ func loadConfig(args []string) (config.Config, error) {
 	basePath := fs.String("base_path", "", "API base path (overrides base_path)")
 	database := fs.String("database", "", "SQLite database file (overrides database)")
 	logLevel := fs.String("log_level", "", "trace, debug, info, warn or error (overrides log_level)")
+	policyFile := fs.String("policy_file", "", "YAML policy file (overrides policy_file)")
 	module := fs.String("hsm.module", "", "PKCS#11 module path (overrides hsm.module)")
 	tokenLabel := fs.String("hsm.token_label", "", "token label (overrides hsm.token_label)")
 	pinFile := fs.String("hsm.pin_file", "", "file holding the token user PIN (overrides hsm.pin_file)")
@@ -145,7 +157,7 @@ func loadConfig(args []string) (config.Config, error) {
 	}{
 		{&cfg.Listen, *listen}, {&cfg.BasePath, *basePath}, {&cfg.Database, *database},
 		{&cfg.LogLevel, *logLevel}, {&cfg.HSM.Module, *module}, {&cfg.HSM.TokenLabel, *tokenLabel},
-		{&cfg.HSM.PINFile, *pinFile},
+		{&cfg.HSM.PINFile, *pinFile}, {&cfg.PolicyFile, *policyFile},
 	} {
 		if o.v != "" {
 			*o.dst = o.v

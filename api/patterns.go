@@ -1,0 +1,241 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/csrd/csrd/policy"
+)
+
+// PolicySource gives the policy in force; a reload may change it between
+// two requests, never during one.
+type PolicySource interface {
+	Current() *policy.Engine
+}
+
+// The EnrollmentPatterns endpoints answer in Keyfactor's field names
+// (EnrollmentPatternsEnrollmentPatternResponse and friends in Keyfactor's
+// SDK), built from the policy in force. Fields Keyfactor has and csrd does
+// not model (roles, CAs, metadata) are left out; csrd's own additions
+// (AllowSealedAlternativeKeys, MinimumRSAKeySize, MaxSANs) are extra
+// members, which Keyfactor clients ignore.
+
+// EnrollmentPatternResponse is one pattern.
+type EnrollmentPatternResponse struct {
+	ID                     int                      `json:"Id"`
+	Name                   string                   `json:"Name"`
+	Description            *string                  `json:"Description"`
+	Template               *PatternTemplateResponse `json:"Template"`
+	TemplateDefault        bool                     `json:"TemplateDefault"`
+	AllowedEnrollmentTypes int                      `json:"AllowedEnrollmentTypes"`
+	Regexes                []PatternRegexResponse   `json:"Regexes"`
+	Defaults               []PatternDefaultResponse `json:"Defaults"`
+	Policies               PatternPoliciesResponse  `json:"Policies"`
+}
+
+// PatternTemplateResponse is the template of a pattern. Id is the
+// template's position in the policy file (csrd has no template database).
+type PatternTemplateResponse struct {
+	ID           int     `json:"Id"`
+	CommonName   string  `json:"CommonName"`
+	TemplateName string  `json:"TemplateName"`
+	FriendlyName *string `json:"FriendlyName"`
+	Oid          *string `json:"Oid"`
+}
+
+// PatternRegexResponse is one regex.
+type PatternRegexResponse struct {
+	SubjectPart   string  `json:"SubjectPart"`
+	Regex         string  `json:"Regex"`
+	Error         *string `json:"Error"`
+	CaseSensitive bool    `json:"CaseSensitive"`
+}
+
+// PatternDefaultResponse is one subject default.
+type PatternDefaultResponse struct {
+	SubjectPart string `json:"SubjectPart"`
+	Value       string `json:"Value"`
+}
+
+// PatternPoliciesResponse is a pattern's (or the system-wide) policies,
+// effective values.
+type PatternPoliciesResponse struct {
+	// AllowKeyReuse is always false: every csrd key is new.
+	AllowKeyReuse              bool                    `json:"AllowKeyReuse"`
+	AllowWildcards             bool                    `json:"AllowWildcards"`
+	RFCEnforcement             bool                    `json:"RFCEnforcement"`
+	PrimaryKeyAlgorithms       []AlgorithmDataResponse `json:"PrimaryKeyAlgorithms"`
+	AlternativeKeyAlgorithms   []AlgorithmDataResponse `json:"AlternativeKeyAlgorithms"`
+	AllowSealedAlternativeKeys bool                    `json:"AllowSealedAlternativeKeys"`
+	MinimumRSAKeySize          int                     `json:"MinimumRSAKeySize"`
+	MaxSANs                    int                     `json:"MaxSANs"`
+}
+
+// AlgorithmDataResponse is one allowed key algorithm: Name as KeyType is
+// sent, BitLengths as KeyLength is sent, Curves as OIDs as Curve is sent.
+type AlgorithmDataResponse struct {
+	Name       string   `json:"Name"`
+	BitLengths []int    `json:"BitLengths"`
+	Curves     []string `json:"Curves"`
+}
+
+// PatternSettingsResponse is EnrollmentPatterns/Settings: the system-wide
+// settings.
+type PatternSettingsResponse struct {
+	Regexes  []PatternRegexResponse   `json:"Regexes"`
+	Defaults []PatternDefaultResponse `json:"Defaults"`
+	Policies PatternPoliciesResponse  `json:"Policies"`
+}
+
+// maxPatternPage bounds ReturnLimit.
+const maxPatternPage = 1000
+
+func (s *Server) listPatterns(c echo.Context) error {
+	page, err := queryInt(c, "PageReturned", 1)
+	if err != nil {
+		return err
+	}
+	limit, err := queryInt(c, "ReturnLimit", 50)
+	if err != nil {
+		return err
+	}
+	if limit > maxPatternPage {
+		limit = maxPatternPage
+	}
+	e := s.policy.Current()
+	all := e.Patterns()
+	out := []EnrollmentPatternResponse{}
+	templates := e.Templates()
+	for i := (page - 1) * limit; i < len(all) && i < page*limit; i++ {
+		out = append(out, patternResponse(all[i], templates))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) getPattern(c echo.Context) error {
+	id, err := strconv.Atoi(c.Param("id"))
+	if err != nil || id < 1 {
+		return badField("enrollment pattern id %q is not a positive integer", c.Param("id"))
+	}
+	e := s.policy.Current()
+	p, ok := e.Pattern(id)
+	if !ok {
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Msg: "no enrollment pattern with Id " + strconv.Itoa(id)}
+	}
+	return c.JSON(http.StatusOK, patternResponse(p, e.Templates()))
+}
+
+func (s *Server) patternSettings(c echo.Context) error {
+	st := s.policy.Current().Settings()
+	return c.JSON(http.StatusOK, PatternSettingsResponse{
+		Regexes: regexResponses(st.Regexes), Defaults: defaultResponses(st.Defaults), Policies: policiesResponse(st.Policies),
+	})
+}
+
+// queryInt reads a positive integer query parameter (names matched
+// case-insensitively, as ASP.NET binds them).
+func queryInt(c echo.Context, name string, dflt int) (int, error) {
+	for k, vs := range c.QueryParams() {
+		if len(vs) == 0 || !equalFold(k, name) {
+			continue
+		}
+		n, err := strconv.Atoi(vs[0])
+		if err != nil || n < 1 {
+			return 0, badField("%s %q is not a positive integer", name, vs[0])
+		}
+		return n, nil
+	}
+	return dflt, nil
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i]|0x20, b[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func patternResponse(p policy.PatternView, templates []policy.TemplateView) EnrollmentPatternResponse {
+	r := EnrollmentPatternResponse{
+		ID: p.ID, Name: p.Name, Description: nullable(p.Description), TemplateDefault: p.TemplateDefault,
+		AllowedEnrollmentTypes: p.AllowedEnrollmentTypes,
+		Regexes:                regexResponses(p.Regexes), Defaults: defaultResponses(p.Defaults), Policies: policiesResponse(p.Policies),
+	}
+	if t := p.Template; t != nil {
+		tr := &PatternTemplateResponse{CommonName: t.Name, TemplateName: t.Name, FriendlyName: nullable(t.FriendlyName), Oid: nullable(t.OID)}
+		if t.FriendlyName != "" {
+			tr.TemplateName = t.FriendlyName
+		}
+		for i, x := range templates {
+			if x.Name == t.Name {
+				tr.ID = i + 1
+			}
+		}
+		r.Template = tr
+	}
+	return r
+}
+
+func policiesResponse(e policy.Effective) PatternPoliciesResponse {
+	return PatternPoliciesResponse{
+		AllowWildcards: e.AllowWildcards, RFCEnforcement: e.RFCEnforcement,
+		PrimaryKeyAlgorithms:       algorithmResponses(e.PrimaryKeyAlgorithms),
+		AlternativeKeyAlgorithms:   algorithmResponses(e.AlternativeKeyAlgorithms),
+		AllowSealedAlternativeKeys: e.AllowSealedAlternativeKeys,
+		MinimumRSAKeySize:          e.MinimumRSAKeySize,
+		MaxSANs:                    e.MaxSANs,
+	}
+}
+
+func algorithmResponses(rules []policy.AlgorithmRule) []AlgorithmDataResponse {
+	out := []AlgorithmDataResponse{}
+	for _, r := range rules {
+		a := AlgorithmDataResponse{Name: string(r.KeyType), BitLengths: []int{}, Curves: []string{}}
+		switch r.KeyType {
+		case policy.RSA:
+			a.BitLengths = append(a.BitLengths, r.BitLengths...)
+		case policy.ECC:
+			for _, c := range r.Curves {
+				a.Curves = append(a.Curves, policy.CurveOID(c))
+				a.BitLengths = append(a.BitLengths, policy.CurveBits(c))
+			}
+		default:
+			a.BitLengths = append(a.BitLengths, policy.KeySize(r.KeyType))
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func regexResponses(rs []policy.Regex) []PatternRegexResponse {
+	out := []PatternRegexResponse{}
+	for _, r := range rs {
+		out = append(out, PatternRegexResponse{SubjectPart: r.SubjectPart, Regex: r.Regex, Error: nullable(r.Error),
+			CaseSensitive: r.CaseSensitive == nil || *r.CaseSensitive})
+	}
+	return out
+}
+
+func defaultResponses(ds []policy.SubjectDefault) []PatternDefaultResponse {
+	out := []PatternDefaultResponse{}
+	for _, d := range ds {
+		out = append(out, PatternDefaultResponse{SubjectPart: d.SubjectPart, Value: d.Value})
+	}
+	return out
+}
+
+// nullable is Keyfactor's NullableString: null rather than "".
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
