@@ -47,13 +47,14 @@ type Decision struct {
 	// checked against.
 	Allowed    []AlgorithmRule `json:"allowed"`
 	AllowedAlt []AlgorithmRule `json:"allowed_alt"`
-	// AllowSealedAlternativeKeys: may the alternative key's seed be kept
-	// sealed by the token when the token cannot hold ML-DSA keys? The
-	// lifecycle enforces it, since only it knows where the key will live.
-	AllowSealedAlternativeKeys bool `json:"allow_sealed_alternative_keys"`
-	AllowWildcards             bool `json:"allow_wildcards"`
-	RFCEnforcement             bool `json:"rfc_enforcement"`
-	MaxSANs                    int  `json:"max_sans,omitempty"`
+	// AllowSealedAlt is the pattern's AllowSealedAlternativeKeys: may the
+	// alternative key's seed be kept sealed by the token when the token
+	// cannot hold ML-DSA keys? The lifecycle enforces it (RuleSealedAltKey),
+	// since only it knows where the key will live.
+	AllowSealedAlt bool `json:"allow_sealed_alt"`
+	AllowWildcards bool `json:"allow_wildcards"`
+	RFCEnforcement bool `json:"rfc_enforcement"`
+	MaxSANs        int  `json:"max_sans,omitempty"`
 
 	// DefaultsApplied are the subject attributes the pattern filled in.
 	DefaultsApplied []SubjectDefault `json:"defaults_applied,omitempty"`
@@ -104,12 +105,12 @@ func (e *Engine) Decide(req Request) (*Decision, error) {
 		Policy: e.info.Source, PolicySHA256: e.info.SHA256, PolicyLoadedAt: e.info.LoadedAt,
 		EnrollmentPatternID: p.id, EnrollmentPatternName: p.name, ResolvedBy: by,
 		Key: spec, Allowed: cloneRules(p.eff.PrimaryKeyAlgorithms), AllowedAlt: cloneRules(p.eff.AlternativeKeyAlgorithms),
-		AllowSealedAlternativeKeys: p.eff.AllowSealedAlternativeKeys,
-		AllowWildcards:             p.eff.AllowWildcards,
-		RFCEnforcement:             p.eff.RFCEnforcement,
-		MaxSANs:                    p.eff.MaxSANs,
-		DefaultsApplied:            applied,
-		Subject:                    subject,
+		AllowSealedAlt:  p.eff.AllowSealedAlternativeKeys,
+		AllowWildcards:  p.eff.AllowWildcards,
+		RFCEnforcement:  p.eff.RFCEnforcement,
+		MaxSANs:         p.eff.MaxSANs,
+		DefaultsApplied: applied,
+		Subject:         subject,
 	}
 	if hasAlt {
 		dec.AltKey = &alt

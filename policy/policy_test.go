@@ -73,8 +73,8 @@ func TestDecideAlternative(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dec.AltKey == nil || *dec.AltKey != (KeySpec{MLDSA87, 87, ""}) || !dec.AllowSealedAlternativeKeys {
-		t.Fatalf("alt key %+v sealed %v", dec.AltKey, dec.AllowSealedAlternativeKeys)
+	if dec.AltKey == nil || *dec.AltKey != (KeySpec{MLDSA87, 87, ""}) || !dec.AllowSealedAlt {
+		t.Fatalf("alt key %+v sealed %v", dec.AltKey, dec.AllowSealedAlt)
 	}
 	narrow := mustParse(t, `
 Settings:
@@ -90,7 +90,7 @@ DefaultEnrollmentPatternId: 1
 		t.Fatalf("alternative allowed by a policy without alternatives: %v", err)
 	}
 	dec, err = narrow.Decide(Request{Key: KeyRequest{KeyType: "ECC", KeyLength: 256}, SANs: dnsSANs(t, "a.example.com")})
-	if err != nil || dec.AllowSealedAlternativeKeys {
+	if err != nil || dec.AllowSealedAlt {
 		t.Fatalf("decision %+v, %v: want AllowSealedAlternativeKeys false", dec, err)
 	}
 }

@@ -26,7 +26,16 @@ const (
 	RuleMaxSANs = "max-sans"
 	// RuleDefaults: a subject default could not be applied.
 	RuleDefaults = "defaults"
+	// RuleSealedAltKey: the policy forbids sealed alternative keys and the
+	// token cannot hold the alternative key itself.
+	RuleSealedAltKey = "sealed-alternative-key"
 )
+
+// Refuse builds the *Error for one violation, for rules that need facts
+// Decide does not see (such as what the token can hold).
+func Refuse(rule, field, reason string) *Error {
+	return &Error{Violations: Violations{{Rule: rule, Field: field, Reason: reason}}}
+}
 
 // Violation is one reason a request is refused.
 type Violation struct {

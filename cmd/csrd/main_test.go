@@ -1,191 +1,25 @@
 package main
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
-
-	"github.com/csrd/csrd/policy"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 )
 
-// envDaemonConfig makes the test binary run csrd itself (see TestMain), so
-// the reload test can signal a real daemon process.
-const envDaemonConfig = "CSRD_TEST_DAEMON_CONFIG"
+// These tests run the real daemon: the test binary re-executes itself with
+// envDaemon set and then runs main's run() with -config from envConfig.
+const (
+	envDaemon = "CSRD_TEST_RUN_DAEMON"
+	envConfig = "CSRD_TEST_CONFIG"
+)
 
 func TestMain(m *testing.M) {
-	if cfg := os.Getenv(envDaemonConfig); cfg != "" {
-		if err := run([]string{"-config", cfg}); err != nil {
+	if os.Getenv(envDaemon) != "" {
+		if err := run([]string{"-config", os.Getenv(envConfig)}); err != nil {
 			fmt.Fprintln(os.Stderr, "csrd:", err)
 			os.Exit(1)
 		}
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
-}
-
-func policyYAML(curve string) string {
-	return `Settings:
-  Policies:
-    RFCEnforcement: false
-    PrimaryKeyAlgorithms: [{KeyType: ECC, Curves: [` + curve + `]}]
-DefaultEnrollmentPatternId: 1
-EnrollmentPatterns:
-  - {Id: 1, Name: ` + curve + ` only, AllowedEnrollmentTypes: 4}
-`
-}
-
-// TestSIGHUPReloadsPolicy runs csrd as a real process on a SoftHSM token:
-// a valid new policy file takes effect on SIGHUP without a restart; a
-// broken one is refused with a log line naming the problem, and the policy
-// in force keeps deciding. SIGTERM then stops it cleanly.
-func TestSIGHUPReloadsPolicy(t *testing.T) {
-	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-reload-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	polPath := filepath.Join(dir, "policy.yaml")
-	write := func(text string) string {
-		if err := os.WriteFile(polPath, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256([]byte(text))
-		return hex.EncodeToString(sum[:])
-	}
-	write(policyYAML("P-256"))
-	cfgPath := filepath.Join(dir, "csrd.yaml")
-	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nhsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\n  max_sessions: 4\ndatabase: %s\npolicy_file: %s\n",
-		tok.Module, tok.Label, tok.PINFile, filepath.Join(dir, "csrd.db"), polPath)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), envDaemonConfig+"="+cfgPath)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := make(chan map[string]any, 64)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) != nil {
-				m = map[string]any{"raw": sc.Text()}
-			}
-			lines <- m
-		}
-	}()
-	// waitFor returns the first log line with this message.
-	waitFor := func(msg string) map[string]any {
-		t.Helper()
-		timeout := time.After(60 * time.Second)
-		for {
-			select {
-			case m, ok := <-lines:
-				if !ok {
-					t.Fatalf("csrd exited before logging %q", msg)
-				}
-				if m["message"] == msg {
-					return m
-				}
-			case <-timeout:
-				t.Fatalf("no %q log line within 60s", msg)
-			}
-		}
-	}
-	ready := waitFor("csrd ready")
-	base := "http://" + ready["listen"].(string) + "/KeyfactorAPI"
-	generate := func(length int) (int, string) {
-		t.Helper()
-		body := fmt.Sprintf(`{"Subject":"CN=reload.example.com","KeyType":"ECC","KeyLength":%d}`, length)
-		req, _ := http.NewRequest(http.MethodPost, base+"/CSRGeneration/Generate", strings.NewReader(body))
-		req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(raw)
-	}
-	expect := func(when string, allowed, refused int) {
-		t.Helper()
-		if code, body := generate(allowed); code != http.StatusOK {
-			t.Errorf("%s: ECC %d: %d %s, want 200", when, allowed, code, body)
-		}
-		if code, body := generate(refused); code != http.StatusBadRequest || !strings.Contains(body, fmt.Sprintf("ECC curves allowed are P-%d", allowed)) {
-			t.Errorf("%s: ECC %d: %d %s, want the policy's refusal", when, refused, code, body)
-		}
-	}
-	expect("first policy", 256, 384)
-
-	shaB := write(policyYAML("P-384"))
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	if got := waitFor("policy reloaded"); got["policy_sha256"] != shaB {
-		t.Fatalf("reloaded %v, want sha256 %s", got, shaB)
-	}
-	expect("after reload", 384, 256)
-
-	write("EnrollmentPatterns:\n  - {Id: 1, Name: broken, AllowedEnrollmentTypes: 99}\n")
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	refused := waitFor("policy reload refused; the policy in force stays")
-	if e, _ := refused["error"].(string); !strings.Contains(e, "AllowedEnrollmentTypes 99") || refused["policy_sha256"] != shaB {
-		t.Fatalf("refusal log %v: want the problem named and the old policy in force", refused)
-	}
-	expect("after a broken file", 384, 256)
-
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	waitFor("stopped")
-	for range lines { // Wait only after the pipe is drained.
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("csrd exit: %v", err)
-	}
-}
-
-// TestStartRefusesBrokenPolicy: at start-up there is no old policy to keep,
-// so a broken file stops csrd, naming the problem, before the token is
-// opened.
-func TestStartRefusesBrokenPolicy(t *testing.T) {
-	dir := t.TempDir()
-	pol := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(pol, []byte("EnrollmentPatterns: []\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "csrd.yaml")
-	text := "hsm:\n  token_label: none\n  pin_file: " + filepath.Join(dir, "missing-pin") + "\ndatabase: " + filepath.Join(dir, "db") + "\npolicy_file: " + pol + "\n"
-	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	err := run([]string{"-config", cfg})
-	if !errors.Is(err, policy.ErrInvalidFile) || !strings.Contains(err.Error(), "at least one enrollment pattern") {
-		t.Fatalf("start with a broken policy: %v", err)
-	}
 }
