@@ -26,7 +26,7 @@ type Decision struct {
 	// "built-in default"; PolicySHA256 and PolicyLoadedAt pin the version.
 	Policy         string    `json:"policy"`
 	PolicySHA256   string    `json:"policy_sha256,omitempty"`
-	PolicyLoadedAt time.Time `json:"policy_loaded_at"`
+	PolicyLoadedAt time.Time `json:"policy_loaded_at,omitzero"`
 
 	// EnrollmentPatternID and EnrollmentPatternName name the pattern that
 	// decided; 0 and "" under the built-in default. ResolvedBy says how it
