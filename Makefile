@@ -18,7 +18,7 @@ DEPS := softhsm2:/usr/bin/softhsm2-util opensc:/usr/bin/pkcs11-tool openssl:/usr
 
 # Fuzz targets as package:FuzzName; `make fuzz FUZZTIME=5m` runs each longer.
 FUZZTIME     ?= 60s
-FUZZ_TARGETS := ./csr:FuzzParseDN ./csr:FuzzParseSANs ./api:FuzzGenerateDecode
+FUZZ_TARGETS := ./csr:FuzzParseDN ./csr:FuzzParseSANs ./api:FuzzGenerateDecode ./policy:FuzzParse
 
 .PHONY: all deps build run dev-token test vet fuzz bench clean
 

@@ -2,9 +2,11 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,5 +225,44 @@ func TestReloader(t *testing.T) {
 	kept, err := r.Reload(func() (*Engine, error) { return Parse([]byte("EnrollmentPatterns: nope\n"), "c.yaml", time.Now()) })
 	if !errors.Is(err, ErrInvalidFile) || kept != got || r.Current() != got {
 		t.Fatalf("broken reload: err %v, in force %v", err, r.Current().Info())
+	}
+}
+
+// TestReloaderConcurrent decides from many goroutines while the policy is
+// swapped back and forth; under -race this proves the swap is atomic and
+// that every decision comes whole from one of the two files.
+func TestReloaderConcurrent(t *testing.T) {
+	const a = "EnrollmentPatterns:\n  - {Id: 1, Name: a, AllowedEnrollmentTypes: 4}\nDefaultEnrollmentPatternId: 1\n"
+	const b = "EnrollmentPatterns:\n  - {Id: 2, Name: b, AllowedEnrollmentTypes: 4}\nDefaultEnrollmentPatternId: 2\n"
+	r := NewReloader(mustParse(t, a))
+	req := Request{Key: KeyRequest{KeyType: "ECC", KeyLength: 256}, SANs: dnsSANs(t, "x.example.com")}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				dec, err := r.Decide(req)
+				if err != nil || !(dec.EnrollmentPatternID == 1 && dec.EnrollmentPatternName == "a" || dec.EnrollmentPatternID == 2 && dec.EnrollmentPatternName == "b") {
+					errs <- fmt.Sprintf("decision %+v, %v", dec, err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 100 {
+		text := a
+		if i%2 == 0 {
+			text = b
+		}
+		if _, err := r.Reload(func() (*Engine, error) { return Parse([]byte(text), "x.yaml", time.Now()) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
