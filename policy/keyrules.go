@@ -55,10 +55,17 @@ func canonicalRules(where string, in []AlgorithmRule, alternative bool, add func
 	seen := map[Algorithm]bool{}
 	for i, r := range in {
 		at := fmt.Sprintf("%s[%d]", where, i)
-		alg, ok := canonicalAlgorithm(string(r.KeyType))
+		kt := r.KeyType
+		switch {
+		case kt == "":
+			kt = r.Name
+		case r.Name != "" && !strings.EqualFold(string(r.Name), string(kt)):
+			add("%s: Name %q and KeyType %q disagree (give one of them)", at, r.Name, kt)
+		}
+		alg, ok := canonicalAlgorithm(string(kt))
 		switch {
 		case !ok:
-			add("%s: KeyType %q is not a key type (%s)", at, r.KeyType, joinAlgs(allowed))
+			add("%s: KeyType %q is not a key type (%s)", at, kt, joinAlgs(allowed))
 			continue
 		case !slices.Contains(allowed, alg):
 			add("%s: KeyType %s is not a %s key type (%s)", at, alg, kind, joinAlgs(allowed))

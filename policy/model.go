@@ -56,7 +56,10 @@ type Policies struct {
 // for ECC 256/384/521 name curves) or curves (ECC, by name or OID).
 // Keyfactor's policy model uses the same shape.
 type AlgorithmRule struct {
-	KeyType    Algorithm `yaml:"KeyType" json:"KeyType"`
+	KeyType Algorithm `yaml:"KeyType" json:"KeyType"`
+	// Name is accepted for KeyType in files, as Keyfactor's API spells it
+	// in responses; canonical rules carry KeyType only.
+	Name       Algorithm `yaml:"Name" json:"-"`
 	BitLengths []int     `yaml:"BitLengths" json:"BitLengths,omitempty"`
 	Curves     []string  `yaml:"Curves" json:"Curves,omitempty"`
 }

@@ -60,6 +60,7 @@ func TestParseRefuses(t *testing.T) {
 		{"unknown key type", "Settings:\n  Policies:\n    PrimaryKeyAlgorithms: [{KeyType: DSA}]\n" + pat, []string{`KeyType "DSA" is not a key type`}},
 		{"ML-DSA as primary", "Settings:\n  Policies:\n    PrimaryKeyAlgorithms: [{KeyType: ML-DSA-44}]\n" + pat, []string{"not a primary key type"}},
 		{"RSA as alternative", "Settings:\n  Policies:\n    AlternativeKeyAlgorithms: [{KeyType: RSA}]\n" + pat, []string{"not a alternative key type"}},
+		{"Name and KeyType disagree", "Settings:\n  Policies:\n    PrimaryKeyAlgorithms: [{KeyType: RSA, Name: ECC}]\n" + pat, []string{`Name "ECC" and KeyType "RSA" disagree`}},
 		{"unknown curve", "Settings:\n  Policies:\n    PrimaryKeyAlgorithms: [{KeyType: ECC, Curves: [brainpoolP256r1]}]\n" + pat, []string{`Curve "brainpoolP256r1"`}},
 		{"duplicate id and name, missing types", "EnrollmentPatterns:\n  - {Id: 1, Name: a, AllowedEnrollmentTypes: 4}\n  - {Id: 1, Name: A}\n",
 			[]string{"Id 1 is used twice", `Name "A" is used twice`, "AllowedEnrollmentTypes is required"}},
