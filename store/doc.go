@@ -27,6 +27,15 @@
 // state IN (...)): a record in an unexpected state yields an error matching
 // [ErrConflict], an unknown id one matching [ErrNotFound].
 //
+// # Intents
+//
+// A token operation on an existing key (destroying it, writing its
+// certificate next to it) is committed as the record's Intent before the
+// token is touched and cleared in the transaction that records the outcome
+// (see intent.go). A crash in between leaves the intent for reconciliation
+// to finish. A record with an intent is not offered as a pending CSR and
+// refuses other operations with a [BusyError] (matches [ErrConflict]).
+//
 // # Storage
 //
 // The database is a file (never ":memory:": records must survive restarts)
@@ -42,7 +51,9 @@
 //
 // migrations/NNNN_name.sql are applied in version order at [Open], each in
 // its own transaction together with its row in schema_migrations, so a
-// half-applied migration is impossible and re-opening is a no-op. A database
-// written by a newer csrd is refused rather than guessed at. Later schema
+// half-applied migration is impossible and re-opening is a no-op. Version
+// numbers may have gaps (they are assigned to parallel work that merges in
+// any order); each version not yet recorded is applied. A database that
+// records a version this binary lacks is refused rather than guessed at. Later schema
 // changes are new files; existing ones are never edited.
 package store

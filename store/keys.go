@@ -37,11 +37,20 @@ type KeyRecord struct {
 
 	CSRPEM     string
 	FailReason string // why the record became failed (or lost, deleted)
+
+	// Intent is a token operation committed but perhaps not finished
+	// (IntentNone when there is none); see intent.go.
+	Intent Intent
+	// Cert is the certificate married to the key (or, with IntentMarry, being
+	// married); its DER is nil when there is none.
+	Cert        CertInfo
+	MarriedTime time.Time
 }
 
 const keyColumns = `id, request_time, updated_time, state, key_label, key_id, token_label, token_serial,
     key_type, key_size, curve, spki_sha256, subject, sans, template, enrollment_pattern_id,
-    decision, csr_pem, fail_reason`
+    decision, csr_pem, fail_reason, intent, cert_der, cert_chain_pem, cert_serial, cert_issuer,
+    cert_subject, cert_thumbprint, cert_not_before, cert_not_after, married_time`
 
 const (
 	// insertKeySQL inserts without a label: the label is derived from the
@@ -278,13 +287,30 @@ func scanKey(row interface{ Scan(...any) error }) (*KeyRecord, error) {
 		curve, spki, subject, sans, template, decision sql.NullString
 		csrPEM, failReason                             sql.NullString
 		keySize, patternID                             sql.NullInt64
+		intent, chain, serial, issuer, certSubject     sql.NullString
+		thumb, notBefore, notAfter, married            sql.NullString
 	)
 	if err := row.Scan(&rec.ID, &requested, &updated, &rec.State, &label, &keyID, &tokLabel,
 		&tokSerial, &keyType, &keySize, &curve, &spki, &subject, &sans, &template, &patternID,
-		&decision, &csrPEM, &failReason); err != nil {
+		&decision, &csrPEM, &failReason, &intent, &rec.Cert.DER, &chain, &serial, &issuer,
+		&certSubject, &thumb, &notBefore, &notAfter, &married); err != nil {
 		return nil, err
 	}
+	rec.Intent = Intent(intent.String)
+	rec.Cert.ChainPEM, rec.Cert.Serial, rec.Cert.Issuer = chain.String, serial.String, issuer.String
+	rec.Cert.Subject, rec.Cert.Thumbprint = certSubject.String, thumb.String
 	var err error
+	for _, tv := range []struct {
+		dst  *time.Time
+		src  sql.NullString
+		name string
+	}{{&rec.Cert.NotBefore, notBefore, "cert_not_before"}, {&rec.Cert.NotAfter, notAfter, "cert_not_after"}, {&rec.MarriedTime, married, "married_time"}} {
+		if tv.src.Valid {
+			if *tv.dst, err = parseTime(tv.src.String); err != nil {
+				return nil, fmt.Errorf("key %d %s: %w", rec.ID, tv.name, err)
+			}
+		}
+	}
 	if rec.RequestTime, err = parseTime(requested); err != nil {
 		return nil, fmt.Errorf("key %d request_time: %w", rec.ID, err)
 	}

@@ -14,9 +14,15 @@ import (
 	"time"
 )
 
-// migrationFS holds the schema history. Files are named NNNN_name.sql;
-// versions start at 1 and have no gaps. Applied files are never edited: a
-// change is a new file.
+// migrationFS holds the schema history. Files are named NNNN_name.sql with
+// unique versions from 1 up. Applied files are never edited: a change is a
+// new file.
+//
+// Versions may have gaps: numbers are handed out to parallel lines of work
+// before they merge, so 0003 can land before 0002. Every migration must
+// therefore stand on 0001 and its own number's predecessors in *its* line
+// only (add columns, tables, indexes; never rewrite another's), and migrate
+// applies each version not yet recorded, in ascending order.
 //
 //go:embed migrations/*.sql
 var migrationFS embed.FS
@@ -32,14 +38,15 @@ const (
     version    INTEGER PRIMARY KEY,
     applied_at TEXT NOT NULL
 )`
-	maxMigrationVersionSQL = `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`
-	migrationAppliedSQL    = `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)`
-	insertMigrationSQL     = `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`
+	appliedVersionsSQL  = `SELECT version FROM schema_migrations ORDER BY version`
+	migrationAppliedSQL = `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)`
+	insertMigrationSQL  = `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`
 )
 
 // loadMigrations reads and orders the migrations in fsys (under
-// "migrations/"), rejecting bad names, duplicates and gaps so a mistake in
-// the tree fails every test rather than a production start.
+// "migrations/"), rejecting bad names and duplicate versions so a mistake in
+// the tree fails every test rather than a production start. 0001 (the keys
+// table) must be present; later gaps are allowed (see migrationFS).
 func loadMigrations(fsys fs.FS) ([]migration, error) {
 	entries, err := fs.ReadDir(fsys, "migrations")
 	if err != nil {
@@ -63,35 +70,44 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 		ms = append(ms, migration{version: v, name: name, sql: string(body)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("store: migration %q: expected version %d (versions must be 1..n without gaps or duplicates)", m.name, i+1)
-		}
-	}
 	if len(ms) == 0 {
 		return nil, errors.New("store: no migrations")
+	}
+	if ms[0].version != 1 {
+		return nil, fmt.Errorf("store: migration %q: the first migration must be version 1", ms[0].name)
+	}
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("store: migrations %q and %q have the same version", ms[i-1].name, ms[i].name)
+		}
 	}
 	return ms, nil
 }
 
-// migrate brings db up to the newest migration. Each migration runs in its
-// own IMMEDIATE transaction (the write pool's _txlock) that first re-checks
-// whether the version is recorded, so two processes opening the same file at
-// once apply each migration exactly once.
+// migrate applies every migration not yet recorded, in version order. Each
+// runs in its own IMMEDIATE transaction (the write pool's _txlock) that first
+// re-checks whether the version is recorded, so two processes opening the
+// same file at once apply each migration exactly once. A recorded version
+// this binary does not embed means a newer (or other) csrd wrote the file.
 func migrate(ctx context.Context, db *sql.DB, ms []migration, now func() time.Time) error {
 	if _, err := db.ExecContext(ctx, createMigrationsTableSQL); err != nil {
 		return dbErr("create schema_migrations", err)
 	}
-	known := ms[len(ms)-1].version
-	var have int
-	if err := db.QueryRowContext(ctx, maxMigrationVersionSQL).Scan(&have); err != nil {
-		return dbErr("read schema version", err)
+	applied, err := appliedVersions(ctx, db)
+	if err != nil {
+		return err
 	}
-	if have > known {
-		return &SchemaVersionError{Have: have, Known: known}
+	known := make(map[int]bool, len(ms))
+	for _, m := range ms {
+		known[m.version] = true
+	}
+	for v := range applied {
+		if !known[v] {
+			return &SchemaVersionError{Have: v, Known: ms[len(ms)-1].version}
+		}
 	}
 	for _, m := range ms {
-		if m.version <= have {
+		if applied[m.version] {
 			continue
 		}
 		if err := applyMigration(ctx, db, m, now); err != nil {
@@ -99,6 +115,26 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration, now func() time.Ti
 		}
 	}
 	return nil
+}
+
+func appliedVersions(ctx context.Context, db *sql.DB) (map[int]bool, error) {
+	rows, err := db.QueryContext(ctx, appliedVersionsSQL)
+	if err != nil {
+		return nil, dbErr("read schema versions", err)
+	}
+	defer rows.Close()
+	applied := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, dbErr("read schema versions", err)
+		}
+		applied[v] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr("read schema versions", err)
+	}
+	return applied, nil
 }
 
 func applyMigration(ctx context.Context, db *sql.DB, m migration, now func() time.Time) (err error) {
