@@ -1,6 +1,8 @@
 // Package hsm owns csrd's PKCS#11 token: opening and logging in to it, generating
 // signing-only key pairs whose private halves never leave it, signing with them,
-// and finding, inspecting, listing and destroying them. It knows nothing of key
+// storing the certificates issued for them next to them (same CKA_ID and
+// CKA_LABEL), naming them with RFC 7512 PKCS#11 URIs, and finding, inspecting,
+// listing and destroying them. It knows nothing of key
 // records, policy or HTTP; callers name keys with a KeyRef (CKA_ID + CKA_LABEL).
 //
 // # One context per process
