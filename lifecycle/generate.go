@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +33,9 @@ type Token interface {
 	NewKeyID(ctx context.Context) ([]byte, error)
 	GenerateKeyPair(ctx context.Context, spec hsm.KeySpec, ref hsm.KeyRef) (*hsm.Key, error)
 	DestroyKey(ctx context.Context, ref hsm.KeyRef) error
+	PutCertificate(ctx context.Context, ref hsm.KeyRef, cert *x509.Certificate) (bool, error)
+	ListObjects(ctx context.Context, labelPrefix string) ([]hsm.Object, error)
+	ObjectsOf(ctx context.Context, ref hsm.KeyRef) ([]hsm.ObjectClass, error)
 }
 
 // Records is what lifecycle needs from the database.
@@ -40,6 +44,24 @@ type Records interface {
 	CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte) error
 	FailKey(ctx context.Context, id int64, reason string) error
 	ListByState(ctx context.Context, s store.State) ([]*store.KeyRecord, error)
+
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+	ListPending(ctx context.Context, q store.PendingQuery) ([]*store.KeyRecord, error)
+	CountPending(ctx context.Context, subjectContains string) (int, error)
+	ListKeys(ctx context.Context, q store.KeyQuery) ([]*store.KeyRecord, error)
+	FindBySPKI(ctx context.Context, spkiSHA256 []byte) ([]*store.KeyRecord, error)
+	FindByThumbprint(ctx context.Context, thumbprint string) ([]*store.KeyRecord, error)
+	FindBySerial(ctx context.Context, serial string) ([]*store.KeyRecord, error)
+
+	BeginDelete(ctx context.Context, id int64) error
+	FinishDelete(ctx context.Context, id int64, reason string) error
+	BeginMarriage(ctx context.Context, id int64, cert store.CertInfo) error
+	FinishMarriage(ctx context.Context, id int64) error
+	AbandonMarriage(ctx context.Context, id int64, reason string) error
+	AbortMarriage(ctx context.Context, id int64) error
+	MarkLost(ctx context.Context, id int64, reason string) error
+	ListByIntent(ctx context.Context, in store.Intent) ([]*store.KeyRecord, error)
+	ListLive(ctx context.Context) ([]store.LiveKey, error)
 }
 
 // Decider is the policy that decides every request.
@@ -60,8 +82,14 @@ type Service struct {
 	// cannot leave a half-made key behind.
 	cleanupTimeout time.Duration
 	// afterStep, when set (tests only), is called after each step of
-	// Generate; the crash test uses it to kill the process in between.
+	// Generate, Delete and Import; the crash tests use it to kill the
+	// process in between.
 	afterStep func(step string)
+	// locks serialises Delete, Import and reconciliation per record: each
+	// checks the token and then changes it.
+	locks keyLocks
+	// now is the clock certificates are checked against.
+	now func() time.Time
 }
 
 // New returns a Service. log receives one line per failure with its cause.
@@ -73,6 +101,7 @@ func New(token Token, records Records, pol Decider, log zerolog.Logger) *Service
 		log:            log,
 		rand:           rand.Reader,
 		cleanupTimeout: 30 * time.Second,
+		now:            time.Now,
 	}
 }
 

@@ -58,15 +58,7 @@ func TestCrashBetweenSteps(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			cmd := exec.Command(os.Args[0])
-			cmd.Env = append(os.Environ(),
-				envCrashStep+"="+tc.step, envCrashDB+"="+dbPath,
-				envTokenLabel+"="+testTok.Label, envPINFile+"="+testTok.PINFile, envModule+"="+testTok.Module)
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("child did not die by SIGKILL at %s: %v\n%s", tc.step, err, out)
-			}
+			runCrashChild(t, tc.step, dbPath)
 
 			db := openStore(t, dbPath)
 			recs, err := db.ListByState(ctx, store.StateGenerating)
@@ -96,7 +88,7 @@ func TestCrashBetweenSteps(t *testing.T) {
 			}
 
 			svc := lifecycle.New(testToken, db, policy.Default(), testLog)
-			rep, err := svc.Reconcile(ctx)
+			rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,16 +119,17 @@ func TestCrashBetweenSteps(t *testing.T) {
 				t.Errorf("token objects %d before, %d after", objectsBefore, after)
 			}
 			// A second reconcile has nothing left to do.
-			if rep, err := svc.Reconcile(ctx); err != nil || rep.Interrupted != 0 {
+			if rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{}); err != nil || rep.Interrupted != 0 {
 				t.Errorf("second reconcile: %+v %v", rep, err)
 			}
 		})
 	}
 }
 
-// crashChild runs in the child process started above (see TestMain): it
-// generates one key and SIGKILLs itself after the named step. It returns
-// only on failure.
+// crashChild runs in the child process started by the crash tests (see
+// TestMain): it runs one operation (Generate, or Delete/Import named by
+// envCrashOp and envCrashArg) and SIGKILLs itself after the named step. It
+// returns only on failure.
 func crashChild(step string) error {
 	pin, err := os.ReadFile(os.Getenv(envPINFile))
 	if err != nil {
@@ -157,8 +150,40 @@ func crashChild(step string) error {
 			select {}
 		}
 	})
-	_, err = svc.Generate(context.Background(), p256)
-	return fmt.Errorf("Generate returned (%v) instead of dying at %s", err, step)
+	ctx := context.Background()
+	switch op, arg := os.Getenv(envCrashOp), os.Getenv(envCrashArg); op {
+	case "delete":
+		var id int64
+		if _, err := fmt.Sscan(arg, &id); err != nil {
+			return err
+		}
+		err = svc.Delete(ctx, id)
+	case "import":
+		pemText, rerr := os.ReadFile(arg)
+		if rerr != nil {
+			return rerr
+		}
+		_, err = svc.Import(ctx, lifecycle.ImportRequest{Certificate: string(pemText)})
+	default:
+		_, err = svc.Generate(ctx, p256)
+	}
+	return fmt.Errorf("%s returned (%v) instead of dying at %s", os.Getenv(envCrashOp), err, step)
+}
+
+// runCrashChild re-executes the test binary as a crash child and checks
+// that it died by SIGKILL.
+func runCrashChild(t *testing.T, step, dbPath string, env ...string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(),
+		envCrashStep+"="+step, envCrashDB+"="+dbPath,
+		envTokenLabel+"="+testTok.Label, envPINFile+"="+testTok.PINFile, envModule+"="+testTok.Module)
+	cmd.Env = append(cmd.Env, env...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child did not die by SIGKILL at %s: %v\n%s", step, err, out)
+	}
 }
 
 // failingRecords wraps the real store and fails CompleteKey, the last step.

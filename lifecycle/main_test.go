@@ -22,11 +22,18 @@ const (
 	envTokenLabel = "CSRD_TEST_TOKEN_LABEL"
 	envPINFile    = "CSRD_TEST_PIN_FILE"
 	envModule     = "CSRD_TEST_MODULE"
+	envCrashOp    = "CSRD_TEST_CRASH_OP"  // generate (default), delete or import
+	envCrashArg   = "CSRD_TEST_CRASH_ARG" // record id to delete, or PEM file to import
+
+	reconLabel = "csrd-lifecycle-recon"
 )
 
 var (
 	testTok   *softhsmtest.Token
 	testToken *hsm.Token
+	// reconToken is a second token for reconciliation tests, which compare
+	// a whole token with one database and must not see other tests' keys.
+	reconToken *hsm.Token
 	testLog   = zerolog.New(os.Stderr).Level(zerolog.ErrorLevel)
 )
 
@@ -55,11 +62,19 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 1, err
 	}
+	if err := testTok.AddToken(reconLabel); err != nil {
+		return 1, err
+	}
 	testToken, err = openToken(testTok.Module, testTok.Label, testTok.PIN)
 	if err != nil {
 		return 1, err
 	}
 	defer testToken.Close()
+	reconToken, err = openToken(testTok.Module, reconLabel, testTok.PIN)
+	if err != nil {
+		return 1, err
+	}
+	defer reconToken.Close()
 	return m.Run(), nil
 }
 

@@ -1,50 +1,405 @@
 package lifecycle
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/store"
 )
 
+// ReconcileOptions controls Reconcile.
+type ReconcileOptions struct {
+	// DestroyOrphans destroys token objects that no record accounts for.
+	// Without it they are only reported: nothing is destroyed silently.
+	DestroyOrphans bool
+	// MinAge leaves alone records changed less than MinAge ago, which a
+	// running csrd may still be working on. csrd's own start-up check uses
+	// 0 (it serves nothing yet); csrctl, which may run beside csrd, uses
+	// the request timeout.
+	MinAge time.Duration
+}
+
 // ReconcileReport says what Reconcile found and did.
 type ReconcileReport struct {
-	// Interrupted records were left "generating" by a crash.
+	// Interrupted records were left "generating" by a crash; they are now failed.
 	Interrupted int
 	// KeysDestroyed of those still had a key in the token.
 	KeysDestroyed int
+	// DeletesFinished and MarriagesFinished were interrupted deletes and
+	// imports, now completed.
+	DeletesFinished   int
+	MarriagesFinished int
+	// MarriagesAborted could not finish (certificate conflict or key gone).
+	MarriagesAborted int
+	// CertsRestored lists married records whose certificate object was
+	// missing from the token and was written again from the database.
+	CertsRestored []int64
+	// Lost lists records whose private key is gone from the token; they
+	// are now marked lost.
+	Lost []LostKey
+	// Orphans lists token objects with csrd's label prefix that no live
+	// record accounts for.
+	Orphans          []Orphan
+	OrphansDestroyed int
+	// InProgress counts records skipped because they changed within MinAge
+	// or during the check.
+	InProgress int
+	// OtherToken counts records whose key lives on another token.
+	OtherToken int
+	// Objects is the number of csrd-labelled token objects listed, Records
+	// the number of live records compared with them.
+	Objects, Records int
 }
 
-// Reconcile finishes Generate calls that a crash interrupted: every record
-// still "generating" either never got its key or got one that nobody was
-// handed a CSR for. Either way the key (found by label and CKA_ID — a
-// C_FindObjects is fine here, at start-up) is destroyed and the record
-// marked failed. It stops at the first error so nothing is marked failed
-// while its key might still exist.
-func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
+// LostKey is a record whose key vanished from the token.
+type LostKey struct {
+	ID    int64
+	Label string
+	Was   store.State
+}
+
+// Orphan is a group of token objects sharing a label and CKA_ID that no
+// live record owns.
+type Orphan struct {
+	Ref       hsm.KeyRef
+	Classes   []hsm.ObjectClass
+	Reason    string
+	Destroyed bool
+}
+
+func (o Orphan) String() string {
+	cs := make([]string, len(o.Classes))
+	for i, c := range o.Classes {
+		cs[i] = c.String()
+	}
+	return fmt.Sprintf("label=%q id=%s objects=%s: %s", o.Ref.Label, hex.EncodeToString(o.Ref.ID), strings.Join(cs, ","), o.Reason)
+}
+
+// Reconcile compares the database with the token and repairs what a crash
+// or someone working behind csrd's back left:
+//
+//   - records still "generating" (a crash inside Generate): any key under
+//     their label is destroyed and the record marked failed;
+//   - interrupted deletes and imports (records with an intent) are finished;
+//   - pending and married records whose private key is gone are marked lost;
+//     married ones whose certificate object is gone get it written again;
+//   - token objects with csrd's label prefix and no live record are listed
+//     as orphans, and destroyed only with DestroyOrphans.
+//
+// The token is listed once (one C_FindObjects pass), then the live records
+// are read once, in that order: a record is always committed before its key
+// is created, so an object in the listing whose record is missing from the
+// later read is truly unaccounted for. Records changed after the listing
+// began are not judged lost. Reconcile stops at the first error that could
+// make it misjudge; everything it did up to there is in the report.
+func (s *Service) Reconcile(ctx context.Context, opts ReconcileOptions) (ReconcileReport, error) {
 	var rep ReconcileReport
-	recs, err := s.records.ListByState(ctx, store.StateGenerating)
+	cutoff := s.now().Add(-opts.MinAge)
+	if err := s.finishGenerating(ctx, cutoff, &rep); err != nil {
+		return rep, err
+	}
+	if err := s.finishDeletes(ctx, cutoff, &rep); err != nil {
+		return rep, err
+	}
+	if err := s.finishMarriages(ctx, cutoff, &rep); err != nil {
+		return rep, err
+	}
+	listed := s.now()
+	objs, err := s.token.ListObjects(ctx, LabelPrefix)
 	if err != nil {
 		return rep, err
 	}
+	live, err := s.records.ListLive(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Objects, rep.Records = len(objs), len(live)
+	groups := groupObjects(objs)
+	if err := s.checkLive(ctx, live, groups, listed, cutoff, &rep); err != nil {
+		return rep, err
+	}
+	if err := s.checkOrphans(ctx, groups, opts.DestroyOrphans, &rep); err != nil {
+		return rep, err
+	}
+	s.logReport(rep)
+	return rep, nil
+}
+
+// finishGenerating fails records a crash left "generating": nobody was
+// handed their CSR, so their key (if it was made) is destroyed.
+func (s *Service) finishGenerating(ctx context.Context, cutoff time.Time, rep *ReconcileReport) error {
+	recs, err := s.records.ListByState(ctx, store.StateGenerating)
+	if err != nil {
+		return err
+	}
 	for _, r := range recs {
+		if r.UpdatedTime.After(cutoff) {
+			rep.InProgress++
+			continue
+		}
 		rep.Interrupted++
-		ref := hsm.KeyRef{ID: r.KeyID, Label: r.KeyLabel}
 		destroyed := false
-		switch err := s.token.DestroyKey(ctx, ref); {
+		switch err := s.token.DestroyKey(ctx, hsm.KeyRef{ID: r.KeyID, Label: r.KeyLabel}); {
 		case err == nil:
 			destroyed = true
 			rep.KeysDestroyed++
 		case errors.Is(err, hsm.ErrNotFound):
 		default:
-			return rep, err
+			return err
 		}
-		if err := s.records.FailKey(ctx, r.ID, "interrupted before the CSR was recorded; reconciled at start-up"); err != nil {
-			return rep, err
+		if err := s.records.FailKey(ctx, r.ID, "interrupted before the CSR was recorded; reconciled"); err != nil {
+			return err
 		}
 		s.log.Warn().Int64("record", r.ID).Str("label", r.KeyLabel).Bool("key_destroyed", destroyed).
 			Msg("reconciled an interrupted generate")
 	}
-	return rep, nil
+	return nil
+}
+
+func (s *Service) finishDeletes(ctx context.Context, cutoff time.Time, rep *ReconcileReport) error {
+	recs, err := s.records.ListByIntent(ctx, store.IntentDelete)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.UpdatedTime.After(cutoff) {
+			rep.InProgress++
+			continue
+		}
+		err := func() error {
+			unlock := s.locks.lock(r.ID)
+			defer unlock()
+			if err := s.destroyKeyMaterial(ctx, r); err != nil {
+				return err
+			}
+			return s.records.FinishDelete(ctx, r.ID, "delete interrupted; finished by reconciliation")
+		}()
+		if errors.Is(err, store.ErrConflict) { // finished meanwhile
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		rep.DeletesFinished++
+		s.log.Warn().Int64("record", r.ID).Str("label", r.KeyLabel).Msg("reconciled an interrupted delete")
+	}
+	return nil
+}
+
+func (s *Service) finishMarriages(ctx context.Context, cutoff time.Time, rep *ReconcileReport) error {
+	recs, err := s.records.ListByIntent(ctx, store.IntentMarry)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.UpdatedTime.After(cutoff) {
+			rep.InProgress++
+			continue
+		}
+		leaf, err := x509.ParseCertificate(r.Cert.DER)
+		if err != nil { // cannot happen: it parsed before it was stored
+			return fmt.Errorf("lifecycle: reconcile: record %d: stored certificate: %w", r.ID, err)
+		}
+		err = func() error {
+			unlock := s.locks.lock(r.ID)
+			defer unlock()
+			if err := s.writeCertificate(ctx, r, leaf); err != nil {
+				return err
+			}
+			return s.records.FinishMarriage(ctx, r.ID)
+		}()
+		var le *Error
+		switch {
+		case errors.As(err, &le):
+			rep.MarriagesAborted++
+			s.log.Error().Int64("record", r.ID).Str("reason", le.Msg).Msg("reconcile: an interrupted import could not be finished")
+			continue
+		case errors.Is(err, store.ErrConflict):
+			continue
+		case err != nil:
+			return err
+		}
+		rep.MarriagesFinished++
+		s.log.Warn().Int64("record", r.ID).Str("thumbprint", r.Cert.Thumbprint).Msg("reconciled an interrupted import; certificate married")
+	}
+	return nil
+}
+
+// objectGroup is the objects sharing one label and CKA_ID.
+type objectGroup struct {
+	ref     hsm.KeyRef
+	classes []hsm.ObjectClass
+	claimed bool
+}
+
+func groupKey(label string, id []byte) string { return label + "\x00" + string(id) }
+
+func groupObjects(objs []hsm.Object) map[string]*objectGroup {
+	groups := map[string]*objectGroup{}
+	for _, o := range objs {
+		k := groupKey(o.Ref.Label, o.Ref.ID)
+		g := groups[k]
+		if g == nil {
+			g = &objectGroup{ref: o.Ref}
+			groups[k] = g
+		}
+		g.classes = append(g.classes, o.Class)
+	}
+	return groups
+}
+
+// checkLive marks lost the pending and married records whose private key is
+// not in the listing, restores missing certificate objects of married ones,
+// and claims every group a live record owns.
+func (s *Service) checkLive(ctx context.Context, live []store.LiveKey, groups map[string]*objectGroup, listed, cutoff time.Time, rep *ReconcileReport) error {
+	for _, k := range live {
+		if k.TokenSerial != "" && k.TokenSerial != s.token.Serial() {
+			rep.OtherToken++
+			continue
+		}
+		g := groups[groupKey(k.KeyLabel, k.KeyID)]
+		if g != nil {
+			g.claimed = true
+		}
+		if k.State == store.StateGenerating || k.Intent != store.IntentNone {
+			continue // young (older ones were finished above)
+		}
+		switch {
+		case g != nil && hasClass(g.classes, hsm.ClassPrivateKey):
+			if k.State == store.StateMarried && k.HasCert && !hasClass(g.classes, hsm.ClassCertificate) {
+				if err := s.restoreCertificate(ctx, k.ID, rep); err != nil {
+					return err
+				}
+			}
+		case !k.UpdatedTime.Before(listed) || k.UpdatedTime.After(cutoff):
+			rep.InProgress++ // changed since the listing: judge it next time
+		default:
+			if g != nil {
+				g.claimed = false // what is left of a lost key is an orphan
+			}
+			err := s.records.MarkLost(ctx, k.ID, "private key not found in the token by reconciliation")
+			if errors.Is(err, store.ErrConflict) {
+				rep.InProgress++
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			rep.Lost = append(rep.Lost, LostKey{ID: k.ID, Label: k.KeyLabel, Was: k.State})
+			s.log.Error().Int64("record", k.ID).Str("label", k.KeyLabel).Str("was", string(k.State)).
+				Msg("reconcile: key gone from the token; record marked lost")
+		}
+	}
+	return nil
+}
+
+func (s *Service) restoreCertificate(ctx context.Context, id int64, rep *ReconcileReport) error {
+	unlock := s.locks.lock(id)
+	defer unlock()
+	rec, err := s.records.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	leaf, err := x509.ParseCertificate(rec.Cert.DER)
+	if err != nil {
+		return fmt.Errorf("lifecycle: reconcile: record %d: stored certificate: %w", id, err)
+	}
+	created, err := s.token.PutCertificate(ctx, hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}, leaf)
+	if err != nil {
+		return err
+	}
+	if created {
+		rep.CertsRestored = append(rep.CertsRestored, id)
+		s.log.Warn().Int64("record", id).Str("label", rec.KeyLabel).Msg("reconcile: certificate object was missing from the token; written again")
+	}
+	return nil
+}
+
+// checkOrphans explains every unclaimed group and destroys it if asked.
+// Each candidate is looked up again first: a delete finishing between the
+// listing and the record read would otherwise look like an orphan.
+func (s *Service) checkOrphans(ctx context.Context, groups map[string]*objectGroup, destroy bool, rep *ReconcileReport) error {
+	for _, g := range sortedGroups(groups) {
+		if g.claimed {
+			continue
+		}
+		o := Orphan{Ref: g.ref, Classes: g.classes, Reason: s.orphanReason(ctx, g.ref)}
+		if len(g.ref.ID) == 0 {
+			o.Reason += " (no CKA_ID, so it cannot be destroyed by reference; remove it with pkcs11-tool)"
+		} else {
+			still, err := s.token.ObjectsOf(ctx, g.ref)
+			if err != nil {
+				return err
+			}
+			if len(still) == 0 {
+				continue
+			}
+			o.Classes = still
+			if destroy {
+				if err := s.token.DestroyKey(ctx, g.ref); err != nil && !errors.Is(err, hsm.ErrNotFound) {
+					return err
+				}
+				o.Destroyed = true
+				rep.OrphansDestroyed++
+			}
+		}
+		rep.Orphans = append(rep.Orphans, o)
+		s.log.Warn().Str("label", g.ref.Label).Str("ckaid", hex.EncodeToString(g.ref.ID)).Str("reason", o.Reason).
+			Bool("destroyed", o.Destroyed).Msg("reconcile: orphan object in the token")
+	}
+	return nil
+}
+
+func (s *Service) orphanReason(ctx context.Context, ref hsm.KeyRef) string {
+	id, err := strconv.ParseInt(strings.TrimPrefix(ref.Label, LabelPrefix), 10, 64)
+	if err != nil || id <= 0 || Label(id) != ref.Label {
+		return "label is not one csrd gives its keys"
+	}
+	rec, err := s.records.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Sprintf("no record %d exists", id)
+	case err != nil:
+		return fmt.Sprintf("record %d could not be read: %v", id, err)
+	case !bytes.Equal(rec.KeyID, ref.ID):
+		return fmt.Sprintf("record %d names CKA_ID %s, not this one", id, hex.EncodeToString(rec.KeyID))
+	case rec.TokenSerial != "" && rec.TokenSerial != s.token.Serial():
+		return fmt.Sprintf("record %d is for token serial %s", id, rec.TokenSerial)
+	}
+	return fmt.Sprintf("record %d is %s", id, rec.State)
+}
+
+func sortedGroups(m map[string]*objectGroup) []*objectGroup {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make([]*objectGroup, len(keys))
+	for i, k := range keys {
+		out[i] = m[k]
+	}
+	return out
+}
+
+func (s *Service) logReport(rep ReconcileReport) {
+	ev := s.log.Info()
+	if rep.Interrupted+rep.DeletesFinished+rep.MarriagesFinished+rep.MarriagesAborted+len(rep.Lost)+len(rep.Orphans)+len(rep.CertsRestored) > 0 {
+		ev = s.log.Warn()
+	}
+	ev.Int("objects", rep.Objects).Int("records", rep.Records).Int("interrupted", rep.Interrupted).
+		Int("keys_destroyed", rep.KeysDestroyed).Int("deletes_finished", rep.DeletesFinished).
+		Int("marriages_finished", rep.MarriagesFinished).Int("marriages_aborted", rep.MarriagesAborted).
+		Int("certs_restored", len(rep.CertsRestored)).Int("lost", len(rep.Lost)).Int("orphans", len(rep.Orphans)).
+		Int("orphans_destroyed", rep.OrphansDestroyed).Int("in_progress", rep.InProgress).Int("other_token", rep.OtherToken).
+		Msg("reconciliation done")
 }

@@ -62,6 +62,12 @@ WHERE id = ? AND state = 'pending' AND (intent IS NULL OR (intent = 'marry' AND 
 	finishMarriageSQL = `UPDATE keys SET state = 'married', intent = NULL, updated_time = ?, married_time = ?
 WHERE id = ? AND state = 'pending' AND intent = 'marry'`
 
+	// abortMarriageSQL forgets a candidate certificate that cannot be stored.
+	abortMarriageSQL = `UPDATE keys SET intent = NULL, updated_time = ?, cert_der = NULL, cert_chain_pem = NULL,
+    cert_serial = NULL, cert_issuer = NULL, cert_subject = NULL, cert_thumbprint = NULL, cert_not_before = NULL,
+    cert_not_after = NULL
+WHERE id = ? AND state = 'pending' AND intent = 'marry'`
+
 	// markLostSQL only touches records with no operation under way: a key
 	// that disappears during a delete is being deleted, not lost.
 	markLostSQL = `UPDATE keys SET state = 'lost', updated_time = ?, fail_reason = ?
@@ -107,6 +113,13 @@ func (s *Store) FinishMarriage(ctx context.Context, id int64) error {
 	now := formatTime(s.now())
 	return s.intentTx(ctx, "finish marriage", id, []State{StatePending}, StateMarried, IntentMarry,
 		finishMarriageSQL, now, now, id)
+}
+
+// AbortMarriage clears an unfinished marriage whose certificate cannot be
+// stored in the token (the record is pending again, without certificate).
+func (s *Store) AbortMarriage(ctx context.Context, id int64) error {
+	return s.intentTx(ctx, "abort marriage", id, []State{StatePending}, StatePending, IntentMarry,
+		abortMarriageSQL, formatTime(s.now()), id)
 }
 
 // MarkLost records that the key of a pending or married record is gone from

@@ -131,6 +131,24 @@ func TestMarriageIntent(t *testing.T) {
 			t.Errorf("after AbandonMarriage: %s/%q", rec.State, rec.Intent)
 		}
 	})
+	t.Run("aborted", func(t *testing.T) {
+		id := newKeyIn(t, s, StatePending)
+		if err := s.BeginMarriage(ctx, id, b); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AbortMarriage(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := s.Get(ctx, id)
+		if rec.State != StatePending || rec.Intent != IntentNone || rec.Cert.DER != nil || rec.Cert.Thumbprint != "" {
+			t.Errorf("after AbortMarriage: %s/%q %+v", rec.State, rec.Intent, rec.Cert)
+		}
+		if err := s.BeginMarriage(ctx, id, a); err == nil {
+			// a is married to the first record already, but the store does not
+			// police that: one SPKI, one record is lifecycle's rule.
+			_ = s.AbortMarriage(ctx, id)
+		}
+	})
 	t.Run("bad certificate", func(t *testing.T) {
 		id := newKeyIn(t, s, StatePending)
 		bad := a

@@ -78,13 +78,10 @@ func run(args []string) error {
 	defer db.Close()
 
 	svc := lifecycle.New(token, db, pol, log)
-	rep, err := svc.Reconcile(ctx)
-	if err != nil {
+	// Nothing is served yet, so every unfinished operation is a crash's:
+	// finish them all (MinAge 0). Orphans are reported, never destroyed here.
+	if _, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{}); err != nil {
 		return fmt.Errorf("start-up reconciliation: %w", err)
-	}
-	if rep.Interrupted > 0 {
-		log.Warn().Int("interrupted", rep.Interrupted).Int("keys_destroyed", rep.KeysDestroyed).
-			Msg("start-up reconciliation finished interrupted generates")
 	}
 
 	srv := &http.Server{
