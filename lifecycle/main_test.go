@@ -34,7 +34,7 @@ var (
 	// reconToken is a second token for reconciliation tests, which compare
 	// a whole token with one database and must not see other tests' keys.
 	reconToken *hsm.Token
-	testLog   = zerolog.New(os.Stderr).Level(zerolog.ErrorLevel)
+	testLog    = zerolog.New(os.Stderr).Level(zerolog.ErrorLevel)
 )
 
 func TestMain(m *testing.M) {
