@@ -41,6 +41,15 @@ func jsonMediaType(ct string) bool {
 // and decodes it into v, translating decoder errors into messages that name
 // the field.
 func (s *Server) bindJSON(c echo.Context, v any) error {
+	return s.bindJSONAs(c, v, '{', "a JSON object")
+}
+
+// bindJSONArray is bindJSON for a body that is one JSON array.
+func (s *Server) bindJSONArray(c echo.Context, v any) error {
+	return s.bindJSONAs(c, v, '[', "a JSON array")
+}
+
+func (s *Server) bindJSONAs(c echo.Context, v any, open byte, what string) error {
 	r := c.Request()
 	if !jsonMediaType(r.Header.Get(echo.HeaderContentType)) {
 		return &Error{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMedia,
@@ -62,10 +71,10 @@ func (s *Server) bindJSON(c echo.Context, v any) error {
 	}
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
-		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedBody, Msg: "request body is empty; a JSON object is required"}
+		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedBody, Msg: "request body is empty; " + what + " is required"}
 	}
-	if trimmed[0] != '{' {
-		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedBody, Msg: "request body must be a JSON object"}
+	if trimmed[0] != open {
+		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedBody, Msg: "request body must be " + what}
 	}
 	if dup := duplicateMember(trimmed); dup != "" {
 		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedBody,
@@ -76,7 +85,7 @@ func (s *Server) bindJSON(c echo.Context, v any) error {
 		return decodeError(err)
 	}
 	if dec.More() {
-		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedBody, Msg: "request body has data after the JSON object"}
+		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedBody, Msg: "request body has data after the JSON " + what[len("a JSON "):]}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/rs/zerolog"
@@ -28,8 +29,10 @@ const (
 	CodeUnsupportedAPIVer = "0xA0010006" // 400 X-Keyfactor-Api-Version not 1
 	CodeInvalidSubject    = "0xA0020001" // 400 Subject DN does not parse or breaks a bound
 	CodeInvalidSAN        = "0xA0020002" // 400 a SAN key or value is invalid
+	CodeInvalidCert       = "0xA0020003" // 400 an imported certificate is malformed, not valid now, or its chain does not fit
 	CodePolicy            = "0xA0030001" // 400 the policy refuses the request
 	CodeNotSupported      = "0xA0030002" // 400 this server cannot do it (yet)
+	CodeNotExtractable    = "0xA0030003" // 400 a private key was asked for; csrd keys never leave the HSM
 	CodeNotFound          = "0xA0040001" // 404 no such route or record
 	CodeMethodNotAllowed  = "0xA0040002" // 405
 	CodeConflict          = "0xA0040003" // 409 the record is not in a state that allows it
@@ -82,9 +85,20 @@ func classify(err error) mapped {
 		dnErr   *csr.DNError
 		sanErr  *csr.SANError
 	)
+	var batchErr *lifecycle.BatchError
 	switch {
 	case errors.As(err, &apiErr):
 		return mapped{status: apiErr.Status, code: apiErr.Code, msg: apiErr.Msg}
+	case errors.As(err, &batchErr):
+		return classifyBatch(batchErr)
+	case errors.Is(err, lifecycle.ErrNotFound):
+		return mapped{status: http.StatusNotFound, code: CodeNotFound, msg: clientText(err)}
+	case errors.Is(err, lifecycle.ErrConflict):
+		return mapped{status: http.StatusConflict, code: CodeConflict, msg: clientText(err)}
+	case errors.Is(err, lifecycle.ErrInvalidCertificate):
+		return mapped{status: http.StatusBadRequest, code: CodeInvalidCert, msg: clientText(err)}
+	case errors.Is(err, lifecycle.ErrNotExtractable):
+		return mapped{status: http.StatusBadRequest, code: CodeNotExtractable, msg: clientText(err)}
 	case errors.As(err, &polErr):
 		return mapped{status: http.StatusBadRequest, code: CodePolicy, msg: polErr.Message()}
 	case errors.Is(err, lifecycle.ErrNotSupported):
@@ -111,6 +125,32 @@ func classify(err error) mapped {
 		return classifyHTTP(httpErr)
 	}
 	return mapped{status: http.StatusInternalServerError, code: CodeInternal, logCause: true}
+}
+
+// classifyBatch keeps the failure's status and code and says which ids were
+// done; the failure's own text goes out only when it is meant for clients.
+func classifyBatch(be *lifecycle.BatchError) mapped {
+	m := classify(be.Err)
+	msg := m.msg
+	if msg == "" {
+		msg = "internal error"
+	}
+	m.msg = fmt.Sprintf("Id %d failed: %s", be.Failed, msg)
+	if len(be.Done) > 0 {
+		m.msg += "; deleted before it: " + joinIDs(be.Done)
+	}
+	if len(be.Remaining) > 0 {
+		m.msg += "; not attempted: " + joinIDs(be.Remaining)
+	}
+	return m
+}
+
+func joinIDs(ids []int64) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatInt(id, 10)
+	}
+	return strings.Join(s, ", ")
 }
 
 func classifyHTTP(he *echo.HTTPError) mapped {

@@ -25,6 +25,7 @@ import (
 var (
 	testToken *hsm.Token
 	testStore *store.Store
+	testHSM   *softhsmtest.Token
 	testSrv   *httptest.Server
 	tmpDir    string
 )
@@ -49,6 +50,7 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 1, err
 	}
+	testHSM = tok
 	ctx := context.Background()
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
 	if os.Getenv("CSRD_TEST_LOG") != "" {
@@ -68,7 +70,9 @@ func run(m *testing.M) (int, error) {
 	}
 	defer testStore.Close()
 	svc := lifecycle.New(testToken, testStore, policy.Default(), log)
-	testSrv = httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: log, Generator: svc}))
+	testSrv = httptest.NewServer(api.New(api.Options{
+		BasePath: "/KeyfactorAPI", Log: log, Generator: svc, Pending: svc, Certificates: svc, Keys: svc,
+	}))
 	defer testSrv.Close()
 	return m.Run(), nil
 }

@@ -23,6 +23,11 @@ type Options struct {
 	// Policy serves the EnrollmentPatterns endpoints; nil means the
 	// built-in default policy.
 	Policy PolicySource
+	// Pending, Certificates and Keys serve the key lifecycle endpoints;
+	// each group is registered only when set.
+	Pending      PendingCSRs
+	Certificates Certificates
+	Keys         KeyDirectory
 }
 
 // Server is csrd's HTTP handler.
@@ -32,6 +37,9 @@ type Server struct {
 	log      zerolog.Logger
 	gen      Generator
 	policy   PolicySource
+	pending  PendingCSRs
+	certs    Certificates
+	keys     KeyDirectory
 	// endpoints lists "METHOD /path" (relative to the base path) for
 	// Status/Endpoints, built from the routes actually registered.
 	endpoints []string
@@ -45,6 +53,9 @@ func New(o Options) *Server {
 		log:      o.Log,
 		gen:      o.Generator,
 		policy:   o.Policy,
+		pending:  o.Pending,
+		certs:    o.Certificates,
+		keys:     o.Keys,
 	}
 	if s.policy == nil {
 		s.policy = policy.NewReloader(policy.Default())
@@ -60,6 +71,15 @@ func New(o Options) *Server {
 	s.route(http.MethodGet, "/EnrollmentPatterns", s.listPatterns)
 	s.route(http.MethodGet, "/EnrollmentPatterns/Settings", s.patternSettings)
 	s.route(http.MethodGet, "/EnrollmentPatterns/:id", s.getPattern)
+	if s.pending != nil {
+		s.pendingRoutes()
+	}
+	if s.certs != nil {
+		s.certificateRoutes()
+	}
+	if s.keys != nil {
+		s.keyRoutes()
+	}
 	return s
 }
 

@@ -90,6 +90,7 @@ func run(args []string) error {
 			Log:       log,
 			Generator: svc,
 			Policy:    pol,
+			Pending:   svc, Certificates: svc, Keys: svc,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
