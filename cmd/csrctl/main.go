@@ -26,8 +26,9 @@ type command struct {
 
 // commands is every subcommand; files add theirs here.
 var commands = map[string]command{
-	"version": {summary: "print the csrctl version", run: runVersion},
-	"policy":  {summary: "policy check FILE: validate a policy file offline, print the effective rules", run: runPolicy},
+	"version":   {summary: "print the csrctl version", run: runVersion},
+	"policy":    {summary: "policy check FILE: validate a policy file offline, print the effective rules", run: runPolicy},
+	"reconcile": {summary: "compare token and database: finish interrupted work, list orphans and lost keys", run: runReconcile},
 }
 
 // errUsage marks a command-line mistake (exit code 2).

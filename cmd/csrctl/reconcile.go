@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/config"
+	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/lifecycle"
+	"github.com/csrd/csrd/policy"
+	"github.com/csrd/csrd/store"
+)
+
+// runReconcile is `csrctl reconcile [-config FILE] [-destroy] [-min-age D]`.
+// It reads csrd's configuration, opens the same token and database and runs
+// lifecycle.Reconcile. It may run while csrd runs: records changed within
+// -min-age are left to csrd.
+func runReconcile(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/csrd/csrd.yaml", "csrd's YAML configuration file")
+	destroy := fs.Bool("destroy", false, "destroy orphan objects (csrd-labelled objects no record accounts for); without it they are only listed")
+	minAge := fs.Duration("min-age", 0, "leave alone records changed more recently than this, which a running csrd may still be working on (default: twice request_timeout)")
+	logLevel := fs.String("log_level", "error", "level of the JSON log on stderr")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return usageErr("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErr("unexpected arguments %q", fs.Args())
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if *minAge == 0 {
+		*minAge = 2 * cfg.RequestTimeout
+	}
+	lvl, err := zerolog.ParseLevel(*logLevel)
+	if err != nil {
+		return usageErr("log_level %q: %v", *logLevel, err)
+	}
+	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Str("service", "csrctl").Logger()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	pin, err := cfg.ReadPIN()
+	if err != nil {
+		return err
+	}
+	token, err := hsm.Open(ctx, hsm.Config{
+		Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PIN: pin,
+		MaxSessions: 2, PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
+	}, log)
+	pin = ""
+	if err != nil {
+		return err
+	}
+	defer token.Close()
+	if _, err := os.Stat(cfg.Database); err != nil {
+		return fmt.Errorf("database %s: %w", cfg.Database, err) // never create an empty one
+	}
+	db, err := store.Open(ctx, cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	svc := lifecycle.New(token, db, policy.Default(), log)
+	rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{DestroyOrphans: *destroy, MinAge: *minAge})
+	printReport(stdout, rep, *destroy, *minAge)
+	return err
+}
+
+func printReport(w io.Writer, rep lifecycle.ReconcileReport, destroy bool, minAge time.Duration) {
+	fmt.Fprintf(w, "checked %d records against %d csrd objects in the token\n", rep.Records, rep.Objects)
+	line := func(n int, what string) {
+		if n > 0 {
+			fmt.Fprintf(w, "%d %s\n", n, what)
+		}
+	}
+	line(rep.Interrupted, fmt.Sprintf("interrupted generates marked failed (%d keys destroyed)", rep.KeysDestroyed))
+	line(rep.DeletesFinished, "interrupted deletes finished")
+	line(rep.MarriagesFinished, "interrupted certificate imports finished")
+	line(rep.MarriagesAborted, "interrupted certificate imports could not be finished (see the log)")
+	line(rep.InProgress, fmt.Sprintf("records changed within %v left to csrd", minAge))
+	line(rep.OtherToken, "records on another token not checked")
+	for _, id := range rep.CertsRestored {
+		fmt.Fprintf(w, "restored: certificate object of record %d written to the token again\n", id)
+	}
+	for _, l := range rep.Lost {
+		fmt.Fprintf(w, "lost: record %d (%s, was %s): its private key is gone from the token; marked lost\n", l.ID, l.Label, l.Was)
+	}
+	for _, o := range rep.Orphans {
+		state := "kept (run with -destroy to remove)"
+		if o.Destroyed {
+			state = "destroyed"
+		}
+		fmt.Fprintf(w, "orphan: %s; %s\n", o, state)
+	}
+	if len(rep.Lost)+len(rep.Orphans) == 0 {
+		fmt.Fprintln(w, "token and database agree")
+	} else if !destroy && len(rep.Orphans) > 0 {
+		fmt.Fprintf(w, "%d orphans listed, none destroyed\n", len(rep.Orphans))
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/store"
+)
+
+// TestReconcileCommand runs `csrctl reconcile` against a real token and
+// database changed behind csrd's back: a csrd-labelled key pair with no
+// record (made with pkcs11-tool) is listed and kept, then destroyed with
+// -destroy; a pending record whose key never existed in the token is
+// marked lost.
+func TestReconcileCommand(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbPath := filepath.Join(dir, "csrd.db")
+	db, err := store.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := db.BeginKey(ctx, &store.KeyRecord{KeyID: []byte{0xaa, 0xbb}, KeyType: "ECC", Curve: "P-256"},
+		func(id int64) string { return fmt.Sprintf("csrd-%d", id) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("spki"))
+	if err := db.CompleteKey(ctx, id, "-----BEGIN CERTIFICATE REQUEST-----\n", sum[:]); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	p11 := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("pkcs11-tool", append([]string{"--module", tok.Module, "--token-label", tok.Label,
+			"--login", "--pin", tok.PIN}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("pkcs11-tool %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	p11("--keypairgen", "--key-type", "EC:prime256v1", "--label", "csrd-77", "--id", "0102")
+
+	cfg := filepath.Join(dir, "csrd.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n",
+		tok.Module, tok.Label, tok.PINFile, dbPath)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reconcile := func(extra ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(append([]string{"reconcile", "-config", cfg, "-min-age", "1ns"}, extra...), &out, &errOut); code != 0 {
+			t.Fatalf("csrctl reconcile %v: exit %d\n%s%s", extra, code, out.String(), errOut.String())
+		}
+		return out.String()
+	}
+
+	out := reconcile()
+	for _, want := range []string{
+		fmt.Sprintf("lost: record %d (csrd-%d, was pending)", id, id),
+		`orphan: label="csrd-77" id=0102 objects=public-key,private-key: no record 77 exists; kept`,
+		"1 orphans listed, none destroyed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(p11("--list-objects"), "csrd-77") {
+		t.Fatal("reconcile without -destroy removed the orphan")
+	}
+	out = reconcile("-destroy")
+	if !strings.Contains(out, `label="csrd-77"`) || !strings.Contains(out, "destroyed") {
+		t.Errorf("-destroy output:\n%s", out)
+	}
+	if strings.Contains(p11("--list-objects"), "csrd-77") {
+		t.Error("the orphan survived -destroy")
+	}
+	if out = reconcile(); !strings.Contains(out, "token and database agree") {
+		t.Errorf("third run:\n%s", out)
+	}
+
+	db, err = store.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if rec, _ := db.Get(ctx, id); rec.State != store.StateLost {
+		t.Errorf("record is %s, want lost", rec.State)
+	}
+
+	var out2, errOut bytes.Buffer
+	if code := run([]string{"reconcile", "-config", filepath.Join(dir, "nope.yaml")}, &out2, &errOut); code != 1 {
+		t.Errorf("missing config: exit %d", code)
+	}
+	if code := run([]string{"reconcile", "extra"}, &out2, &errOut); code != 2 {
+		t.Errorf("extra argument: exit %d", code)
+	}
+}
