@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/store"
 )
 
@@ -43,7 +42,7 @@ func (s *Service) Delete(ctx context.Context, id int64) error {
 	// Finishing is cheaper than leaving an intent behind when the client
 	// hangs up.
 	ctx = context.WithoutCancel(ctx)
-	if err := s.destroyKeyMaterial(ctx, rec); err != nil {
+	if _, err := s.destroyKeyMaterial(ctx, rec); err != nil {
 		s.log.Error().Err(err).Int64("record", id).Msg("delete: could not destroy the key; the record keeps its delete intent for reconciliation")
 		return err
 	}
@@ -86,17 +85,6 @@ func (s *Service) DeleteMany(ctx context.Context, ids []int64) error {
 		}
 	}
 	return nil
-}
-
-// destroyKeyMaterial destroys every object the record has in the token.
-// Nothing there any more counts as done: a retried or reconciled delete
-// finds the key already gone.
-func (s *Service) destroyKeyMaterial(ctx context.Context, rec *store.KeyRecord) error {
-	err := s.token.DestroyKey(ctx, hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel})
-	if errors.Is(err, hsm.ErrNotFound) {
-		return nil
-	}
-	return err
 }
 
 func deleteRefused(rec *store.KeyRecord, err error) error {

@@ -147,19 +147,15 @@ func (s *Service) finishGenerating(ctx context.Context, cutoff time.Time, rep *R
 			continue
 		}
 		rep.Interrupted++
-		destroyed := false
-		switch err := s.token.DestroyKey(ctx, hsm.KeyRef{ID: r.KeyID, Label: r.KeyLabel}); {
-		case err == nil:
-			destroyed = true
-			rep.KeysDestroyed++
-		case errors.Is(err, hsm.ErrNotFound):
-		default:
+		n, err := s.destroyKeyMaterial(ctx, r)
+		if err != nil {
 			return err
 		}
+		rep.KeysDestroyed += n
 		if err := s.records.FailKey(ctx, r.ID, "interrupted before the CSR was recorded; reconciled"); err != nil {
 			return err
 		}
-		s.log.Warn().Int64("record", r.ID).Str("label", r.KeyLabel).Bool("key_destroyed", destroyed).
+		s.log.Warn().Int64("record", r.ID).Str("label", r.KeyLabel).Int("keys_destroyed", n).
 			Msg("reconciled an interrupted generate")
 	}
 	return nil
@@ -178,7 +174,7 @@ func (s *Service) finishDeletes(ctx context.Context, cutoff time.Time, rep *Reco
 		err := func() error {
 			unlock := s.locks.lock(r.ID)
 			defer unlock()
-			if err := s.destroyKeyMaterial(ctx, r); err != nil {
+			if _, err := s.destroyKeyMaterial(ctx, r); err != nil {
 				return err
 			}
 			return s.records.FinishDelete(ctx, r.ID, "delete interrupted; finished by reconciliation")
