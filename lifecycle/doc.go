@@ -1,6 +1,9 @@
 // Package lifecycle owns csrd's use cases and the key record state machine:
 // Generate (decide, record, create the key in the token, build and sign the
-// CSR, complete the record) and Reconcile (finish what a crash interrupted).
+// CSR, complete the record), the pending list, Delete, Import (marrying the
+// issued certificate to its key), the Recover refusal, operator key records,
+// and Reconcile (finish what a crash interrupted; find lost keys and orphan
+// token objects).
 //
 // Its main job is the crash-safe ordering between the database and the
 // token. A key is never created in the token before a record that names it
@@ -12,6 +15,10 @@
 // record "failed". So the token never holds a csrd key that the database
 // does not know about, and the database never claims a key that is not
 // there.
+//
+// Delete and Import follow the same rule with a record intent: the intent
+// (and, for Import, the certificate) is committed before the token changes
+// and cleared with the outcome, so Reconcile can finish either.
 //
 // lifecycle declares the narrow interfaces it needs from hsm and store; it
 // does not parse HTTP or encode JSON for clients.
