@@ -13,6 +13,12 @@ import (
 const (
 	DefaultMaxSessions     = 8
 	DefaultPoolWaitTimeout = 10 * time.Second
+
+	// Health monitoring and reconnection (recover.go). Unlike the session
+	// bounds these have safe defaults, applied by Open when zero.
+	DefaultHealthInterval = 10 * time.Second
+	DefaultReconnectMin   = 250 * time.Millisecond
+	DefaultReconnectMax   = 30 * time.Second
 )
 
 // Config selects the PKCS#11 module and token and bounds how hsm uses it.
@@ -29,6 +35,27 @@ type Config struct {
 	// PoolWaitTimeout bounds how long an operation waits for a free session.
 	// PKCS#11 calls themselves cannot be cancelled; this is the bound on waiting.
 	PoolWaitTimeout time.Duration
+
+	// HealthInterval is how often the token is checked (token info, a
+	// logged-in session) when nothing else notices a failure first; an
+	// operation that sees a connection-loss code triggers a check at once.
+	// 0 means DefaultHealthInterval.
+	HealthInterval time.Duration
+	// ReconnectMin and ReconnectMax bound the exponential backoff between
+	// reconnection attempts after a session loss. 0 means the defaults.
+	ReconnectMin, ReconnectMax time.Duration
+}
+
+func (c *Config) setHealthDefaults() {
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = DefaultHealthInterval
+	}
+	if c.ReconnectMin <= 0 {
+		c.ReconnectMin = DefaultReconnectMin
+	}
+	if c.ReconnectMax < c.ReconnectMin {
+		c.ReconnectMax = max(DefaultReconnectMax, c.ReconnectMin)
+	}
 }
 
 // Validate reports the first problem with c. The PIN never appears in the error.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/ThalesGroup/crypto11"
 	"github.com/miekg/pkcs11"
@@ -104,16 +105,25 @@ func (r KeyRef) clone() KeyRef { return KeyRef{ID: bytes.Clone(r.ID), Label: r.L
 // has no context: it waits at most PoolWaitTimeout for a session, then the
 // PKCS#11 call runs to completion.
 type Key struct {
-	tok    *Token
-	ref    KeyRef
+	tok *Token
+	ref KeyRef
+	pub crypto.PublicKey
+
+	mu     sync.Mutex      // guards signer and epoch (see bound in recover.go)
 	signer crypto11.Signer // holds the private and public object handles
+	epoch  uint64          // the Token connection the handles belong to
+}
+
+// newKey wraps a crypto11 signer made on t's current connection.
+func (t *Token) newKey(ref KeyRef, s crypto11.Signer) *Key {
+	return &Key{tok: t, ref: ref.clone(), pub: s.Public(), signer: s, epoch: t.epoch}
 }
 
 // Ref returns the key's reference.
 func (k *Key) Ref() KeyRef { return k.ref.clone() }
 
 // Public returns the public key read from the token when the Key was made.
-func (k *Key) Public() crypto.PublicKey { return k.signer.Public() }
+func (k *Key) Public() crypto.PublicKey { return k.pub }
 
 // Sign signs digest with the private key on the token.
 func (k *Key) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
@@ -121,6 +131,7 @@ func (k *Key) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	if err := k.tok.begin(context.Background(), op); err != nil {
 		return nil, err
 	}
+	defer k.tok.end()
 	if opts == nil {
 		return nil, fmt.Errorf("hsm: %s: nil SignerOpts", op)
 	}
@@ -128,8 +139,12 @@ func (k *Key) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	if h := opts.HashFunc(); h != 0 && len(digest) != h.Size() {
 		return nil, fmt.Errorf("hsm: %s: digest is %d bytes, %v needs %d", op, len(digest), h, h.Size())
 	}
-	sig, err := k.signer.Sign(rand, digest, opts)
-	return sig, wrap(op, err)
+	s, err := k.bound(op)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.Sign(rand, digest, opts)
+	return sig, k.tok.wrap(op, err)
 }
 
 // Destroy destroys the private and public key objects by handle (no search).
@@ -138,8 +153,13 @@ func (k *Key) Destroy(ctx context.Context) error {
 	if err := k.tok.begin(ctx, op); err != nil {
 		return err
 	}
-	if err := k.signer.Delete(); err != nil {
-		return wrap(op, err)
+	defer k.tok.end()
+	s, err := k.bound(op)
+	if err != nil {
+		return err
+	}
+	if err := s.Delete(); err != nil {
+		return k.tok.wrap(op, err)
 	}
 	k.tok.log.Debug().Str("key", k.ref.String()).Msg("hsm: key destroyed")
 	return nil
@@ -152,13 +172,14 @@ func (t *Token) NewKeyID(ctx context.Context) ([]byte, error) {
 	if err := t.begin(ctx, op); err != nil {
 		return nil, err
 	}
+	defer t.end()
 	r, err := t.c11.NewRandomReader()
 	if err != nil {
-		return nil, wrap(op, err)
+		return nil, t.wrap(op, err)
 	}
 	id := make([]byte, 16)
 	if _, err := io.ReadFull(r, id); err != nil {
-		return nil, wrap(op, err)
+		return nil, t.wrap(op, err)
 	}
 	return id, nil
 }
@@ -185,6 +206,7 @@ func (t *Token) GenerateKeyPair(ctx context.Context, spec KeySpec, ref KeyRef) (
 	if err := t.begin(ctx, op); err != nil {
 		return nil, err
 	}
+	defer t.end()
 
 	pub, priv := keyTemplates(ref)
 	var (
@@ -205,12 +227,12 @@ func (t *Token) GenerateKeyPair(ctx context.Context, spec KeySpec, ref KeyRef) (
 		signer, err = t.c11.GenerateECDSAKeyPairWithAttributes(pub, priv, spec.Curve)
 	}
 	if err != nil {
-		err = wrap(op, err)
+		err = t.wrap(op, err)
 		t.cleanupFailed(ctx, ref, err)
 		return nil, err
 	}
 
-	k := &Key{tok: t, ref: ref.clone(), signer: signer}
+	k := t.newKey(ref, signer)
 	if mErr := checkPublic(spec, signer.Public()); mErr != nil {
 		if dErr := signer.Delete(); dErr != nil {
 			t.log.Error().Err(wrap("destroy key", dErr)).Str("key", ref.String()).

@@ -25,7 +25,18 @@ var (
 	testHSM *softhsmtest.Token
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(envRecoverChild); dir != "" {
+		// Child of TestReconnect: a process of its own, so that its Token is
+		// the module's only user and can C_Finalize it (recover_test.go).
+		if err := recoverChild(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "recover child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(run(m))
+}
 
 func run(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "csrd-hsm-test-*")

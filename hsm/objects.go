@@ -36,15 +36,16 @@ func (t *Token) FindKey(ctx context.Context, ref KeyRef) (*Key, error) {
 	if err := t.begin(ctx, op); err != nil {
 		return nil, err
 	}
+	defer t.end()
 	signers, err := t.c11.FindKeyPairs(ref.ID, []byte(ref.Label))
 	if err != nil {
-		return nil, wrap(op, err)
+		return nil, t.wrap(op, err)
 	}
 	switch len(signers) {
 	case 0:
 		return nil, classErr(op, ErrNotFound, "no key pair %s", ref)
 	case 1:
-		return &Key{tok: t, ref: ref.clone(), signer: signers[0]}, nil
+		return t.newKey(ref, signers[0]), nil
 	default:
 		return nil, classErr(op, nil, "%d key pairs share reference %s", len(signers), ref)
 	}

@@ -24,16 +24,26 @@ const rawSessions = 2
 // once in main and Close it last. Its methods are safe for concurrent use.
 type Token struct {
 	log    zerolog.Logger
+	cfg    Config // kept for re-login after a session loss (see recover.go)
+	label  string
+	wait   time.Duration // PoolWaitTimeout, also bounds waiting for a raw session
+	rawSem chan struct{}
+
+	// The connection: replaced by reconnect (recover.go) only while no
+	// operation is in flight and new ones are refused (gate), so operations
+	// read these fields between begin and end without further locking.
 	c11    *crypto11.Context
 	p11    *pkcs11.Ctx // same module instance as c11; never C_Finalize'd through it
 	slot   uint
-	label  string
 	serial string
-	wait   time.Duration // PoolWaitTimeout, also bounds waiting for a raw session
+	epoch  uint64 // incremented by every reconnect; Keys rebind when it moves
 
-	rawSem    chan struct{}
+	gate      gate
 	closed    atomic.Bool
 	closeOnce sync.Once
+	stop      chan struct{} // closed by Close: the health monitor returns
+	done      chan struct{} // closed by the health monitor on return
+	kick      chan struct{} // an operation saw a connection-loss code: check now
 }
 
 // Open loads the module, logs in to the token labelled cfg.TokenLabel and
@@ -50,10 +60,38 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Token, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := probe(cfg.Module, cfg.TokenLabel); err != nil {
-		return nil, redact(err, cfg.PIN)
+	cfg.setHealthDefaults()
+	t := &Token{
+		log:    log.With().Str("component", "hsm").Str("token", cfg.TokenLabel).Logger(),
+		cfg:    cfg,
+		label:  cfg.TokenLabel,
+		wait:   cfg.PoolWaitTimeout,
+		rawSem: make(chan struct{}, rawSessions),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		kick:   make(chan struct{}, 1),
 	}
+	if err := t.connect(); err != nil {
+		return nil, err
+	}
+	t.log.Info().Str("module", cfg.Module).Str("serial", t.serial).Uint("slot", t.slot).
+		Int("max_sessions", cfg.MaxSessions).Dur("pool_wait_timeout", cfg.PoolWaitTimeout).
+		Dur("health_interval", cfg.HealthInterval).Msg("hsm: token open")
+	go t.monitor()
+	return t, nil
+}
 
+// connect loads the module, logs in with crypto11 and attaches the raw
+// handle, filling the connection fields. Open calls it once; reconnect calls
+// it again after a session loss. When t.serial is already set (a reconnect),
+// a token with the same label but another serial is refused: keys must not
+// land on a different token that happens to carry the label.
+func (t *Token) connect() error {
+	const op = "open"
+	cfg := t.cfg
+	if err := probe(cfg.Module, cfg.TokenLabel); err != nil {
+		return redact(err, cfg.PIN)
+	}
 	c11, err := crypto11.Configure(&crypto11.Config{
 		Path:            cfg.Module,
 		TokenLabel:      cfg.TokenLabel,
@@ -63,24 +101,37 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Token, error) {
 	})
 	if err != nil {
 		closeLeakedSessions(cfg.Module, cfg.TokenLabel)
-		return nil, redact(wrap(op, err), cfg.PIN)
+		return redact(wrap(op, err), cfg.PIN)
 	}
-
-	t := &Token{
-		log:    log.With().Str("component", "hsm").Str("token", cfg.TokenLabel).Logger(),
-		c11:    c11,
-		label:  cfg.TokenLabel,
-		wait:   cfg.PoolWaitTimeout,
-		rawSem: make(chan struct{}, rawSessions),
-	}
+	want := t.serial
+	t.c11 = c11
 	if err := t.openRaw(cfg.Module); err != nil {
 		_ = c11.Close()
-		return nil, redact(err, cfg.PIN)
+		t.c11 = nil
+		return redact(err, cfg.PIN)
 	}
-	t.log.Info().Str("module", cfg.Module).Str("serial", t.serial).Uint("slot", t.slot).
-		Int("max_sessions", cfg.MaxSessions).Dur("pool_wait_timeout", cfg.PoolWaitTimeout).
-		Msg("hsm: token open")
-	return t, nil
+	if want != "" && t.serial != want {
+		got := t.serial
+		t.disconnect()
+		t.serial = want
+		return classErr(op, ErrTokenNotFound, "token %q now has serial %q, csrd's has %q", t.label, got, want)
+	}
+	return nil
+}
+
+// disconnect releases the connection: the raw handle (dlclose only) and the
+// crypto11 context, which closes its sessions and, as the module's last user,
+// C_Finalizes it — the only way to make a module rescan its slots. Callers
+// guarantee no operation is in flight.
+func (t *Token) disconnect() {
+	if t.p11 != nil {
+		t.p11.Destroy()
+		t.p11 = nil
+	}
+	if t.c11 != nil {
+		_ = t.c11.Close()
+		t.c11 = nil
+	}
 }
 
 // openRaw attaches the raw handle to the module crypto11 has just initialised
@@ -112,8 +163,9 @@ func (t *Token) openRaw(module string) error {
 
 	// Login state is per application and token, so a fresh session on the raw
 	// handle must already be in the user-functions state crypto11 established.
-	if err := t.Ping(context.Background()); err != nil {
+	if err := t.checkHealth(); err != nil {
 		p.Destroy()
+		t.p11 = nil
 		return err
 	}
 	return nil
@@ -214,20 +266,22 @@ func findSlot(p *pkcs11.Ctx, label string) (uint, pkcs11.TokenInfo, error) {
 	}
 }
 
-// Close releases the token. It waits for running operations, which cannot be
-// interrupted, to finish. Closing twice is harmless.
+// Close releases the token. It stops the health monitor (letting a reconnect
+// attempt in progress finish) and waits for running operations, which cannot
+// be interrupted, to finish. Closing twice is harmless.
 func (t *Token) Close() error {
-	var err error
 	t.closeOnce.Do(func() {
 		t.closed.Store(true)
-		for range rawSessions { // wait for raw operations in flight
+		close(t.stop)
+		<-t.done
+		t.gate.drain()
+		for range rawSessions { // raw operations in flight have ended by now
 			t.rawSem <- struct{}{}
 		}
-		t.p11.Destroy() // dlclose only: crypto11 owns C_Finalize
-		err = t.c11.Close()
+		t.disconnect() // crypto11 owns C_Finalize
 		t.log.Info().Msg("hsm: token closed")
 	})
-	return wrap("close", err)
+	return nil
 }
 
 // Label returns the token label.
@@ -236,32 +290,29 @@ func (t *Token) Label() string { return t.label }
 // Serial returns the token serial number from C_GetTokenInfo at Open.
 func (t *Token) Serial() string { return t.serial }
 
-// Ping proves that a session can be opened and is logged in, for readiness
-// checks. It does not use crypto11's pool, so a busy pool does not read as down.
+// Ping proves that the token is present and a session can be opened and is
+// logged in, for readiness checks. It does not use crypto11's pool, so a busy
+// pool does not read as down; while the token is reconnecting it returns
+// ErrUnavailable at once.
 func (t *Token) Ping(ctx context.Context) error {
 	return t.withRawSession(ctx, "ping", func(sh pkcs11.SessionHandle) error {
-		info, err := t.p11.GetSessionInfo(sh)
-		if err != nil {
-			return err
-		}
-		if info.State != pkcs11.CKS_RW_USER_FUNCTIONS {
-			return classErr("ping", ErrLogin, "session state %d, not logged in", info.State)
-		}
-		return nil
+		return t.checkSession(sh)
 	})
 }
 
 // begin is called before every operation: calls into the module cannot be
-// cancelled once started, so a cancelled ctx or closed Token stops them here.
+// cancelled once started, so a cancelled ctx, a closed Token or one that is
+// reconnecting stops them here. On success the operation is counted in flight
+// and the caller must call t.end when it no longer touches the connection.
 func (t *Token) begin(ctx context.Context, op string) error {
-	if t.closed.Load() {
-		return classErr(op, ErrUnavailable, "token closed")
-	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("hsm: %s: %w", op, err)
 	}
-	return nil
+	return t.gate.enter(op, &t.closed)
 }
+
+// end marks an operation begun with begin as finished.
+func (t *Token) end() { t.gate.leave() }
 
 // withRawSession runs fn on a fresh session of the raw handle. Waiting for one
 // of the rawSessions slots is bounded by ctx and PoolWaitTimeout; fn's PKCS#11
@@ -270,6 +321,7 @@ func (t *Token) withRawSession(ctx context.Context, op string, fn func(pkcs11.Se
 	if err := t.begin(ctx, op); err != nil {
 		return err
 	}
+	defer t.end()
 	timer := time.NewTimer(t.wait)
 	defer timer.Stop()
 	select {
@@ -280,16 +332,13 @@ func (t *Token) withRawSession(ctx context.Context, op string, fn func(pkcs11.Se
 		return classErr(op, ErrUnavailable, "no session free within %v", t.wait)
 	}
 	defer func() { <-t.rawSem }()
-	if t.closed.Load() { // Close won the race for the semaphore earlier
-		return classErr(op, ErrUnavailable, "token closed")
-	}
 	sh, err := t.p11.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 	if err != nil {
-		return wrap(op, err)
+		return t.wrap(op, err)
 	}
 	// Closing it never logs the application out: crypto11 keeps a session open.
 	defer func() { _ = t.p11.CloseSession(sh) }()
-	return wrap(op, fn(sh))
+	return t.wrap(op, fn(sh))
 }
 
 func isCKR(err error, rv uint) bool {

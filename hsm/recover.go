@@ -1,0 +1,280 @@
+package hsm
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThalesGroup/crypto11"
+	"github.com/miekg/pkcs11"
+)
+
+// This file keeps the Token usable across a lost session, login or device
+// (a USB HSM unplugged, a network HSM restarted, a SoftHSM token directory
+// moved away) without restarting csrd.
+//
+// A monitor goroutine checks the token every HealthInterval, and at once when
+// an operation sees a connection-loss code (lostCodes). When the check fails
+// the Token goes down: new operations get ErrUnavailable immediately, the
+// monitor waits for running ones to return (they cannot be cancelled), closes
+// the crypto11 context — which, as the module's last user, C_Finalizes it, the
+// only way to make a module rescan its slots — and reconnects (C_Initialize,
+// find the token, C_Login, attach the raw handle) with exponential backoff
+// until it succeeds or Close is called. A token with the same label but a
+// different serial is refused. A rejected PIN stops the retries: every failed
+// C_Login counts towards locking the token.
+//
+// Object handles do not survive C_Finalize, so a *Key made before a reconnect
+// finds its key pair again by CKA_ID and CKA_LABEL on first use after it
+// (rebind); that is the only C_FindObjects a request can cause, and only once
+// per key per reconnect.
+
+// lostCodes are the return codes that suggest the connection (not the
+// request) is broken. Seeing one only triggers a health check; the check
+// decides whether to reconnect.
+var lostCodes = map[uint]bool{
+	pkcs11.CKR_SESSION_HANDLE_INVALID:   true,
+	pkcs11.CKR_SESSION_CLOSED:           true,
+	pkcs11.CKR_DEVICE_REMOVED:           true,
+	pkcs11.CKR_DEVICE_ERROR:             true,
+	pkcs11.CKR_TOKEN_NOT_PRESENT:        true,
+	pkcs11.CKR_TOKEN_NOT_RECOGNIZED:     true,
+	pkcs11.CKR_USER_NOT_LOGGED_IN:       true,
+	pkcs11.CKR_GENERAL_ERROR:            true,
+	pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED: true,
+	pkcs11.CKR_SLOT_ID_INVALID:          true,
+}
+
+// healthTimeout bounds waiting for a health check. The PKCS#11 calls inside
+// cannot be cancelled; a check that outlives this is treated as a failure.
+const healthTimeout = 10 * time.Second
+
+// gate counts operations in flight and refuses new ones while the Token is
+// down (reconnecting) or closed. Unlike a sync.RWMutex it lets an operation
+// begin another one (GenerateKeyPair cleans up with DestroyKey) without
+// deadlocking against a waiting reconnect: once down, nested begins fail fast.
+type gate struct {
+	mu       sync.Mutex
+	idle     *sync.Cond // signalled when inflight drops to 0; made on first use
+	inflight int
+	down     error // non-nil while reconnecting: why
+}
+
+// cond returns idle, creating it so that the zero gate is ready; g.mu is held.
+func (g *gate) cond() *sync.Cond {
+	if g.idle == nil {
+		g.idle = sync.NewCond(&g.mu)
+	}
+	return g.idle
+}
+
+func (g *gate) enter(op string, closed *atomic.Bool) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case closed.Load():
+		return classErr(op, ErrUnavailable, "token closed")
+	case g.down != nil:
+		return &Error{Op: op, Err: ErrUnavailable, cause: errors.New("token connection lost, reconnecting")}
+	}
+	g.inflight++
+	return nil
+}
+
+func (g *gate) leave() {
+	g.mu.Lock()
+	g.inflight--
+	if g.inflight == 0 {
+		g.cond().Broadcast()
+	}
+	g.mu.Unlock()
+}
+
+// close marks the Token down for cause and waits until nothing is in flight.
+func (g *gate) close(cause error) {
+	g.mu.Lock()
+	g.down = cause
+	for g.inflight > 0 {
+		g.cond().Wait()
+	}
+	g.mu.Unlock()
+}
+
+// drain waits until nothing is in flight (Close: closed is already set).
+func (g *gate) drain() {
+	g.mu.Lock()
+	for g.inflight > 0 {
+		g.cond().Wait()
+	}
+	g.mu.Unlock()
+}
+
+// Healthy returns nil while the Token is connected, else an ErrUnavailable
+// error saying it is reconnecting or closed. It does not touch the token (Ping
+// does); the monitor keeps this current.
+func (t *Token) Healthy() error {
+	if t.closed.Load() {
+		return classErr("health", ErrUnavailable, "token closed")
+	}
+	t.gate.mu.Lock()
+	defer t.gate.mu.Unlock()
+	if t.gate.down != nil {
+		return &Error{Op: "health", Err: ErrUnavailable, cause: errors.New("token connection lost, reconnecting")}
+	}
+	return nil
+}
+
+// Reconnects returns how many times the Token has reconnected since Open.
+func (t *Token) Reconnects() uint64 {
+	t.gate.mu.Lock()
+	defer t.gate.mu.Unlock()
+	return t.epoch
+}
+
+// wrap translates err for op (see the package-level wrap) and, when the code
+// suggests a lost connection, asks the monitor for a health check.
+func (t *Token) wrap(op string, err error) error {
+	err = wrap(op, err)
+	var e *Error
+	if errors.As(err, &e) && lostCodes[e.CKR] {
+		select {
+		case t.kick <- struct{}{}:
+		default: // a check is already pending
+		}
+	}
+	return err
+}
+
+// monitor runs from Open until Close: periodic and on-demand health checks,
+// and reconnection when one fails.
+func (t *Token) monitor() {
+	defer close(t.done)
+	tick := time.NewTicker(t.cfg.HealthInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-t.kick:
+		case <-tick.C:
+		}
+		if err := t.timedHealthCheck(); err != nil {
+			t.reconnect(err)
+		}
+	}
+}
+
+// timedHealthCheck runs checkHealth with healthTimeout. A check that hangs
+// is abandoned to its goroutine (PKCS#11 calls cannot be cancelled) and
+// counts as a failure; reconnect then waits for it like for any operation.
+func (t *Token) timedHealthCheck() error {
+	if err := t.gate.enter("health check", &t.closed); err != nil {
+		return nil // closed or already down: nothing to check
+	}
+	res := make(chan error, 1)
+	go func() {
+		defer t.gate.leave()
+		res <- t.checkHealth()
+	}()
+	select {
+	case err := <-res:
+		return err
+	case <-time.After(healthTimeout):
+		return classErr("health check", ErrUnavailable, "no answer within %v", healthTimeout)
+	case <-t.stop:
+		return nil
+	}
+}
+
+// checkHealth asks the token for its info (which fails once the token is gone,
+// even while sessions still answer) and opens a session that must be logged in.
+// Callers guarantee the connection fields are stable.
+func (t *Token) checkHealth() error {
+	const op = "health check"
+	info, err := t.p11.GetTokenInfo(t.slot)
+	if err != nil {
+		return wrap(op, err)
+	}
+	if info.Label != t.label || info.SerialNumber != t.serial {
+		return classErr(op, ErrTokenNotFound, "slot %d now holds token %q serial %q", t.slot, info.Label, info.SerialNumber)
+	}
+	sh, err := t.p11.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		return wrap(op, err)
+	}
+	defer func() { _ = t.p11.CloseSession(sh) }()
+	return wrap(op, t.checkSession(sh))
+}
+
+// checkSession fails unless sh is in the logged-in read-write state.
+func (t *Token) checkSession(sh pkcs11.SessionHandle) error {
+	if _, err := t.p11.GetTokenInfo(t.slot); err != nil {
+		return err
+	}
+	info, err := t.p11.GetSessionInfo(sh)
+	if err != nil {
+		return err
+	}
+	if info.State != pkcs11.CKS_RW_USER_FUNCTIONS {
+		return classErr("session", ErrLogin, "session state %d, not logged in", info.State)
+	}
+	return nil
+}
+
+// reconnect takes the Token down, waits for operations in flight, drops the
+// connection and builds a new one with backoff. It returns when connected
+// again, when the PIN is refused (the Token stays down) or when Close is called.
+func (t *Token) reconnect(cause error) {
+	start := time.Now()
+	t.log.Error().Err(cause).Msg("hsm: token health check failed; refusing work and reconnecting")
+	t.gate.close(cause)
+	t.disconnect()
+
+	backoff := t.cfg.ReconnectMin
+	for attempt := 1; ; attempt++ {
+		err := t.connect()
+		if err == nil {
+			t.gate.mu.Lock()
+			t.epoch++
+			t.gate.down = nil
+			t.gate.mu.Unlock()
+			t.log.Warn().Int("attempts", attempt).Dur("down_for", time.Since(start)).
+				Str("serial", t.serial).Msg("hsm: token reconnected")
+			return
+		}
+		if errors.Is(err, ErrLogin) {
+			// Retrying would count towards locking the token's PIN.
+			t.log.Error().Err(err).Msg("hsm: token refused the PIN on re-login; not retrying (fix the PIN and restart csrd)")
+			<-t.stop
+			return
+		}
+		t.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", backoff).Msg("hsm: reconnect failed")
+		select {
+		case <-t.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, t.cfg.ReconnectMax)
+	}
+}
+
+// bound returns the crypto11 signer for k on the current connection, finding
+// the key pair again after a reconnect. Call between begin and end.
+func (k *Key) bound(op string) (crypto11.Signer, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.epoch == k.tok.epoch {
+		return k.signer, nil
+	}
+	found, err := k.tok.c11.FindKeyPair(k.ref.ID, []byte(k.ref.Label))
+	switch {
+	case err != nil:
+		return nil, k.tok.wrap(op, err)
+	case found == nil:
+		return nil, classErr(op, ErrNotFound, "key pair %s not on the token after reconnecting", k.ref)
+	}
+	k.signer, k.epoch = found, k.tok.epoch
+	k.tok.log.Info().Str("key", k.ref.String()).Msg("hsm: key handle found again after reconnect")
+	return k.signer, nil
+}

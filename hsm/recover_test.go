@@ -1,0 +1,193 @@
+package hsm
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	softhsmtest "github.com/csrd/csrd/softhsm-test"
+)
+
+const envRecoverChild = "CSRD_HSM_TEST_RECOVER_DIR"
+
+// TestReconnect takes the token away under an open Token (the SoftHSM token
+// directory is moved aside, as close as SoftHSM gets to unplugging a device)
+// and brings it back. It runs in a child process: reconnecting must
+// C_Finalize the module, which the shared testTok in this process prevents.
+func TestReconnect(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envRecoverChild+"="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	t.Logf("child output:\n%s", out)
+	if err != nil {
+		t.Fatalf("child: %v", err)
+	}
+}
+
+// recoverChild is the body of TestReconnect, run in the child process. It
+// returns the first thing that went wrong.
+func recoverChild(dir string) error {
+	st, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-recover-test")
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	cfg := testConfigFor(st)
+	cfg.HealthInterval = 50 * time.Millisecond
+	cfg.ReconnectMin, cfg.ReconnectMax = 20*time.Millisecond, 200*time.Millisecond
+	tok, err := Open(ctx, cfg, zerolog.New(os.Stderr).Level(zerolog.InfoLevel))
+	if err != nil {
+		return err
+	}
+	defer tok.Close()
+
+	before, err := genP256(ctx, tok, "before")
+	if err != nil {
+		return fmt.Errorf("generate before: %w", err)
+	}
+
+	// Away: the monitor notices within a few health intervals without any
+	// request being made, and everything fails fast with ErrUnavailable.
+	tokens := filepath.Join(st.Dir, "tokens")
+	ents, err := os.ReadDir(tokens)
+	if err != nil || len(ents) != 1 {
+		return fmt.Errorf("token dir: %v entries, %v", len(ents), err)
+	}
+	here, away := filepath.Join(tokens, ents[0].Name()), filepath.Join(dir, "away")
+	if err := os.Rename(here, away); err != nil {
+		return err
+	}
+	if err := waitFor(func() bool { return tok.Healthy() != nil }); err != nil {
+		return fmt.Errorf("token away: %w", err)
+	}
+	start := time.Now()
+	if err := tok.Ping(ctx); !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("Ping while away: %v, want ErrUnavailable", err)
+	}
+	if _, err := genP256(ctx, tok, "away"); !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("generate while away: %v, want ErrUnavailable", err)
+	}
+	if _, err := signWith(before); !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("sign while away: %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		return fmt.Errorf("refusals while away took %v; they must not wait for the token", d)
+	}
+
+	// Back: the monitor reconnects (C_Finalize + C_Initialize makes SoftHSM
+	// rescan), and old Keys find their handles again.
+	if err := os.Rename(away, here); err != nil {
+		return err
+	}
+	if err := waitFor(func() bool { return tok.Healthy() == nil }); err != nil {
+		return fmt.Errorf("token back: %w", err)
+	}
+	if n := tok.Reconnects(); n != 1 {
+		return fmt.Errorf("Reconnects = %d, want 1", n)
+	}
+	if err := tok.Ping(ctx); err != nil {
+		return fmt.Errorf("Ping after reconnect: %w", err)
+	}
+	if ok, err := signWith(before); err != nil || !ok {
+		return fmt.Errorf("sign with a key made before the reconnect: ok=%v err=%v", ok, err)
+	}
+	after, err := genP256(ctx, tok, "after")
+	if err != nil {
+		return fmt.Errorf("generate after reconnect: %w", err)
+	}
+	if ok, err := signWith(after); err != nil || !ok {
+		return fmt.Errorf("sign after reconnect: ok=%v err=%v", ok, err)
+	}
+
+	// Concurrent signers while the token goes away and comes back again:
+	// no deadlock, no race, and every error is ErrUnavailable.
+	var wg sync.WaitGroup
+	errc := make(chan error, 64)
+	stop := make(chan struct{})
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := signWith(after); err != nil && !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrNotFound) {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	if err := os.Rename(here, away); err != nil {
+		return err
+	}
+	werr := waitFor(func() bool { return tok.Healthy() != nil })
+	_ = os.Rename(away, here)
+	if werr == nil {
+		werr = waitFor(func() bool { return tok.Healthy() == nil })
+	}
+	close(stop)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		return fmt.Errorf("signing during the outage: %w", err)
+	}
+	if werr != nil {
+		return fmt.Errorf("second outage: %w", werr)
+	}
+	if n := tok.Reconnects(); n != 2 {
+		return fmt.Errorf("Reconnects = %d, want 2", n)
+	}
+	return nil
+}
+
+func testConfigFor(st *softhsmtest.Token) Config {
+	return Config{Module: st.Module, TokenLabel: st.Label, PIN: st.PIN, MaxSessions: 4, PoolWaitTimeout: 5 * time.Second}
+}
+
+func genP256(ctx context.Context, tok *Token, name string) (*Key, error) {
+	id, err := tok.NewKeyID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return tok.GenerateKeyPair(ctx, KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}, KeyRef{ID: id, Label: "recover-" + name})
+}
+
+// signWith signs a digest with k and reports whether the signature verifies.
+func signWith(k *Key) (bool, error) {
+	d := sha256.Sum256([]byte("csrd"))
+	sig, err := k.Sign(rand.Reader, d[:], crypto.SHA256)
+	if err != nil {
+		return false, err
+	}
+	return ecdsa.VerifyASN1(k.Public().(*ecdsa.PublicKey), d[:], sig), nil
+}
+
+// waitFor polls cond until it holds or 20s pass (the monitor's interval is
+// 50ms; the bound only matters on a hopelessly overloaded machine).
+func waitFor(cond func() bool) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errors.New("condition not reached within 20s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
