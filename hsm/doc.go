@@ -38,6 +38,19 @@
 // to find its result (a key pair) later, which reconciliation does. Close waits
 // for running calls.
 //
+// # Losing and regaining the token
+//
+// A monitor goroutine checks the token every Config.HealthInterval and when an
+// operation sees a connection-loss code; after a failed check the Token
+// refuses work (ErrUnavailable, at once), waits for running calls, and
+// reconnects with backoff: see recover.go. Healthy reports the state without
+// touching the token, Ping checks it.
+//
+// # PKCS#11 URIs
+//
+// ParseURI reads RFC 7512 URIs, KeyURI writes one for a key, and FindKeyByURI
+// turns one into a crypto.Signer (csrd's TLS server key may live in the token).
+//
 // # Errors
 //
 // PKCS#11, crypto11 and session-pool errors are translated once, here, into

@@ -267,7 +267,11 @@ func (k *Key) bound(op string) (crypto11.Signer, error) {
 	if k.epoch == k.tok.epoch {
 		return k.signer, nil
 	}
-	found, err := k.tok.c11.FindKeyPair(k.ref.ID, []byte(k.ref.Label))
+	var label []byte // nil: any label (a Key from a URI may name only its CKA_ID)
+	if k.ref.Label != "" {
+		label = []byte(k.ref.Label)
+	}
+	found, err := k.tok.c11.FindKeyPair(k.ref.ID, label)
 	switch {
 	case err != nil:
 		return nil, k.tok.wrap(op, err)
