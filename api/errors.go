@@ -40,6 +40,7 @@ const (
 	CodeHSMFull           = "0xA0050002" // 507 token has no room for another key
 	CodeStoreUnavailable  = "0xA0050003" // 503 database busy or unavailable
 	CodeStoreFull         = "0xA0050004" // 507 database disk full
+	CodeBusy              = "0xA0050005" // 503 too many key generations in flight
 	CodeInternal          = "0xA00F0001" // 500 anything else; details only in the log
 )
 

@@ -28,6 +28,12 @@ type Options struct {
 	Pending      PendingCSRs
 	Certificates Certificates
 	Keys         KeyDirectory
+	// Readiness answers /readyz; nil means always ready.
+	Readiness Readiness
+	// MaxGenerations bounds key generations in flight (0: no bound); a
+	// request that finds none free within GenerationWait gets a 503.
+	MaxGenerations int
+	GenerationWait time.Duration
 }
 
 // Server is csrd's HTTP handler.
@@ -40,6 +46,8 @@ type Server struct {
 	pending  PendingCSRs
 	certs    Certificates
 	keys     KeyDirectory
+	ready    Readiness
+	genLimit *limiter
 	// endpoints lists "METHOD /path" (relative to the base path) for
 	// Status/Endpoints, built from the routes actually registered.
 	endpoints []string
@@ -56,6 +64,8 @@ func New(o Options) *Server {
 		pending:  o.Pending,
 		certs:    o.Certificates,
 		keys:     o.Keys,
+		ready:    o.Readiness,
+		genLimit: newLimiter(o.MaxGenerations, o.GenerationWait),
 	}
 	if s.policy == nil {
 		s.policy = policy.NewReloader(policy.Default())
@@ -66,7 +76,7 @@ func New(o Options) *Server {
 	e.Pre(s.requestID, s.foldPath)
 	e.Use(s.accessLog, recoverPanics(s.log))
 
-	s.route(http.MethodPost, "/CSRGeneration/Generate", s.generate)
+	s.route(http.MethodPost, "/CSRGeneration/Generate", s.generate, s.genLimit.middleware)
 	s.route(http.MethodGet, "/Status/Endpoints", s.statusEndpoints)
 	s.route(http.MethodGet, "/EnrollmentPatterns", s.listPatterns)
 	s.route(http.MethodGet, "/EnrollmentPatterns/Settings", s.patternSettings)
@@ -80,7 +90,17 @@ func New(o Options) *Server {
 	if s.keys != nil {
 		s.keyRoutes()
 	}
+	s.routeHealth()
 	return s
+}
+
+// GenerationsInFlight returns how many key generations hold a slot and how
+// many wait for one (0, 0 without a bound).
+func (s *Server) GenerationsInFlight() (inFlight int, waiting int64) {
+	if s.genLimit == nil {
+		return 0, 0
+	}
+	return s.genLimit.InFlight(), s.genLimit.Waiting()
 }
 
 // ServeHTTP makes Server an http.Handler.
@@ -91,8 +111,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHT
 // canonical spelling for Status/Endpoints. The checks are per route, not a
 // group middleware, so that an unknown path is a 404 and a wrong method a
 // 405 whatever the headers say.
-func (s *Server) route(method, path string, h echo.HandlerFunc) {
-	s.e.Add(method, strings.ToLower(s.basePath+path), h, keyfactorHeaders)
+func (s *Server) route(method, path string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+	s.e.Add(method, strings.ToLower(s.basePath+path), h, append([]echo.MiddlewareFunc{keyfactorHeaders}, mw...)...)
 	s.endpoints = append(s.endpoints, method+" "+strings.ReplaceAll(path, ":id", "{id}"))
 }
 
@@ -157,7 +177,11 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		r := c.Request()
-		requestLogger(c, s.log).Info().
+		lvl := zerolog.InfoLevel
+		if c.Response().Status < 500 && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {
+			lvl = zerolog.DebugLevel // probes every few seconds would drown the log
+		}
+		requestLogger(c, s.log).WithLevel(lvl).
 			Str("method", r.Method).Str("path", r.URL.Path).Str("remote", c.RealIP()).
 			Int("status", c.Response().Status).Dur("duration", time.Since(start)).
 			Msg("request")

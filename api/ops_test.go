@@ -1,0 +1,201 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/api"
+	"github.com/csrd/csrd/health"
+	"github.com/csrd/csrd/lifecycle"
+	"github.com/csrd/csrd/policy"
+)
+
+// TestHealthEndpoints: /healthz and /readyz sit outside the base path, need
+// no Keyfactor headers, and name failing checks without saying why.
+func TestHealthEndpoints(t *testing.T) {
+	const secret = "CKR_GENERAL_ERROR on slot 7 /var/lib/secret-path"
+	var hsmDown bool
+	var mu sync.Mutex
+	ready := health.New(time.Second, 0,
+		health.Check{Name: "hsm", Func: func(context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if hsmDown {
+				return errors.New(secret)
+			}
+			return testToken.Ping(context.Background())
+		}},
+		health.Check{Name: "database", Func: testStore.Ping},
+	)
+	srv := httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: zerolog.Nop(), Readiness: ready}))
+	defer srv.Close()
+
+	get := func(method, path string) (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	tests := []struct {
+		name, method, path string
+		down               bool
+		wantStatus         int
+		wantBody           map[string]any
+	}{
+		{"healthz", "GET", "/healthz", false, 200, map[string]any{"status": "ok"}},
+		{"healthz while HSM down", "GET", "/healthz", true, 200, map[string]any{"status": "ok"}},
+		{"readyz", "GET", "/readyz", false, 200,
+			map[string]any{"status": "ready", "checks": map[string]any{"hsm": "ok", "database": "ok"}}},
+		{"readyz HEAD", "HEAD", "/readyz", false, 200, nil},
+		{"readyz HSM down", "GET", "/readyz", true, 503,
+			map[string]any{"status": "not ready", "checks": map[string]any{"hsm": "failing", "database": "ok"}}},
+		{"readyz under base path is not a route", "GET", "/KeyfactorAPI/readyz", false, 404, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			hsmDown = tt.down
+			mu.Unlock()
+			status, hdr, body := get(tt.method, tt.path)
+			if status != tt.wantStatus {
+				t.Fatalf("status %d, want %d (%s)", status, tt.wantStatus, body)
+			}
+			if status == 503 && hdr.Get("Retry-After") == "" {
+				t.Error("503 without Retry-After")
+			}
+			if strings.Contains(body, "CKR_") || strings.Contains(body, "secret") {
+				t.Errorf("body reveals internals: %s", body)
+			}
+			if tt.wantBody == nil {
+				return
+			}
+			var got map[string]any
+			if err := json.Unmarshal([]byte(body), &got); err != nil {
+				t.Fatalf("%v: %s", err, body)
+			}
+			if g, w := mustJSON(t, got), mustJSON(t, tt.wantBody); g != w {
+				t.Errorf("body %s, want %s", g, w)
+			}
+		})
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// heldGenerator runs the real use case, but only after the test releases it,
+// so the test decides exactly how long a generation holds its slot.
+type heldGenerator struct {
+	api.Generator
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *heldGenerator) Generate(ctx context.Context, req lifecycle.GenerateRequest) (*lifecycle.GenerateResult, error) {
+	g.entered <- struct{}{}
+	<-g.release
+	return g.Generator.Generate(ctx, req)
+}
+
+// TestGenerationBackpressure: with one slot, a second Generate waits at most
+// GenerationWait and then gets 503 + Retry-After (and creates nothing); one
+// that finds the slot freed within the wait goes through.
+func TestGenerationBackpressure(t *testing.T) {
+	gen := &heldGenerator{
+		Generator: lifecycle.New(testToken, testStore, policy.Default(), zerolog.Nop()),
+		entered:   make(chan struct{}, 8), release: make(chan struct{}),
+	}
+	s := api.New(api.Options{BasePath: "/KeyfactorAPI", Log: zerolog.Nop(), Generator: gen,
+		MaxGenerations: 1, GenerationWait: 300 * time.Millisecond})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	body := `{"Subject":"CN=burst.example.com","KeyType":"ECC","KeyLength":256}`
+	post := func() (int, http.Header, string) {
+		req, _ := http.NewRequest("POST", srv.URL+generatePath, strings.NewReader(body))
+		req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	type result struct {
+		status int
+		hdr    http.Header
+		body   string
+	}
+	first := make(chan result, 1)
+	go func() { st, h, b := post(); first <- result{st, h, b} }()
+	<-gen.entered // the first generation holds the only slot
+
+	// A burst while it is held: every one is refused after the bounded wait.
+	const burst = 5
+	before, _ := testStore.CountByState(context.Background())
+	var wg sync.WaitGroup
+	res := make(chan result, burst)
+	start := time.Now()
+	for range burst {
+		wg.Add(1)
+		go func() { defer wg.Done(); st, h, b := post(); res <- result{st, h, b} }()
+	}
+	wg.Wait()
+	close(res)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("refusals took %v; the wait must be bounded", d)
+	}
+	for r := range res {
+		var eb api.ErrorBody
+		_ = json.Unmarshal([]byte(r.body), &eb)
+		if r.status != http.StatusServiceUnavailable || eb.ErrorCode != api.CodeBusy || r.hdr.Get("Retry-After") == "" {
+			t.Errorf("burst request: %d %s Retry-After=%q, want 503 %s with Retry-After", r.status, r.body, r.hdr.Get("Retry-After"), api.CodeBusy)
+		}
+	}
+	after, _ := testStore.CountByState(context.Background())
+	if mustJSON(t, before) != mustJSON(t, after) {
+		t.Errorf("refused requests changed the records: %v -> %v", before, after)
+	}
+
+	// One more waits; freeing the slot within its wait lets it through.
+	second := make(chan result, 1)
+	go func() { st, h, b := post(); second <- result{st, h, b} }()
+	for {
+		if _, waiting := s.GenerationsInFlight(); waiting == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(gen.release)
+	for name, ch := range map[string]chan result{"first": first, "waiting": second} {
+		r := <-ch
+		if r.status != http.StatusOK || !strings.Contains(r.body, "BEGIN CERTIFICATE REQUEST") {
+			t.Errorf("%s request: %d %s", name, r.status, r.body)
+		}
+	}
+	if n, w := s.GenerationsInFlight(); n != 0 || w != 0 {
+		t.Errorf("after the burst: %d in flight, %d waiting", n, w)
+	}
+}
