@@ -21,6 +21,8 @@ type Config struct {
 	HSM      HSM    `yaml:"hsm"`
 	Database string `yaml:"database"`
 	LogLevel string `yaml:"log_level"`
+	TLS      TLS    `yaml:"tls"`
+	Limits   Limits `yaml:"limits"`
 	// PolicyFile is the YAML policy file (templates, enrollment patterns,
 	// system-wide settings); empty means the built-in default policy.
 	PolicyFile string `yaml:"policy_file"`
@@ -31,6 +33,35 @@ type Config struct {
 	// RequestTimeout bounds one request; key generation on a busy token is
 	// the slow part, so it must allow for RSA-4096/8192.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+}
+
+// TLS configures HTTPS. With cert_file and key_file set csrd serves TLS 1.2+
+// and may listen on any address; without them it serves plain HTTP, on
+// loopback only.
+type TLS struct {
+	// CertFile holds the server certificate chain (PEM, leaf first).
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is a PEM private key file, or a PKCS#11 URI
+	// ("pkcs11:object=csrd-tls;type=private") naming a key pair in csrd's
+	// token, so the TLS key never leaves the HSM either.
+	KeyFile string `yaml:"key_file"`
+	// ClientCAFile, when set, makes csrd request and verify client
+	// certificates (mTLS) against these CAs (PEM). A client without a valid
+	// certificate cannot complete the handshake.
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// Limits bound the work csrd accepts at once.
+type Limits struct {
+	// MaxGenerations caps key generations in flight; 0 means the HSM's
+	// working sessions (hsm.max_sessions - 1: crypto11 keeps one for login).
+	MaxGenerations int `yaml:"max_generations"`
+	// GenerationWait bounds how long a request waits for a generation slot
+	// before it is answered 503 with Retry-After.
+	GenerationWait time.Duration `yaml:"generation_wait"`
 }
 
 // HSM selects the PKCS#11 module and token.
@@ -47,6 +78,10 @@ type HSM struct {
 	// before it is answered 503; crypto11 calls cannot be cancelled, so this
 	// is the only bound on waiting for the token.
 	SessionWaitTimeout time.Duration `yaml:"session_wait_timeout"`
+	// HealthInterval is how often the token is checked when no request
+	// notices a failure first; after a failed check csrd reconnects with
+	// backoff and /readyz reports not ready meanwhile.
+	HealthInterval time.Duration `yaml:"health_interval"`
 }
 
 // Defaults are the values used for keys the file leaves out.
@@ -63,7 +98,9 @@ func Defaults() Config {
 			PINFile:            "/etc/csrd/hsm-pin",
 			MaxSessions:        8,
 			SessionWaitTimeout: 30 * time.Second,
+			HealthInterval:     10 * time.Second,
 		},
+		Limits: Limits{GenerationWait: 5 * time.Second},
 	}
 }
 
@@ -93,10 +130,25 @@ func (c *Config) Validate() error {
 	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {
 		add("listen %q: %v", c.Listen, err)
-	} else if !isLoopback(host) {
-		// TLS arrives with the operations work; until then plain HTTP must
-		// not leave the machine.
-		add("listen %q: plain HTTP is only allowed on a loopback address", c.Listen)
+	} else if !c.TLS.Enabled() && !isLoopback(host) {
+		// Requests carry credentials and return CSRs: plain HTTP must not
+		// leave the machine.
+		add("listen %q: plain HTTP is only allowed on a loopback address; set tls.cert_file and tls.key_file", c.Listen)
+	}
+	switch {
+	case c.TLS.Enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == ""):
+		add("tls: cert_file and key_file must be set together")
+	case !c.TLS.Enabled() && c.TLS.ClientCAFile != "":
+		add("tls.client_ca_file: needs tls.cert_file and tls.key_file (mTLS is TLS)")
+	}
+	if c.Limits.MaxGenerations < 0 {
+		add("limits.max_generations %d: must be 0 (= hsm.max_sessions - 1) or more", c.Limits.MaxGenerations)
+	}
+	if c.Limits.GenerationWait <= 0 {
+		add("limits.generation_wait: must be positive")
+	}
+	if c.HSM.HealthInterval <= 0 {
+		add("hsm.health_interval: must be positive")
 	}
 	if !strings.HasPrefix(c.BasePath, "/") || strings.HasSuffix(c.BasePath, "/") && c.BasePath != "/" {
 		add("base_path %q: must start with / and not end with /", c.BasePath)
@@ -136,6 +188,14 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return fmt.Errorf("config: %w", errors.Join(errs...))
+}
+
+// GenerationSlots is the effective limits.max_generations.
+func (c *Config) GenerationSlots() int {
+	if c.Limits.MaxGenerations > 0 {
+		return c.Limits.MaxGenerations
+	}
+	return max(1, c.HSM.MaxSessions-1)
 }
 
 func isLoopback(host string) bool {

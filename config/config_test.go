@@ -90,6 +90,14 @@ func TestValidate(t *testing.T) {
 		{name: "one session", mutate: func(c *Config) { c.HSM.MaxSessions = 1 }, wantErr: "max_sessions"},
 		{name: "memory database", mutate: func(c *Config) { c.Database = ":memory:" }, wantErr: "database"},
 		{name: "bad log level", mutate: func(c *Config) { c.LogLevel = "loud" }, wantErr: "log_level"},
+		{name: "public address with TLS", mutate: func(c *Config) {
+			c.Listen, c.TLS.CertFile, c.TLS.KeyFile = "0.0.0.0:8443", "/etc/csrd/tls.crt", "pkcs11:object=tls"
+		}},
+		{name: "TLS cert without key", mutate: func(c *Config) { c.TLS.CertFile = "/etc/csrd/tls.crt" }, wantErr: "together"},
+		{name: "mTLS without TLS", mutate: func(c *Config) { c.TLS.ClientCAFile = "/etc/csrd/ca.pem" }, wantErr: "client_ca_file"},
+		{name: "negative generations", mutate: func(c *Config) { c.Limits.MaxGenerations = -1 }, wantErr: "max_generations"},
+		{name: "no generation wait", mutate: func(c *Config) { c.Limits.GenerationWait = 0 }, wantErr: "generation_wait"},
+		{name: "no health interval", mutate: func(c *Config) { c.HSM.HealthInterval = 0 }, wantErr: "health_interval"},
 		{name: "all errors together", mutate: func(c *Config) { c.LogLevel = "loud"; c.HSM.TokenLabel = "" }, wantErr: "token_label"},
 	}
 	for _, tc := range cases {
@@ -107,6 +115,16 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("error %v, want one naming %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestGenerationSlots(t *testing.T) {
+	for _, tc := range []struct{ sessions, max, want int }{{8, 0, 7}, {2, 0, 1}, {8, 3, 3}, {8, 20, 20}} {
+		c := Defaults()
+		c.HSM.MaxSessions, c.Limits.MaxGenerations = tc.sessions, tc.max
+		if got := c.GenerationSlots(); got != tc.want {
+			t.Errorf("sessions %d max %d: %d slots, want %d", tc.sessions, tc.max, got, tc.want)
+		}
 	}
 }
 
