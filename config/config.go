@@ -82,6 +82,10 @@ type HSM struct {
 	// notices a failure first; after a failed check csrd reconnects with
 	// backoff and /readyz reports not ready meanwhile.
 	HealthInterval time.Duration `yaml:"health_interval"`
+	// ReconnectMaxBackoff caps the exponential backoff between reconnection
+	// attempts (starting at 250ms), i.e. how long csrd may take to notice a
+	// token that has come back.
+	ReconnectMaxBackoff time.Duration `yaml:"reconnect_max_backoff"`
 }
 
 // Defaults are the values used for keys the file leaves out.
@@ -99,6 +103,9 @@ func Defaults() Config {
 			MaxSessions:        8,
 			SessionWaitTimeout: 30 * time.Second,
 			HealthInterval:     10 * time.Second,
+			// Short enough that a replugged token serves again quickly,
+			// long enough not to hammer a network HSM that is rebooting.
+			ReconnectMaxBackoff: 30 * time.Second,
 		},
 		Limits: Limits{GenerationWait: 5 * time.Second},
 	}
@@ -149,6 +156,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HSM.HealthInterval <= 0 {
 		add("hsm.health_interval: must be positive")
+	}
+	if c.HSM.ReconnectMaxBackoff < 250*time.Millisecond {
+		add("hsm.reconnect_max_backoff %v: must be at least 250ms", c.HSM.ReconnectMaxBackoff)
 	}
 	if !strings.HasPrefix(c.BasePath, "/") || strings.HasSuffix(c.BasePath, "/") && c.BasePath != "/" {
 		add("base_path %q: must start with / and not end with /", c.BasePath)

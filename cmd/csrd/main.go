@@ -6,9 +6,11 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"flag"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
@@ -20,10 +22,13 @@ import (
 
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/config"
+	"github.com/csrd/csrd/health"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
+	"github.com/csrd/csrd/sdnotify"
 	"github.com/csrd/csrd/store"
+	"github.com/csrd/csrd/tlsconfig"
 )
 
 func main() {
@@ -39,6 +44,10 @@ func run(args []string) error {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
+	notify, err := sdnotify.New()
+	if err != nil {
+		log.Warn().Err(err).Msg("not notifying systemd")
+	}
 	// The policy loads first: a broken file stops start-up before the
 	// token is touched.
 	engine, err := cfg.LoadPolicy()
@@ -54,8 +63,10 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	// SIGHUP is caught from here on (its default action is to kill).
-	reloadOnHUP(ctx, &cfg, pol, log)
+	// SIGHUP is caught from here on (its default action is to kill); the
+	// TLS material joins the reload once it exists.
+	reloads := &reloader{cfg: &cfg, pol: pol, log: log, notify: notify}
+	reloads.onHUP(ctx)
 
 	token, err := hsm.Open(ctx, hsm.Config{
 		Module:          cfg.HSM.Module,
@@ -63,6 +74,8 @@ func run(args []string) error {
 		PIN:             pin,
 		MaxSessions:     cfg.HSM.MaxSessions,
 		PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
+		HealthInterval:  cfg.HSM.HealthInterval,
+		ReconnectMax:    cfg.HSM.ReconnectMaxBackoff,
 	}, log)
 	pin = ""
 	if err != nil {
@@ -84,42 +97,81 @@ func run(args []string) error {
 		return fmt.Errorf("start-up reconciliation: %w", err)
 	}
 
+	// One definition of "ready" for /readyz and the systemd watchdog.
+	ready := health.New(5*time.Second, time.Second,
+		health.Check{Name: "hsm", Func: token.Ping},
+		health.Check{Name: "database", Func: db.Ping},
+		health.Check{Name: "policy", Func: func(context.Context) error {
+			if pol.Current() == nil {
+				return errors.New("no policy loaded")
+			}
+			return nil
+		}},
+	)
+
+	var tlsSrv *tlsconfig.Server
+	if cfg.TLS.Enabled() {
+		tlsSrv, err = tlsconfig.New(ctx, tlsconfig.Options{
+			CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, ClientCAFile: cfg.TLS.ClientCAFile,
+			FindKey: func(ctx context.Context, uri string) (crypto.Signer, error) { return token.FindKeyByURI(ctx, uri) },
+		})
+		if err != nil {
+			return err
+		}
+		leaf := tlsSrv.Leaf()
+		log.Info().Str("subject", leaf.Subject.String()).Time("not_after", leaf.NotAfter).
+			Bool("key_in_token", hsm.IsURI(cfg.TLS.KeyFile)).Bool("mtls", tlsSrv.MutualTLS()).Msg("TLS configured")
+	}
+
+	handler := api.New(api.Options{
+		BasePath:       cfg.BasePath,
+		Log:            log,
+		Generator:      svc,
+		Policy:         pol,
+		Pending:        svc,
+		Certificates:   svc,
+		Keys:           svc,
+		Readiness:      ready,
+		MaxGenerations: cfg.GenerationSlots(),
+		GenerationWait: cfg.Limits.GenerationWait,
+	})
 	srv := &http.Server{
-		Handler: api.New(api.Options{
-			BasePath:  cfg.BasePath,
-			Log:       log,
-			Generator: svc,
-			Policy:    pol,
-			Pending:   svc, Certificates: svc, Keys: svc,
-		}),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      cfg.RequestTimeout + 10*time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ErrorLog:          stdlog.New(log.With().Str("component", "http").Logger(), "", 0),
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
-	log.Info().Str("listen", ln.Addr().String()).Str("base_path", cfg.BasePath).
-		Str("token", token.Label()).Str("database", cfg.Database).Msg("csrd ready")
-
+	scheme := "http"
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if tlsSrv != nil {
+		scheme = "https"
+		srv.TLSConfig = tlsSrv.Config()
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	where := scheme + "://" + ln.Addr().String()
+	log.Info().Str("listen", ln.Addr().String()).Str("url", where).Str("base_path", cfg.BasePath).Int("max_generations", cfg.GenerationSlots()).
+		Str("token", token.Label()).Str("database", cfg.Database).Msg("csrd ready")
+	// READY=1 only now: the token is logged in, migrations and
+	// reconciliation are done, the policy is loaded and the socket serves.
+	reloads.serving(tlsSrv, where)
+	notifyf(log, notify, sdnotify.Ready, sdnotify.Status("serving %s", where))
+	go watchdog(ctx, log, notify, ready, where)
+
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
-	log.Info().Msg("shutting down: finishing in-flight requests")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Error().Err(err).Msg("shutdown deadline passed with requests in flight")
-	}
-	log.Info().Msg("stopped")
-	return nil
+	return shutdown(log, notify, srv, cfg.ShutdownTimeout)
 }
 
 // loadConfig reads -config (if given) and applies flag overrides. There is
@@ -136,6 +188,9 @@ func loadConfig(args []string) (config.Config, error) {
 	tokenLabel := fs.String("hsm.token_label", "", "token label (overrides hsm.token_label)")
 	pinFile := fs.String("hsm.pin_file", "", "file holding the token user PIN (overrides hsm.pin_file)")
 	maxSessions := fs.Int("hsm.max_sessions", 0, "maximum PKCS#11 sessions (overrides hsm.max_sessions)")
+	tlsCert := fs.String("tls.cert_file", "", "TLS certificate chain, PEM (overrides tls.cert_file)")
+	tlsKey := fs.String("tls.key_file", "", "TLS private key, PEM file or PKCS#11 URI (overrides tls.key_file)")
+	tlsCA := fs.String("tls.client_ca_file", "", "CAs for client certificates, PEM; enables mTLS (overrides tls.client_ca_file)")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
 	}
@@ -155,7 +210,8 @@ func loadConfig(args []string) (config.Config, error) {
 	}{
 		{&cfg.Listen, *listen}, {&cfg.BasePath, *basePath}, {&cfg.Database, *database},
 		{&cfg.LogLevel, *logLevel}, {&cfg.HSM.Module, *module}, {&cfg.HSM.TokenLabel, *tokenLabel},
-		{&cfg.HSM.PINFile, *pinFile}, {&cfg.PolicyFile, *policyFile},
+		{&cfg.HSM.PINFile, *pinFile}, {&cfg.PolicyFile, *policyFile}, {&cfg.TLS.CertFile, *tlsCert},
+		{&cfg.TLS.KeyFile, *tlsKey}, {&cfg.TLS.ClientCAFile, *tlsCA},
 	} {
 		if o.v != "" {
 			*o.dst = o.v
