@@ -6,6 +6,15 @@ GO         ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 export CGO_ENABLED := 1
 
+# Installation layout; `make install DESTDIR=/tmp/root PREFIX=/usr` for packaging.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+DOCDIR      ?= $(PREFIX)/share/doc/csrd
+UNITDIR     ?= /lib/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+SYSCONFDIR  ?= /etc
+BUILD_DIR   ?= bin
+
 DEV_DIR    := .dev
 DEV_TOKEN  := csrd-dev
 DEV_CONFIG := config/csrd.example.yaml
@@ -14,13 +23,14 @@ DEV_CONFIG := config/csrd.example.yaml
 # package:file-that-proves-it-is-installed.
 DEPS := softhsm2:/usr/bin/softhsm2-util opensc:/usr/bin/pkcs11-tool openssl:/usr/bin/openssl \
         libengine-pkcs11-openssl:/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so \
-        sqlite3:/usr/bin/sqlite3 gcc:/usr/bin/gcc curl:/usr/bin/curl
+        sqlite3:/usr/bin/sqlite3 gcc:/usr/bin/gcc curl:/usr/bin/curl \
+        systemd:/usr/bin/systemd-analyze
 
 # Fuzz targets as package:FuzzName; `make fuzz FUZZTIME=5m` runs each longer.
 FUZZTIME     ?= 60s
 FUZZ_TARGETS := ./csr:FuzzParseDN ./csr:FuzzParseSANs ./api:FuzzGenerateDecode ./policy:FuzzParse
 
-.PHONY: all deps build run dev-token test vet fuzz bench clean
+.PHONY: all deps build run dev-token dev-tls install test vet fuzz bench clean
 
 all: build
 
@@ -35,25 +45,69 @@ deps:
 	fi
 	@test -x "$(GO)" || { echo "deps: Go toolchain not found (expected at /usr/local/go)" >&2; exit 1; }
 
-## build: bin/csrd, bin/csrctl
+## build: bin/csrd, bin/csrctl (BUILD_DIR=... to build elsewhere)
 build: deps
-	$(GO) build -trimpath -o bin/ ./cmd/...
+	$(GO) build -trimpath -o $(BUILD_DIR)/ ./cmd/...
 
 ## dev-token: a SoftHSM2 development token under .dev/ with a generated PIN file
 dev-token: deps
 	@bash softhsm-test/init-token.sh $(DEV_DIR) $(DEV_TOKEN) >/dev/null
 
-## run: install, build, initialise the dev token and start csrd on 127.0.0.1:8080
-run: build dev-token
+# make run TLS=1 serves HTTPS on 127.0.0.1:8443 with a self-signed dev certificate.
+TLS ?=
+ifneq ($(TLS),)
+RUN_URL   := https://127.0.0.1:8443
+RUN_FLAGS := -listen 127.0.0.1:8443 -tls.cert_file $(DEV_DIR)/tls.crt -tls.key_file $(DEV_DIR)/tls.key
+RUN_CURL  := curl -s --cacert $(DEV_DIR)/tls.crt
+RUN_DEPS  := dev-tls
+else
+RUN_URL   := http://127.0.0.1:8080
+RUN_CURL  := curl -s
+endif
+
+## run: install, build, initialise the dev token and start csrd on 127.0.0.1:8080 (TLS=1: https on 8443)
+run: build dev-token $(RUN_DEPS)
 	@echo
-	@echo "csrd starts on http://127.0.0.1:8080 (token $(DEV_TOKEN), PIN in $(DEV_DIR)/hsm-pin). Try:"
+	@echo "csrd starts on $(RUN_URL) (token $(DEV_TOKEN), PIN in $(DEV_DIR)/hsm-pin). Try:"
 	@echo
-	@echo "  curl -s -X POST http://127.0.0.1:8080/KeyfactorAPI/CSRGeneration/Generate \\"
+	@echo "  $(RUN_CURL) -X POST $(RUN_URL)/KeyfactorAPI/CSRGeneration/Generate \\"
 	@echo "    -H 'X-Keyfactor-Requested-With: APIClient' -H 'Content-Type: application/json' \\"
 	@echo "    -d '{\"Subject\":\"CN=websrvr14.keyexample.com,OU=IT,O=\\\"Key Example, Inc.\\\",L=Independence,ST=OH,C=US\","
 	@echo "         \"KeyType\":\"ECC\",\"KeyLength\":256,\"SANs\":{\"dns\":[\"websrvr14.keyexample.com\"],\"ip4\":[\"192.168.12.14\"]}}'"
+	@echo "  $(RUN_CURL) $(RUN_URL)/readyz"
 	@echo
-	SOFTHSM2_CONF=$(CURDIR)/$(DEV_DIR)/softhsm2.conf exec ./bin/csrd -config $(DEV_CONFIG)
+	SOFTHSM2_CONF=$(CURDIR)/$(DEV_DIR)/softhsm2.conf exec ./bin/csrd -config $(DEV_CONFIG) $(RUN_FLAGS)
+
+## dev-tls: a self-signed development certificate for localhost/127.0.0.1 (.dev/tls.crt, .dev/tls.key)
+dev-tls: deps
+	@mkdir -p $(DEV_DIR)
+	@if [ ! -s $(DEV_DIR)/tls.crt ] || ! openssl x509 -checkend 86400 -noout -in $(DEV_DIR)/tls.crt >/dev/null; then \
+	  (umask 077; openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+	    -subj "/CN=csrd development" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" \
+	    -addext "extendedKeyUsage=serverAuth" \
+	    -keyout $(DEV_DIR)/tls.key -out $(DEV_DIR)/tls.crt 2>/dev/null) && \
+	  echo "dev-tls: self-signed certificate in $(DEV_DIR)/tls.crt (30 days)"; \
+	fi
+
+## install: binaries, unit, sysusers file, example config (never overwritten) into DESTDIR/PREFIX
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(BUILD_DIR)/csrd $(BUILD_DIR)/csrctl $(DESTDIR)$(BINDIR)/
+	sed -e 's#/usr/local/bin/csrd#$(BINDIR)/csrd#' -e 's#/usr/local/share/doc/csrd#$(DOCDIR)#' \
+	  systemd/csrd.service >$(DESTDIR)$(UNITDIR)/csrd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/csrd.service
+	install -m 0644 systemd/csrd.sysusers $(DESTDIR)$(SYSUSERSDIR)/csrd.conf
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/csrd
+	@for f in config/csrd.yaml:csrd.yaml $(if $(wildcard policy.example.yaml),policy.example.yaml:policy.yaml); do \
+	  dst=$(DESTDIR)$(SYSCONFDIR)/csrd/$${f#*:}; \
+	  if [ -e "$$dst" ]; then echo "install: keeping existing $$dst"; \
+	  else install -m 0644 $${f%%:*} "$$dst" && echo "install: $$dst"; fi; \
+	done
+	@if [ -z "$(DESTDIR)" ]; then \
+	  echo "next: systemd-sysusers; put the PIN in $(SYSCONFDIR)/csrd/hsm-pin (0600 root);"; \
+	  echo "      edit $(SYSCONFDIR)/csrd/csrd.yaml; systemctl daemon-reload; systemctl enable --now csrd"; \
+	fi
 
 vet: deps
 	$(GO) vet ./...
