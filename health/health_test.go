@@ -66,7 +66,9 @@ func TestCheckerCache(t *testing.T) {
 	}
 }
 
-func ok(name string) Check { return Check{Name: name, Func: func(context.Context) error { return nil }} }
+func ok(name string) Check {
+	return Check{Name: name, Func: func(context.Context) error { return nil }}
+}
 
 func failing(name string, err error) Check {
 	return Check{Name: name, Func: func(context.Context) error { return err }}
