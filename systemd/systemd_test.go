@@ -78,6 +78,7 @@ func TestInstallLayout(t *testing.T) {
 		{"lib/systemd/system/csrd.service", 0o644},
 		{"usr/lib/sysusers.d/csrd.conf", 0o644},
 		{"etc/csrd/csrd.yaml", 0o644},
+		{"etc/csrd/policy.yaml", 0o644},
 		{"usr/local/share/doc/csrd/README.md", 0o644},
 	} {
 		t.Run(f.path, func(t *testing.T) {
@@ -109,6 +110,14 @@ func TestInstallLayout(t *testing.T) {
 	}
 	if cfg.Database != "/var/lib/csrd/csrd.db" || cfg.HSM.PINFile != "/etc/csrd/hsm-pin" {
 		t.Errorf("installed config: database %q pin_file %q, want the StateDirectory and credential paths", cfg.Database, cfg.HSM.PINFile)
+	}
+	// The policy it names is installed too, and loads.
+	if cfg.PolicyFile != "/etc/csrd/policy.yaml" {
+		t.Fatalf("installed config: policy_file %q", cfg.PolicyFile)
+	}
+	cfg.PolicyFile = filepath.Join(dest, cfg.PolicyFile)
+	if _, err := cfg.LoadPolicy(); err != nil {
+		t.Errorf("installed policy: %v", err)
 	}
 }
 
