@@ -99,7 +99,7 @@ install: build
 	install -m 0644 systemd/csrd.sysusers $(DESTDIR)$(SYSUSERSDIR)/csrd.conf
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/csrd
-	@for f in config/csrd.yaml:csrd.yaml $(if $(wildcard policy.example.yaml),policy.example.yaml:policy.yaml); do \
+	@for f in config/csrd.yaml:csrd.yaml policy.example.yaml:policy.yaml; do \
 	  dst=$(DESTDIR)$(SYSCONFDIR)/csrd/$${f#*:}; \
 	  if [ -e "$$dst" ]; then echo "install: keeping existing $$dst"; \
 	  else install -m 0644 $${f%%:*} "$$dst" && echo "install: $$dst"; fi; \
