@@ -118,84 +118,98 @@ func (g *heldGenerator) Generate(ctx context.Context, req lifecycle.GenerateRequ
 	return g.Generator.Generate(ctx, req)
 }
 
-// TestGenerationBackpressure: with one slot, a second Generate waits at most
-// GenerationWait and then gets 503 + Retry-After (and creates nothing); one
-// that finds the slot freed within the wait goes through.
+// TestGenerationBackpressure: with one slot, requests arriving while it is
+// held wait at most GenerationWait and then get 503 + Retry-After (and create
+// nothing); a request that finds the slot freed within its wait goes through.
 func TestGenerationBackpressure(t *testing.T) {
-	gen := &heldGenerator{
-		Generator: lifecycle.New(testToken, testStore, policy.Default(), zerolog.Nop()),
-		entered:   make(chan struct{}, 8), release: make(chan struct{}),
-	}
-	s := api.New(api.Options{BasePath: "/KeyfactorAPI", Log: zerolog.Nop(), Generator: gen,
-		MaxGenerations: 1, GenerationWait: 300 * time.Millisecond})
-	srv := httptest.NewServer(s)
-	defer srv.Close()
 	body := `{"Subject":"CN=burst.example.com","KeyType":"ECC","KeyLength":256}`
-	post := func() (int, http.Header, string) {
-		req, _ := http.NewRequest("POST", srv.URL+generatePath, strings.NewReader(body))
-		req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, nil, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, string(b)
-	}
 	type result struct {
 		status int
 		hdr    http.Header
 		body   string
 	}
-	first := make(chan result, 1)
-	go func() { st, h, b := post(); first <- result{st, h, b} }()
-	<-gen.entered // the first generation holds the only slot
-
-	// A burst while it is held: every one is refused after the bounded wait.
-	const burst = 5
-	before, _ := testStore.CountByState(context.Background())
-	var wg sync.WaitGroup
-	res := make(chan result, burst)
-	start := time.Now()
-	for range burst {
-		wg.Add(1)
-		go func() { defer wg.Done(); st, h, b := post(); res <- result{st, h, b} }()
-	}
-	wg.Wait()
-	close(res)
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("refusals took %v; the wait must be bounded", d)
-	}
-	for r := range res {
-		var eb api.ErrorBody
-		_ = json.Unmarshal([]byte(r.body), &eb)
-		if r.status != http.StatusServiceUnavailable || eb.ErrorCode != api.CodeBusy || r.hdr.Get("Retry-After") == "" {
-			t.Errorf("burst request: %d %s Retry-After=%q, want 503 %s with Retry-After", r.status, r.body, r.hdr.Get("Retry-After"), api.CodeBusy)
+	// server has one generation slot; its Generator runs the real use case
+	// once the test releases it.
+	server := func(wait time.Duration) (*api.Server, *heldGenerator, func() result) {
+		gen := &heldGenerator{
+			Generator: lifecycle.New(testToken, testStore, policy.Default(), zerolog.Nop()),
+			entered:   make(chan struct{}, 8), release: make(chan struct{}),
+		}
+		s := api.New(api.Options{BasePath: "/KeyfactorAPI", Log: zerolog.Nop(), Generator: gen,
+			MaxGenerations: 1, GenerationWait: wait})
+		srv := httptest.NewServer(s)
+		t.Cleanup(srv.Close)
+		return s, gen, func() result {
+			req, _ := http.NewRequest("POST", srv.URL+generatePath, strings.NewReader(body))
+			req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return result{body: err.Error()}
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return result{resp.StatusCode, resp.Header, string(b)}
 		}
 	}
-	after, _ := testStore.CountByState(context.Background())
-	if mustJSON(t, before) != mustJSON(t, after) {
-		t.Errorf("refused requests changed the records: %v -> %v", before, after)
-	}
-
-	// One more waits; freeing the slot within its wait lets it through.
-	second := make(chan result, 1)
-	go func() { st, h, b := post(); second <- result{st, h, b} }()
-	for {
-		if _, waiting := s.GenerationsInFlight(); waiting == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	close(gen.release)
-	for name, ch := range map[string]chan result{"first": first, "waiting": second} {
-		r := <-ch
+	ok := func(name string, r result) {
+		t.Helper()
 		if r.status != http.StatusOK || !strings.Contains(r.body, "BEGIN CERTIFICATE REQUEST") {
 			t.Errorf("%s request: %d %s", name, r.status, r.body)
 		}
 	}
-	if n, w := s.GenerationsInFlight(); n != 0 || w != 0 {
-		t.Errorf("after the burst: %d in flight, %d waiting", n, w)
-	}
+
+	t.Run("burst refused", func(t *testing.T) {
+		s, gen, post := server(200 * time.Millisecond)
+		first := make(chan result, 1)
+		go func() { first <- post() }()
+		<-gen.entered // the first generation holds the only slot
+		before, _ := testStore.CountByState(context.Background())
+		const burst = 5
+		var wg sync.WaitGroup
+		res := make(chan result, burst)
+		start := time.Now()
+		for range burst {
+			wg.Add(1)
+			go func() { defer wg.Done(); res <- post() }()
+		}
+		wg.Wait()
+		close(res)
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("refusals took %v; the wait must be bounded", d)
+		}
+		for r := range res {
+			var eb api.ErrorBody
+			_ = json.Unmarshal([]byte(r.body), &eb)
+			if r.status != http.StatusServiceUnavailable || eb.ErrorCode != api.CodeBusy || r.hdr.Get("Retry-After") == "" {
+				t.Errorf("burst request: %d %s Retry-After=%q, want 503 %s with Retry-After", r.status, r.body, r.hdr.Get("Retry-After"), api.CodeBusy)
+			}
+		}
+		after, _ := testStore.CountByState(context.Background())
+		if mustJSON(t, before) != mustJSON(t, after) {
+			t.Errorf("refused requests changed the records: %v -> %v", before, after)
+		}
+		close(gen.release)
+		ok("first", <-first)
+		if n, w := s.GenerationsInFlight(); n != 0 || w != 0 {
+			t.Errorf("after the burst: %d in flight, %d waiting", n, w)
+		}
+	})
+
+	t.Run("waiter gets the freed slot", func(t *testing.T) {
+		s, gen, post := server(time.Minute)
+		first, second := make(chan result, 1), make(chan result, 1)
+		go func() { first <- post() }()
+		<-gen.entered
+		go func() { second <- post() }()
+		for {
+			if _, waiting := s.GenerationsInFlight(); waiting == 1 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		close(gen.release)
+		ok("first", <-first)
+		ok("waiting", <-second)
+	})
 }
