@@ -223,6 +223,20 @@ func (d *daemon) quiet(state string, within time.Duration) bool {
 	}
 }
 
+// logged reports whether csrd's stderr shows text within a few seconds:
+// stderr is copied from a pipe, so a line can trail the notify datagram
+// sent after it.
+func (d *daemon) logged(text string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.stderr.String(), text) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
 type reply struct {
 	status int
 	header http.Header
@@ -339,7 +353,7 @@ func TestTokenOutage(t *testing.T) {
 	if r := d.mustDo(http.MethodPost, "/KeyfactorAPI/CSRGeneration/Generate", ecBody); r.status != 200 {
 		t.Fatalf("Generate after the token came back: %d %s", r.status, r.body)
 	}
-	if !strings.Contains(d.stderr.String(), "hsm: token reconnected") {
+	if !d.logged("hsm: token reconnected") {
 		t.Error("log does not say the token reconnected")
 	}
 
@@ -420,7 +434,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if g, p := sqlite3Count(t, d.db, "generating"), sqlite3Count(t, d.db, "pending"); g != 0 || p != inFlight {
 		t.Errorf("after shutdown: %d generating, %d pending; want 0 and %d", g, p, inFlight)
 	}
-	if !strings.Contains(d.stderr.String(), `"message":"stopped"`) {
+	if !d.logged(`"message":"stopped"`) {
 		t.Error("no orderly stop in the log")
 	}
 }
@@ -509,7 +523,7 @@ func TestDaemonTLS(t *testing.T) {
 	}
 	d.expect("RELOADING=1", 10*time.Second)
 	d.expect("READY=1", 10*time.Second)
-	if !strings.Contains(d.stderr.String(), "TLS certificate reloaded") {
+	if !d.logged("TLS certificate reloaded") {
 		t.Error("SIGHUP did not reload the certificate")
 	}
 	if r, err := d.do(client(clientCert), http.MethodGet, "/readyz", ""); err != nil || r.status != 200 {
