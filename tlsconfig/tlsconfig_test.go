@@ -164,7 +164,7 @@ func tokenKey(t *testing.T, spec hsm.KeySpec, label string) (string, crypto.Publ
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = testToken.DestroyKey(ctx, ref) })
-	return testToken.KeyURI(ref), k.Public()
+	return hsm.KeyURI(testToken.Label(), testToken.Serial(), ref).String(), k.Public()
 }
 
 func findKey(ctx context.Context, uri string) (crypto.Signer, error) {
