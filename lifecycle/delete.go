@@ -35,6 +35,11 @@ func (s *Service) Delete(ctx context.Context, id int64) error {
 	if rec.State != store.StatePending || rec.Intent == store.IntentMarry {
 		return notPending(rec)
 	}
+	if !s.onThisToken(rec.TokenSerial) {
+		// Destroying "nothing" here would mark deleted a key that lives on.
+		return newErr(ErrConflict, "the key of record %d is on token %q (serial %s), not on the token this csrd uses (serial %s); delete it there",
+			rec.ID, rec.TokenLabel, rec.TokenSerial, s.token.Serial())
+	}
 	if err := s.records.BeginDelete(ctx, id); err != nil {
 		return deleteRefused(rec, err)
 	}

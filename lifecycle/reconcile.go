@@ -142,6 +142,10 @@ func (s *Service) finishGenerating(ctx context.Context, cutoff time.Time, rep *R
 		return err
 	}
 	for _, r := range recs {
+		if !s.onThisToken(r.TokenSerial) {
+			rep.OtherToken++ // its key is not here: destroying "nothing" would lie
+			continue
+		}
 		if r.UpdatedTime.After(cutoff) {
 			rep.InProgress++
 			continue
@@ -167,6 +171,10 @@ func (s *Service) finishDeletes(ctx context.Context, cutoff time.Time, rep *Reco
 		return err
 	}
 	for _, r := range recs {
+		if !s.onThisToken(r.TokenSerial) {
+			rep.OtherToken++ // its key is not here: destroying "nothing" would lie
+			continue
+		}
 		if r.UpdatedTime.After(cutoff) {
 			rep.InProgress++
 			continue
@@ -197,6 +205,10 @@ func (s *Service) finishMarriages(ctx context.Context, cutoff time.Time, rep *Re
 		return err
 	}
 	for _, r := range recs {
+		if !s.onThisToken(r.TokenSerial) {
+			rep.OtherToken++ // its key is not here: destroying "nothing" would lie
+			continue
+		}
 		if r.UpdatedTime.After(cutoff) {
 			rep.InProgress++
 			continue
@@ -258,8 +270,10 @@ func groupObjects(objs []hsm.Object) map[string]*objectGroup {
 // and claims every group a live record owns.
 func (s *Service) checkLive(ctx context.Context, live []store.LiveKey, groups map[string]*objectGroup, listed, cutoff time.Time, rep *ReconcileReport) error {
 	for _, k := range live {
-		if k.TokenSerial != "" && k.TokenSerial != s.token.Serial() {
-			rep.OtherToken++
+		if !s.onThisToken(k.TokenSerial) {
+			if k.State != store.StateGenerating && k.Intent == store.IntentNone {
+				rep.OtherToken++ // the others were counted above
+			}
 			continue
 		}
 		g := groups[groupKey(k.KeyLabel, k.KeyID)]
@@ -368,7 +382,7 @@ func (s *Service) orphanReason(ctx context.Context, ref hsm.KeyRef) string {
 		return fmt.Sprintf("record %d could not be read: %v", id, err)
 	case !bytes.Equal(rec.KeyID, ref.ID):
 		return fmt.Sprintf("record %d names CKA_ID %s, not this one", id, hex.EncodeToString(rec.KeyID))
-	case rec.TokenSerial != "" && rec.TokenSerial != s.token.Serial():
+	case !s.onThisToken(rec.TokenSerial):
 		return fmt.Sprintf("record %d is for token serial %s", id, rec.TokenSerial)
 	}
 	return fmt.Sprintf("record %d is %s", id, rec.State)

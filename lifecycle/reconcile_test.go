@@ -3,9 +3,11 @@ package lifecycle_test
 import (
 	"context"
 	"crypto/elliptic"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -258,4 +260,39 @@ func hasClass(cs []hsm.ObjectClass, c hsm.ObjectClass) bool {
 		}
 	}
 	return false
+}
+
+// TestOtherToken: a record whose key lives on another token is neither
+// deleted, married, marked lost nor failed by a Service on this token, whose
+// lookups would only find "nothing".
+func TestOtherToken(t *testing.T) {
+	ctx := context.Background()
+	here, db := newService(t, testToken)
+	res := generate(t, here, "CN=elsewhere", ecc256, nil)
+	interrupted := generate(t, here, "CN=elsewhere-too", ecc256, nil)
+	rec, _ := db.Get(ctx, res.ID)
+	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
+	irec, _ := db.Get(ctx, interrupted.ID)
+	defer testToken.DestroyKey(ctx, ref)
+	defer testToken.DestroyKey(ctx, hsm.KeyRef{ID: irec.KeyID, Label: irec.KeyLabel})
+	if err := db.BeginDelete(ctx, interrupted.ID); err != nil { // as if a delete was interrupted
+		t.Fatal(err)
+	}
+	there := lifecycle.New(reconToken, db, policy.Default(), testLog)
+
+	if err := there.Delete(ctx, res.ID); !errors.Is(err, lifecycle.ErrConflict) || !strings.Contains(err.Error(), "on token") {
+		t.Errorf("Delete from another token = %v, want ErrConflict", err)
+	}
+	rep, err := there.Reconcile(ctx, lifecycle.ReconcileOptions{})
+	if err != nil || rep.OtherToken != 2 || len(rep.Lost) != 0 || rep.DeletesFinished != 0 {
+		t.Errorf("reconcile from another token: %+v, %v", rep, err)
+	}
+	for _, id := range []int64{res.ID, interrupted.ID} {
+		if r, _ := db.Get(ctx, id); r.State != store.StatePending {
+			t.Errorf("record %d became %s", id, r.State)
+		}
+	}
+	if _, err := testToken.FindKey(ctx, ref); err != nil {
+		t.Errorf("the key on its own token: %v", err)
+	}
 }
