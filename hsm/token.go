@@ -51,7 +51,8 @@ type Token struct {
 // login state belongs to the application, so a second C_Login would return
 // CKR_USER_ALREADY_LOGGED_IN without checking the PIN; Open detects this and
 // returns ErrAlreadyOpen instead of silently accepting any PIN. Open must not run
-// concurrently with another Open or Close of the same module.
+// concurrently with another Open or Close of the same module — nor with
+// another Token's reconnect on it (recover.go), which is why csrd opens one.
 func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Token, error) {
 	const op = "open"
 	if err := ctx.Err(); err != nil {
