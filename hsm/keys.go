@@ -24,6 +24,8 @@ type KeyType int
 const (
 	KeyRSA KeyType = iota + 1
 	KeyECDSA
+	KeyEd25519 // PKCS#11 3.0 CKK_EC_EDWARDS on edwards25519, pure EdDSA
+	KeyEd448   // PKCS#11 3.0 CKK_EC_EDWARDS on edwards448, pure EdDSA
 )
 
 func (k KeyType) String() string {
@@ -32,6 +34,10 @@ func (k KeyType) String() string {
 		return "RSA"
 	case KeyECDSA:
 		return "ECDSA"
+	case KeyEd25519:
+		return "Ed25519"
+	case KeyEd448:
+		return "Ed448"
 	}
 	return fmt.Sprintf("KeyType(%d)", int(k))
 }
@@ -39,7 +45,8 @@ func (k KeyType) String() string {
 // rsaExponent is the only public exponent csrd generates (F4).
 const rsaExponent = 65537
 
-// KeySpec says which key pair to generate: Bits for RSA, Curve for ECDSA.
+// KeySpec says which key pair to generate: Bits for RSA, Curve for ECDSA;
+// the EdDSA types need neither (Bits, if set, must be 255 or 448).
 type KeySpec struct {
 	Type  KeyType
 	Bits  int
@@ -47,9 +54,18 @@ type KeySpec struct {
 }
 
 // Validate returns an error wrapping ErrUnsupported unless s is a key pair hsm
-// generates: RSA 2048/3072/4096/8192 or ECDSA P-256/P-384/P-521.
+// generates: RSA 2048/3072/4096/8192, ECDSA P-256/P-384/P-521, Ed25519 or
+// Ed448.
 func (s KeySpec) Validate() error {
 	switch s.Type {
+	case KeyEd25519, KeyEd448:
+		if want := edParamsFor(s.Type).bits; s.Bits != 0 && s.Bits != want {
+			return classErr("key spec", ErrUnsupported, "%v with %d bits (it has %d)", s.Type, s.Bits, want)
+		}
+		if s.Curve != nil {
+			return classErr("key spec", ErrUnsupported, "%v takes no Weierstrass curve", s.Type)
+		}
+		return nil
 	case KeyRSA:
 		switch s.Bits {
 		case 2048, 3072, 4096, 8192:
@@ -76,6 +92,7 @@ func (s KeySpec) String() string {
 	case s.Type == KeyECDSA && s.Curve != nil:
 		return "ECDSA-" + s.Curve.Params().Name
 	}
+	// Ed25519 and Ed448 name themselves.
 	return s.Type.String()
 }
 
@@ -101,16 +118,19 @@ func (r KeyRef) clone() KeyRef { return KeyRef{ID: bytes.Clone(r.ID), Label: r.L
 
 // Key is a private key that stays on the token. It implements crypto.Signer:
 // RSA keys sign PKCS#1 v1.5 (or PSS with *rsa.PSSOptions and an explicit salt
-// length) over the digest given, ECDSA keys return an ASN.1 DER signature. Sign
-// has no context: it waits at most PoolWaitTimeout for a session, then the
-// PKCS#11 call runs to completion.
+// length) over the digest given, ECDSA keys return an ASN.1 DER signature,
+// Ed25519 and Ed448 keys sign the whole message (pure EdDSA, crypto.Hash(0),
+// no context) and Public returns ed25519.PublicKey or circl's
+// ed448.PublicKey. Sign has no context: it waits at most PoolWaitTimeout for a
+// session, then the PKCS#11 call runs to completion.
 type Key struct {
 	tok *Token
 	ref KeyRef
 	pub crypto.PublicKey
 
-	mu     sync.Mutex      // guards signer and epoch (see bound in recover.go)
-	signer crypto11.Signer // holds the private and public object handles
+	mu     sync.Mutex      // guards signer, ed and epoch (see bound in recover.go)
+	signer crypto11.Signer // RSA, ECDSA: holds the private and public object handles
+	ed     *edKey          // Ed25519, Ed448: crypto11 has no EdDSA, so raw handles
 	epoch  uint64          // the Token connection the handles belong to
 }
 
@@ -119,19 +139,32 @@ func (t *Token) newKey(ref KeyRef, s crypto11.Signer) *Key {
 	return &Key{tok: t, ref: ref.clone(), pub: s.Public(), signer: s, epoch: t.epoch}
 }
 
+// newEdKey wraps Edwards key handles made on t's current connection.
+func (t *Token) newEdKey(ref KeyRef, ed *edKey) *Key {
+	return &Key{tok: t, ref: ref.clone(), pub: ed.public, ed: ed, epoch: t.epoch}
+}
+
 // Ref returns the key's reference.
 func (k *Key) Ref() KeyRef { return k.ref.clone() }
 
 // Public returns the public key read from the token when the Key was made.
 func (k *Key) Public() crypto.PublicKey { return k.pub }
 
-// Sign signs digest with the private key on the token.
+// Sign signs digest (the message itself for EdDSA) with the private key on
+// the token.
 func (k *Key) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	const op = "sign"
 	if err := k.tok.begin(context.Background(), op); err != nil {
 		return nil, err
 	}
 	defer k.tok.end()
+	if k.isEd() {
+		ed, err := k.boundEd(op)
+		if err != nil {
+			return nil, err
+		}
+		return k.tok.edSign(ed, digest, opts)
+	}
 	if opts == nil {
 		return nil, fmt.Errorf("hsm: %s: nil SignerOpts", op)
 	}
@@ -154,6 +187,17 @@ func (k *Key) Destroy(ctx context.Context) error {
 		return err
 	}
 	defer k.tok.end()
+	if k.isEd() {
+		ed, err := k.boundEd(op)
+		if err != nil {
+			return err
+		}
+		if err := k.tok.destroyHandles(ctx, op, ed.priv, ed.pub); err != nil {
+			return err
+		}
+		k.tok.log.Debug().Str("key", k.ref.String()).Msg("hsm: key destroyed")
+		return nil
+	}
 	s, err := k.bound(op)
 	if err != nil {
 		return err
@@ -207,6 +251,9 @@ func (t *Token) GenerateKeyPair(ctx context.Context, spec KeySpec, ref KeyRef) (
 		return nil, err
 	}
 	defer t.end()
+	if spec.Type == KeyEd25519 || spec.Type == KeyEd448 {
+		return t.generateEdDSA(ctx, spec, ref)
+	}
 
 	pub, priv := keyTemplates(ref)
 	var (
@@ -242,6 +289,21 @@ func (t *Token) GenerateKeyPair(ctx context.Context, spec KeySpec, ref KeyRef) (
 	}
 	t.log.Debug().Str("key", ref.String()).Stringer("spec", spec).Msg("hsm: key pair generated")
 	return k, nil
+}
+
+// CanGenerate reports, without touching the token, whether GenerateKeyPair
+// could make spec: an error wrapping ErrUnsupported if spec is invalid or the
+// token did not list the mechanisms it needs at Open. Callers check it
+// before they record a key that could never exist.
+func (t *Token) CanGenerate(spec KeySpec) error {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	switch spec.Type {
+	case KeyEd25519, KeyEd448:
+		return t.requireMechanisms("generate key pair", spec.Type.String(), ckmECEdwardsKeyPairGen, ckmEdDSA)
+	}
+	return nil // crypto11's RSA and ECDSA mechanisms are PKCS#11 2.x basics
 }
 
 // keyTemplates returns the attribute templates for a signing-only key pair.

@@ -37,6 +37,14 @@ func (t *Token) FindKey(ctx context.Context, ref KeyRef) (*Key, error) {
 		return nil, err
 	}
 	defer t.end()
+	// crypto11 refuses key types it does not know, so Edwards keys are
+	// looked up on the raw handle first.
+	switch ed, err := t.findEdKey(ctx, ref); {
+	case err != nil:
+		return nil, err
+	case ed != nil:
+		return t.newEdKey(ref, ed), nil
+	}
 	signers, err := t.c11.FindKeyPairs(ref.ID, []byte(ref.Label))
 	if err != nil {
 		return nil, t.wrap(op, err)
@@ -49,6 +57,37 @@ func (t *Token) FindKey(ctx context.Context, ref KeyRef) (*Key, error) {
 	default:
 		return nil, classErr(op, nil, "%d key pairs share reference %s", len(signers), ref)
 	}
+}
+
+// findEdKey returns ref's key pair if it is an Edwards key, nil if ref names
+// no such pair (another key type, or nothing).
+func (t *Token) findEdKey(ctx context.Context, ref KeyRef) (*edKey, error) {
+	const op = "find key"
+	var k *edKey
+	err := t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+		tmpl := append(refTemplate(ref), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards))
+		privs, err := t.findObjects(sh, append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)))
+		if err != nil {
+			return err
+		}
+		pubs, err := t.findObjects(sh, append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY)))
+		if err != nil {
+			return err
+		}
+		switch {
+		case len(privs) == 0 && len(pubs) == 0:
+			return nil
+		case len(privs) != 1 || len(pubs) != 1:
+			return classErr(op, ErrNotFound, "%d private and %d public Edwards keys share reference %s", len(privs), len(pubs), ref)
+		}
+		p, pub, err := t.readEdPublic(sh, pubs[0], 0)
+		if err != nil {
+			return classErr(op, nil, "%s: %v", ref, err)
+		}
+		k = &edKey{params: p, priv: privs[0], pub: pubs[0], public: pub}
+		return nil
+	})
+	return k, err
 }
 
 // DestroyKey destroys every object (private key, public key, certificate) with

@@ -36,7 +36,10 @@ type Token struct {
 	p11    *pkcs11.Ctx // same module instance as c11; never C_Finalize'd through it
 	slot   uint
 	serial string
-	epoch  uint64 // incremented by every reconnect; Keys rebind when it moves
+	epoch  uint64        // incremented by every reconnect; Keys rebind when it moves
+	mechs  map[uint]bool // C_GetMechanismList at each connect
+
+	kek kekCache // the sealing key, found or created on first use
 
 	gate      gate
 	closed    atomic.Bool
@@ -161,6 +164,16 @@ func (t *Token) openRaw(module string) error {
 		return err
 	}
 	t.p11, t.slot, t.serial = p, slot, info.SerialNumber
+	ms, err := p.GetMechanismList(slot)
+	if err != nil {
+		p.Destroy()
+		t.p11 = nil
+		return wrap(op, err)
+	}
+	t.mechs = make(map[uint]bool, len(ms))
+	for _, m := range ms {
+		t.mechs[m.Mechanism] = true
+	}
 
 	// Login state is per application and token, so a fresh session on the raw
 	// handle must already be in the user-functions state crypto11 established.
@@ -290,6 +303,21 @@ func (t *Token) Label() string { return t.label }
 
 // Serial returns the token serial number from C_GetTokenInfo at Open.
 func (t *Token) Serial() string { return t.serial }
+
+// HasMechanism reports whether the token listed mechanism m (CKM_*) when
+// it was connected.
+func (t *Token) HasMechanism(m uint) bool { return t.mechs[m] }
+
+// requireMechanisms refuses, before anything is created, an operation the
+// token cannot do.
+func (t *Token) requireMechanisms(op, what string, ms ...uint) error {
+	for _, m := range ms {
+		if !t.mechs[m] {
+			return classErr(op, ErrUnsupported, "%s: token %q does not offer mechanism 0x%x", what, t.label, m)
+		}
+	}
+	return nil
+}
 
 // Ping proves that the token is present and a session can be opened and is
 // logged in, for readiness checks. It does not use crypto11's pool, so a busy

@@ -1,0 +1,331 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"encoding/asn1"
+	"errors"
+	"sync"
+
+	"github.com/miekg/pkcs11"
+)
+
+// KEKLabel is the CKA_LABEL of the token-resident AES-256 key that seals
+// secrets csrd must keep outside the token (ML-DSA seeds on tokens without
+// ML-DSA). It is a secret-key object, so it never shows up among the private
+// keys ListKeys returns; it must never be destroyed while sealed records
+// exist. The "v1" names the sealing format, not a rotation generation.
+const KEKLabel = "csrd-kek-v1"
+
+// ErrSealed: a sealed secret cannot be opened — malformed or tampered blob,
+// wrong binding (associated data), or no matching key-encryption key on
+// this token. The token never says which, and neither does hsm.
+var ErrSealed = errors.New("hsm: sealed secret cannot be opened")
+
+const (
+	sealVersion = 1
+	gcmIVSize   = 12 // 96-bit IV, the GCM default (NIST SP 800-38D 8.2.2)
+	gcmTagBits  = 128
+	kekIDSize   = 16
+	sealAADTag  = "csrd-sealed-v1"
+)
+
+// SealBinding is what a sealed secret is bound to. It becomes the AES-GCM
+// associated data, so a blob copied to another record, label or algorithm
+// does not open.
+type SealBinding struct {
+	RecordID  int64
+	Label     string // the record's key label
+	Algorithm string // what the secret is, e.g. "ML-DSA-65"
+}
+
+// sealedBlob is the stored form:
+//
+//	SealedSecret ::= SEQUENCE {
+//	  version    INTEGER (1),
+//	  kekId      OCTET STRING, -- CKA_ID of the KEK that sealed it
+//	  iv         OCTET STRING, -- 12 bytes
+//	  ciphertext OCTET STRING  -- AES-256-GCM ciphertext || 16-byte tag
+//	}
+type sealedBlob struct {
+	Version    int
+	KEKID      []byte
+	IV         []byte
+	Ciphertext []byte
+}
+
+// kekCache holds the KEK handles: found (or created) once, then reused, so
+// sealing costs no C_FindObjects on the request path.
+type kekCache struct {
+	mu   sync.Mutex
+	cur  []byte                         // CKA_ID of the KEK new seals use; nil until first use
+	byID map[string]pkcs11.ObjectHandle // every KEK seen, by CKA_ID
+}
+
+// kekTemplate matches (and, with an ID and CKA_TOKEN, creates) csrd's KEK.
+// The search insists on the protective attributes, so an extractable AES
+// key someone labelled csrd-kek-v1 is never used to seal anything.
+func kekTemplate(id []byte) []*pkcs11.Attribute {
+	t := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, KEKLabel),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
+	}
+	if id != nil {
+		t = append(t, pkcs11.NewAttribute(pkcs11.CKA_ID, bytes.Clone(id)))
+	}
+	return t
+}
+
+// sealingKEK returns the KEK new seals use, finding it on first use or
+// creating it when the token has none.
+//
+// Creation is race-safe without a lock on the token: within the process the
+// mutex serialises first use; across processes sharing the token each
+// creator searches again after C_GenerateKey and everybody takes the KEK
+// with the smallest CKA_ID. A creator whose own key lost destroys it before
+// it sealed anything. If two processes nevertheless settle on different
+// KEKs (one finished before the other created), nothing breaks: every blob
+// names its KEK's CKA_ID, and unsealing looks that one up.
+func (t *Token) sealingKEK(sh pkcs11.SessionHandle) ([]byte, pkcs11.ObjectHandle, error) {
+	t.kek.mu.Lock()
+	defer t.kek.mu.Unlock()
+	if t.kek.cur != nil {
+		return t.kek.cur, t.kek.byID[string(t.kek.cur)], nil
+	}
+	id, h, err := t.smallestKEK(sh)
+	if err != nil {
+		return nil, 0, err
+	}
+	if id == nil {
+		if id, h, err = t.createKEK(sh); err != nil {
+			return nil, 0, err
+		}
+	}
+	t.kek.cur = id
+	t.cacheKEK(id, h)
+	return id, h, nil
+}
+
+func (t *Token) createKEK(sh pkcs11.SessionHandle) ([]byte, pkcs11.ObjectHandle, error) {
+	own, err := t.p11.GenerateRandom(sh, kekIDSize)
+	if err != nil {
+		return nil, 0, err
+	}
+	tmpl := append(kekTemplate(own),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+	)
+	ownH, err := t.p11.GenerateKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, tmpl)
+	if err != nil {
+		return nil, 0, err
+	}
+	id, h, err := t.smallestKEK(sh)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !bytes.Equal(id, own) {
+		// Another process created one at the same time and won; ours has
+		// sealed nothing yet.
+		if dErr := t.p11.DestroyObject(sh, ownH); dErr != nil {
+			t.log.Warn().Err(wrap("destroy sealing key", dErr)).Msg("hsm: could not remove a redundant sealing key")
+		}
+	}
+	t.log.Info().Str("label", KEKLabel).Msg("hsm: sealing key created")
+	return id, h, nil
+}
+
+// smallestKEK searches the token for csrd KEKs and returns the one with the
+// smallest CKA_ID (nil when there is none).
+func (t *Token) smallestKEK(sh pkcs11.SessionHandle) ([]byte, pkcs11.ObjectHandle, error) {
+	hs, err := t.findObjects(sh, kekTemplate(nil))
+	if err != nil {
+		return nil, 0, err
+	}
+	var (
+		best  []byte
+		bestH pkcs11.ObjectHandle
+	)
+	for _, h := range hs {
+		got, err := t.p11.GetAttributeValue(sh, h, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
+			pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, nil),
+			pkcs11.NewAttribute(pkcs11.CKA_NEVER_EXTRACTABLE, nil),
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+		id, vlen, never := got[0].Value, ulong(got[1].Value), got[2].Value
+		if len(id) == 0 || vlen != 32 || len(never) == 0 || never[0] == 0 {
+			continue // not ours, or once extractable: never trusted with a seal
+		}
+		t.cacheKEK(id, h)
+		if best == nil || bytes.Compare(id, best) < 0 {
+			best, bestH = bytes.Clone(id), h
+		}
+	}
+	return best, bestH, nil
+}
+
+func (t *Token) cacheKEK(id []byte, h pkcs11.ObjectHandle) {
+	if t.kek.byID == nil {
+		t.kek.byID = make(map[string]pkcs11.ObjectHandle)
+	}
+	t.kek.byID[string(id)] = h
+}
+
+// kekByID returns the handle of the KEK with CKA_ID id, searching once.
+func (t *Token) kekByID(sh pkcs11.SessionHandle, id []byte) (pkcs11.ObjectHandle, bool, error) {
+	t.kek.mu.Lock()
+	defer t.kek.mu.Unlock()
+	if h, ok := t.kek.byID[string(id)]; ok {
+		return h, true, nil
+	}
+	if _, _, err := t.smallestKEK(sh); err != nil {
+		return 0, false, err
+	}
+	h, ok := t.kek.byID[string(id)]
+	return h, ok, nil
+}
+
+// forgetKEK drops a cached handle the token says is gone, so the next call
+// searches again instead of failing forever.
+func (t *Token) forgetKEK(id []byte) {
+	t.kek.mu.Lock()
+	defer t.kek.mu.Unlock()
+	delete(t.kek.byID, string(id))
+	if bytes.Equal(t.kek.cur, id) {
+		t.kek.cur = nil
+	}
+}
+
+// sealAAD is the associated data: DER SEQUENCE { "csrd-sealed-v1", kekId,
+// recordId, label, algorithm } — unambiguous, so no two bindings collide.
+func sealAAD(kekID []byte, b SealBinding) ([]byte, error) {
+	return asn1.Marshal(struct {
+		Tag       string `asn1:"utf8"`
+		KEKID     []byte
+		RecordID  int64
+		Label     string `asn1:"utf8"`
+		Algorithm string `asn1:"utf8"`
+	}{sealAADTag, kekID, b.RecordID, b.Label, b.Algorithm})
+}
+
+// seal encrypts plaintext with AES-256-GCM inside the token (C_Encrypt)
+// under the KEK, bound to b. The caller wipes plaintext.
+func (t *Token) seal(ctx context.Context, plaintext []byte, b SealBinding) ([]byte, error) {
+	const op = "seal"
+	if b.RecordID <= 0 || b.Label == "" || b.Algorithm == "" {
+		return nil, classErr(op, nil, "incomplete binding %+v", b)
+	}
+	var blob []byte
+	err := t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+		kekID, kek, err := t.sealingKEK(sh)
+		if err != nil {
+			return err
+		}
+		aad, err := sealAAD(kekID, b)
+		if err != nil {
+			return err
+		}
+		iv, err := t.p11.GenerateRandom(sh, gcmIVSize)
+		if err != nil {
+			return err
+		}
+		params := pkcs11.NewGCMParams(iv, aad, gcmTagBits)
+		defer params.Free()
+		if err := t.p11.EncryptInit(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, kek); err != nil {
+			if isCKR(err, pkcs11.CKR_KEY_HANDLE_INVALID) || isCKR(err, pkcs11.CKR_OBJECT_HANDLE_INVALID) {
+				t.forgetKEK(kekID)
+			}
+			return err
+		}
+		ct, err := t.p11.Encrypt(sh, plaintext)
+		if err != nil {
+			return err
+		}
+		// Some tokens choose the IV themselves and write it back.
+		if got := params.IV(); len(got) == gcmIVSize {
+			iv = got
+		}
+		if len(ct) != len(plaintext)+gcmTagBits/8 {
+			return classErr(op, nil, "token returned %d bytes of GCM output for %d bytes", len(ct), len(plaintext))
+		}
+		blob, err = asn1.Marshal(sealedBlob{Version: sealVersion, KEKID: kekID, IV: iv, Ciphertext: ct})
+		return err
+	})
+	return blob, err
+}
+
+// unseal opens a blob made by seal with the same binding. Every way it can
+// fail to open — malformed, tampered, wrong binding, wrong or missing KEK —
+// is ErrSealed; token trouble (sessions, login) keeps its own class.
+func (t *Token) unseal(ctx context.Context, blob []byte, b SealBinding) ([]byte, error) {
+	const op = "unseal"
+	var sb sealedBlob
+	rest, err := asn1.Unmarshal(blob, &sb)
+	switch {
+	case err != nil, len(rest) != 0:
+		return nil, classErr(op, ErrSealed, "not a sealed secret")
+	case sb.Version != sealVersion:
+		return nil, classErr(op, ErrSealed, "sealed secret version %d", sb.Version)
+	case len(sb.KEKID) == 0 || len(sb.IV) != gcmIVSize || len(sb.Ciphertext) <= gcmTagBits/8:
+		return nil, classErr(op, ErrSealed, "sealed secret has bad field sizes")
+	}
+	aad, err := sealAAD(sb.KEKID, b)
+	if err != nil {
+		return nil, classErr(op, ErrSealed, "binding: %v", err)
+	}
+	var pt []byte
+	err = t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+		kek, ok, err := t.kekByID(sh, sb.KEKID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return classErr(op, ErrSealed, "no sealing key with this blob's id on token %q", t.label)
+		}
+		params := pkcs11.NewGCMParams(sb.IV, aad, gcmTagBits)
+		defer params.Free()
+		if err := t.p11.DecryptInit(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, kek); err != nil {
+			if isCKR(err, pkcs11.CKR_KEY_HANDLE_INVALID) || isCKR(err, pkcs11.CKR_OBJECT_HANDLE_INVALID) {
+				t.forgetKEK(sb.KEKID)
+			}
+			return err
+		}
+		pt, err = t.p11.Decrypt(sh, sb.Ciphertext)
+		if err != nil {
+			return authFailure(op, err)
+		}
+		return nil
+	})
+	return pt, err
+}
+
+// authFailure classifies a failed C_Decrypt under GCM: tokens report a tag
+// mismatch as CKR_ENCRYPTED_DATA_INVALID, CKR_AEAD_DECRYPT_FAILED (3.0) or,
+// like SoftHSM 2.6.1, CKR_GENERAL_ERROR. Only session and login trouble
+// keep their class; anything else means the blob did not authenticate.
+func authFailure(op string, err error) error {
+	e, ok := wrap(op, err).(*Error)
+	if !ok || errors.Is(e, ErrLogin) {
+		return wrap(op, err)
+	}
+	switch e.CKR {
+	case pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED, pkcs11.CKR_DEVICE_REMOVED,
+		pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_HOST_MEMORY, pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED:
+		return e
+	}
+	e.Err = ErrSealed
+	return e
+}
