@@ -12,12 +12,15 @@ import (
 	"math/big"
 
 	"github.com/cloudflare/circl/sign/ed448"
+	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+	"github.com/cloudflare/circl/sign/mldsa/mldsa87"
 )
 
 // SignCRI signs a DER CertificationRequestInfo with signer and returns the
 // DER CertificationRequest { cri, signatureAlgorithm, signature }. The
-// digest is taken per SignatureAlgorithm; Ed25519/Ed448 sign the whole
-// message with crypto.Hash(0). The signature is checked against the
+// digest is taken per SignatureAlgorithm; Ed25519, Ed448 and ML-DSA sign
+// the whole message with crypto.Hash(0). The signature is checked against the
 // signer's own public key before it is returned, so an HSM fault or a
 // mismatched key never yields a CSR (ErrBadSignature).
 func SignCRI(rand io.Reader, cri []byte, signer crypto.Signer) ([]byte, error) {
@@ -33,20 +36,8 @@ func SignCRI(rand io.Reader, cri []byte, signer crypto.Signer) ([]byte, error) {
 	if trailing, err := asn1.Unmarshal(cri, &rest); err != nil || len(trailing) != 0 || rest.Tag != asn1.TagSequence {
 		return nil, fmt.Errorf("%w: CertificationRequestInfo is not a single DER SEQUENCE", ErrInvalidRequest)
 	}
-	msg := cri
-	if h := opts.HashFunc(); h != 0 {
-		if !h.Available() {
-			return nil, fmt.Errorf("csr: hash %v not linked in", h)
-		}
-		d := h.New()
-		d.Write(cri)
-		msg = d.Sum(nil)
-	}
-	sig, err := signer.Sign(rand, msg, opts)
+	sig, err := signChecked(rand, cri, signer, opts)
 	if err != nil {
-		return nil, fmt.Errorf("csr: signing: %w", err)
-	}
-	if err := verifySignature(pub, opts.HashFunc(), msg, sig); err != nil {
 		return nil, err
 	}
 	return asn1.Marshal(struct {
@@ -74,6 +65,12 @@ func verifySignature(pub crypto.PublicKey, h crypto.Hash, msg, sig []byte) error
 		ok = ed25519.Verify(k, msg, sig)
 	case ed448.PublicKey:
 		ok = ed448.Verify(k, msg, sig, "")
+	case *mldsa44.PublicKey: // pure ML-DSA, empty context (RFC 9881)
+		ok = mldsa44.Verify(k, msg, nil, sig)
+	case *mldsa65.PublicKey:
+		ok = mldsa65.Verify(k, msg, nil, sig)
+	case *mldsa87.PublicKey:
+		ok = mldsa87.Verify(k, msg, nil, sig)
 	}
 	if !ok {
 		return fmt.Errorf("%w: does not verify under the signer's public key", ErrBadSignature)
