@@ -45,12 +45,21 @@ type KeyRecord struct {
 	// married); its DER is nil when there is none.
 	Cert        CertInfo
 	MarriedTime time.Time
+
+	// The alternative (post-quantum) key of a hybrid CSR; all zero without
+	// one. See AltStorage.
+	AltKeyType    string     // e.g. "ML-DSA-65"
+	AltKeyStorage AltStorage // "" when there is no alternative key
+	AltKeyLabel   string     // AltStorageToken: CKA_LABEL, KeyLabel + AltLabelSuffix (set by BeginKey)
+	AltKeyID      []byte     // AltStorageToken: CKA_ID; stored hex, unique
+	AltSealedSeed []byte     // AltStorageSealed: the sealed seed (set by CompleteHybridKey)
+	AltSPKISHA256 []byte     // SHA-256 of the alternative SubjectPublicKeyInfo
 }
 
 const keyColumns = `id, request_time, updated_time, state, key_label, key_id, token_label, token_serial,
     key_type, key_size, curve, spki_sha256, subject, sans, template, enrollment_pattern_id,
     decision, csr_pem, fail_reason, intent, cert_der, cert_chain_pem, cert_serial, cert_issuer,
-    cert_subject, cert_thumbprint, cert_not_before, cert_not_after, married_time`
+    cert_subject, cert_thumbprint, cert_not_before, cert_not_after, married_time, ` + altColumns
 
 const (
 	// insertKeySQL inserts without a label: the label is derived from the
@@ -89,6 +98,9 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 	if len(rec.Decision) > 0 && !json.Valid(rec.Decision) {
 		return 0, errors.New("store: begin key: decision is not valid JSON")
 	}
+	if err := checkAlt(rec); err != nil {
+		return 0, err
+	}
 	sans, err := encodeSANs(rec.SANs)
 	if err != nil {
 		return 0, err
@@ -122,7 +134,10 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 		if isUnique(err) {
 			return fmt.Errorf("%w: key label %q already in use", ErrConflict, lbl)
 		}
-		return dbErr("begin key", err)
+		if err != nil {
+			return dbErr("begin key", err)
+		}
+		return beginAlt(ctx, tx, id, lbl, rec)
 	})
 	if err != nil {
 		return 0, err
@@ -289,11 +304,16 @@ func scanKey(row interface{ Scan(...any) error }) (*KeyRecord, error) {
 		keySize, patternID                             sql.NullInt64
 		intent, chain, serial, issuer, certSubject     sql.NullString
 		thumb, notBefore, notAfter, married            sql.NullString
+		alt                                            altScan
 	)
-	if err := row.Scan(&rec.ID, &requested, &updated, &rec.State, &label, &keyID, &tokLabel,
+	dests := append([]any{&rec.ID, &requested, &updated, &rec.State, &label, &keyID, &tokLabel,
 		&tokSerial, &keyType, &keySize, &curve, &spki, &subject, &sans, &template, &patternID,
 		&decision, &csrPEM, &failReason, &intent, &rec.Cert.DER, &chain, &serial, &issuer,
-		&certSubject, &thumb, &notBefore, &notAfter, &married); err != nil {
+		&certSubject, &thumb, &notBefore, &notAfter, &married}, alt.dests()...)
+	if err := row.Scan(dests...); err != nil {
+		return nil, err
+	}
+	if err := alt.fill(&rec); err != nil {
 		return nil, err
 	}
 	rec.Intent = Intent(intent.String)
