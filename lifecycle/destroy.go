@@ -3,29 +3,49 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/store"
 )
 
-// destroyKeyMaterial destroys every piece of key material record rec names
-// in the token (the key pair and any certificate stored next to it) and is
-// the one place that knows what that is. Objects already gone count as
-// destroyed (ErrNotFound is not an error), so it is safe to repeat after a
-// crash; the caller must not move the record to a terminal state while it
-// returns an error. It returns the number of key pairs it destroyed.
-// Delete and Reconcile use it; objects are found by label and CKA_ID
-// (C_FindObjects), which is not on the success path of Generate.
+// destroyKeyMaterial destroys every piece of key material record rec names,
+// and is the one place that knows what that is:
+//
+//   - the primary key pair in the token (rec.KeyLabel, rec.KeyID);
+//   - a token-resident alternative key pair (rec.AltKeyLabel, rec.AltKeyID);
+//   - a sealed alternative seed, by erasing it from the record (without the
+//     seal the key cannot be derived again, so that destroys it).
+//
+// Objects already gone count as destroyed (ErrNotFound is not an error), so
+// it is safe to repeat after a crash. Every part is attempted even if one
+// fails; the errors are joined and the caller must not move the record to a
+// terminal state while any remain. It returns the number of token key
+// pairs it destroyed. Generate's failure path, Reconcile and Delete use it.
+// Token objects are found by label and CKA_ID (C_FindObjects): it is not on
+// the success path of any request.
 func (s *Service) destroyKeyMaterial(ctx context.Context, rec *store.KeyRecord) (destroyed int, err error) {
-	if len(rec.KeyID) == 0 || rec.KeyLabel == "" {
-		return 0, nil
+	var errs []error
+	refs := []hsm.KeyRef{}
+	if len(rec.KeyID) > 0 && rec.KeyLabel != "" {
+		refs = append(refs, hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel})
 	}
-	switch err := s.token.DestroyKey(ctx, hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}); {
-	case err == nil:
-		return 1, nil
-	case errors.Is(err, hsm.ErrNotFound):
-		return 0, nil
-	default:
-		return 0, err
+	switch rec.AltKeyStorage {
+	case store.AltStorageToken:
+		refs = append(refs, hsm.KeyRef{ID: rec.AltKeyID, Label: rec.AltKeyLabel})
+	case store.AltStorageSealed:
+		if err := s.records.ClearSealedSeed(ctx, rec.ID); err != nil {
+			errs = append(errs, fmt.Errorf("lifecycle: erase sealed alternative seed of record %d: %w", rec.ID, err))
+		}
 	}
+	for _, ref := range refs {
+		switch err := s.token.DestroyKey(ctx, ref); {
+		case err == nil:
+			destroyed++
+		case errors.Is(err, hsm.ErrNotFound):
+		default:
+			errs = append(errs, err)
+		}
+	}
+	return destroyed, errors.Join(errs...)
 }

@@ -31,17 +31,26 @@ type Token interface {
 	Label() string
 	Serial() string
 	NewKeyID(ctx context.Context) ([]byte, error)
+	CanGenerate(spec hsm.KeySpec) error
 	GenerateKeyPair(ctx context.Context, spec hsm.KeySpec, ref hsm.KeyRef) (*hsm.Key, error)
 	DestroyKey(ctx context.Context, ref hsm.KeyRef) error
 	PutCertificate(ctx context.Context, ref hsm.KeyRef, cert *x509.Certificate) (bool, error)
 	ListObjects(ctx context.Context, labelPrefix string) ([]hsm.Object, error)
 	ObjectsOf(ctx context.Context, ref hsm.KeyRef) ([]hsm.ObjectClass, error)
+
+	// ML-DSA alternative keys: in the token when it has PKCS#11 3.2 ML-DSA,
+	// else a seed sealed by the token.
+	MLDSAStorage() hsm.AltStorage
+	GenerateMLDSA(ctx context.Context, set hsm.MLDSA, ref hsm.KeyRef) (*hsm.MLDSAKey, error)
+	NewSealedMLDSA(ctx context.Context, set hsm.MLDSA, b hsm.SealBinding) (*hsm.MLDSAKey, error)
 }
 
 // Records is what lifecycle needs from the database.
 type Records interface {
 	BeginKey(ctx context.Context, rec *store.KeyRecord, label func(id int64) string) (int64, error)
 	CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte) error
+	CompleteHybridKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, alt store.AltCompletion) error
+	ClearSealedSeed(ctx context.Context, id int64) error
 	FailKey(ctx context.Context, id int64, reason string) error
 	ListByState(ctx context.Context, s store.State) ([]*store.KeyRecord, error)
 
@@ -155,8 +164,15 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 	if err != nil {
 		return nil, err
 	}
-	if dec.AltKey != nil {
-		return nil, &NotSupportedError{What: "AlternativeKeyType " + string(dec.AltKey.Algorithm) + " (hybrid CSRs)"}
+	if err := s.token.CanGenerate(spec); err != nil {
+		if errors.Is(err, hsm.ErrUnsupported) {
+			return nil, &NotSupportedError{What: fmt.Sprintf("KeyType %s on HSM token %q", dec.Key.Algorithm, s.token.Label())}
+		}
+		return nil, err
+	}
+	alt, err := s.planAlt(dec)
+	if err != nil {
+		return nil, err
 	}
 	decision, err := json.Marshal(dec)
 	if err != nil {
@@ -181,7 +197,13 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 		EnrollmentPatternID: patternID,
 		Decision:            decision,
 	}
-	// Step 1: the record exists, committed, before the key does.
+	if alt != nil {
+		if err := s.recordAlt(ctx, rec, alt); err != nil {
+			return nil, err
+		}
+	}
+	// Step 1: the record exists, committed, before any key does — and it
+	// names the alternative key too.
 	id, err := s.records.BeginKey(ctx, rec, Label)
 	if err != nil {
 		return nil, err
@@ -200,60 +222,81 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 	if err != nil {
 		// The token may have created objects before failing (or failed
 		// after creating them); look for them by label and destroy them.
-		s.abandon(log, id, ref, nil, err)
+		s.abandon(log, rec, nil, err)
 		return nil, err
 	}
 	s.step("key-generated")
 
-	// Step 3: the CSR, signed inside the token.
-	der, err := csr.Build(s.rand, &csr.Request{Subject: subject, SANs: sans}, key)
+	// Step 2b: the alternative key, in the token or sealed by it.
+	var altKey *hsm.MLDSAKey
+	if alt != nil {
+		if altKey, err = s.generateAlt(ctx, rec, alt); err != nil {
+			s.abandon(log, rec, nil, err)
+			return nil, err
+		}
+		defer altKey.Wipe() // a sealed key's private half lives only this long
+		s.step("alt-generated")
+	}
+
+	// Step 3: the CSR, signed inside the token (and by the alternative key).
+	creq := &csr.Request{Subject: subject, SANs: sans}
+	var der []byte
+	if altKey != nil {
+		der, err = csr.BuildHybrid(s.rand, creq, key, altKey)
+	} else {
+		der, err = csr.Build(s.rand, creq, key)
+	}
 	if err != nil {
-		s.abandon(log, id, ref, key, err)
+		s.abandon(log, rec, altKey, err)
 		return nil, err
 	}
 	spki, err := csr.SPKISHA256(key.Public())
 	if err != nil {
-		s.abandon(log, id, ref, key, err)
+		s.abandon(log, rec, altKey, err)
 		return nil, err
 	}
 	pem := csr.PEM(der)
 	s.step("csr-built")
 
 	// Step 4: the record becomes pending; only now is the key "known".
-	if err := s.records.CompleteKey(ctx, id, pem, spki); err != nil {
-		s.abandon(log, id, ref, key, err)
+	if altKey != nil {
+		err = s.completeHybrid(ctx, id, pem, spki, altKey)
+	} else {
+		err = s.records.CompleteKey(ctx, id, pem, spki)
+	}
+	if err != nil {
+		s.abandon(log, rec, altKey, err)
 		return nil, err
 	}
 	s.step("completed")
-	log.Info().Str("key", dec.Key.String()).Msg("key generated, CSR pending")
+	ev := log.Info().Str("key", dec.Key.String())
+	if alt != nil {
+		ev = ev.Str("alt_key", alt.set.String()).Str("alt_storage", string(alt.storage))
+	}
+	ev.Msg("key generated, CSR pending")
 	return &GenerateResult{ID: id, KeyLabel: rec.KeyLabel, CSRPEM: pem}, nil
 }
 
 // abandon undoes a Generate that failed after its record was written:
-// destroy the key (by handle when we have one, else by label) and mark the
-// record failed. If either step fails too, the record stays "generating"
-// and start-up reconciliation finishes the job; that is logged, not hidden.
-func (s *Service) abandon(log zerolog.Logger, id int64, ref hsm.KeyRef, key *hsm.Key, cause error) {
+// destroy all key material the record names (see destroyKeyMaterial) and
+// mark the record failed. If either step fails too, the record stays
+// "generating" and start-up reconciliation finishes the job; that is
+// logged, not hidden. altKey, when already made, is wiped from memory.
+func (s *Service) abandon(log zerolog.Logger, rec *store.KeyRecord, altKey *hsm.MLDSAKey, cause error) {
+	if altKey != nil {
+		altKey.Wipe()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cleanupTimeout)
 	defer cancel()
-	var derr error
-	if key != nil {
-		derr = key.Destroy(ctx)
-	} else {
-		derr = s.token.DestroyKey(ctx, ref)
-		if errors.Is(derr, hsm.ErrNotFound) {
-			derr = nil
-		}
-	}
-	if derr != nil {
-		log.Error().Err(derr).AnErr("cause", cause).Msg("could not destroy key after a failed generate; left for reconciliation")
+	if _, err := s.destroyKeyMaterial(ctx, rec); err != nil {
+		log.Error().Err(err).AnErr("cause", cause).Msg("could not destroy key material after a failed generate; left for reconciliation")
 		return
 	}
-	if err := s.records.FailKey(ctx, id, reason(cause)); err != nil {
+	if err := s.records.FailKey(ctx, rec.ID, reason(cause)); err != nil {
 		log.Error().Err(err).AnErr("cause", cause).Msg("could not mark record failed; left for reconciliation")
 		return
 	}
-	log.Warn().Err(cause).Msg("generate failed; key destroyed, record marked failed")
+	log.Warn().Err(cause).Msg("generate failed; key material destroyed, record marked failed")
 }
 
 // reason is what a failed record says about its failure: the error text,
@@ -273,15 +316,15 @@ func (s *Service) step(name string) {
 	}
 }
 
-// ErrNotSupported marks a request the policy allows but this server cannot
-// carry out (yet).
+// ErrNotSupported marks a request the policy allows but this server (or its
+// token) cannot carry out.
 var ErrNotSupported = errors.New("lifecycle: not supported")
 
 // NotSupportedError says what is not supported.
 type NotSupportedError struct{ What string }
 
 func (e *NotSupportedError) Error() string {
-	return "lifecycle: " + e.What + " is not supported by this server yet"
+	return "lifecycle: " + e.What + " is not supported by this server"
 }
 
 func (e *NotSupportedError) Unwrap() error { return ErrNotSupported }
@@ -303,6 +346,10 @@ func hsmSpec(k policy.KeySpec) (hsm.KeySpec, error) {
 			return hsm.KeySpec{}, fmt.Errorf("lifecycle: curve %q has no HSM mapping", k.Curve)
 		}
 		return hsm.KeySpec{Type: hsm.KeyECDSA, Bits: k.Bits, Curve: c}, nil
+	case policy.Ed25519:
+		return hsm.KeySpec{Type: hsm.KeyEd25519}, nil
+	case policy.Ed448:
+		return hsm.KeySpec{Type: hsm.KeyEd448}, nil
 	}
 	return hsm.KeySpec{}, &NotSupportedError{What: "KeyType " + string(k.Algorithm)}
 }

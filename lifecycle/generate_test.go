@@ -32,25 +32,53 @@ var p256 = lifecycle.GenerateRequest{
 	Key:     policy.KeyRequest{KeyType: "ECC", KeyLength: 256},
 }
 
+// hybrid is an Ed25519 key (raw PKCS#11 path) with a sealed ML-DSA-65
+// alternative (SoftHSM 2.6.1 has no ML-DSA).
+var hybrid = lifecycle.GenerateRequest{
+	Subject: "CN=hybrid.example.com",
+	SANs:    map[string][]string{"dns": {"hybrid.example.com"}},
+	Key:     policy.KeyRequest{KeyType: "ED25519", AlternativeKeyType: "ML-DSA-65"},
+}
+
+var crashRequests = map[string]lifecycle.GenerateRequest{"p256": p256, "hybrid": hybrid}
+
+// ensureKEK makes the token's sealing key exist, so that object counts
+// before and after a hybrid Generate compare key pairs only.
+func ensureKEK(t *testing.T) {
+	t.Helper()
+	k, err := testToken.NewSealedMLDSA(context.Background(), hsm.MLDSA44, hsm.SealBinding{RecordID: 1, Label: "warm-up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Wipe()
+}
+
 // TestCrashBetweenSteps kills a real process (SIGKILL, no clean-up code
 // runs) after each step of Generate, then proves that start-up
 // reconciliation leaves neither an unrecorded key in the token nor a record
 // that claims a key: interrupted records end "failed" with their key gone,
 // a completed one stays "pending" with its key.
 func TestCrashBetweenSteps(t *testing.T) {
+	ensureKEK(t)
 	cases := []struct {
+		req         string
 		step        string
 		keyExists   bool // the token holds the key when the process dies
 		wantState   store.State
 		wantDestroy int
 	}{
-		{step: "recorded", keyExists: false, wantState: store.StateFailed, wantDestroy: 0},
-		{step: "key-generated", keyExists: true, wantState: store.StateFailed, wantDestroy: 1},
-		{step: "csr-built", keyExists: true, wantState: store.StateFailed, wantDestroy: 1},
-		{step: "completed", keyExists: true, wantState: store.StatePending, wantDestroy: 0},
+		{req: "p256", step: "recorded", keyExists: false, wantState: store.StateFailed, wantDestroy: 0},
+		{req: "p256", step: "key-generated", keyExists: true, wantState: store.StateFailed, wantDestroy: 1},
+		{req: "p256", step: "csr-built", keyExists: true, wantState: store.StateFailed, wantDestroy: 1},
+		{req: "p256", step: "completed", keyExists: true, wantState: store.StatePending, wantDestroy: 0},
+		{req: "hybrid", step: "recorded", keyExists: false, wantState: store.StateFailed, wantDestroy: 0},
+		{req: "hybrid", step: "key-generated", keyExists: true, wantState: store.StateFailed, wantDestroy: 1},
+		{req: "hybrid", step: "alt-generated", keyExists: true, wantState: store.StateFailed, wantDestroy: 1},
+		{req: "hybrid", step: "csr-built", keyExists: true, wantState: store.StateFailed, wantDestroy: 1},
+		{req: "hybrid", step: "completed", keyExists: true, wantState: store.StatePending, wantDestroy: 0},
 	}
 	for _, tc := range cases {
-		t.Run(tc.step, func(t *testing.T) {
+		t.Run(tc.req+"/"+tc.step, func(t *testing.T) {
 			ctx := context.Background()
 			dbPath := filepath.Join(t.TempDir(), "csrd.db")
 			objectsBefore, err := testToken.CountObjects(ctx)
@@ -58,7 +86,7 @@ func TestCrashBetweenSteps(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			runCrashChild(t, tc.step, dbPath)
+			runCrashChild(t, tc.step, dbPath, envCrashReq+"="+tc.req)
 
 			db := openStore(t, dbPath)
 			recs, err := db.ListByState(ctx, store.StateGenerating)
@@ -118,6 +146,16 @@ func TestCrashBetweenSteps(t *testing.T) {
 			if after, _ := testToken.CountObjects(ctx); after != objectsBefore {
 				t.Errorf("token objects %d before, %d after", objectsBefore, after)
 			}
+			// A hybrid record names its sealed alternative key from the start;
+			// the seal itself exists only once the record is pending.
+			if tc.req == "hybrid" {
+				if got.AltKeyStorage != store.AltStorageSealed || got.AltKeyType != "ML-DSA-65" {
+					t.Errorf("alternative key recorded as %q %q", got.AltKeyStorage, got.AltKeyType)
+				}
+				if hasSeal := len(got.AltSealedSeed) > 0; hasSeal != (tc.wantState == store.StatePending) {
+					t.Errorf("sealed seed present=%v in a %s record", hasSeal, got.State)
+				}
+			}
 			// A second reconcile has nothing left to do.
 			if rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{}); err != nil || rep.Interrupted != 0 {
 				t.Errorf("second reconcile: %+v %v", rep, err)
@@ -165,7 +203,11 @@ func crashChild(step string) error {
 		}
 		_, err = svc.Import(ctx, lifecycle.ImportRequest{Certificate: string(pemText)})
 	default:
-		_, err = svc.Generate(ctx, p256)
+		req, ok := crashRequests[os.Getenv(envCrashReq)]
+		if !ok {
+			req = p256
+		}
+		_, err = svc.Generate(ctx, req)
 	}
 	return fmt.Errorf("%s returned (%v) instead of dying at %s", os.Getenv(envCrashOp), err, step)
 }

@@ -18,6 +18,7 @@ import (
 // with these set, and the child dies at the named step.
 const (
 	envCrashStep  = "CSRD_TEST_CRASH_STEP"
+	envCrashReq   = "CSRD_TEST_CRASH_REQUEST"
 	envCrashDB    = "CSRD_TEST_CRASH_DB"
 	envTokenLabel = "CSRD_TEST_TOKEN_LABEL"
 	envPINFile    = "CSRD_TEST_PIN_FILE"

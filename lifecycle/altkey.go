@@ -1,0 +1,90 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/csrd/csrd/csr"
+	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/policy"
+	"github.com/csrd/csrd/store"
+)
+
+// altPlan is the alternative key a hybrid request gets: which ML-DSA set,
+// and where its private half will live — decided before anything is
+// recorded, so the record can name it.
+type altPlan struct {
+	set     hsm.MLDSA
+	storage hsm.AltStorage
+}
+
+var mldsaSets = map[policy.Algorithm]hsm.MLDSA{
+	policy.MLDSA44: hsm.MLDSA44, policy.MLDSA65: hsm.MLDSA65, policy.MLDSA87: hsm.MLDSA87,
+}
+
+// planAlt returns nil for a request without an alternative key. A token
+// without ML-DSA means a sealed seed, which the policy may forbid.
+func (s *Service) planAlt(dec *policy.Decision) (*altPlan, error) {
+	if dec.AltKey == nil {
+		return nil, nil
+	}
+	set, ok := mldsaSets[dec.AltKey.Algorithm]
+	if !ok {
+		return nil, &NotSupportedError{What: "AlternativeKeyType " + string(dec.AltKey.Algorithm)}
+	}
+	p := &altPlan{set: set, storage: s.token.MLDSAStorage()}
+	if p.storage == hsm.AltStorageSealed && !dec.AllowSealedAlt {
+		return nil, policy.Refuse(policy.RuleSealedAltKey, "AlternativeKeyType", fmt.Sprintf(
+			"AlternativeKeyType %s needs a sealed alternative key, which the %s policy does not allow: HSM token %q has no ML-DSA (PKCS#11 3.2)",
+			dec.AltKey.Algorithm, dec.Policy, s.token.Label()))
+	}
+	return p, nil
+}
+
+// recordAlt fills in what the record must know about the alternative key
+// before it exists: its algorithm, storage and, in the token, its CKA_ID
+// (the label follows from the record id).
+func (s *Service) recordAlt(ctx context.Context, rec *store.KeyRecord, p *altPlan) error {
+	rec.AltKeyType = p.set.String()
+	switch p.storage {
+	case hsm.AltStorageToken:
+		id, err := s.token.NewKeyID(ctx)
+		if err != nil {
+			return err
+		}
+		rec.AltKeyStorage, rec.AltKeyID = store.AltStorageToken, id
+	case hsm.AltStorageSealed:
+		rec.AltKeyStorage = store.AltStorageSealed
+	default:
+		return fmt.Errorf("lifecycle: alternative key storage %q", p.storage)
+	}
+	return nil
+}
+
+// generateAlt creates the alternative key the record names.
+func (s *Service) generateAlt(ctx context.Context, rec *store.KeyRecord, p *altPlan) (*hsm.MLDSAKey, error) {
+	if p.storage == hsm.AltStorageToken {
+		return s.token.GenerateMLDSA(ctx, p.set, hsm.KeyRef{ID: rec.AltKeyID, Label: rec.AltKeyLabel})
+	}
+	return s.token.NewSealedMLDSA(ctx, p.set, sealBinding(rec))
+}
+
+// sealBinding is what a sealed seed is bound to: the record id and its key
+// label (the algorithm is added by hsm).
+func sealBinding(rec *store.KeyRecord) hsm.SealBinding {
+	return hsm.SealBinding{RecordID: rec.ID, Label: rec.KeyLabel}
+}
+
+// completeHybrid makes the record pending with both keys' SPKI hashes and,
+// for a sealed key, the sealed seed.
+func (s *Service) completeHybrid(ctx context.Context, id int64, pem string, spki []byte, alt *hsm.MLDSAKey) error {
+	altSPKI, err := csr.SPKISHA256(alt.Public())
+	if err != nil {
+		return err
+	}
+	c := store.AltCompletion{SPKISHA256: altSPKI}
+	if alt.Storage() == hsm.AltStorageSealed {
+		c.SealedSeed = alt.SealedSeed()
+	}
+	return s.records.CompleteHybridKey(ctx, id, pem, spki, c)
+}
