@@ -155,6 +155,17 @@ func TestGenerateGood(t *testing.T) {
 			subject: [][]atv{{{oidCN, utf8T, "p256.example.com"}}}, keyType: "ECC", keyBits: 256,
 		},
 		{
+			name:    "ED25519 without KeyLength",
+			body:    `{"Subject":"CN=ed.example.com","KeyType":"ED25519","SANs":{"dns":["ed.example.com"]}}`,
+			subject: [][]atv{{{oidCN, utf8T, "ed.example.com"}}}, keyType: "ED25519", keyBits: 255,
+			sans: wantSANs{dns: []string{"ed.example.com"}},
+		},
+		{
+			name:    "Ed25519 with KeyLength 255",
+			body:    `{"Subject":"CN=ed255.example.com","KeyType":"Ed25519","KeyLength":255}`,
+			subject: [][]atv{{{oidCN, utf8T, "ed255.example.com"}}}, keyType: "ED25519", keyBits: 255,
+		},
+		{
 			name:    "RSA 2048 with multi-valued RDN",
 			body:    `{"Subject":"CN=a+UID=b,O=x","KeyType":"RSA","KeyLength":2048}`,
 			subject: [][]atv{{{oidO, utf8T, "x"}}, {{oidCN, utf8T, "a"}, {oidUID, utf8T, "b"}}}, keyType: "RSA", keyBits: 2048,
