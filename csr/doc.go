@@ -15,6 +15,11 @@
 // asked for, so the DN and the CertificationRequestInfo are built here with
 // encoding/asn1.
 //
+// Hybrid CSRs (BuildHybrid) carry an alternative public key and signature
+// in the attributes 2.5.29.72/73/74, as BouncyCastle and EJBCA expect;
+// ML-DSA keys use RFC 9881's SubjectPublicKeyInfo. csr/csrtest checks CSRs
+// for tests without using this package.
+//
 // Order convention: a DN (type DN) keeps RDNs in string order, most specific
 // first as RFC 4514 writes them ("CN=host,O=Org,C=US"); DER (DN.DER) emits
 // them reversed, least specific first, as X.501 RDNSequence requires.

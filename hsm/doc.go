@@ -27,6 +27,26 @@
 // handle is never C_Finalize'd; crypto11 finalises the module on Close. Raw
 // sessions are short-lived and at most 2 at a time.
 //
+// # EdDSA and ML-DSA beside crypto11
+//
+// crypto11 v1.6.2 knows RSA and ECDSA only. Ed25519 and Ed448 key pairs
+// (PKCS#11 3.0 CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, pure CKM_EDDSA)
+// are generated, found and used on the raw handle with the same templates;
+// a *Key hides which path holds it. ML-DSA alternative keys are *MLDSAKey:
+// in the token when it lists PKCS#11 3.2 CKM_ML_DSA_KEY_PAIR_GEN and
+// CKM_ML_DSA (see MLDSAStorage), otherwise derived in process with circl from
+// a 32-byte seed drawn from C_GenerateRandom, of which only a sealed copy is
+// kept. The mechanism list is read once at Open.
+//
+// # Sealing
+//
+// seal/unseal run AES-256-GCM inside the token (C_Encrypt/C_Decrypt) under
+// one token-resident, sensitive, never-extractable AES key labelled KEKLabel,
+// found or created on first use and then cached by handle (no C_FindObjects
+// per request). The associated data binds the record id, key label and
+// algorithm (SealBinding) and the KEK's CKA_ID, which the blob names so
+// several KEKs can coexist. Anything that does not open is ErrSealed.
+//
 // # Calls cannot be cancelled
 //
 // PKCS#11 has no cancellation: once C_GenerateKeyPair or C_Sign is running, it

@@ -20,6 +20,13 @@
 // (and, for Import, the certificate) is committed before the token changes
 // and cleared with the outcome, so Reconcile can finish either.
 //
+// A hybrid request has two keys: the primary one in the token and an ML-DSA
+// alternative, in the token (PKCS#11 3.2) or as a token-sealed seed. The
+// record names both before either exists, and every clean-up path —
+// Generate's failure path, Reconcile and Delete — goes through
+// destroyKeyMaterial, the one function that knows what key material a
+// record has (primary pair, alternative pair or sealed seed).
+//
 // lifecycle declares the narrow interfaces it needs from hsm and store; it
 // does not parse HTTP or encode JSON for clients.
 package lifecycle

@@ -27,6 +27,11 @@
 // state IN (...)): a record in an unexpected state yields an error matching
 // [ErrConflict], an unknown id one matching [ErrNotFound].
 //
+// A record of a hybrid CSR also names its alternative key (see
+// [AltStorage]): in the token under KeyLabel+[AltLabelSuffix] with its own
+// CKA_ID, or as a sealed seed stored by [Store.CompleteHybridKey] and erased
+// by [Store.ClearSealedSeed].
+//
 // # Intents
 //
 // A token operation on an existing key (destroying it, writing its
