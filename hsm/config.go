@@ -29,8 +29,9 @@ type Config struct {
 
 	// MaxSessions caps crypto11's session pool (one of them is crypto11's
 	// long-lived login session), so at most MaxSessions-1 signing or generation
-	// operations run at once. hsm's own maintenance sessions (find, attributes,
-	// ping) add at most rawSessions more.
+	// operations run at once. EdDSA, ML-DSA and sealing run on hsm's raw
+	// handle with their own MaxSessions-1 sessions, and its maintenance
+	// sessions (find, attributes, ping) add at most rawSessions more.
 	MaxSessions int
 	// PoolWaitTimeout bounds how long an operation waits for a free session.
 	// PKCS#11 calls themselves cannot be cancelled; this is the bound on waiting.

@@ -94,7 +94,7 @@ func (t *Token) generateEdDSA(ctx context.Context, spec KeySpec, ref KeyRef) (*K
 	privT[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards)
 
 	var k *edKey
-	err := t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+	err := t.withWorkSession(ctx, op, func(sh pkcs11.SessionHandle) error {
 		pubH, privH, err := t.p11.GenerateKeyPair(sh,
 			[]*pkcs11.Mechanism{pkcs11.NewMechanism(ckmECEdwardsKeyPairGen, nil)},
 			attrList(pubT), attrList(privT))
@@ -206,7 +206,7 @@ func (t *Token) edSign(k *edKey, msg []byte, opts crypto.SignerOpts) ([]byte, er
 		}
 	}
 	var sig []byte
-	err := t.withRawSession(context.Background(), op, func(sh pkcs11.SessionHandle) error {
+	err := t.withWorkSession(context.Background(), op, func(sh pkcs11.SessionHandle) error {
 		if err := t.p11.SignInit(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmEdDSA, nil)}, k.priv); err != nil {
 			return err
 		}

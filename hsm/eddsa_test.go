@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/cloudflare/circl/sign/ed448"
@@ -246,5 +247,52 @@ func TestEdDSAKeyType(t *testing.T) {
 	})
 	if err != nil || ckk != ckkECEdwards {
 		t.Errorf("private key CKA_KEY_TYPE = 0x%x, %v; want CKK_EC_EDWARDS", ckk, err)
+	}
+}
+
+// TestConcurrentEdDSA runs more Edwards generations and signatures than the
+// raw handle has work sessions (MaxSessions 4: 3); the rest queue, and
+// readiness pings, on their own sessions, keep answering meanwhile.
+func TestConcurrentEdDSA(t *testing.T) {
+	ctx := context.Background()
+	const n = 12
+	refs := make([]KeyRef, n)
+	for i := range refs {
+		refs[i] = newRef(t, "edconc")
+	}
+	keys := make([]*Key, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			typ := KeyEd25519
+			if i%2 == 1 {
+				typ = KeyEd448
+			}
+			keys[i], errs[i] = testTok.GenerateKeyPair(ctx, KeySpec{Type: typ}, refs[i])
+			if errs[i] == nil {
+				_, errs[i] = keys[i].Sign(rand.Reader, []byte{byte(i)}, crypto.Hash(0))
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 5 {
+			if err := testTok.Ping(ctx); err != nil {
+				t.Errorf("Ping during EdDSA work: %v", err)
+			}
+		}
+	})
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("goroutine %d: %v", i, err)
+		}
+	}
+	for _, k := range keys {
+		if k != nil {
+			if err := k.Destroy(ctx); err != nil {
+				t.Error(err)
+			}
+		}
 	}
 }

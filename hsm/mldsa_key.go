@@ -80,7 +80,7 @@ func (k *MLDSAKey) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte
 			return nil, classErr(op, nil, "%v: %v", k.set, err)
 		}
 	} else {
-		err = k.tok.withRawSession(context.Background(), op, func(sh pkcs11.SessionHandle) error {
+		err = k.tok.withWorkSession(context.Background(), op, func(sh pkcs11.SessionHandle) error {
 			if err := k.tok.p11.SignInit(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmMLDSA, nil)}, k.priv); err != nil {
 				return err
 			}
@@ -147,7 +147,7 @@ func (t *Token) GenerateMLDSA(ctx context.Context, set MLDSA, ref KeyRef) (*MLDS
 	sc := mldsaSchemes[set]
 	pubT, privT := mldsaTemplates(ref, sc.ckp)
 	k := &MLDSAKey{tok: t, set: set, scheme: sc, ref: ref.clone()}
-	err := t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+	err := t.withWorkSession(ctx, op, func(sh pkcs11.SessionHandle) error {
 		pubH, privH, err := t.p11.GenerateKeyPair(sh,
 			[]*pkcs11.Mechanism{pkcs11.NewMechanism(ckmMLDSAKeyPairGen, nil)}, pubT, privT)
 		if err != nil {
@@ -212,7 +212,7 @@ func (t *Token) NewSealedMLDSA(ctx context.Context, set MLDSA, b SealBinding) (*
 	}
 	defer t.end()
 	var seed []byte
-	err := t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+	err := t.withWorkSession(ctx, op, func(sh pkcs11.SessionHandle) error {
 		var err error
 		seed, err = t.p11.GenerateRandom(sh, mldsaSeedSize)
 		return err

@@ -229,7 +229,7 @@ func (t *Token) seal(ctx context.Context, plaintext []byte, b SealBinding) ([]by
 		return nil, classErr(op, nil, "incomplete binding %+v", b)
 	}
 	var blob []byte
-	err := t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+	err := t.withWorkSession(ctx, op, func(sh pkcs11.SessionHandle) error {
 		kekID, kek, err := t.sealingKEK(sh)
 		if err != nil {
 			return err
@@ -287,7 +287,7 @@ func (t *Token) unseal(ctx context.Context, blob []byte, b SealBinding) ([]byte,
 		return nil, classErr(op, ErrSealed, "binding: %v", err)
 	}
 	var pt []byte
-	err = t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+	err = t.withWorkSession(ctx, op, func(sh pkcs11.SessionHandle) error {
 		kek, ok, err := t.kekByID(sh, sb.KEKID)
 		if err != nil {
 			return err

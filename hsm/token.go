@@ -14,8 +14,11 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// rawSessions bounds the sessions hsm opens on its raw handle (find, attribute
-// reads, destroy by reference, ping) on top of crypto11's MaxSessions.
+// rawSessions bounds the maintenance sessions hsm opens on its raw handle
+// (find, attribute reads, destroy by reference, ping) on top of crypto11's
+// MaxSessions. Cryptographic work on the raw handle (EdDSA, ML-DSA, sealing)
+// has its own MaxSessions-1 slots, so a burst of Ed25519 requests never
+// makes a readiness ping wait.
 const rawSessions = 2
 
 // Token is the process's connection to one PKCS#11 token: a crypto11 context for
@@ -23,11 +26,12 @@ const rawSessions = 2
 // initialised and logged-in) module for everything crypto11 cannot do. Open it
 // once in main and Close it last. Its methods are safe for concurrent use.
 type Token struct {
-	log    zerolog.Logger
-	cfg    Config // kept for re-login after a session loss (see recover.go)
-	label  string
-	wait   time.Duration // PoolWaitTimeout, also bounds waiting for a raw session
-	rawSem chan struct{}
+	log     zerolog.Logger
+	cfg     Config // kept for re-login after a session loss (see recover.go)
+	label   string
+	wait    time.Duration // PoolWaitTimeout, also bounds waiting for a raw session
+	rawSem  chan struct{} // maintenance sessions on the raw handle
+	workSem chan struct{} // crypto sessions on the raw handle (EdDSA, ML-DSA, seal)
 
 	// The connection: replaced by reconnect (recover.go) only while no
 	// operation is in flight and new ones are refused (gate), so operations
@@ -71,9 +75,11 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Token, error) {
 		label:  cfg.TokenLabel,
 		wait:   cfg.PoolWaitTimeout,
 		rawSem: make(chan struct{}, rawSessions),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		kick:   make(chan struct{}, 1),
+		// Like crypto11's pool, minus its login session.
+		workSem: make(chan struct{}, cfg.MaxSessions-1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		kick:    make(chan struct{}, 1),
 	}
 	if err := t.connect(); err != nil {
 		return nil, err
@@ -289,8 +295,11 @@ func (t *Token) Close() error {
 		close(t.stop)
 		<-t.done
 		t.gate.drain()
-		for range rawSessions { // raw operations in flight have ended by now
+		for range cap(t.rawSem) { // raw operations in flight have ended by now
 			t.rawSem <- struct{}{}
+		}
+		for range cap(t.workSem) {
+			t.workSem <- struct{}{}
 		}
 		t.disconnect() // crypto11 owns C_Finalize
 		t.log.Info().Msg("hsm: token closed")
@@ -343,10 +352,20 @@ func (t *Token) begin(ctx context.Context, op string) error {
 // end marks an operation begun with begin as finished.
 func (t *Token) end() { t.gate.leave() }
 
-// withRawSession runs fn on a fresh session of the raw handle. Waiting for one
-// of the rawSessions slots is bounded by ctx and PoolWaitTimeout; fn's PKCS#11
-// calls are not. Errors are translated for op.
+// withRawSession runs fn on a fresh maintenance session of the raw handle.
+// Waiting for one of the rawSessions slots is bounded by ctx and
+// PoolWaitTimeout; fn's PKCS#11 calls are not. Errors are translated for op.
 func (t *Token) withRawSession(ctx context.Context, op string, fn func(pkcs11.SessionHandle) error) error {
+	return t.withSession(ctx, t.rawSem, op, fn)
+}
+
+// withWorkSession is withRawSession for cryptographic work (EdDSA and
+// ML-DSA keys, sealing), on its own MaxSessions-1 slots.
+func (t *Token) withWorkSession(ctx context.Context, op string, fn func(pkcs11.SessionHandle) error) error {
+	return t.withSession(ctx, t.workSem, op, fn)
+}
+
+func (t *Token) withSession(ctx context.Context, sem chan struct{}, op string, fn func(pkcs11.SessionHandle) error) error {
 	if err := t.begin(ctx, op); err != nil {
 		return err
 	}
@@ -354,13 +373,13 @@ func (t *Token) withRawSession(ctx context.Context, op string, fn func(pkcs11.Se
 	timer := time.NewTimer(t.wait)
 	defer timer.Stop()
 	select {
-	case t.rawSem <- struct{}{}:
+	case sem <- struct{}{}:
 	case <-ctx.Done():
 		return fmt.Errorf("hsm: %s: %w", op, ctx.Err())
 	case <-timer.C:
 		return classErr(op, ErrUnavailable, "no session free within %v", t.wait)
 	}
-	defer func() { <-t.rawSem }()
+	defer func() { <-sem }()
 	sh, err := t.p11.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 	if err != nil {
 		return t.wrap(op, err)
