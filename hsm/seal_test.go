@@ -251,10 +251,20 @@ func TestKEK(t *testing.T) {
 	if !slices.ContainsFunc(kekIDs, func(id []byte) bool { return bytes.Equal(id, tok.kek.cur) }) {
 		t.Error("the cached KEK id is not on the token")
 	}
-	// Later seals keep using the cached KEK.
+	// Later seals use the cached handle and search nothing: with the KEK
+	// destroyed behind the cache's back, the next seal fails on the stale
+	// handle instead of finding (or making) another key...
+	b := SealBinding{RecordID: 1, Label: "l", Algorithm: "a"}
 	first := bytes.Clone(tok.kek.cur)
-	if _, err := tok.seal(ctx, []byte{1}, SealBinding{RecordID: 1, Label: "l", Algorithm: "a"}); err != nil || !bytes.Equal(first, tok.kek.cur) {
-		t.Errorf("second seal: %v, KEK %x -> %x", err, first, tok.kek.cur)
+	if err := tok.destroyHandles(ctx, "test", tok.kek.byID[string(first)]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tok.seal(ctx, []byte{1}, b); err == nil {
+		t.Fatal("seal after the KEK vanished succeeded: the handle was not cached")
+	}
+	// ...and the one after that starts over: a KEK is found or created again.
+	if _, err := tok.seal(ctx, []byte{1}, b); err != nil || tok.kek.cur == nil || bytes.Equal(first, tok.kek.cur) {
+		t.Errorf("seal after the stale handle was dropped: %v, KEK %x -> %x", err, first, tok.kek.cur)
 	}
 }
 
