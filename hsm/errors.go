@@ -88,7 +88,12 @@ func (e *Error) CodeName() string {
 // ckrNames has names miekg/pkcs11 v1.1.2's table lacks.
 var ckrNames = map[uint]string{
 	pkcs11.CKR_CURVE_NOT_SUPPORTED: "CKR_CURVE_NOT_SUPPORTED",
+	ckrActionProhibited:            "CKR_ACTION_PROHIBITED",
 }
+
+// ckrActionProhibited (PKCS#11 3.0) answers C_DestroyObject on an object
+// with CKA_DESTROYABLE false, such as the sealing key.
+const ckrActionProhibited = 0x1b
 
 // ckrName names a CK_RV, falling back to hex for vendor codes.
 func ckrName(rv uint) string {

@@ -13,9 +13,16 @@ import (
 // KEKLabel is the CKA_LABEL of the token-resident AES-256 key that seals
 // secrets csrd must keep outside the token (ML-DSA seeds on tokens without
 // ML-DSA). It is a secret-key object, so it never shows up among the private
-// keys ListKeys returns; it must never be destroyed while sealed records
-// exist. The "v1" names the sealing format, not a rotation generation.
+// keys ListKeys returns, and it belongs to no record: destroying it would
+// make every sealed key unusable. csrd creates it with CKA_DESTROYABLE
+// false (PKCS#11 3.0; SoftHSM 2.6.1 honours it), so C_DestroyObject — an
+// orphan sweep, a stray pkcs11-tool --delete-object — cannot remove it;
+// only re-initialising the token does. The "v1" names the sealing format,
+// not a rotation generation.
 const KEKLabel = "csrd-kek-v1"
+
+// ckaDestroyable is PKCS#11 3.0 CKA_DESTROYABLE; miekg/pkcs11 v1.1.2 lacks it.
+const ckaDestroyable = 0x172
 
 // ErrSealed: a sealed secret cannot be opened — malformed or tampered blob,
 // wrong binding (associated data), or no matching key-encryption key on
@@ -89,10 +96,10 @@ func kekTemplate(id []byte) []*pkcs11.Attribute {
 // Creation is race-safe without a lock on the token: within the process the
 // mutex serialises first use; across processes sharing the token each
 // creator searches again after C_GenerateKey and everybody takes the KEK
-// with the smallest CKA_ID. A creator whose own key lost destroys it before
-// it sealed anything. If two processes nevertheless settle on different
-// KEKs (one finished before the other created), nothing breaks: every blob
-// names its KEK's CKA_ID, and unsealing looks that one up.
+// with the smallest CKA_ID (a losing creator's key stays unused: it cannot
+// be destroyed). If two processes nevertheless settle on different KEKs
+// (one finished before the other created), nothing breaks: every blob names
+// its KEK's CKA_ID, and unsealing looks that one up.
 func (t *Token) sealingKEK(sh pkcs11.SessionHandle) ([]byte, pkcs11.ObjectHandle, error) {
 	t.kek.mu.Lock()
 	defer t.kek.mu.Unlock()
@@ -126,7 +133,14 @@ func (t *Token) createKEK(sh pkcs11.SessionHandle) ([]byte, pkcs11.ObjectHandle,
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
 	)
-	ownH, err := t.p11.GenerateKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, tmpl)
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
+	ownH, err := t.p11.GenerateKey(sh, mech, append(tmpl, pkcs11.NewAttribute(ckaDestroyable, false)))
+	if isCKR(err, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID) {
+		// A PKCS#11 2.x token: no CKA_DESTROYABLE, the KEK is as deletable
+		// as any object there.
+		t.log.Warn().Str("label", KEKLabel).Msg("hsm: token has no CKA_DESTROYABLE; the sealing key can be deleted by anyone logged in")
+		ownH, err = t.p11.GenerateKey(sh, mech, tmpl)
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -136,11 +150,10 @@ func (t *Token) createKEK(sh pkcs11.SessionHandle) ([]byte, pkcs11.ObjectHandle,
 	}
 	if !bytes.Equal(id, own) {
 		// Another process created one at the same time and won; ours has
-		// sealed nothing yet.
-		if dErr := t.p11.DestroyObject(sh, ownH); dErr != nil {
-			t.log.Warn().Err(wrap("destroy sealing key", dErr)).Msg("hsm: could not remove a redundant sealing key")
-		}
+		// sealed nothing, but being indestructible it stays, unused.
+		t.log.Warn().Str("label", KEKLabel).Msg("hsm: another process created a sealing key at the same time; using the one with the smaller CKA_ID")
 	}
+	_ = ownH
 	t.log.Info().Str("label", KEKLabel).Msg("hsm: sealing key created")
 	return id, h, nil
 }

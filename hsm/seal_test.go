@@ -7,6 +7,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -251,19 +252,23 @@ func TestKEK(t *testing.T) {
 	if !slices.ContainsFunc(kekIDs, func(id []byte) bool { return bytes.Equal(id, tok.kek.cur) }) {
 		t.Error("the cached KEK id is not on the token")
 	}
-	// Later seals use the cached handle and search nothing: with the KEK
-	// destroyed behind the cache's back, the next seal fails on the stale
-	// handle instead of finding (or making) another key...
-	b := SealBinding{RecordID: 1, Label: "l", Algorithm: "a"}
+	// Nobody can destroy it, not even csrd.
 	first := bytes.Clone(tok.kek.cur)
-	if err := tok.destroyHandles(ctx, "test", tok.kek.byID[string(first)]); err != nil {
-		t.Fatal(err)
+	kekH := tok.kek.byID[string(first)]
+	if err := tok.destroyHandles(ctx, "test", kekH); err == nil || !strings.Contains(err.Error(), "CKR_ACTION_PROHIBITED") {
+		t.Fatalf("destroying the KEK: %v, want CKR_ACTION_PROHIBITED", err)
 	}
-	if _, err := tok.seal(ctx, []byte{1}, b); err == nil {
-		t.Fatal("seal after the KEK vanished succeeded: the handle was not cached")
+	// Later seals use the cached handle and search nothing: with the cached
+	// handle made stale, the next seal fails instead of finding the key...
+	b := SealBinding{RecordID: 1, Label: "l", Algorithm: "a"}
+	tok.kek.mu.Lock()
+	tok.kek.byID[string(first)] = kekH + 1_000_000
+	tok.kek.mu.Unlock()
+	if _, err := tok.seal(ctx, []byte{1}, b); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("seal with a stale cached handle: %v, want ErrNotFound (the handle was not cached?)", err)
 	}
-	// ...and the one after that starts over: a KEK is found or created again.
-	if _, err := tok.seal(ctx, []byte{1}, b); err != nil || tok.kek.cur == nil || bytes.Equal(first, tok.kek.cur) {
+	// ...and the one after that searches again and finds the same KEK.
+	if _, err := tok.seal(ctx, []byte{1}, b); err != nil || !bytes.Equal(first, tok.kek.cur) {
 		t.Errorf("seal after the stale handle was dropped: %v, KEK %x -> %x", err, first, tok.kek.cur)
 	}
 }
