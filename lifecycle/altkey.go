@@ -3,12 +3,35 @@ package lifecycle
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/csrd/csrd/csr"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/policy"
 	"github.com/csrd/csrd/store"
 )
+
+// ParseLabel says which record a token label belongs to: Label(id) is the
+// primary key, Label(id)+store.AltLabelSuffix a token-resident alternative
+// key. Anything else — including hsm.KEKLabel, which shares the prefix but
+// belongs to no record — is not a record's label (ok false); an orphan
+// check must not treat those as orphans of a record.
+func ParseLabel(label string) (id int64, alt, ok bool) {
+	rest, found := strings.CutPrefix(label, LabelPrefix)
+	if !found {
+		return 0, false, false
+	}
+	rest, alt = strings.CutSuffix(rest, store.AltLabelSuffix)
+	if rest == "" || rest[0] == '0' || strings.TrimLeft(rest, "0123456789") != "" {
+		return 0, false, false
+	}
+	id, err := strconv.ParseInt(rest, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, false, false
+	}
+	return id, alt, true
+}
 
 // altPlan is the alternative key a hybrid request gets: which ML-DSA set,
 // and where its private half will live — decided before anything is
