@@ -57,9 +57,13 @@ func (s *Service) planAlt(dec *policy.Decision) (*altPlan, error) {
 	}
 	p := &altPlan{set: set, storage: s.token.MLDSAStorage()}
 	if p.storage == hsm.AltStorageSealed && !dec.AllowSealedAlt {
+		by := "the policy"
+		if dec.EnrollmentPatternID != 0 {
+			by = fmt.Sprintf("enrollment pattern %d (%q)", dec.EnrollmentPatternID, dec.EnrollmentPatternName)
+		}
 		return nil, policy.Refuse(policy.RuleSealedAltKey, "AlternativeKeyType", fmt.Sprintf(
-			"AlternativeKeyType %s needs a sealed alternative key, which the %s policy does not allow: HSM token %q has no ML-DSA (PKCS#11 3.2)",
-			dec.AltKey.Algorithm, dec.Policy, s.token.Label()))
+			"AlternativeKeyType %s would need a sealed alternative key, which %s does not allow (AllowSealedAlternativeKeys): HSM token %q cannot hold ML-DSA keys (PKCS#11 3.2)",
+			dec.AltKey.Algorithm, by, s.token.Label()))
 	}
 	return p, nil
 }

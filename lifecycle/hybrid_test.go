@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/csrd/csrd/csr"
 	"github.com/csrd/csrd/csr/csrtest"
@@ -135,17 +136,25 @@ func TestGenerateHybridFailureDestroysAll(t *testing.T) {
 func TestSealedAltForbidden(t *testing.T) {
 	ctx := context.Background()
 	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
-	strict := policy.Default()
-	strict.Name = "token-only"
-	strict.AllowSealedAlternativeKeys = false
+	strict, err := policy.Parse([]byte(`
+Settings:
+  Policies:
+    AllowSealedAlternativeKeys: false
+DefaultEnrollmentPatternId: 7
+EnrollmentPatterns:
+  - {Id: 7, Name: token-only, AllowedEnrollmentTypes: 4}
+`), "token-only.yaml", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	before, _ := testToken.CountObjects(ctx)
 	svc := lifecycle.New(testToken, db, strict, testLog)
-	_, err := svc.Generate(ctx, hybrid)
+	_, err = svc.Generate(ctx, hybrid)
 	var pe *policy.Error
 	if !errors.As(err, &pe) || len(pe.Violations) != 1 || pe.Violations[0].Rule != policy.RuleSealedAltKey {
 		t.Fatalf("Generate = %v, want a %s policy refusal", err, policy.RuleSealedAltKey)
 	}
-	if !strings.Contains(pe.Message(), "token-only policy") || !strings.Contains(pe.Message(), testTok.Label) {
+	if !strings.Contains(pe.Message(), `enrollment pattern 7 ("token-only")`) || !strings.Contains(pe.Message(), testTok.Label) {
 		t.Errorf("message %q names neither the policy nor the token", pe.Message())
 	}
 	if n, _ := db.CountByState(ctx); n[store.StateGenerating]+n[store.StateFailed]+n[store.StatePending] != 0 {
@@ -155,7 +164,7 @@ func TestSealedAltForbidden(t *testing.T) {
 		t.Errorf("token objects %d before, %d after", before, after)
 	}
 	// Without an alternative key the same policy still generates.
-	res, err := svc.Generate(ctx, lifecycle.GenerateRequest{Subject: "CN=x", Key: policy.KeyRequest{KeyType: "ED448"}})
+	res, err := svc.Generate(ctx, lifecycle.GenerateRequest{Subject: "CN=x.example.com", SANs: map[string][]string{"dns": {"x.example.com"}}, Key: policy.KeyRequest{KeyType: "ED448"}})
 	if err != nil {
 		t.Fatal(err)
 	}
