@@ -204,3 +204,50 @@ func TestDestroyKeyMaterial(t *testing.T) {
 		t.Errorf("second DestroyKeyMaterial = %d, %v", n, err)
 	}
 }
+
+// TestHybridReconcileAndDelete: a pending hybrid record with a sealed seed
+// is neither lost nor an orphan to reconciliation, the sealing key is never
+// an orphan (not even with DestroyOrphans), and Delete destroys the primary
+// key and erases the seal.
+func TestHybridReconcileAndDelete(t *testing.T) {
+	ctx := context.Background()
+	ensureKEK(t)
+	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
+	svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+	before, _ := testToken.CountObjects(ctx)
+	res, err := svc.Generate(ctx, hybrid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{DestroyOrphans: true})
+	if err != nil {
+		t.Fatalf("Reconcile with DestroyOrphans on a token holding the sealing key: %v", err)
+	}
+	for _, o := range rep.Orphans {
+		if o.Ref.Label == hsm.KEKLabel || o.Ref.Label == lifecycle.Label(res.ID) {
+			t.Errorf("orphan %v", o)
+		}
+	}
+	if len(rep.Lost) != 0 {
+		t.Errorf("lost: %+v", rep.Lost)
+	}
+	rec, _ := db.Get(ctx, res.ID)
+	if rec.State != store.StatePending || len(rec.AltSealedSeed) == 0 {
+		t.Fatalf("after reconcile: %s, seal %d bytes", rec.State, len(rec.AltSealedSeed))
+	}
+	// The sealing key is still there and still opens the seal.
+	if _, err := testToken.OpenSealedMLDSA(ctx, hsm.MLDSA65, rec.AltSealedSeed, hsm.SealBinding{RecordID: rec.ID, Label: rec.KeyLabel}); err != nil {
+		t.Fatalf("seal after reconcile: %v", err)
+	}
+
+	if err := svc.Delete(ctx, res.ID); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ = db.Get(ctx, res.ID)
+	if rec.State != store.StateDeleted || rec.AltSealedSeed != nil {
+		t.Errorf("after Delete: %s, seal %d bytes", rec.State, len(rec.AltSealedSeed))
+	}
+	if after, _ := testToken.CountObjects(ctx); after != before {
+		t.Errorf("token objects %d before, %d after Delete", before, after)
+	}
+}

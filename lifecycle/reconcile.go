@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -280,11 +279,21 @@ func (s *Service) checkLive(ctx context.Context, live []store.LiveKey, groups ma
 		if g != nil {
 			g.claimed = true
 		}
+		// A hybrid record's token-resident alternative key is its too, and
+		// the record is only whole with both private keys.
+		altOK := true
+		var gAlt *objectGroup
+		if k.AltKeyLabel != "" {
+			if gAlt = groups[groupKey(k.AltKeyLabel, k.AltKeyID)]; gAlt != nil {
+				gAlt.claimed = true
+			}
+			altOK = gAlt != nil && hasClass(gAlt.classes, hsm.ClassPrivateKey)
+		}
 		if k.State == store.StateGenerating || k.Intent != store.IntentNone {
 			continue // young (older ones were finished above)
 		}
 		switch {
-		case g != nil && hasClass(g.classes, hsm.ClassPrivateKey):
+		case g != nil && hasClass(g.classes, hsm.ClassPrivateKey) && altOK:
 			if k.State == store.StateMarried && k.HasCert && !hasClass(g.classes, hsm.ClassCertificate) {
 				if err := s.restoreCertificate(ctx, k.ID, rep); err != nil {
 					return err
@@ -293,8 +302,10 @@ func (s *Service) checkLive(ctx context.Context, live []store.LiveKey, groups ma
 		case !k.UpdatedTime.Before(listed) || k.UpdatedTime.After(cutoff):
 			rep.InProgress++ // changed since the listing: judge it next time
 		default:
-			if g != nil {
-				g.claimed = false // what is left of a lost key is an orphan
+			for _, lg := range []*objectGroup{g, gAlt} {
+				if lg != nil {
+					lg.claimed = false // what is left of a lost key is an orphan
+				}
 			}
 			err := s.records.MarkLost(ctx, k.ID, "private key not found in the token by reconciliation")
 			if errors.Is(err, store.ErrConflict) {
@@ -339,7 +350,9 @@ func (s *Service) restoreCertificate(ctx context.Context, id int64, rep *Reconci
 // listing and the record read would otherwise look like an orphan.
 func (s *Service) checkOrphans(ctx context.Context, groups map[string]*objectGroup, destroy bool, rep *ReconcileReport) error {
 	for _, g := range sortedGroups(groups) {
-		if g.claimed {
+		if g.claimed || g.ref.Label == hsm.KEKLabel {
+			// The sealing key shares the prefix but belongs to no record
+			// (and cannot be destroyed): it is never an orphan.
 			continue
 		}
 		o := Orphan{Ref: g.ref, Classes: g.classes, Reason: s.orphanReason(ctx, g.ref)}
@@ -370,8 +383,8 @@ func (s *Service) checkOrphans(ctx context.Context, groups map[string]*objectGro
 }
 
 func (s *Service) orphanReason(ctx context.Context, ref hsm.KeyRef) string {
-	id, err := strconv.ParseInt(strings.TrimPrefix(ref.Label, LabelPrefix), 10, 64)
-	if err != nil || id <= 0 || Label(id) != ref.Label {
+	id, alt, ok := ParseLabel(ref.Label)
+	if !ok {
 		return "label is not one csrd gives its keys"
 	}
 	rec, err := s.records.Get(ctx, id)
@@ -380,8 +393,16 @@ func (s *Service) orphanReason(ctx context.Context, ref hsm.KeyRef) string {
 		return fmt.Sprintf("no record %d exists", id)
 	case err != nil:
 		return fmt.Sprintf("record %d could not be read: %v", id, err)
-	case !bytes.Equal(rec.KeyID, ref.ID):
-		return fmt.Sprintf("record %d names CKA_ID %s, not this one", id, hex.EncodeToString(rec.KeyID))
+	}
+	want := rec.KeyID
+	if alt {
+		want = rec.AltKeyID
+	}
+	switch {
+	case alt && rec.AltKeyStorage != store.AltStorageToken:
+		return fmt.Sprintf("record %d has no alternative key in the token", id)
+	case !bytes.Equal(want, ref.ID):
+		return fmt.Sprintf("record %d names CKA_ID %s, not this one", id, hex.EncodeToString(want))
 	case !s.onThisToken(rec.TokenSerial):
 		return fmt.Sprintf("record %d is for token serial %s", id, rec.TokenSerial)
 	}
