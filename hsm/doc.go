@@ -36,7 +36,9 @@
 // in the token when it lists PKCS#11 3.2 CKM_ML_DSA_KEY_PAIR_GEN and
 // CKM_ML_DSA (see MLDSAStorage), otherwise derived in process with circl from
 // a 32-byte seed drawn from C_GenerateRandom, of which only a sealed copy is
-// kept. The mechanism list is read once at Open.
+// kept. The mechanism list is read at every connect. Like crypto11 keys,
+// Edwards and in-token ML-DSA keys find their handles again after a
+// reconnect, and the KEK cache is dropped with the connection.
 //
 // # Sealing
 //

@@ -23,7 +23,9 @@ type MLDSAKey struct {
 
 	// AltStorageToken
 	ref       KeyRef
+	hmu       sync.Mutex // guards priv, pub and epoch
 	priv, pub pkcs11.ObjectHandle
+	epoch     uint64 // the Token connection the handles belong to
 
 	// AltStorageSealed
 	sealed []byte
@@ -80,8 +82,12 @@ func (k *MLDSAKey) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte
 			return nil, classErr(op, nil, "%v: %v", k.set, err)
 		}
 	} else {
+		priv, _, bErr := k.bound(op)
+		if bErr != nil {
+			return nil, bErr
+		}
 		err = k.tok.withWorkSession(context.Background(), op, func(sh pkcs11.SessionHandle) error {
-			if err := k.tok.p11.SignInit(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmMLDSA, nil)}, k.priv); err != nil {
+			if err := k.tok.p11.SignInit(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmMLDSA, nil)}, priv); err != nil {
 				return err
 			}
 			sig, err = k.tok.p11.Sign(sh, msg)
@@ -122,7 +128,39 @@ func (k *MLDSAKey) Destroy(ctx context.Context) error {
 		return err
 	}
 	defer k.tok.end()
-	return k.tok.destroyHandles(ctx, op, k.priv, k.pub)
+	priv, pub, err := k.bound(op)
+	if err != nil {
+		return err
+	}
+	return k.tok.destroyHandles(ctx, op, priv, pub)
+}
+
+// bound returns the token handles on the current connection, finding the
+// pair again by CKA_ID and CKA_LABEL after a reconnect. Call between begin
+// and end.
+func (k *MLDSAKey) bound(op string) (priv, pub pkcs11.ObjectHandle, err error) {
+	k.hmu.Lock()
+	defer k.hmu.Unlock()
+	if k.epoch == k.tok.epoch {
+		return k.priv, k.pub, nil
+	}
+	err = k.tok.withRawSession(context.Background(), op, func(sh pkcs11.SessionHandle) error {
+		tmpl := append(refTemplate(k.ref), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkMLDSA))
+		privs, err := k.tok.findObjects(sh, append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)))
+		if err != nil {
+			return err
+		}
+		pubs, err := k.tok.findObjects(sh, append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY)))
+		if err != nil {
+			return err
+		}
+		if len(privs) != 1 || len(pubs) != 1 {
+			return classErr(op, ErrNotFound, "ML-DSA key pair %s not on the token after reconnecting", k.ref)
+		}
+		k.priv, k.pub, k.epoch = privs[0], pubs[0], k.tok.epoch
+		return nil
+	})
+	return k.priv, k.pub, err
 }
 
 // GenerateMLDSA generates an ML-DSA key pair inside the token (PKCS#11 3.2
@@ -159,7 +197,7 @@ func (t *Token) GenerateMLDSA(ctx context.Context, set MLDSA, ref KeyRef) (*MLDS
 			_ = t.p11.DestroyObject(sh, pubH)
 			return &Error{Op: op, Err: ErrKeyMismatch, cause: rErr}
 		}
-		k.priv, k.pub, k.public = privH, pubH, pub
+		k.priv, k.pub, k.public, k.epoch = privH, pubH, pub, t.epoch
 		return nil
 	})
 	if err != nil {

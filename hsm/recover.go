@@ -137,7 +137,9 @@ func (t *Token) Reconnects() uint64 {
 func (t *Token) wrap(op string, err error) error {
 	err = wrap(op, err)
 	var e *Error
-	if errors.As(err, &e) && lostCodes[e.CKR] {
+	// A GCM tag mismatch is CKR_GENERAL_ERROR on SoftHSM: a bad blob, not a
+	// lost connection (see authFailure).
+	if errors.As(err, &e) && lostCodes[e.CKR] && !errors.Is(err, ErrSealed) {
 		select {
 		case t.kick <- struct{}{}:
 		default: // a check is already pending

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
@@ -58,6 +59,21 @@ func recoverChild(dir string) error {
 	if err != nil {
 		return fmt.Errorf("generate before: %w", err)
 	}
+	// Raw-handle state: an Edwards key's handles and the sealing key's
+	// cached handle must not outlive the connection either.
+	edID, err := tok.NewKeyID(ctx)
+	if err != nil {
+		return err
+	}
+	edBefore, err := tok.GenerateKeyPair(ctx, KeySpec{Type: KeyEd25519}, KeyRef{ID: edID, Label: "recover-ed"})
+	if err != nil {
+		return fmt.Errorf("generate Ed25519 before: %w", err)
+	}
+	binding := SealBinding{RecordID: 1, Label: "recover", Algorithm: "ML-DSA-44"}
+	blob, err := tok.seal(ctx, []byte("seed before the outage"), binding)
+	if err != nil {
+		return fmt.Errorf("seal before: %w", err)
+	}
 
 	// Away: the monitor notices within a few health intervals without any
 	// request being made, and everything fails fast with ErrUnavailable.
@@ -103,6 +119,16 @@ func recoverChild(dir string) error {
 	}
 	if ok, err := signWith(before); err != nil || !ok {
 		return fmt.Errorf("sign with a key made before the reconnect: ok=%v err=%v", ok, err)
+	}
+	msg := []byte("after the outage")
+	if sig, err := edBefore.Sign(rand.Reader, msg, crypto.Hash(0)); err != nil || !ed25519.Verify(edBefore.Public().(ed25519.PublicKey), msg, sig) {
+		return fmt.Errorf("sign with an Ed25519 key made before the reconnect: %v", err)
+	}
+	if pt, err := tok.unseal(ctx, blob, binding); err != nil || string(pt) != "seed before the outage" {
+		return fmt.Errorf("unseal after the reconnect: %q, %v", pt, err)
+	}
+	if _, err := tok.seal(ctx, []byte("seed after"), binding); err != nil {
+		return fmt.Errorf("seal after the reconnect: %w", err)
 	}
 	after, err := genP256(ctx, tok, "after")
 	if err != nil {

@@ -64,9 +64,19 @@ type sealedBlob struct {
 // kekCache holds the KEK handles: found (or created) once, then reused, so
 // sealing costs no C_FindObjects on the request path.
 type kekCache struct {
-	mu   sync.Mutex
-	cur  []byte                         // CKA_ID of the KEK new seals use; nil until first use
-	byID map[string]pkcs11.ObjectHandle // every KEK seen, by CKA_ID
+	mu    sync.Mutex
+	cur   []byte                         // CKA_ID of the KEK new seals use; nil until first use
+	byID  map[string]pkcs11.ObjectHandle // every KEK seen, by CKA_ID
+	epoch uint64                         // the Token connection the handles belong to
+}
+
+// fresh drops handles of an earlier connection: object handles do not
+// survive the C_Finalize of a reconnect (recover.go). Call with mu held,
+// between begin and end.
+func (c *kekCache) fresh(epoch uint64) {
+	if c.epoch != epoch {
+		c.cur, c.byID, c.epoch = nil, nil, epoch
+	}
 }
 
 // kekTemplate matches (and, with an ID and CKA_TOKEN, creates) csrd's KEK.
@@ -103,6 +113,7 @@ func kekTemplate(id []byte) []*pkcs11.Attribute {
 func (t *Token) sealingKEK(sh pkcs11.SessionHandle) ([]byte, pkcs11.ObjectHandle, error) {
 	t.kek.mu.Lock()
 	defer t.kek.mu.Unlock()
+	t.kek.fresh(t.epoch)
 	if t.kek.cur != nil {
 		return t.kek.cur, t.kek.byID[string(t.kek.cur)], nil
 	}
@@ -201,6 +212,7 @@ func (t *Token) cacheKEK(id []byte, h pkcs11.ObjectHandle) {
 func (t *Token) kekByID(sh pkcs11.SessionHandle, id []byte) (pkcs11.ObjectHandle, bool, error) {
 	t.kek.mu.Lock()
 	defer t.kek.mu.Unlock()
+	t.kek.fresh(t.epoch)
 	if h, ok := t.kek.byID[string(id)]; ok {
 		return h, true, nil
 	}
