@@ -164,3 +164,92 @@ func pct(b []byte) string {
 	}
 	return s.String()
 }
+
+// TestImportTokenSurprises: the token disagrees with the record at marriage
+// time. A different certificate already stored under the key's label and
+// CKA_ID is never replaced (409, the record stays pending, no intent left);
+// a private key gone from the token makes the record lost, not married.
+func TestImportTokenSurprises(t *testing.T) {
+	ctx := context.Background()
+	svc, db := newService(t, testToken)
+	ca := newCA(t, "Surprise CA")
+	nb, na := valid()
+
+	res := generate(t, svc, "CN=surprise", ecc256, nil)
+	rec, _ := db.Get(ctx, res.ID)
+	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
+	defer testToken.DestroyKey(ctx, ref)
+	foreign := ca.issue(t, res.CSRPEM, nb, na)
+	if _, err := testToken.PutCertificate(ctx, ref, foreign); err != nil { // someone else's doing
+		t.Fatal(err)
+	}
+	ours := ca.issue(t, res.CSRPEM, nb, na)
+	_, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(ours)})
+	if !errors.Is(err, lifecycle.ErrConflict) || !strings.Contains(err.Error(), "different certificate") {
+		t.Fatalf("Import over a foreign certificate = %v", err)
+	}
+	if r, _ := db.Get(ctx, res.ID); r.State != store.StatePending || r.Intent != store.IntentNone || r.Cert.DER != nil {
+		t.Errorf("record after the refused marriage: %s/%q cert %d bytes", r.State, r.Intent, len(r.Cert.DER))
+	}
+	if err := destroyObjects(testToken, ref, hsm.ClassCertificate); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(ours)}); err != nil {
+		t.Errorf("Import once the foreign certificate is gone: %v", err)
+	}
+
+	gone := generate(t, svc, "CN=vanishing", ecc256, nil)
+	grec, _ := db.Get(ctx, gone.ID)
+	gref := hsm.KeyRef{ID: grec.KeyID, Label: grec.KeyLabel}
+	defer testToken.DestroyKey(ctx, gref)
+	if err := destroyObjects(testToken, gref, hsm.ClassPrivateKey); err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(ca.issue(t, gone.CSRPEM, nb, na))})
+	if !errors.Is(err, lifecycle.ErrConflict) || !strings.Contains(err.Error(), "no longer in the token") {
+		t.Fatalf("Import for a vanished key = %v", err)
+	}
+	if r, _ := db.Get(ctx, gone.ID); r.State != store.StateLost {
+		t.Errorf("record of the vanished key is %s, want lost", r.State)
+	}
+	if certs, _ := testToken.Certificates(ctx, gref); len(certs) != 0 {
+		t.Errorf("a certificate was stored for a key that is not there")
+	}
+}
+
+// TestImportConcurrent: the same certificate imported by 8 clients at once
+// is married once: one certificate object, one "new" answer.
+func TestImportConcurrent(t *testing.T) {
+	ctx := context.Background()
+	svc, db := newService(t, testToken)
+	ca := newCA(t, "Concurrent CA")
+	nb, na := valid()
+	res := generate(t, svc, "CN=concurrent", ecc256, nil)
+	rec, _ := db.Get(ctx, res.ID)
+	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
+	defer testToken.DestroyKey(ctx, ref)
+	certText := certPEM(ca.issue(t, res.CSRPEM, nb, na))
+
+	const n = 8
+	results := make(chan *lifecycle.ImportResult, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			r, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certText})
+			results <- r
+			errs <- err
+		}()
+	}
+	fresh := 0
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+		if r := <-results; r != nil && !r.AlreadyMarried {
+			fresh++
+		}
+	}
+	if certs, _ := testToken.Certificates(ctx, ref); len(certs) != 1 || fresh != 1 {
+		t.Errorf("%d certificate objects, %d first marriages; want 1 and 1", len(certs), fresh)
+	}
+}
