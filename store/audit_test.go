@@ -1,0 +1,144 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+func appendN(t *testing.T, s *Store, n int) []*AuditEntry {
+	t.Helper()
+	var out []*AuditEntry
+	for i := range n {
+		e := &AuditEntry{Actor: `CORP\alice`, AuthMethod: "basic", Source: "127.0.0.1", Operation: "generate",
+			Result: AuditOK, Status: 200, RecordID: int64(i + 1), KeyLabel: fmt.Sprintf("csrd-%d", i+1),
+			RequestID: fmt.Sprintf("req-%d", i)}
+		if err := s.AppendAudit(context.Background(), e); err != nil {
+			t.Fatalf("AppendAudit: %v", err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func TestAuditChainAppendsAndVerifies(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	if rep, err := s.VerifyAudit(ctx); err != nil || rep.Rows != 0 {
+		t.Fatalf("empty log: %+v, %v", rep, err)
+	}
+	es := appendN(t, s, 5)
+	if es[0].ID != 1 || es[0].PrevHash != genesisHash {
+		t.Errorf("first row: id %d prev %s", es[0].ID, es[0].PrevHash)
+	}
+	for i := 1; i < len(es); i++ {
+		if es[i].PrevHash != es[i-1].Hash || es[i].ID != es[i-1].ID+1 {
+			t.Errorf("row %d does not chain to row %d", es[i].ID, es[i-1].ID)
+		}
+	}
+	rep, err := s.VerifyAudit(ctx)
+	if err != nil {
+		t.Fatalf("VerifyAudit: %v", err)
+	}
+	if rep.Rows != 5 || rep.LastID != 5 || rep.Head != es[4].Hash {
+		t.Errorf("report %+v, want 5 rows ending in %s", rep, es[4].Hash)
+	}
+	if n, err := s.CountAudit(ctx); err != nil || n != 5 {
+		t.Errorf("CountAudit = %d, %v", n, err)
+	}
+}
+
+// The triggers refuse UPDATE and DELETE through SQLite.
+func TestAuditTriggersRefuseChanges(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	appendN(t, s, 2)
+	for _, q := range []string{
+		"UPDATE audit SET actor = 'mallory' WHERE id = 1",
+		"DELETE FROM audit WHERE id = 2",
+	} {
+		if _, err := s.w.ExecContext(ctx, q); err == nil {
+			t.Errorf("%s succeeded; the append-only triggers are missing", q)
+		}
+	}
+	if _, err := s.VerifyAudit(ctx); err != nil {
+		t.Errorf("VerifyAudit after refused changes: %v", err)
+	}
+}
+
+// Someone with write access to the file can drop the triggers; the chain
+// still shows what they did.
+func TestAuditTamperDetected(t *testing.T) {
+	tests := []struct {
+		name   string
+		sql    []string
+		wantAt int64
+	}{
+		{"edit a row", []string{"UPDATE audit SET actor = 'mallory' WHERE id = 3"}, 3},
+		{"edit a row and its hash", []string{"UPDATE audit SET result = 'refused', hash = '" + fmt.Sprintf("%064x", 1) + "' WHERE id = 2"}, 2},
+		{"delete a middle row", []string{"DELETE FROM audit WHERE id = 3"}, 3},
+		{"delete the first row", []string{"DELETE FROM audit WHERE id = 1"}, 1},
+		{"delete the last row", []string{"DELETE FROM audit WHERE id = 5"}, 5},
+		{"delete the last row and rewind the sequence", []string{
+			"DELETE FROM audit WHERE id = 5",
+			"UPDATE sqlite_sequence SET seq = 4 WHERE name = 'audit'",
+		}, 0}, // undetectable locally: the head hash recorded elsewhere is the defence
+		{"insert a forged row at the end", []string{
+			"INSERT INTO audit (time, actor, auth_method, source, operation, result, status, request_id, prev_hash, hash) " +
+				"VALUES ('x', 'mallory', 'none', '::1', 'admin', 'ok', 200, 'r', '" + genesisHash + "', '" + fmt.Sprintf("%064x", 2) + "')",
+		}, 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, _ := openTest(t)
+			es := appendN(t, s, 5)
+			for _, q := range []string{"DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_delete"} {
+				if _, err := s.w.ExecContext(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, q := range tt.sql {
+				if _, err := s.w.ExecContext(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			rep, err := s.VerifyAudit(ctx)
+			if tt.wantAt == 0 {
+				if err != nil || rep.Head != es[3].Hash {
+					t.Fatalf("VerifyAudit = %+v, %v; want a clean chain ending at row 4", rep, err)
+				}
+				return
+			}
+			var ce *AuditChainError
+			if !errors.Is(err, ErrAuditTampered) || !errors.As(err, &ce) {
+				t.Fatalf("VerifyAudit = %+v, %v; want ErrAuditTampered", rep, err)
+			}
+			if ce.ID != tt.wantAt {
+				t.Errorf("break reported at row %d (%s), want %d", ce.ID, ce.Reason, tt.wantAt)
+			}
+		})
+	}
+}
+
+// After the tail was deleted, a new row must not take a deleted id: the
+// gap stays visible.
+func TestAuditAppendAfterTruncationKeepsGap(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	appendN(t, s, 3)
+	if _, err := s.w.ExecContext(ctx, "DROP TRIGGER audit_no_delete"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.w.ExecContext(ctx, "DELETE FROM audit WHERE id = 3"); err != nil {
+		t.Fatal(err)
+	}
+	e := appendN(t, s, 1)[0]
+	if e.ID != 4 {
+		t.Errorf("new row id %d, want 4", e.ID)
+	}
+	if _, err := s.VerifyAudit(ctx); !errors.Is(err, ErrAuditTampered) {
+		t.Errorf("VerifyAudit = %v, want ErrAuditTampered", err)
+	}
+}
