@@ -94,10 +94,14 @@ func (s *Server) generate(c echo.Context) error {
 	if err := req.Validate(); err != nil {
 		return err
 	}
+	if err := s.authorizeGenerate(c, &req); err != nil {
+		return err
+	}
 	res, err := s.gen.Generate(c.Request().Context(), req.toUseCase())
 	if err != nil {
 		return err
 	}
+	auditRecord(c, res.ID, res.KeyLabel)
 	c.Response().Header().Set(echo.HeaderLocation, s.basePath+"/CSRGeneration/Pending/"+strconv.FormatInt(res.ID, 10))
 	requestLogger(c, s.log).Info().Int64("record", res.ID).Str("label", res.KeyLabel).Msg("CSR generated")
 	return c.JSON(http.StatusOK, GenerateResponse{CSR: res.CSRPEM})

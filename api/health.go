@@ -27,8 +27,8 @@ type healthBody struct {
 // Keyfactor headers nor credentials, so no API middleware applies to them.
 func (s *Server) routeHealth() {
 	for _, m := range []string{http.MethodGet, http.MethodHead} {
-		s.e.Add(m, "/healthz", s.healthz)
-		s.e.Add(m, "/readyz", s.readyz)
+		s.plainRoute(m, "/healthz", s.healthz)
+		s.plainRoute(m, "/readyz", s.readyz)
 	}
 }
 

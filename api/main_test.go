@@ -28,6 +28,10 @@ var (
 	testHSM   *softhsmtest.Token
 	testSrv   *httptest.Server
 	tmpDir    string
+	// testSvc and testLog build further servers (auth, TLS) on the same
+	// token and database.
+	testSvc *lifecycle.Service
+	testLog zerolog.Logger
 )
 
 func TestMain(m *testing.M) {
@@ -69,9 +73,12 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer testStore.Close()
-	svc := lifecycle.New(testToken, testStore, policy.Default(), log)
+	testSvc, testLog = lifecycle.New(testToken, testStore, policy.Default(), log), log
+	// The shared server runs without authentication (auth.mode none, as
+	// on a loopback development setup); auth_test.go builds servers with.
 	testSrv = httptest.NewServer(api.New(api.Options{
-		BasePath: "/KeyfactorAPI", Log: log, Generator: svc, Pending: svc, Certificates: svc, Keys: svc,
+		BasePath: "/KeyfactorAPI", Log: log, Generator: testSvc, Pending: testSvc, Certificates: testSvc, Keys: testSvc,
+		NoAuth: true, Audit: testStore,
 	}))
 	defer testSrv.Close()
 	return m.Run(), nil

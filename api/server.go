@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/auth"
 	"github.com/csrd/csrd/policy"
 )
 
@@ -34,6 +35,15 @@ type Options struct {
 	// request that finds none free within GenerationWait gets a 503.
 	MaxGenerations int
 	GenerationWait time.Duration
+
+	// Auth checks credentials (auth.go). NoAuth disables authentication
+	// (config auth.mode none, loopback only); with neither, every call is
+	// refused.
+	Auth     Authenticator
+	NoAuth   bool
+	Throttle *auth.Throttle // nil: no throttling
+	Audit    AuditLog       // nil: nothing audited
+	Metrics  *Metrics       // nil: a registry with only the request metrics
 }
 
 // Server is csrd's HTTP handler.
@@ -51,6 +61,15 @@ type Server struct {
 	// endpoints lists "METHOD /path" (relative to the base path) for
 	// Status/Endpoints, built from the routes actually registered.
 	endpoints []string
+
+	auth     Authenticator
+	noAuth   bool
+	throttle *auth.Throttle
+	audit    AuditLog
+	metrics  *Metrics
+	// canonical maps a registered (lower-case) echo path to its spelling
+	// in metrics labels.
+	canonical map[string]string
 }
 
 // New builds the echo instance with every route and middleware.
@@ -66,15 +85,28 @@ func New(o Options) *Server {
 		keys:     o.Keys,
 		ready:    o.Readiness,
 		genLimit: newLimiter(o.MaxGenerations, o.GenerationWait),
+		auth:     o.Auth,
+		noAuth:   o.NoAuth,
+		throttle: o.Throttle,
+		audit:    o.Audit,
+		metrics:  o.Metrics,
+
+		canonical: map[string]string{},
 	}
 	if s.policy == nil {
 		s.policy = policy.NewReloader(policy.Default())
 	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics(MetricsSources{})
+	}
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)
+	// The peer address, never X-Forwarded-For: throttling and the audit
+	// log must not be steerable by a header the client writes.
+	e.IPExtractor = echo.ExtractIPDirect()
 	e.Pre(s.requestID, s.foldPath)
-	e.Use(s.accessLog, recoverPanics(s.log))
+	e.Use(s.observe, s.accessLog, recoverPanics(s.log), s.noteError)
 
 	s.route(http.MethodPost, "/CSRGeneration/Generate", s.generate, s.genLimit.middleware)
 	s.route(http.MethodGet, "/Status/Endpoints", s.statusEndpoints)
@@ -91,7 +123,17 @@ func New(o Options) *Server {
 		s.keyRoutes()
 	}
 	s.routeHealth()
+	s.plainRoute(http.MethodGet, "/metrics", s.metrics.Handler(), s.authenticate(auth.OpMetrics))
+	s.plainRoute(http.MethodGet, s.basePath+"/openapi.json", s.serveOpenAPI)
 	return s
+}
+
+// plainRoute registers a route outside Keyfactor's API rules (no Keyfactor
+// headers, not in Status/Endpoints): metrics, health, the API description.
+func (s *Server) plainRoute(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+	p := strings.ToLower(path)
+	s.e.Add(method, p, h, m...)
+	s.canonical[p] = path
 }
 
 // GenerationsInFlight returns how many key generations hold a slot and how
@@ -112,8 +154,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHT
 // group middleware, so that an unknown path is a 404 and a wrong method a
 // 405 whatever the headers say.
 func (s *Server) route(method, path string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
-	s.e.Add(method, strings.ToLower(s.basePath+path), h, append([]echo.MiddlewareFunc{keyfactorHeaders}, mw...)...)
+	op, _ := routeOperation(method, path)
+	p := strings.ToLower(s.basePath + path)
+	// Authentication first: an unauthenticated call takes no generation
+	// slot and learns nothing from header checks.
+	s.e.Add(method, p, h, append([]echo.MiddlewareFunc{s.authenticate(op), keyfactorHeaders}, mw...)...)
 	s.endpoints = append(s.endpoints, method+" "+strings.ReplaceAll(path, ":id", "{id}"))
+	s.canonical[p] = s.basePath + path
 }
 
 // foldPath lower-cases the request path before routing. Keyfactor's routes
@@ -230,6 +277,15 @@ func keyfactorHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 
 // statusEndpoints answers Status/Endpoints: Keyfactor's SDK calls it when a
 // client is created and refuses to work unless it gets an array of strings.
+// It lists the endpoints the caller may use, as Keyfactor does.
 func (s *Server) statusEndpoints(c echo.Context) error {
-	return c.JSON(http.StatusOK, s.endpoints)
+	id, _ := identityOf(c)
+	out := make([]string, 0, len(s.endpoints))
+	for _, ep := range s.endpoints {
+		method, path, _ := strings.Cut(ep, " ")
+		if op, _ := routeOperation(method, path); op == "" || id.Grants.Allows(op) {
+			out = append(out, ep)
+		}
+	}
+	return c.JSON(http.StatusOK, out)
 }

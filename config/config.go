@@ -26,6 +26,7 @@ type Config struct {
 	// PolicyFile is the YAML policy file (templates, enrollment patterns,
 	// system-wide settings); empty means the built-in default policy.
 	PolicyFile string `yaml:"policy_file"`
+	Auth       Auth   `yaml:"auth"`
 
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after SIGTERM before the HSM sessions and database are closed.
@@ -88,6 +89,27 @@ type HSM struct {
 	ReconnectMaxBackoff time.Duration `yaml:"reconnect_max_backoff"`
 }
 
+// Auth selects how callers are authenticated (see package auth).
+type Auth struct {
+	// Mode is "file" (the default: every API call needs an identity from
+	// File) or "none" (no authentication; only allowed when listen is a
+	// loopback address, for development).
+	Mode string `yaml:"mode"`
+	// File is the auth file: users, API tokens, mTLS clients and grants.
+	File string `yaml:"file"`
+	// FailureLimit failed attempts from one address lock it out for
+	// Lockout, doubling with every further failure (up to an hour).
+	// 0 disables throttling.
+	FailureLimit int           `yaml:"failure_limit"`
+	Lockout      time.Duration `yaml:"lockout"`
+}
+
+// Auth modes.
+const (
+	AuthFile = "file"
+	AuthNone = "none"
+)
+
 // Defaults are the values used for keys the file leaves out.
 func Defaults() Config {
 	return Config{
@@ -97,6 +119,7 @@ func Defaults() Config {
 		LogLevel:        "info",
 		ShutdownTimeout: 30 * time.Second,
 		RequestTimeout:  5 * time.Minute,
+		Auth:            Auth{Mode: AuthFile, File: "/etc/csrd/auth.yaml", FailureLimit: 5, Lockout: time.Minute},
 		HSM: HSM{
 			Module:             "/usr/lib/softhsm/libsofthsm2.so",
 			PINFile:            "/etc/csrd/hsm-pin",
@@ -193,6 +216,26 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		add("request_timeout: must be positive")
+	}
+	switch c.Auth.Mode {
+	case AuthFile:
+		if c.Auth.File == "" {
+			add("auth.file: required when auth.mode is file")
+		}
+	case AuthNone:
+		// Without authentication anyone who reaches the port can make keys
+		// and delete records: only ever on the machine itself.
+		if err == nil && !isLoopback(host) {
+			add("auth.mode none: only allowed when listen is a loopback address, not %q", c.Listen)
+		}
+	default:
+		add("auth.mode %q: must be file or none", c.Auth.Mode)
+	}
+	if c.Auth.FailureLimit < 0 {
+		add("auth.failure_limit: must not be negative")
+	}
+	if c.Auth.FailureLimit > 0 && c.Auth.Lockout <= 0 {
+		add("auth.lockout: must be positive when auth.failure_limit is set")
 	}
 	if len(errs) == 0 {
 		return nil

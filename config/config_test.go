@@ -98,6 +98,12 @@ func TestValidate(t *testing.T) {
 		{name: "negative generations", mutate: func(c *Config) { c.Limits.MaxGenerations = -1 }, wantErr: "max_generations"},
 		{name: "no generation wait", mutate: func(c *Config) { c.Limits.GenerationWait = 0 }, wantErr: "generation_wait"},
 		{name: "no health interval", mutate: func(c *Config) { c.HSM.HealthInterval = 0 }, wantErr: "health_interval"},
+		{name: "auth none on loopback", mutate: func(c *Config) { c.Auth.Mode = AuthNone }},
+		{name: "auth none off loopback", mutate: func(c *Config) { c.Auth.Mode = AuthNone; c.Listen = "192.0.2.1:8443" }, wantErr: "auth.mode none"},
+		{name: "auth file missing", mutate: func(c *Config) { c.Auth.File = "" }, wantErr: "auth.file"},
+		{name: "auth mode unknown", mutate: func(c *Config) { c.Auth.Mode = "ldap" }, wantErr: "auth.mode"},
+		{name: "throttle without lockout", mutate: func(c *Config) { c.Auth.Lockout = 0 }, wantErr: "auth.lockout"},
+		{name: "throttle off", mutate: func(c *Config) { c.Auth.FailureLimit = 0; c.Auth.Lockout = 0 }},
 		{name: "all errors together", mutate: func(c *Config) { c.LogLevel = "loud"; c.HSM.TokenLabel = "" }, wantErr: "token_label"},
 	}
 	for _, tc := range cases {

@@ -176,6 +176,7 @@ func (k *Key) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	if err != nil {
 		return nil, err
 	}
+	defer k.tok.sessions.enter()()
 	sig, err := s.Sign(rand, digest, opts)
 	return sig, k.tok.wrap(op, err)
 }
@@ -217,6 +218,7 @@ func (t *Token) NewKeyID(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	defer t.end()
+	defer t.sessions.enter()()
 	r, err := t.c11.NewRandomReader()
 	if err != nil {
 		return nil, t.wrap(op, err)
@@ -255,6 +257,7 @@ func (t *Token) GenerateKeyPair(ctx context.Context, spec KeySpec, ref KeyRef) (
 		return t.generateEdDSA(ctx, spec, ref)
 	}
 
+	defer t.sessions.enter()()
 	pub, priv := keyTemplates(ref)
 	var (
 		signer crypto11.Signer

@@ -46,6 +46,7 @@ type Token struct {
 	kek kekCache // the sealing key, found or created on first use
 
 	gate      gate
+	sessions  sessionCounter // crypto11 pool use, for metrics (stats.go)
 	closed    atomic.Bool
 	closeOnce sync.Once
 	stop      chan struct{} // closed by Close: the health monitor returns
@@ -77,9 +78,11 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Token, error) {
 		rawSem: make(chan struct{}, rawSessions),
 		// Like crypto11's pool, minus its login session.
 		workSem: make(chan struct{}, cfg.MaxSessions-1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-		kick:    make(chan struct{}, 1),
+		// crypto11 keeps one persistent session out of MaxSessions.
+		sessions: sessionCounter{pool: cfg.MaxSessions - 1},
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		kick:     make(chan struct{}, 1),
 	}
 	if err := t.connect(); err != nil {
 		return nil, err

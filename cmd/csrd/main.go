@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/api"
+	"github.com/csrd/csrd/auth"
 	"github.com/csrd/csrd/config"
 	"github.com/csrd/csrd/health"
 	"github.com/csrd/csrd/hsm"
@@ -90,7 +91,14 @@ func run(args []string) error {
 	}
 	defer db.Close()
 
-	svc := lifecycle.New(token, db, pol, log)
+	metrics := api.NewMetrics(api.MetricsSources{
+		Sessions: token.SessionStats, Records: db.CountByState, AuditRows: db.CountAudit,
+	})
+	authOpts, err := authOptions(cfg, log)
+	if err != nil {
+		return err
+	}
+	svc := lifecycle.New(metrics.TimeToken(token), db, pol, log)
 	// Nothing is served yet, so every unfinished operation is a crash's:
 	// finish them all (MinAge 0). Orphans are reported, never destroyed here.
 	if _, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{}); err != nil {
@@ -134,6 +142,11 @@ func run(args []string) error {
 		Readiness:      ready,
 		MaxGenerations: cfg.GenerationSlots(),
 		GenerationWait: cfg.Limits.GenerationWait,
+		Auth:           authOpts.Auth,
+		NoAuth:         authOpts.NoAuth,
+		Throttle:       authOpts.Throttle,
+		Audit:          db,
+		Metrics:        metrics,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -221,6 +234,19 @@ func loadConfig(args []string) (config.Config, error) {
 		cfg.HSM.MaxSessions = *maxSessions
 	}
 	return cfg, cfg.Validate()
+}
+
+// authOptions opens the auth file, or says loudly that there is none.
+func authOptions(cfg config.Config, log zerolog.Logger) (api.Options, error) {
+	if cfg.Auth.Mode == config.AuthNone {
+		log.Warn().Str("listen", cfg.Listen).Msg("auth.mode is none: every caller on this machine may do everything")
+		return api.Options{NoAuth: true}, nil
+	}
+	a, err := auth.Open(cfg.Auth.File, log)
+	if err != nil {
+		return api.Options{}, err
+	}
+	return api.Options{Auth: a, Throttle: auth.NewThrottle(cfg.Auth.FailureLimit, cfg.Auth.Lockout)}, nil
 }
 
 func newLogger(level string) zerolog.Logger {

@@ -1,0 +1,221 @@
+package api
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/csrd/csrd/auth"
+)
+
+// Authenticator checks credentials; *auth.Authenticator implements it.
+type Authenticator interface {
+	Basic(ctx context.Context, name, password string) (auth.Identity, error)
+	Bearer(ctx context.Context, token string) (auth.Identity, error)
+	Certificate(ctx context.Context, leaf *x509.Certificate) (auth.Identity, error)
+}
+
+// errNoCredentials: the request carries neither an Authorization header nor
+// a verified client certificate.
+var errNoCredentials = errors.New("api: no credentials")
+
+const (
+	ctxIdentity = "csrd.identity"
+	// wwwAuthenticate offers both schemes Keyfactor clients use (RFC 7617,
+	// RFC 6750).
+	wwwBasic  = `Basic realm="csrd", charset="UTF-8"`
+	wwwBearer = `Bearer realm="csrd"`
+	// maxClaimedName bounds what a failed attempt's user name may put in
+	// the audit log.
+	maxClaimedName = 128
+)
+
+// authenticate is the per-route middleware that establishes who is calling
+// and checks that they may perform op ("" = any authenticated identity).
+// Failed attempts are counted per source address; a locked-out source is
+// answered 429 without its credentials being looked at.
+func (s *Server) authenticate(op auth.Operation) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			st := auditOf(c)
+			st.operation = op
+			if s.noAuth {
+				st.identity = auth.Anonymous()
+				c.Set(ctxIdentity, st.identity)
+				return next(c)
+			}
+			src := c.RealIP()
+			if d, blocked := s.throttle.Blocked(src); blocked {
+				st.throttled = true
+				secs := int((d + time.Second - 1) / time.Second)
+				c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+				s.metrics.authFailure("throttled")
+				return &Error{Status: http.StatusTooManyRequests, Code: CodeThrottled,
+					Msg: fmt.Sprintf("too many failed authentication attempts from this address; try again in %d s", secs)}
+			}
+			id, err := s.identify(c)
+			if err != nil {
+				if !errors.Is(err, errNoCredentials) && !errors.Is(err, auth.ErrUnauthenticated) {
+					return err // e.g. the client went away while waiting to verify
+				}
+				reason := "no_credentials"
+				if errors.Is(err, auth.ErrUnauthenticated) {
+					// Only wrong credentials count: a client that forgot to
+					// send any is not guessing.
+					s.throttle.Fail(src)
+					reason = "bad_credentials"
+				}
+				st.unauthenticated = reason == "bad_credentials"
+				st.noCredentials = !st.unauthenticated
+				s.metrics.authFailure(reason)
+				h := c.Response().Header()
+				h.Add(echo.HeaderWWWAuthenticate, wwwBasic)
+				h.Add(echo.HeaderWWWAuthenticate, wwwBearer)
+				msg := "authentication required: send Authorization: Basic (DOMAIN\\user:password) or Bearer (API token)"
+				if reason == "bad_credentials" {
+					msg = "authentication failed"
+				}
+				return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Msg: msg}
+			}
+			s.throttle.Succeed(src)
+			st.identity = id
+			c.Set(ctxIdentity, id)
+			if op != "" && !id.Grants.Allows(op) {
+				st.forbidden = true
+				return &Error{Status: http.StatusForbidden, Code: CodeForbidden,
+					Msg: fmt.Sprintf("%s may not %s", id.Name, opText(op))}
+			}
+			return next(c)
+		}
+	}
+}
+
+// identify finds the caller: the Authorization header when there is one
+// (explicit credentials win), else the verified client certificate.
+func (s *Server) identify(c echo.Context) (auth.Identity, error) {
+	st := auditOf(c)
+	r := c.Request()
+	if s.auth == nil {
+		return auth.Identity{}, errNoCredentials
+	}
+	if h := r.Header.Get(echo.HeaderAuthorization); h != "" {
+		scheme, cred, _ := strings.Cut(strings.TrimSpace(h), " ")
+		cred = strings.TrimSpace(cred)
+		switch {
+		case strings.EqualFold(scheme, "Basic"):
+			st.method = auth.MethodBasic
+			name, password, ok := decodeBasic(cred)
+			if !ok {
+				return auth.Identity{}, auth.ErrUnauthenticated
+			}
+			st.claimed = claimedName(name)
+			return s.auth.Basic(r.Context(), name, password)
+		case strings.EqualFold(scheme, "Bearer"):
+			st.method = auth.MethodBearer
+			return s.auth.Bearer(r.Context(), cred)
+		}
+		return auth.Identity{}, auth.ErrUnauthenticated
+	}
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		// VerifiedChains, not PeerCertificates: only a certificate the TLS
+		// layer chained to the configured client CA identifies anyone.
+		st.method = auth.MethodMTLS
+		leaf := r.TLS.VerifiedChains[0][0]
+		st.claimed = claimedName("cn=" + leaf.Subject.CommonName)
+		return s.auth.Certificate(r.Context(), leaf)
+	}
+	return auth.Identity{}, errNoCredentials
+}
+
+// decodeBasic decodes RFC 7617 credentials. The user name may carry a
+// Windows domain ("DOMAIN\user"); it ends at the first ':'.
+func decodeBasic(cred string) (name, password string, ok bool) {
+	raw, err := base64.StdEncoding.DecodeString(cred)
+	if err != nil {
+		if raw, err = base64.RawStdEncoding.DecodeString(cred); err != nil {
+			return "", "", false
+		}
+	}
+	if !utf8.Valid(raw) {
+		return "", "", false
+	}
+	name, password, ok = strings.Cut(string(raw), ":")
+	return name, password, ok && name != ""
+}
+
+// claimedName makes a client-supplied name safe to log and audit.
+func claimedName(n string) string {
+	n = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, n)
+	if len(n) > maxClaimedName {
+		n = n[:maxClaimedName]
+		for !utf8.ValidString(n) {
+			n = n[:len(n)-1]
+		}
+	}
+	return n
+}
+
+// identityOf returns the caller established by authenticate.
+func identityOf(c echo.Context) (auth.Identity, bool) {
+	id, ok := c.Get(ctxIdentity).(auth.Identity)
+	return id, ok
+}
+
+// authorizeGenerate checks the Generate request's pattern and template
+// against the caller's scope.
+func (s *Server) authorizeGenerate(c echo.Context, req *GenerateRequest) error {
+	pattern := 0
+	if req.EnrollmentPatternID != nil {
+		pattern = *req.EnrollmentPatternID
+	}
+	return s.authorizeTarget(c, pattern, req.Template)
+}
+
+// authorizeTarget checks that the caller may generate for the enrollment
+// pattern and template the request names (see auth.Grants.AllowsTarget).
+func (s *Server) authorizeTarget(c echo.Context, pattern int, template string) error {
+	id, ok := identityOf(c)
+	if ok && id.Grants.AllowsTarget(pattern, template) {
+		return nil
+	}
+	auditOf(c).forbidden = true
+	what := "without naming an enrollment pattern or template"
+	switch {
+	case pattern != 0:
+		what = "for enrollment pattern " + strconv.Itoa(pattern)
+	case template != "":
+		what = "for template " + strconv.Quote(template)
+	}
+	return &Error{Status: http.StatusForbidden, Code: CodeForbidden,
+		Msg: fmt.Sprintf("%s may not generate keys %s", id.Name, what)}
+}
+
+func opText(op auth.Operation) string {
+	switch op {
+	case auth.OpGenerate:
+		return "generate keys"
+	case auth.OpPendingRead:
+		return "read pending CSRs"
+	case auth.OpPendingDelete:
+		return "delete pending CSRs"
+	case auth.OpImport:
+		return "import or recover certificates"
+	case auth.OpMetrics:
+		return "read metrics"
+	}
+	return "use this administrative endpoint"
+}

@@ -1,0 +1,159 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/csrd/csrd/auth"
+	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/store"
+)
+
+// AuditLog is where api appends audit rows; *store.Store implements it.
+type AuditLog interface {
+	AppendAudit(ctx context.Context, e *store.AuditEntry) error
+}
+
+// auditState collects, while a request runs, what its audit row says. The
+// outer observe middleware creates it; authenticate, the handlers and
+// noteError fill it in.
+type auditState struct {
+	operation       auth.Operation
+	identity        auth.Identity
+	method          auth.Method // scheme presented, also when it failed
+	claimed         string      // name a failed attempt claimed
+	unauthenticated bool // wrong credentials
+	noCredentials   bool // none presented: logged, not audited (anyone could flood it)
+	forbidden       bool
+	throttled       bool
+	code            string // csrd ErrorCode answered, if an error
+	recordID        int64
+	keyLabel        string
+}
+
+const ctxAudit = "csrd.audit"
+
+// auditOf returns the request's audit state (a throw-away one outside
+// observe, e.g. in handler unit tests).
+func auditOf(c echo.Context) *auditState {
+	if st, ok := c.Get(ctxAudit).(*auditState); ok {
+		return st
+	}
+	st := &auditState{}
+	c.Set(ctxAudit, st)
+	return st
+}
+
+// auditRecord tells the audit row which record and key a handler worked on.
+func auditRecord(c echo.Context, id int64, label string) {
+	st := auditOf(c)
+	st.recordID, st.keyLabel = id, label
+}
+
+// auditTimeout bounds the audit write, which runs detached from the
+// client's cancellation: a client hanging up must not erase its trace.
+const auditTimeout = 5 * time.Second
+
+// observe is the outermost middleware: after the response is written (the
+// status is final) it counts the request and writes the audit row.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		st := &auditState{}
+		c.Set(ctxAudit, st)
+		err := next(c)
+		status := c.Response().Status
+		method, route := s.routeLabel(c)
+		s.metrics.request(method, route, status, time.Since(start))
+		// Throttled and credential-less requests are not audited: anyone
+		// could fill the table with them. Wrong credentials are, and the
+		// throttle bounds how many. Scrapes are not: they change nothing
+		// and come every few seconds.
+		acted := st.operation != "" && st.operation != auth.OpMetrics
+		if !st.throttled && !st.noCredentials && (acted || st.unauthenticated || st.forbidden) {
+			s.writeAudit(c, st, route, status)
+		}
+		return err
+	}
+}
+
+// noteError is the innermost middleware: it sees the error a handler (or
+// authenticate) returned before the error handler turns it into a
+// response, and notes its ErrorCode for the audit row and any PKCS#11 code
+// for the metrics.
+func (s *Server) noteError(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		if err != nil {
+			auditOf(c).code = classify(err).code
+			var he *hsm.Error
+			if errors.As(err, &he) && he.CKR != 0 {
+				s.metrics.pkcs11Error(he.CodeName())
+			}
+		}
+		return err
+	}
+}
+
+func (s *Server) writeAudit(c echo.Context, st *auditState, route string, status int) {
+	e := &store.AuditEntry{
+		Actor:      st.identity.Name,
+		AuthMethod: string(st.identity.Method),
+		Source:     c.RealIP(),
+		Operation:  string(st.operation),
+		Result:     auditResult(st, status),
+		Status:     status,
+		RecordID:   st.recordID,
+		KeyLabel:   st.keyLabel,
+		RequestID:  c.Response().Header().Get(echo.HeaderXRequestID),
+		Detail:     st.code,
+	}
+	if e.Actor == "" {
+		e.Actor, e.AuthMethod = st.claimed, string(st.method)
+	}
+	if e.Operation == "" {
+		e.Operation = c.Request().Method + " " + route
+	}
+	if e.RecordID == 0 {
+		if id, err := strconv.ParseInt(c.Param("id"), 10, 64); err == nil && id > 0 {
+			e.RecordID = id
+		}
+	}
+	l := requestLogger(c, s.log)
+	if s.audit == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), auditTimeout)
+	defer cancel()
+	if err := s.audit.AppendAudit(ctx, e); err != nil {
+		s.metrics.auditFailure()
+		l.Error().Err(err).Str("operation", e.Operation).Str("actor", e.Actor).Msg("audit: could not write the audit row")
+		return
+	}
+	// The journal keeps a second copy of the chain: a truncated table
+	// still shows in the logs.
+	l.Info().Int64("audit_id", e.ID).Str("actor", e.Actor).Str("auth", e.AuthMethod).
+		Str("operation", e.Operation).Str("result", e.Result).Int("status", status).
+		Int64("record", e.RecordID).Str("hash", e.Hash).Msg("audit")
+}
+
+func auditResult(st *auditState, status int) string {
+	switch {
+	case st.unauthenticated:
+		return store.AuditUnauthenticated
+	case st.forbidden || status == http.StatusForbidden:
+		return store.AuditForbidden
+	case st.throttled:
+		return store.AuditThrottled
+	case status >= 500:
+		return store.AuditError
+	case status >= 400:
+		return store.AuditRefused
+	}
+	return store.AuditOK
+}

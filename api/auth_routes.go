@@ -1,0 +1,40 @@
+package api
+
+import (
+	"strings"
+
+	"github.com/csrd/csrd/auth"
+)
+
+// routeOperations says which grant each API route needs, keyed by
+// "METHOD /path" as passed to Server.route (path parameters as ":id"). ""
+// means any authenticated identity (read-only information every client
+// needs, e.g. Status/Endpoints, which Keyfactor's SDK calls first). A route
+// missing here needs admin: fail closed, and TestEveryRouteIsClassified
+// makes a new route's author decide.
+var routeOperations = map[string]auth.Operation{
+	"POST /CSRGeneration/Generate": auth.OpGenerate,
+	"GET /Status/Endpoints":        "",
+
+	"GET /CSRGeneration/Pending":        auth.OpPendingRead,
+	"GET /CSRGeneration/Pending/:id":    auth.OpPendingRead,
+	"DELETE /CSRGeneration/Pending":     auth.OpPendingDelete,
+	"DELETE /CSRGeneration/Pending/:id": auth.OpPendingDelete,
+	"POST /Certificates/Import":         auth.OpImport,
+	"POST /Certificates/Recover":        auth.OpImport,
+
+	"GET /EnrollmentPatterns":          "",
+	"GET /EnrollmentPatterns/Settings": "",
+	"GET /EnrollmentPatterns/:id":      "",
+}
+
+// routeOperation returns the grant a route needs and whether the route is
+// classified at all.
+func routeOperation(method, path string) (auth.Operation, bool) {
+	// Status/Endpoints spells parameters {id}, echo :id.
+	op, ok := routeOperations[method+" "+strings.ReplaceAll(path, "{id}", ":id")]
+	if !ok {
+		return auth.OpAdmin, false
+	}
+	return op, true
+}

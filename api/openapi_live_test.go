@@ -1,0 +1,57 @@
+package api_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/csrd/csrd/api"
+)
+
+// Real answers of the real handlers validate against the schemas the
+// document gives for them.
+func TestOpenAPIDescribesRealResponses(t *testing.T) {
+	fx := newAuthFixture(t, 0)
+	tests := []struct {
+		name    string
+		c       call
+		docPath string
+		status  int
+	}{
+		{"generate", call{method: "POST", path: generatePath, body: genBody(""), authz: "Bearer " + fx.token}, "/KeyfactorAPI/CSRGeneration/Generate", 200},
+		{"generate invalid", call{method: "POST", path: generatePath, body: `{"KeyType":"RSA"}`, authz: "Bearer " + fx.token}, "/KeyfactorAPI/CSRGeneration/Generate", 400},
+		{"generate unauthenticated", call{method: "POST", path: generatePath, body: genBody("")}, "/KeyfactorAPI/CSRGeneration/Generate", 401},
+		{"generate forbidden", call{method: "POST", path: generatePath, body: genBody(""), authz: basic("alice", alicePass)}, "/KeyfactorAPI/CSRGeneration/Generate", 403},
+		{"status", call{method: "GET", path: "/KeyfactorAPI/Status/Endpoints", authz: "Bearer " + fx.token}, "/KeyfactorAPI/Status/Endpoints", 200},
+		{"status unauthenticated", call{method: "GET", path: "/KeyfactorAPI/Status/Endpoints", authz: "Bearer nope"}, "/KeyfactorAPI/Status/Endpoints", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.c.method, fx.srv.URL+tt.c.path, nil)
+			if tt.c.body != "" {
+				req, _ = http.NewRequest(tt.c.method, fx.srv.URL+tt.c.path, strings.NewReader(tt.c.body))
+				req.Header.Set("Content-Type", "application/json")
+			}
+			req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
+			if tt.c.authz != "" {
+				req.Header.Set("Authorization", tt.c.authz)
+			}
+			resp, err := fx.client(nil).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
+			}
+			if err := api.ValidateResponse("post", tt.docPath, tt.status, body); tt.c.method == "POST" && err != nil {
+				t.Errorf("response does not match openapi.json: %v\n%s", err, body)
+			}
+			if err := api.ValidateResponse("get", tt.docPath, tt.status, body); tt.c.method == "GET" && err != nil {
+				t.Errorf("response does not match openapi.json: %v\n%s", err, body)
+			}
+		})
+	}
+}

@@ -1,0 +1,228 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+)
+
+// publicRoutes are served without credentials. Anything else must answer
+// 401 to a request without them.
+var publicRoutes = map[string]bool{
+	"GET /keyfactorapi/openapi.json": true,
+	"GET /healthz":                   true,
+	"GET /readyz":                    true,
+}
+
+var paramRE = regexp.MustCompile(`\{[^}]+\}|:[^/]+`)
+
+// routeKey normalises "METHOD path" so that echo's lower-cased ":id" and
+// the document's "{id}" compare equal.
+func routeKey(method, path string) string {
+	return strings.ToUpper(method) + " " + paramRE.ReplaceAllString(strings.ToLower(path), "{}")
+}
+
+func testServer() *Server {
+	return New(Options{BasePath: docBasePath, Log: zerolog.Nop()})
+}
+
+func documentedOps(t *testing.T) (*schemaDoc, map[string]map[string]any) {
+	t.Helper()
+	d, err := loadDoc(openapiDoc)
+	if err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	ops := map[string]map[string]any{}
+	for p, item := range d.root["paths"].(map[string]any) {
+		for method, op := range item.(map[string]any) {
+			switch method {
+			case "get", "put", "post", "delete", "patch", "head", "options":
+				ops[routeKey(method, p)] = op.(map[string]any)
+			default:
+				t.Errorf("%s: unexpected member %q", p, method)
+			}
+		}
+	}
+	return d, ops
+}
+
+// Every route echo serves is documented and every documented route is
+// served. A helper adding a route must describe it.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	s := testServer()
+	_, ops := documentedOps(t)
+	served := map[string]bool{}
+	for _, r := range s.e.Routes() {
+		k := routeKey(r.Method, r.Path)
+		served[k] = true
+		if _, ok := ops[k]; !ok {
+			t.Errorf("route %s %s is not in openapi.json", r.Method, r.Path)
+		}
+	}
+	for k := range ops {
+		if !served[k] {
+			t.Errorf("openapi.json documents %s, which no handler serves", k)
+		}
+	}
+}
+
+// Every example in the document validates against its schema, every $ref
+// resolves, and every operation has an id and a success response.
+func TestOpenAPIExamplesValidate(t *testing.T) {
+	d, ops := documentedOps(t)
+	keys := make([]string, 0, len(ops))
+	for k := range ops {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	ids := map[string]bool{}
+	for _, k := range keys {
+		op := ops[k]
+		t.Run(k, func(t *testing.T) {
+			id, _ := op["operationId"].(string)
+			if id == "" || ids[id] {
+				t.Errorf("operationId %q missing or repeated", id)
+			}
+			ids[id] = true
+			checkContent := func(where string, content any) {
+				for mt, media := range content.(map[string]any) {
+					m := media.(map[string]any)
+					schema, ok := m["schema"]
+					if !ok {
+						t.Errorf("%s %s: no schema", where, mt)
+						continue
+					}
+					if _, err := d.resolve(schema); err != nil {
+						t.Errorf("%s %s: %v", where, mt, err)
+					}
+					if ex, ok := m["example"]; ok {
+						if err := d.validate(schema, ex, where); err != nil {
+							t.Errorf("%s %s example: %v", where, mt, err)
+						}
+					}
+				}
+			}
+			if rb, ok := op["requestBody"]; ok {
+				r, err := d.resolve(rb)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkContent("requestBody", r["content"])
+			}
+			success := false
+			for code, resp := range op["responses"].(map[string]any) {
+				r, err := d.resolve(resp)
+				if err != nil {
+					t.Errorf("response %s: %v", code, err)
+					continue
+				}
+				success = success || strings.HasPrefix(code, "2")
+				if c, ok := r["content"]; ok {
+					checkContent("response "+code, c)
+				}
+			}
+			if !success {
+				t.Error("no 2xx response documented")
+			}
+			for _, p := range asSlice(op["parameters"]) {
+				if _, err := d.resolve(p); err != nil {
+					t.Errorf("parameter: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func asSlice(v any) []any {
+	s, _ := v.([]any)
+	return s
+}
+
+// The validator itself rejects what it should, or the example checks above
+// prove nothing.
+func TestOpenAPIValidatorRejects(t *testing.T) {
+	d, _ := documentedOps(t)
+	bad := []struct {
+		schema string
+		value  any
+	}{
+		{"GenerateResponse", map[string]any{}},
+		{"GenerateResponse", map[string]any{"CSR": "not a pem"}},
+		{"GenerateResponse", map[string]any{"CSR": "-----BEGIN CERTIFICATE REQUEST-----\n", "Extra": 1.0}},
+		{"Error", map[string]any{"ErrorCode": "0x1", "Message": "m"}},
+		{"EndpointList", map[string]any{}},
+		{"GenerateRequest", map[string]any{"Subject": "CN=x", "KeyType": "RSA", "KeyLength": 1.5}},
+		{"GenerateRequest", map[string]any{"Subject": "CN=x", "KeyType": "RSA", "SANs": map[string]any{"dns": "x"}}},
+	}
+	for _, b := range bad {
+		if err := d.validate(map[string]any{"$ref": "#/components/schemas/" + b.schema}, b.value, b.schema); err == nil {
+			t.Errorf("%s accepted %v", b.schema, b.value)
+		}
+	}
+}
+
+// Every Keyfactor route needs a grant decided in routeOperations, and every
+// non-public route refuses a request without credentials — so a route
+// registered around Server.route cannot skip authentication unnoticed.
+func TestEveryRouteIsClassified(t *testing.T) {
+	s := testServer() // neither Auth nor NoAuth: everything fails closed
+	for _, ep := range s.endpoints {
+		method, path, _ := strings.Cut(ep, " ")
+		if _, ok := routeOperation(method, path); !ok {
+			t.Errorf("%s has no entry in routeOperations (auth_routes.go)", ep)
+		}
+	}
+	for _, r := range s.e.Routes() {
+		if publicRoutes[r.Method+" "+r.Path] {
+			continue
+		}
+		path := paramRE.ReplaceAllString(r.Path, "1")
+		req := httptest.NewRequest(r.Method, path, nil)
+		req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized {
+			t.Errorf("%s %s without credentials: %d, want 401", r.Method, r.Path, rec.Code)
+		}
+	}
+}
+
+// The served document follows the configured base path.
+func TestOpenAPIServedUnderBasePath(t *testing.T) {
+	s := New(Options{BasePath: "/KeyfactorApi", Log: zerolog.Nop(), NoAuth: true})
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/keyfactorapi/OpenAPI.json", nil))
+	if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
+		t.Fatalf("status %d, type %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	var doc struct {
+		Paths map[string]any `json:"paths"`
+	}
+	body, _ := io.ReadAll(rec.Body)
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := doc.Paths["/KeyfactorApi/CSRGeneration/Generate"]; !ok {
+		t.Errorf("paths not rebased: %v", keysOf(doc.Paths))
+	}
+	if _, ok := doc.Paths["/metrics"]; !ok {
+		t.Errorf("/metrics lost: %v", keysOf(doc.Paths))
+	}
+}
+
+func keysOf(m map[string]any) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return fmt.Sprint(ks)
+}
