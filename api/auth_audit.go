@@ -27,8 +27,8 @@ type auditState struct {
 	identity        auth.Identity
 	method          auth.Method // scheme presented, also when it failed
 	claimed         string      // name a failed attempt claimed
-	unauthenticated bool // wrong credentials
-	noCredentials   bool // none presented: logged, not audited (anyone could flood it)
+	unauthenticated bool        // wrong credentials
+	noCredentials   bool        // none presented: logged, not audited (anyone could flood it)
 	forbidden       bool
 	throttled       bool
 	code            string // csrd ErrorCode answered, if an error

@@ -446,4 +446,3 @@ func TestAuthFailsClosed(t *testing.T) {
 		t.Fatalf("status %d, want 401", resp.StatusCode)
 	}
 }
-

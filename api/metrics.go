@@ -151,7 +151,7 @@ func (s *Server) routeLabel(c echo.Context) (method, route string) {
 	return method, "unmatched"
 }
 
-func (m *Metrics) pkcs11Error(code string) { m.pkcs11Errors.WithLabelValues(code).Inc() }
+func (m *Metrics) pkcs11Error(code string)   { m.pkcs11Errors.WithLabelValues(code).Inc() }
 func (m *Metrics) authFailure(reason string) { m.authFailures.WithLabelValues(reason).Inc() }
 func (m *Metrics) auditFailure()             { m.auditFailures.Inc() }
 
