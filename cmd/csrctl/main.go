@@ -29,6 +29,9 @@ var commands = map[string]command{
 	"version":   {summary: "print the csrctl version", run: runVersion},
 	"policy":    {summary: "policy check FILE: validate a policy file offline, print the effective rules", run: runPolicy},
 	"reconcile": {summary: "compare token and database: finish interrupted work, list orphans and lost keys", run: runReconcile},
+	"audit":     {summary: "audit verify: check the audit log's hash chain (edited, inserted or deleted rows)", run: runAudit},
+	"user":      {summary: "user add NAME: add a Basic-auth user (DOMAIN\\user or user) to the auth file", run: runUser},
+	"token":     {summary: "token create NAME: make a Bearer API token (printed once) in the auth file", run: runToken},
 }
 
 // errUsage marks a command-line mistake (exit code 2).

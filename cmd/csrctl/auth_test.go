@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/auth"
+	"github.com/csrd/csrd/store"
+)
+
+func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	var code int
+	if args[0] == "user" && len(args) > 1 && args[1] == "add" && stdin != "" {
+		if err := runUserAdd(args[2:], strings.NewReader(stdin), &out, &errOut); err != nil {
+			code = 1
+			if errors.Is(err, errUsage) {
+				code = 2
+			}
+			errOut.WriteString(err.Error())
+		}
+	} else {
+		code = run(args, &out, &errOut)
+	}
+	return code, out.String(), errOut.String()
+}
+
+var cheapArgon = []string{"-argon2-memory", "64", "-argon2-time", "1"}
+
+func TestUserAddAndTokenCreate(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.yaml")
+	cfg := filepath.Join(dir, "csrd.yaml")
+	if err := os.WriteFile(cfg, []byte("auth:\n  file: "+path+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Generated password, printed once on stdout; the file comes from -config.
+	code, out, errOut := runCLI(t, "", append([]string{"user", "add", "-config", cfg, "-op", "generate,pending_read", "-pattern", "1,2"}, append(cheapArgon, `CORP\enroll`)...)...)
+	if code != 0 {
+		t.Fatalf("user add: %d %s", code, errOut)
+	}
+	password := strings.TrimSpace(out)
+	if len(password) < 20 || strings.Contains(errOut, password) {
+		t.Fatalf("password %q printed wrongly (stderr %q)", password, errOut)
+	}
+	// Password from stdin.
+	if code, _, errOut := runCLI(t, "a long enough password\n", append([]string{"user", "add", "-auth-file", path, "-op", "admin", "-password-stdin"}, append(cheapArgon, "ops")...)...); code != 0 {
+		t.Fatalf("user add -password-stdin: %d %s", code, errOut)
+	}
+	if code, _, _ := runCLI(t, "short\n", append([]string{"user", "add", "-auth-file", path, "-op", "admin", "-password-stdin"}, append(cheapArgon, "ops2")...)...); code != 1 {
+		t.Errorf("short password accepted")
+	}
+	// The same name again is refused without -replace.
+	if code, _, errOut := runCLI(t, "", append([]string{"user", "add", "-auth-file", path, "-op", "generate"}, append(cheapArgon, `corp\ENROLL`)...)...); code != 1 || !strings.Contains(errOut, "-replace") {
+		t.Errorf("duplicate user: %d %s", code, errOut)
+	}
+	code, tok, errOut := runCLI(t, "", "token", "create", "-auth-file", path, "-op", "generate", "-template", "WebServer", "-expires", "30d", "ci-runner")
+	if code != 0 {
+		t.Fatalf("token create: %d %s", code, errOut)
+	}
+	tok = strings.TrimSpace(tok)
+	raw, _ := os.ReadFile(path)
+	if strings.Contains(string(raw), password) || strings.Contains(string(raw), tok) {
+		t.Fatal("the auth file holds a password or token in clear")
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("auth file mode %04o", st.Mode().Perm())
+	}
+
+	a, err := auth.Open(path, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := a.Basic(ctx, `CORP\enroll`, password)
+	if err != nil || !id.Grants.Allows(auth.OpPendingRead) || id.Grants.Allows(auth.OpPendingDelete) || !id.Grants.AllowsTarget(2, "") || id.Grants.AllowsTarget(3, "") {
+		t.Errorf("user: %+v %v", id, err)
+	}
+	if _, err := a.Basic(ctx, "ops", "a long enough password"); err != nil {
+		t.Errorf("stdin user: %v", err)
+	}
+	tid, err := a.Bearer(ctx, tok)
+	if err != nil || tid.Name != "ci-runner" || !tid.Grants.AllowsTarget(0, "webserver") {
+		t.Errorf("token: %+v %v", tid, err)
+	}
+
+	for _, bad := range [][]string{
+		{"user", "add", "-auth-file", path, "x"},                // no -op
+		{"user", "add", "-auth-file", path, "-op", "root", "x"}, // unknown op
+		{"user", "add", "-auth-file", path, "-op", "generate"},  // no name
+		{"token", "create", "-auth-file", path, "-op", "generate", "-expires", "soon", "t"},
+		{"token", "list"},
+	} {
+		if code, _, _ := runCLI(t, "", bad...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
+	}
+}
+
+func TestAuditVerify(t *testing.T) {
+	ctx := context.Background()
+	dbPath := filepath.Join(t.TempDir(), "csrd.db")
+	db, err := store.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := db.AppendAudit(ctx, &store.AuditEntry{Actor: "a", Source: "::1", Operation: "generate", Result: store.AuditOK, Status: 200, RequestID: string(rune('a' + i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	code, out, errOut := runCLI(t, "", "audit", "verify", "-database", dbPath)
+	if code != 0 || !strings.Contains(out, "audit log OK: 3 rows") {
+		t.Fatalf("verify intact: %d %q %q", code, out, errOut)
+	}
+	// Tamper through the sqlite3 CLI, as an intruder with the file would.
+	for _, q := range []string{"DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE id = 2"} {
+		if err := sqlite(dbPath, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, _ = runCLI(t, "", "audit", "verify", "-database", dbPath)
+	if code != 1 || !strings.Contains(out, "TAMPERED: row 2") {
+		t.Fatalf("verify tampered: %d %q", code, out)
+	}
+}
