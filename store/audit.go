@@ -75,8 +75,9 @@ const (
 	auditHeadSQL   = `SELECT hash FROM audit ORDER BY id DESC LIMIT 1`
 	insertAuditSQL = `INSERT INTO audit (` + auditColumns + `)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	listAuditSQL  = `SELECT ` + auditColumns + ` FROM audit WHERE id > ? ORDER BY id LIMIT ?`
-	countAuditSQL = `SELECT COUNT(*) FROM audit`
+	listAuditSQL   = `SELECT ` + auditColumns + ` FROM audit WHERE id > ? ORDER BY id LIMIT ?`
+	countAuditSQL  = `SELECT COUNT(*) FROM audit`
+	auditByHashSQL = `SELECT id FROM audit WHERE hash = ?`
 )
 
 // AppendAudit appends e to the chain in one write transaction: the new id
@@ -204,6 +205,20 @@ func (s *Store) CountAudit(ctx context.Context) (int64, error) {
 		return 0, dbErr("count audit", err)
 	}
 	return n, nil
+}
+
+// AuditIDByHash returns the id of the row whose hash is hash (a head hash
+// recorded earlier), or an error matching ErrNotFound.
+func (s *Store) AuditIDByHash(ctx context.Context, hash string) (int64, error) {
+	var id int64
+	err := s.r.QueryRowContext(ctx, auditByHashSQL, strings.ToLower(hash)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("%w: audit row with hash %s", ErrNotFound, hash)
+	}
+	if err != nil {
+		return 0, dbErr("find audit row", err)
+	}
+	return id, nil
 }
 
 func nullInt64(n int64) any {

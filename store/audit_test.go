@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -108,6 +109,13 @@ func TestAuditTamperDetected(t *testing.T) {
 			if tt.wantAt == 0 {
 				if err != nil || rep.Head != es[3].Hash {
 					t.Fatalf("VerifyAudit = %+v, %v; want a clean chain ending at row 4", rep, err)
+				}
+				// ... but a head hash recorded elsewhere shows it.
+				if _, err := s.AuditIDByHash(ctx, es[4].Hash); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("AuditIDByHash(recorded head) = %v, want ErrNotFound", err)
+				}
+				if id, err := s.AuditIDByHash(ctx, strings.ToUpper(es[3].Hash)); err != nil || id != 4 {
+					t.Fatalf("AuditIDByHash(row 4) = %d, %v", id, err)
 				}
 				return
 			}

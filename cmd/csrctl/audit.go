@@ -21,8 +21,9 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file (for database)")
 	dbPath := fs.String("database", "", "SQLite database (overrides database from -config)")
+	head := fs.String("head", "", "a head hash printed by an earlier verify; it must still be in the chain")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl audit verify [flags]\n\nRecomputes every audit row's SHA-256 and the chain between rows. Exit 0: intact;\nexit 1: tampered (the first broken row is named). Record the printed head hash\noutside this machine: it also proves the tail was not cut off later.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: csrctl audit verify [flags]\n\nRecomputes every audit row's SHA-256 and the chain between rows. Exit 0: intact;\nexit 1: tampered (the first broken row is named). Record the printed head hash\noutside this machine and pass it later with -head: that also catches a cut-off tail.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args[1:], stderr); err != nil {
@@ -54,6 +55,17 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if *head != "" {
+		id, err := db.AuditIDByHash(ctx, *head)
+		if errors.Is(err, store.ErrNotFound) {
+			fmt.Fprintf(stdout, "TAMPERED: the recorded head %s is no longer in the log (its tail was cut and the sequence rewound)\n", *head)
+			return errTampered
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "recorded head %s is row %d\n", *head, id)
 	}
 	fmt.Fprintf(stdout, "audit log OK: %d rows, last id %d, head %s\n", rep.Rows, rep.LastID, orNone(rep.Head))
 	return nil

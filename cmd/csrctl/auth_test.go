@@ -123,8 +123,25 @@ func TestAuditVerify(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "audit log OK: 3 rows") {
 		t.Fatalf("verify intact: %d %q %q", code, out, errOut)
 	}
+	head := out[strings.LastIndex(out, "head ")+5 : len(out)-1]
+	if code, out, _ := runCLI(t, "", "audit", "verify", "-database", dbPath, "-head", head); code != 0 || !strings.Contains(out, "is row 3") {
+		t.Fatalf("verify -head: %d %q", code, out)
+	}
+	// Cut the tail and rewind the sequence: the chain alone cannot tell,
+	// the recorded head can.
+	for _, q := range []string{"DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE id = 3", "UPDATE sqlite_sequence SET seq = 2 WHERE name = 'audit'"} {
+		if err := sqlite(dbPath, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out, _ := runCLI(t, "", "audit", "verify", "-database", dbPath); code != 0 {
+		t.Fatalf("verify after a clean cut: %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, "", "audit", "verify", "-database", dbPath, "-head", head); code != 1 || !strings.Contains(out, "no longer in the log") {
+		t.Fatalf("verify -head after a cut: %d %q", code, out)
+	}
 	// Tamper through the sqlite3 CLI, as an intruder with the file would.
-	for _, q := range []string{"DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE id = 2"} {
+	for _, q := range []string{"DELETE FROM audit WHERE id = 2"} {
 		if err := sqlite(dbPath, q); err != nil {
 			t.Fatal(err)
 		}
