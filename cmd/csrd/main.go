@@ -243,6 +243,10 @@ func authOptions(cfg config.Config, log zerolog.Logger) (api.Options, error) {
 		return api.Options{NoAuth: true}, nil
 	}
 	a, err := auth.Open(cfg.Auth.File, log)
+	if errors.Is(err, os.ErrNotExist) {
+		return api.Options{}, fmt.Errorf("%w: create it with 'csrctl user add' or 'csrctl token create' "+
+			"(or, for development on a loopback address only, set auth.mode: none)", err)
+	}
 	if err != nil {
 		return api.Options{}, err
 	}
