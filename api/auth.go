@@ -121,6 +121,9 @@ func (s *Server) identify(c echo.Context) (auth.Identity, error) {
 			return s.auth.Basic(r.Context(), name, password)
 		case strings.EqualFold(scheme, "Bearer"):
 			st.method = auth.MethodBearer
+			if id := auth.TokenID(cred); id != "" {
+				st.claimed = "token " + id
+			}
 			return s.auth.Bearer(r.Context(), cred)
 		}
 		return auth.Identity{}, auth.ErrUnauthenticated

@@ -393,18 +393,21 @@ func TestAuthAudited(t *testing.T) {
 	fx.do(t, nil, call{method: "POST", path: generatePath, body: genBody(""), authz: basic(`EVIL\mallory`, "s3cr3t-guess")})
 	fx.do(t, nil, call{method: "POST", path: generatePath, body: genBody(`,"EnrollmentPatternId":9`), authz: basic("alice", alicePass)})
 	fx.do(t, nil, call{method: "POST", path: generatePath, body: genBody("")}) // no credentials: not audited
+	fx.do(t, nil, call{method: "POST", path: generatePath, body: genBody(""), authz: "Bearer " + fx.expired})
 
 	rows, err := testStore.ListAudit(ctx, before.LastID, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 3 {
-		t.Fatalf("%d audit rows, want 3: %+v", len(rows), rows)
+	if len(rows) != 4 {
+		t.Fatalf("%d audit rows, want 4: %+v", len(rows), rows)
 	}
 	want := []struct{ actor, method, result, detail string }{
 		{"alice", "basic", store.AuditOK, ""},
 		{`EVIL\mallory`, "basic", store.AuditUnauthenticated, api.CodeUnauthenticated},
 		{"alice", "basic", store.AuditForbidden, api.CodeForbidden},
+		// A failed token is named by its public id, never by the token.
+		{"token " + auth.TokenID(fx.expired), "bearer", store.AuditUnauthenticated, api.CodeUnauthenticated},
 	}
 	for i, w := range want {
 		r := rows[i]
@@ -413,7 +416,7 @@ func TestAuthAudited(t *testing.T) {
 			t.Errorf("row %d = %+v, want %+v", i, r, w)
 		}
 		b, _ := json.Marshal(r)
-		for _, secret := range []string{alicePass, "s3cr3t-guess"} {
+		for _, secret := range []string{alicePass, "s3cr3t-guess", fx.expired} {
 			if strings.Contains(string(b), secret) {
 				t.Errorf("row %d contains a password", i)
 			}

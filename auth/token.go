@@ -36,6 +36,10 @@ func NewToken() (token, id, sha string, err error) {
 	return token, id, tokenHash(token), nil
 }
 
+// TokenID returns the public id part of a well-formed token ("" otherwise),
+// which names a token in logs without revealing it.
+func TokenID(token string) string { return tokenID(token) }
+
 // tokenID extracts the id of a well-formed token ("" otherwise).
 func tokenID(token string) string {
 	rest, ok := strings.CutPrefix(token, tokenPrefix)
