@@ -9,6 +9,37 @@ import (
 	"github.com/csrd/csrd/api"
 )
 
+// The EnrollmentPatterns answers, from testdata/policy.yaml, validate too.
+func TestOpenAPIDescribesPatternResponses(t *testing.T) {
+	base := policyServer(t)
+	for _, tt := range []struct {
+		path, docPath string
+		status        int
+	}{
+		{"/KeyfactorAPI/EnrollmentPatterns", "/KeyfactorAPI/EnrollmentPatterns", 200},
+		{"/KeyfactorAPI/EnrollmentPatterns?ReturnLimit=1&PageReturned=2", "/KeyfactorAPI/EnrollmentPatterns", 200},
+		{"/KeyfactorAPI/EnrollmentPatterns/3", "/KeyfactorAPI/EnrollmentPatterns/{id}", 200},
+		{"/KeyfactorAPI/EnrollmentPatterns/1", "/KeyfactorAPI/EnrollmentPatterns/{id}", 200},
+		{"/KeyfactorAPI/EnrollmentPatterns/99", "/KeyfactorAPI/EnrollmentPatterns/{id}", 404},
+		{"/KeyfactorAPI/EnrollmentPatterns/Settings", "/KeyfactorAPI/EnrollmentPatterns/Settings", 200},
+	} {
+		req, _ := http.NewRequest("GET", base+tt.path, nil)
+		req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Fatalf("%s: %d, want %d: %s", tt.path, resp.StatusCode, tt.status, body)
+		}
+		if err := api.ValidateResponse("get", tt.docPath, tt.status, body); err != nil {
+			t.Errorf("%s does not match openapi.json: %v\n%s", tt.path, err, body)
+		}
+	}
+}
+
 // Real answers of the real handlers validate against the schemas the
 // document gives for them.
 func TestOpenAPIDescribesRealResponses(t *testing.T) {

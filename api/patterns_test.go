@@ -53,7 +53,8 @@ func policyServer(t *testing.T) string {
 		policyPol = policy.NewReloader(e)
 		log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
 		svc := lifecycle.New(testToken, testStore, policyPol, log)
-		policySrv = httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: log, Generator: svc, Policy: policyPol}))
+		policySrv = httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: log, Generator: svc, Policy: policyPol,
+			NoAuth: true, Audit: testStore}))
 	})
 	if policySrv == nil {
 		t.Fatal("policy server did not start")

@@ -52,7 +52,7 @@ func TestSIGHUPReloadsPolicy(t *testing.T) {
 	}
 	write(policyYAML("P-256"))
 	cfgPath := filepath.Join(dir, "csrd.yaml")
-	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nhsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\n  max_sessions: 4\ndatabase: %s\npolicy_file: %s\n",
+	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nhsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\n  max_sessions: 4\ndatabase: %s\npolicy_file: %s\nauth:\n  mode: none\n",
 		tok.Module, tok.Label, tok.PINFile, filepath.Join(dir, "csrd.db"), polPath)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
