@@ -11,6 +11,7 @@ import (
 
 	"github.com/csrd/csrd/auth"
 	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/store"
 )
 
@@ -123,6 +124,11 @@ func (s *Server) writeAudit(c echo.Context, st *auditState, route string, status
 		if id, err := strconv.ParseInt(c.Param("id"), 10, 64); err == nil && id > 0 {
 			e.RecordID = id
 		}
+	}
+	// A record's key label follows from its id; name it only when the
+	// call succeeded, i.e. the record exists.
+	if e.KeyLabel == "" && e.RecordID > 0 && e.Result == store.AuditOK {
+		e.KeyLabel = lifecycle.Label(e.RecordID)
 	}
 	l := requestLogger(c, s.log)
 	if s.audit == nil {

@@ -33,8 +33,9 @@ import (
 var testArgon = auth.Argon2Params{Memory: 64, Time: 1, Threads: 1}
 
 const (
-	alicePass = "correct horse battery staple"
-	bobPass   = "hunter2-but-longer"
+	alicePass  = "correct horse battery staple"
+	bobPass    = "hunter2-but-longer"
+	enrollPass = "enroll-pass-0123456789"
 )
 
 // authFixture is a server with authentication on, its auth file and the
@@ -96,6 +97,8 @@ func newAuthFixture(t *testing.T, failureLimit int) *authFixture {
 			// bcrypt, as another tool might have written it.
 			{Name: `CORP\bob`, PasswordHash: bcryptHash(t, bobPass),
 				Grants: auth.Grants{Operations: []auth.Operation{auth.OpPendingRead}}},
+			{Name: "svc-enroll", PasswordHash: hash(t, enrollPass),
+				Grants: auth.Grants{Operations: []auth.Operation{auth.OpGenerate, auth.OpPendingRead, auth.OpPendingDelete}}},
 		},
 		Tokens: []auth.Token{
 			{Name: "ci", ID: id, SHA256: sha, Grants: auth.Grants{Operations: []auth.Operation{auth.OpGenerate, auth.OpMetrics}}},
@@ -118,6 +121,7 @@ func newAuthFixture(t *testing.T, failureLimit int) *authFixture {
 	th.SetClock(fx.clock.now)
 	srv := httptest.NewUnstartedServer(api.New(api.Options{
 		BasePath: "/KeyfactorAPI", Log: testLog, Generator: testSvc,
+		Pending: testSvc, Certificates: testSvc, Keys: testSvc,
 		Auth: a, Throttle: th, Audit: testStore, Metrics: api.NewMetrics(api.MetricsSources{}),
 	}))
 	srv.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: fx.clientCA, MinVersion: tls.VersionTLS12}
@@ -188,6 +192,15 @@ type call struct {
 	hdr                map[string]string
 }
 
+// alter changes the token's last character (always to a different one).
+func alter(tok string) string {
+	last := "A"
+	if strings.HasSuffix(tok, "A") {
+		last = "B"
+	}
+	return tok[:len(tok)-1] + last
+}
+
 func basic(user, pass string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
 }
@@ -255,7 +268,7 @@ func TestAuthMatrix(t *testing.T) {
 		{"bcrypt user status", nil, call{method: "GET", path: "/KeyfactorAPI/Status/Endpoints", authz: basic(`CORP\bob`, bobPass)}, 200, ""},
 		{"token", nil, call{method: "POST", path: generatePath, body: genBody(""), authz: "Bearer " + fx.token}, 200, ""},
 		{"token, lower-case scheme", nil, call{method: "POST", path: generatePath, body: genBody(""), authz: "bearer " + fx.token}, 200, ""},
-		{"token altered", nil, call{method: "POST", path: generatePath, body: genBody(""), authz: "Bearer " + fx.token[:len(fx.token)-1] + "A"}, 401, api.CodeUnauthenticated},
+		{"token altered", nil, call{method: "POST", path: generatePath, body: genBody(""), authz: "Bearer " + alter(fx.token)}, 401, api.CodeUnauthenticated},
 		{"token expired", nil, call{method: "POST", path: generatePath, body: genBody(""), authz: "Bearer " + fx.expired}, 401, api.CodeUnauthenticated},
 		{"token as password", nil, call{method: "POST", path: generatePath, body: genBody(""), authz: basic("ci", fx.token)}, 401, api.CodeUnauthenticated},
 		{"mTLS listed CN, allowed template", &goodCert, call{method: "POST", path: generatePath, body: genBody(`,"Template":"webserver"`)}, 200, ""},
@@ -263,6 +276,12 @@ func TestAuthMatrix(t *testing.T) {
 		{"mTLS pinned fingerprint", &fx.pinned, call{method: "POST", path: generatePath, body: genBody(`,"EnrollmentPatternId":99`)}, 200, ""},
 		{"mTLS valid but unlisted", &unlisted, call{method: "POST", path: generatePath, body: genBody("")}, 401, api.CodeUnauthenticated},
 		{"explicit credentials win over the certificate", &fx.pinned, call{method: "POST", path: generatePath, body: genBody(""), authz: basic(`CORP\bob`, bobPass)}, 403, api.CodeForbidden},
+		{"pending read granted", nil, call{method: "GET", path: "/KeyfactorAPI/CSRGeneration/Pending", authz: basic(`CORP\bob`, bobPass)}, 200, ""},
+		{"pending delete not granted", nil, call{method: "DELETE", path: "/KeyfactorAPI/CSRGeneration/Pending/1", authz: basic(`CORP\bob`, bobPass)}, 403, api.CodeForbidden},
+		{"import not granted", nil, call{method: "POST", path: "/KeyfactorAPI/Certificates/Import", body: `{"Certificate":"x"}`, authz: "Bearer " + fx.token}, 403, api.CodeForbidden},
+		{"key records need admin", nil, call{method: "GET", path: "/csrd/v1/keys", authz: basic("alice", alicePass)}, 403, api.CodeForbidden},
+		{"key records as admin (mTLS)", &fx.pinned, call{method: "GET", path: "/csrd/v1/keys?limit=1"}, 200, ""},
+		{"key records without credentials", nil, call{method: "GET", path: "/csrd/v1/keys"}, 401, api.CodeUnauthenticated},
 		{"metrics without grant", nil, call{method: "GET", path: "/metrics", authz: basic("alice", alicePass)}, 403, api.CodeForbidden},
 		{"metrics with token", nil, call{method: "GET", path: "/metrics", authz: "Bearer " + fx.token}, 200, ""},
 		{"openapi needs no credentials", nil, call{method: "GET", path: "/KeyfactorAPI/openapi.json"}, 200, ""},

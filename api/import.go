@@ -70,6 +70,7 @@ func (s *Server) importCertificate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	auditRecord(c, res.ID, "")
 	requestLogger(c, s.log).Info().Int64("record", res.ID).Str("thumbprint", res.Thumbprint).
 		Bool("already_married", res.AlreadyMarried).Msg("certificate imported")
 	return c.JSON(http.StatusOK, ImportResponse{

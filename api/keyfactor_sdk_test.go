@@ -5,8 +5,10 @@ import (
 	"encoding/pem"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // sdkClient behaves like a client built on Keyfactor's official SDK (v25):
@@ -63,11 +65,11 @@ func (c *sdkClient) do(method, path, body string) (int, []byte, http.Header) {
 
 func TestKeyfactorSDKEmulation(t *testing.T) {
 	fx := newAuthFixture(t, 5)
-	c := newSDKClient(t, fx, basic(`KEYEXAMPLE\alice`, alicePass))
+	c := newSDKClient(t, fx, basic(`KEYEXAMPLE\svc-enroll`, enrollPass))
 
 	// Sorted keys, every field present, as the SDK serialises its model.
 	body := `{"AlternativeCurve":null,"AlternativeKeyLength":null,"AlternativeKeyType":null,"Curve":null,` +
-		`"EnrollmentPatternId":1,"KeyLength":256,"KeyType":"ECC","SANs":{"dns":["sdk.keyexample.com"]},` +
+		`"EnrollmentPatternId":null,"KeyLength":256,"KeyType":"ECC","SANs":{"dns":["sdk.keyexample.com"]},` +
 		`"Subject":"CN=sdk.keyexample.com,O=\"Key Example, Inc.\"","Template":null}`
 	status, b, hdr := c.do("POST", "/KeyfactorAPI/CSRGeneration/Generate", body)
 	if status != 200 || !strings.Contains(hdr.Get("Content-Type"), "application/json") {
@@ -80,8 +82,46 @@ func TestKeyfactorSDKEmulation(t *testing.T) {
 	if blk, _ := pem.Decode([]byte(*res.CSR)); blk == nil || blk.Type != "CERTIFICATE REQUEST" {
 		t.Fatalf("CSR is not PEM: %q", *res.CSR)
 	}
-	if loc := hdr.Get("Location"); !strings.HasPrefix(loc, "/KeyfactorAPI/CSRGeneration/Pending/") {
-		t.Errorf("Location %q", loc)
+	loc := hdr.Get("Location")
+	if !strings.HasPrefix(loc, "/KeyfactorAPI/CSRGeneration/Pending/") {
+		t.Fatalf("Location %q", loc)
+	}
+	id := loc[strings.LastIndex(loc, "/")+1:]
+
+	// Pending list: a bare array; RequestTime RFC 3339 with a zone; Id a
+	// signed 32-bit number; Subject an array of strings.
+	status, b, hdr = c.do("GET", "/KeyfactorAPI/CSRGeneration/Pending?PageReturned=1&ReturnLimit=50&SortAscending=1", "")
+	var list []struct {
+		ID          int32     `json:"Id"`
+		CSR         string    `json:"CSR"`
+		RequestTime time.Time `json:"RequestTime"`
+		Subject     []string  `json:"Subject"`
+	}
+	if status != 200 || !strings.Contains(hdr.Get("Content-Type"), "application/json") || json.Unmarshal(b, &list) != nil {
+		t.Fatalf("Pending list: %d %s", status, b)
+	}
+	found := false
+	for _, p := range list {
+		if strconv.Itoa(int(p.ID)) == id {
+			found = p.CSR == *res.CSR && len(p.Subject) > 0 && !p.RequestTime.IsZero()
+		}
+	}
+	if !found {
+		t.Fatalf("record %s not in the pending list as generated: %s", id, b)
+	}
+	status, b, _ = c.do("GET", "/KeyfactorAPI/CSRGeneration/Pending/"+id, "")
+	var one struct {
+		CSRFilePath *string
+		CSRText     string
+	}
+	if status != 200 || json.Unmarshal(b, &one) != nil || one.CSRText != *res.CSR {
+		t.Fatalf("Pending get: %d %s", status, b)
+	}
+	if status, b, _ = c.do("DELETE", "/KeyfactorAPI/CSRGeneration/Pending/"+id, ""); status != 204 {
+		t.Fatalf("Pending delete: %d %s", status, b)
+	}
+	if status, _, _ = c.do("GET", "/KeyfactorAPI/CSRGeneration/Pending/"+id, ""); status != 404 {
+		t.Fatalf("Pending get after delete: %d, want 404", status)
 	}
 
 	// A client with the wrong password gets Keyfactor's 401, not a crash.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/csrd/csrd/auth"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/store"
 )
@@ -26,9 +27,10 @@ type KeyDirectory interface {
 const csrdPrefix = "/csrd/v1"
 
 // csrdRoute registers an operator endpoint of csrd's own API. It is not
-// under the Keyfactor base path and needs no Keyfactor headers.
+// under the Keyfactor base path and needs no Keyfactor headers; it needs
+// the admin grant.
 func (s *Server) csrdRoute(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
-	s.e.Add(method, strings.ToLower(csrdPrefix+path), h, m...)
+	s.plainRoute(method, csrdPrefix+path, h, append([]echo.MiddlewareFunc{s.authenticate(auth.OpAdmin)}, m...)...)
 }
 
 func (s *Server) keyRoutes() {

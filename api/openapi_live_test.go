@@ -40,6 +40,51 @@ func TestOpenAPIDescribesPatternResponses(t *testing.T) {
 	}
 }
 
+// The key lifecycle endpoints' real answers validate.
+func TestOpenAPIDescribesLifecycleResponses(t *testing.T) {
+	resp := send(t, "POST", generatePath, "application/json", `{"Subject":"CN=openapi.example.com","KeyType":"ECC","KeyLength":256}`, nil)
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	id := loc[strings.LastIndex(loc, "/")+1:]
+	if resp.StatusCode != 200 || id == "" {
+		t.Fatalf("generate: %d %q", resp.StatusCode, loc)
+	}
+	pending := "/KeyfactorAPI/CSRGeneration/Pending"
+	for _, tt := range []struct {
+		method, path, body, docPath string
+		status                      int
+	}{
+		{"GET", pending + "?ReturnLimit=5&SortAscending=1", "", pending, 200},
+		{"GET", pending + "/" + id, "", pending + "/{id}", 200},
+		{"GET", pending + "/2147483000", "", pending + "/{id}", 404},
+		{"GET", pending + "/x", "", pending + "/{id}", 400},
+		{"GET", "/csrd/v1/keys?limit=2", "", "/csrd/v1/keys", 200},
+		{"GET", "/csrd/v1/keys?state=nope", "", "/csrd/v1/keys", 400},
+		{"GET", "/csrd/v1/keys/" + id, "", "/csrd/v1/keys/{id}", 200},
+		{"POST", "/KeyfactorAPI/Certificates/Import", `{"Certificate":"bm90IGEgY2VydA=="}`, "/KeyfactorAPI/Certificates/Import", 400},
+		{"POST", "/KeyfactorAPI/Certificates/Recover", `{"CertID":2147483000}`, "/KeyfactorAPI/Certificates/Recover", 404},
+		{"DELETE", pending, `[]`, pending, 400},
+		{"DELETE", pending + "/" + id, "", pending + "/{id}", 204},
+	} {
+		ct := ""
+		if tt.body != "" {
+			ct = "application/json"
+		}
+		resp := send(t, tt.method, tt.path, ct, tt.body, nil)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Fatalf("%s %s: %d, want %d: %s", tt.method, tt.path, resp.StatusCode, tt.status, body)
+		}
+		if tt.status == 204 {
+			continue
+		}
+		if err := api.ValidateResponse(strings.ToLower(tt.method), tt.docPath, tt.status, body); err != nil {
+			t.Errorf("%s %s does not match openapi.json: %v\n%s", tt.method, tt.path, err, body)
+		}
+	}
+}
+
 // Real answers of the real handlers validate against the schemas the
 // document gives for them.
 func TestOpenAPIDescribesRealResponses(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/lifecycle"
 )
 
 // publicRoutes are served without credentials. Anything else must answer
@@ -30,8 +32,11 @@ func routeKey(method, path string) string {
 	return strings.ToUpper(method) + " " + paramRE.ReplaceAllString(strings.ToLower(path), "{}")
 }
 
+// testServer registers every route group (typed nil use cases: no handler
+// runs in these tests) and neither Auth nor NoAuth.
 func testServer() *Server {
-	return New(Options{BasePath: docBasePath, Log: zerolog.Nop()})
+	var svc *lifecycle.Service
+	return New(Options{BasePath: docBasePath, Log: zerolog.Nop(), Pending: svc, Certificates: svc, Keys: svc})
 }
 
 func documentedOps(t *testing.T) (*schemaDoc, map[string]map[string]any) {
