@@ -98,6 +98,7 @@ install: build
 	chmod 0644 $(DESTDIR)$(UNITDIR)/csrd.service
 	install -m 0644 systemd/csrd.sysusers $(DESTDIR)$(SYSUSERSDIR)/csrd.conf
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -m 0644 config/auth.example.yaml $(DESTDIR)$(DOCDIR)/auth.example.yaml
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/csrd
 	@for f in config/csrd.yaml:csrd.yaml policy.example.yaml:policy.yaml; do \
 	  dst=$(DESTDIR)$(SYSCONFDIR)/csrd/$${f#*:}; \
@@ -106,6 +107,7 @@ install: build
 	done
 	@if [ -z "$(DESTDIR)" ]; then \
 	  echo "next: systemd-sysusers; put the PIN in $(SYSCONFDIR)/csrd/hsm-pin (0600 root);"; \
+	  echo "      csrctl user add -op generate,pending_read,pending_delete 'DOMAIN\\user' (auth file, see csrd.yaml);"; \
 	  echo "      edit $(SYSCONFDIR)/csrd/csrd.yaml; systemctl daemon-reload; systemctl enable --now csrd"; \
 	fi
 

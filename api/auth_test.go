@@ -12,10 +12,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +30,7 @@ import (
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/auth"
 	"github.com/csrd/csrd/store"
+	"github.com/csrd/csrd/tlsconfig"
 )
 
 // Cheap argon2 costs for tests; the verifier reads the costs from the hash.
@@ -49,6 +53,7 @@ type authFixture struct {
 	caCert   *x509.Certificate
 	clock    *fakeClock
 	pinned   tls.Certificate // client cert whose fingerprint is pinned
+	roots    *x509.CertPool  // trust for csrd's own TLS config (nil: httptest's)
 }
 
 type fakeClock struct {
@@ -72,9 +77,27 @@ func hash(t *testing.T, pw string) string {
 	return h
 }
 
+// fixtureTLS selects the server's TLS configuration.
+type fixtureTLS int
+
+const (
+	// tlsOptionalClientCert: httptest's TLS, client certificates verified
+	// when sent, so one server shows every credential kind.
+	tlsOptionalClientCert fixtureTLS = iota
+	// tlsCSRD: csrd's own tlsconfig (what cmd/csrd serves), no mTLS.
+	tlsCSRD
+	// tlsCSRDMutual: csrd's tlsconfig with client_ca_file (mTLS required).
+	tlsCSRDMutual
+)
+
 // newAuthFixture writes an auth file, opens it and serves the real API over
 // TLS with optional client certificates chaining to a throw-away CA.
 func newAuthFixture(t *testing.T, failureLimit int) *authFixture {
+	t.Helper()
+	return newAuthFixtureTLS(t, failureLimit, tlsOptionalClientCert)
+}
+
+func newAuthFixtureTLS(t *testing.T, failureLimit int, mode fixtureTLS) *authFixture {
 	t.Helper()
 	fx := &authFixture{clock: &fakeClock{t: time.Now()}}
 	fx.caKey, fx.caCert = newCA(t, "csrd test client CA")
@@ -124,11 +147,55 @@ func newAuthFixture(t *testing.T, failureLimit int) *authFixture {
 		Pending: testSvc, Certificates: testSvc, Keys: testSvc,
 		Auth: a, Throttle: th, Audit: testStore, Metrics: api.NewMetrics(api.MetricsSources{}),
 	}))
-	srv.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: fx.clientCA, MinVersion: tls.VersionTLS12}
+	switch mode {
+	case tlsOptionalClientCert:
+		srv.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: fx.clientCA, MinVersion: tls.VersionTLS12}
+	default:
+		srv.TLS = fx.csrdTLS(t, mode == tlsCSRDMutual)
+	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	fx.srv = srv
 	return fx
+}
+
+// csrdTLS writes a server certificate for 127.0.0.1 (and the client CA)
+// to files and loads them with csrd's tlsconfig, as cmd/csrd does.
+func (fx *authFixture) csrdTLS(t *testing.T, mutual bool) *tls.Config {
+	t.Helper()
+	dir := t.TempDir()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "csrd test server"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	fx.roots = x509.NewCertPool()
+	fx.roots.AddCert(cert)
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(k)
+	o := tlsconfig.Options{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}
+	write := func(path, typ string, b []byte) {
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(o.CertFile, "CERTIFICATE", der)
+	write(o.KeyFile, "PRIVATE KEY", keyDER)
+	if mutual {
+		o.ClientCAFile = filepath.Join(dir, "clients.pem")
+		write(o.ClientCAFile, "CERTIFICATE", fx.caCert.Raw)
+	}
+	ts, err := tlsconfig.New(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts.Config()
 }
 
 func bcryptHash(t *testing.T, pw string) string {
@@ -179,7 +246,12 @@ func (fx *authFixture) clientCert(t *testing.T, cn string) tls.Certificate {
 // client returns an HTTPS client trusting the server, with an optional
 // client certificate.
 func (fx *authFixture) client(cert *tls.Certificate) *http.Client {
-	tr := fx.srv.Client().Transport.(*http.Transport).Clone()
+	var tr *http.Transport
+	if fx.roots != nil {
+		tr = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: fx.roots}}
+	} else {
+		tr = fx.srv.Client().Transport.(*http.Transport).Clone()
+	}
 	if cert != nil {
 		tr.TLSClientConfig.Certificates = []tls.Certificate{*cert}
 	}
@@ -300,6 +372,26 @@ func TestAuthMatrix(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Through csrd's own TLS configuration with client_ca_file (mTLS required):
+// the verified certificate is the identity; without one there is no
+// handshake; a Basic header still wins over the certificate.
+func TestAuthMTLSWithCSRDTLSConfig(t *testing.T) {
+	fx := newAuthFixtureTLS(t, 0, tlsCSRDMutual)
+	ra01 := fx.clientCert(t, "ra01.example.com")
+	if resp, eb := fx.do(t, fx.client(&ra01), call{method: "POST", path: generatePath, body: genBody(`,"Template":"WebServer"`)}); resp.StatusCode != 200 {
+		t.Fatalf("mTLS generate: %d %+v", resp.StatusCode, eb)
+	}
+	if resp, eb := fx.do(t, fx.client(&ra01), call{method: "GET", path: "/KeyfactorAPI/Status/Endpoints", authz: basic(`CORP\bob`, bobPass)}); resp.StatusCode != 200 {
+		t.Fatalf("Basic over mTLS: %d %+v", resp.StatusCode, eb)
+	}
+	req, _ := http.NewRequest("GET", fx.srv.URL+"/KeyfactorAPI/Status/Endpoints", nil)
+	req.Header.Set("Authorization", basic(`CORP\bob`, bobPass))
+	if resp, err := fx.client(nil).Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("no client certificate: %d, want no handshake", resp.StatusCode)
 	}
 }
 

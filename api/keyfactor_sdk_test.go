@@ -27,6 +27,7 @@ func newSDKClient(t *testing.T, fx *authFixture, authz string) *sdkClient {
 	t.Helper()
 	tr := fx.client(nil).Transport.(*http.Transport)
 	tr.DisableKeepAlives = true
+	tr.ForceAttemptHTTP2 = false // the SDK's HttpClient speaks HTTP/1.1
 	c := &sdkClient{t: t, fx: fx, authz: authz, hc: &http.Client{Transport: tr}}
 	// The SDK refuses to start unless this is a 200 with an array of strings.
 	status, body, hdr := c.do("GET", "/KeyfactorAPI/Status/Endpoints", "")
@@ -64,7 +65,8 @@ func (c *sdkClient) do(method, path, body string) (int, []byte, http.Header) {
 }
 
 func TestKeyfactorSDKEmulation(t *testing.T) {
-	fx := newAuthFixture(t, 5)
+	// csrd's own TLS configuration, as cmd/csrd serves it with tls.cert_file.
+	fx := newAuthFixtureTLS(t, 5, tlsCSRD)
 	c := newSDKClient(t, fx, basic(`KEYEXAMPLE\svc-enroll`, enrollPass))
 
 	// Sorted keys, every field present, as the SDK serialises its model.

@@ -101,6 +101,23 @@ func NewMetrics(src MetricsSources) *Metrics {
 	return m
 }
 
+// watchGenerations exposes the Generate limiter (limit.go). A Metrics shared
+// by several servers (tests) keeps the first one's.
+func (m *Metrics) watchGenerations(l *limiter) {
+	if l == nil {
+		return
+	}
+	for _, g := range []struct {
+		name, help string
+		f          func() float64
+	}{
+		{"csrd_generations_in_flight", "Key generations holding a slot (limits.max_generations).", func() float64 { return float64(l.InFlight()) }},
+		{"csrd_generations_waiting", "Generate requests waiting for a slot.", func() float64 { return float64(l.Waiting()) }},
+	} {
+		_ = m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help}, g.f))
+	}
+}
+
 // recordsCollector reports key records per state in one query per scrape;
 // csrd_key_records{state="pending"} is the pending count.
 type recordsCollector struct {

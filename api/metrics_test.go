@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/hsm"
@@ -52,13 +53,14 @@ func TestMetricsExposedAndMoving(t *testing.T) {
 	})
 	svc := lifecycle.New(m.TimeToken(testToken), testStore, policy.Default(), testLog)
 	srv := httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: testLog, Generator: svc,
-		NoAuth: true, Audit: testStore, Metrics: m}))
+		NoAuth: true, Audit: testStore, Metrics: m, MaxGenerations: 2, GenerationWait: time.Second}))
 	defer srv.Close()
 
 	before := scrape(t, srv.URL)
 	for _, name := range []string{
 		`csrd_hsm_sessions_max`, `csrd_hsm_sessions_in_use`, `csrd_hsm_sessions_waiting`,
 		`csrd_key_records{state="pending"}`, `csrd_audit_rows`, `go_goroutines`,
+		`csrd_generations_in_flight`, `csrd_generations_waiting`,
 	} {
 		if _, ok := before[name]; !ok {
 			t.Errorf("%s not exposed", name)

@@ -65,6 +65,8 @@ func TestOpenAPIDescribesLifecycleResponses(t *testing.T) {
 		{"POST", "/KeyfactorAPI/Certificates/Recover", `{"CertID":2147483000}`, "/KeyfactorAPI/Certificates/Recover", 404},
 		{"DELETE", pending, `[]`, pending, 400},
 		{"DELETE", pending + "/" + id, "", pending + "/{id}", 204},
+		{"GET", "/healthz", "", "/healthz", 200},
+		{"GET", "/readyz", "", "/readyz", 200},
 	} {
 		ct := ""
 		if tt.body != "" {

@@ -22,6 +22,8 @@ var publicRoutes = map[string]bool{
 	"GET /keyfactorapi/openapi.json": true,
 	"GET /healthz":                   true,
 	"GET /readyz":                    true,
+	"HEAD /healthz":                  true,
+	"HEAD /readyz":                   true,
 }
 
 var paramRE = regexp.MustCompile(`\{[^}]+\}|:[^/]+`)

@@ -136,7 +136,7 @@ func TestGenerationBackpressure(t *testing.T) {
 			entered:   make(chan struct{}, 8), release: make(chan struct{}),
 		}
 		s := api.New(api.Options{BasePath: "/KeyfactorAPI", Log: zerolog.Nop(), Generator: gen,
-			MaxGenerations: 1, GenerationWait: wait})
+			MaxGenerations: 1, GenerationWait: wait, NoAuth: true})
 		srv := httptest.NewServer(s)
 		t.Cleanup(srv.Close)
 		return s, gen, func() result {

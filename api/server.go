@@ -99,6 +99,7 @@ func New(o Options) *Server {
 	if s.metrics == nil {
 		s.metrics = NewMetrics(MetricsSources{})
 	}
+	s.metrics.watchGenerations(s.genLimit)
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)

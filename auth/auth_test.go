@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -235,5 +236,34 @@ func TestThrottle(t *testing.T) {
 	}
 	if d, b := NewThrottle(0, 0).Blocked("a"); b || d != 0 {
 		t.Fatal("limit 0 must disable throttling")
+	}
+}
+
+// Save replaces the file but keeps its owner and group (root:csrd 0640 on
+// a systemd install), or csrd could no longer read it.
+func TestSaveKeepsOwnerAndMode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("changing a file's owner needs root")
+	}
+	path := filepath.Join(t.TempDir(), "auth.yaml")
+	h, _ := HashPassword("x", cheap)
+	f := &File{Users: []User{{Name: "a", PasswordHash: h, Grants: Grants{Operations: []Operation{OpGenerate}}}}}
+	if err := f.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, 0, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	f.Users[0].Name = "b"
+	if err := f.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	sys := st.Sys().(*syscall.Stat_t)
+	if sys.Gid != 65534 || st.Mode().Perm() != 0o640 {
+		t.Errorf("after Save: gid %d mode %04o, want 65534 and 0640", sys.Gid, st.Mode().Perm())
 	}
 }

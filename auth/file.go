@@ -215,9 +215,9 @@ const fileHeader = `# csrd auth file: who may call csrd and what they may do (RE
 # Managed by 'csrctl user add' and 'csrctl token create'; csrd re-reads it when it changes.
 `
 
-// Save writes af to path atomically (temporary file, fsync, rename) with
-// mode 0600, or the existing file's mode if that is stricter-compatible, so
-// csrd never reads a half-written file.
+// Save writes af to path atomically (temporary file, fsync, rename), so csrd
+// never reads a half-written file: mode 0600 for a new file; an existing
+// file keeps its mode (when allowed) and its owner and group.
 func (af *File) Save(path string) error {
 	if err := af.Validate(); err != nil {
 		return err
@@ -227,7 +227,8 @@ func (af *File) Save(path string) error {
 		return fmt.Errorf("auth: encode: %w", err)
 	}
 	mode := os.FileMode(0o600)
-	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&fileModeMask == 0 {
+	st, statErr := os.Stat(path)
+	if statErr == nil && st.Mode().Perm()&fileModeMask == 0 {
 		mode = st.Mode().Perm()
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".auth-*.tmp")
@@ -235,6 +236,14 @@ func (af *File) Save(path string) error {
 		return fmt.Errorf("auth: save: %w", err)
 	}
 	defer os.Remove(tmp.Name())
+	// The rename replaces the file: keep its owner and group (root:csrd
+	// 0640 under systemd), or csrd could no longer read it.
+	if statErr == nil {
+		if err := keepOwner(tmp, st); err != nil {
+			tmp.Close()
+			return fmt.Errorf("auth: save: keep owner of %s: %w", path, err)
+		}
+	}
 	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return fmt.Errorf("auth: save: %w", err)

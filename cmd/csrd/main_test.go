@@ -126,6 +126,9 @@ shutdown_timeout: 60s
 	if !strings.Contains(o.extra, "listen:") {
 		cfg += "listen: 127.0.0.1:0\n"
 	}
+	if !strings.Contains(o.extra, "auth:") {
+		cfg += "auth:\n  mode: none\n" // loopback; auth has its own tests
+	}
 	cfgFile := filepath.Join(dir, "csrd.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
