@@ -31,6 +31,9 @@ var commands = map[string]command{
 	"reconcile": {summary: "compare token and database: finish interrupted work, list orphans and lost keys", run: runReconcile},
 	"audit":     {summary: "audit verify: check the audit log's hash chain (edited, inserted or deleted rows)", run: runAudit},
 	"user":      {summary: "user add NAME: add a Basic-auth user (DOMAIN\\user or user) to the auth file", run: runUser},
+	"generate":  {summary: "generate a key pair in the token and print its CSR (as POST Generate does)", run: runGenerate},
+	"pending":   {summary: "pending ls | show ID | rm ID...: list, print or delete pending CSRs", run: runPending},
+	"import":    {summary: "import CERT.pem: marry an issued certificate to its key in the token", run: runImport},
 	"token":     {summary: "token create NAME: make a Bearer API token (printed once) in the auth file", run: runToken},
 }
 

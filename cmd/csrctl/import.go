@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/csrd/csrd/lifecycle"
+)
+
+func runImport(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file")
+	chain := fs.String("chain", "", "PEM file with the issuer certificates (optional)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: csrctl import [flags] CERT.pem\n\nMarries the issued certificate to its pending key (found by public key): the\ncertificate is stored next to the key in the token and the record becomes\nmarried; prints the key's PKCS#11 URI.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErr("import takes exactly one certificate file")
+	}
+	cert, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	req := lifecycle.ImportRequest{Certificate: string(cert)}
+	if *chain != "" {
+		b, err := os.ReadFile(*chain)
+		if err != nil {
+			return err
+		}
+		req.Chain = string(b)
+	}
+	ctx := context.Background()
+	env, err := openKeyEnv(ctx, *cfgPath, stderr)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	res, err := env.svc.Import(ctx, req)
+	var id int64
+	if res != nil {
+		id = res.ID
+	}
+	env.audit(ctx, stderr, "import", id, err)
+	if err != nil {
+		return err
+	}
+	state := "married"
+	if res.AlreadyMarried {
+		state = "already married (nothing changed)"
+	}
+	fmt.Fprintf(stdout, "record %d %s: serial %s, issuer %s, not after %s\nkey: %s\n",
+		res.ID, state, res.Serial, res.Issuer, res.NotAfter.UTC().Format("2006-01-02T15:04:05Z"), res.KeyURI)
+	return nil
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+
+	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/config"
+	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/lifecycle"
+	"github.com/csrd/csrd/store"
+)
+
+// keyEnv is csrd's token, database and use cases, opened from csrd's
+// configuration for the subcommands that act on keys (generate, pending,
+// import). They run the same lifecycle code as the daemon, may run while it
+// runs (SQLite serialises the writers), and audit what they do.
+type keyEnv struct {
+	svc   *lifecycle.Service
+	db    *store.Store
+	token *hsm.Token
+	actor string
+}
+
+// openKeyEnv loads the configuration (and the policy file it names), logs in
+// to the token and opens the existing database; it never creates one.
+func openKeyEnv(ctx context.Context, cfgPath string, stderr io.Writer) (*keyEnv, error) {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w (pass -config FILE)", err)
+		}
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	pol, err := cfg.LoadPolicy()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(cfg.Database); err != nil {
+		return nil, fmt.Errorf("database %s: %w (csrd creates it at its first start)", cfg.Database, err)
+	}
+	log := zerolog.New(stderr).Level(zerolog.ErrorLevel).With().Timestamp().Str("service", "csrctl").Logger()
+	pin, err := cfg.ReadPIN()
+	if err != nil {
+		return nil, err
+	}
+	token, err := hsm.Open(ctx, hsm.Config{
+		Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PIN: pin,
+		MaxSessions: 2, PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
+	}, log)
+	pin = ""
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, cfg.Database)
+	if err != nil {
+		token.Close()
+		return nil, err
+	}
+	return &keyEnv{
+		svc: lifecycle.New(token, db, pol, log), db: db, token: token, actor: localActor(),
+	}, nil
+}
+
+func (e *keyEnv) Close() {
+	e.db.Close()
+	e.token.Close()
+}
+
+// localActor names the operator in audit rows: the login behind sudo if
+// there is one, else the user csrctl runs as.
+func localActor() string {
+	if u := os.Getenv("SUDO_USER"); u != "" {
+		return "local:" + u
+	}
+	if u, err := user.Current(); err == nil {
+		return "local:" + u.Username
+	}
+	return fmt.Sprintf("local:uid=%d", os.Getuid())
+}
+
+// audit appends a row for an operation csrctl performed; a failure to audit
+// is reported but does not undo the operation.
+func (e *keyEnv) audit(ctx context.Context, stderr io.Writer, op string, recordID int64, err error) {
+	var rid [8]byte
+	_, _ = rand.Read(rid[:])
+	row := &store.AuditEntry{
+		Actor: e.actor, AuthMethod: "local", Source: "csrctl", Operation: op,
+		Result: store.AuditOK, RecordID: recordID, RequestID: "csrctl-" + hex.EncodeToString(rid[:]),
+	}
+	if recordID > 0 && err == nil {
+		row.KeyLabel = lifecycle.Label(recordID)
+	}
+	if err != nil {
+		row.Result, row.Status, row.Detail = store.AuditError, 1, truncate(err.Error(), 200)
+	}
+	if aerr := e.db.AppendAudit(ctx, row); aerr != nil {
+		fmt.Fprintf(stderr, "csrctl: warning: could not write the audit row: %v\n", aerr)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
