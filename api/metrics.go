@@ -76,6 +76,8 @@ func NewMetrics(src MetricsSources) *Metrics {
 			{"csrd_hsm_sessions_max", "PKCS#11 sessions in crypto11's pool.", func(s hsm.SessionStats) int { return s.Pool }},
 			{"csrd_hsm_sessions_in_use", "PKCS#11 pool sessions held by an operation.", func(s hsm.SessionStats) int { return s.InUse }},
 			{"csrd_hsm_sessions_waiting", "Operations waiting for a PKCS#11 session.", func(s hsm.SessionStats) int { return s.Waiting }},
+			{"csrd_hsm_raw_sessions_in_use", "Sessions open on csrd's own PKCS#11 handle (lookups, ping, EdDSA/ML-DSA).", func(s hsm.SessionStats) int { return s.Raw }},
+			{"csrd_hsm_raw_sessions_max", "Sessions csrd's own PKCS#11 handle may open.", func(s hsm.SessionStats) int { return s.RawMax }},
 		} {
 			f := g.f
 			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help},

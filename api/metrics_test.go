@@ -60,7 +60,7 @@ func TestMetricsExposedAndMoving(t *testing.T) {
 	for _, name := range []string{
 		`csrd_hsm_sessions_max`, `csrd_hsm_sessions_in_use`, `csrd_hsm_sessions_waiting`,
 		`csrd_key_records{state="pending"}`, `csrd_audit_rows`, `go_goroutines`,
-		`csrd_generations_in_flight`, `csrd_generations_waiting`,
+		`csrd_generations_in_flight`, `csrd_generations_waiting`, `csrd_hsm_raw_sessions_in_use`, `csrd_hsm_raw_sessions_max`,
 	} {
 		if _, ok := before[name]; !ok {
 			t.Errorf("%s not exposed", name)

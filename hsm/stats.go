@@ -10,6 +10,10 @@ type SessionStats struct {
 	Pool    int // sessions in the pool (MaxSessions minus crypto11's persistent one)
 	InUse   int
 	Waiting int
+	// Raw and RawMax count the sessions hsm opens itself on the raw handle
+	// (lookups, ping, EdDSA/ML-DSA work): open now and at most.
+	Raw    int
+	RawMax int
 }
 
 // sessionCounter counts operations that hold or wait for a pool session.
@@ -29,5 +33,6 @@ func (c *sessionCounter) enter() func() {
 func (t *Token) SessionStats() SessionStats {
 	n := int(t.sessions.inFlight.Load())
 	p := t.sessions.pool
-	return SessionStats{Pool: p, InUse: min(n, p), Waiting: max(0, n-p)}
+	return SessionStats{Pool: p, InUse: min(n, p), Waiting: max(0, n-p),
+		Raw: len(t.rawSem) + len(t.workSem), RawMax: cap(t.rawSem) + cap(t.workSem)}
 }
