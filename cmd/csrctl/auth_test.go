@@ -40,9 +40,15 @@ func TestUserAddAndTokenCreate(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "auth.yaml")
 	cfg := filepath.Join(dir, "csrd.yaml")
-	if err := os.WriteFile(cfg, []byte("auth:\n  file: "+path+"\n"), 0o600); err != nil {
+	dbPath := filepath.Join(dir, "csrd.db")
+	if err := os.WriteFile(cfg, []byte("database: "+dbPath+"\nauth:\n  file: "+path+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	db, err := store.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
 
 	// Generated password, printed once on stdout; the file comes from -config.
 	code, out, errOut := runCLI(t, "", append([]string{"user", "add", "-config", cfg, "-op", "generate,pending_read", "-pattern", "1,2"}, append(cheapArgon, `CORP\enroll`)...)...)
@@ -64,7 +70,7 @@ func TestUserAddAndTokenCreate(t *testing.T) {
 	if code, _, errOut := runCLI(t, "", append([]string{"user", "add", "-auth-file", path, "-op", "generate"}, append(cheapArgon, `corp\ENROLL`)...)...); code != 1 || !strings.Contains(errOut, "-replace") {
 		t.Errorf("duplicate user: %d %s", code, errOut)
 	}
-	code, tok, errOut := runCLI(t, "", "token", "create", "-auth-file", path, "-op", "generate", "-template", "WebServer", "-expires", "30d", "ci-runner")
+	code, tok, errOut := runCLI(t, "", "token", "create", "-config", cfg, "-op", "generate", "-template", "WebServer", "-expires", "30d", "ci-runner")
 	if code != 0 {
 		t.Fatalf("token create: %d %s", code, errOut)
 	}
@@ -75,6 +81,18 @@ func TestUserAddAndTokenCreate(t *testing.T) {
 	}
 	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
 		t.Errorf("auth file mode %04o", st.Mode().Perm())
+	}
+
+	// Changes made with -config are audited (the -auth-file ones cannot
+	// know the database).
+	if db, err = store.Open(ctx, dbPath); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.ListAudit(ctx, 0, 10)
+	db.Close()
+	if err != nil || len(rows) != 2 || rows[0].Operation != "user_add" || !strings.Contains(rows[0].Detail, `CORP\enroll`) ||
+		rows[1].Operation != "token_create" || !strings.Contains(rows[1].Detail, "ci-runner") || strings.Contains(rows[1].Detail, tok) {
+		t.Errorf("audit rows %+v, %v", rows, err)
 	}
 
 	a, err := auth.Open(path, zerolog.Nop())

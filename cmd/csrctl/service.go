@@ -115,3 +115,34 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// auditAuthChange records a change to the auth file in the audit log of the
+// database csrd's configuration names, when that database exists: who may
+// call csrd is as much the log's business as what they did. Without a
+// configuration or database (e.g. -auth-file on a staging copy) it only
+// says so.
+func auditAuthChange(ctx context.Context, cfgPath string, stderr io.Writer, op, detail string) {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "csrctl: note: not audited (%v)\n", err)
+		return
+	}
+	if _, err := os.Stat(cfg.Database); err != nil {
+		fmt.Fprintf(stderr, "csrctl: note: not audited (database %s: %v)\n", cfg.Database, err)
+		return
+	}
+	db, err := store.Open(ctx, cfg.Database)
+	if err != nil {
+		fmt.Fprintf(stderr, "csrctl: warning: not audited: %v\n", err)
+		return
+	}
+	defer db.Close()
+	var rid [8]byte
+	_, _ = rand.Read(rid[:])
+	if err := db.AppendAudit(ctx, &store.AuditEntry{
+		Actor: localActor(), AuthMethod: "local", Source: "csrctl", Operation: op, Result: store.AuditOK,
+		RequestID: "csrctl-" + hex.EncodeToString(rid[:]), Detail: truncate(detail, 200),
+	}); err != nil {
+		fmt.Fprintf(stderr, "csrctl: warning: could not write the audit row: %v\n", err)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -59,6 +60,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	if err := af.Save(path); err != nil {
 		return err
 	}
+	auditAuthChange(context.Background(), *g.config, stderr, "token_create", fmt.Sprintf("token %s (id %s): %s", fs.Arg(0), id, describeGrants(grants)))
 	until := "never expires"
 	if !exp.IsZero() {
 		until = "expires " + exp.Format(time.RFC3339)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"flag"
@@ -81,7 +82,12 @@ func runUserAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 	if err := af.Save(path); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "user %s added to %s (%s); csrd picks it up within a second\n", name, path, describeGrants(grants))
+	verb := "added"
+	if *replace {
+		verb = "added or replaced"
+	}
+	auditAuthChange(context.Background(), *g.config, stderr, "user_add", fmt.Sprintf("user %s %s: %s", name, verb, describeGrants(grants)))
+	fmt.Fprintf(stderr, "user %s %s in %s (%s); csrd picks it up within a second\n", name, verb, path, describeGrants(grants))
 	if generated {
 		fmt.Fprintln(stderr, "password (shown once, store it now):")
 		fmt.Fprintln(stdout, password)
