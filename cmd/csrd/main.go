@@ -55,6 +55,12 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// So does a missing or broken auth file: authentication is never off
+	// by accident.
+	authOpts, err := authOptions(cfg, log)
+	if err != nil {
+		return err
+	}
 	pol := policy.NewReloader(engine)
 	logPolicy(log, "policy loaded", engine)
 
@@ -94,10 +100,6 @@ func run(args []string) error {
 	metrics := api.NewMetrics(api.MetricsSources{
 		Sessions: token.SessionStats, Records: db.CountByState, AuditRows: db.CountAudit,
 	})
-	authOpts, err := authOptions(cfg, log)
-	if err != nil {
-		return err
-	}
 	svc := lifecycle.New(metrics.TimeToken(token), db, pol, log)
 	// Nothing is served yet, so every unfinished operation is a crash's:
 	// finish them all (MinAge 0). Orphans are reported, never destroyed here.
