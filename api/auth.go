@@ -53,7 +53,7 @@ func (s *Server) authenticate(op auth.Operation) echo.MiddlewareFunc {
 				c.Set(ctxIdentity, st.identity)
 				return next(c)
 			}
-			src := c.RealIP()
+			src := throttleKey(c.RealIP())
 			if d, blocked := s.throttle.Blocked(src); blocked {
 				st.throttled = true
 				secs := int((d + time.Second - 1) / time.Second)

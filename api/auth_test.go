@@ -560,3 +560,30 @@ func TestAuthFailsClosed(t *testing.T) {
 		t.Fatalf("status %d, want 401", resp.StatusCode)
 	}
 }
+
+// Behind a trusted reverse proxy the audit log names the client the proxy
+// saw, not the proxy.
+func TestAuditSourceBehindTrustedProxy(t *testing.T) {
+	_, lo, _ := net.ParseCIDR("127.0.0.1/32")
+	srv := httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: testLog, Generator: testSvc,
+		NoAuth: true, Audit: testStore, TrustedProxies: []*net.IPNet{lo}}))
+	defer srv.Close()
+	ctx := context.Background()
+	before, err := testStore.VerifyAudit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", srv.URL+generatePath, strings.NewReader(genBody("")))
+	req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Forwarded-For", "198.51.100.1, 203.0.113.5") // the first part is the client's own claim
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	rows, err := testStore.ListAudit(ctx, before.LastID, 10)
+	if err != nil || len(rows) != 1 || rows[0].Source != "203.0.113.5" || rows[0].Status != 200 {
+		t.Fatalf("audit rows %+v, %v; want one from 203.0.113.5", rows, err)
+	}
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -42,8 +43,11 @@ type Options struct {
 	Auth     Authenticator
 	NoAuth   bool
 	Throttle *auth.Throttle // nil: no throttling
-	Audit    AuditLog       // nil: nothing audited
-	Metrics  *Metrics       // nil: a registry with only the request metrics
+	// TrustedProxies may set X-Forwarded-For (see clientIP); empty: the
+	// TCP peer is the client.
+	TrustedProxies []*net.IPNet
+	Audit          AuditLog // nil: nothing audited
+	Metrics        *Metrics // nil: a registry with only the request metrics
 }
 
 // Server is csrd's HTTP handler.
@@ -103,9 +107,10 @@ func New(o Options) *Server {
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)
-	// The peer address, never X-Forwarded-For: throttling and the audit
-	// log must not be steerable by a header the client writes.
-	e.IPExtractor = echo.ExtractIPDirect()
+	// The peer address, or X-Forwarded-For only as far as trusted proxies
+	// wrote it: throttling and the audit log must not be steerable by a
+	// header the client writes.
+	e.IPExtractor = clientIP(o.TrustedProxies)
 	e.Pre(s.requestID, s.foldPath)
 	e.Use(s.observe, s.accessLog, recoverPanics(s.log), s.noteError)
 

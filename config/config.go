@@ -27,6 +27,10 @@ type Config struct {
 	// system-wide settings); empty means the built-in default policy.
 	PolicyFile string `yaml:"policy_file"`
 	Auth       Auth   `yaml:"auth"`
+	// TrustedProxies are the reverse proxies (IPs or CIDRs) whose
+	// X-Forwarded-For csrd believes for the client address that throttling
+	// and the audit log use. Empty: the TCP peer, the header ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after SIGTERM before the HSM sessions and database are closed.
@@ -231,6 +235,9 @@ func (c *Config) Validate() error {
 	default:
 		add("auth.mode %q: must be file or none", c.Auth.Mode)
 	}
+	if _, err := c.TrustedProxyNets(); err != nil {
+		add("%v", err)
+	}
 	if c.Auth.FailureLimit < 0 {
 		add("auth.failure_limit: must not be negative")
 	}
@@ -249,6 +256,31 @@ func (c *Config) GenerationSlots() int {
 		return c.Limits.MaxGenerations
 	}
 	return max(1, c.HSM.MaxSessions-1)
+}
+
+// TrustedProxyNets parses trusted_proxies; a bare IP is a /32 or /128.
+func (c *Config) TrustedProxyNets() ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for _, p := range c.TrustedProxies {
+		if !strings.Contains(p, "/") {
+			ip := net.ParseIP(p)
+			if ip == nil {
+				return nil, fmt.Errorf("trusted_proxies %q: not an IP address or CIDR", p)
+			}
+			bits := 128
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			nets = append(nets, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_proxies %q: not an IP address or CIDR", p)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
 }
 
 func isLoopback(host string) bool {

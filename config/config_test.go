@@ -103,6 +103,8 @@ func TestValidate(t *testing.T) {
 		{name: "auth file missing", mutate: func(c *Config) { c.Auth.File = "" }, wantErr: "auth.file"},
 		{name: "auth mode unknown", mutate: func(c *Config) { c.Auth.Mode = "ldap" }, wantErr: "auth.mode"},
 		{name: "throttle without lockout", mutate: func(c *Config) { c.Auth.Lockout = 0 }, wantErr: "auth.lockout"},
+		{name: "trusted proxies", mutate: func(c *Config) { c.TrustedProxies = []string{"127.0.0.1", "10.0.0.0/8", "::1"} }},
+		{name: "trusted proxy not an address", mutate: func(c *Config) { c.TrustedProxies = []string{"proxy.local"} }, wantErr: "trusted_proxies"},
 		{name: "throttle off", mutate: func(c *Config) { c.Auth.FailureLimit = 0; c.Auth.Lockout = 0 }},
 		{name: "all errors together", mutate: func(c *Config) { c.LogLevel = "loud"; c.HSM.TokenLabel = "" }, wantErr: "token_label"},
 	}

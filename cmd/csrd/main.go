@@ -147,6 +147,7 @@ func run(args []string) error {
 		Auth:           authOpts.Auth,
 		NoAuth:         authOpts.NoAuth,
 		Throttle:       authOpts.Throttle,
+		TrustedProxies: authOpts.TrustedProxies,
 		Audit:          db,
 		Metrics:        metrics,
 	})
@@ -242,7 +243,8 @@ func loadConfig(args []string) (config.Config, error) {
 func authOptions(cfg config.Config, log zerolog.Logger) (api.Options, error) {
 	if cfg.Auth.Mode == config.AuthNone {
 		log.Warn().Str("listen", cfg.Listen).Msg("auth.mode is none: every caller on this machine may do everything")
-		return api.Options{NoAuth: true}, nil
+		proxies, err := cfg.TrustedProxyNets()
+		return api.Options{NoAuth: true, TrustedProxies: proxies}, err
 	}
 	a, err := auth.Open(cfg.Auth.File, log)
 	if errors.Is(err, os.ErrNotExist) {
@@ -252,7 +254,11 @@ func authOptions(cfg config.Config, log zerolog.Logger) (api.Options, error) {
 	if err != nil {
 		return api.Options{}, err
 	}
-	return api.Options{Auth: a, Throttle: auth.NewThrottle(cfg.Auth.FailureLimit, cfg.Auth.Lockout)}, nil
+	proxies, err := cfg.TrustedProxyNets() // validated with the config
+	if err != nil {
+		return api.Options{}, err
+	}
+	return api.Options{Auth: a, Throttle: auth.NewThrottle(cfg.Auth.FailureLimit, cfg.Auth.Lockout), TrustedProxies: proxies}, nil
 }
 
 func newLogger(level string) zerolog.Logger {
