@@ -85,6 +85,9 @@ func TestMetricsExposedAndMoving(t *testing.T) {
 	if got := post(`{"Subject":"CN=metrics.example.com","KeyType":"ECC","KeyLength":256}`); got != 200 {
 		t.Fatalf("generate: %d", got)
 	}
+	if got := post(`{"Subject":"CN=hybrid.example.com","KeyType":"ECC","KeyLength":256,"AlternativeKeyType":"ML-DSA-44"}`); got != 200 {
+		t.Fatalf("hybrid generate: %d", got)
+	}
 	if got := post(`{"KeyType":"ECC"}`); got != 400 {
 		t.Fatalf("bad generate: %d", got)
 	}
@@ -93,13 +96,14 @@ func TestMetricsExposedAndMoving(t *testing.T) {
 		name string
 		by   float64
 	}{
-		{`csrd_http_requests_total{method="POST",route="/KeyfactorAPI/CSRGeneration/Generate",status="200"}`, 1},
+		{`csrd_http_requests_total{method="POST",route="/KeyfactorAPI/CSRGeneration/Generate",status="200"}`, 2},
 		{`csrd_http_requests_total{method="POST",route="/KeyfactorAPI/CSRGeneration/Generate",status="400"}`, 1},
 		{`csrd_http_requests_total{method="GET",route="/metrics",status="200"}`, 1},
-		{`csrd_http_request_duration_seconds_count{method="POST",route="/KeyfactorAPI/CSRGeneration/Generate"}`, 2},
-		{`csrd_key_generation_seconds_count{key_type="ECDSA-P-256",result="ok"}`, 1},
-		{`csrd_key_records{state="pending"}`, 1},
-		{`csrd_audit_rows`, 2}, // the generate and the refused one
+		{`csrd_http_request_duration_seconds_count{method="POST",route="/KeyfactorAPI/CSRGeneration/Generate"}`, 3},
+		{`csrd_key_generation_seconds_count{key_type="ECDSA-P-256",result="ok"}`, 2},
+		{`csrd_key_generation_seconds_count{key_type="ML-DSA-44-sealed",result="ok"}`, 1}, // SoftHSM has no ML-DSA
+		{`csrd_key_records{state="pending"}`, 2},
+		{`csrd_audit_rows`, 3}, // the generates and the refused one
 	}
 	for _, mv := range moved {
 		if d := after[mv.name] - before[mv.name]; d != mv.by {
