@@ -258,22 +258,15 @@ func (t *Token) GenerateKeyPair(ctx context.Context, spec KeySpec, ref KeyRef) (
 	}
 
 	defer t.sessions.enter()()
-	pub, priv := keyTemplates(ref)
-	var (
-		signer crypto11.Signer
-		err    error
-	)
+	pub, priv, err := specTemplates(spec, ref)
+	if err != nil {
+		return nil, err
+	}
+	var signer crypto11.Signer
 	switch spec.Type {
 	case KeyRSA:
-		pub[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA)
-		pub[pkcs11.CKA_MODULUS_BITS] = pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, spec.Bits)
-		pub[pkcs11.CKA_PUBLIC_EXPONENT] = pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{0x01, 0x00, 0x01})
-		priv[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA)
 		signer, err = t.c11.GenerateRSAKeyPairWithAttributes(pub, priv, spec.Bits)
 	case KeyECDSA:
-		// crypto11 adds CKA_EC_PARAMS (the curve's named-curve OID).
-		pub[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC)
-		priv[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC)
 		signer, err = t.c11.GenerateECDSAKeyPairWithAttributes(pub, priv, spec.Curve)
 	}
 	if err != nil {

@@ -121,3 +121,25 @@ func scriptPath() (string, error) {
 	}
 	return p, nil
 }
+
+// StoreDir returns the object-store directory of the token labelled label in
+// t's config (SoftHSM names it by a UUID; the label is in its token.object).
+// Tests move or lock it to make the token fail as if it had been pulled.
+func (t *Token) StoreDir(label string) (string, error) {
+	dirs, err := filepath.Glob(filepath.Join(t.Dir, "tokens", "*", "token.object"))
+	if err != nil {
+		return "", fmt.Errorf("softhsmtest: %w", err)
+	}
+	// CK_TOKEN_INFO.label is 32 bytes, blank-padded.
+	want := []byte(fmt.Sprintf("%-32s", label))
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("softhsmtest: %w", err)
+		}
+		if bytes.Contains(b, want) {
+			return filepath.Dir(f), nil
+		}
+	}
+	return "", fmt.Errorf("softhsmtest: no token labelled %q under %s", label, t.Dir)
+}

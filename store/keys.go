@@ -83,6 +83,7 @@ WHERE id = ? AND state IN (SELECT value FROM json_each(?))`
 	listByStateSQL  = `SELECT ` + keyColumns + ` FROM keys WHERE state = ? ORDER BY id`
 	findBySPKISQL   = `SELECT ` + keyColumns + ` FROM keys WHERE spki_sha256 = ? ORDER BY id`
 	countByStateSQL = `SELECT state, COUNT(*) FROM keys GROUP BY state`
+	countByTokenSQL = `SELECT COALESCE(token_label, ''), COUNT(*) FROM keys WHERE state = ? GROUP BY token_label`
 )
 
 // BeginKey inserts rec as generating and sets its key label to label(id), in
@@ -269,6 +270,32 @@ func (s *Store) CountByState(ctx context.Context) (map[State]int, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, dbErr("count keys", err)
+	}
+	return counts, nil
+}
+
+// CountByToken returns, per token label, the number of records in state st
+// (records without a token label count under ""). Tokens with none are absent.
+func (s *Store) CountByToken(ctx context.Context, st State) (map[string]int, error) {
+	if !st.Valid() {
+		return nil, fmt.Errorf("store: count keys by token: unknown state %q", st)
+	}
+	rows, err := s.r.QueryContext(ctx, countByTokenSQL, st)
+	if err != nil {
+		return nil, dbErr("count keys by token", err)
+	}
+	defer rows.Close()
+	counts := map[string]int{}
+	for rows.Next() {
+		var label string
+		var n int
+		if err := rows.Scan(&label, &n); err != nil {
+			return nil, dbErr("count keys by token", err)
+		}
+		counts[label] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr("count keys by token", err)
 	}
 	return counts, nil
 }

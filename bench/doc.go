@@ -1,0 +1,17 @@
+// Package bench measures csrd against the limit of the token it drives, side
+// by side in one run on the same SoftHSM token: (a) a raw PKCS#11 loop that
+// asks the token for exactly what csrd asks (hsm.GenerateTemplates, read the
+// public key, sign once) and (b) the real csrd binary, end to end over HTTP on
+// loopback, at the same concurrency. It owns the load generators, the
+// measurement of throughput, latency, CPU and RSS, the 10,000-key fill, the
+// token-pool and failover runs, and the Markdown/JSON report.
+//
+// csrd runs as a subprocess so that its CPU time and peak RSS are its own
+// (SoftHSM is a library: its work is inside whichever process calls it). The
+// raw loop runs in this process, on its own sessions; while one side runs the
+// other is idle.
+//
+// Figures from one run are comparable with each other; across runs on a
+// shared machine they vary by ±30%. Nothing here asserts timings: the smoke
+// test only proves the program works and emits a valid report.
+package bench

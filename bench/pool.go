@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/store"
+)
+
+// Pool rows and the failover run each get tokens of their own, fresh at
+// the start: rows 1, 2, 4 use bench-pool-1, -2..3, -4..7, failover the next
+// two. poolTokens says how many Run must create.
+func poolTokens(o Options) int {
+	n := 0
+	for _, k := range o.PoolTokens {
+		n += k
+	}
+	if o.Failover {
+		n += 2
+	}
+	return n
+}
+
+// runPool measures P-256 at PoolC over n fresh tokens: the raw loop with
+// its sessions spread over them, then csrd configured with all n.
+func runPool(ctx context.Context, raw *rawModule, base serverConfig, n, first int, o Options) (PoolRow, error) {
+	row := PoolRow{Tokens: n}
+	labels := make([]string, n)
+	for i := range labels {
+		labels[i] = poolLabel(first + i)
+	}
+	a, _ := lookupAlg("P-256")
+	d := o.durations(a)
+
+	m, err := measureRaw(ctx, raw, a, labels, o.PoolC, d)
+	if err != nil {
+		return row, err
+	}
+	row.Raw = &m
+
+	cfg := base
+	cfg.labels, cfg.name = labels, fmt.Sprintf("csrd-pool-%d", n)
+	cfg.database = filepath.Join(base.dir, cfg.name+".db")
+	srv, err := startServer(ctx, cfg)
+	if err != nil {
+		if n > 1 && strings.Contains(err.Error(), "tokens") {
+			row.Unsupported = "csrd refuses hsm.tokens: " + firstLine(err.Error())
+			return row, nil
+		}
+		return row, err
+	}
+	defer srv.stop()
+	cl := newClient(srv.url, o.PoolC)
+	defer cl.close()
+	cm, err := runHTTP(ctx, cl, srv, a, o.PoolC, d)
+	if err != nil {
+		return row, err
+	}
+	row.CSRD = &cm
+	return row, nil
+}
+
+// runFailover runs csrd over two fresh tokens for three windows; for the
+// middle one the second token is made unusable (its object directory is
+// moved away, as if the token were pulled), then put back. Every Generate
+// must still succeed, and keys must go to the second token again afterwards.
+func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token, first int, o Options) (*Failover, error) {
+	labels := []string{poolLabel(first), poolLabel(first + 1)}
+	f := &Failover{Broken: labels[1], How: "token directory moved away for the middle third of the run, then moved back"}
+	cfg := base
+	cfg.labels, cfg.name = labels, "csrd-failover"
+	cfg.database = filepath.Join(base.dir, cfg.name+".db")
+	srv, err := startServer(ctx, cfg)
+	if err != nil {
+		if strings.Contains(err.Error(), "tokens") {
+			f.Unsupported = "csrd refuses hsm.tokens: " + firstLine(err.Error())
+			return f, nil
+		}
+		return nil, err
+	}
+	defer srv.stop()
+	db, err := store.Open(ctx, cfg.database)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	dir, err := tok.StoreDir(labels[1])
+	if err != nil {
+		return nil, err
+	}
+
+	a, _ := lookupAlg("P-256")
+	d := o.durations(a)
+	third := d.measure
+	d.measure = 3 * third
+	cl := newClient(srv.url, o.PoolC)
+	defer cl.close()
+
+	var before map[string]int
+	phases := make(chan error, 1)
+	moved := dir + ".pulled"
+	win := runLoop(ctx, loopSpec{
+		c: o.PoolC, warmup: d.warmup, duration: d.measure, maxWarm: d.maxWarm,
+		op: func(ctx context.Context, w, seq int) error { return cl.generate(ctx, a.requestBody(w, seq)) },
+		mark: func(start bool) {
+			if !start {
+				return
+			}
+			go func() {
+				phases <- func() error {
+					time.Sleep(third)
+					var err error
+					if before, err = db.CountByToken(ctx, store.StatePending); err != nil {
+						return err
+					}
+					if err := os.Rename(dir, moved); err != nil {
+						return err
+					}
+					time.Sleep(third)
+					if f.DuringOutage, err = db.CountByToken(ctx, store.StatePending); err != nil {
+						return err
+					}
+					return os.Rename(moved, dir)
+				}()
+			}()
+		},
+	})
+	if err := <-phases; err != nil {
+		return nil, fmt.Errorf("bench: failover: %w", err)
+	}
+	m := win.measure()
+	f.CSRD = &m
+	if f.AfterRecovery, err = db.CountByToken(ctx, store.StatePending); err != nil {
+		return nil, err
+	}
+	f.KeysPerToken = before
+	// Report the outage and recovery windows as deltas.
+	f.DuringOutage = delta(f.DuringOutage, before)
+	after := delta(f.AfterRecovery, before)
+	f.AfterRecovery = delta(after, f.DuringOutage)
+	return f, nil
+}
+
+func delta(a, b map[string]int) map[string]int {
+	out := map[string]int{}
+	for k, v := range a {
+		out[k] = v - b[k]
+	}
+	return out
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}

@@ -1,0 +1,362 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/store"
+)
+
+// Options configures a run. Durations apply per cell and per side.
+type Options struct {
+	CSRD        string        // csrd binary
+	Dir         string        // work directory: tokens, databases, configs, logs
+	Algs        []string      // P-256, Ed25519, RSA-2048
+	Concurrency []int         // C values
+	Warmup      time.Duration // before each window (and until every worker finished one op)
+	Duration    time.Duration // measurement window for P-256 and Ed25519
+	SlowFactor  int           // RSA windows are this many times longer
+	FillKeys    int           // repeat P-256 once the token holds this many csrd keys (0: skip)
+	FillWorkers int
+	PoolTokens  []int // token counts for the pool comparison (e.g. 1,2,4; empty: skip)
+	PoolC       int   // concurrency of the pool comparison
+	Failover    bool  // run the two-token failover measurement
+	MaxSessions int   // csrd's hsm.max_sessions
+	Rounds      int   // turns per side in a cell (the window is split between them)
+	Progress    io.Writer
+}
+
+// Report is the result of a run.
+type Report struct {
+	Started  time.Time  `json:"started"`
+	Finished time.Time  `json:"finished"`
+	Machine  Machine    `json:"machine"`
+	Options  ReportOpts `json:"options"`
+	Cells    []Cell     `json:"cells"`
+	Fill     *FillInfo  `json:"fill,omitempty"`
+	Pool     []PoolRow  `json:"pool,omitempty"`
+	Failover *Failover  `json:"failover,omitempty"`
+}
+
+// ReportOpts are the options worth recording with the figures.
+type ReportOpts struct {
+	WarmupS     float64 `json:"warmup_s"`
+	DurationS   float64 `json:"duration_s"`
+	SlowFactor  int     `json:"slow_factor"`
+	MaxSessions int     `json:"max_sessions"`
+	FillKeys    int     `json:"fill_keys"`
+	PoolC       int     `json:"pool_c"`
+}
+
+// Cell is one key type at one concurrency: raw loop and csrd side by side.
+type Cell struct {
+	Phase       string   `json:"phase"` // "empty" (fresh token) or "filled"
+	Alg         string   `json:"alg"`
+	C           int      `json:"c"`
+	StoredKeys  int      `json:"stored_keys"` // csrd keys on the token when the cell started
+	Raw         *Measure `json:"raw,omitempty"`
+	CSRD        *Measure `json:"csrd,omitempty"`
+	Ratio       float64  `json:"ratio,omitempty"` // csrd/raw throughput
+	Unsupported string   `json:"unsupported,omitempty"`
+}
+
+// FillInfo says how the token was filled for the "filled" phase.
+type FillInfo struct {
+	Added   int     `json:"added"`
+	Total   int     `json:"total"`
+	Seconds float64 `json:"seconds"`
+}
+
+// PoolRow is csrd over n tokens at PoolC.
+type PoolRow struct {
+	Tokens      int      `json:"tokens"`
+	Raw         *Measure `json:"raw,omitempty"`
+	CSRD        *Measure `json:"csrd,omitempty"`
+	VsOne       float64  `json:"vs_one_token,omitempty"` // csrd throughput / csrd with 1 token
+	Unsupported string   `json:"unsupported,omitempty"`
+}
+
+// Failover is a two-token run in which one token is made unusable for the
+// middle third and then repaired.
+type Failover struct {
+	CSRD          *Measure       `json:"csrd,omitempty"`
+	Broken        string         `json:"broken_token"`
+	How           string         `json:"how"`
+	KeysPerToken  map[string]int `json:"keys_per_token"`
+	DuringOutage  map[string]int `json:"keys_during_outage"`
+	AfterRecovery map[string]int `json:"keys_after_recovery"`
+	Unsupported   string         `json:"unsupported,omitempty"`
+}
+
+type durations struct{ warmup, measure, maxWarm time.Duration }
+
+const mainLabel = "bench-main"
+
+func poolLabel(i int) string { return fmt.Sprintf("bench-pool-%d", i) }
+
+// Run performs the whole benchmark.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	r := &Report{Started: time.Now().UTC(), Options: ReportOpts{
+		WarmupS: o.Warmup.Seconds(), DurationS: o.Duration.Seconds(), SlowFactor: o.SlowFactor,
+		MaxSessions: o.MaxSessions, FillKeys: o.FillKeys, PoolC: o.PoolC,
+	}}
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(progress, format+"\n", args...) }
+
+	tok, err := softhsmtest.Setup(filepath.Join(o.Dir, "softhsm"), mainLabel)
+	if err != nil {
+		return nil, err
+	}
+	npool := poolTokens(o)
+	for i := 1; i <= npool; i++ {
+		if err := tok.AddToken(poolLabel(i)); err != nil {
+			return nil, err
+		}
+	}
+	r.Machine = machine(softhsmVersion())
+
+	raw, err := openRawModule(tok.Module)
+	if err != nil {
+		return nil, err
+	}
+	defer raw.close()
+	for _, l := range append([]string{mainLabel}, poolLabels(npool)...) {
+		if err := raw.loginToken(l, tok.PIN); err != nil {
+			return nil, err
+		}
+	}
+	base := serverConfig{binary: o.CSRD, module: tok.Module, conf: tok.Conf, pinFile: tok.PINFile,
+		maxSessions: o.MaxSessions, dir: o.Dir}
+
+	// Phase 1: a fresh token, every key type and concurrency.
+	mainCfg := base
+	mainCfg.labels, mainCfg.database, mainCfg.name = []string{mainLabel}, filepath.Join(o.Dir, "main.db"), "csrd-main"
+	srv, err := startServer(ctx, mainCfg)
+	if err != nil {
+		return nil, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = srv.stop()
+		}
+	}()
+	db, err := store.Open(ctx, mainCfg.database) // read-mostly: key counts between cells
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	for _, name := range o.Algs {
+		a, err := lookupAlg(name)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range o.Concurrency {
+			cell, err := runCell(ctx, raw, srv, db, a, c, "empty", o)
+			if err != nil {
+				return nil, err
+			}
+			say("%-6s %-8s C=%-3d %s", cell.Phase, cell.Alg, cell.C, cell.summary())
+			r.Cells = append(r.Cells, cell)
+			if cell.Unsupported != "" {
+				break // one line says it for every C
+			}
+		}
+	}
+
+	// Phase 2: the same token holding FillKeys csrd keys.
+	if o.FillKeys > 0 {
+		if err := srv.stop(); err != nil {
+			return nil, err
+		}
+		stopped = true
+		t0 := time.Now()
+		added, err := raw.fill(ctx, db, mainLabel, o.FillKeys, o.FillWorkers)
+		if err != nil {
+			return nil, err
+		}
+		r.Fill = &FillInfo{Added: added, Total: o.FillKeys, Seconds: time.Since(t0).Seconds()}
+		say("fill: %d keys added in %.1fs", added, r.Fill.Seconds)
+		mainCfg.name = "csrd-filled"
+		if srv, err = startServer(ctx, mainCfg); err != nil {
+			return nil, err
+		}
+		stopped = false
+		a, _ := lookupAlg("P-256")
+		for _, c := range o.Concurrency {
+			cell, err := runCell(ctx, raw, srv, db, a, c, "filled", o)
+			if err != nil {
+				return nil, err
+			}
+			say("%-6s %-8s C=%-3d %s", cell.Phase, cell.Alg, cell.C, cell.summary())
+			r.Cells = append(r.Cells, cell)
+		}
+	}
+	if err := srv.stop(); err != nil {
+		return nil, err
+	}
+	stopped = true
+
+	// Phase 3: a pool of 1, 2, 4 fresh tokens.
+	first := 1
+	for _, n := range o.PoolTokens {
+		row, err := runPool(ctx, raw, base, n, first, o)
+		if err != nil {
+			return nil, err
+		}
+		first += n
+		if len(r.Pool) > 0 && r.Pool[0].CSRD != nil && row.CSRD != nil && r.Pool[0].CSRD.PerSecond > 0 {
+			row.VsOne = row.CSRD.PerSecond / r.Pool[0].CSRD.PerSecond
+		}
+		say("pool   P-256    C=%-3d tokens=%d %s", o.PoolC, n, row.summary())
+		r.Pool = append(r.Pool, row)
+	}
+	if o.Failover {
+		f, err := runFailover(ctx, base, tok, first, o)
+		if err != nil {
+			return nil, err
+		}
+		say("failover: %s", f.summary())
+		r.Failover = f
+	}
+	r.Finished = time.Now().UTC()
+	return r, nil
+}
+
+func poolLabels(n int) []string {
+	ls := make([]string, n)
+	for i := range ls {
+		ls[i] = poolLabel(i + 1)
+	}
+	return ls
+}
+
+func (o Options) durations(a alg) durations {
+	d := durations{warmup: o.Warmup, measure: o.Duration, maxWarm: 2 * time.Minute}
+	if a.slow && o.SlowFactor > 1 {
+		d.measure *= time.Duration(o.SlowFactor)
+	}
+	return d
+}
+
+// runCell measures key type a at concurrency c: raw loop, then csrd.
+func runCell(ctx context.Context, raw *rawModule, srv *server, db *store.Store, a alg, c int, phase string, o Options) (Cell, error) {
+	cell := Cell{Phase: phase, Alg: a.Name, C: c}
+	counts, err := db.CountByState(ctx)
+	if err != nil {
+		return cell, err
+	}
+	cell.StoredKeys = counts[store.StatePending]
+	cl := newClient(srv.url, c)
+	defer cl.close()
+	if !a.supported {
+		// Ask csrd anyway: it says what it does not support.
+		err := cl.generate(ctx, a.requestBody(0, 0))
+		msg, ok := notSupported(err)
+		switch {
+		case ok:
+			cell.Unsupported = "hsm has no " + a.Name + " key type in this build; csrd answers " + msg
+		case err == nil:
+			cell.Unsupported = "hsm has no " + a.Name + " key type in this build, but csrd generated one"
+		default:
+			cell.Unsupported = "hsm has no " + a.Name + " key type in this build; csrd: " + err.Error()
+		}
+		return cell, nil
+	}
+	d := o.durations(a)
+	// The two sides take turns in rounds (raw, csrd, raw, csrd, ...) so that
+	// load from other processes drifting during the cell hits both alike.
+	rounds := o.rounds(a)
+	d.measure /= time.Duration(rounds)
+	var raws, csrds []Measure
+	for range rounds {
+		m, err := measureRaw(ctx, raw, a, []string{mainLabel}, c, d)
+		if err != nil {
+			return cell, err
+		}
+		raws = append(raws, m)
+		cm, err := runHTTP(ctx, cl, srv, a, c, d)
+		if err != nil {
+			return cell, err
+		}
+		csrds = append(csrds, cm)
+	}
+	rm, cm := combine(raws), combine(csrds)
+	cell.Raw, cell.CSRD = &rm, &cm
+	if rm.PerSecond > 0 {
+		cell.Ratio = cm.PerSecond / rm.PerSecond
+	}
+	return cell, nil
+}
+
+// measureRaw runs the raw loop over labels, measuring this process's CPU.
+func measureRaw(ctx context.Context, raw *rawModule, a alg, labels []string, c int, d durations) (Measure, error) {
+	var cpuStart, cpuUsed float64
+	self := os.Getpid()
+	m, err := raw.runRaw(ctx, a, labels, c, d, func(start bool) {
+		v, _ := cpuSeconds(self)
+		if start {
+			cpuStart = v
+		} else {
+			cpuUsed = v - cpuStart
+		}
+	})
+	m.CPUPerOp = perOp(cpuUsed, m.Ops)
+	return m, err
+}
+
+// runHTTP runs the closed loop against csrd, measuring csrd's CPU and peak RSS.
+func runHTTP(ctx context.Context, cl *client, srv *server, a alg, c int, d durations) (Measure, error) {
+	var cpu0, cpu float64
+	win := runLoop(ctx, loopSpec{
+		c: c, warmup: d.warmup, duration: d.measure, maxWarm: d.maxWarm,
+		op: func(ctx context.Context, w, seq int) error { return cl.generate(ctx, a.requestBody(w, seq)) },
+		mark: func(start bool) {
+			v, _ := cpuSeconds(srv.pid())
+			if start {
+				cpu0 = v
+				resetPeakRSS(srv.pid())
+			} else {
+				cpu = v - cpu0
+			}
+		},
+	})
+	m := win.measure()
+	m.CPUPerOp = perOp(cpu, m.Ops)
+	m.PeakRSSMiB, _ = peakRSSMiB(srv.pid())
+	return m, nil
+}
+
+// rounds is how many turns each side gets in a cell: RSA's warm-up at high
+// concurrency is seconds long, so it gets one long turn.
+func (o Options) rounds(a alg) int {
+	if a.slow || o.Rounds < 1 {
+		return 1
+	}
+	return o.Rounds
+}
+
+func perOp(cpu float64, ops int) float64 {
+	if ops == 0 {
+		return 0
+	}
+	return cpu / float64(ops)
+}
+
+func softhsmVersion() string {
+	out, err := exec.Command("softhsm2-util", "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}

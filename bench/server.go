@@ -1,0 +1,157 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// server is a csrd subprocess.
+type server struct {
+	cmd  *exec.Cmd
+	url  string // base URL including the base path
+	log  string // its stderr
+	done chan error
+}
+
+// serverConfig is what the benchmark varies in csrd's configuration.
+type serverConfig struct {
+	binary      string
+	module      string
+	conf        string   // SOFTHSM2_CONF
+	labels      []string // one token, or a pool
+	pinFile     string
+	database    string
+	maxSessions int
+	dir         string // for the config and log files
+	name        string // distinguishes the files of successive servers
+}
+
+const basePath = "/KeyfactorAPI"
+
+func (c serverConfig) yaml(listen string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: %s\nbase_path: %s\ndatabase: %s\nlog_level: warn\n", listen, basePath, c.database)
+	fmt.Fprintf(&b, "hsm:\n  module: %s\n  max_sessions: %d\n  session_wait_timeout: 5m\n", c.module, c.maxSessions)
+	if len(c.labels) == 1 {
+		fmt.Fprintf(&b, "  token_label: %s\n  pin_file: %s\n", c.labels[0], c.pinFile)
+	} else {
+		b.WriteString("  tokens:\n")
+		for _, l := range c.labels {
+			fmt.Fprintf(&b, "    - token_label: %s\n      pin_file: %s\n", l, c.pinFile)
+		}
+	}
+	b.WriteString("request_timeout: 10m\nshutdown_timeout: 10m\n")
+	return b.String()
+}
+
+// startServer starts csrd and waits until it answers Status/Endpoints.
+func startServer(ctx context.Context, c serverConfig) (*server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	cfgPath := filepath.Join(c.dir, c.name+".yaml")
+	if err := os.WriteFile(cfgPath, []byte(c.yaml(listen)), 0o600); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	logPath := filepath.Join(c.dir, c.name+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	cmd := exec.Command(c.binary, "-config", cfgPath)
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+c.conf)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("bench: start %s: %w", c.binary, err)
+	}
+	s := &server{cmd: cmd, url: "http://" + listen + basePath, log: logPath, done: make(chan error, 1)}
+	go func() { s.done <- cmd.Wait(); logf.Close() }()
+
+	deadline := time.Now().Add(2 * time.Minute) // start-up opens a token of 10,000 keys
+	for {
+		if err := s.ping(ctx); err == nil {
+			return s, nil
+		}
+		select {
+		case err := <-s.done:
+			s.done <- err
+			return nil, fmt.Errorf("bench: csrd exited during start-up (%v): %s", err, tail(logPath))
+		case <-ctx.Done():
+			s.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("bench: csrd not ready after 2m: %s", tail(logPath))
+		}
+	}
+}
+
+func (s *server) pid() int { return s.cmd.Process.Pid }
+
+func (s *server) ping(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/Status/Endpoints", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// stop sends SIGTERM (graceful shutdown) and waits.
+func (s *server) stop() error {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("bench: csrd exited with %v: %s", err, tail(s.log))
+		}
+		return err
+	case <-time.After(2 * time.Minute):
+		_ = s.cmd.Process.Kill()
+		return fmt.Errorf("bench: csrd did not stop within 2m")
+	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tail returns the last lines of a log file, for error messages.
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(bytes.TrimSpace(b))
+}

@@ -1,0 +1,125 @@
+package bench
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Target is one of issue 7's targets, evaluated on a report.
+type Target struct {
+	Name   string `json:"name"`
+	Met    bool   `json:"met"`
+	Detail string `json:"detail"`
+}
+
+// Targets evaluates the issue's targets; a target with no figures (its part
+// of the run was skipped or not supported) is reported as not met.
+func (r *Report) Targets() []Target {
+	var ts []Target
+	add := func(name string, met bool, format string, args ...any) {
+		ts = append(ts, Target{Name: name, Met: met, Detail: fmt.Sprintf(format, args...)})
+	}
+	for _, want := range []struct {
+		alg string
+		min float64
+	}{{"P-256", 0.90}, {"Ed25519", 0.90}, {"RSA-2048", 0.95}} {
+		var misses []string
+		n := 0
+		for _, c := range r.Cells {
+			if c.Alg != want.alg || c.Phase != "empty" {
+				continue
+			}
+			if c.Unsupported != "" {
+				misses = append(misses, "not supported")
+				continue
+			}
+			n++
+			if c.Ratio < want.min {
+				misses = append(misses, fmt.Sprintf("C=%d %.2f", c.C, c.Ratio))
+			}
+		}
+		add(fmt.Sprintf("(b)/(a) ≥ %.2f for %s at every C", want.min, want.alg), n > 0 && len(misses) == 0,
+			"%d cells; below target: %s", n, orNone(misses))
+	}
+
+	empty, filled := map[int]float64{}, map[int]float64{}
+	for _, c := range r.Cells {
+		if c.Alg == "P-256" && c.CSRD != nil {
+			if c.Phase == "empty" {
+				empty[c.C] = c.CSRD.PerSecond
+			} else {
+				filled[c.C] = c.CSRD.PerSecond
+			}
+		}
+	}
+	var fr []string
+	fmet := len(filled) > 0
+	for c, v := range filled {
+		if e := empty[c]; e > 0 {
+			fr = append(fr, fmt.Sprintf("C=%d %.2f", c, v/e))
+			fmet = fmet && v/e >= 0.90
+		}
+	}
+	add("P-256 with 10,000 stored keys ≥ 0.90 × empty token (csrd)", fmet, "%s", orNone(sortStrings(fr)))
+
+	var pr []string
+	pmet := len(r.Pool) > 1
+	for _, p := range r.Pool[min(1, len(r.Pool)):] {
+		if p.CSRD == nil {
+			pmet = false
+			pr = append(pr, fmt.Sprintf("%d tokens: not supported", p.Tokens))
+			continue
+		}
+		pr = append(pr, fmt.Sprintf("%d tokens %.2f", p.Tokens, p.VsOne))
+		if p.Tokens == 2 {
+			pmet = pmet && p.VsOne >= 0.95
+		}
+	}
+	add("2 tokens ≥ 0.95 × 1 token at the same C", pmet, "%s", orNone(pr))
+	if f := r.Failover; f != nil && f.CSRD != nil {
+		add("zero failed Generate requests with one of two tokens unusable mid-run", f.CSRD.Errors == 0,
+			"%d errors in %d requests", f.CSRD.Errors, f.CSRD.Ops)
+	} else {
+		add("zero failed Generate requests with one of two tokens unusable mid-run", false, "not measured")
+	}
+
+	maxRSS, errs := 0.0, 0
+	var p99s []string
+	p99met := true
+	for _, c := range r.Cells {
+		if c.CSRD == nil {
+			continue
+		}
+		errs += c.CSRD.Errors + c.Raw.Errors
+		if c.C == 64 {
+			maxRSS = max(maxRSS, c.CSRD.PeakRSSMiB)
+		}
+		if c.C <= 16 && c.CSRD.P50ms > 0 && c.CSRD.P99ms > 3*c.CSRD.P50ms {
+			p99met = false
+			p99s = append(p99s, fmt.Sprintf("%s %s C=%d %.1f×", c.Phase, c.Alg, c.C, c.CSRD.P99ms/c.CSRD.P50ms))
+		}
+	}
+	add("csrd peak RSS < 64 MiB at C = 64", maxRSS > 0 && maxRSS < 64, "max %.1f MiB", maxRSS)
+	add("p99 ≤ 3 × p50 at C ≤ 16 (csrd)", p99met, "over: %s", orNone(p99s))
+	add("zero errors", errs == 0, "%d errors in side-by-side cells", errs)
+	return ts
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+func sortStrings(s []string) []string {
+	out := append([]string{}, s...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}

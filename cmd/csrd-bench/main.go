@@ -1,0 +1,115 @@
+// Command csrd-bench measures csrd against the raw PKCS#11 limit of a fresh
+// SoftHSM token, side by side, and writes BENCHMARKS.md and a JSON report.
+// `make bench` runs it with the full settings (about ten minutes on two
+// cores); the smoke test in package bench runs it tiny. main only wires.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/csrd/csrd/bench"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "csrd-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("csrd-bench", flag.ContinueOnError)
+	csrd := fs.String("csrd", "bin/csrd", "csrd binary to measure")
+	dir := fs.String("dir", "", "work directory for tokens, databases and logs (default: a new temp dir, removed afterwards)")
+	algs := fs.String("algs", "P-256,Ed25519,RSA-2048", "key types")
+	conc := fs.String("c", "1,2,4,16,64", "concurrency levels")
+	warmup := fs.Duration("warmup", time.Second, "warm-up before each measurement window")
+	duration := fs.Duration("duration", 5*time.Second, "measurement window per cell and side")
+	slow := fs.Int("slow-factor", 2, "RSA windows are this many times longer")
+	fill := fs.Int("fill", 10000, "repeat P-256 once the token holds this many csrd keys (0 skips)")
+	fillWorkers := fs.Int("fill-workers", 2, "sessions used to fill the token")
+	pool := fs.String("pool", "1,2,4", "token counts for the pool comparison (empty skips)")
+	poolC := fs.Int("pool-c", 16, "concurrency of the pool comparison and the failover run")
+	failover := fs.Bool("failover", true, "run the two-token failover measurement")
+	rounds := fs.Int("rounds", 3, "turns each side takes per cell, alternating (RSA: always 1)")
+	sessions := fs.Int("max-sessions", 8, "csrd hsm.max_sessions")
+	md := fs.String("md", "BENCHMARKS.md", "Markdown report to update (empty: none)")
+	js := fs.String("json", "bin/bench.json", "JSON report (empty: none; - for stdout)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cs, err := ints(*conc)
+	if err != nil {
+		return fmt.Errorf("-c: %w", err)
+	}
+	pools, err := ints(*pool)
+	if err != nil {
+		return fmt.Errorf("-pool: %w", err)
+	}
+	work := *dir
+	if work == "" {
+		if work, err = os.MkdirTemp("", "csrd-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	rep, err := bench.Run(ctx, bench.Options{
+		CSRD: *csrd, Dir: work, Algs: split(*algs), Concurrency: cs,
+		Warmup: *warmup, Duration: *duration, SlowFactor: *slow,
+		FillKeys: *fill, FillWorkers: *fillWorkers, PoolTokens: pools, PoolC: *poolC,
+		Failover: *failover, MaxSessions: *sessions, Rounds: *rounds, Progress: os.Stderr,
+	})
+	if err != nil {
+		return err
+	}
+	if *md != "" {
+		if err := rep.WriteMarkdown(*md); err != nil {
+			return err
+		}
+	}
+	if *js != "" {
+		b, err := rep.JSON()
+		if err != nil {
+			return err
+		}
+		if *js == "-" {
+			_, err = os.Stdout.Write(append(b, '\n'))
+			return err
+		}
+		return os.WriteFile(*js, append(b, '\n'), 0o644)
+	}
+	return nil
+}
+
+func split(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range split(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
