@@ -125,5 +125,11 @@ fuzz: deps
 	  $(GO) test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZTIME) $${t%%:*}; \
 	done
 
+## bench: csrd vs the raw PKCS#11 limit on a fresh SoftHSM token (~10 min on 2 cores);
+## writes BENCHMARKS.md and BENCHMARKS.json. BENCH_FLAGS passes options (csrd-bench -h).
+BENCH_FLAGS ?=
+bench: build
+	./bin/csrd-bench -csrd bin/csrd -md BENCHMARKS.md -json BENCHMARKS.json $(BENCH_FLAGS)
+
 clean:
 	rm -rf bin

@@ -20,7 +20,8 @@ type window struct {
 // back. The measurement window opens once warmup has passed and every worker
 // has finished at least one operation (so a slow key type at high
 // concurrency is in steady state), lasts duration, and is followed by a drain
-// in which workers finish the operation they are in. mark is called at the
+// in which workers finish the operation they are in. The window stays open
+// past duration until c operations completed in it. mark is called at the
 // window's start and end (CPU and RSS snapshots).
 type loopSpec struct {
 	c        int
@@ -36,6 +37,7 @@ func runLoop(ctx context.Context, ls loopSpec) window {
 		startNS, endNS atomic.Int64 // unix nanos; 0 = not yet
 		stop           atomic.Bool
 		firstDone      sync.WaitGroup
+		inWindow       atomic.Int64
 		mu             sync.Mutex
 		w              window
 		wg             sync.WaitGroup
@@ -59,6 +61,7 @@ func runLoop(ctx context.Context, ls loopSpec) window {
 						w.firstErr = err
 					}
 				} else if in {
+					inWindow.Add(1)
 					w.ops++
 					w.latencies = append(w.latencies, t1.Sub(t0))
 				}
@@ -97,6 +100,11 @@ func runLoop(ctx context.Context, ls loopSpec) window {
 	select {
 	case <-time.After(ls.duration):
 	case <-ctx.Done():
+	}
+	// A window too short for the token's pace would count nothing: keep it
+	// open until c operations finished in it (bounded by maxWarm).
+	for cap := time.Now().Add(ls.maxWarm); inWindow.Load() < int64(ls.c) && time.Now().Before(cap) && ctx.Err() == nil; {
+		time.Sleep(5 * time.Millisecond)
 	}
 	w.end = time.Now()
 	endNS.Store(w.end.UnixNano())

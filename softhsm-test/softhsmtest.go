@@ -117,6 +117,11 @@ func scriptPath() (string, error) {
 	}
 	p := filepath.Join(filepath.Dir(file), "init-token.sh")
 	if _, err := os.Stat(p); err != nil {
+		// Built with -trimpath (bin/csrd-bench): the path is module-relative;
+		// commands run from the repository root.
+		if _, err2 := os.Stat(filepath.Join("softhsm-test", "init-token.sh")); err2 == nil {
+			return filepath.Abs(filepath.Join("softhsm-test", "init-token.sh"))
+		}
 		return "", fmt.Errorf("softhsmtest: %w", err)
 	}
 	return p, nil

@@ -1,0 +1,104 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/csrd/csrd/bench"
+)
+
+// TestSmoke runs the whole benchmark, tiny, against the real csrd binary: it
+// proves the program works end to end and emits a valid report. It asserts
+// no timings (a shared CI machine cannot promise any), only that every part
+// ran, that nothing failed, and that the JSON and Markdown are well formed.
+func TestSmoke(t *testing.T) {
+	dir := t.TempDir()
+	csrd := filepath.Join(dir, "csrd")
+	build := exec.Command("go", "build", "-o", csrd, "github.com/csrd/csrd/cmd/csrd")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build csrd: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var progress bytes.Buffer
+	rep, err := bench.Run(ctx, bench.Options{
+		CSRD: csrd, Dir: filepath.Join(dir, "work"),
+		Algs: []string{"P-256", "Ed25519"}, Concurrency: []int{1, 3},
+		Warmup: 20 * time.Millisecond, Duration: 300 * time.Millisecond, Rounds: 2, SlowFactor: 1,
+		FillKeys: 20, FillWorkers: 2, PoolTokens: []int{1, 2}, PoolC: 2, Failover: true,
+		MaxSessions: 4, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+	}
+
+	raw, err := rep.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back bench.Report
+	if err := json.Unmarshal(raw, &back); err != nil {
+		t.Fatalf("report is not valid JSON: %v", err)
+	}
+	phases := map[string]int{}
+	for _, c := range back.Cells {
+		if c.Unsupported != "" {
+			continue
+		}
+		phases[c.Phase]++
+		t.Run(c.Phase+"/"+c.Alg+"/C="+itoa(c.C), func(t *testing.T) {
+			if c.Raw == nil || c.CSRD == nil {
+				t.Fatalf("cell without both sides: %+v", c)
+			}
+			if c.Raw.Errors != 0 || c.CSRD.Errors != 0 {
+				t.Errorf("errors: raw %d (%s), csrd %d (%s)", c.Raw.Errors, c.Raw.FirstError, c.CSRD.Errors, c.CSRD.FirstError)
+			}
+			if c.Raw.Ops == 0 || c.CSRD.Ops == 0 || c.Ratio <= 0 {
+				t.Errorf("nothing measured: raw %d ops, csrd %d ops, ratio %v", c.Raw.Ops, c.CSRD.Ops, c.Ratio)
+			}
+			if c.CSRD.PeakRSSMiB <= 0 {
+				t.Errorf("csrd peak RSS not measured")
+			}
+		})
+	}
+	if phases["empty"] != 2 || phases["filled"] != 2 {
+		t.Errorf("measured cells per phase %v, want 2 empty (P-256 at C=1,3) and 2 filled", phases)
+	}
+	if back.Fill == nil || back.Fill.Total != 20 {
+		t.Errorf("fill = %+v, want the token brought to 20 keys", back.Fill)
+	}
+	if len(back.Pool) != 2 {
+		t.Errorf("pool rows %d, want 2", len(back.Pool))
+	}
+	if back.Failover == nil {
+		t.Errorf("no failover result")
+	}
+	if back.Machine.NProc < 1 || back.Machine.SoftHSM == "" {
+		t.Errorf("machine facts missing: %+v", back.Machine)
+	}
+
+	md := filepath.Join(dir, "BENCHMARKS.md")
+	if err := os.WriteFile(md, []byte("# kept\n\nanalysis above\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // rewriting replaces the generated part, keeps the rest
+		if err := rep.WriteMarkdown(md); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(md)
+	s := string(b)
+	if !strings.HasPrefix(s, "# kept\n\nanalysis above\n") || strings.Count(s, "csrd-bench:begin") != 1 ||
+		!strings.Contains(s, "| empty | P-256 | 1 |") || !strings.Contains(s, "### Targets") {
+		t.Errorf("BENCHMARKS.md not as expected:\n%s", s)
+	}
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
