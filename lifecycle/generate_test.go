@@ -17,7 +17,7 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
-func openStore(t *testing.T, path string) *store.Store {
+func openStore(t testing.TB, path string) *store.Store {
 	t.Helper()
 	s, err := store.Open(context.Background(), path)
 	if err != nil {

@@ -114,7 +114,7 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 	var id int64
 	var lbl string
 	err = s.withTx(ctx, "begin key", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, insertKeySQL,
+		res, err := s.txExec(ctx, tx, insertKeySQL,
 			formatTime(requested), formatTime(now), StateGenerating, nullHex(rec.KeyID),
 			nullString(rec.TokenLabel), nullString(rec.TokenSerial), nullString(rec.KeyType),
 			nullInt(rec.KeySize), nullString(rec.Curve), nullString(rec.Subject), sans,
@@ -131,7 +131,7 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 		if lbl = label(id); lbl == "" {
 			return fmt.Errorf("store: begin key: empty label for key %d", id)
 		}
-		_, err = tx.ExecContext(ctx, setKeyLabelSQL, lbl, id)
+		_, err = s.txExec(ctx, tx, setKeyLabelSQL, lbl, id)
 		if isUnique(err) {
 			return fmt.Errorf("%w: key label %q already in use", ErrConflict, lbl)
 		}
@@ -156,7 +156,7 @@ func (s *Store) CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSH
 	}
 	from := []State{StateGenerating}
 	return s.withTx(ctx, "complete key", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, completeKeySQL,
+		res, err := s.txExec(ctx, tx, completeKeySQL,
 			StatePending, formatTime(s.now()), csrPEM, hex.EncodeToString(spkiSHA256), id, StateGenerating)
 		return s.checkTransition(ctx, tx, "complete key", res, err, id, from, StatePending)
 	})
@@ -189,7 +189,7 @@ func (s *Store) Transition(ctx context.Context, id int64, from []State, to State
 	}
 	op := "transition to " + string(to)
 	return s.withTx(ctx, op, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, transitionSQL, to, formatTime(s.now()), nullString(reason), id, string(fromJSON))
+		res, err := s.txExec(ctx, tx, transitionSQL, to, formatTime(s.now()), nullString(reason), id, string(fromJSON))
 		return s.checkTransition(ctx, tx, op, res, err, id, from, to)
 	})
 }
@@ -209,7 +209,7 @@ func (s *Store) checkTransition(ctx context.Context, tx *sql.Tx, op string, res 
 		return nil
 	}
 	var cur State
-	switch err := tx.QueryRowContext(ctx, keyStateSQL, id).Scan(&cur); {
+	switch err := s.txQueryRow(ctx, tx, keyStateSQL, id).Scan(&cur); {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("%w: key %d", ErrNotFound, id)
 	case err != nil:
@@ -220,7 +220,7 @@ func (s *Store) checkTransition(ctx context.Context, tx *sql.Tx, op string, res 
 
 // Get returns the record with the given id, or an error matching ErrNotFound.
 func (s *Store) Get(ctx context.Context, id int64) (*KeyRecord, error) {
-	rec, err := scanKey(s.r.QueryRowContext(ctx, getKeySQL, id))
+	rec, err := scanKey(s.queryRow(ctx, getKeySQL, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: key %d", ErrNotFound, id)
 	}
@@ -251,7 +251,7 @@ func (s *Store) FindBySPKI(ctx context.Context, spkiSHA256 []byte) ([]*KeyRecord
 // CountByState returns the number of records in each state; every known
 // state is present, with 0 when it has no records.
 func (s *Store) CountByState(ctx context.Context) (map[State]int, error) {
-	rows, err := s.r.QueryContext(ctx, countByStateSQL)
+	rows, err := s.query(ctx, countByStateSQL)
 	if err != nil {
 		return nil, dbErr("count keys", err)
 	}
@@ -280,7 +280,7 @@ func (s *Store) CountByToken(ctx context.Context, st State) (map[string]int, err
 	if !st.Valid() {
 		return nil, fmt.Errorf("store: count keys by token: unknown state %q", st)
 	}
-	rows, err := s.r.QueryContext(ctx, countByTokenSQL, st)
+	rows, err := s.query(ctx, countByTokenSQL, st)
 	if err != nil {
 		return nil, dbErr("count keys by token", err)
 	}
@@ -301,7 +301,7 @@ func (s *Store) CountByToken(ctx context.Context, st State) (map[string]int, err
 }
 
 func (s *Store) queryKeys(ctx context.Context, op, query string, args ...any) ([]*KeyRecord, error) {
-	rows, err := s.r.QueryContext(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, dbErr(op, err)
 	}

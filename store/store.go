@@ -48,6 +48,8 @@ const (
 type Store struct {
 	w   *sql.DB // exactly one connection; every write goes here
 	r   *sql.DB // query-only pool for reads
+	ws  *stmtCache
+	rs  *stmtCache
 	now func() time.Time
 }
 
@@ -113,6 +115,10 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 	s.r.SetMaxIdleConns(n)
 	if err := verifyPragmas(ctx, s.r, true); err != nil {
 		return nil, err
+	}
+	s.ws, s.rs = newStmtCache(s.w), newStmtCache(s.r)
+	if err := s.ws.prepareAll(ctx, writeStatements); err != nil {
+		return nil, dbErr("prepare", err)
 	}
 	return s, nil
 }
@@ -180,7 +186,7 @@ func verifyPragmas(ctx context.Context, db *sql.DB, readOnly bool) error {
 // Close closes both pools. Outstanding transactions are rolled back by
 // SQLite; WAL content is checkpointed by the last connection to close.
 func (s *Store) Close() error {
-	var errs []error
+	errs := []error{s.rs.close(), s.ws.close()}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}
