@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -66,12 +67,12 @@ func runPool(ctx context.Context, raw *rawModule, base serverConfig, n, first in
 }
 
 // runFailover runs csrd over two fresh tokens for three windows; for the
-// middle one the second token is made unusable (its object directory is
-// moved away, as if the token were pulled), then put back. Every Generate
-// must still succeed, and keys must go to the second token again afterwards.
+// middle one the second token is made unusable, then repaired. Every
+// Generate must still succeed, and keys must go to the second token again
+// afterwards.
 func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token, first int, o Options) (*Failover, error) {
 	labels := []string{poolLabel(first), poolLabel(first + 1)}
-	f := &Failover{Broken: labels[1], How: "token directory moved away for the middle third of the run, then moved back"}
+	f := &Failover{Broken: labels[1]}
 	cfg := base
 	cfg.labels, cfg.name = labels, "csrd-failover"
 	cfg.database = filepath.Join(base.dir, cfg.name+".db")
@@ -103,7 +104,8 @@ func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token,
 
 	var before map[string]int
 	phases := make(chan error, 1)
-	moved := dir + ".pulled"
+	brk, repair, how := breakToken(dir)
+	f.How = how
 	win := runLoop(ctx, loopSpec{
 		c: o.PoolC, warmup: d.warmup, duration: d.measure, maxWarm: d.maxWarm,
 		op: func(ctx context.Context, w, seq int) error { return cl.generate(ctx, a.requestBody(w, seq)) },
@@ -118,14 +120,14 @@ func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token,
 					if before, err = db.CountByToken(ctx, store.StatePending); err != nil {
 						return err
 					}
-					if err := os.Rename(dir, moved); err != nil {
+					if err := brk(); err != nil {
 						return err
 					}
 					time.Sleep(third)
 					if f.DuringOutage, err = db.CountByToken(ctx, store.StatePending); err != nil {
 						return err
 					}
-					return os.Rename(moved, dir)
+					return repair()
 				}()
 			}()
 		},
@@ -144,6 +146,24 @@ func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token,
 	after := delta(f.AfterRecovery, before)
 	f.AfterRecovery = delta(after, f.DuringOutage)
 	return f, nil
+}
+
+// breakToken returns how to make the SoftHSM token in dir unusable and
+// repair it. Immutable (chattr +i: SoftHSM can create no object file, as
+// on a write-protected or full token) is preferred; where the file system
+// has no attributes, the directory is moved away as if the token were
+// pulled — SoftHSM then marks the token invalid for the rest of the
+// process's life, so it does not come back until csrd restarts.
+func breakToken(dir string) (brk, repair func() error, how string) {
+	if exec.Command("chattr", "+i", dir).Run() == nil && exec.Command("chattr", "-i", dir).Run() == nil {
+		return func() error { return exec.Command("chattr", "+i", dir).Run() },
+			func() error { return exec.Command("chattr", "-i", dir).Run() },
+			"object directory made immutable (read-only token) for the middle third of the run, then writable again"
+	}
+	moved := dir + ".pulled"
+	return func() error { return os.Rename(dir, moved) },
+		func() error { return os.Rename(moved, dir) },
+		"object directory moved away (token pulled) for the middle third of the run, then back"
 }
 
 func delta(a, b map[string]int) map[string]int {

@@ -215,7 +215,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 		first += n
-		if len(r.Pool) > 0 && r.Pool[0].CSRD != nil && row.CSRD != nil && r.Pool[0].CSRD.PerSecond > 0 {
+		if len(r.Pool) == 0 && row.CSRD != nil {
+			row.VsOne = 1
+		} else if len(r.Pool) > 0 && r.Pool[0].CSRD != nil && row.CSRD != nil && r.Pool[0].CSRD.PerSecond > 0 {
 			row.VsOne = row.CSRD.PerSecond / r.Pool[0].CSRD.PerSecond
 		}
 		say("pool   P-256    C=%-3d tokens=%d %s", o.PoolC, n, row.summary())

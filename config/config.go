@@ -91,6 +91,16 @@ type HSM struct {
 	// attempts (starting at 250ms), i.e. how long csrd may take to notice a
 	// token that has come back.
 	ReconnectMaxBackoff time.Duration `yaml:"reconnect_max_backoff"`
+	// Tokens, when set instead of TokenLabel, is a pool: new keys go to the
+	// least busy healthy token, each key stays on the one that made it.
+	Tokens []Token `yaml:"tokens"`
+}
+
+// Token is one token of a pool (hsm.tokens).
+type Token struct {
+	TokenLabel string `yaml:"token_label"`
+	// PINFile defaults to hsm.pin_file (and its systemd credential).
+	PINFile string `yaml:"pin_file"`
 }
 
 // Auth selects how callers are authenticated (see package auth).
@@ -193,10 +203,27 @@ func (c *Config) Validate() error {
 	if c.HSM.Module == "" {
 		add("hsm.module: required")
 	}
-	if c.HSM.TokenLabel == "" {
-		add("hsm.token_label: required")
+	switch {
+	case len(c.HSM.Tokens) > 0 && c.HSM.TokenLabel != "":
+		add("hsm.token_label and hsm.tokens: set one (a single token) or the other (a pool), not both")
+	case len(c.HSM.Tokens) == 0 && c.HSM.TokenLabel == "":
+		add("hsm.token_label: required (or hsm.tokens for a pool)")
 	}
-	if c.HSM.PINFile == "" && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
+	seen := map[string]bool{}
+	needDefaultPIN := len(c.HSM.Tokens) == 0
+	for i, t := range c.HSM.Tokens {
+		switch {
+		case t.TokenLabel == "":
+			add("hsm.tokens[%d].token_label: required", i)
+		case len(t.TokenLabel) > 32:
+			add("hsm.tokens[%d].token_label %q: longer than 32 bytes", i, t.TokenLabel)
+		case seen[t.TokenLabel]:
+			add("hsm.tokens[%d].token_label %q: listed twice", i, t.TokenLabel)
+		}
+		seen[t.TokenLabel] = true
+		needDefaultPIN = needDefaultPIN || t.PINFile == ""
+	}
+	if needDefaultPIN && c.HSM.PINFile == "" && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
 		add("hsm.pin_file: required (or a systemd credential hsm-pin)")
 	}
 	// crypto11 keeps one long-lived session of its own besides the pool,
@@ -291,18 +318,43 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// TokenList returns the configured tokens: hsm.tokens, or the one
+// hsm.token_label names. An empty PINFile means hsm.pin_file (ReadPIN).
+func (h HSM) TokenList() []Token {
+	if len(h.Tokens) > 0 {
+		return h.Tokens
+	}
+	return []Token{{TokenLabel: h.TokenLabel}}
+}
+
+// ReadTokenPIN returns the user PIN of one token of TokenList: its own
+// pin_file when it has one, else ReadPIN's.
+func (c *Config) ReadTokenPIN(t Token) (string, error) {
+	if t.PINFile == "" {
+		return c.ReadPIN()
+	}
+	return readPINFile(t.PINFile, false)
+}
+
 // ReadPIN returns the HSM user PIN. A systemd credential
 // ($CREDENTIALS_DIRECTORY/hsm-pin) wins over pin_file, so the unit can hand
 // the PIN over without it ever being readable by the service user's files.
 // Trailing newlines are trimmed; the error never contains the PIN.
 func (c *Config) ReadPIN() (string, error) {
 	path := c.HSM.PINFile
+	cred := false
 	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
-		cred := filepath.Join(dir, "hsm-pin")
-		if _, err := os.Stat(cred); err == nil {
-			path = cred
+		p := filepath.Join(dir, "hsm-pin")
+		if _, err := os.Stat(p); err == nil {
+			path, cred = p, true
 		}
 	}
+	return readPINFile(path, cred)
+}
+
+// readPINFile reads a PIN file; a systemd credential (cred) may have any
+// mode, since only the service can read its credentials directory.
+func readPINFile(path string, cred bool) (string, error) {
 	if path == "" {
 		return "", errors.New("config: no PIN file configured")
 	}
@@ -310,7 +362,7 @@ func (c *Config) ReadPIN() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("config: PIN file: %w", err)
 	}
-	if st.Mode().Perm()&0o077 != 0 && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
+	if st.Mode().Perm()&0o077 != 0 && !cred && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
 		return "", fmt.Errorf("config: PIN file %s is readable by group or others (mode %04o); chmod 600 it", path, st.Mode().Perm())
 	}
 	data, err := os.ReadFile(path)

@@ -25,6 +25,17 @@ func TestLoad(t *testing.T) {
 		wantErr string
 		check   func(t *testing.T, c Config)
 	}{
+		{name: "token pool", yaml: `
+hsm:
+  tokens:
+    - token_label: csrd-a
+    - token_label: csrd-b
+      pin_file: /etc/csrd/b-pin
+`, check: func(t *testing.T, c Config) {
+			if len(c.HSM.Tokens) != 2 || c.HSM.Tokens[0].TokenLabel != "csrd-a" || c.HSM.Tokens[1].PINFile != "/etc/csrd/b-pin" {
+				t.Errorf("hsm.tokens = %+v", c.HSM.Tokens)
+			}
+		}},
 		{name: "empty file is all defaults", yaml: "", check: func(t *testing.T, c Config) {
 			if c.Listen != "127.0.0.1:8080" || c.BasePath != "/KeyfactorAPI" || c.HSM.MaxSessions != 8 {
 				t.Errorf("defaults not applied: %+v", c)
@@ -107,6 +118,23 @@ func TestValidate(t *testing.T) {
 		{name: "trusted proxy not an address", mutate: func(c *Config) { c.TrustedProxies = []string{"proxy.local"} }, wantErr: "trusted_proxies"},
 		{name: "throttle off", mutate: func(c *Config) { c.Auth.FailureLimit = 0; c.Auth.Lockout = 0 }},
 		{name: "all errors together", mutate: func(c *Config) { c.LogLevel = "loud"; c.HSM.TokenLabel = "" }, wantErr: "token_label"},
+		{name: "pool", mutate: func(c *Config) {
+			c.HSM.TokenLabel = ""
+			c.HSM.Tokens = []Token{{TokenLabel: "a"}, {TokenLabel: "b", PINFile: "/etc/csrd/b-pin"}}
+		}},
+		{name: "pool and single token", mutate: func(c *Config) { c.HSM.Tokens = []Token{{TokenLabel: "a"}} }, wantErr: "not both"},
+		{name: "pool token without label", mutate: func(c *Config) {
+			c.HSM.TokenLabel = ""
+			c.HSM.Tokens = []Token{{TokenLabel: "a"}, {PINFile: "/p"}}
+		}, wantErr: "hsm.tokens[1].token_label: required"},
+		{name: "pool token twice", mutate: func(c *Config) {
+			c.HSM.TokenLabel = ""
+			c.HSM.Tokens = []Token{{TokenLabel: "a"}, {TokenLabel: "a"}}
+		}, wantErr: "listed twice"},
+		{name: "pool without any PIN file", mutate: func(c *Config) {
+			c.HSM.TokenLabel, c.HSM.PINFile = "", ""
+			c.HSM.Tokens = []Token{{TokenLabel: "a", PINFile: "/p"}, {TokenLabel: "b"}}
+		}, wantErr: "hsm.pin_file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -132,6 +160,28 @@ func TestGenerationSlots(t *testing.T) {
 		c.HSM.MaxSessions, c.Limits.MaxGenerations = tc.sessions, tc.max
 		if got := c.GenerationSlots(); got != tc.want {
 			t.Errorf("sessions %d max %d: %d slots, want %d", tc.sessions, tc.max, got, tc.want)
+		}
+	}
+}
+
+func TestTokenList(t *testing.T) {
+	single := HSM{TokenLabel: "one", PINFile: "/p"}
+	if got := single.TokenList(); len(got) != 1 || got[0] != (Token{TokenLabel: "one"}) {
+		t.Errorf("single token: %+v", got)
+	}
+	pool := HSM{Tokens: []Token{{TokenLabel: "a"}, {TokenLabel: "b", PINFile: "/b"}}}
+	if got := pool.TokenList(); len(got) != 2 || got[1].PINFile != "/b" {
+		t.Errorf("pool: %+v", got)
+	}
+	cfg := Defaults()
+	cfg.HSM.PINFile = write(t, "default-pin", "1111\n", 0o600)
+	own := write(t, "b-pin", "2222", 0o600)
+	for _, tc := range []struct {
+		tok  Token
+		want string
+	}{{Token{TokenLabel: "a"}, "1111"}, {Token{TokenLabel: "b", PINFile: own}, "2222"}} {
+		if pin, err := cfg.ReadTokenPIN(tc.tok); err != nil || pin != tc.want {
+			t.Errorf("ReadTokenPIN(%+v) = %q, %v; want %q", tc.tok, pin, err, tc.want)
 		}
 	}
 }

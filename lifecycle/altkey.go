@@ -47,7 +47,7 @@ var mldsaSets = map[policy.Algorithm]hsm.MLDSA{
 
 // planAlt returns nil for a request without an alternative key. A token
 // without ML-DSA means a sealed seed, which the policy may forbid.
-func (s *Service) planAlt(dec *policy.Decision) (*altPlan, error) {
+func (s *Service) planAlt(tok Token, dec *policy.Decision) (*altPlan, error) {
 	if dec.AltKey == nil {
 		return nil, nil
 	}
@@ -55,7 +55,7 @@ func (s *Service) planAlt(dec *policy.Decision) (*altPlan, error) {
 	if !ok {
 		return nil, &NotSupportedError{What: "AlternativeKeyType " + string(dec.AltKey.Algorithm)}
 	}
-	p := &altPlan{set: set, storage: s.token.MLDSAStorage()}
+	p := &altPlan{set: set, storage: tok.MLDSAStorage()}
 	if p.storage == hsm.AltStorageSealed && !dec.AllowSealedAlt {
 		by := "the policy"
 		if dec.EnrollmentPatternID != 0 {
@@ -63,7 +63,7 @@ func (s *Service) planAlt(dec *policy.Decision) (*altPlan, error) {
 		}
 		return nil, policy.Refuse(policy.RuleSealedAltKey, "AlternativeKeyType", fmt.Sprintf(
 			"AlternativeKeyType %s would need a sealed alternative key, which %s does not allow (AllowSealedAlternativeKeys): HSM token %q cannot hold ML-DSA keys (PKCS#11 3.2)",
-			dec.AltKey.Algorithm, by, s.token.Label()))
+			dec.AltKey.Algorithm, by, tok.Label()))
 	}
 	return p, nil
 }
@@ -71,11 +71,11 @@ func (s *Service) planAlt(dec *policy.Decision) (*altPlan, error) {
 // recordAlt fills in what the record must know about the alternative key
 // before it exists: its algorithm, storage and, in the token, its CKA_ID
 // (the label follows from the record id).
-func (s *Service) recordAlt(ctx context.Context, rec *store.KeyRecord, p *altPlan) error {
+func (s *Service) recordAlt(ctx context.Context, tok Token, rec *store.KeyRecord, p *altPlan) error {
 	rec.AltKeyType = p.set.String()
 	switch p.storage {
 	case hsm.AltStorageToken:
-		id, err := s.token.NewKeyID(ctx)
+		id, err := tok.NewKeyID(ctx)
 		if err != nil {
 			return err
 		}
@@ -89,11 +89,11 @@ func (s *Service) recordAlt(ctx context.Context, rec *store.KeyRecord, p *altPla
 }
 
 // generateAlt creates the alternative key the record names.
-func (s *Service) generateAlt(ctx context.Context, rec *store.KeyRecord, p *altPlan) (*hsm.MLDSAKey, error) {
+func (s *Service) generateAlt(ctx context.Context, tok Token, rec *store.KeyRecord, p *altPlan) (*hsm.MLDSAKey, error) {
 	if p.storage == hsm.AltStorageToken {
-		return s.token.GenerateMLDSA(ctx, p.set, hsm.KeyRef{ID: rec.AltKeyID, Label: rec.AltKeyLabel})
+		return tok.GenerateMLDSA(ctx, p.set, hsm.KeyRef{ID: rec.AltKeyID, Label: rec.AltKeyLabel})
 	}
-	return s.token.NewSealedMLDSA(ctx, p.set, sealBinding(rec))
+	return tok.NewSealedMLDSA(ctx, p.set, sealBinding(rec))
 }
 
 // sealBinding is what a sealed seed is bound to: the record id and its key

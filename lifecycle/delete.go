@@ -37,8 +37,8 @@ func (s *Service) Delete(ctx context.Context, id int64) error {
 	}
 	if !s.onThisToken(rec.TokenSerial) {
 		// Destroying "nothing" here would mark deleted a key that lives on.
-		return newErr(ErrConflict, "the key of record %d is on token %q (serial %s), not on the token this csrd uses (serial %s); delete it there",
-			rec.ID, rec.TokenLabel, rec.TokenSerial, s.token.Serial())
+		return newErr(ErrConflict, "the key of record %d is on token %q (serial %s), not on a token this csrd uses; delete it there",
+			rec.ID, rec.TokenLabel, rec.TokenSerial)
 	}
 	if err := s.records.BeginDelete(ctx, id); err != nil {
 		return deleteRefused(rec, err)

@@ -38,8 +38,15 @@ func (s *Service) destroyKeyMaterial(ctx context.Context, rec *store.KeyRecord) 
 			errs = append(errs, fmt.Errorf("lifecycle: erase sealed alternative seed of record %d: %w", rec.ID, err))
 		}
 	}
+	if len(refs) == 0 {
+		return 0, errors.Join(errs...)
+	}
+	tok, err := s.tokenFor(rec)
+	if err != nil {
+		return 0, errors.Join(append(errs, err)...)
+	}
 	for _, ref := range refs {
-		switch err := s.token.DestroyKey(ctx, ref); {
+		switch err := tok.DestroyKey(ctx, ref); {
 		case err == nil:
 			destroyed++
 		case errors.Is(err, hsm.ErrNotFound):

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"time"
 
 	"github.com/csrd/csrd/store"
 )
@@ -13,3 +14,6 @@ func (s *Service) SetAfterStep(f func(step string)) { s.afterStep = f }
 func (s *Service) DestroyKeyMaterial(ctx context.Context, rec *store.KeyRecord) (int, error) {
 	return s.destroyKeyMaterial(ctx, rec)
 }
+
+// SetBackoff shortens the pool's back-off so tests need not wait seconds.
+func (p *TokenPool) SetBackoff(lo, hi time.Duration) { p.minBackoff, p.maxBackoff = lo, hi }

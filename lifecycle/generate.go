@@ -80,7 +80,7 @@ type Decider interface {
 
 // Service runs the use cases.
 type Service struct {
-	token   Token
+	tokens  *TokenPool
 	records Records
 	policy  Decider
 	log     zerolog.Logger
@@ -102,9 +102,16 @@ type Service struct {
 }
 
 // New returns a Service. log receives one line per failure with its cause.
+// It keeps every key on token; NewPooled spreads them over several.
 func New(token Token, records Records, pol Decider, log zerolog.Logger) *Service {
+	pool, _ := NewTokenPool(log, token) // one token is always distinct
+	return NewPooled(pool, records, pol, log)
+}
+
+// NewPooled returns a Service that keeps keys on the tokens of pool.
+func NewPooled(pool *TokenPool, records Records, pol Decider, log zerolog.Logger) *Service {
 	return &Service{
-		token:          token,
+		tokens:         pool,
 		records:        records,
 		policy:         pol,
 		log:            log,
@@ -164,30 +171,12 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 	if err != nil {
 		return nil, err
 	}
-	if err := s.token.CanGenerate(spec); err != nil {
-		if errors.Is(err, hsm.ErrUnsupported) {
-			return nil, &NotSupportedError{What: fmt.Sprintf("KeyType %s on HSM token %q", dec.Key.Algorithm, s.token.Label())}
-		}
-		return nil, err
-	}
-	alt, err := s.planAlt(dec)
-	if err != nil {
-		return nil, err
-	}
 	decision, err := json.Marshal(dec)
 	if err != nil {
 		return nil, fmt.Errorf("lifecycle: encode decision: %w", err)
 	}
-	keyID, err := s.token.NewKeyID(ctx)
-	if err != nil {
-		return nil, err
-	}
-
-	rec := &store.KeyRecord{
+	rec := store.KeyRecord{
 		State:               store.StateGenerating,
-		KeyID:               keyID,
-		TokenLabel:          s.token.Label(),
-		TokenSerial:         s.token.Serial(),
 		KeyType:             string(dec.Key.Algorithm),
 		KeySize:             dec.Key.Bits,
 		Curve:               dec.Key.Curve,
@@ -197,8 +186,48 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 		EnrollmentPatternID: patternID,
 		Decision:            decision,
 	}
+	// A token that fails (removed, read-only, full) is taken out of
+	// rotation and the key is made on another, as a new record: the failed
+	// attempt's record is failed, or stays "generating" for reconciliation
+	// when its token cannot even be cleaned up.
+	var tried []Token
+	for {
+		tok, done := s.tokens.pick(tried)
+		if tok == nil {
+			return nil, err
+		}
+		tried = append(tried, tok)
+		var res *GenerateResult
+		res, err = s.generateOn(ctx, tok, dec, spec, rec, subject, sans)
+		done(err)
+		if err == nil || !tokenFailure(err) || ctx.Err() != nil {
+			return res, err
+		}
+		s.log.Warn().Err(err).Str("token", tok.Label()).Msg("generate failed on a token; trying another")
+	}
+}
+
+// generateOn makes the key (and a hybrid's alternative key) on tok with the
+// crash-safe order: record, key, CSR, completed record.
+func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decision, spec hsm.KeySpec, r store.KeyRecord, subject csr.DN, sans *csr.SANs) (*GenerateResult, error) {
+	if err := tok.CanGenerate(spec); err != nil {
+		if errors.Is(err, hsm.ErrUnsupported) {
+			return nil, &NotSupportedError{What: fmt.Sprintf("KeyType %s on HSM token %q", dec.Key.Algorithm, tok.Label())}
+		}
+		return nil, err
+	}
+	alt, err := s.planAlt(tok, dec)
+	if err != nil {
+		return nil, err
+	}
+	keyID, err := tok.NewKeyID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rec := &r
+	rec.KeyID, rec.TokenLabel, rec.TokenSerial = keyID, tok.Label(), tok.Serial()
 	if alt != nil {
-		if err := s.recordAlt(ctx, rec, alt); err != nil {
+		if err := s.recordAlt(ctx, tok, rec, alt); err != nil {
 			return nil, err
 		}
 	}
@@ -209,7 +238,7 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 		return nil, err
 	}
 	s.step("recorded")
-	log := s.log.With().Int64("record", id).Str("label", rec.KeyLabel).Logger()
+	log := s.log.With().Int64("record", id).Str("label", rec.KeyLabel).Str("token", tok.Label()).Logger()
 
 	// From here on the work finishes even if the client goes away: the
 	// record says "generating", and leaving it half done would only hand
@@ -218,7 +247,7 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 	ref := hsm.KeyRef{ID: keyID, Label: rec.KeyLabel}
 
 	// Step 2: the key pair is born in the token.
-	key, err := s.token.GenerateKeyPair(ctx, spec, ref)
+	key, err := tok.GenerateKeyPair(ctx, spec, ref)
 	if err != nil {
 		// The token may have created objects before failing (or failed
 		// after creating them); look for them by label and destroy them.
@@ -230,7 +259,7 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 	// Step 2b: the alternative key, in the token or sealed by it.
 	var altKey *hsm.MLDSAKey
 	if alt != nil {
-		if altKey, err = s.generateAlt(ctx, rec, alt); err != nil {
+		if altKey, err = s.generateAlt(ctx, tok, rec, alt); err != nil {
 			s.abandon(log, rec, nil, err)
 			return nil, err
 		}

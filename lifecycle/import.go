@@ -113,8 +113,8 @@ func (s *Service) marry(ctx context.Context, id int64, leaf *x509.Certificate, c
 		return nil, newErr(ErrConflict, "another certificate (thumbprint %s) is being imported for the key of record %d; import that one again to finish it, or run csrctl reconcile",
 			rec.Cert.Thumbprint, rec.ID)
 	case !s.onThisToken(rec.TokenSerial):
-		return nil, newErr(ErrConflict, "the key of record %d is on token %q (serial %s), not on the token this csrd uses (serial %s)",
-			rec.ID, rec.TokenLabel, rec.TokenSerial, s.token.Serial())
+		return nil, newErr(ErrConflict, "the key of record %d is on token %q (serial %s), not on a token this csrd uses",
+			rec.ID, rec.TokenLabel, rec.TokenSerial)
 	}
 
 	if err := s.records.BeginMarriage(ctx, id, info); err != nil {
@@ -142,7 +142,11 @@ func (s *Service) marry(ctx context.Context, id int64, leaf *x509.Certificate, c
 // Transient token errors keep the intent for a retry or reconciliation.
 func (s *Service) writeCertificate(ctx context.Context, rec *store.KeyRecord, leaf *x509.Certificate) error {
 	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
-	classes, err := s.token.ObjectsOf(ctx, ref)
+	tok, err := s.tokenFor(rec)
+	if err != nil {
+		return err
+	}
+	classes, err := tok.ObjectsOf(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -153,7 +157,7 @@ func (s *Service) writeCertificate(ctx context.Context, rec *store.KeyRecord, le
 		s.log.Error().Int64("record", rec.ID).Str("label", rec.KeyLabel).Msg("key gone from the token during marriage; record marked lost")
 		return newErr(ErrConflict, "the private key of record %d is no longer in the token; the record is now marked lost", rec.ID)
 	}
-	if _, err := s.token.PutCertificate(ctx, ref, leaf); err != nil {
+	if _, err := tok.PutCertificate(ctx, ref, leaf); err != nil {
 		if !errors.Is(err, hsm.ErrCertificateMismatch) {
 			s.log.Error().Err(err).Int64("record", rec.ID).Msg("could not store the certificate; the marriage stays open for a retry or reconciliation")
 			return err
@@ -180,7 +184,7 @@ func (s *Service) importResult(rec *store.KeyRecord, already bool) *ImportResult
 
 // onThisToken reports whether a record's key lives on the token this
 // Service uses. Records made before the serial was recorded count as here.
-func (s *Service) onThisToken(serial string) bool { return serial == "" || serial == s.token.Serial() }
+func (s *Service) onThisToken(serial string) bool { return serial == "" || s.tokens.hasSerial(serial) }
 
 // KeyURI is the RFC 7512 URI of a record's private key.
 func KeyURI(rec *store.KeyRecord) string {

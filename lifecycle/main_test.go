@@ -63,8 +63,10 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	if err := testTok.AddToken(reconLabel); err != nil {
-		return 1, err
+	for _, l := range []string{reconLabel, poolLabelA, poolLabelB} {
+		if err := testTok.AddToken(l); err != nil {
+			return 1, err
+		}
 	}
 	testToken, err = openToken(testTok.Module, testTok.Label, testTok.PIN)
 	if err != nil {

@@ -112,22 +112,29 @@ func (s *Service) Reconcile(ctx context.Context, opts ReconcileOptions) (Reconci
 	if err := s.finishMarriages(ctx, cutoff, &rep); err != nil {
 		return rep, err
 	}
-	listed := s.now()
-	objs, err := s.token.ListObjects(ctx, LabelPrefix)
-	if err != nil {
-		return rep, err
-	}
-	live, err := s.records.ListLive(ctx)
-	if err != nil {
-		return rep, err
-	}
-	rep.Objects, rep.Records = len(objs), len(live)
-	groups := groupObjects(objs)
-	if err := s.checkLive(ctx, live, groups, listed, cutoff, &rep); err != nil {
-		return rep, err
-	}
-	if err := s.checkOrphans(ctx, groups, opts.DestroyOrphans, &rep); err != nil {
-		return rep, err
+	// Each token of the pool is listed, then the live records read, in
+	// that order (see above), and compared with the records on it.
+	for i, tok := range s.tokens.Tokens() {
+		listed := s.now()
+		objs, err := tok.ListObjects(ctx, LabelPrefix)
+		if err != nil {
+			return rep, err
+		}
+		live, err := s.records.ListLive(ctx)
+		if err != nil {
+			return rep, err
+		}
+		rep.Objects += len(objs)
+		if i == 0 {
+			rep.Records = len(live)
+		}
+		groups := groupObjects(objs)
+		if err := s.checkLive(ctx, tok, live, groups, listed, cutoff, &rep); err != nil {
+			return rep, err
+		}
+		if err := s.checkOrphans(ctx, tok, groups, opts.DestroyOrphans, &rep); err != nil {
+			return rep, err
+		}
 	}
 	s.logReport(rep)
 	return rep, nil
@@ -267,13 +274,17 @@ func groupObjects(objs []hsm.Object) map[string]*objectGroup {
 // checkLive marks lost the pending and married records whose private key is
 // not in the listing, restores missing certificate objects of married ones,
 // and claims every group a live record owns.
-func (s *Service) checkLive(ctx context.Context, live []store.LiveKey, groups map[string]*objectGroup, listed, cutoff time.Time, rep *ReconcileReport) error {
+func (s *Service) checkLive(ctx context.Context, tok Token, live []store.LiveKey, groups map[string]*objectGroup, listed, cutoff time.Time, rep *ReconcileReport) error {
+	first := tok == s.tokens.Tokens()[0]
 	for _, k := range live {
 		if !s.onThisToken(k.TokenSerial) {
-			if k.State != store.StateGenerating && k.Intent == store.IntentNone {
+			if first && k.State != store.StateGenerating && k.Intent == store.IntentNone {
 				rep.OtherToken++ // the others were counted above
 			}
 			continue
+		}
+		if !s.tokens.has(tok, k.ID, k.TokenLabel, k.TokenSerial) {
+			continue // another token of the pool: checked in its own pass
 		}
 		g := groups[groupKey(k.KeyLabel, k.KeyID)]
 		if g != nil {
@@ -295,7 +306,7 @@ func (s *Service) checkLive(ctx context.Context, live []store.LiveKey, groups ma
 		switch {
 		case g != nil && hasClass(g.classes, hsm.ClassPrivateKey) && altOK:
 			if k.State == store.StateMarried && k.HasCert && !hasClass(g.classes, hsm.ClassCertificate) {
-				if err := s.restoreCertificate(ctx, k.ID, rep); err != nil {
+				if err := s.restoreCertificate(ctx, tok, k.ID, rep); err != nil {
 					return err
 				}
 			}
@@ -323,7 +334,7 @@ func (s *Service) checkLive(ctx context.Context, live []store.LiveKey, groups ma
 	return nil
 }
 
-func (s *Service) restoreCertificate(ctx context.Context, id int64, rep *ReconcileReport) error {
+func (s *Service) restoreCertificate(ctx context.Context, tok Token, id int64, rep *ReconcileReport) error {
 	unlock := s.locks.lock(id)
 	defer unlock()
 	rec, err := s.records.Get(ctx, id)
@@ -334,7 +345,7 @@ func (s *Service) restoreCertificate(ctx context.Context, id int64, rep *Reconci
 	if err != nil {
 		return fmt.Errorf("lifecycle: reconcile: record %d: stored certificate: %w", id, err)
 	}
-	created, err := s.token.PutCertificate(ctx, hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}, leaf)
+	created, err := tok.PutCertificate(ctx, hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}, leaf)
 	if err != nil {
 		return err
 	}
@@ -348,18 +359,18 @@ func (s *Service) restoreCertificate(ctx context.Context, id int64, rep *Reconci
 // checkOrphans explains every unclaimed group and destroys it if asked.
 // Each candidate is looked up again first: a delete finishing between the
 // listing and the record read would otherwise look like an orphan.
-func (s *Service) checkOrphans(ctx context.Context, groups map[string]*objectGroup, destroy bool, rep *ReconcileReport) error {
+func (s *Service) checkOrphans(ctx context.Context, tok Token, groups map[string]*objectGroup, destroy bool, rep *ReconcileReport) error {
 	for _, g := range sortedGroups(groups) {
 		if g.claimed || g.ref.Label == hsm.KEKLabel {
 			// The sealing key shares the prefix but belongs to no record
 			// (and cannot be destroyed): it is never an orphan.
 			continue
 		}
-		o := Orphan{Ref: g.ref, Classes: g.classes, Reason: s.orphanReason(ctx, g.ref)}
+		o := Orphan{Ref: g.ref, Classes: g.classes, Reason: s.orphanReason(ctx, tok, g.ref)}
 		if len(g.ref.ID) == 0 {
 			o.Reason += " (no CKA_ID, so it cannot be destroyed by reference; remove it with pkcs11-tool)"
 		} else {
-			still, err := s.token.ObjectsOf(ctx, g.ref)
+			still, err := tok.ObjectsOf(ctx, g.ref)
 			if err != nil {
 				return err
 			}
@@ -368,7 +379,7 @@ func (s *Service) checkOrphans(ctx context.Context, groups map[string]*objectGro
 			}
 			o.Classes = still
 			if destroy {
-				if err := s.token.DestroyKey(ctx, g.ref); err != nil && !errors.Is(err, hsm.ErrNotFound) {
+				if err := tok.DestroyKey(ctx, g.ref); err != nil && !errors.Is(err, hsm.ErrNotFound) {
 					return err
 				}
 				o.Destroyed = true
@@ -382,7 +393,7 @@ func (s *Service) checkOrphans(ctx context.Context, groups map[string]*objectGro
 	return nil
 }
 
-func (s *Service) orphanReason(ctx context.Context, ref hsm.KeyRef) string {
+func (s *Service) orphanReason(ctx context.Context, tok Token, ref hsm.KeyRef) string {
 	id, alt, ok := ParseLabel(ref.Label)
 	if !ok {
 		return "label is not one csrd gives its keys"
@@ -403,8 +414,8 @@ func (s *Service) orphanReason(ctx context.Context, ref hsm.KeyRef) string {
 		return fmt.Sprintf("record %d has no alternative key in the token", id)
 	case !bytes.Equal(want, ref.ID):
 		return fmt.Sprintf("record %d names CKA_ID %s, not this one", id, hex.EncodeToString(want))
-	case !s.onThisToken(rec.TokenSerial):
-		return fmt.Sprintf("record %d is for token serial %s", id, rec.TokenSerial)
+	case !s.tokens.has(tok, rec.ID, rec.TokenLabel, rec.TokenSerial):
+		return fmt.Sprintf("record %d is for token %q (serial %s)", id, rec.TokenLabel, rec.TokenSerial)
 	}
 	return fmt.Sprintf("record %d is %s", id, rec.State)
 }

@@ -64,10 +64,6 @@ func run(args []string) error {
 	pol := policy.NewReloader(engine)
 	logPolicy(log, "policy loaded", engine)
 
-	pin, err := cfg.ReadPIN()
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	// SIGHUP is caught from here on (its default action is to kill); the
@@ -75,21 +71,15 @@ func run(args []string) error {
 	reloads := &reloader{cfg: &cfg, pol: pol, log: log, notify: notify}
 	reloads.onHUP(ctx)
 
-	token, err := hsm.Open(ctx, hsm.Config{
-		Module:          cfg.HSM.Module,
-		TokenLabel:      cfg.HSM.TokenLabel,
-		PIN:             pin,
-		MaxSessions:     cfg.HSM.MaxSessions,
-		PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
-		HealthInterval:  cfg.HSM.HealthInterval,
-		ReconnectMax:    cfg.HSM.ReconnectMaxBackoff,
-	}, log)
-	pin = ""
+	// One token (hsm.token_label) or a pool (hsm.tokens); token is the
+	// first, which also holds the TLS key when it is in an HSM.
+	tokens, closeTokens, err := openTokens(ctx, &cfg, log)
 	if err != nil {
 		return err
 	}
-	// The token is closed last: everything else may still use it.
-	defer token.Close()
+	token := tokens[0]
+	// The tokens are closed last: everything else may still use them.
+	defer closeTokens()
 
 	db, err := store.Open(ctx, cfg.Database)
 	if err != nil {
@@ -98,9 +88,13 @@ func run(args []string) error {
 	defer db.Close()
 
 	metrics := api.NewMetrics(api.MetricsSources{
-		Sessions: token.SessionStats, Records: db.CountByState, AuditRows: db.CountAudit,
+		Sessions: sessionStats(tokens), Records: db.CountByState, AuditRows: db.CountAudit,
 	})
-	svc := lifecycle.New(metrics.TimeToken(token), db, pol, log)
+	pool, err := tokenPool(log, metrics, tokens)
+	if err != nil {
+		return err
+	}
+	svc := lifecycle.NewPooled(pool, db, pol, log)
 	// Nothing is served yet, so every unfinished operation is a crash's:
 	// finish them all (MinAge 0). Orphans are reported, never destroyed here.
 	if _, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{}); err != nil {
@@ -109,7 +103,7 @@ func run(args []string) error {
 
 	// One definition of "ready" for /readyz and the systemd watchdog.
 	ready := health.New(5*time.Second, time.Second,
-		health.Check{Name: "hsm", Func: token.Ping},
+		health.Check{Name: "hsm", Func: anyTokenPings(tokens)},
 		health.Check{Name: "database", Func: db.Ping},
 		health.Check{Name: "policy", Func: func(context.Context) error {
 			if pol.Current() == nil {
@@ -175,7 +169,7 @@ func run(args []string) error {
 	}
 	where := scheme + "://" + ln.Addr().String()
 	log.Info().Str("listen", ln.Addr().String()).Str("url", where).Str("base_path", cfg.BasePath).Int("max_generations", cfg.GenerationSlots()).
-		Str("token", token.Label()).Str("database", cfg.Database).Msg("csrd ready")
+		Str("token", token.Label()).Int("tokens", len(tokens)).Str("database", cfg.Database).Msg("csrd ready")
 	// READY=1 only now: the token is logged in, migrations and
 	// reconciliation are done, the policy is loaded and the socket serves.
 	reloads.serving(tlsSrv, where)

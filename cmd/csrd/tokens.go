@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/api"
+	"github.com/csrd/csrd/config"
+	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/lifecycle"
+)
+
+// openTokens opens every configured token (hsm.token_label, or each of
+// hsm.tokens) and returns them in configuration order, with the function
+// that closes them all. Each PIN is dropped as soon as its token is open.
+func openTokens(ctx context.Context, cfg *config.Config, log zerolog.Logger) ([]*hsm.Token, func(), error) {
+	var toks []*hsm.Token
+	closeAll := func() {
+		for _, t := range toks {
+			_ = t.Close()
+		}
+	}
+	for _, tc := range cfg.HSM.TokenList() {
+		pin, err := cfg.ReadTokenPIN(tc)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		t, err := hsm.Open(ctx, hsm.Config{
+			Module:          cfg.HSM.Module,
+			TokenLabel:      tc.TokenLabel,
+			PIN:             pin,
+			MaxSessions:     cfg.HSM.MaxSessions,
+			PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
+			HealthInterval:  cfg.HSM.HealthInterval,
+			ReconnectMax:    cfg.HSM.ReconnectMaxBackoff,
+		}, log)
+		pin = ""
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		toks = append(toks, t)
+	}
+	return toks, closeAll, nil
+}
+
+// tokenPool is the pool lifecycle places keys in, each token timed for
+// the metrics.
+func tokenPool(log zerolog.Logger, m *api.Metrics, toks []*hsm.Token) (*lifecycle.TokenPool, error) {
+	members := make([]lifecycle.Token, len(toks))
+	for i, t := range toks {
+		members[i] = m.TimeToken(t)
+	}
+	return lifecycle.NewTokenPool(log, members...)
+}
+
+// sessionStats adds up the session counts of every token.
+func sessionStats(toks []*hsm.Token) func() hsm.SessionStats {
+	return func() hsm.SessionStats {
+		var sum hsm.SessionStats
+		for _, t := range toks {
+			s := t.SessionStats()
+			sum.Pool += s.Pool
+			sum.InUse += s.InUse
+			sum.Waiting += s.Waiting
+			sum.Raw += s.Raw
+			sum.RawMax += s.RawMax
+		}
+		return sum
+	}
+}
+
+// anyTokenPings is the readiness check of the HSM: csrd can serve while at
+// least one token of the pool answers (Generate moves to the healthy ones).
+func anyTokenPings(toks []*hsm.Token) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var errs []error
+		for _, t := range toks {
+			err := t.Ping(ctx)
+			if err == nil {
+				return nil
+			}
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	}
+}

@@ -1,0 +1,190 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/store"
+)
+
+// TokenPool is the set of tokens csrd keeps keys on. New keys go to the
+// least busy healthy token; every later operation on a key uses the token
+// its record names (by serial number, or by label for records without
+// one). A token whose operation fails with a token-level error (removed,
+// read-only, full, logged out: see tokenFailure) is taken out of rotation
+// for a back-off that doubles with each failure (1 s to 30 s) and is
+// re-admitted when it has recovered: after the back-off the next Generate
+// tries it, and if that fails the request moves on to another token while
+// this one goes back out for longer. A token that reports its own health
+// (hsm.Token's Healthy, when it has one) is skipped while it says it is down.
+//
+// One token is a pool of one: Generate then behaves as without a pool.
+type TokenPool struct {
+	log     zerolog.Logger
+	now     func() time.Time
+	mu      sync.Mutex
+	members []*member
+	next    int // rotates the first candidate, so ties spread evenly
+
+	minBackoff, maxBackoff time.Duration
+}
+
+type member struct {
+	tok       Token
+	busy      int           // Generates running on it
+	downUntil time.Time     // out of rotation until then
+	backoff   time.Duration // last back-off; 0 while healthy
+}
+
+// Back-off bounds for a failed token.
+const (
+	DefaultMinBackoff = time.Second
+	DefaultMaxBackoff = 30 * time.Second
+)
+
+// healthReporter is implemented by tokens that know whether they are
+// connected (hsm.Token once it monitors its session).
+type healthReporter interface{ Healthy() error }
+
+// NewTokenPool returns a pool of tokens, which must have distinct serial
+// numbers and labels: a record names its token by them.
+func NewTokenPool(log zerolog.Logger, tokens ...Token) (*TokenPool, error) {
+	if len(tokens) == 0 {
+		return nil, errors.New("lifecycle: token pool: no tokens")
+	}
+	p := &TokenPool{log: log, now: time.Now, minBackoff: DefaultMinBackoff, maxBackoff: DefaultMaxBackoff}
+	for _, t := range tokens {
+		for _, m := range p.members {
+			if m.tok.Serial() == t.Serial() || m.tok.Label() == t.Label() {
+				return nil, fmt.Errorf("lifecycle: token pool: tokens %q (serial %s) and %q (serial %s) are not distinct",
+					m.tok.Label(), m.tok.Serial(), t.Label(), t.Serial())
+			}
+		}
+		p.members = append(p.members, &member{tok: t})
+	}
+	return p, nil
+}
+
+// Tokens returns the pool's tokens in configuration order.
+func (p *TokenPool) Tokens() []Token {
+	out := make([]Token, len(p.members))
+	for i, m := range p.members {
+		out[i] = m.tok
+	}
+	return out
+}
+
+// holding returns the token a record's key lives on: the one with its
+// serial, else (records without one) with its label, else (records with
+// neither) the first. A key on a token not in the pool is an *Error of
+// class ErrConflict: csrd cannot reach it.
+func (p *TokenPool) holding(id int64, label, serial string) (Token, error) {
+	for _, m := range p.members {
+		if serial != "" && m.tok.Serial() == serial || serial == "" && m.tok.Label() == label {
+			return m.tok, nil
+		}
+	}
+	if serial == "" && label == "" {
+		return p.members[0].tok, nil
+	}
+	return nil, newErr(ErrConflict, "the key of record %d is on token %q (serial %s), which this csrd is not configured to use",
+		id, label, serial)
+}
+
+// hasSerial reports whether a token of the pool has serial number serial.
+func (p *TokenPool) hasSerial(serial string) bool {
+	for _, m := range p.members {
+		if m.tok.Serial() == serial {
+			return true
+		}
+	}
+	return false
+}
+
+// has reports whether a record on label/serial belongs to tok.
+func (p *TokenPool) has(tok Token, id int64, label, serial string) bool {
+	t, err := p.holding(id, label, serial)
+	return err == nil && t == tok
+}
+
+// pick chooses the token for a new key among those not in tried: the
+// healthy one with the fewest Generates running (ties rotate). When none is
+// healthy it takes the one whose back-off ends first: a request is better
+// tried than refused, and it fails fast if the token is still down. done
+// must be called with the outcome.
+func (p *TokenPool) pick(tried []Token) (Token, func(error)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	var best, fallback *member
+	n := len(p.members)
+	for i := range n {
+		m := p.members[(p.next+i)%n]
+		if slices.Contains(tried, m.tok) {
+			continue
+		}
+		if fallback == nil || m.downUntil.Before(fallback.downUntil) {
+			fallback = m
+		}
+		if now.Before(m.downUntil) || !reportsHealthy(m.tok) {
+			continue
+		}
+		if best == nil || m.busy < best.busy {
+			best = m
+		}
+	}
+	p.next++
+	if best == nil {
+		best = fallback
+	}
+	if best == nil {
+		return nil, nil
+	}
+	best.busy++
+	return best.tok, func(err error) { p.done(best, err) }
+}
+
+func reportsHealthy(t Token) bool {
+	h, ok := t.(healthReporter)
+	return !ok || h.Healthy() == nil
+}
+
+func (p *TokenPool) done(m *member, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m.busy--
+	switch {
+	case err == nil && m.backoff > 0:
+		m.backoff, m.downUntil = 0, time.Time{}
+		p.log.Info().Str("token", m.tok.Label()).Str("serial", m.tok.Serial()).Msg("token back in rotation")
+	case tokenFailure(err):
+		m.backoff = min(max(p.minBackoff, 2*m.backoff), p.maxBackoff)
+		m.downUntil = p.now().Add(m.backoff)
+		p.log.Warn().Err(err).Str("token", m.tok.Label()).Str("serial", m.tok.Serial()).
+			Dur("retry_in", m.backoff).Msg("token out of rotation")
+	}
+}
+
+// tokenFailure reports whether err says the token itself is in trouble
+// rather than the request: every hsm error except an unsupported key,
+// a missing object and a cancelled call.
+func tokenFailure(err error) bool {
+	var he *hsm.Error
+	if err == nil || !errors.As(err, &he) {
+		return false
+	}
+	return !errors.Is(err, hsm.ErrUnsupported) && !errors.Is(err, hsm.ErrNotFound) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// tokenFor returns the token record rec's key lives on.
+func (s *Service) tokenFor(rec *store.KeyRecord) (Token, error) {
+	return s.tokens.holding(rec.ID, rec.TokenLabel, rec.TokenSerial)
+}
