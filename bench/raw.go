@@ -24,6 +24,9 @@ type rawModule struct {
 	slots map[string]uint // token label -> slot
 	login []pkcs11.SessionHandle
 	seq   atomic.Int64
+
+	mu   sync.Mutex
+	left []rawKey // key pairs the raw loop made and has not destroyed yet
 }
 
 func openRawModule(module string) (*rawModule, error) {
@@ -127,15 +130,52 @@ func (w *rawWorker) generate(a alg) error {
 	return nil
 }
 
-// destroyKeys removes the key pairs the worker made, so that between cells
-// the token holds only csrd's keys (each with its record).
-func (w *rawWorker) destroyKeys() error {
-	var errs []error
-	for _, k := range w.keys {
-		errs = append(errs, w.m.p.DestroyObject(w.sh, k.priv), w.m.p.DestroyObject(w.sh, k.pub))
-	}
+// keep hands the worker's key pairs to the module for destroyLeft.
+func (w *rawWorker) keep() {
+	w.m.mu.Lock()
+	w.m.left = append(w.m.left, w.keys...)
+	w.m.mu.Unlock()
 	w.keys = nil
-	return errors.Join(errs...)
+}
+
+// destroyLeft destroys every key pair the raw loop made. It runs outside
+// any measurement and not between cells: removing object files makes the
+// file system's next inode allocations slower for a while (ext4 skips
+// recently freed inodes), and whichever side ran next would pay for it.
+func (m *rawModule) destroyLeft() (int, error) {
+	m.mu.Lock()
+	left := m.left
+	m.left = nil
+	m.mu.Unlock()
+	sessions := map[uint]pkcs11.SessionHandle{}
+	defer func() {
+		for _, sh := range sessions {
+			_ = m.p.CloseSession(sh)
+		}
+	}()
+	var errs []error
+	for _, k := range left {
+		sh, ok := sessions[k.slot]
+		if !ok {
+			var err error
+			if sh, err = m.p.OpenSession(k.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION); err != nil {
+				return 0, fmt.Errorf("bench: C_OpenSession: %w", err)
+			}
+			sessions[k.slot] = sh
+		}
+		errs = append(errs, m.p.DestroyObject(sh, k.priv), m.p.DestroyObject(sh, k.pub))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return len(left), fmt.Errorf("bench: destroying raw keys: %w", err)
+	}
+	return len(left), nil
+}
+
+// rawKeys is how many raw key pairs are on the tokens now.
+func (m *rawModule) rawKeys() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.left)
 }
 
 func (w *rawWorker) close() { _ = w.m.p.CloseSession(w.sh) }
@@ -155,25 +195,9 @@ func (m *rawModule) runRaw(ctx context.Context, a alg, labels []string, c int, d
 		op:   func(_ context.Context, i, _ int) error { return ws[i].generate(a) },
 		mark: mark,
 	})
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-	)
 	for _, w := range ws {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := w.destroyKeys()
-			w.close()
-			mu.Lock()
-			errs = append(errs, err)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return win.measure(), fmt.Errorf("bench: destroying raw keys: %w", err)
+		w.keep()
+		w.close()
 	}
 	return win.measure(), nil
 }

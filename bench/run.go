@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 type Options struct {
 	CSRD        string        // csrd binary
 	Dir         string        // work directory: tokens, databases, configs, logs
+	DBDir       string        // csrd's main database goes here instead of Dir (e.g. another disk)
 	Algs        []string      // P-256, Ed25519, RSA-2048
 	Concurrency []int         // C values
 	Warmup      time.Duration // before each window (and until every worker finished one op)
@@ -60,7 +62,8 @@ type Cell struct {
 	Phase       string   `json:"phase"` // "empty" (fresh token) or "filled"
 	Alg         string   `json:"alg"`
 	C           int      `json:"c"`
-	StoredKeys  int      `json:"stored_keys"` // csrd keys on the token when the cell started
+	StoredKeys  int      `json:"stored_keys"` // csrd keys (with records) on the token when the cell started
+	RawKeys     int      `json:"raw_keys"`    // key pairs the raw loop left on the tokens so far
 	Raw         *Measure `json:"raw,omitempty"`
 	CSRD        *Measure `json:"csrd,omitempty"`
 	Ratio       float64  `json:"ratio,omitempty"` // csrd/raw throughput
@@ -140,7 +143,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	// Phase 1: a fresh token, every key type and concurrency.
 	mainCfg := base
-	mainCfg.labels, mainCfg.database, mainCfg.name = []string{mainLabel}, filepath.Join(o.Dir, "main.db"), "csrd-main"
+	mainCfg.labels, mainCfg.database, mainCfg.name = []string{mainLabel}, filepath.Join(cmp.Or(o.DBDir, o.Dir), "main.db"), "csrd-main"
 	srv, err := startServer(ctx, mainCfg)
 	if err != nil {
 		return nil, err
@@ -180,6 +183,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 		stopped = true
+		// The token is to hold csrd's keys only: the raw loop's go first.
+		if _, err := raw.destroyLeft(); err != nil {
+			return nil, err
+		}
 		t0 := time.Now()
 		added, err := raw.fill(ctx, db, mainLabel, o.FillKeys, o.FillWorkers)
 		if err != nil {
@@ -231,6 +238,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		say("failover: %s", f.summary())
 		r.Failover = f
 	}
+	if _, err := raw.destroyLeft(); err != nil {
+		return nil, err
+	}
 	r.Finished = time.Now().UTC()
 	return r, nil
 }
@@ -259,6 +269,7 @@ func runCell(ctx context.Context, raw *rawModule, srv *server, db *store.Store, 
 		return cell, err
 	}
 	cell.StoredKeys = counts[store.StatePending]
+	cell.RawKeys = raw.rawKeys()
 	cl := newClient(srv.url, c)
 	defer cl.close()
 	if !a.supported {
@@ -281,17 +292,23 @@ func runCell(ctx context.Context, raw *rawModule, srv *server, db *store.Store, 
 	rounds := o.rounds(a)
 	d.measure /= time.Duration(rounds)
 	var raws, csrds []Measure
-	for range rounds {
-		m, err := measureRaw(ctx, raw, a, []string{mainLabel}, c, d)
-		if err != nil {
-			return cell, err
+	for i := range rounds {
+		// ABBA order (raw, csrd, csrd, raw, ...) cancels a linear drift.
+		for _, side := range [2]bool{i%2 == 0, i%2 != 0} {
+			if side {
+				m, err := measureRaw(ctx, raw, a, []string{mainLabel}, c, d)
+				if err != nil {
+					return cell, err
+				}
+				raws = append(raws, m)
+				continue
+			}
+			cm, err := runHTTP(ctx, cl, srv, a, c, d)
+			if err != nil {
+				return cell, err
+			}
+			csrds = append(csrds, cm)
 		}
-		raws = append(raws, m)
-		cm, err := runHTTP(ctx, cl, srv, a, c, d)
-		if err != nil {
-			return cell, err
-		}
-		csrds = append(csrds, cm)
 	}
 	rm, cm := combine(raws), combine(csrds)
 	cell.Raw, cell.CSRD = &rm, &cm

@@ -88,13 +88,13 @@ func (t *Token) generateEdDSA(ctx context.Context, spec KeySpec, ref KeyRef) (*K
 	if err := t.requireMechanisms(op, spec.Type.String(), ckmECEdwardsKeyPairGen, ckmEdDSA); err != nil {
 		return nil, err
 	}
-	pubT, privT := keyTemplates(ref)
-	pubT[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards)
-	pubT[pkcs11.CKA_EC_PARAMS] = pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, bytes.Clone(p.oid))
-	privT[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards)
+	pubT, privT, err := specTemplates(spec, ref)
+	if err != nil {
+		return nil, err
+	}
 
 	var k *edKey
-	err := t.withWorkSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+	err = t.withWorkSession(ctx, op, func(sh pkcs11.SessionHandle) error {
 		pubH, privH, err := t.p11.GenerateKeyPair(sh,
 			[]*pkcs11.Mechanism{pkcs11.NewMechanism(ckmECEdwardsKeyPairGen, nil)},
 			attrList(pubT), attrList(privT))

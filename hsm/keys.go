@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"encoding/hex"
 	"errors"
@@ -210,22 +211,20 @@ func (k *Key) Destroy(ctx context.Context) error {
 	return nil
 }
 
-// NewKeyID returns 16 random bytes from the token's RNG (C_GenerateRandom), for
-// use as a CKA_ID.
+// NewKeyID returns 16 random bytes for use as a CKA_ID. A CKA_ID names a
+// key and is no secret, so it comes from the operating system's CSPRNG
+// rather than C_GenerateRandom: that saves a token call per key (a round
+// trip on a network HSM). It still refuses when the Token is closed or
+// down, so no record is begun for a key that cannot be made.
 func (t *Token) NewKeyID(ctx context.Context) ([]byte, error) {
 	const op = "new key id"
 	if err := t.begin(ctx, op); err != nil {
 		return nil, err
 	}
 	defer t.end()
-	defer t.sessions.enter()()
-	r, err := t.c11.NewRandomReader()
-	if err != nil {
-		return nil, t.wrap(op, err)
-	}
 	id := make([]byte, 16)
-	if _, err := io.ReadFull(r, id); err != nil {
-		return nil, t.wrap(op, err)
+	if _, err := rand.Read(id); err != nil {
+		return nil, fmt.Errorf("hsm: %s: %w", op, err)
 	}
 	return id, nil
 }

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"crypto/elliptic"
 	"encoding/asn1"
 
@@ -25,8 +26,11 @@ func GenerateTemplates(spec KeySpec, ref KeyRef) (Templates, error) {
 		return Templates{}, err
 	}
 	mech := uint(pkcs11.CKM_EC_KEY_PAIR_GEN)
-	if spec.Type == KeyRSA {
+	switch spec.Type {
+	case KeyRSA:
 		mech = pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN
+	case KeyEd25519, KeyEd448:
+		mech = ckmECEdwardsKeyPairGen
 	}
 	return Templates{Mechanism: mech, Public: pub.ToSlice(), Private: priv.ToSlice()}, nil
 }
@@ -53,6 +57,12 @@ func specTemplates(spec KeySpec, ref KeyRef) (pub, priv crypto11.AttributeSet, e
 		pub[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC)
 		pub[pkcs11.CKA_EC_PARAMS] = pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params)
 		priv[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC)
+	case KeyEd25519, KeyEd448:
+		pub[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards)
+		pub[pkcs11.CKA_EC_PARAMS] = pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, bytes.Clone(edParamsFor(spec.Type).oid))
+		priv[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards)
+	default:
+		return nil, nil, classErr("key spec", ErrUnsupported, "no templates for %v", spec.Type)
 	}
 	return pub, priv, nil
 }

@@ -29,6 +29,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("csrd-bench", flag.ContinueOnError)
 	csrd := fs.String("csrd", "bin/csrd", "csrd binary to measure")
 	dir := fs.String("dir", "", "work directory for tokens, databases and logs (default: a new temp dir, removed afterwards)")
+	dbDir := fs.String("db-dir", "", "directory for csrd's database (default: the work directory, on the token's file system)")
 	algs := fs.String("algs", "P-256,Ed25519,RSA-2048", "key types")
 	conc := fs.String("c", "1,2,4,16,64", "concurrency levels")
 	warmup := fs.Duration("warmup", time.Second, "warm-up before each measurement window")
@@ -65,7 +66,7 @@ func run(args []string) error {
 	defer stop()
 
 	rep, err := bench.Run(ctx, bench.Options{
-		CSRD: *csrd, Dir: work, Algs: split(*algs), Concurrency: cs,
+		CSRD: *csrd, Dir: work, DBDir: *dbDir, Algs: split(*algs), Concurrency: cs,
 		Warmup: *warmup, Duration: *duration, SlowFactor: *slow,
 		FillKeys: *fill, FillWorkers: *fillWorkers, PoolTokens: pools, PoolC: *poolC,
 		Failover: *failover, MaxSessions: *sessions, Rounds: *rounds, Progress: os.Stderr,

@@ -1,0 +1,68 @@
+package hsm
+
+import (
+	"crypto/elliptic"
+	"errors"
+	"testing"
+
+	"github.com/miekg/pkcs11"
+)
+
+// TestGenerateTemplates: the templates the benchmark's raw loop uses are
+// complete (nothing left for crypto11 or the token to default) and say
+// what GenerateKeyPair promises: token objects, sensitive, never
+// extractable, sign/verify only.
+func TestGenerateTemplates(t *testing.T) {
+	ref := KeyRef{ID: []byte{1, 2, 3}, Label: "csrd-templates"}
+	cases := []struct {
+		spec    KeySpec
+		mech    uint
+		keyType uint
+	}{
+		{KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}, pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKK_EC},
+		{KeySpec{Type: KeyRSA, Bits: 2048}, pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKK_RSA},
+		{KeySpec{Type: KeyEd25519}, ckmECEdwardsKeyPairGen, ckkECEdwards},
+	}
+	for _, tc := range cases {
+		t.Run(tc.spec.String(), func(t *testing.T) {
+			tm, err := GenerateTemplates(tc.spec, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tm.Mechanism != tc.mech {
+				t.Errorf("mechanism %#x, want %#x", tm.Mechanism, tc.mech)
+			}
+			want := map[string]struct {
+				attrs []*pkcs11.Attribute
+				bools map[uint]bool
+			}{
+				"public": {tm.Public, map[uint]bool{pkcs11.CKA_TOKEN: true, pkcs11.CKA_VERIFY: true, pkcs11.CKA_ENCRYPT: false, pkcs11.CKA_WRAP: false}},
+				"private": {tm.Private, map[uint]bool{
+					pkcs11.CKA_TOKEN: true, pkcs11.CKA_PRIVATE: true, pkcs11.CKA_SENSITIVE: true, pkcs11.CKA_EXTRACTABLE: false,
+					pkcs11.CKA_SIGN: true, pkcs11.CKA_DECRYPT: false, pkcs11.CKA_UNWRAP: false, pkcs11.CKA_DERIVE: false,
+				}},
+			}
+			for half, w := range want {
+				got := map[uint][]byte{}
+				for _, a := range w.attrs {
+					got[a.Type] = a.Value
+				}
+				for typ, v := range w.bools {
+					b, ok := got[typ]
+					if !ok || len(b) != 1 || (b[0] != 0) != v {
+						t.Errorf("%s template: attribute %#x = %v (present %v), want %v", half, typ, b, ok, v)
+					}
+				}
+				if kt := got[pkcs11.CKA_KEY_TYPE]; ulong(kt) != tc.keyType {
+					t.Errorf("%s template: CKA_KEY_TYPE %d, want %d", half, ulong(kt), tc.keyType)
+				}
+				if string(got[pkcs11.CKA_LABEL]) != ref.Label || string(got[pkcs11.CKA_ID]) != string(ref.ID) {
+					t.Errorf("%s template: label %q id %x", half, got[pkcs11.CKA_LABEL], got[pkcs11.CKA_ID])
+				}
+			}
+		})
+	}
+	if _, err := GenerateTemplates(KeySpec{Type: KeyRSA, Bits: 1024}, ref); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("RSA-1024: %v, want ErrUnsupported", err)
+	}
+}
