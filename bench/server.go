@@ -51,7 +51,10 @@ func (c serverConfig) yaml(listen string) string {
 			fmt.Fprintf(&b, "    - token_label: %s\n      pin_file: %s\n", l, c.pinFile)
 		}
 	}
-	b.WriteString("request_timeout: 10m\nshutdown_timeout: 10m\n")
+	// A closed loop at C=64 queues far more requests than the token runs
+	// at once; that is the point, so csrd's admission control (503 after
+	// limits.generation_wait) must not turn the queue into errors.
+	b.WriteString("limits:\n  generation_wait: 10m\nrequest_timeout: 10m\nshutdown_timeout: 10m\n")
 	return b.String()
 }
 

@@ -277,12 +277,13 @@ func (c *Config) Validate() error {
 	return fmt.Errorf("config: %w", errors.Join(errs...))
 }
 
-// GenerationSlots is the effective limits.max_generations.
+// GenerationSlots is the effective limits.max_generations: by default the
+// working sessions of every token (a pool of n tokens runs n times as many).
 func (c *Config) GenerationSlots() int {
 	if c.Limits.MaxGenerations > 0 {
 		return c.Limits.MaxGenerations
 	}
-	return max(1, c.HSM.MaxSessions-1)
+	return max(1, c.HSM.MaxSessions-1) * len(c.HSM.TokenList())
 }
 
 // TrustedProxyNets parses trusted_proxies; a bare IP is a /32 or /128.

@@ -164,6 +164,14 @@ func TestGenerationSlots(t *testing.T) {
 	}
 }
 
+func TestGenerationSlotsPool(t *testing.T) {
+	c := Defaults()
+	c.HSM.Tokens = []Token{{TokenLabel: "a"}, {TokenLabel: "b"}}
+	if got := c.GenerationSlots(); got != 14 {
+		t.Errorf("two tokens of 8 sessions: %d slots, want 14", got)
+	}
+}
+
 func TestTokenList(t *testing.T) {
 	single := HSM{TokenLabel: "one", PINFile: "/p"}
 	if got := single.TokenList(); len(got) != 1 || got[0] != (Token{TokenLabel: "one"}) {
