@@ -11,18 +11,19 @@ import (
 
 // client drives csrd's Generate endpoint over keep-alive connections.
 type client struct {
-	hc  *http.Client
-	url string
+	hc     *http.Client
+	url    string
+	bearer string
 }
 
-func newClient(baseURL string, conns int) *client {
+func newClient(srv *server, conns int) *client {
 	tr := &http.Transport{
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,
 		MaxConnsPerHost:     conns,
 		IdleConnTimeout:     time.Minute,
 	}
-	return &client{hc: &http.Client{Transport: tr, Timeout: 15 * time.Minute}, url: baseURL + "/CSRGeneration/Generate"}
+	return &client{hc: &http.Client{Transport: tr, Timeout: 15 * time.Minute}, url: srv.url + "/CSRGeneration/Generate", bearer: srv.bearer}
 }
 
 var csrPrefix = []byte(`{"CSR":"-----BEGIN CERTIFICATE REQUEST-----`)
@@ -35,6 +36,7 @@ func (c *client) generate(ctx context.Context, body []byte) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
+	req.Header.Set("Authorization", "Bearer "+c.bearer)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return err

@@ -30,7 +30,7 @@ import (
 // to it (C_CopyObject with CKA_TOKEN=true). The result is what csrd would
 // have made — csrd's templates, label csrd-<id>, CKA_ID from the record, a
 // CSR signed by the token key, the policy decision — except that the keys
-// are CKA_LOCAL copies rather than generated in place, which makes no
+// are copies (CKA_LOCAL false) rather than generated in place, which makes no
 // difference to what the benchmark then measures (object count).
 //
 // It follows csrd's crash-safe order (record, key, CSR, complete), so an

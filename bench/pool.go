@@ -56,7 +56,7 @@ func runPool(ctx context.Context, raw *rawModule, base serverConfig, n, first in
 		return row, err
 	}
 	defer srv.stop()
-	cl := newClient(srv.url, o.PoolC)
+	cl := newClient(srv, o.PoolC)
 	defer cl.close()
 	cm, err := runHTTP(ctx, cl, srv, a, o.PoolC, d)
 	if err != nil {
@@ -99,7 +99,7 @@ func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token,
 	d := o.durations(a)
 	third := d.measure
 	d.measure = 3 * third
-	cl := newClient(srv.url, o.PoolC)
+	cl := newClient(srv, o.PoolC)
 	defer cl.close()
 
 	var before map[string]int

@@ -130,45 +130,17 @@ func (w *rawWorker) generate(a alg) error {
 	return nil
 }
 
-// keep hands the worker's key pairs to the module for destroyLeft.
+// keep records the worker's key pairs as left on the token. They are not
+// destroyed: removing object files makes the file system's next inode
+// allocations slower for a while (ext4 skips recently freed inodes, which
+// shows in perf as recently_deleted), so whichever side ran next would pay
+// for it; and SoftHSM rescans the token directory after each destroy. The
+// report says how many there are next to csrd's own keys.
 func (w *rawWorker) keep() {
 	w.m.mu.Lock()
 	w.m.left = append(w.m.left, w.keys...)
 	w.m.mu.Unlock()
 	w.keys = nil
-}
-
-// destroyLeft destroys every key pair the raw loop made. It runs outside
-// any measurement and not between cells: removing object files makes the
-// file system's next inode allocations slower for a while (ext4 skips
-// recently freed inodes), and whichever side ran next would pay for it.
-func (m *rawModule) destroyLeft() (int, error) {
-	m.mu.Lock()
-	left := m.left
-	m.left = nil
-	m.mu.Unlock()
-	sessions := map[uint]pkcs11.SessionHandle{}
-	defer func() {
-		for _, sh := range sessions {
-			_ = m.p.CloseSession(sh)
-		}
-	}()
-	var errs []error
-	for _, k := range left {
-		sh, ok := sessions[k.slot]
-		if !ok {
-			var err error
-			if sh, err = m.p.OpenSession(k.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION); err != nil {
-				return 0, fmt.Errorf("bench: C_OpenSession: %w", err)
-			}
-			sessions[k.slot] = sh
-		}
-		errs = append(errs, m.p.DestroyObject(sh, k.priv), m.p.DestroyObject(sh, k.pub))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return len(left), fmt.Errorf("bench: destroying raw keys: %w", err)
-	}
-	return len(left), nil
 }
 
 // rawKeys is how many raw key pairs are on the tokens now.

@@ -80,23 +80,23 @@ func (r *Report) Markdown() string {
 	fmt.Fprintf(&b, "Run %s → %s (UTC). Machine: %d CPUs (`nproc`), %s, SoftHSM %s (file object store), %s, Linux %s, load average at start %s.\n\n",
 		r.Started.Format("2006-01-02 15:04"), r.Finished.Format("15:04"), m.NProc, m.CPUModel, m.SoftHSM, m.Go, m.Kernel, m.LoadAvg)
 	o := r.Options
-	fmt.Fprintf(&b, "Each cell: %.0fs warm-up (and until every worker finished one operation), then a %.0fs window (RSA ×%d); csrd `hsm.max_sessions` %d. "+
+	fmt.Fprintf(&b, "Each cell: %.0fs warm-up (and until every worker finished one operation), then a %.0fs window (RSA ×%d), split into turns taken by the two sides in ABBA order; csrd `hsm.max_sessions` %s. "+
 		"(a) raw = the raw PKCS#11 loop in the benchmark process (csrd's templates: generate token key pair, read public key, sign once), one session per worker. "+
 		"(b) csrd = the real `bin/csrd` over HTTP on loopback, one keep-alive connection per worker. CPU is user+system seconds of the measured process (for csrd: HTTP, policy, DER, SQLite and SoftHSM, which runs inside it) per CSR; RSS is csrd's peak in the window.\n\n",
-		o.WarmupS, o.DurationS, o.SlowFactor, o.MaxSessions)
+		o.WarmupS, o.DurationS, o.SlowFactor, sessionsText(o.MaxSessions))
 
 	b.WriteString("### (a) raw PKCS#11 vs (b) csrd end to end\n\n")
-	b.WriteString("| phase | key | C | key pairs on token (csrd + raw) | (a) keys/s | (b) CSRs/s | (b)/(a) | (a) p50 / p99 ms | (b) p50 / p99 ms | (a) CPU ms/op | (b) CPU ms/CSR | (b) peak RSS MiB | errors (a)/(b) |\n")
+	b.WriteString("| phase | key | C | key pairs on token (csrd + raw) | (a) keys/s | (b) CSRs/s | (b)/(a) | (a) p50 / p99 ms | (b) p50 / p99 ms | (a) CPU ms/op | (b) CPU ms/CSR | peak RSS MiB (a) / (b) | errors (a)/(b) |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.Cells {
 		if c.Unsupported != "" {
 			fmt.Fprintf(&b, "| %s | %s | all | – | not supported | not supported | – | – | – | – | – | – | – |\n", c.Phase, c.Alg)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d + %d | %.1f | %.1f | **%.2f** | %.0f / %.0f | %.0f / %.0f | %.1f | %.1f | %.1f | %d / %d |\n",
+		fmt.Fprintf(&b, "| %s | %s | %d | %d + %d | %.1f | %.1f | **%.2f** | %.0f / %.0f | %.0f / %.0f | %.1f | %.1f | %.0f / %.0f | %d / %d |\n",
 			c.Phase, c.Alg, c.C, c.StoredKeys, c.RawKeys, c.Raw.PerSecond, c.CSRD.PerSecond, c.Ratio,
 			c.Raw.P50ms, c.Raw.P99ms, c.CSRD.P50ms, c.CSRD.P99ms, c.Raw.CPUPerOp*1000, c.CSRD.CPUPerOp*1000,
-			c.CSRD.PeakRSSMiB, c.Raw.Errors, c.CSRD.Errors)
+			c.Raw.PeakRSSMiB, c.CSRD.PeakRSSMiB, c.Raw.Errors, c.CSRD.Errors)
 	}
 	for _, c := range r.Cells {
 		if c.Unsupported != "" {
@@ -104,7 +104,7 @@ func (r *Report) Markdown() string {
 		}
 	}
 	if r.Fill != nil {
-		fmt.Fprintf(&b, "\n\"filled\": before these cells the token was brought to %d csrd keys with records (%d added in %.0fs as session key pairs copied to the token).\n",
+		fmt.Fprintf(&b, "\n\"filled\": before these cells the token was brought to %d csrd keys with records (%d added in %.0fs as session key pairs copied to the token); the raw loop's key pairs (no records) stay on the token too, so it holds more objects than that.\n",
 			r.Fill.Total, r.Fill.Added, r.Fill.Seconds)
 	}
 	if len(r.Pool) > 0 {
@@ -157,6 +157,13 @@ func (r *Report) Markdown() string {
 		fmt.Fprintf(&b, "- %s %s — %s\n", mark, t.Name, t.Detail)
 	}
 	return b.String()
+}
+
+func sessionsText(n int) string {
+	if n == 0 {
+		return "default (64)"
+	}
+	return fmt.Sprint(n)
 }
 
 func sortedKeys(ms ...map[string]int) []string {

@@ -138,8 +138,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	authFile := filepath.Join(o.Dir, "auth.yaml")
+	bearer, err := writeAuthFile(authFile)
+	if err != nil {
+		return nil, err
+	}
 	base := serverConfig{binary: o.CSRD, module: tok.Module, conf: tok.Conf, pinFile: tok.PINFile,
-		maxSessions: o.MaxSessions, dir: o.Dir}
+		maxSessions: o.MaxSessions, dir: o.Dir, authFile: authFile, bearer: bearer}
 
 	// Phase 1: a fresh token, every key type and concurrency.
 	mainCfg := base
@@ -183,10 +188,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 		stopped = true
-		// The token is to hold csrd's keys only: the raw loop's go first.
-		if _, err := raw.destroyLeft(); err != nil {
-			return nil, err
-		}
 		t0 := time.Now()
 		added, err := raw.fill(ctx, db, mainLabel, o.FillKeys, o.FillWorkers)
 		if err != nil {
@@ -238,9 +239,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		say("failover: %s", f.summary())
 		r.Failover = f
 	}
-	if _, err := raw.destroyLeft(); err != nil {
-		return nil, err
-	}
 	r.Finished = time.Now().UTC()
 	return r, nil
 }
@@ -270,7 +268,7 @@ func runCell(ctx context.Context, raw *rawModule, srv *server, db *store.Store, 
 	}
 	cell.StoredKeys = counts[store.StatePending]
 	cell.RawKeys = raw.rawKeys()
-	cl := newClient(srv.url, c)
+	cl := newClient(srv, c)
 	defer cl.close()
 	if !a.supported {
 		// Ask csrd anyway: it says what it does not support.
@@ -326,11 +324,15 @@ func measureRaw(ctx context.Context, raw *rawModule, a alg, labels []string, c i
 		v, _ := cpuSeconds(self)
 		if start {
 			cpuStart = v
+			resetPeakRSS(self)
 		} else {
 			cpuUsed = v - cpuStart
 		}
 	})
 	m.CPUPerOp = perOp(cpuUsed, m.Ops)
+	// The raw loop's process holds SoftHSM's copy of the token too: its
+	// peak RSS is the yardstick for csrd's.
+	m.PeakRSSMiB, _ = peakRSSMiB(self)
 	return m, err
 }
 

@@ -14,14 +14,17 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/csrd/csrd/auth"
 )
 
 // server is a csrd subprocess.
 type server struct {
-	cmd  *exec.Cmd
-	url  string // base URL including the base path
-	log  string // its stderr
-	done chan error
+	bearer string // API token with the generate operation
+	cmd    *exec.Cmd
+	url    string // base URL including the base path
+	log    string // its stderr
+	done   chan error
 }
 
 // serverConfig is what the benchmark varies in csrd's configuration.
@@ -35,6 +38,8 @@ type serverConfig struct {
 	maxSessions int
 	dir         string // for the config and log files
 	name        string // distinguishes the files of successive servers
+	authFile    string // csrd's auth file
+	bearer      string // its API token (generate), which every request sends
 }
 
 const basePath = "/KeyfactorAPI"
@@ -42,7 +47,13 @@ const basePath = "/KeyfactorAPI"
 func (c serverConfig) yaml(listen string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %s\nbase_path: %s\ndatabase: %s\nlog_level: warn\n", listen, basePath, c.database)
-	fmt.Fprintf(&b, "hsm:\n  module: %s\n  max_sessions: %d\n  session_wait_timeout: 5m\n", c.module, c.maxSessions)
+	fmt.Fprintf(&b, "auth:\n  mode: file\n  file: %s\n", c.authFile)
+	// A token that failed comes back within a second of its repair (the
+	// default back-off cap is 30s), so the failover run can see it return.
+	fmt.Fprintf(&b, "hsm:\n  module: %s\n  session_wait_timeout: 5m\n  reconnect_max_backoff: 1s\n", c.module)
+	if c.maxSessions > 0 { // else csrd's default
+		fmt.Fprintf(&b, "  max_sessions: %d\n", c.maxSessions)
+	}
 	if len(c.labels) == 1 {
 		fmt.Fprintf(&b, "  token_label: %s\n  pin_file: %s\n", c.labels[0], c.pinFile)
 	} else {
@@ -81,7 +92,7 @@ func startServer(ctx context.Context, c serverConfig) (*server, error) {
 		logf.Close()
 		return nil, fmt.Errorf("bench: start %s: %w", c.binary, err)
 	}
-	s := &server{cmd: cmd, url: "http://" + listen + basePath, log: logPath, done: make(chan error, 1)}
+	s := &server{bearer: c.bearer, cmd: cmd, url: "http://" + listen + basePath, log: logPath, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait(); logf.Close() }()
 
 	deadline := time.Now().Add(2 * time.Minute) // start-up opens a token of 10,000 keys
@@ -113,6 +124,7 @@ func (s *server) ping(ctx context.Context) error {
 		return err
 	}
 	req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
+	req.Header.Set("Authorization", "Bearer "+s.bearer)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -139,6 +151,22 @@ func (s *server) stop() error {
 		_ = s.cmd.Process.Kill()
 		return fmt.Errorf("bench: csrd did not stop within 2m")
 	}
+}
+
+// writeAuthFile creates csrd's auth file with one API token that may
+// generate and returns the token: each request is authenticated (and
+// audited) as in production.
+func writeAuthFile(path string) (string, error) {
+	tok, id, sha, err := auth.NewToken()
+	if err != nil {
+		return "", err
+	}
+	af := &auth.File{}
+	if err := af.AddToken(auth.Token{Name: "csrd-bench", ID: id, SHA256: sha,
+		Grants: auth.Grants{Operations: []auth.Operation{auth.OpGenerate}}}); err != nil {
+		return "", err
+	}
+	return tok, af.Save(path)
 }
 
 func freePort() (int, error) {

@@ -137,7 +137,7 @@ func Defaults() Config {
 		HSM: HSM{
 			Module:             "/usr/lib/softhsm/libsofthsm2.so",
 			PINFile:            "/etc/csrd/hsm-pin",
-			MaxSessions:        8,
+			MaxSessions:        64, // hsm.DefaultMaxSessions (why: see there)
 			SessionWaitTimeout: 30 * time.Second,
 			HealthInterval:     10 * time.Second,
 			// Short enough that a replugged token serves again quickly,

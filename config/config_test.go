@@ -37,7 +37,7 @@ hsm:
 			}
 		}},
 		{name: "empty file is all defaults", yaml: "", check: func(t *testing.T, c Config) {
-			if c.Listen != "127.0.0.1:8080" || c.BasePath != "/KeyfactorAPI" || c.HSM.MaxSessions != 8 {
+			if c.Listen != "127.0.0.1:8080" || c.BasePath != "/KeyfactorAPI" || c.HSM.MaxSessions != 64 {
 				t.Errorf("defaults not applied: %+v", c)
 			}
 		}},
@@ -166,6 +166,7 @@ func TestGenerationSlots(t *testing.T) {
 
 func TestGenerationSlotsPool(t *testing.T) {
 	c := Defaults()
+	c.HSM.MaxSessions = 8
 	c.HSM.Tokens = []Token{{TokenLabel: "a"}, {TokenLabel: "b"}}
 	if got := c.GenerationSlots(); got != 14 {
 		t.Errorf("two tokens of 8 sessions: %d slots, want 14", got)

@@ -41,7 +41,7 @@ func run(args []string) error {
 	poolC := fs.Int("pool-c", 16, "concurrency of the pool comparison and the failover run")
 	failover := fs.Bool("failover", true, "run the two-token failover measurement")
 	rounds := fs.Int("rounds", 3, "turns each side takes per cell, alternating (RSA: always 1)")
-	sessions := fs.Int("max-sessions", 8, "csrd hsm.max_sessions")
+	sessions := fs.Int("max-sessions", 0, "csrd hsm.max_sessions (0: csrd's default)")
 	md := fs.String("md", "BENCHMARKS.md", "Markdown report to update (empty: none)")
 	js := fs.String("json", "bin/bench.json", "JSON report (empty: none; - for stdout)")
 	if err := fs.Parse(args); err != nil {
