@@ -12,7 +12,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,6 +149,65 @@ func TestListKeys(t *testing.T) {
 	all, err := testTok.ListKeys(ctx, "")
 	if err != nil || len(all) < 3 {
 		t.Errorf("ListKeys(\"\") = %d keys, %v", len(all), err)
+	}
+}
+
+// TestListObjects sees every class, including the lone public key a crash in
+// the middle of a destroy would leave behind, which ListKeys cannot see.
+func TestListObjects(t *testing.T) {
+	ctx := context.Background()
+	p256 := KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}
+	whole := newRef(t, "lsobj-whole")
+	k, err := testTok.GenerateKeyPair(ctx, p256, whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Destroy(ctx)
+	addCertificate(t, k, whole)
+	half := newRef(t, "lsobj-half")
+	if _, err := testTok.GenerateKeyPair(ctx, p256, half); err != nil {
+		t.Fatal(err)
+	}
+	defer testTok.DestroyKey(ctx, half)
+	// Destroy only the private half, as a process killed between the two
+	// C_DestroyObject calls would.
+	err = testTok.withRawSession(ctx, "test", func(sh pkcs11.SessionHandle) error {
+		hs, err := testTok.findObjects(sh, append(refTemplate(half), pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)))
+		if err != nil || len(hs) != 1 {
+			return fmt.Errorf("private half: %d handles, %v", len(hs), err)
+		}
+		return testTok.p11.DestroyObject(sh, hs[0])
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		prefix string
+		want   []uint // classes, in the sorted order
+	}{
+		{"lsobj-whole", []uint{pkcs11.CKO_CERTIFICATE, pkcs11.CKO_PUBLIC_KEY, pkcs11.CKO_PRIVATE_KEY}},
+		{"lsobj-half", []uint{pkcs11.CKO_PUBLIC_KEY}},
+		{"lsobj-none", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.prefix, func(t *testing.T) {
+			got, err := testTok.ListObjects(ctx, tt.prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %v, want classes %v", got, tt.want)
+			}
+			for i, o := range got {
+				if o.Class != tt.want[i] || !strings.HasPrefix(o.Label, tt.prefix) {
+					t.Errorf("[%d] = class %d %v, want class %d", i, o.Class, o.KeyRef, tt.want[i])
+				}
+			}
+		})
+	}
+	if keys, _ := testTok.ListKeys(ctx, "lsobj-half"); len(keys) != 0 {
+		t.Errorf("ListKeys sees the lone public key: %v", keys)
 	}
 }
 
