@@ -1,0 +1,81 @@
+package daemontest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/hsm"
+	softhsmtest "github.com/csrd/csrd/softhsm-test"
+)
+
+// Shared by every test in the package: the csrd binary under test, the
+// throw-away token it runs on, and the tests' own logged-in view of that
+// token for checking what is (and is not) on it. A PKCS#11 module is
+// initialised once per process, hence one of each.
+var (
+	csrdBin   string
+	testTok   *softhsmtest.Token
+	testToken *hsm.Token
+	testLog   = zerolog.New(os.Stderr).Level(zerolog.ErrorLevel)
+)
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "daemontest:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	dir, err := os.MkdirTemp("", "csrd-daemontest-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(dir)
+	if csrdBin, err = buildCSRD(dir); err != nil {
+		return 1, err
+	}
+	// SOFTHSM2_CONF is set for this process and inherited by every daemon.
+	if testTok, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-daemontest"); err != nil {
+		return 1, err
+	}
+	testToken, err = hsm.Open(context.Background(), hsm.Config{
+		Module: testTok.Module, TokenLabel: testTok.Label, PIN: testTok.PIN,
+		MaxSessions: 4, PoolWaitTimeout: time.Minute,
+	}, testLog)
+	if err != nil {
+		return 1, err
+	}
+	defer testToken.Close()
+	return m.Run(), nil
+}
+
+// buildCSRD compiles cmd/csrd into dir, the way `make build` does, so the
+// tests run the real binary rather than an in-process imitation of main.
+func buildCSRD(dir string) (string, error) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(dir, "csrd")
+	args := []string{"build", "-trimpath", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command(goTool, append(args, "github.com/csrd/csrd/cmd/csrd")...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build cmd/csrd: %v\n%s", err, out)
+	}
+	return bin, nil
+}

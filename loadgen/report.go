@@ -1,0 +1,47 @@
+package loadgen
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"time"
+)
+
+// WriteReport prints r for people: totals, the status histogram, every
+// distinct error, latency percentiles and memory.
+func (r *Result) WriteReport(w io.Writer) {
+	rate := float64(r.Requests) / r.Duration.Seconds()
+	fmt.Fprintf(w, "clients %d, %v: %d requests (%.1f/s), %d accepted, %d unexpected\n",
+		r.Clients, r.Duration.Round(time.Millisecond), r.Requests, rate, len(r.Accepted), r.Unexpected)
+	statuses := make([]int, 0, len(r.Status))
+	for st := range r.Status {
+		statuses = append(statuses, st)
+	}
+	slices.Sort(statuses)
+	fmt.Fprint(w, "status:")
+	for _, st := range statuses {
+		name := fmt.Sprint(st)
+		if st == 0 {
+			name = "transport-error"
+		}
+		fmt.Fprintf(w, " %s=%d", name, r.Status[st])
+	}
+	fmt.Fprintln(w)
+	errs := make([]string, 0, len(r.Errors))
+	for e := range r.Errors {
+		errs = append(errs, e)
+	}
+	slices.Sort(errs)
+	for _, e := range errs {
+		fmt.Fprintf(w, "error x%d: %s\n", r.Errors[e], e)
+	}
+	l := r.Latency
+	fmt.Fprintf(w, "latency: p50 %v, p90 %v, p99 %v, max %v, mean %v\n",
+		l.P50.Round(time.Millisecond), l.P90.Round(time.Millisecond), l.P99.Round(time.Millisecond),
+		l.Max.Round(time.Millisecond), l.Mean.Round(time.Millisecond))
+	if r.RSSStart > 0 {
+		fmt.Fprintf(w, "csrd RSS: start %.1f MiB, end %.1f MiB, max %.1f MiB\n", mib(r.RSSStart), mib(r.RSSEnd), mib(r.RSSMax))
+	}
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
