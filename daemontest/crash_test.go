@@ -60,7 +60,7 @@ func TestKillNineUnderTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	in := newInstance(t, t.TempDir(), "")
+	in := newInstance(t, "crash", "")
 	led := newLedger()
 	var (
 		sent, answered, lostInFlight atomic.Int64
@@ -86,7 +86,7 @@ func TestKillNineUnderTraffic(t *testing.T) {
 		d := in.start(t)
 		interrupted += d.logField("start-up reconciliation finished interrupted generates", "interrupted")
 		keysDestroyed += d.logField("start-up reconciliation finished interrupted generates", "keys_destroyed")
-		cen := checkInvariants(t, in.Database, led)
+		cen := checkInvariants(t, in, led)
 		if t.Failed() {
 			d.kill()
 			t.Fatalf("round %d: invariants broken after restart (seed %d); log %s", round, seed, d.log)

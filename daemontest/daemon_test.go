@@ -14,11 +14,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/csrd/csrd/hsm"
+	softhsmtest "github.com/csrd/csrd/softhsm-test"
 )
 
 // instance describes one csrd deployment: its directory, config and
 // database survive restarts, as they would on an appliance.
 type instance struct {
+	Tok      *softhsmtest.Token // the token it runs on
+	View     *hsm.Token         // the test's own session on that token
 	Dir      string
 	Config   string
 	Database string
@@ -28,14 +33,17 @@ type instance struct {
 	starts int
 }
 
-// newInstance writes a config for a daemon on the test token with its
-// database at dbPath ("" puts it in dir). extra YAML lines are appended.
-func newInstance(t testing.TB, dir, dbPath string, extra ...string) *instance {
+// newInstance makes a token labelled tokenLabel and writes a config for a
+// daemon on it with its database at dbPath ("" puts it in a temp dir).
+// extra YAML lines are appended.
+func newInstance(t testing.TB, tokenLabel, dbPath string, extra ...string) *instance {
 	t.Helper()
+	dir := t.TempDir()
 	if dbPath == "" {
 		dbPath = filepath.Join(dir, "csrd.db")
 	}
-	in := &instance{Dir: dir, Config: filepath.Join(dir, "csrd.yaml"), Database: dbPath}
+	tok, view := newToken(t, tokenLabel)
+	in := &instance{Tok: tok, View: view, Dir: dir, Config: filepath.Join(dir, "csrd.yaml"), Database: dbPath}
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
 base_path: /KeyfactorAPI
 hsm:
@@ -48,7 +56,7 @@ database: %s
 log_level: info
 shutdown_timeout: 10s
 request_timeout: 1m
-`, testTok.Module, testTok.Label, testTok.PINFile, dbPath)
+`, tok.Module, tok.Label, tok.PINFile, dbPath)
 	for _, l := range extra {
 		cfg += l + "\n"
 	}
@@ -225,6 +233,18 @@ func (d *daemon) logField(msg, field string) int {
 		}
 		if v, ok := m[field].(float64); ok {
 			n += int(v)
+		}
+	}
+	return n
+}
+
+// logCount counts the log lines whose message is msg.
+func (d *daemon) logCount(msg string) int {
+	n := 0
+	for _, l := range d.logLines() {
+		var m struct{ Message string }
+		if json.Unmarshal([]byte(l), &m) == nil && m.Message == msg {
+			n++
 		}
 	}
 	return n

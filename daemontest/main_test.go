@@ -16,15 +16,14 @@ import (
 	softhsmtest "github.com/csrd/csrd/softhsm-test"
 )
 
-// Shared by every test in the package: the csrd binary under test, the
-// throw-away token it runs on, and the tests' own logged-in view of that
-// token for checking what is (and is not) on it. A PKCS#11 module is
-// initialised once per process, hence one of each.
+// Shared by every test in the package: the csrd binary under test and the
+// SoftHSM configuration (SOFTHSM2_CONF, inherited by every daemon) in
+// which each test makes its own token, so that one test's keys never look
+// like another's unrecorded objects.
 var (
-	csrdBin   string
-	testTok   *softhsmtest.Token
-	testToken *hsm.Token
-	testLog   = zerolog.New(os.Stderr).Level(zerolog.ErrorLevel)
+	csrdBin string
+	baseTok *softhsmtest.Token
+	testLog = zerolog.New(os.Stderr).Level(zerolog.ErrorLevel)
 )
 
 func TestMain(m *testing.M) {
@@ -46,18 +45,30 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	// SOFTHSM2_CONF is set for this process and inherited by every daemon.
-	if testTok, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-daemontest"); err != nil {
+	if baseTok, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-daemontest"); err != nil {
 		return 1, err
 	}
-	testToken, err = hsm.Open(context.Background(), hsm.Config{
-		Module: testTok.Module, TokenLabel: testTok.Label, PIN: testTok.PIN,
+	return m.Run(), nil
+}
+
+// newToken makes a token of the test's own (labels are at most 32 bytes)
+// and opens the test's logged-in view of it, for checking what is and is
+// not on it; the view is closed when the test ends.
+func newToken(t testing.TB, label string) (*softhsmtest.Token, *hsm.Token) {
+	t.Helper()
+	if err := baseTok.AddToken(label); err != nil {
+		t.Fatal(err)
+	}
+	tok := baseTok.With(label)
+	view, err := hsm.Open(context.Background(), hsm.Config{
+		Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN,
 		MaxSessions: 4, PoolWaitTimeout: time.Minute,
 	}, testLog)
 	if err != nil {
-		return 1, err
+		t.Fatalf("open the test's view of token %s: %v", label, err)
 	}
-	defer testToken.Close()
-	return m.Run(), nil
+	t.Cleanup(func() { view.Close() })
+	return tok, view
 }
 
 // buildCSRD compiles cmd/csrd into dir, the way `make build` does, so the

@@ -90,6 +90,9 @@ type Service struct {
 	// an error; it runs detached from the request so a client hanging up
 	// cannot leave a half-made key behind.
 	cleanupTimeout time.Duration
+	// abandonRetryFor bounds the background retries of a clean-up that
+	// failed (see abandon).
+	abandonRetryFor time.Duration
 	// afterStep, when set (tests only), is called after each step of
 	// Generate, Delete and Import; the crash tests use it to kill the
 	// process in between.
@@ -111,13 +114,14 @@ func New(token Token, records Records, pol Decider, log zerolog.Logger) *Service
 // NewPooled returns a Service that keeps keys on the tokens of pool.
 func NewPooled(pool *TokenPool, records Records, pol Decider, log zerolog.Logger) *Service {
 	return &Service{
-		tokens:         pool,
-		records:        records,
-		policy:         pol,
-		log:            log,
-		rand:           rand.Reader,
-		cleanupTimeout: 30 * time.Second,
-		now:            time.Now,
+		tokens:          pool,
+		records:         records,
+		policy:          pol,
+		log:             log,
+		rand:            rand.Reader,
+		cleanupTimeout:  30 * time.Second,
+		abandonRetryFor: 15 * time.Minute,
+		now:             time.Now,
 	}
 }
 
@@ -308,9 +312,13 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 
 // abandon undoes a Generate that failed after its record was written:
 // destroy all key material the record names (see destroyKeyMaterial) and
-// mark the record failed. If either step fails too, the record stays
-// "generating" and start-up reconciliation finishes the job; that is
-// logged, not hidden. altKey, when already made, is wiped from memory.
+// mark the record failed. If either step fails too (the disk that failed the
+// write is still full, the token is briefly gone), the clean-up is retried
+// in the background: the key must not outlive its failed request for longer
+// than the fault lasts, and a record stuck in "generating" would otherwise
+// wait for the next restart. Start-up reconciliation stays the backstop when
+// the process dies first. Either way it is logged, not hidden. altKey, when
+// already made, is wiped from memory.
 func (s *Service) abandon(log zerolog.Logger, rec *store.KeyRecord, altKey *hsm.MLDSAKey, cause error) {
 	if altKey != nil {
 		altKey.Wipe()
@@ -318,15 +326,54 @@ func (s *Service) abandon(log zerolog.Logger, rec *store.KeyRecord, altKey *hsm.
 	ctx, cancel := context.WithTimeout(context.Background(), s.cleanupTimeout)
 	defer cancel()
 	if _, err := s.destroyKeyMaterial(ctx, rec); err != nil {
-		log.Error().Err(err).AnErr("cause", cause).Msg("could not destroy key material after a failed generate; left for reconciliation")
+		log.Error().Err(err).AnErr("cause", cause).Msg("could not destroy key material after a failed generate; retrying in the background")
+		go s.retryAbandon(log, rec, cause)
 		return
 	}
 	if err := s.records.FailKey(ctx, rec.ID, reason(cause)); err != nil {
-		log.Error().Err(err).AnErr("cause", cause).Msg("could not mark record failed; left for reconciliation")
+		log.Error().Err(err).AnErr("cause", cause).Msg("could not mark record failed; retrying in the background")
+		go s.retryAbandon(log, rec, cause)
 		return
 	}
 	log.Warn().Err(cause).Msg("generate failed; key material destroyed, record marked failed")
 }
+
+// retryAbandon repeats abandon's clean-up, with exponential backoff, until
+// it succeeds or abandonRetryFor has passed. destroyKeyMaterial is safe to
+// repeat (objects already gone count as destroyed), and FailKey is a
+// compare-and-set from "generating", so a record someone else finished
+// (ErrConflict) ends the retry too.
+func (s *Service) retryAbandon(log zerolog.Logger, rec *store.KeyRecord, cause error) {
+	delay := abandonRetryFirst
+	deadline := time.Now().Add(s.abandonRetryFor)
+	for time.Now().Before(deadline) {
+		time.Sleep(delay)
+		delay = min(2*delay, abandonRetryMax)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cleanupTimeout)
+		_, err := s.destroyKeyMaterial(ctx, rec)
+		if err == nil {
+			err = s.records.FailKey(ctx, rec.ID, reason(cause))
+		}
+		cancel()
+		switch {
+		case err == nil:
+			log.Warn().Err(cause).Msg("generate failed; after retrying, key material destroyed and record marked failed")
+			return
+		case errors.Is(err, store.ErrConflict):
+			log.Info().Msg("failed generate was finished elsewhere")
+			return
+		}
+		log.Debug().Err(err).Dur("next", delay).Msg("clean-up of a failed generate still failing")
+	}
+	log.Error().AnErr("cause", cause).Dur("tried_for", s.abandonRetryFor).
+		Msg("gave up cleaning up a failed generate; left for start-up reconciliation")
+}
+
+// Backoff of retryAbandon.
+const (
+	abandonRetryFirst = 100 * time.Millisecond
+	abandonRetryMax   = 10 * time.Second
+)
 
 // reason is what a failed record says about its failure: the error text,
 // which by construction of hsm and csr errors carries no PIN or key bytes.

@@ -8,8 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
@@ -257,6 +259,62 @@ func TestGenerateFailureDestroysKey(t *testing.T) {
 	}
 	if after, _ := testToken.CountObjects(ctx); after != before {
 		t.Errorf("token objects %d before, %d after", before, after)
+	}
+}
+
+// flakyFailRecords fails CompleteKey always and FailKey for its first
+// failures calls, as a full disk does until space returns.
+type flakyFailRecords struct {
+	*store.Store
+	mu       sync.Mutex
+	failures int
+}
+
+func (*flakyFailRecords) CompleteKey(context.Context, int64, string, []byte) error {
+	return errInjected
+}
+
+func (r *flakyFailRecords) FailKey(ctx context.Context, id int64, reason string) error {
+	r.mu.Lock()
+	if r.failures > 0 {
+		r.failures--
+		r.mu.Unlock()
+		return errInjected
+	}
+	r.mu.Unlock()
+	return r.Store.FailKey(ctx, id, reason)
+}
+
+// TestGenerateCleanupRetried: when marking the record failed fails too, the
+// key is still destroyed at once and the record is marked failed by a
+// background retry as soon as the store works again — no restart needed.
+func TestGenerateCleanupRetried(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
+	before, _ := testToken.CountObjects(ctx)
+	recs := &flakyFailRecords{Store: db, failures: 3}
+	svc := lifecycle.New(testToken, recs, policy.Default(), testLog)
+	if _, err := svc.Generate(ctx, p256); !errors.Is(err, errInjected) {
+		t.Fatalf("Generate error %v, want the injected one", err)
+	}
+	if after, _ := testToken.CountObjects(ctx); after != before {
+		t.Errorf("token objects %d before, %d after the failed generate", before, after)
+	}
+	// Backoff 100, 200, 400 ms before the fourth, successful try.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		failed, err := db.ListByState(ctx, store.StateFailed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(failed) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			gen, _ := db.ListByState(ctx, store.StateGenerating)
+			t.Fatalf("record not marked failed by the retry: %d generating, %d failed", len(gen), len(failed))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
