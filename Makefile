@@ -33,7 +33,7 @@ FUZZTIME     ?= 60s
 FUZZMINTIME  ?= 5s
 FUZZ_TARGETS := ./csr:FuzzParseDN ./csr:FuzzParseSANs ./api:FuzzGenerateDecode ./policy:FuzzParse
 
-.PHONY: all deps build run dev-token dev-tls install test vet fuzz bench clean
+.PHONY: all deps build run dev-token dev-tls install test vet fuzz load bench clean
 
 all: build
 
@@ -133,6 +133,12 @@ fuzz: deps
 BENCH_FLAGS ?=
 bench: build
 	./bin/csrd-bench -csrd bin/csrd -md BENCHMARKS.md -json BENCHMARKS.json $(BENCH_FLAGS)
+
+## load: LOAD_CLIENTS concurrent Generate clients for LOAD_DURATION against a freshly started csrd
+LOAD_CLIENTS  ?= 64
+LOAD_DURATION ?= 60s
+load: build
+	bash cmd/csrd-load/fresh.sh bin/csrd bin/csrd-load $(LOAD_CLIENTS) $(LOAD_DURATION)
 
 clean:
 	rm -rf bin

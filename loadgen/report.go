@@ -41,6 +41,13 @@ func (r *Result) WriteReport(w io.Writer) {
 		l.Max.Round(time.Millisecond), l.Mean.Round(time.Millisecond))
 	if r.RSSStart > 0 {
 		fmt.Fprintf(w, "csrd RSS: start %.1f MiB, end %.1f MiB, max %.1f MiB\n", mib(r.RSSStart), mib(r.RSSEnd), mib(r.RSSMax))
+		if len(r.RSSSamples) >= 10 {
+			fmt.Fprint(w, "csrd RSS every 10 s (MiB):")
+			for i := 9; i < len(r.RSSSamples); i += 10 {
+				fmt.Fprintf(w, " %.1f", mib(r.RSSSamples[i]))
+			}
+			fmt.Fprintln(w)
+		}
 	}
 }
 

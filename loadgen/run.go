@@ -41,6 +41,8 @@ type Result struct {
 	// Resident memory of Pid in bytes: before the first request, after the
 	// last one, and the highest sample taken (once a second) in between.
 	RSSStart, RSSEnd, RSSMax int64
+	// RSSSamples are the once-a-second samples, for seeing a trend.
+	RSSSamples []int64
 }
 
 // Latencies are percentiles of request latency.
@@ -79,6 +81,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					if v, err := RSS(cfg.Pid); err == nil {
 						mu.Lock()
 						res.RSSMax = max(res.RSSMax, v)
+						res.RSSSamples = append(res.RSSSamples, v)
 						mu.Unlock()
 					}
 				}
