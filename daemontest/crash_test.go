@@ -2,6 +2,8 @@ package daemontest
 
 import (
 	"context"
+	"crypto/x509"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/csrd/csrd/loadgen"
+	"github.com/csrd/csrd/store"
 )
 
 // Crash test knobs: CSRD_CRASH_SEED replays a run (the seed is logged, and
@@ -26,13 +29,16 @@ const (
 // while they run.
 const crashWorkers = 10
 
-// TestKillNineUnderTraffic runs the real csrd, fires concurrent Generate
-// traffic at it and SIGKILLs it at a random moment, then restarts it on the
-// same token and database, many times over. Some kills instead land during
-// start-up, i.e. in the middle of reconciling the previous crash. After
-// every successful restart checkInvariants proves that every 200 answer
-// survived with its key, that no csrd-labelled object lacks a record and
-// that the database is intact.
+// TestKillNineUnderTraffic runs the real csrd, fires concurrent Generate,
+// Delete and Import traffic at it and SIGKILLs it at a random moment, then
+// restarts it on the same token and database, many times over. Some kills
+// instead land during start-up, i.e. in the middle of reconciling the
+// previous crash. After every successful restart checkInvariants proves
+// that every answered request survived (a 200 Generate's record and key, a
+// 204 Delete's destroyed key, a 200 Import's married certificate), that a
+// request cut off by the kill ended in one of its two possible states, that
+// no csrd-labelled object lacks a record and that the database is intact;
+// csrd's own reconciliation report must show no orphan and no lost key.
 func TestKillNineUnderTraffic(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv(envCrashSeed); s != "" {
@@ -62,11 +68,13 @@ func TestKillNineUnderTraffic(t *testing.T) {
 
 	in := newInstance(t, "crash", "")
 	led := newLedger()
+	ca := newTestCA(t)
 	var (
-		sent, answered, lostInFlight atomic.Int64
-		startupKills, interrupted    int
-		keysDestroyed                int
-		bad                          sync.Map // unexpected statuses: status → example message
+		sent, answered, cutOff atomic.Int64
+		deleted, married       atomic.Int64
+		startupKills           int
+		rec                    reconciled
+		bad                    sync.Map // unexpected answers: "op status" → example message
 	)
 	for round := 1; round <= rounds; round++ {
 		// One round in five kills the daemon while it starts, which is
@@ -79,13 +87,11 @@ func TestKillNineUnderTraffic(t *testing.T) {
 			time.Sleep(time.Duration(r.IntN(60)) * time.Millisecond)
 			d.kill()
 			d.checkNoRace(t)
-			interrupted += d.logField("start-up reconciliation finished interrupted generates", "interrupted")
-			keysDestroyed += d.logField("start-up reconciliation finished interrupted generates", "keys_destroyed")
+			rec.add(t, d)
 			startupKills++
 		}
 		d := in.start(t)
-		interrupted += d.logField("start-up reconciliation finished interrupted generates", "interrupted")
-		keysDestroyed += d.logField("start-up reconciliation finished interrupted generates", "keys_destroyed")
+		rec.add(t, d)
 		cen := checkInvariants(t, in, led)
 		if t.Failed() {
 			d.kill()
@@ -113,15 +119,56 @@ func TestKillNineUnderTraffic(t *testing.T) {
 				defer wg.Done()
 				for !stop.Load() {
 					n := sent.Add(1)
-					a := client.Generate(context.Background(), mix.Body(wr, n))
+					op := wr.IntN(10)
+					var (
+						id int64
+						cr *x509.CertificateRequest
+						ok bool
+					)
+					if op >= 6 {
+						id, cr, ok = led.claim(wr)
+					}
 					switch {
-					case a.Status == http.StatusOK && a.Err == nil:
-						answered.Add(1)
-						led.ack(t, a.ID, a.CSR)
-					case a.Status == 0:
-						lostInFlight.Add(1) // killed mid-request: outcome unknown to the client
+					case !ok: // Generate, or nothing pending to delete or import yet
+						a := client.Generate(context.Background(), mix.Body(wr, n))
+						switch {
+						case a.Status == http.StatusOK && a.Err == nil:
+							answered.Add(1)
+							led.ack(t, a.ID, a.CSR)
+						case a.Status == 0:
+							cutOff.Add(1) // killed mid-request: the client does not know
+						default:
+							bad.LoadOrStore(fmt.Sprintf("generate %d", a.Status), a.Message+" "+errText(a.Err))
+						}
+					case op < 8:
+						a := client.Delete(context.Background(), id)
+						switch {
+						case a.Status == http.StatusNoContent && a.Err == nil:
+							deleted.Add(1)
+							led.settle(id, store.StateDeleted)
+						case a.Status == 0:
+							cutOff.Add(1)
+							led.settle(id, store.StatePending, store.StateDeleted)
+						default:
+							bad.LoadOrStore(fmt.Sprintf("delete %d", a.Status), a.Message+" "+errText(a.Err))
+							led.settle(id, store.StatePending, store.StateDeleted)
+						}
 					default:
-						bad.LoadOrStore(a.Status, a.Message+" "+errText(a.Err))
+						a := client.Import(context.Background(), ca.issue(t, cr))
+						switch {
+						case a.Status == http.StatusOK && a.Err == nil:
+							if a.ID != id {
+								t.Errorf("certificate for record %d married to record %d", id, a.ID)
+							}
+							married.Add(1)
+							led.settle(id, store.StateMarried)
+						case a.Status == 0:
+							cutOff.Add(1)
+							led.settle(id, store.StatePending, store.StateMarried)
+						default:
+							bad.LoadOrStore(fmt.Sprintf("import %d", a.Status), a.Message+" "+errText(a.Err))
+							led.settle(id, store.StatePending, store.StateMarried)
+						}
 					}
 				}
 			}()
@@ -137,12 +184,39 @@ func TestKillNineUnderTraffic(t *testing.T) {
 		t.Errorf("unexpected answer %v: %v", k, v)
 		return true
 	})
-	t.Logf("%d rounds survived (%d kills under traffic, %d during start-up): %d requests, %d answered 200, "+
-		"%d cut off by the kill; reconciliation finished %d interrupted generates, destroying %d keys",
-		rounds, rounds-1, startupKills, sent.Load(), answered.Load(), lostInFlight.Load(), interrupted, keysDestroyed)
-	if answered.Load() == 0 {
-		t.Error("no request was ever answered 200: the test proved nothing")
+	t.Logf("%d rounds survived (%d kills under traffic, %d during start-up): %d requests: %d keys generated, "+
+		"%d deleted, %d married, %d cut off by the kill; start-up reconciliation: %s",
+		rounds, rounds-1, startupKills, sent.Load(), answered.Load(), deleted.Load(), married.Load(), cutOff.Load(), rec)
+	if answered.Load() == 0 || deleted.Load() == 0 || married.Load() == 0 {
+		t.Error("some operation never succeeded: the test proved little")
 	}
+}
+
+// reconciled sums csrd's start-up reconciliation reports ("reconciliation
+// done" log lines) over the restarts.
+type reconciled struct {
+	interrupted, keysDestroyed, deletes, marriages int
+}
+
+// add adds d's report, and fails t if csrd itself found an orphan, a lost
+// key or a marriage it could not finish: after a crash there must be none.
+func (r *reconciled) add(t testing.TB, d *daemon) {
+	t.Helper()
+	const msg = "reconciliation done"
+	r.interrupted += d.logField(msg, "interrupted")
+	r.keysDestroyed += d.logField(msg, "keys_destroyed")
+	r.deletes += d.logField(msg, "deletes_finished")
+	r.marriages += d.logField(msg, "marriages_finished")
+	for _, f := range []string{"orphans", "lost", "marriages_aborted"} {
+		if n := d.logField(msg, f); n != 0 {
+			t.Errorf("csrd's reconciliation reported %d %s (log %s)", n, f, d.log)
+		}
+	}
+}
+
+func (r reconciled) String() string {
+	return fmt.Sprintf("%d interrupted generates failed (%d keys destroyed), %d deletes and %d marriages finished",
+		r.interrupted, r.keysDestroyed, r.deletes, r.marriages)
 }
 
 func errText(err error) string {

@@ -8,13 +8,14 @@ import (
 	"database/sql"
 	"encoding/pem"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	_ "github.com/mattn/go-sqlite3" // the driver store uses; integrity_check runs below store
-	"github.com/miekg/pkcs11"
 
 	"github.com/csrd/csrd/csr"
 	"github.com/csrd/csrd/hsm"
@@ -22,21 +23,34 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
-// ledger remembers what clients were told: every 200 answer's record id and
-// the SHA-256 of the SubjectPublicKeyInfo in the CSR they received. Those
-// are promises csrd must keep across any crash.
+// ledger remembers what clients were told. Every 200 answer to Generate is
+// a promise: that record exists with the key whose public key the CSR
+// carries. A 2xx Delete or Import changes the promise to "deleted" or
+// "married"; an operation cut off by a kill leaves two states possible
+// until the next check finds out which. csrd must keep every promise
+// across any crash.
 type ledger struct {
-	mu    sync.Mutex
-	acked map[int64][]byte
-	// verified ids had their token key's public key compared with the
-	// client's CSR once; later checks only prove the key is still there
-	// (C_FindObjects per key per check would grow quadratically).
-	verified map[int64]bool
+	mu sync.Mutex
+	p  map[int64]*promise
+	// free are the ids known to be pending with no operation in flight:
+	// the ones Delete and Import traffic may pick.
+	free []int64
 }
 
-func newLedger() *ledger { return &ledger{acked: map[int64][]byte{}, verified: map[int64]bool{}} }
+type promise struct {
+	spki []byte                   // SHA-256 of the SubjectPublicKeyInfo in the client's CSR
+	csr  *x509.CertificateRequest // to issue a certificate for Import
+	want []store.State            // states the record may be in
+	busy bool                     // an operation on it is in flight
+	// verified: the token key's public key was compared with the CSR's
+	// once; later checks only prove the objects are still there
+	// (C_FindObjects per key per check would grow quadratically).
+	verified bool
+}
 
-// ack records a 200 answer; it fails t if the CSR is not a valid request.
+func newLedger() *ledger { return &ledger{p: map[int64]*promise{}} }
+
+// ack records a 200 Generate answer; it fails t if the CSR is not valid.
 func (l *ledger) ack(t testing.TB, id int64, csrPEM string) {
 	blk, _ := pem.Decode([]byte(csrPEM))
 	if blk == nil {
@@ -51,20 +65,70 @@ func (l *ledger) ack(t testing.TB, id int64, csrPEM string) {
 	sum := sha256.Sum256(cr.RawSubjectPublicKeyInfo)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, dup := l.acked[id]; dup {
+	if _, dup := l.p[id]; dup {
 		t.Errorf("record id %d answered twice", id)
 	}
-	l.acked[id] = sum[:]
+	l.p[id] = &promise{spki: sum[:], csr: cr, want: []store.State{store.StatePending}}
+	l.free = append(l.free, id)
 }
 
-func (l *ledger) snapshot() map[int64][]byte {
+// claim picks a random pending record with nothing in flight and marks it
+// busy, so two clients never race on one record (that would be a 409, a
+// correct answer that proves nothing).
+func (l *ledger) claim(r *rand.Rand) (int64, *x509.CertificateRequest, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	m := make(map[int64][]byte, len(l.acked))
-	for k, v := range l.acked {
-		m[k] = v
+	if len(l.free) == 0 {
+		return 0, nil, false
+	}
+	i := r.IntN(len(l.free))
+	id := l.free[i]
+	l.free[i] = l.free[len(l.free)-1]
+	l.free = l.free[:len(l.free)-1]
+	p := l.p[id]
+	p.busy = true
+	return id, p.csr, true
+}
+
+// settle ends the operation on id: the record may now be in any of want.
+func (l *ledger) settle(id int64, want ...store.State) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.p[id]
+	p.busy, p.want = false, want
+	if len(want) == 1 && want[0] == store.StatePending {
+		l.free = append(l.free, id)
+	}
+}
+
+// resolve records the state a check found for an uncertain promise.
+func (l *ledger) resolve(id int64, s store.State) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.p[id]
+	if len(p.want) > 1 {
+		p.want = []store.State{s}
+		if s == store.StatePending {
+			l.free = append(l.free, id)
+		}
+	}
+}
+
+// promises returns a copy for checking, with no lock held while checking.
+func (l *ledger) promises() map[int64]promise {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := make(map[int64]promise, len(l.p))
+	for id, p := range l.p {
+		m[id] = *p
 	}
 	return m
+}
+
+func (l *ledger) setVerified(id int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.p[id].verified = true
 }
 
 // census is what checkInvariants counted.
@@ -76,11 +140,14 @@ type census struct {
 // checkInvariants checks, with no request in flight, everything csrd
 // promises after any crash and restart:
 //   - the database passes PRAGMA integrity_check;
-//   - no record is left "generating" (start-up reconciliation ran);
-//   - every 200 answer's record exists, still has a key-bearing state, and
-//     its key is in the token with the public key the client's CSR carries;
-//   - every csrd-labelled token object belongs to a record in a key-bearing
-//     state with the same CKA_ID, and each such record has both halves.
+//   - nothing is left unfinished: no record "generating", none with a
+//     delete or marriage intent (start-up reconciliation ran);
+//   - every promise holds: the record exists in an expected state with the
+//     client's public key; a pending or married record has both key halves
+//     in the token (married also its certificate), with the public key the
+//     client's CSR carries; a deleted one has no object left;
+//   - every csrd-labelled token object belongs to a pending or married
+//     record with the same CKA_ID (a certificate only to a married one).
 func checkInvariants(t testing.TB, in *instance, l *ledger) census {
 	t.Helper()
 	ctx := context.Background()
@@ -96,33 +163,39 @@ func checkInvariants(t testing.TB, in *instance, l *ledger) census {
 		t.Fatal(err)
 	}
 	c := census{Records: counts}
-	var classes map[string][]uint
 	if n := counts[store.StateGenerating]; n != 0 {
 		t.Errorf("%d records still generating after start-up reconciliation", n)
 	}
+	var classes map[string][]hsm.ObjectClass
+	c.Objects, classes = ownedObjects(t, ctx, in, db, true)
 
-	c.Objects, classes = ownedObjects(t, ctx, in, db)
-	for id, spki := range l.snapshot() {
+	for id, p := range l.promises() {
+		if p.busy {
+			t.Errorf("record %d: an operation is still in flight during the check", id)
+			continue
+		}
 		rec, err := db.Get(ctx, id)
 		if err != nil {
 			t.Errorf("record %d was answered 200 and is gone: %v", id, err)
 			continue
 		}
-		if !keyBearing(rec.State) {
-			t.Errorf("record %d was answered 200 and is now %s (%s)", id, rec.State, rec.FailReason)
+		if !slices.Contains(p.want, rec.State) {
+			t.Errorf("record %d is %s (%s), want one of %v", id, rec.State, rec.FailReason, p.want)
 			continue
 		}
-		if !bytes.Equal(rec.SPKISHA256, spki) {
-			t.Errorf("record %d: stored SPKI hash %x, the client's CSR has %x", id, rec.SPKISHA256, spki)
+		l.resolve(id, rec.State)
+		if !bytes.Equal(rec.SPKISHA256, p.spki) {
+			t.Errorf("record %d: stored SPKI hash %x, the client's CSR has %x", id, rec.SPKISHA256, p.spki)
 		}
-		if !hasBothHalves(classes[rec.KeyLabel]) {
-			t.Errorf("record %d was answered 200; token has classes %v of its key %s", id, classes[rec.KeyLabel], rec.KeyLabel)
+		have := classes[rec.KeyLabel]
+		if rec.State == store.StateDeleted {
+			if len(have) != 0 {
+				t.Errorf("record %d is deleted; the token still has %v under %s", id, have, rec.KeyLabel)
+			}
 			continue
 		}
-		l.mu.Lock()
-		done := l.verified[id]
-		l.mu.Unlock()
-		if done {
+		// pending or married: ownedObjects checked the objects are there.
+		if p.verified {
 			continue
 		}
 		key, err := in.View.FindKey(ctx, hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel})
@@ -130,22 +203,20 @@ func checkInvariants(t testing.TB, in *instance, l *ledger) census {
 			t.Errorf("record %d was answered 200; its key %s: %v", id, rec.KeyLabel, err)
 			continue
 		}
-		if got, err := csr.SPKISHA256(key.Public()); err != nil || !bytes.Equal(got, spki) {
-			t.Errorf("record %d: token key's SPKI hash %x (%v), the client's CSR has %x", id, got, err, spki)
+		if got, err := csr.SPKISHA256(key.Public()); err != nil || !bytes.Equal(got, p.spki) {
+			t.Errorf("record %d: token key's SPKI hash %x (%v), the client's CSR has %x", id, got, err, p.spki)
 			continue
 		}
-		l.mu.Lock()
-		l.verified[id] = true
-		l.mu.Unlock()
+		l.setVerified(id)
 	}
 	return c
 }
 
 // checkOwned checks the token against the records while csrd runs (no
 // request in flight): every csrd-labelled object belongs to a record in a
-// key-bearing state, and every such record has both halves. Records left
-// "generating" by a failure are allowed here (reconciliation at the next
-// start finishes them) but must not own a key.
+// key-bearing state, and every such record has its objects. Records left
+// "generating" by a failure are allowed here (csrd's background clean-up or
+// the next start's reconciliation finishes them) but must not own a key.
 func checkOwned(t testing.TB, in *instance) {
 	t.Helper()
 	ctx := context.Background()
@@ -154,28 +225,32 @@ func checkOwned(t testing.TB, in *instance) {
 		t.Fatalf("open database: %v", err)
 	}
 	defer db.Close()
-	ownedObjects(t, ctx, in, db)
+	ownedObjects(t, ctx, in, db, false)
 }
 
 // ownedObjects is the token half of the invariants; it returns the number
 // of csrd-labelled objects and the object classes present per label.
-func ownedObjects(t testing.TB, ctx context.Context, in *instance, db *store.Store) (n int, classes map[string][]uint) {
+// settled: no intent may be left open (after start-up reconciliation).
+func ownedObjects(t testing.TB, ctx context.Context, in *instance, db *store.Store, settled bool) (int, map[string][]hsm.ObjectClass) {
 	t.Helper()
 	objs, err := in.View.ListObjects(ctx, lifecycle.LabelPrefix)
 	if err != nil {
 		t.Fatalf("list token objects: %v", err)
 	}
-	classes = map[string][]uint{} // label → classes present
+	classes := map[string][]hsm.ObjectClass{} // label → classes present
 	for _, o := range objs {
-		classes[o.Label] = append(classes[o.Label], o.Class)
-		rec, err := recordForLabel(ctx, db, o.Label)
+		classes[o.Ref.Label] = append(classes[o.Ref.Label], o.Class)
+		rec, err := recordForLabel(ctx, db, o.Ref.Label)
 		if err != nil {
-			t.Errorf("token object %v (class %d) has no record: %v", o.KeyRef, o.Class, err)
+			t.Errorf("token object %v (%v) has no record: %v", o.Ref, o.Class, err)
 			continue
 		}
-		if !keyBearing(rec.State) || !bytes.Equal(rec.KeyID, o.ID) {
-			t.Errorf("token object %v (class %d) belongs to record %d in state %s with CKA_ID %x",
-				o.KeyRef, o.Class, rec.ID, rec.State, rec.KeyID)
+		switch {
+		case !keyBearing(rec.State) || !bytes.Equal(rec.KeyID, o.Ref.ID):
+			t.Errorf("token object %v (%v) belongs to record %d in state %s with CKA_ID %x",
+				o.Ref, o.Class, rec.ID, rec.State, rec.KeyID)
+		case o.Class == hsm.ClassCertificate && rec.State != store.StateMarried && rec.Intent != store.IntentMarry:
+			t.Errorf("certificate object %v belongs to record %d, which is %s and not being married", o.Ref, rec.ID, rec.State)
 		}
 	}
 	for _, st := range []store.State{store.StatePending, store.StateMarried} {
@@ -184,27 +259,25 @@ func ownedObjects(t testing.TB, ctx context.Context, in *instance, db *store.Sto
 			t.Fatal(err)
 		}
 		for _, r := range recs {
-			if !hasBothHalves(classes[r.KeyLabel]) {
-				t.Errorf("record %d (%s) points at key %s, token has classes %v", r.ID, r.State, r.KeyLabel, classes[r.KeyLabel])
+			if settled && r.Intent != store.IntentNone {
+				t.Errorf("record %d (%s) still has intent %q after start-up reconciliation", r.ID, r.State, r.Intent)
+			}
+			have := classes[r.KeyLabel]
+			if r.Intent == store.IntentDelete {
+				continue // half destroyed is what an open delete looks like
+			}
+			if !slices.Contains(have, hsm.ClassPublicKey) || !slices.Contains(have, hsm.ClassPrivateKey) {
+				t.Errorf("record %d (%s) points at key %s; the token has %v", r.ID, r.State, r.KeyLabel, have)
+			}
+			if st == store.StateMarried && !slices.Contains(have, hsm.ClassCertificate) {
+				t.Errorf("record %d is married; the token has no certificate under %s (%v)", r.ID, r.KeyLabel, have)
 			}
 		}
 	}
-
 	return len(objs), classes
 }
 
 func keyBearing(s store.State) bool { return s == store.StatePending || s == store.StateMarried }
-
-// hasBothHalves: a live key is a private and a public key object (and,
-// once married, a certificate).
-func hasBothHalves(classes []uint) bool {
-	var pub, priv bool
-	for _, c := range classes {
-		pub = pub || c == pkcs11.CKO_PUBLIC_KEY
-		priv = priv || c == pkcs11.CKO_PRIVATE_KEY
-	}
-	return pub && priv
-}
 
 // recordForLabel finds the record a csrd label names (csrd-<id>).
 func recordForLabel(ctx context.Context, db *store.Store, label string) (*store.KeyRecord, error) {

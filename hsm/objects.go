@@ -207,45 +207,6 @@ func (t *Token) ListKeys(ctx context.Context, labelPrefix string) ([]KeyRef, err
 	return refs, err
 }
 
-// Object is one token object as ListObjects reports it.
-type Object struct {
-	Class uint // CKO_* (CKO_PUBLIC_KEY 2, CKO_PRIVATE_KEY 3, CKO_CERTIFICATE 1)
-	KeyRef
-}
-
-// ListObjects returns every token object (of any class) whose label starts
-// with labelPrefix, sorted by label, ID, then class. Unlike ListKeys it also
-// sees a lone public key or certificate, which is what an audit of "no object
-// without a record" needs: a crash in the middle of a destroy can leave one.
-func (t *Token) ListObjects(ctx context.Context, labelPrefix string) ([]Object, error) {
-	const op = "list objects"
-	var objs []Object
-	err := t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
-		hs, err := t.findObjects(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true)})
-		if err != nil {
-			return err
-		}
-		for _, h := range hs {
-			got, err := t.p11.GetAttributeValue(sh, h, []*pkcs11.Attribute{
-				pkcs11.NewAttribute(pkcs11.CKA_CLASS, nil),
-				pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
-				pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil),
-			})
-			if err != nil {
-				return err
-			}
-			if label := string(got[2].Value); strings.HasPrefix(label, labelPrefix) {
-				objs = append(objs, Object{Class: ulong(got[0].Value), KeyRef: KeyRef{ID: bytes.Clone(got[1].Value), Label: label}})
-			}
-		}
-		return nil
-	})
-	slices.SortFunc(objs, func(a, b Object) int {
-		return cmp.Or(strings.Compare(a.Label, b.Label), bytes.Compare(a.ID, b.ID), cmp.Compare(a.Class, b.Class))
-	})
-	return objs, err
-}
-
 // CountObjects returns the number of token objects visible to the logged-in
 // user (keys of every kind, certificates, data objects).
 func (t *Token) CountObjects(ctx context.Context) (int, error) {

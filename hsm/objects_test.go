@@ -152,9 +152,10 @@ func TestListKeys(t *testing.T) {
 	}
 }
 
-// TestListObjects sees every class, including the lone public key a crash in
-// the middle of a destroy would leave behind, which ListKeys cannot see.
-func TestListObjects(t *testing.T) {
+// TestListObjectsLonePublicKey: ListObjects sees every class, including the
+// lone public key a crash in the middle of a destroy would leave behind,
+// which ListKeys cannot see.
+func TestListObjectsLonePublicKey(t *testing.T) {
 	ctx := context.Background()
 	p256 := KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}
 	whole := newRef(t, "lsobj-whole")
@@ -184,10 +185,10 @@ func TestListObjects(t *testing.T) {
 
 	tests := []struct {
 		prefix string
-		want   []uint // classes, in the sorted order
+		want   []ObjectClass // in the sorted order
 	}{
-		{"lsobj-whole", []uint{pkcs11.CKO_CERTIFICATE, pkcs11.CKO_PUBLIC_KEY, pkcs11.CKO_PRIVATE_KEY}},
-		{"lsobj-half", []uint{pkcs11.CKO_PUBLIC_KEY}},
+		{"lsobj-whole", []ObjectClass{ClassCertificate, ClassPublicKey, ClassPrivateKey}},
+		{"lsobj-half", []ObjectClass{ClassPublicKey}},
 		{"lsobj-none", nil},
 	}
 	for _, tt := range tests {
@@ -200,8 +201,8 @@ func TestListObjects(t *testing.T) {
 				t.Fatalf("got %v, want classes %v", got, tt.want)
 			}
 			for i, o := range got {
-				if o.Class != tt.want[i] || !strings.HasPrefix(o.Label, tt.prefix) {
-					t.Errorf("[%d] = class %d %v, want class %d", i, o.Class, o.KeyRef, tt.want[i])
+				if o.Class != tt.want[i] || !strings.HasPrefix(o.Ref.Label, tt.prefix) {
+					t.Errorf("[%d] = %v %v, want %v", i, o.Class, o.Ref, tt.want[i])
 				}
 			}
 		})

@@ -12,21 +12,25 @@ import (
 	"strings"
 )
 
-// GeneratePath is the Generate endpoint relative to the base URL.
-const GeneratePath = "/CSRGeneration/Generate"
+// Endpoints relative to the base URL.
+const (
+	GeneratePath = "/CSRGeneration/Generate"
+	PendingPath  = "/CSRGeneration/Pending/" // + id
+	ImportPath   = "/Certificates/Import"
+)
 
-// Answer is the outcome of one Generate request.
+// Answer is the outcome of one request.
 type Answer struct {
 	Status     int    // 0 when the request failed in transport (Err set)
-	ID         int64  // record id from the Location header of a 200
-	CSR        string // PEM of a 200
+	ID         int64  // record id: Location of a Generate 200, Id of an Import 200
+	CSR        string // PEM of a Generate 200
 	ErrorCode  string // Keyfactor ErrorCode of an error answer
 	Message    string
 	RetryAfter string // Retry-After header, required on a 503
 	Err        error  // transport failure or a malformed answer
 }
 
-// Client sends Generate requests to one csrd.
+// Client sends Keyfactor API requests to one csrd.
 type Client struct {
 	HTTP *http.Client
 	Base string // e.g. http://127.0.0.1:8080/KeyfactorAPI
@@ -34,54 +38,94 @@ type Client struct {
 	Authorization string
 }
 
-// Generate posts body to Generate and decodes the answer. A 200 must carry
-// a CSR and a Location naming the record; an error answer must carry
-// Keyfactor's error body; anything else is reported in Err.
+// Generate posts body to Generate. A 200 must carry a CSR and a Location
+// naming the record.
 func (c *Client) Generate(ctx context.Context, body []byte) Answer {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Base+GeneratePath, bytes.NewReader(body))
-	if err != nil {
-		return Answer{Err: err}
+	a, raw, hdr := c.do(ctx, http.MethodPost, GeneratePath, body)
+	if a.Status != http.StatusOK || a.Err != nil {
+		return a
 	}
-	req.Header.Set("Content-Type", "application/json")
+	var ok struct{ CSR string }
+	if err := json.Unmarshal(raw, &ok); err != nil || !strings.HasPrefix(ok.CSR, "-----BEGIN CERTIFICATE REQUEST-----") {
+		a.Err = fmt.Errorf("200 without a CSR: %.200q", raw)
+		return a
+	}
+	a.CSR = ok.CSR
+	loc := hdr.Get("Location")
+	id, err := strconv.ParseInt(path.Base(loc), 10, 64)
+	if err != nil || !strings.Contains(strings.ToLower(loc), "/csrgeneration/pending/") {
+		a.Err = fmt.Errorf("200 with Location %q", loc)
+		return a
+	}
+	a.ID = id
+	return a
+}
+
+// Delete deletes pending CSR id; success is a 204.
+func (c *Client) Delete(ctx context.Context, id int64) Answer {
+	a, _, _ := c.do(ctx, http.MethodDelete, PendingPath+strconv.FormatInt(id, 10), nil)
+	if a.Err == nil && a.Status < 300 && a.Status != http.StatusNoContent {
+		a.Err = fmt.Errorf("delete answered %d, want 204", a.Status)
+	}
+	return a
+}
+
+// Import posts an issued certificate (PEM); a 200 names the record.
+func (c *Client) Import(ctx context.Context, certPEM string) Answer {
+	body, _ := json.Marshal(map[string]string{"Certificate": certPEM})
+	a, raw, _ := c.do(ctx, http.MethodPost, ImportPath, body)
+	if a.Status != http.StatusOK || a.Err != nil {
+		return a
+	}
+	var ok struct{ ID int64 }
+	if err := json.Unmarshal(raw, &ok); err != nil || ok.ID < 1 {
+		a.Err = fmt.Errorf("import 200 without an Id: %.200q", raw)
+		return a
+	}
+	a.ID = ok.ID
+	return a
+}
+
+// do sends one request. Every error answer must carry Keyfactor's error
+// body, and a 503 a Retry-After; otherwise Err says what was wrong.
+func (c *Client) do(ctx context.Context, method, p string, body []byte) (Answer, []byte, http.Header) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+p, rd)
+	if err != nil {
+		return Answer{Err: err}, nil, nil
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
 	if c.Authorization != "" {
 		req.Header.Set("Authorization", c.Authorization)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return Answer{Err: err}
+		return Answer{Err: err}, nil, nil
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	a := Answer{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After")}
 	if err != nil {
 		a.Err = fmt.Errorf("reading the %d answer: %w", resp.StatusCode, err)
-		return a
+		return a, nil, resp.Header
 	}
-	if resp.StatusCode == http.StatusOK {
-		var ok struct{ CSR string }
-		if err := json.Unmarshal(raw, &ok); err != nil || !strings.HasPrefix(ok.CSR, "-----BEGIN CERTIFICATE REQUEST-----") {
-			a.Err = fmt.Errorf("200 without a CSR: %.200q", raw)
-			return a
-		}
-		a.CSR = ok.CSR
-		loc := resp.Header.Get("Location")
-		id, err := strconv.ParseInt(path.Base(loc), 10, 64)
-		if err != nil || !strings.Contains(strings.ToLower(loc), "/csrgeneration/pending/") {
-			a.Err = fmt.Errorf("200 with Location %q", loc)
-			return a
-		}
-		a.ID = id
-		return a
+	if resp.StatusCode < 400 {
+		return a, raw, resp.Header
 	}
 	var eb struct{ ErrorCode, Message string }
 	if err := json.Unmarshal(raw, &eb); err != nil || !strings.HasPrefix(eb.ErrorCode, "0x") || eb.Message == "" {
 		a.Err = fmt.Errorf("%d without an error body: %.200q", resp.StatusCode, raw)
-		return a
+		return a, raw, resp.Header
 	}
 	a.ErrorCode, a.Message = eb.ErrorCode, eb.Message
 	if resp.StatusCode == http.StatusServiceUnavailable && a.RetryAfter == "" {
 		a.Err = fmt.Errorf("503 without Retry-After: %s", eb.Message)
 	}
-	return a
+	return a, raw, resp.Header
 }
