@@ -31,7 +31,7 @@ DEPS := softhsm2:/usr/bin/softhsm2-util opensc:/usr/bin/pkcs11-tool openssl:/usr
 # (60s) can eat a whole run on a busy 2-core machine with large seeds.
 FUZZTIME     ?= 60s
 FUZZMINTIME  ?= 5s
-FUZZ_TARGETS := ./csr:FuzzParseDN ./csr:FuzzParseSANs ./api:FuzzGenerateDecode ./policy:FuzzParse
+FUZZ_TARGETS := ./csr:FuzzParseDN ./csr:FuzzParseSANs ./api:FuzzGenerateDecode ./policy:FuzzParse ./lifecycle:FuzzImportCertificates
 
 .PHONY: all deps build run dev-token dev-tls install test vet fuzz load bench clean
 
