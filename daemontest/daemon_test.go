@@ -249,3 +249,14 @@ func (d *daemon) logCount(msg string) int {
 	}
 	return n
 }
+
+// problems returns the daemon's warn and error lines, for failure messages.
+func (d *daemon) problems() string {
+	var out []string
+	for _, l := range d.logLines() {
+		if strings.Contains(l, `"level":"warn"`) || strings.Contains(l, `"level":"error"`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

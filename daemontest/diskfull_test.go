@@ -153,8 +153,8 @@ func TestDiskFull(t *testing.T) {
 	waitNoneGenerating(t, in, 30*time.Second)
 	checkOwned(t, in)
 	t.Logf("507s after the key existed: %d with the record marked failed at once, %d marked failed by the background retry",
-		d.logCount("generate failed; key destroyed, record marked failed"),
-		d.logCount("generate failed; after retrying, key destroyed and record marked failed"))
+		d.logCount("generate failed; key material destroyed, record marked failed"),
+		d.logCount("generate failed; after retrying, key material destroyed and record marked failed"))
 	if err := d.stop(20 * time.Second); err != nil {
 		t.Errorf("clean stop: %v", err)
 	}
