@@ -38,12 +38,27 @@ type instance struct {
 // extra YAML lines are appended.
 func newInstance(t testing.TB, tokenLabel, dbPath string, extra ...string) *instance {
 	t.Helper()
-	dir := t.TempDir()
-	if dbPath == "" {
-		dbPath = filepath.Join(dir, "csrd.db")
-	}
 	tok, view := newToken(t, tokenLabel)
-	in := &instance{Tok: tok, View: view, Dir: dir, Config: filepath.Join(dir, "csrd.yaml"), Database: dbPath}
+	return newInstanceWith(t, instanceOptions{Tok: tok, View: view, Database: dbPath, Extra: extra})
+}
+
+// instanceOptions are the parts of an instance a test may choose.
+type instanceOptions struct {
+	Tok      *softhsmtest.Token
+	View     *hsm.Token // nil when the token is in another SoftHSM config
+	Database string     // "" puts it in the instance's temp dir
+	HSM      []string   // extra lines under hsm:, e.g. "health_interval: 500ms"
+	Extra    []string   // extra top-level lines
+	Env      []string   // added to the daemon's environment
+}
+
+func newInstanceWith(t testing.TB, o instanceOptions) *instance {
+	t.Helper()
+	dir := t.TempDir()
+	if o.Database == "" {
+		o.Database = filepath.Join(dir, "csrd.db")
+	}
+	in := &instance{Tok: o.Tok, View: o.View, Dir: dir, Config: filepath.Join(dir, "csrd.yaml"), Database: o.Database, Env: o.Env}
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
 base_path: /KeyfactorAPI
 hsm:
@@ -52,12 +67,16 @@ hsm:
   pin_file: %s
   max_sessions: 8
   session_wait_timeout: 10s
-database: %s
+`, o.Tok.Module, o.Tok.Label, o.Tok.PINFile)
+	for _, l := range o.HSM {
+		cfg += "  " + l + "\n"
+	}
+	cfg += fmt.Sprintf(`database: %s
 log_level: info
 shutdown_timeout: 10s
 request_timeout: 1m
-`, tok.Module, tok.Label, tok.PINFile, dbPath)
-	for _, l := range extra {
+`, o.Database)
+	for _, l := range o.Extra {
 		cfg += l + "\n"
 	}
 	if err := os.WriteFile(in.Config, []byte(cfg), 0o600); err != nil {

@@ -50,6 +50,12 @@ type Config struct {
 	// ReconnectMin and ReconnectMax bound the exponential backoff between
 	// reconnection attempts after a session loss. 0 means the defaults.
 	ReconnectMin, ReconnectMax time.Duration
+	// RefreshPIN, when set, reads the PIN again (from the PIN file) when the
+	// token refuses the one hsm holds on a re-login: the operator changed
+	// the token's PIN and the file. It is polled every ReconnectMin..Max and
+	// a PIN is tried only once it differs from the refused one, so waiting
+	// never counts towards locking the token. nil: stay down until restarted.
+	RefreshPIN func() (string, error)
 }
 
 func (c *Config) setHealthDefaults() {

@@ -22,8 +22,10 @@ import (
 // only way to make a module rescan its slots — and reconnects (C_Initialize,
 // find the token, C_Login, attach the raw handle) with exponential backoff
 // until it succeeds or Close is called. A token with the same label but a
-// different serial is refused. A rejected PIN stops the retries: every failed
-// C_Login counts towards locking the token.
+// different serial is refused. A rejected PIN is never retried as such: every
+// failed C_Login counts towards locking the token. With Config.RefreshPIN the
+// monitor instead polls for a different PIN (the operator rotated it in the
+// PIN file) and logs in with that; without it the Token stays down.
 //
 // Object handles do not survive C_Finalize, so a *Key made before a reconnect
 // finds its key pair again by CKA_ID and CKA_LABEL on first use after it
@@ -246,10 +248,18 @@ func (t *Token) reconnect(cause error) {
 			return
 		}
 		if errors.Is(err, ErrLogin) {
-			// Retrying would count towards locking the token's PIN.
-			t.log.Error().Err(err).Msg("hsm: token refused the PIN on re-login; not retrying (fix the PIN and restart csrd)")
-			<-t.stop
-			return
+			// Retrying the same PIN would count towards locking the token.
+			if t.cfg.RefreshPIN == nil {
+				t.log.Error().Err(err).Msg("hsm: token refused the PIN on re-login; not retrying (fix the PIN and restart csrd)")
+				<-t.stop
+				return
+			}
+			t.log.Error().Err(err).Msg("hsm: token refused the PIN on re-login; waiting for a different PIN in the PIN file")
+			if !t.waitForNewPIN() {
+				return
+			}
+			backoff = t.cfg.ReconnectMin
+			continue
 		}
 		t.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", backoff).Msg("hsm: reconnect failed")
 		select {
@@ -258,6 +268,31 @@ func (t *Token) reconnect(cause error) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, t.cfg.ReconnectMax)
+	}
+}
+
+// waitForNewPIN polls RefreshPIN until it returns a PIN other than the
+// refused one, which it installs for the next connect; false when Close is
+// called first. It runs on the monitor goroutine, the only user of t.cfg
+// while the Token is down.
+func (t *Token) waitForNewPIN() bool {
+	backoff := t.cfg.ReconnectMin
+	for {
+		select {
+		case <-t.stop:
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, t.cfg.ReconnectMax)
+		pin, err := t.cfg.RefreshPIN()
+		switch {
+		case err != nil:
+			t.log.Warn().Err(err).Dur("retry_in", backoff).Msg("hsm: cannot read the PIN again")
+		case pin != "" && pin != t.cfg.PIN:
+			t.cfg.PIN = pin
+			t.log.Warn().Msg("hsm: the PIN changed; logging in with the new one")
+			return true
+		}
 	}
 }
 

@@ -36,6 +36,9 @@ func openTokens(ctx context.Context, cfg *config.Config, log zerolog.Logger) ([]
 			PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
 			HealthInterval:  cfg.HSM.HealthInterval,
 			ReconnectMax:    cfg.HSM.ReconnectMaxBackoff,
+			// A PIN the token refuses on re-login is read again from its
+			// file, so rotating the PIN (token and file) needs no restart.
+			RefreshPIN: func() (string, error) { return cfg.ReadTokenPIN(tc) },
 		}, log)
 		pin = ""
 		if err != nil {
