@@ -135,10 +135,12 @@ bench: build
 	./bin/csrd-bench -csrd bin/csrd -md BENCHMARKS.md -json BENCHMARKS.json $(BENCH_FLAGS)
 
 ## load: LOAD_CLIENTS concurrent Generate clients for LOAD_DURATION against a freshly started csrd
+## (LOAD_FLAGS=-churn deletes every key again, keeping the token's size flat)
 LOAD_CLIENTS  ?= 64
 LOAD_DURATION ?= 60s
+LOAD_FLAGS    ?=
 load: build
-	bash cmd/csrd-load/fresh.sh bin/csrd bin/csrd-load $(LOAD_CLIENTS) $(LOAD_DURATION)
+	bash cmd/csrd-load/fresh.sh bin/csrd bin/csrd-load $(LOAD_CLIENTS) $(LOAD_DURATION) $(LOAD_FLAGS)
 
 clean:
 	rm -rf bin

@@ -47,6 +47,24 @@ func (t *Token) PutCertificate(ctx context.Context, ref KeyRef, cert *x509.Certi
 	if err != nil {
 		return false, classErr(op, nil, "encode serial number: %v", err)
 	}
+	// Retried like GenerateKeyPair (see spurious); each attempt starts by
+	// looking for the certificate, so a retry never makes a second one.
+	for attempt := 1; ; attempt++ {
+		created, err = t.putCertificate(ctx, op, ref, cert, serial)
+		if err == nil || attempt == generateAttempts || !spurious(err) || ctx.Err() != nil {
+			break
+		}
+		t.log.Warn().Err(err).Int("attempt", attempt).Str("key", ref.String()).
+			Msg("hsm: storing a certificate failed with a code tokens return spuriously under concurrency; retrying")
+	}
+	if err == nil {
+		t.log.Debug().Str("key", ref.String()).Bool("created", created).Msg("hsm: certificate stored")
+	}
+	return created, err
+}
+
+// putCertificate is one attempt of PutCertificate.
+func (t *Token) putCertificate(ctx context.Context, op string, ref KeyRef, cert *x509.Certificate, serial []byte) (created bool, err error) {
 	err = t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
 		existing, err := t.certificates(sh, ref)
 		if err != nil {
@@ -81,9 +99,6 @@ func (t *Token) PutCertificate(ctx context.Context, ref KeyRef, cert *x509.Certi
 		created = true
 		return nil
 	})
-	if err == nil {
-		t.log.Debug().Str("key", ref.String()).Bool("created", created).Msg("hsm: certificate stored")
-	}
 	return created, err
 }
 

@@ -110,3 +110,27 @@ func TestRedact(t *testing.T) {
 		t.Errorf("PIN in %q", err)
 	}
 }
+
+// TestSpurious: only the codes SoftHSM's object-store race produces (and a
+// real HSM's transient failures) are retried by GenerateKeyPair.
+func TestSpurious(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{&Error{Op: "generate key pair", CKR: pkcs11.CKR_GENERAL_ERROR}, true},
+		{&Error{Op: "generate key pair", CKR: pkcs11.CKR_FUNCTION_FAILED}, true},
+		{&Error{Op: "generate key pair", CKR: pkcs11.CKR_TEMPLATE_INCONSISTENT, Err: ErrUnsupported}, true},
+		{&Error{Op: "generate key pair", CKR: pkcs11.CKR_PIN_INCORRECT, Err: ErrLogin}, false},
+		{&Error{Op: "generate key pair", CKR: pkcs11.CKR_DEVICE_MEMORY, Err: ErrTokenFull}, false},
+		{&Error{Op: "generate key pair", Err: ErrUnavailable}, false},
+		{errors.New("other"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.err.Error(), func(t *testing.T) {
+			if got := spurious(tt.err); got != tt.want {
+				t.Errorf("spurious(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}

@@ -252,6 +252,43 @@ func (t *Token) GenerateKeyPair(ctx context.Context, spec KeySpec, ref KeyRef) (
 		return nil, err
 	}
 	defer t.end()
+	for attempt := 1; ; attempt++ {
+		k, err := t.generateOnce(ctx, spec, ref)
+		if err == nil || attempt == generateAttempts || !spurious(err) || ctx.Err() != nil || t.Healthy() != nil {
+			return k, err
+		}
+		// generateOnce already destroyed whatever the failed call left.
+		t.log.Warn().Err(err).Int("attempt", attempt).Str("key", ref.String()).
+			Msg("hsm: key generation failed with a code tokens return spuriously under concurrency; retrying")
+	}
+}
+
+// generateAttempts bounds GenerateKeyPair's retries of spurious failures.
+const generateAttempts = 3
+
+// spurious reports the return codes SoftHSM 2.6 answers a valid
+// C_GenerateKeyPair or C_CreateObject with when another session changes the
+// token at the same moment (its object store races: SoftHSMv2 issues #573,
+// #688). A real HSM may return CKR_GENERAL_ERROR or CKR_FUNCTION_FAILED
+// transiently too. The key spec was validated and the mechanism listed, so
+// a template the token truly rejects fails the same way every time and
+// surfaces after the last attempt.
+func spurious(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.CKR {
+	case pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_FUNCTION_FAILED, pkcs11.CKR_TEMPLATE_INCONSISTENT:
+		return true
+	}
+	return false
+}
+
+// generateOnce is one generation attempt of GenerateKeyPair, between its
+// begin and end; a failure leaves no object under ref behind.
+func (t *Token) generateOnce(ctx context.Context, spec KeySpec, ref KeyRef) (*Key, error) {
+	const op = "generate key pair"
 	if spec.Type == KeyEd25519 || spec.Type == KeyEd448 {
 		return t.generateEdDSA(ctx, spec, ref)
 	}

@@ -11,8 +11,8 @@ import (
 // distinct error, latency percentiles and memory.
 func (r *Result) WriteReport(w io.Writer) {
 	rate := float64(r.Requests) / r.Duration.Seconds()
-	fmt.Fprintf(w, "clients %d, %v: %d requests (%.1f/s), %d accepted, %d unexpected\n",
-		r.Clients, r.Duration.Round(time.Millisecond), r.Requests, rate, len(r.Accepted), r.Unexpected)
+	fmt.Fprintf(w, "clients %d, %v: %d requests (%.1f/s), %d keys generated, %d deleted again, %d unexpected\n",
+		r.Clients, r.Duration.Round(time.Millisecond), r.Requests, rate, len(r.Accepted), r.Deleted, r.Unexpected)
 	statuses := make([]int, 0, len(r.Status))
 	for st := range r.Status {
 		statuses = append(statuses, st)

@@ -20,8 +20,12 @@ type Config struct {
 	Seed     uint64
 	// Pid, when positive, is the csrd process whose memory is sampled.
 	Pid int
-	// OnAnswer, when set, sees every answer (from many goroutines).
+	// OnAnswer, when set, sees every Generate answer (from many goroutines).
 	OnAnswer func(Answer)
+	// Churn deletes every accepted key straight away (DELETE Pending/{id}),
+	// so the token's object count stays flat: memory growth then cannot be
+	// the token's object cache, and a steady RSS shows csrd does not leak.
+	Churn bool
 }
 
 // Result is what a run measured.
@@ -32,6 +36,7 @@ type Result struct {
 	Status   map[int]int    // HTTP status → count (0: transport failure)
 	Errors   map[string]int // transport failures and malformed answers by text
 	Accepted []int64        // record ids of every 200, sorted
+	Deleted  int            // accepted keys deleted again (Churn)
 	// Unexpected counts answers that are neither a well-formed 200 nor a
 	// well-formed 503 (csrd's backpressure answer, with Retry-After), and
 	// transport failures.
@@ -121,6 +126,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				}
 				latencies = append(latencies, lat)
 				mu.Unlock()
+				if cfg.Churn && a.Status == http.StatusOK && a.Err == nil {
+					d := cfg.Client.Delete(ctx, a.ID)
+					mu.Lock()
+					res.Requests++
+					res.Status[d.Status]++
+					switch {
+					case d.Err != nil:
+						res.Errors[d.Err.Error()]++
+						res.Unexpected++
+					case d.Status == http.StatusNoContent:
+						res.Deleted++
+					case d.Status != http.StatusServiceUnavailable:
+						res.Unexpected++
+					}
+					mu.Unlock()
+				}
 			}
 		}()
 	}

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/csrd/csrd/store"
 )
@@ -13,9 +14,13 @@ type Records interface {
 }
 
 // VerifyRecords checks that every accepted id names a record that holds a
-// CSR and is in a state with a live key (pending or married): an accepted
-// request whose record is missing or failed is a lost record.
-func VerifyRecords(ctx context.Context, db Records, accepted []int64) error {
+// CSR and is in one of the states want (by default those with a live key,
+// pending or married): an accepted request whose record is missing or
+// failed is a lost record.
+func VerifyRecords(ctx context.Context, db Records, accepted []int64, want ...store.State) error {
+	if len(want) == 0 {
+		want = []store.State{store.StatePending, store.StateMarried}
+	}
 	var (
 		bad  []string
 		nbad int
@@ -26,7 +31,7 @@ func VerifyRecords(ctx context.Context, db Records, accepted []int64) error {
 		switch {
 		case err != nil:
 			why = err.Error()
-		case rec.State != store.StatePending && rec.State != store.StateMarried:
+		case !slices.Contains(want, rec.State):
 			why = "state " + string(rec.State)
 		case rec.CSRPEM == "":
 			why = "no CSR"

@@ -13,9 +13,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/csrd-load.XXXXXX")
 pid=
+rc=1
 cleanup() {
 	if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
-	rm -rf "$dir"
+	if [[ $rc -eq 0 ]]; then rm -rf "$dir"; else echo "fresh.sh: kept $dir (csrd.log, csrd.db) for a look" >&2; fi
 }
 trap cleanup EXIT
 
@@ -58,5 +59,6 @@ if ! wait "$pid"; then echo "fresh.sh: csrd did not exit cleanly" >&2; rc=1; fi
 pid=
 echo "fresh.sh: csrd logged $(grep -c '"level":"error"' "$dir/csrd.log" || true) error lines," \
 	"$(grep -c '"level":"warn"' "$dir/csrd.log" || true) warnings"
-grep '"level":"error"' "$dir/csrd.log" | head -5 >&2 || true
+# The distinct error causes, once each.
+grep '"level":"error"' "$dir/csrd.log" | sed -n 's/.*"error":"\([^"]*\)".*/\1/p' | sort | uniq -c | head -20 >&2 || true
 exit $rc
