@@ -71,10 +71,14 @@ hsm:
 	for _, l := range o.HSM {
 		cfg += "  " + l + "\n"
 	}
+	// Loopback only, so no authentication: the auth package has its own
+	// tests, and these are about faults.
 	cfg += fmt.Sprintf(`database: %s
 log_level: info
 shutdown_timeout: 10s
 request_timeout: 1m
+auth:
+  mode: none
 `, o.Database)
 	for _, l := range o.Extra {
 		cfg += l + "\n"

@@ -36,6 +36,8 @@ hsm:
   max_sessions: 8
 database: $dir/csrd.db
 log_level: info
+auth:
+  mode: none # loopback; csrd-load -auth-file sends credentials to a csrd that wants them
 YAML
 
 "$csrd" -config "$dir/csrd.yaml" 2>"$dir/csrd.log" &
