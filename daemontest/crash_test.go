@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -96,7 +98,9 @@ func TestKillNineUnderTraffic(t *testing.T) {
 		cen := checkInvariants(t, in, led)
 		if t.Failed() {
 			d.kill()
-			t.Fatalf("round %d: invariants broken after restart (seed %d); log %s", round, seed, d.log)
+			bad.Range(func(k, v any) bool { t.Logf("unexpected answer so far: %v: %v", k, v); return true })
+			t.Fatalf("round %d: invariants broken after restart (seed %d); logs and database kept in %s",
+				round, seed, keepForLook(t, in.Dir, seed))
 		}
 		if round == rounds {
 			// The last round ends with a clean stop instead of a kill.
@@ -240,6 +244,17 @@ func unexpected(bad, unavailable *sync.Map, op string, a loadgen.Answer) {
 		return
 	}
 	bad.LoadOrStore(fmt.Sprintf("%s %d", op, a.Status), a.Message+" "+errText(a.Err))
+}
+
+// keepForLook copies the instance's directory (every daemon's log, the
+// database) out of t.TempDir, which is removed when the test ends.
+func keepForLook(t *testing.T, dir string, seed uint64) string {
+	dst := filepath.Join(os.TempDir(), fmt.Sprintf("csrd-crash-%d", seed))
+	if out, err := exec.Command("cp", "-a", dir, dst).CombinedOutput(); err != nil {
+		t.Logf("keep %s: %v %s", dir, err, out)
+		return dir + " (removed when the test ends)"
+	}
+	return dst
 }
 
 func badCount(m *sync.Map) int {
