@@ -136,9 +136,10 @@ type GenerateRequest struct {
 
 // GenerateResult is a successful Generate.
 type GenerateResult struct {
-	ID       int64
-	KeyLabel string
-	CSRPEM   string
+	ID         int64
+	KeyLabel   string
+	TokenLabel string // the token that holds the key
+	CSRPEM     string
 }
 
 // Generate decides the request, records it, creates the key pair in the
@@ -307,7 +308,7 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 		ev = ev.Str("alt_key", alt.set.String()).Str("alt_storage", string(alt.storage))
 	}
 	ev.Msg("key generated, CSR pending")
-	return &GenerateResult{ID: id, KeyLabel: rec.KeyLabel, CSRPEM: pem}, nil
+	return &GenerateResult{ID: id, KeyLabel: rec.KeyLabel, TokenLabel: tok.Label(), CSRPEM: pem}, nil
 }
 
 // abandon undoes a Generate that failed after its record was written:

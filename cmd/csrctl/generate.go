@@ -74,7 +74,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "record %d, key %s in token %s\n", res.ID, res.KeyLabel, env.token.Label())
+	fmt.Fprintf(stderr, "record %d, key %s in token %s\n", res.ID, res.KeyLabel, res.TokenLabel)
 	if *out != "" {
 		return os.WriteFile(*out, []byte(res.CSRPEM), 0o644)
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/config"
-	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
 	"github.com/csrd/csrd/store"
@@ -57,19 +56,11 @@ func runReconcile(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	pin, err := cfg.ReadPIN()
+	pool, closeTokens, err := openPool(ctx, &cfg, log)
 	if err != nil {
 		return err
 	}
-	token, err := hsm.Open(ctx, hsm.Config{
-		Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PIN: pin,
-		MaxSessions: 2, PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
-	}, log)
-	pin = ""
-	if err != nil {
-		return err
-	}
-	defer token.Close()
+	defer closeTokens()
 	if _, err := os.Stat(cfg.Database); err != nil {
 		return fmt.Errorf("database %s: %w", cfg.Database, err) // never create an empty one
 	}
@@ -79,7 +70,7 @@ func runReconcile(args []string, stdout, stderr io.Writer) error {
 	}
 	defer db.Close()
 
-	svc := lifecycle.New(token, db, policy.Default(), log)
+	svc := lifecycle.NewPooled(pool, db, policy.Default(), log)
 	rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{DestroyOrphans: *destroy, MinAge: *minAge})
 	printReport(stdout, rep, *destroy, *minAge)
 	return err

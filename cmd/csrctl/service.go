@@ -13,7 +13,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/config"
-	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/store"
 )
@@ -23,10 +22,10 @@ import (
 // import). They run the same lifecycle code as the daemon, may run while it
 // runs (SQLite serialises the writers), and audit what they do.
 type keyEnv struct {
-	svc   *lifecycle.Service
-	db    *store.Store
-	token *hsm.Token
-	actor string
+	svc         *lifecycle.Service
+	db          *store.Store
+	closeTokens func()
+	actor       string
 }
 
 // openKeyEnv loads the configuration (and the policy file it names), logs in
@@ -50,31 +49,23 @@ func openKeyEnv(ctx context.Context, cfgPath string, stderr io.Writer) (*keyEnv,
 		return nil, fmt.Errorf("database %s: %w (csrd creates it at its first start)", cfg.Database, err)
 	}
 	log := zerolog.New(stderr).Level(zerolog.ErrorLevel).With().Timestamp().Str("service", "csrctl").Logger()
-	pin, err := cfg.ReadPIN()
-	if err != nil {
-		return nil, err
-	}
-	token, err := hsm.Open(ctx, hsm.Config{
-		Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PIN: pin,
-		MaxSessions: 2, PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
-	}, log)
-	pin = ""
+	pool, closeTokens, err := openPool(ctx, &cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	db, err := store.Open(ctx, cfg.Database)
 	if err != nil {
-		token.Close()
+		closeTokens()
 		return nil, err
 	}
 	return &keyEnv{
-		svc: lifecycle.New(token, db, pol, log), db: db, token: token, actor: localActor(),
+		svc: lifecycle.NewPooled(pool, db, pol, log), db: db, closeTokens: closeTokens, actor: localActor(),
 	}, nil
 }
 
 func (e *keyEnv) Close() {
 	e.db.Close()
-	e.token.Close()
+	e.closeTokens()
 }
 
 // localActor names the operator in audit rows: the login behind sudo if
