@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/miekg/pkcs11"
 
@@ -38,15 +39,27 @@ func BenchmarkGenerate(b *testing.B) {
 	}
 }
 
+// benchParallelism × GOMAXPROCS goroutines run the parallel benchmarks
+// (64 on two cores: the C=64 cell of the benchmark).
+var benchParallelism = 32
+
 // BenchmarkGenerateParallel is Generate from several goroutines at once
 // (-cpu and SetParallelism set how many), for comparing with
 // BenchmarkRawParallel: what csrd adds when requests overlap.
 func BenchmarkGenerateParallel(b *testing.B) {
+	tok, err := hsm.Open(context.Background(), hsm.Config{
+		Module: testTok.Module, TokenLabel: poolLabelA, PIN: testTok.PIN,
+		MaxSessions: 65, PoolWaitTimeout: time.Minute,
+	}, testLog)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tok.Close()
 	db := openStore(b, filepath.Join(b.TempDir(), "csrd.db"))
-	svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+	svc := lifecycle.New(tok, db, policy.Default(), testLog)
 	ctx := context.Background()
 	var n atomic.Int64
-	b.SetParallelism(1)
+	b.SetParallelism(benchParallelism)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -67,6 +80,16 @@ func BenchmarkGenerateParallel(b *testing.B) {
 // BenchmarkRawParallel is the raw PKCS#11 loop (csrd's templates, read the
 // public key, sign once) on the same token, one session per goroutine.
 func BenchmarkRawParallel(b *testing.B) {
+	// Logged in through hsm (login state is the application's), then
+	// driven on raw sessions of the same module.
+	tok, err := hsm.Open(context.Background(), hsm.Config{
+		Module: testTok.Module, TokenLabel: poolLabelA, PIN: testTok.PIN,
+		MaxSessions: 2, PoolWaitTimeout: time.Minute,
+	}, testLog)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tok.Close()
 	p := pkcs11.New(testTok.Module)
 	if err := p.Initialize(); err == nil {
 		b.Fatal("module was not initialised by the test token")
@@ -74,12 +97,12 @@ func BenchmarkRawParallel(b *testing.B) {
 	slots, _ := p.GetSlotList(true)
 	var slot uint
 	for _, s := range slots {
-		if ti, err := p.GetTokenInfo(s); err == nil && ti.Label == testTok.Label {
+		if ti, err := p.GetTokenInfo(s); err == nil && ti.Label == poolLabelA {
 			slot = s
 		}
 	}
 	var n atomic.Int64
-	b.SetParallelism(1)
+	b.SetParallelism(benchParallelism)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		sh, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)

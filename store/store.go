@@ -46,11 +46,13 @@ const (
 // this process. Reads go through a separate pool so a slow listing never
 // waits behind a write, which WAL makes safe.
 type Store struct {
-	w   *sql.DB // exactly one connection; every write goes here
-	r   *sql.DB // query-only pool for reads
-	ws  *stmtCache
-	rs  *stmtCache
-	now func() time.Time
+	w  *sql.DB // exactly one connection; every write goes here
+	r  *sql.DB // query-only pool for reads
+	ws *stmtCache
+	rs *stmtCache
+
+	writer *writer // group commit of every write (writer.go)
+	now    func() time.Time
 }
 
 // Open opens (creating if needed) the database file at path, checks its
@@ -120,6 +122,9 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 	if err := s.ws.prepareAll(ctx, writeStatements); err != nil {
 		return nil, dbErr("prepare", err)
 	}
+	if err := s.startWriter(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -186,6 +191,7 @@ func verifyPragmas(ctx context.Context, db *sql.DB, readOnly bool) error {
 // Close closes both pools. Outstanding transactions are rolled back by
 // SQLite; WAL content is checkpointed by the last connection to close.
 func (s *Store) Close() error {
+	s.writer.close() // writes in flight finish first
 	errs := []error{s.rs.close(), s.ws.close()}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
@@ -215,24 +221,6 @@ func (s *Store) Ping(ctx context.Context) error {
 	var n int
 	if err := s.r.QueryRowContext(ctx, pingReadSQL).Scan(&n); err != nil {
 		return dbErr("ping", err)
-	}
-	return nil
-}
-
-// withTx runs fn in one IMMEDIATE write transaction, committing if fn
-// returns nil. fn wraps its own errors (they may be typed); withTx wraps
-// only BEGIN and COMMIT failures.
-func (s *Store) withTx(ctx context.Context, op string, fn func(*sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return dbErr(op, err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return dbErr(op, err)
 	}
 	return nil
 }
