@@ -32,6 +32,7 @@ type Token struct {
 	wait    time.Duration // PoolWaitTimeout, also bounds waiting for a raw session
 	rawSem  chan struct{} // maintenance sessions on the raw handle
 	workSem chan struct{} // crypto sessions on the raw handle (EdDSA, ML-DSA, seal)
+	idle    idleSessions  // raw-handle sessions kept open for reuse (sessions.go)
 
 	// The connection: replaced by reconnect (recover.go) only while no
 	// operation is in flight and new ones are refused (gate), so operations
@@ -138,6 +139,7 @@ func (t *Token) connect() error {
 // guarantee no operation is in flight.
 func (t *Token) disconnect() {
 	if t.p11 != nil {
+		t.idle.closeAll(t.p11)
 		t.p11.Destroy()
 		t.p11 = nil
 	}
@@ -331,7 +333,8 @@ func (t *Token) requireMechanisms(op, what string, ms ...uint) error {
 	return nil
 }
 
-// Ping proves that the token is present and a session can be opened and is
+// Ping proves that the token is present (C_GetTokenInfo) and that a session
+// of csrd's raw handle — reused when one is idle, else newly opened — is
 // logged in, for readiness checks. It does not use crypto11's pool, so a busy
 // pool does not read as down; while the token is reconnecting it returns
 // ErrUnavailable at once.
@@ -355,7 +358,8 @@ func (t *Token) begin(ctx context.Context, op string) error {
 // end marks an operation begun with begin as finished.
 func (t *Token) end() { t.gate.leave() }
 
-// withRawSession runs fn on a fresh maintenance session of the raw handle.
+// withRawSession runs fn on a maintenance session of the raw handle (an idle
+// one when there is one: see sessions.go).
 // Waiting for one of the rawSessions slots is bounded by ctx and
 // PoolWaitTimeout; fn's PKCS#11 calls are not. Errors are translated for op.
 func (t *Token) withRawSession(ctx context.Context, op string, fn func(pkcs11.SessionHandle) error) error {
@@ -383,13 +387,23 @@ func (t *Token) withSession(ctx context.Context, sem chan struct{}, op string, f
 		return classErr(op, ErrUnavailable, "no session free within %v", t.wait)
 	}
 	defer func() { <-sem }()
-	sh, err := t.p11.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	sh, ok := t.idle.take()
+	if !ok {
+		var err error
+		if sh, err = t.p11.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION); err != nil {
+			return t.wrap(op, err)
+		}
+	}
+	err := fn(sh)
 	if err != nil {
+		// The session may be left mid-operation or be the thing that broke:
+		// close it (that never logs the application out: crypto11 keeps a
+		// session open) rather than hand it to the next caller.
+		_ = t.p11.CloseSession(sh)
 		return t.wrap(op, err)
 	}
-	// Closing it never logs the application out: crypto11 keeps a session open.
-	defer func() { _ = t.p11.CloseSession(sh) }()
-	return t.wrap(op, fn(sh))
+	t.idle.put(sh)
+	return nil
 }
 
 func isCKR(err error, rv uint) bool {
