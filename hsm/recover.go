@@ -52,6 +52,12 @@ var lostCodes = map[uint]bool{
 // cannot be cancelled; a check that outlives this is treated as a failure.
 const healthTimeout = 10 * time.Second
 
+// healthPatience bounds how long a check may take while other operations
+// still finish (see timedHealthCheck): long enough for a queue of slow key
+// generations, short enough that a module that answers nothing but one
+// call in minutes is taken down.
+const healthPatience = 2 * time.Minute
+
 // gate counts operations in flight and refuses new ones while the Token is
 // down (reconnecting) or closed. Unlike a sync.RWMutex it lets an operation
 // begin another one (GenerateKeyPair cleans up with DestroyKey) without
@@ -61,6 +67,7 @@ type gate struct {
 	idle     *sync.Cond // signalled when inflight drops to 0; made on first use
 	inflight int
 	down     error // non-nil while reconnecting: why
+	finished uint64 // operations that have left: proof the module still answers
 }
 
 // cond returns idle, creating it so that the zero gate is ready; g.mu is held.
@@ -86,11 +93,19 @@ func (g *gate) enter(op string, closed *atomic.Bool) error {
 
 func (g *gate) leave() {
 	g.mu.Lock()
+	g.finished++
 	g.inflight--
 	if g.inflight == 0 {
 		g.cond().Broadcast()
 	}
 	g.mu.Unlock()
+}
+
+// progress returns how many operations have finished so far.
+func (g *gate) progress() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.finished
 }
 
 // close marks the Token down for cause and waits until nothing is in flight.
@@ -172,6 +187,13 @@ func (t *Token) monitor() {
 // timedHealthCheck runs checkHealth with healthTimeout. A check that hangs
 // is abandoned to its goroutine (PKCS#11 calls cannot be cancelled) and
 // counts as a failure; reconnect then waits for it like for any operation.
+//
+// A check that is only slow because the token is busy is not a failure: a
+// module may serialise C_GetTokenInfo behind long generations (SoftHSM did,
+// for over 10 s with 16 RSA-2048 generations on two cores), and taking a
+// working token down then turned a full queue into a storm of 503s. So the
+// wait is extended, one healthTimeout at a time, while other operations keep
+// finishing, up to healthPatience in all.
 func (t *Token) timedHealthCheck() error {
 	if err := t.gate.enter("health check", &t.closed); err != nil {
 		return nil // closed or already down: nothing to check
@@ -181,13 +203,23 @@ func (t *Token) timedHealthCheck() error {
 		defer t.gate.leave()
 		res <- t.checkHealth()
 	}()
-	select {
-	case err := <-res:
-		return err
-	case <-time.After(healthTimeout):
-		return classErr("health check", ErrUnavailable, "no answer within %v", healthTimeout)
-	case <-t.stop:
-		return nil
+	seen := t.gate.progress()
+	timer := time.NewTimer(healthTimeout)
+	defer timer.Stop()
+	for waited := healthTimeout; ; waited += healthTimeout {
+		select {
+		case err := <-res:
+			return err
+		case <-timer.C:
+			if now := t.gate.progress(); now != seen && waited < healthPatience {
+				seen = now
+				timer.Reset(healthTimeout)
+				continue
+			}
+			return classErr("health check", ErrUnavailable, "no answer within %v", waited)
+		case <-t.stop:
+			return nil
+		}
 	}
 }
 

@@ -165,8 +165,16 @@ func (p *TokenPool) done(m *member, err error) {
 		m.backoff, m.downUntil = 0, time.Time{}
 		p.log.Info().Str("token", m.tok.Label()).Str("serial", m.tok.Serial()).Msg("token back in rotation")
 	case tokenFailure(err):
+		now := p.now()
+		if now.Before(m.downUntil) {
+			// Already out of rotation: this operation began before, and its
+			// failure says nothing new (the many in flight when a token
+			// breaks must not push the back-off to its cap at once).
+			return
+		}
+		// In rotation, or back on trial after a back-off that did not cure it.
 		m.backoff = min(max(p.minBackoff, 2*m.backoff), p.maxBackoff)
-		m.downUntil = p.now().Add(m.backoff)
+		m.downUntil = now.Add(m.backoff)
 		p.log.Warn().Err(err).Str("token", m.tok.Label()).Str("serial", m.tok.Serial()).
 			Dur("retry_in", m.backoff).Msg("token out of rotation")
 	}
