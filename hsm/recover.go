@@ -101,11 +101,12 @@ func (g *gate) leave() {
 	g.mu.Unlock()
 }
 
-// progress returns how many operations have finished so far.
-func (g *gate) progress() uint64 {
+// progress returns how many operations have finished so far, and whether
+// any besides the caller (a health check) is still running.
+func (g *gate) progress() (finished uint64, busy bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.finished
+	return g.finished, g.inflight > 1
 }
 
 // close marks the Token down for cause and waits until nothing is in flight.
@@ -190,10 +191,13 @@ func (t *Token) monitor() {
 //
 // A check that is only slow because the token is busy is not a failure: a
 // module may serialise C_GetTokenInfo behind long generations (SoftHSM did,
-// for over 10 s with 16 RSA-2048 generations on two cores), and taking a
-// working token down then turned a full queue into a storm of 503s. So the
-// wait is extended, one healthTimeout at a time, while other operations keep
-// finishing, up to healthPatience in all.
+// for over 10 s with 16 RSA-2048 generations on two cores, during which not
+// one of them finished either), and taking a working token down then turned
+// a full queue into a storm of 503s. So the wait is extended, one
+// healthTimeout at a time, while other operations are running or keep
+// finishing, up to healthPatience in all. Operations that fail with a
+// connection-loss code still trigger a check at once (kick), and a check
+// that returns an error is a failure as before.
 func (t *Token) timedHealthCheck() error {
 	if err := t.gate.enter("health check", &t.closed); err != nil {
 		return nil // closed or already down: nothing to check
@@ -203,7 +207,7 @@ func (t *Token) timedHealthCheck() error {
 		defer t.gate.leave()
 		res <- t.checkHealth()
 	}()
-	seen := t.gate.progress()
+	seen, _ := t.gate.progress()
 	timer := time.NewTimer(healthTimeout)
 	defer timer.Stop()
 	for waited := healthTimeout; ; waited += healthTimeout {
@@ -211,7 +215,7 @@ func (t *Token) timedHealthCheck() error {
 		case err := <-res:
 			return err
 		case <-timer.C:
-			if now := t.gate.progress(); now != seen && waited < healthPatience {
+			if now, busy := t.gate.progress(); (now != seen || busy) && waited < healthPatience {
 				seen = now
 				timer.Reset(healthTimeout)
 				continue
