@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"encoding/hex"
 	"errors"
@@ -211,23 +210,34 @@ func (k *Key) Destroy(ctx context.Context) error {
 	return nil
 }
 
-// NewKeyID returns 16 random bytes for use as a CKA_ID. A CKA_ID names a
-// key and is no secret, so it comes from the operating system's CSPRNG
-// rather than C_GenerateRandom: that saves a token call per key (a round
-// trip on a network HSM). It still refuses when the Token is closed or
-// down, so no record is begun for a key that cannot be made.
+// NewKeyID returns 16 random bytes from the token's RNG (C_GenerateRandom)
+// for use as a CKA_ID. The token's RNG is the one the key itself comes from,
+// and a certified HSM's RNG is the one its ceremony documents name; the cost
+// is one call on a raw session csrd keeps open. It refuses when the Token is
+// closed or down, so no record is begun for a key that cannot be made.
 func (t *Token) NewKeyID(ctx context.Context) ([]byte, error) {
 	const op = "new key id"
 	if err := t.begin(ctx, op); err != nil {
 		return nil, err
 	}
 	defer t.end()
-	id := make([]byte, 16)
-	if _, err := rand.Read(id); err != nil {
-		return nil, fmt.Errorf("hsm: %s: %w", op, err)
+	var id []byte
+	err := t.withWorkSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+		var err error
+		id, err = t.p11.GenerateRandom(sh, keyIDSize)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(id) != keyIDSize {
+		return nil, classErr(op, nil, "token RNG returned %d bytes", len(id))
 	}
 	return id, nil
 }
+
+// keyIDSize is the length of every CKA_ID csrd gives a key.
+const keyIDSize = 16
 
 // GenerateKeyPair generates a key pair as token objects named by ref.
 //
