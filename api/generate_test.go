@@ -177,8 +177,8 @@ func TestGenerateGood(t *testing.T) {
 			keyType: "RSA", keyBits: 3072,
 		},
 		{
-			name:    "RSA 4096 with OIDs, DC, E and serial",
-			body:    `{"Subject":` + jsonString(`CN=dev01,2.5.4.65=pseudo,1.2.3.4=#0C03616263,SERIALNUMBER=A123,E=ops@example.com,DC=example,DC=com`) + `,"KeyType":"RSA","KeyLength":4096}`,
+			name: "RSA 4096 with OIDs, DC, E and serial",
+			body: `{"Subject":` + jsonString(`CN=dev01,2.5.4.65=pseudo,1.2.3.4=#0C03616263,SERIALNUMBER=A123,E=ops@example.com,DC=example,DC=com`) + `,"KeyType":"RSA","KeyLength":4096}`,
 			subject: [][]atv{
 				{{oidDC, ia5T, "com"}}, {{oidDC, ia5T, "example"}}, {{oidE, ia5T, "ops@example.com"}}, {{oidSerial, printT, "A123"}},
 				{{asn1.ObjectIdentifier{1, 2, 3, 4}, utf8T, "abc"}}, {{oidPseudo, utf8T, "pseudo"}}, {{oidCN, utf8T, "dev01"}},
@@ -201,7 +201,7 @@ func TestGenerateGood(t *testing.T) {
 				`"registeredid":["1.2.3.4.5"]}}`,
 			subject: [][]atv{{{oidCN, utf8T, "all.example.com"}}}, keyType: "ECC", keyBits: 256,
 			sans: wantSANs{
-				dns:    []string{"all.example.com", "*.wild.example.com", "xn--bcher-kva.example"},
+				dns: []string{"all.example.com", "*.wild.example.com", "xn--bcher-kva.example"},
 				// Within a SAN type, values keep their order; keys that
 				// share a type (ip, ip4, ip6; email, rfc822) are merged in
 				// key order, since a JSON object's key order is not kept.

@@ -71,9 +71,13 @@ func badBodies(seed uint64, n int) []string {
 			}
 			return withSANs("dns", vals...)
 		},
-		func() string { return withSANs("ip4", fmt.Sprintf("%d.%d.%d.%d", 256+r.IntN(100), r.IntN(256), r.IntN(256), r.IntN(256))) },
+		func() string {
+			return withSANs("ip4", fmt.Sprintf("%d.%d.%d.%d", 256+r.IntN(100), r.IntN(256), r.IntN(256), r.IntN(256)))
+		},
 		func() string { return withSANs("uri", "no scheme "+randBytes(3)) },
-		func() string { return withSANs([]string{"x400", "directory", "ediparty", "other", "bogus"}[r.IntN(5)], "v") },
+		func() string {
+			return withSANs([]string{"x400", "directory", "ediparty", "other", "bogus"}[r.IntN(5)], "v")
+		},
 		func() string { return withSANs("rfc822", "@"+strings.Repeat("x", r.IntN(10))) },
 		// Out-of-range integers.
 		func() string {
@@ -82,7 +86,9 @@ func badBodies(seed uint64, n int) []string {
 		func() string {
 			return fmt.Sprintf(`{"Subject":"CN=x","KeyType":"RSA","KeyLength":%d%d}`, 1+r.IntN(9), r.Uint64())
 		},
-		func() string { return `{"Subject":"CN=x","KeyType":"RSA","KeyLength":1e` + fmt.Sprint(20+r.IntN(300)) + `}` },
+		func() string {
+			return `{"Subject":"CN=x","KeyType":"RSA","KeyLength":1e` + fmt.Sprint(20+r.IntN(300)) + `}`
+		},
 		func() string {
 			return fmt.Sprintf(`{"Subject":"CN=x","KeyType":"ECC","KeyLength":256,"EnrollmentPatternId":%d}`, -r.IntN(1<<20))
 		},
@@ -112,7 +118,9 @@ func badBodies(seed uint64, n int) []string {
 			k := []string{"Subject", "subject", "SUBJECT"}[r.IntN(3)]
 			return `{"Subject":"CN=a.example.com","KeyType":"ECC","KeyLength":256,` + str(k) + `:"CN=b.example.com"}`
 		},
-		func() string { return `{"Subject":"CN=x","KeyType":"ECC","KeyLength":256,"SANs":{"dns":["a"],"DNS":["b"]}}` },
+		func() string {
+			return `{"Subject":"CN=x","KeyType":"ECC","KeyLength":256,"SANs":{"dns":["a"],"DNS":["b"]}}`
+		},
 		// Broken DN syntax.
 		func() string {
 			return withSubject([]string{"CN", "=x", "CN=x,", "CN=\"x", `CN=x\`, "CN=x,,O=y", "ZZ=1", "CN=x+", "C=USA", "1.2.3=#zz", `CN=\q`}[r.IntN(11)])

@@ -66,7 +66,7 @@ type gate struct {
 	mu       sync.Mutex
 	idle     *sync.Cond // signalled when inflight drops to 0; made on first use
 	inflight int
-	down     error // non-nil while reconnecting: why
+	down     error  // non-nil while reconnecting: why
 	finished uint64 // operations that have left: proof the module still answers
 }
 
