@@ -171,20 +171,35 @@ func (s *Service) finishGenerating(ctx context.Context, cutoff time.Time, rep *R
 	return nil
 }
 
+// interrupted returns the records whose intent reconciliation may finish:
+// those on this token (another token's key is not here, so acting on it
+// would lie) whose intent is older than cutoff (a younger one may still be
+// in progress in a running csrd). The others are counted in rep.
+func (s *Service) interrupted(ctx context.Context, intent store.Intent, cutoff time.Time, rep *ReconcileReport) ([]*store.KeyRecord, error) {
+	recs, err := s.records.ListByIntent(ctx, intent)
+	if err != nil {
+		return nil, err
+	}
+	var out []*store.KeyRecord
+	for _, r := range recs {
+		switch {
+		case !s.onThisToken(r.TokenSerial):
+			rep.OtherToken++
+		case r.UpdatedTime.After(cutoff):
+			rep.InProgress++
+		default:
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
 func (s *Service) finishDeletes(ctx context.Context, cutoff time.Time, rep *ReconcileReport) error {
-	recs, err := s.records.ListByIntent(ctx, store.IntentDelete)
+	recs, err := s.interrupted(ctx, store.IntentDelete, cutoff, rep)
 	if err != nil {
 		return err
 	}
 	for _, r := range recs {
-		if !s.onThisToken(r.TokenSerial) {
-			rep.OtherToken++ // its key is not here: destroying "nothing" would lie
-			continue
-		}
-		if r.UpdatedTime.After(cutoff) {
-			rep.InProgress++
-			continue
-		}
 		err := func() error {
 			unlock := s.locks.lock(r.ID)
 			defer unlock()
@@ -206,19 +221,11 @@ func (s *Service) finishDeletes(ctx context.Context, cutoff time.Time, rep *Reco
 }
 
 func (s *Service) finishMarriages(ctx context.Context, cutoff time.Time, rep *ReconcileReport) error {
-	recs, err := s.records.ListByIntent(ctx, store.IntentMarry)
+	recs, err := s.interrupted(ctx, store.IntentMarry, cutoff, rep)
 	if err != nil {
 		return err
 	}
 	for _, r := range recs {
-		if !s.onThisToken(r.TokenSerial) {
-			rep.OtherToken++ // its key is not here: destroying "nothing" would lie
-			continue
-		}
-		if r.UpdatedTime.After(cutoff) {
-			rep.InProgress++
-			continue
-		}
 		leaf, err := x509.ParseCertificate(r.Cert.DER)
 		if err != nil { // cannot happen: it parsed before it was stored
 			return fmt.Errorf("lifecycle: reconcile: record %d: stored certificate: %w", r.ID, err)
