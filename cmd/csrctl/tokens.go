@@ -15,28 +15,18 @@ import (
 // time, next to a running csrd. It returns the pool and a function that
 // closes every token.
 func openPool(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*lifecycle.TokenPool, func(), error) {
-	var toks []*hsm.Token
-	closeAll := func() {
-		for _, t := range toks {
-			_ = t.Close()
-		}
-	}
+	var creds []hsm.Credential
 	for _, tc := range cfg.HSM.TokenList() {
-		pin, err := cfg.ReadTokenPIN(tc)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		t, err := hsm.Open(ctx, hsm.Config{
-			Module: cfg.HSM.Module, TokenLabel: tc.TokenLabel, PIN: pin,
-			MaxSessions: 2, PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
-		}, log)
-		pin = ""
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		toks = append(toks, t)
+		creds = append(creds, hsm.Credential{
+			TokenLabel: tc.TokenLabel,
+			PIN:        func() (string, error) { return cfg.ReadTokenPIN(tc) },
+		})
+	}
+	toks, closeAll, err := hsm.OpenAll(ctx, hsm.Config{
+		Module: cfg.HSM.Module, MaxSessions: 2, PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
+	}, creds, log)
+	if err != nil {
+		return nil, nil, err
 	}
 	members := make([]lifecycle.Token, len(toks))
 	for i, t := range toks {

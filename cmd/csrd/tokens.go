@@ -13,41 +13,27 @@ import (
 )
 
 // openTokens opens every configured token (hsm.token_label, or each of
-// hsm.tokens) and returns them in configuration order, with the function
-// that closes them all. Each PIN is dropped as soon as its token is open.
+// hsm.tokens) in configuration order, with the function that closes them all.
 func openTokens(ctx context.Context, cfg *config.Config, log zerolog.Logger) ([]*hsm.Token, func(), error) {
-	var toks []*hsm.Token
-	closeAll := func() {
-		for _, t := range toks {
-			_ = t.Close()
-		}
-	}
+	return hsm.OpenAll(ctx, hsm.Config{
+		Module:          cfg.HSM.Module,
+		MaxSessions:     cfg.HSM.MaxSessions,
+		PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
+		HealthInterval:  cfg.HSM.HealthInterval,
+		ReconnectMax:    cfg.HSM.ReconnectMaxBackoff,
+	}, credentials(cfg), log)
+}
+
+// credentials names each configured token with the PIN file it logs in with.
+func credentials(cfg *config.Config) []hsm.Credential {
+	var creds []hsm.Credential
 	for _, tc := range cfg.HSM.TokenList() {
-		pin, err := cfg.ReadTokenPIN(tc)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		t, err := hsm.Open(ctx, hsm.Config{
-			Module:          cfg.HSM.Module,
-			TokenLabel:      tc.TokenLabel,
-			PIN:             pin,
-			MaxSessions:     cfg.HSM.MaxSessions,
-			PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
-			HealthInterval:  cfg.HSM.HealthInterval,
-			ReconnectMax:    cfg.HSM.ReconnectMaxBackoff,
-			// A PIN the token refuses on re-login is read again from its
-			// file, so rotating the PIN (token and file) needs no restart.
-			RefreshPIN: func() (string, error) { return cfg.ReadTokenPIN(tc) },
-		}, log)
-		pin = ""
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		toks = append(toks, t)
+		creds = append(creds, hsm.Credential{
+			TokenLabel: tc.TokenLabel,
+			PIN:        func() (string, error) { return cfg.ReadTokenPIN(tc) },
+		})
 	}
-	return toks, closeAll, nil
+	return creds
 }
 
 // tokenPool is the pool lifecycle places keys in, each token timed for
