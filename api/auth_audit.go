@@ -35,6 +35,10 @@ type auditState struct {
 	code            string // csrd ErrorCode answered, if an error
 	recordID        int64
 	keyLabel        string
+	// written is the row the operation appended itself, in the same
+	// transaction as its effect (a successful Generate): observe only
+	// logs it.
+	written *store.AuditEntry
 }
 
 const ctxAudit = "csrd.audit"
@@ -76,7 +80,10 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		// throttle bounds how many. Scrapes are not: they change nothing
 		// and come every few seconds.
 		acted := st.operation != "" && st.operation != auth.OpMetrics
-		if !st.throttled && !st.noCredentials && (acted || st.unauthenticated || st.forbidden) {
+		switch {
+		case st.written != nil:
+			s.logAudit(c, st.written)
+		case !st.throttled && !st.noCredentials && (acted || st.unauthenticated || st.forbidden):
 			s.writeAudit(c, st, route, status)
 		}
 		return err
@@ -102,6 +109,40 @@ func (s *Server) noteError(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 func (s *Server) writeAudit(c echo.Context, st *auditState, route string, status int) {
+	if s.audit == nil {
+		return
+	}
+	e := s.auditEntry(c, st, route, status)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), auditTimeout)
+	defer cancel()
+	if err := s.audit.AppendAudit(ctx, e); err != nil {
+		s.metrics.auditFailure()
+		requestLogger(c, s.log).Error().Err(err).Str("operation", e.Operation).Str("actor", e.Actor).Msg("audit: could not write the audit row")
+		return
+	}
+	s.logAudit(c, e)
+}
+
+// successAudit is the audit row a handler hands to an operation that
+// appends it in its own transaction when it succeeds (status 200); nil
+// when auditing is off. The handler then calls auditWritten.
+func (s *Server) successAudit(c echo.Context) *store.AuditEntry {
+	if s.audit == nil {
+		return nil
+	}
+	_, route := s.routeLabel(c)
+	return s.auditEntry(c, auditOf(c), route, http.StatusOK)
+}
+
+// auditWritten tells observe that e is already on the chain.
+func auditWritten(c echo.Context, e *store.AuditEntry) {
+	if e != nil && e.Hash != "" {
+		auditOf(c).written = e
+	}
+}
+
+// auditEntry is the audit row of the request as st describes it.
+func (s *Server) auditEntry(c echo.Context, st *auditState, route string, status int) *store.AuditEntry {
 	e := &store.AuditEntry{
 		Actor:      st.identity.Name,
 		AuthMethod: string(st.identity.Method),
@@ -130,21 +171,14 @@ func (s *Server) writeAudit(c echo.Context, st *auditState, route string, status
 	if e.KeyLabel == "" && e.RecordID > 0 && e.Result == store.AuditOK {
 		e.KeyLabel = lifecycle.Label(e.RecordID)
 	}
-	l := requestLogger(c, s.log)
-	if s.audit == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), auditTimeout)
-	defer cancel()
-	if err := s.audit.AppendAudit(ctx, e); err != nil {
-		s.metrics.auditFailure()
-		l.Error().Err(err).Str("operation", e.Operation).Str("actor", e.Actor).Msg("audit: could not write the audit row")
-		return
-	}
-	// The journal keeps a second copy of the chain: a truncated table
-	// still shows in the logs.
-	l.Info().Int64("audit_id", e.ID).Str("actor", e.Actor).Str("auth", e.AuthMethod).
-		Str("operation", e.Operation).Str("result", e.Result).Int("status", status).
+	return e
+}
+
+// logAudit writes the journal's copy of an appended row: a truncated
+// table still shows in the logs.
+func (s *Server) logAudit(c echo.Context, e *store.AuditEntry) {
+	requestLogger(c, s.log).Info().Int64("audit_id", e.ID).Str("actor", e.Actor).Str("auth", e.AuthMethod).
+		Str("operation", e.Operation).Str("result", e.Result).Int("status", e.Status).
 		Int64("record", e.RecordID).Str("hash", e.Hash).Msg("audit")
 }
 

@@ -11,7 +11,10 @@ import (
 	"github.com/csrd/csrd/policy"
 )
 
-// Generator creates a key in the HSM and returns its CSR.
+// Generator creates a key in the HSM and returns its CSR. When req.Audit is
+// set and Generate succeeds, the row must be on the audit chain (lifecycle
+// appends it in the record's completing transaction, on the store api's
+// AuditLog writes to).
 type Generator interface {
 	Generate(ctx context.Context, req lifecycle.GenerateRequest) (*lifecycle.GenerateResult, error)
 }
@@ -97,11 +100,17 @@ func (s *Server) generate(c echo.Context) error {
 	if err := s.authorizeGenerate(c, &req); err != nil {
 		return err
 	}
-	res, err := s.gen.Generate(c.Request().Context(), req.toUseCase())
+	uc := req.toUseCase()
+	// The success row goes into the transaction that makes the record
+	// pending (one commit fewer, and no key without its audit row); a
+	// failure is audited by observe as usual.
+	uc.Audit = s.successAudit(c)
+	res, err := s.gen.Generate(c.Request().Context(), uc)
 	if err != nil {
 		return err
 	}
 	auditRecord(c, res.ID, res.KeyLabel)
+	auditWritten(c, uc.Audit)
 	c.Response().Header().Set(echo.HeaderLocation, s.basePath+"/CSRGeneration/Pending/"+strconv.FormatInt(res.ID, 10))
 	requestLogger(c, s.log).Info().Int64("record", res.ID).Str("label", res.KeyLabel).Msg("CSR generated")
 	return c.JSON(http.StatusOK, GenerateResponse{CSR: res.CSRPEM})

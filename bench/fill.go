@@ -154,7 +154,7 @@ func (m *rawModule) fillOne(ctx context.Context, db *store.Store, sh pkcs11.Sess
 	if err != nil {
 		return err
 	}
-	return db.CompleteKey(ctx, id, csr.PEM(der), spki)
+	return db.CompleteKey(ctx, id, csr.PEM(der), spki, nil)
 }
 
 // rawECSigner is a crypto.Signer on a raw P-256 private key handle.

@@ -103,8 +103,8 @@ func sealBinding(rec *store.KeyRecord) hsm.SealBinding {
 }
 
 // completeHybrid makes the record pending with both keys' SPKI hashes and,
-// for a sealed key, the sealed seed.
-func (s *Service) completeHybrid(ctx context.Context, id int64, pem string, spki []byte, alt *hsm.MLDSAKey) error {
+// for a sealed key, the sealed seed (and the request's audit row, if any).
+func (s *Service) completeHybrid(ctx context.Context, id int64, pem string, spki []byte, alt *hsm.MLDSAKey, audit *store.AuditEntry) error {
 	altSPKI, err := csr.SPKISHA256(alt.Public())
 	if err != nil {
 		return err
@@ -113,5 +113,5 @@ func (s *Service) completeHybrid(ctx context.Context, id int64, pem string, spki
 	if alt.Storage() == hsm.AltStorageSealed {
 		c.SealedSeed = alt.SealedSeed()
 	}
-	return s.records.CompleteHybridKey(ctx, id, pem, spki, c)
+	return s.records.CompleteHybridKey(ctx, id, pem, spki, c, audit)
 }

@@ -48,8 +48,8 @@ type Token interface {
 // Records is what lifecycle needs from the database.
 type Records interface {
 	BeginKey(ctx context.Context, rec *store.KeyRecord, label func(id int64) string) (int64, error)
-	CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte) error
-	CompleteHybridKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, alt store.AltCompletion) error
+	CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, audit *store.AuditEntry) error
+	CompleteHybridKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, alt store.AltCompletion, audit *store.AuditEntry) error
 	ClearSealedSeed(ctx context.Context, id int64) error
 	FailKey(ctx context.Context, id int64, reason string) error
 	ListByState(ctx context.Context, s store.State) ([]*store.KeyRecord, error)
@@ -132,6 +132,12 @@ type GenerateRequest struct {
 	Key                 policy.KeyRequest
 	Template            string
 	EnrollmentPatternID int
+	// Audit, when set, is the audit row of a successful Generate: it is
+	// appended in the transaction that makes the record pending (its
+	// RecordID and KeyLabel filled in), so it is on the chain exactly
+	// when the key is. On failure nothing of it is written; the caller
+	// audits the failure itself.
+	Audit *store.AuditEntry
 }
 
 // GenerateResult is a successful Generate.
@@ -203,7 +209,7 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 		}
 		tried = append(tried, tok)
 		var res *GenerateResult
-		res, err = s.generateOn(ctx, tok, dec, spec, rec, subject, sans)
+		res, err = s.generateOn(ctx, tok, dec, spec, rec, subject, sans, req.Audit)
 		done(err)
 		if err == nil || !tokenFailure(err) || ctx.Err() != nil {
 			return res, err
@@ -214,7 +220,7 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 
 // generateOn makes the key (and a hybrid's alternative key) on tok with the
 // crash-safe order: record, key, CSR, completed record.
-func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decision, spec hsm.KeySpec, r store.KeyRecord, subject csr.DN, sans *csr.SANs) (*GenerateResult, error) {
+func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decision, spec hsm.KeySpec, r store.KeyRecord, subject csr.DN, sans *csr.SANs, audit *store.AuditEntry) (*GenerateResult, error) {
 	if err := tok.CanGenerate(spec); err != nil {
 		if errors.Is(err, hsm.ErrUnsupported) {
 			return nil, &NotSupportedError{What: fmt.Sprintf("KeyType %s on HSM token %q", dec.Key.Algorithm, tok.Label())}
@@ -294,9 +300,9 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 
 	// Step 4: the record becomes pending; only now is the key "known".
 	if altKey != nil {
-		err = s.completeHybrid(ctx, id, pem, spki, altKey)
+		err = s.completeHybrid(ctx, id, pem, spki, altKey, audit)
 	} else {
-		err = s.records.CompleteKey(ctx, id, pem, spki)
+		err = s.records.CompleteKey(ctx, id, pem, spki, audit)
 	}
 	if err != nil {
 		s.abandon(log, rec, altKey, err)

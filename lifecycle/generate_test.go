@@ -235,7 +235,7 @@ type failingRecords struct{ *store.Store }
 
 var errInjected = errors.New("injected: disk gone")
 
-func (failingRecords) CompleteKey(context.Context, int64, string, []byte) error { return errInjected }
+func (failingRecords) CompleteKey(context.Context, int64, string, []byte, *store.AuditEntry) error { return errInjected }
 
 // TestGenerateFailureDestroysKey: a failure after the key exists destroys
 // the key and marks the record failed, within the same call.
@@ -270,7 +270,7 @@ type flakyFailRecords struct {
 	failures int
 }
 
-func (*flakyFailRecords) CompleteKey(context.Context, int64, string, []byte) error {
+func (*flakyFailRecords) CompleteKey(context.Context, int64, string, []byte, *store.AuditEntry) error {
 	return errInjected
 }
 
@@ -336,5 +336,54 @@ func TestPolicyRefusalCreatesNothing(t *testing.T) {
 	}
 	if after, _ := testToken.CountObjects(ctx); after != before {
 		t.Errorf("token objects %d before, %d after", before, after)
+	}
+}
+
+// TestGenerateAuditRowWithRecord: a request's audit row is appended by the
+// transaction that makes its record pending — present exactly when the key
+// is known. When that transaction fails (here: a row the store refuses),
+// there is no row, the key is destroyed and the record failed.
+func TestGenerateAuditRowWithRecord(t *testing.T) {
+	tests := []struct {
+		name  string
+		entry store.AuditEntry
+		ok    bool
+	}{
+		{"row appended with the record", store.AuditEntry{Actor: "alice", Operation: "generate", Result: store.AuditOK, Status: 200}, true},
+		{"refused row, nothing kept", store.AuditEntry{Actor: "alice", Result: store.AuditOK, Status: 200}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
+			before, _ := testToken.CountObjects(ctx)
+			svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+			req := p256
+			e := tt.entry
+			req.Audit = &e
+			res, err := svc.Generate(ctx, req)
+			if (err == nil) != tt.ok {
+				t.Fatalf("Generate: %v, want success %v", err, tt.ok)
+			}
+			rows, lerr := db.ListAudit(ctx, 0, 10)
+			if lerr != nil {
+				t.Fatal(lerr)
+			}
+			if !tt.ok {
+				if len(rows) != 0 {
+					t.Errorf("failed Generate left audit rows %+v", rows)
+				}
+				if after, _ := testToken.CountObjects(ctx); after != before {
+					t.Errorf("token objects %d before, %d after", before, after)
+				}
+				if failed, _ := db.ListByState(ctx, store.StateFailed); len(failed) != 1 {
+					t.Errorf("want the record failed, got %+v", failed)
+				}
+				return
+			}
+			if len(rows) != 1 || rows[0].RecordID != res.ID || rows[0].KeyLabel != res.KeyLabel || rows[0].Hash != e.Hash {
+				t.Errorf("audit rows %+v, want one naming record %d (%s)", rows, res.ID, res.KeyLabel)
+			}
+		})
 	}
 }

@@ -106,7 +106,7 @@ func TestGenerateHybrid(t *testing.T) {
 // failingHybrid fails the last step of a hybrid Generate.
 type failingHybrid struct{ *store.Store }
 
-func (failingHybrid) CompleteHybridKey(context.Context, int64, string, []byte, store.AltCompletion) error {
+func (failingHybrid) CompleteHybridKey(context.Context, int64, string, []byte, store.AltCompletion, *store.AuditEntry) error {
 	return errInjected
 }
 

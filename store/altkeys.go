@@ -88,13 +88,18 @@ type AltCompletion struct {
 	SealedSeed []byte // the sealed seed; required for AltStorageSealed, nil for token
 }
 
-// CompleteHybridKey is CompleteKey for a record with an alternative key: in
+// CompleteHybridKey is CompleteKey (audit row included) for a record with an alternative key: in
 // the same transaction it stores the alternative key's SPKI hash and, for a
 // sealed key, its sealed seed. A record without an alternative key, or one
 // whose storage does not match alt, is refused and nothing changes.
-func (s *Store) CompleteHybridKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, alt AltCompletion) error {
+func (s *Store) CompleteHybridKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, alt AltCompletion, audit *AuditEntry) error {
 	if csrPEM == "" || len(spkiSHA256) != 32 || len(alt.SPKISHA256) != 32 {
 		return fmt.Errorf("store: complete key %d: a CSR and 32-byte SPKI SHA-256s of both keys are required", id)
+	}
+	if audit != nil {
+		if err := checkAudit(audit); err != nil {
+			return err
+		}
 	}
 	from := []State{StateGenerating}
 	var seed any
@@ -114,7 +119,7 @@ func (s *Store) CompleteHybridKey(ctx context.Context, id int64, csrPEM string, 
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return fmt.Errorf("store: complete key %d: no alternative key recorded with storage matching the completion (sealed seed given: %v)", id, seed != nil)
 		}
-		return nil
+		return s.completionAudit(ctx, tx, id, audit)
 	})
 }
 

@@ -61,7 +61,7 @@ func TestHybridRecordLifecycle(t *testing.T) {
 			if last := recs[len(recs)-1]; last.ID != id || last.AltKeyLabel != got.AltKeyLabel || !bytes.Equal(last.AltKeyID, got.AltKeyID) {
 				t.Errorf("ListByState: %+v", last)
 			}
-			if err := s.CompleteHybridKey(ctx, id, pem, spki(9), tt.alt); err != nil {
+			if err := s.CompleteHybridKey(ctx, id, pem, spki(9), tt.alt, nil); err != nil {
 				t.Fatal(err)
 			}
 			if got, _ := s.Get(ctx, id); got.State != StatePending || !bytes.Equal(got.AltSPKISHA256, tt.alt.SPKISHA256) || !bytes.Equal(got.AltSealedSeed, tt.alt.SealedSeed) {
@@ -93,7 +93,7 @@ func TestCompleteHybridKey(t *testing.T) {
 
 	t.Run("sealed stores the seal", func(t *testing.T) {
 		id := begin(t, AltStorageSealed)
-		if err := s.CompleteHybridKey(ctx, id, pem, spki(1), AltCompletion{SPKISHA256: spki(2), SealedSeed: seal}); err != nil {
+		if err := s.CompleteHybridKey(ctx, id, pem, spki(1), AltCompletion{SPKISHA256: spki(2), SealedSeed: seal}, nil); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := s.Get(ctx, id)
@@ -109,7 +109,7 @@ func TestCompleteHybridKey(t *testing.T) {
 	})
 	t.Run("sealed without seal is refused", func(t *testing.T) {
 		id := begin(t, AltStorageSealed)
-		if err := s.CompleteHybridKey(ctx, id, pem, spki(3), AltCompletion{SPKISHA256: spki(4)}); err == nil {
+		if err := s.CompleteHybridKey(ctx, id, pem, spki(3), AltCompletion{SPKISHA256: spki(4)}, nil); err == nil {
 			t.Fatal("completed a sealed record without its seal")
 		}
 		if got, _ := s.Get(ctx, id); got.State != StateGenerating {
@@ -118,10 +118,10 @@ func TestCompleteHybridKey(t *testing.T) {
 	})
 	t.Run("token with a seal is refused", func(t *testing.T) {
 		id := begin(t, AltStorageToken)
-		if err := s.CompleteHybridKey(ctx, id, pem, spki(5), AltCompletion{SPKISHA256: spki(6), SealedSeed: seal}); err == nil {
+		if err := s.CompleteHybridKey(ctx, id, pem, spki(5), AltCompletion{SPKISHA256: spki(6), SealedSeed: seal}, nil); err == nil {
 			t.Fatal("stored a seal for a token-resident key")
 		}
-		if err := s.CompleteHybridKey(ctx, id, pem, spki(5), AltCompletion{SPKISHA256: spki(6)}); err != nil {
+		if err := s.CompleteHybridKey(ctx, id, pem, spki(5), AltCompletion{SPKISHA256: spki(6)}, nil); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -130,13 +130,13 @@ func TestCompleteHybridKey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.CompleteHybridKey(ctx, id, pem, spki(7), AltCompletion{SPKISHA256: spki(8)}); err == nil {
+		if err := s.CompleteHybridKey(ctx, id, pem, spki(7), AltCompletion{SPKISHA256: spki(8)}, nil); err == nil {
 			t.Fatal("completed a plain record as hybrid")
 		}
 	})
 	t.Run("not generating", func(t *testing.T) {
 		id := newKeyIn(t, s, StateFailed)
-		if err := s.CompleteHybridKey(ctx, id, pem, spki(7), AltCompletion{SPKISHA256: spki(8)}); !errors.Is(err, ErrConflict) {
+		if err := s.CompleteHybridKey(ctx, id, pem, spki(7), AltCompletion{SPKISHA256: spki(8)}, nil); !errors.Is(err, ErrConflict) {
 			t.Fatalf("complete a failed record: %v, want ErrConflict", err)
 		}
 	})

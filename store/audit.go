@@ -84,33 +84,45 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 // is the AUTOINCREMENT sequence plus one (never a deleted row's id) and
 // prev_hash the hash of the last row.
 func (s *Store) AppendAudit(ctx context.Context, e *AuditEntry) error {
+	if err := checkAudit(e); err != nil {
+		return err
+	}
+	return s.withTx(ctx, "append audit", func(tx *sql.Tx) error { return s.appendAuditTx(ctx, tx, e) })
+}
+
+func checkAudit(e *AuditEntry) error {
 	if e == nil || e.Operation == "" || e.Result == "" {
 		return errors.New("store: append audit: operation and result are required")
 	}
+	return nil
+}
+
+// appendAuditTx appends e inside tx, so a write that carries its own audit
+// row (CompleteKey) commits both or neither. Rows appended earlier in the
+// same group commit are visible here, so the chain stays linear.
+func (s *Store) appendAuditTx(ctx context.Context, tx *sql.Tx, e *AuditEntry) error {
 	const op = "append audit"
-	return s.withTx(ctx, op, func(tx *sql.Tx) error {
-		var seq int64
-		if err := tx.QueryRowContext(ctx, auditSeqSQL).Scan(&seq); err != nil {
-			return dbErr(op, err)
-		}
-		prev := genesisHash
-		switch err := tx.QueryRowContext(ctx, auditHeadSQL).Scan(&prev); {
-		case errors.Is(err, sql.ErrNoRows):
-			prev = genesisHash
-		case err != nil:
-			return dbErr(op, err)
-		}
-		row := *e
-		row.ID, row.Time, row.PrevHash = seq+1, formatTime(s.now()), prev
-		row.Hash = row.chainHash()
-		if _, err := tx.ExecContext(ctx, insertAuditSQL, row.ID, row.Time, row.Actor, row.AuthMethod,
-			row.Source, row.Operation, row.Result, row.Status, nullInt64(row.RecordID), nullString(row.KeyLabel),
-			row.RequestID, nullString(row.Detail), row.PrevHash, row.Hash); err != nil {
-			return dbErr(op, err)
-		}
-		*e = row
-		return nil
-	})
+	var seq int64
+	if err := tx.QueryRowContext(ctx, auditSeqSQL).Scan(&seq); err != nil {
+		return dbErr(op, err)
+	}
+	prev := genesisHash
+	switch err := tx.QueryRowContext(ctx, auditHeadSQL).Scan(&prev); {
+	case errors.Is(err, sql.ErrNoRows):
+		prev = genesisHash
+	case err != nil:
+		return dbErr(op, err)
+	}
+	row := *e
+	row.ID, row.Time, row.PrevHash = seq+1, formatTime(s.now()), prev
+	row.Hash = row.chainHash()
+	if _, err := tx.ExecContext(ctx, insertAuditSQL, row.ID, row.Time, row.Actor, row.AuthMethod,
+		row.Source, row.Operation, row.Result, row.Status, nullInt64(row.RecordID), nullString(row.KeyLabel),
+		row.RequestID, nullString(row.Detail), row.PrevHash, row.Hash); err != nil {
+		return dbErr(op, err)
+	}
+	*e = row
+	return nil
 }
 
 // chainHash is SHA-256 over a length-prefixed encoding of every field but

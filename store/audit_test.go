@@ -150,3 +150,56 @@ func TestAuditAppendAfterTruncationKeepsGap(t *testing.T) {
 		t.Errorf("VerifyAudit = %v, want ErrAuditTampered", err)
 	}
 }
+
+// CompleteKey's audit row commits with the record's move to pending, or not
+// at all: a refused completion appends nothing, and the row names the
+// record and its key label as stored.
+func TestCompleteKeyAppendsAuditAtomically(t *testing.T) {
+	ctx := context.Background()
+	pem := "-----BEGIN CERTIFICATE REQUEST-----\n"
+	tests := []struct {
+		name    string
+		state   State
+		wantErr bool
+	}{
+		{"generating record completes with its row", StateGenerating, false},
+		{"pending record is refused, no row", StatePending, true},
+		{"failed record is refused, no row", StateFailed, true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := openTest(t)
+			appendN(t, s, 1) // a row before, so the new one must chain to it
+			id := newKeyIn(t, s, tt.state)
+			e := &AuditEntry{Actor: "alice", AuthMethod: "basic", Source: "127.0.0.1", Operation: "generate",
+				Result: AuditOK, Status: 200, RequestID: "req-complete"}
+			err := s.CompleteKey(ctx, id, pem, spki(500+i), e)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("CompleteKey: %v, want error %v", err, tt.wantErr)
+			}
+			rows, lerr := s.ListAudit(ctx, 1, 10)
+			if lerr != nil {
+				t.Fatal(lerr)
+			}
+			if tt.wantErr {
+				if len(rows) != 0 {
+					t.Errorf("refused completion appended %+v", rows)
+				}
+				return
+			}
+			if len(rows) != 1 {
+				t.Fatalf("%d rows after completion, want 1", len(rows))
+			}
+			r := rows[0]
+			if r.RecordID != id || r.KeyLabel != testLabel(id) || r.RequestID != "req-complete" || r.Hash != e.Hash {
+				t.Errorf("row %+v does not name record %d (%s) or differs from the entry returned (%s)", r, id, testLabel(id), e.Hash)
+			}
+			if rec, gerr := s.Get(ctx, id); gerr != nil || rec.State != StatePending {
+				t.Errorf("record after completion: %+v, %v", rec, gerr)
+			}
+			if _, verr := s.VerifyAudit(ctx); verr != nil {
+				t.Errorf("VerifyAudit: %v", verr)
+			}
+		})
+	}
+}

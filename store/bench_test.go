@@ -29,7 +29,7 @@ func BenchmarkGenerateRecord(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := s.CompleteKey(ctx, id, csrPEM, spki(i)); err != nil {
+		if err := s.CompleteKey(ctx, id, csrPEM, spki(i), nil); err != nil {
 			b.Fatal(err)
 		}
 	}

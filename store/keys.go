@@ -74,6 +74,7 @@ VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	// condition makes a concurrent or repeated transition affect no row.
 	completeKeySQL = `UPDATE keys SET state = ?, updated_time = ?, csr_pem = ?, spki_sha256 = ?
 WHERE id = ? AND state = ?`
+	keyLabelSQL = `SELECT key_label FROM keys WHERE id = ?`
 	// The from-states arrive as one JSON array so the SQL stays constant.
 	transitionSQL = `UPDATE keys SET state = ?, updated_time = ?, fail_reason = COALESCE(?, fail_reason)
 WHERE id = ? AND state IN (SELECT value FROM json_each(?))`
@@ -149,17 +150,42 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 }
 
 // CompleteKey records the CSR and the public key hash and moves the record
-// from generating to pending.
-func (s *Store) CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte) error {
+// from generating to pending. A non-nil audit row is appended in the same
+// transaction, with RecordID and KeyLabel filled in from the record: the
+// request that made the key is on the audit chain exactly when its record
+// is pending, and a Generate costs one commit fewer.
+func (s *Store) CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, audit *AuditEntry) error {
 	if csrPEM == "" || len(spkiSHA256) != 32 {
 		return fmt.Errorf("store: complete key %d: a CSR and a 32-byte SPKI SHA-256 are required", id)
+	}
+	if audit != nil {
+		if err := checkAudit(audit); err != nil {
+			return err
+		}
 	}
 	from := []State{StateGenerating}
 	return s.withTx(ctx, "complete key", func(tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, completeKeySQL,
 			StatePending, formatTime(s.now()), csrPEM, hex.EncodeToString(spkiSHA256), id, StateGenerating)
-		return s.checkTransition(ctx, tx, "complete key", res, err, id, from, StatePending)
+		if err := s.checkTransition(ctx, tx, "complete key", res, err, id, from, StatePending); err != nil {
+			return err
+		}
+		return s.completionAudit(ctx, tx, id, audit)
 	})
+}
+
+// completionAudit appends a completing write's audit row, naming the
+// record and its key label as stored.
+func (s *Store) completionAudit(ctx context.Context, tx *sql.Tx, id int64, audit *AuditEntry) error {
+	if audit == nil {
+		return nil
+	}
+	var label string
+	if err := tx.QueryRowContext(ctx, keyLabelSQL, id).Scan(&label); err != nil {
+		return dbErr("complete key", err)
+	}
+	audit.RecordID, audit.KeyLabel = id, label
+	return s.appendAuditTx(ctx, tx, audit)
 }
 
 // FailKey moves the record from generating to failed, recording why. Only a

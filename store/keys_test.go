@@ -40,7 +40,7 @@ func newKeyIn(t *testing.T, s *Store, st State) int64 {
 	case StateFailed:
 		must(s.FailKey(ctx, id, "boom"))
 	default:
-		must(s.CompleteKey(ctx, id, "-----BEGIN CERTIFICATE REQUEST-----\n", spki(int(id))))
+		must(s.CompleteKey(ctx, id, "-----BEGIN CERTIFICATE REQUEST-----\n", spki(int(id)), nil))
 		switch st {
 		case StateMarried:
 			must(s.Transition(ctx, id, []State{StatePending}, StateMarried, ""))
@@ -143,7 +143,7 @@ func TestGetRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	const csrPEM = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"
-	if err := s.CompleteKey(ctx, id, csrPEM, spki(1)); err != nil {
+	if err := s.CompleteKey(ctx, id, csrPEM, spki(1), nil); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Get(ctx, id)
@@ -187,7 +187,7 @@ func TestGetRoundTrip(t *testing.T) {
 func TestTransitions(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := context.Background()
-	complete := func(id int64) error { return s.CompleteKey(ctx, id, "PEM", spki(100+int(id))) }
+	complete := func(id int64) error { return s.CompleteKey(ctx, id, "PEM", spki(100+int(id)), nil) }
 	fail := func(id int64) error { return s.FailKey(ctx, id, "token said no") }
 	trans := func(from []State, to State) func(int64) error {
 		return func(id int64) error { return s.Transition(ctx, id, from, to, "why") }
@@ -292,10 +292,10 @@ func TestTransitions(t *testing.T) {
 	})
 	t.Run("complete validates input", func(t *testing.T) {
 		id := newKeyIn(t, s, StateGenerating)
-		if err := s.CompleteKey(ctx, id, "PEM", []byte{1}); err == nil {
+		if err := s.CompleteKey(ctx, id, "PEM", []byte{1}, nil); err == nil {
 			t.Error("CompleteKey with a short hash succeeded")
 		}
-		if err := s.CompleteKey(ctx, id, "", spki(1)); err == nil {
+		if err := s.CompleteKey(ctx, id, "", spki(1), nil); err == nil {
 			t.Error("CompleteKey without CSR succeeded")
 		}
 	})
@@ -403,7 +403,7 @@ func TestConcurrentBeginKey(t *testing.T) {
 				if _, err := s.Get(ctx, ids[i]); err != nil {
 					errs[i] = err
 				} else {
-					errs[i] = s.CompleteKey(ctx, ids[i], "PEM", spki(i))
+					errs[i] = s.CompleteKey(ctx, ids[i], "PEM", spki(i), nil)
 				}
 			}
 		})

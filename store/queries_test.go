@@ -23,7 +23,7 @@ func TestListPending(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.CompleteKey(ctx, id, "-----BEGIN CERTIFICATE REQUEST-----\n", spki(int(id))); err != nil {
+		if err := s.CompleteKey(ctx, id, "-----BEGIN CERTIFICATE REQUEST-----\n", spki(int(id)), nil); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, id)

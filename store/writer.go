@@ -189,10 +189,24 @@ func (w *writer) commit(batch []*writeReq) {
 	}
 	results := make([]error, len(batch))
 	ok := 0
-	for i, r := range batch {
-		results[i] = w.one(tx, r)
-		if results[i] == nil {
+	if len(batch) == 1 {
+		// A lone write needs no savepoint: the transaction is its own, and
+		// rolling it back undoes exactly that write. Three statements fewer
+		// on the path of every request that meets an idle writer.
+		if results[0] = batch[0].ctx.Err(); results[0] != nil {
+			results[0] = dbErr(batch[0].op, results[0])
+		} else {
+			results[0] = batch[0].fn(tx)
+		}
+		if results[0] == nil {
 			ok++
+		}
+	} else {
+		for i, r := range batch {
+			results[i] = w.one(tx, r)
+			if results[i] == nil {
+				ok++
+			}
 		}
 	}
 	if ok == 0 {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -32,7 +33,7 @@ func TestGroupCommit(t *testing.T) {
 			}
 			ids[i], errs[i] = s.BeginKey(ctx, &KeyRecord{KeyID: keyID, KeyType: "ECC"}, testLabel)
 			if errs[i] == nil {
-				errs[i] = s.CompleteKey(ctx, ids[i], "-----BEGIN CERTIFICATE REQUEST-----\n", spki(i))
+				errs[i] = s.CompleteKey(ctx, ids[i], "-----BEGIN CERTIFICATE REQUEST-----\n", spki(i), nil)
 			}
 		}()
 	}
@@ -67,5 +68,53 @@ func TestWriteAfterClose(t *testing.T) {
 	}
 	if _, err := s.BeginKey(context.Background(), &KeyRecord{}, testLabel); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("BeginKey after Close: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestWriteFailsAlone: a write that fails after changing rows leaves
+// nothing behind, whether it met an idle writer (its own transaction, no
+// savepoint) or shared a batch (its savepoint rolled back).
+func TestWriteFailsAlone(t *testing.T) {
+	errBoom := errors.New("boom")
+	insertThenFail := func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`INSERT INTO keys (state, key_label, key_type, request_time, updated_time) VALUES ('generating', 'half-done', 'ECC', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')`); err != nil {
+			return err
+		}
+		return errBoom
+	}
+	for _, together := range []int{1, 16} {
+		t.Run(fmt.Sprintf("%d at once", together), func(t *testing.T) {
+			s, _ := openTest(t)
+			ctx := context.Background()
+			var wg sync.WaitGroup
+			errs := make([]error, together)
+			for i := range together {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if i == 0 {
+						errs[i] = s.withTx(ctx, "insert then fail", insertThenFail)
+						return
+					}
+					_, errs[i] = s.BeginKey(ctx, &KeyRecord{KeyID: []byte{byte(i)}, KeyType: "ECC"}, testLabel)
+				}()
+			}
+			wg.Wait()
+			if !errors.Is(errs[0], errBoom) {
+				t.Errorf("failing write: %v, want boom", errs[0])
+			}
+			for i, err := range errs[1:] {
+				if err != nil {
+					t.Errorf("write %d beside the failing one: %v", i+1, err)
+				}
+			}
+			var n int
+			if err := s.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM keys WHERE key_label = 'half-done'`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("the failed write left %d rows", n)
+			}
+		})
 	}
 }

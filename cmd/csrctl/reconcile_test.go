@@ -38,7 +38,7 @@ func TestReconcileCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256([]byte("spki"))
-	if err := db.CompleteKey(ctx, id, "-----BEGIN CERTIFICATE REQUEST-----\n", sum[:]); err != nil {
+	if err := db.CompleteKey(ctx, id, "-----BEGIN CERTIFICATE REQUEST-----\n", sum[:], nil); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
