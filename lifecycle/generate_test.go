@@ -235,7 +235,9 @@ type failingRecords struct{ *store.Store }
 
 var errInjected = errors.New("injected: disk gone")
 
-func (failingRecords) CompleteKey(context.Context, int64, string, []byte, *store.AuditEntry) error { return errInjected }
+func (failingRecords) CompleteKey(context.Context, int64, string, []byte, *store.AuditEntry) error {
+	return errInjected
+}
 
 // TestGenerateFailureDestroysKey: a failure after the key exists destroys
 // the key and marks the record failed, within the same call.
