@@ -32,7 +32,7 @@ func TestSmoke(t *testing.T) {
 		CSRD: csrd, Dir: filepath.Join(dir, "work"),
 		Algs: []string{"P-256", "Ed25519"}, Concurrency: []int{1, 3},
 		Warmup: 20 * time.Millisecond, Duration: 200 * time.Millisecond, Rounds: 2, SlowFactor: 1,
-		FillKeys: 12, FillWorkers: 2, PoolTokens: []int{1, 2}, PoolC: 2, Failover: true,
+		FillKeys: 12, FillWorkers: 2, PoolTokens: []int{1, 2}, PoolC: 2, Failover: true, MemoryC: 2,
 		MaxSessions: 4, Progress: &progress,
 	})
 	if err != nil {
@@ -80,6 +80,10 @@ func TestSmoke(t *testing.T) {
 	if back.Failover == nil {
 		t.Errorf("no failover result")
 	}
+	if m := back.Memory; m == nil || m.CSRD == nil || m.CSRD.Ops == 0 || m.IdleFreshMiB <= 0 || m.CSRD.PeakRSSMiB < m.IdleFreshMiB ||
+		m.KeyPairs < m.CSRD.Ops || m.IdleRestartedMiB <= 0 {
+		t.Errorf("memory run incomplete or inconsistent: %+v", m)
+	}
 	if back.Machine.NProc < 1 || back.Machine.SoftHSM == "" {
 		t.Errorf("machine facts missing: %+v", back.Machine)
 	}
@@ -96,7 +100,7 @@ func TestSmoke(t *testing.T) {
 	b, _ := os.ReadFile(md)
 	s := string(b)
 	if !strings.HasPrefix(s, "# kept\n\nanalysis above\n") || strings.Count(s, "csrd-bench:begin") != 1 ||
-		!strings.Contains(s, "| empty | P-256 | 1 |") || !strings.Contains(s, "### Targets") {
+		!strings.Contains(s, "| empty | P-256 | 1 |") || !strings.Contains(s, "### Targets") || !strings.Contains(s, "### Memory") {
 		t.Errorf("BENCHMARKS.md not as expected:\n%s", s)
 	}
 }

@@ -30,6 +30,7 @@ type Options struct {
 	PoolTokens  []int // token counts for the pool comparison (e.g. 1,2,4; empty: skip)
 	PoolC       int   // concurrency of the pool comparison
 	Failover    bool  // run the two-token failover measurement
+	MemoryC     int   // concurrency of the memory run on a fresh token (0: skip)
 	MaxSessions int   // csrd's hsm.max_sessions
 	Rounds      int   // turns per side in a cell (the window is split between them)
 	Progress    io.Writer
@@ -45,6 +46,7 @@ type Report struct {
 	Fill     *FillInfo  `json:"fill,omitempty"`
 	Pool     []PoolRow  `json:"pool,omitempty"`
 	Failover *Failover  `json:"failover,omitempty"`
+	Memory   *Memory    `json:"memory,omitempty"`
 }
 
 // ReportOpts are the options worth recording with the figures.
@@ -126,6 +128,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	if o.MemoryC > 0 {
+		if err := tok.AddToken(memLabel); err != nil {
+			return nil, err
+		}
+	}
 	r.Machine = machine(softhsmVersion())
 
 	raw, err := openRawModule(tok.Module)
@@ -145,6 +152,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	base := serverConfig{binary: o.CSRD, module: tok.Module, conf: tok.Conf, pinFile: tok.PINFile,
 		maxSessions: o.MaxSessions, dir: o.Dir, authFile: authFile, bearer: bearer}
+
+	// Phase 0: csrd's memory, first — SoftHSM loads the objects of every
+	// token in its store into each process, so later it would count the
+	// other phases' keys too.
+	if o.MemoryC > 0 {
+		m, err := runMemory(ctx, base, o)
+		if err != nil {
+			return nil, err
+		}
+		say("memory: %s", m.summary())
+		r.Memory = m
+	}
 
 	// Phase 1: a fresh token, every key type and concurrency.
 	mainCfg := base
@@ -239,6 +258,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		say("failover: %s", f.summary())
 		r.Failover = f
 	}
+
 	r.Finished = time.Now().UTC()
 	return r, nil
 }

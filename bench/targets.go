@@ -96,10 +96,24 @@ func (r *Report) Targets() []Target {
 		}
 		if c.C <= 16 && c.CSRD.P50ms > 0 && c.CSRD.P99ms > 3*c.CSRD.P50ms {
 			p99met = false
-			p99s = append(p99s, fmt.Sprintf("%s %s C=%d %.1f×", c.Phase, c.Alg, c.C, c.CSRD.P99ms/c.CSRD.P50ms))
+			// The token's own spread, from the raw loop in the same cell,
+			// is what csrd's cannot be expected to beat.
+			own := ""
+			if c.Raw != nil && c.Raw.P50ms > 0 {
+				own = fmt.Sprintf(" (raw loop %.1f×)", c.Raw.P99ms/c.Raw.P50ms)
+			}
+			p99s = append(p99s, fmt.Sprintf("%s %s C=%d %.1f×%s", c.Phase, c.Alg, c.C, c.CSRD.P99ms/c.CSRD.P50ms, own))
 		}
 	}
-	add("csrd peak RSS < 64 MiB at C = 64", maxRSS > 0 && maxRSS < 64, "max %.1f MiB", maxRSS)
+	// The memory run is csrd alone on a fresh token; the side-by-side
+	// cells' peaks include SoftHSM's copy of every key made before them.
+	if m := r.Memory; m != nil && m.CSRD != nil {
+		add(fmt.Sprintf("csrd peak RSS < 64 MiB at C = %d", m.C), m.CSRD.PeakRSSMiB > 0 && m.CSRD.PeakRSSMiB < 64,
+			"fresh token: %.1f MiB (idle %.1f MiB, %d key pairs made; SoftHSM keeps %.1f KiB per key pair in the process); side-by-side C=64 cells, on a token already holding the earlier cells' keys: max %.1f MiB",
+			m.CSRD.PeakRSSMiB, m.IdleFreshMiB, m.KeyPairs, m.PerKeyPairKiB, maxRSS)
+	} else {
+		add("csrd peak RSS < 64 MiB at C = 64", maxRSS > 0 && maxRSS < 64, "max %.1f MiB (no memory run)", maxRSS)
+	}
 	add("p99 ≤ 3 × p50 at C ≤ 16 (csrd)", p99met, "over: %s", orNone(p99s))
 	add("zero errors", errs == 0, "%d errors in side-by-side cells", errs)
 	return ts

@@ -40,6 +40,7 @@ func run(args []string) error {
 	pool := fs.String("pool", "1,2,4", "token counts for the pool comparison (empty skips)")
 	poolC := fs.Int("pool-c", 16, "concurrency of the pool comparison and the failover run")
 	failover := fs.Bool("failover", true, "run the two-token failover measurement")
+	memC := fs.Int("memory-c", 64, "concurrency of csrd's memory run on a fresh token (0 skips)")
 	rounds := fs.Int("rounds", 3, "turns each side takes per cell, alternating (RSA: always 1)")
 	sessions := fs.Int("max-sessions", 0, "csrd hsm.max_sessions (0: csrd's default)")
 	md := fs.String("md", "BENCHMARKS.md", "Markdown report to update (empty: none)")
@@ -69,7 +70,7 @@ func run(args []string) error {
 		CSRD: *csrd, Dir: work, DBDir: *dbDir, Algs: split(*algs), Concurrency: cs,
 		Warmup: *warmup, Duration: *duration, SlowFactor: *slow,
 		FillKeys: *fill, FillWorkers: *fillWorkers, PoolTokens: pools, PoolC: *poolC,
-		Failover: *failover, MaxSessions: *sessions, Rounds: *rounds, Progress: os.Stderr,
+		Failover: *failover, MemoryC: *memC, MaxSessions: *sessions, Rounds: *rounds, Progress: os.Stderr,
 	})
 	if err != nil {
 		return err
