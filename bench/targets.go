@@ -42,22 +42,27 @@ func (r *Report) Targets() []Target {
 			"%d cells; below target: %s", n, orNone(misses))
 	}
 
-	empty, filled := map[int]float64{}, map[int]float64{}
-	for _, c := range r.Cells {
-		if c.Alg == "P-256" && c.CSRD != nil {
+	// The raw loop's own filled/empty ratio in the same cells says how much
+	// of a fall is the token's (SoftHSM's file store with tens of
+	// thousands of object files) rather than csrd's.
+	empty, filled := map[int]*Cell{}, map[int]*Cell{}
+	for i := range r.Cells {
+		c := &r.Cells[i]
+		if c.Alg == "P-256" && c.CSRD != nil && c.Raw != nil {
 			if c.Phase == "empty" {
-				empty[c.C] = c.CSRD.PerSecond
+				empty[c.C] = c
 			} else {
-				filled[c.C] = c.CSRD.PerSecond
+				filled[c.C] = c
 			}
 		}
 	}
 	var fr []string
 	fmet := len(filled) > 0
-	for c, v := range filled {
-		if e := empty[c]; e > 0 {
-			fr = append(fr, fmt.Sprintf("C=%d %.2f", c, v/e))
-			fmet = fmet && v/e >= 0.90
+	for c, f := range filled {
+		if e := empty[c]; e != nil && e.CSRD.PerSecond > 0 && e.Raw.PerSecond > 0 {
+			v := f.CSRD.PerSecond / e.CSRD.PerSecond
+			fr = append(fr, fmt.Sprintf("C=%d %.2f (raw loop %.2f)", c, v, f.Raw.PerSecond/e.Raw.PerSecond))
+			fmet = fmet && v >= 0.90
 		}
 	}
 	add("P-256 with 10,000 stored keys ≥ 0.90 × empty token (csrd)", fmet, "%s", orNone(sortStrings(fr)))
