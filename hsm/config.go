@@ -72,6 +72,22 @@ func (c *Config) setHealthDefaults() {
 
 // Validate reports the first problem with c. The PIN never appears in the error.
 func (c Config) Validate() error {
+	if err := c.validateShape(); err != nil {
+		return err
+	}
+	if c.PIN == "" {
+		return errors.New("hsm: config: PIN is empty")
+	}
+	if _, err := os.Stat(c.Module); err != nil {
+		return fmt.Errorf("hsm: config: module: %w", err)
+	}
+	return nil
+}
+
+// validateShape checks what no change on the machine can fix — only an
+// edit of the configuration: Start refuses these and waits out the rest
+// (module file, token, PIN).
+func (c Config) validateShape() error {
 	switch {
 	case c.Module == "":
 		return errors.New("hsm: config: module path is empty")
@@ -79,16 +95,11 @@ func (c Config) Validate() error {
 		return errors.New("hsm: config: token label is empty")
 	case len(c.TokenLabel) > 32:
 		return fmt.Errorf("hsm: config: token label %q longer than 32 bytes", c.TokenLabel)
-	case c.PIN == "":
-		return errors.New("hsm: config: PIN is empty")
 	case c.MaxSessions < 2:
 		// crypto11 keeps one session for login, so fewer than 2 leaves none to work with.
 		return fmt.Errorf("hsm: config: MaxSessions %d, need at least 2", c.MaxSessions)
 	case c.PoolWaitTimeout <= 0:
 		return fmt.Errorf("hsm: config: PoolWaitTimeout %v, need > 0", c.PoolWaitTimeout)
-	}
-	if _, err := os.Stat(c.Module); err != nil {
-		return fmt.Errorf("hsm: config: module: %w", err)
 	}
 	return nil
 }

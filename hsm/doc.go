@@ -7,7 +7,8 @@
 //
 // # One context per process
 //
-// Open is called once, in main, and Close last. PKCS#11 login state belongs to
+// Open (or Start, for a daemon that must come up while the token cannot be
+// used yet: see recover.go) is called once, in main, and Close last. PKCS#11 login state belongs to
 // the application, not the session, so a second Token on the same token would
 // share (and could end) the first one's login; Open refuses that with
 // ErrAlreadyOpen rather than let C_Login return CKR_USER_ALREADY_LOGGED_IN for

@@ -32,7 +32,43 @@ var (
 	// ErrAlreadyOpen: this process is already logged in to the token, so Open
 	// could not check the PIN (see Open).
 	ErrAlreadyOpen = errors.New("hsm: token already open in this process")
+	// ErrModule: the PKCS#11 module file is missing or cannot be loaded.
+	ErrModule = errors.New("hsm: PKCS#11 module cannot be loaded")
+	// ErrNoPIN: the PIN could not be read (PIN file missing, unreadable,
+	// too open or empty).
+	ErrNoPIN = errors.New("hsm: PIN unavailable")
 )
+
+// Refused reports whether err is a refusal by a Token that is not connected
+// (its Reason names the token and why).
+func Refused(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.why != ""
+}
+
+// Reason says in a fixed phrase why err keeps a token from being used, for
+// readiness reports and client messages: never a path, a PIN or a code.
+func Reason(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.why != "" {
+		return e.why
+	}
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrModule):
+		return "PKCS#11 module cannot be loaded"
+	case errors.Is(err, ErrNoPIN):
+		return "PIN file missing, unreadable or empty"
+	case errors.Is(err, ErrLogin):
+		return "PIN refused; waiting for a different PIN in the PIN file"
+	case errors.Is(err, ErrTokenNotFound):
+		return "no token with this label found"
+	case errors.Is(err, ErrAlreadyOpen):
+		return "already open in this process"
+	}
+	return "unavailable; reconnecting"
+}
 
 // Error is an HSM failure: the operation, the PKCS#11 return code if there was one
 // (0 otherwise, since CKR_OK never fails), and the class of failure.
@@ -41,7 +77,8 @@ type Error struct {
 	CKR uint   // PKCS#11 CK_RV, 0 when the failure did not come from the module
 	Err error  // sentinel class (ErrLogin, ...) or nil
 
-	cause error // original error, for the message only; never unwrapped
+	cause error  // original error, for the message only; never unwrapped
+	why   string // Reason's phrase, when the operation was refused for a known one
 }
 
 func (e *Error) Error() string {

@@ -45,3 +45,28 @@ func OpenAll(ctx context.Context, base Config, creds []Credential, log zerolog.L
 	}
 	return toks, closeAll, nil
 }
+
+// StartAll is OpenAll for a daemon (see Start): every token is returned,
+// connected or still waiting for its module, token or PIN; only a
+// configuration error (or a second Token on one token) fails. Each Token
+// reads its PIN through its Credential, at the first attempt and whenever it
+// needs one again.
+func StartAll(ctx context.Context, base Config, creds []Credential, log zerolog.Logger) ([]*Token, func(), error) {
+	var toks []*Token
+	closeAll := func() {
+		for _, t := range toks {
+			_ = t.Close()
+		}
+	}
+	for _, c := range creds {
+		cfg := base
+		cfg.TokenLabel, cfg.PIN, cfg.RefreshPIN = c.TokenLabel, "", c.PIN
+		t, err := Start(ctx, cfg, log)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		toks = append(toks, t)
+	}
+	return toks, closeAll, nil
+}

@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,7 +67,8 @@ type gate struct {
 	mu       sync.Mutex
 	idle     *sync.Cond // signalled when inflight drops to 0; made on first use
 	inflight int
-	down     error  // non-nil while reconnecting: why
+	down     error  // non-nil while not connected: the last failure
+	label    string // the token's, for refusals
 	finished uint64 // operations that have left: proof the module still answers
 }
 
@@ -85,10 +87,18 @@ func (g *gate) enter(op string, closed *atomic.Bool) error {
 	case closed.Load():
 		return classErr(op, ErrUnavailable, "token closed")
 	case g.down != nil:
-		return &Error{Op: op, Err: ErrUnavailable, cause: errors.New("token connection lost, reconnecting")}
+		return g.refusal(op)
 	}
 	g.inflight++
 	return nil
+}
+
+// refusal is the ErrUnavailable error for op while the Token is down; its
+// Reason names the token and why (the last connection attempt's failure).
+// g.mu is held.
+func (g *gate) refusal(op string) error {
+	why := fmt.Sprintf("token %q: %s", g.label, Reason(g.down))
+	return &Error{Op: op, Err: ErrUnavailable, cause: errors.New("not connected: " + Reason(g.down)), why: why}
 }
 
 func (g *gate) leave() {
@@ -129,7 +139,7 @@ func (g *gate) drain() {
 }
 
 // Healthy returns nil while the Token is connected, else an ErrUnavailable
-// error saying it is reconnecting or closed. It does not touch the token (Ping
+// error saying it is not connected (Reason says why) or closed. It does not touch the token (Ping
 // does); the monitor keeps this current.
 func (t *Token) Healthy() error {
 	if t.closed.Load() {
@@ -138,10 +148,14 @@ func (t *Token) Healthy() error {
 	t.gate.mu.Lock()
 	defer t.gate.mu.Unlock()
 	if t.gate.down != nil {
-		return &Error{Op: "health", Err: ErrUnavailable, cause: errors.New("token connection lost, reconnecting")}
+		return t.gate.refusal("health")
 	}
 	return nil
 }
+
+// Connected is closed once the Token has connected for the first time: at
+// once for Open, later for a Start whose token was not usable yet.
+func (t *Token) Connected() <-chan struct{} { return t.connected }
 
 // Reconnects returns how many times the Token has reconnected since Open.
 func (t *Token) Reconnects() uint64 {
@@ -170,6 +184,14 @@ func (t *Token) wrap(op string, err error) error {
 // and reconnection when one fails.
 func (t *Token) monitor() {
 	defer close(t.done)
+	if t.Healthy() != nil && !t.closed.Load() { // Start without a usable token
+		t.gate.mu.Lock()
+		failed := t.gate.down
+		t.gate.mu.Unlock()
+		if !t.connectWithBackoff(time.Now(), 1, failed) {
+			return
+		}
+	}
 	tick := time.NewTicker(t.cfg.HealthInterval)
 	defer tick.Stop()
 	for {
@@ -264,43 +286,78 @@ func (t *Token) checkSession(sh pkcs11.SessionHandle) error {
 
 // reconnect takes the Token down, waits for operations in flight, drops the
 // connection and builds a new one with backoff. It returns when connected
-// again, when the PIN is refused (the Token stays down) or when Close is called.
+// again, when the PIN is refused without RefreshPIN (the Token stays down) or
+// when Close is called.
 func (t *Token) reconnect(cause error) {
 	start := time.Now()
 	t.log.Error().Err(cause).Msg("hsm: token health check failed; refusing work and reconnecting")
 	t.gate.close(cause)
 	t.disconnect()
+	t.connectWithBackoff(start, 1, nil)
+}
 
+// connectWithBackoff connects with exponential backoff while the Token is
+// down, recording each failure as the reason it is down (Healthy, Reason).
+// failed is the first connection's failure when Start could not connect
+// (it is handled before anything is tried again: a refused PIN must not be
+// tried twice); nil means a reconnect, which bumps the epoch. It reports
+// whether the Token is connected (false: Close was called, or the PIN was
+// refused and there is no RefreshPIN).
+func (t *Token) connectWithBackoff(start time.Time, attempt int, failed error) bool {
+	first := failed != nil
+	relogin := " on re-login"
+	if first {
+		relogin = ""
+	}
 	backoff := t.cfg.ReconnectMin
-	for attempt := 1; ; attempt++ {
-		err := t.connect()
+	for err := failed; ; attempt, err = attempt+1, nil {
+		if err == nil {
+			err = t.connect()
+		}
 		if err == nil {
 			t.gate.mu.Lock()
-			t.epoch++
+			if !first {
+				t.epoch++
+			}
 			t.gate.down = nil
 			t.gate.mu.Unlock()
-			t.log.Warn().Int("attempts", attempt).Dur("down_for", time.Since(start)).
-				Str("serial", t.serial).Msg("hsm: token reconnected")
-			return
+			t.markConnected()
+			if first {
+				t.log.Warn().Int("attempts", attempt).Dur("waited", time.Since(start)).
+					Str("serial", t.serial).Uint("slot", t.slot).Msg("hsm: token open after waiting for it")
+			} else {
+				t.log.Warn().Int("attempts", attempt).Dur("down_for", time.Since(start)).
+					Str("serial", t.serial).Msg("hsm: token reconnected")
+			}
+			return true
 		}
+		t.gate.mu.Lock()
+		t.gate.down = err
+		t.gate.mu.Unlock()
 		if errors.Is(err, ErrLogin) {
 			// Retrying the same PIN would count towards locking the token.
 			if t.cfg.RefreshPIN == nil {
-				t.log.Error().Err(err).Msg("hsm: token refused the PIN on re-login; not retrying (fix the PIN and restart csrd)")
+				t.log.Error().Err(err).Msg("hsm: token refused the PIN" + relogin + "; not retrying (fix the PIN and restart csrd)")
 				<-t.stop
-				return
+				return false
 			}
-			t.log.Error().Err(err).Msg("hsm: token refused the PIN on re-login; waiting for a different PIN in the PIN file")
+			t.log.Error().Err(err).Msg("hsm: token refused the PIN" + relogin + "; waiting for a different PIN in the PIN file")
 			if !t.waitForNewPIN() {
-				return
+				return false
 			}
 			backoff = t.cfg.ReconnectMin
 			continue
 		}
-		t.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", backoff).Msg("hsm: reconnect failed")
+		ev := t.log.Warn()
+		if attempt <= 1 {
+			// The first failure says what is wrong at error level; the
+			// retries that follow are the same story.
+			ev = t.log.Error()
+		}
+		ev.Err(err).Int("attempt", attempt).Dur("retry_in", backoff).Str("reason", Reason(err)).Msg("hsm: cannot connect to the token; retrying")
 		select {
 		case <-t.stop:
-			return
+			return false
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, t.cfg.ReconnectMax)

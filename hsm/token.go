@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,7 +54,19 @@ type Token struct {
 	stop      chan struct{} // closed by Close: the health monitor returns
 	done      chan struct{} // closed by the health monitor on return
 	kick      chan struct{} // an operation saw a connection-loss code: check now
+
+	// identity is the serial of the token this Token is bound to, set at the
+	// first connection and never changed after (reconnect refuses another
+	// serial); Serial reads it without racing the monitor's connect.
+	identity      atomic.Pointer[string]
+	connected     chan struct{} // closed at the first connection
+	connectedOnce sync.Once
 }
+
+// moduleMu serialises loading, initialising and finalising modules: the
+// monitors of a pool's tokens connect on their own schedules, and
+// C_Initialize/C_Finalize of one module must not interleave.
+var moduleMu sync.Mutex
 
 // Open loads the module, logs in to the token labelled cfg.TokenLabel and
 // returns a Token. Only one Token per token may exist in a process: PKCS#11
@@ -70,6 +83,49 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Token, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	t := newToken(cfg, log)
+	if err := t.connect(); err != nil {
+		return nil, err
+	}
+	t.opened()
+	return t, nil
+}
+
+// Start is Open for a daemon that must come up even when its token cannot be
+// used yet: the module file missing or not loadable, no token with the label,
+// the PIN file unreadable or the PIN refused. Only a configuration no change
+// on the machine can fix (Config's shape) is an error. Otherwise it returns a
+// Token that is down — operations get ErrUnavailable, Healthy and Reason say
+// why — while its monitor keeps trying with the reconnect backoff: loading
+// the module again, finding the token, reading the PIN through
+// cfg.RefreshPIN. A PIN the token refused is not tried again until
+// RefreshPIN returns a different one. Connected is closed when it succeeds.
+// cfg.PIN may be empty when RefreshPIN is set: it is read at each attempt.
+func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Token, error) {
+	const op = "open"
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("hsm: %s: %w", op, err)
+	}
+	if err := cfg.validateShape(); err != nil {
+		return nil, err
+	}
+	if cfg.PIN == "" && cfg.RefreshPIN == nil {
+		return nil, errors.New("hsm: config: PIN is empty")
+	}
+	t := newToken(cfg, log)
+	if err := t.connect(); err != nil {
+		if errors.Is(err, ErrAlreadyOpen) {
+			return nil, err // a wiring bug, not a state of the machine
+		}
+		t.gate.down = err // the monitor takes it from here
+		go t.monitor()
+		return t, nil
+	}
+	t.opened()
+	return t, nil
+}
+
+func newToken(cfg Config, log zerolog.Logger) *Token {
 	cfg.setHealthDefaults()
 	t := &Token{
 		log:    log.With().Str("component", "hsm").Str("token", cfg.TokenLabel).Logger(),
@@ -80,19 +136,33 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Token, error) {
 		// Like crypto11's pool, minus its login session.
 		workSem: make(chan struct{}, cfg.MaxSessions-1),
 		// crypto11 keeps one persistent session out of MaxSessions.
-		sessions: sessionCounter{pool: cfg.MaxSessions - 1},
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		kick:     make(chan struct{}, 1),
+		sessions:  sessionCounter{pool: cfg.MaxSessions - 1},
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		connected: make(chan struct{}),
 	}
-	if err := t.connect(); err != nil {
-		return nil, err
-	}
+	t.gate.label = cfg.TokenLabel
+	return t
+}
+
+// opened logs the first connection and starts the monitor.
+func (t *Token) opened() {
+	t.markConnected()
+	cfg := t.cfg
 	t.log.Info().Str("module", cfg.Module).Str("serial", t.serial).Uint("slot", t.slot).
 		Int("max_sessions", cfg.MaxSessions).Dur("pool_wait_timeout", cfg.PoolWaitTimeout).
 		Dur("health_interval", cfg.HealthInterval).Msg("hsm: token open")
 	go t.monitor()
-	return t, nil
+}
+
+// markConnected publishes the token's identity after a connection.
+func (t *Token) markConnected() {
+	t.connectedOnce.Do(func() {
+		serial := t.serial
+		t.identity.Store(&serial)
+		close(t.connected)
+	})
 }
 
 // connect loads the module, logs in with crypto11 and attaches the raw
@@ -101,7 +171,27 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Token, error) {
 // a token with the same label but another serial is refused: keys must not
 // land on a different token that happens to carry the label.
 func (t *Token) connect() error {
+	moduleMu.Lock()
+	defer moduleMu.Unlock()
+	return t.connectLocked()
+}
+
+func (t *Token) connectLocked() error {
 	const op = "open"
+	if _, err := os.Stat(t.cfg.Module); err != nil {
+		return classErr(op, ErrModule, "%v", err)
+	}
+	if t.cfg.PIN == "" && t.cfg.RefreshPIN != nil {
+		// Start without a PIN yet; only the monitor (or Start) is here.
+		pin, err := t.cfg.RefreshPIN()
+		switch {
+		case err != nil:
+			return classErr(op, ErrNoPIN, "%v", err)
+		case pin == "":
+			return classErr(op, ErrNoPIN, "the PIN file is empty")
+		}
+		t.cfg.PIN = pin
+	}
 	cfg := t.cfg
 	if err := probe(cfg.Module, cfg.TokenLabel); err != nil {
 		return redact(err, cfg.PIN)
@@ -117,7 +207,7 @@ func (t *Token) connect() error {
 		closeLeakedSessions(cfg.Module, cfg.TokenLabel)
 		return redact(wrap(op, err), cfg.PIN)
 	}
-	want := t.serial
+	want := t.Serial() // "" until the first connection
 	t.c11 = c11
 	if err := t.openRaw(cfg.Module); err != nil {
 		_ = c11.Close()
@@ -126,7 +216,7 @@ func (t *Token) connect() error {
 	}
 	if want != "" && t.serial != want {
 		got := t.serial
-		t.disconnect()
+		t.disconnectLocked()
 		t.serial = want
 		return classErr(op, ErrTokenNotFound, "token %q now has serial %q, csrd's has %q", t.label, got, want)
 	}
@@ -138,6 +228,12 @@ func (t *Token) connect() error {
 // C_Finalizes it — the only way to make a module rescan its slots. Callers
 // guarantee no operation is in flight.
 func (t *Token) disconnect() {
+	moduleMu.Lock()
+	defer moduleMu.Unlock()
+	t.disconnectLocked()
+}
+
+func (t *Token) disconnectLocked() {
 	if t.p11 != nil {
 		t.idle.closeAll(t.p11)
 		t.p11.Destroy()
@@ -155,7 +251,7 @@ func (t *Token) openRaw(module string) error {
 	const op = "open"
 	p := pkcs11.New(module)
 	if p == nil {
-		return classErr(op, ErrUnavailable, "cannot load module %s", module)
+		return classErr(op, ErrModule, "cannot load module %s", module)
 	}
 	// dlopen returns the library crypto11 loaded, already initialised: the
 	// expected answer is CKR_CRYPTOKI_ALREADY_INITIALIZED. CKR_OK would mean a
@@ -203,7 +299,7 @@ func probe(module, label string) error {
 	const op = "open"
 	p := pkcs11.New(module)
 	if p == nil {
-		return classErr(op, ErrUnavailable, "cannot load module %s", module)
+		return classErr(op, ErrModule, "cannot load module %s", module)
 	}
 	defer p.Destroy()
 	err := p.Initialize()
@@ -315,8 +411,14 @@ func (t *Token) Close() error {
 // Label returns the token label.
 func (t *Token) Label() string { return t.label }
 
-// Serial returns the token serial number from C_GetTokenInfo at Open.
-func (t *Token) Serial() string { return t.serial }
+// Serial returns the token serial number from C_GetTokenInfo at the first
+// connection; "" while a Start's token has never been connected.
+func (t *Token) Serial() string {
+	if s := t.identity.Load(); s != nil {
+		return *s
+	}
+	return ""
+}
 
 // HasMechanism reports whether the token listed mechanism m (CKM_*) when
 // it was connected.
