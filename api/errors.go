@@ -113,8 +113,17 @@ func classify(err error) mapped {
 		return mapped{status: http.StatusBadRequest, code: CodeInvalidSAN, msg: clientText(err)}
 	case errors.Is(err, hsm.ErrTokenFull):
 		return mapped{status: http.StatusInsufficientStorage, code: CodeHSMFull, msg: "the HSM token has no room for another key", logCause: true}
-	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, hsm.ErrLogin), errors.Is(err, hsm.ErrTokenNotFound):
-		return mapped{status: http.StatusServiceUnavailable, code: CodeHSMUnavailable, msg: "the HSM is unavailable; try again later", logCause: true}
+	case errors.Is(err, lifecycle.ErrUnavailable):
+		return mapped{status: http.StatusServiceUnavailable, code: CodeHSMUnavailable, msg: clientText(err) + "; try again later", logCause: true}
+	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, hsm.ErrLogin), errors.Is(err, hsm.ErrTokenNotFound),
+		errors.Is(err, hsm.ErrModule), errors.Is(err, hsm.ErrNoPIN):
+		msg := "the HSM is unavailable; try again later"
+		if why := hsm.Reason(err); hsm.Refused(err) {
+			// A token that is not connected says which and why, in
+			// hsm's fixed phrases (never a path, PIN or code).
+			msg = "the HSM is unavailable (" + why + "); try again later"
+		}
+		return mapped{status: http.StatusServiceUnavailable, code: CodeHSMUnavailable, msg: msg, logCause: true}
 	case errors.Is(err, store.ErrStorageFull):
 		return mapped{status: http.StatusInsufficientStorage, code: CodeStoreFull, msg: "the key database has no space left; no key was kept", logCause: true}
 	case errors.Is(err, store.ErrBusy), errors.Is(err, store.ErrUnavailable):

@@ -16,10 +16,14 @@ type Readiness interface {
 }
 
 // healthBody is what /healthz and /readyz return: check names and ok or
-// failing, nothing else (no versions, token labels, paths or errors).
+// failing and, with TokenStates, each token's label and state in hsm's
+// fixed phrases (e.g. "PIN refused; waiting for a different PIN in the PIN
+// file") so an operator sees which token is wrong and why — nothing else
+// (no versions, paths, return codes, error texts or PINs).
 type healthBody struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks,omitempty"`
+	Tokens map[string]string `json:"tokens,omitempty"`
 }
 
 // routeHealth registers /healthz and /readyz at the root, outside the base
@@ -40,13 +44,16 @@ func (s *Server) healthz(c echo.Context) error {
 
 // readyz: the HSM session is usable, the database writable and the policy
 // loaded. Failing checks are logged with their cause, and named (only) in
-// the answer.
+// the answer, beside each token's state phrase when TokenStates is set.
 func (s *Server) readyz(c echo.Context) error {
 	if s.ready == nil {
 		return s.healthReply(c, http.StatusOK, healthBody{Status: "ready"})
 	}
 	r := s.ready.Check(c.Request().Context())
 	body := healthBody{Status: "ready", Checks: map[string]string{}}
+	if s.tokenStates != nil {
+		body.Tokens = s.tokenStates()
+	}
 	for name, ok := range r.Checks {
 		body.Checks[name] = "ok"
 		if !ok {

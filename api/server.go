@@ -32,6 +32,9 @@ type Options struct {
 	Keys         KeyDirectory
 	// Readiness answers /readyz; nil means always ready.
 	Readiness Readiness
+	// TokenStates, when set, adds each HSM token's state (label → fixed
+	// phrase, "ok" when in use) to /readyz.
+	TokenStates func() map[string]string
 	// MaxGenerations bounds key generations in flight (0: no bound); a
 	// request that finds none free within GenerationWait gets a 503.
 	MaxGenerations int
@@ -52,16 +55,17 @@ type Options struct {
 
 // Server is csrd's HTTP handler.
 type Server struct {
-	e        *echo.Echo
-	basePath string
-	log      zerolog.Logger
-	gen      Generator
-	policy   PolicySource
-	pending  PendingCSRs
-	certs    Certificates
-	keys     KeyDirectory
-	ready    Readiness
-	genLimit *limiter
+	e           *echo.Echo
+	basePath    string
+	log         zerolog.Logger
+	gen         Generator
+	policy      PolicySource
+	pending     PendingCSRs
+	certs       Certificates
+	keys        KeyDirectory
+	ready       Readiness
+	tokenStates func() map[string]string
+	genLimit    *limiter
 	// endpoints lists "METHOD /path" (relative to the base path) for
 	// Status/Endpoints, built from the routes actually registered.
 	endpoints []string
@@ -79,21 +83,22 @@ type Server struct {
 // New builds the echo instance with every route and middleware.
 func New(o Options) *Server {
 	s := &Server{
-		e:        echo.New(),
-		basePath: strings.TrimRight(o.BasePath, "/"),
-		log:      o.Log,
-		gen:      o.Generator,
-		policy:   o.Policy,
-		pending:  o.Pending,
-		certs:    o.Certificates,
-		keys:     o.Keys,
-		ready:    o.Readiness,
-		genLimit: newLimiter(o.MaxGenerations, o.GenerationWait),
-		auth:     o.Auth,
-		noAuth:   o.NoAuth,
-		throttle: o.Throttle,
-		audit:    o.Audit,
-		metrics:  o.Metrics,
+		e:           echo.New(),
+		basePath:    strings.TrimRight(o.BasePath, "/"),
+		log:         o.Log,
+		gen:         o.Generator,
+		policy:      o.Policy,
+		pending:     o.Pending,
+		certs:       o.Certificates,
+		keys:        o.Keys,
+		ready:       o.Readiness,
+		tokenStates: o.TokenStates,
+		genLimit:    newLimiter(o.MaxGenerations, o.GenerationWait),
+		auth:        o.Auth,
+		noAuth:      o.NoAuth,
+		throttle:    o.Throttle,
+		audit:       o.Audit,
+		metrics:     o.Metrics,
 
 		canonical: map[string]string{},
 	}

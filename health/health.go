@@ -20,6 +20,17 @@ type Report struct {
 	At     time.Time
 	Checks map[string]bool  // name → passed
 	Errors map[string]error // name → why it failed; for the log only
+	// Answered is false when a check gave no answer before the deadline:
+	// something is stuck, which a failing answer does not show.
+	Answered bool
+}
+
+// Invalidate drops the cached report, so the next Check runs the checks:
+// for a caller that knows the answer has just changed.
+func (c *Checker) Invalidate() {
+	c.mu.Lock()
+	c.last = nil
+	c.mu.Unlock()
 }
 
 // Checker runs a fixed set of checks.
@@ -65,6 +76,7 @@ func (c *Checker) run(ctx context.Context) Report {
 		go func() { res <- result{ch.Name, ch.Func(ctx)} }()
 	}
 	r := Report{Ready: true, At: c.now(), Checks: map[string]bool{}, Errors: map[string]error{}}
+	answers := 0
 	for _, ch := range c.checks {
 		r.Checks[ch.Name] = false
 		r.Errors[ch.Name] = fmt.Errorf("health: %s: no answer within %v", ch.Name, c.timeout)
@@ -72,6 +84,7 @@ func (c *Checker) run(ctx context.Context) Report {
 	for range c.checks {
 		select {
 		case x := <-res:
+			answers++
 			r.Checks[x.name] = x.err == nil
 			if x.err == nil {
 				delete(r.Errors, x.name)
@@ -84,6 +97,7 @@ func (c *Checker) run(ctx context.Context) Report {
 			break
 		}
 	}
+	r.Answered = answers == len(c.checks)
 	for _, ok := range r.Checks {
 		r.Ready = r.Ready && ok
 	}

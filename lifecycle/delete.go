@@ -35,7 +35,7 @@ func (s *Service) Delete(ctx context.Context, id int64) error {
 	if rec.State != store.StatePending || rec.Intent == store.IntentMarry {
 		return notPending(rec)
 	}
-	if !s.onThisToken(rec.TokenSerial) {
+	if !s.tokens.reaches(rec.TokenLabel, rec.TokenSerial) {
 		// Destroying "nothing" here would mark deleted a key that lives on.
 		return newErr(ErrConflict, "the key of record %d is on token %q (serial %s), not on a token this csrd uses; delete it there",
 			rec.ID, rec.TokenLabel, rec.TokenSerial)

@@ -20,6 +20,9 @@ var (
 	ErrInvalidCertificate = sentinel("invalid certificate")
 	// ErrNotExtractable: a private key was asked for; csrd's never leave the HSM.
 	ErrNotExtractable = sentinel("key not extractable")
+	// ErrUnavailable: no HSM token can do it now (none connected and
+	// reconciled yet); the message says which and why. Retry later.
+	ErrUnavailable = sentinel("unavailable")
 )
 
 type sentinelError string

@@ -205,6 +205,9 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 	for {
 		tok, done := s.tokens.pick(tried)
 		if tok == nil {
+			if len(tried) == 0 {
+				return nil, s.tokens.unavailable()
+			}
 			return nil, err
 		}
 		tried = append(tried, tok)

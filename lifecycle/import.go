@@ -112,7 +112,7 @@ func (s *Service) marry(ctx context.Context, id int64, leaf *x509.Certificate, c
 	case rec.Intent == store.IntentMarry && rec.Cert.Thumbprint != info.Thumbprint:
 		return nil, newErr(ErrConflict, "another certificate (thumbprint %s) is being imported for the key of record %d; import that one again to finish it, or run csrctl reconcile",
 			rec.Cert.Thumbprint, rec.ID)
-	case !s.onThisToken(rec.TokenSerial):
+	case !s.tokens.reaches(rec.TokenLabel, rec.TokenSerial):
 		return nil, newErr(ErrConflict, "the key of record %d is on token %q (serial %s), not on a token this csrd uses",
 			rec.ID, rec.TokenLabel, rec.TokenSerial)
 	}
@@ -181,10 +181,6 @@ func (s *Service) importResult(rec *store.KeyRecord, already bool) *ImportResult
 		AlreadyMarried: already,
 	}
 }
-
-// onThisToken reports whether a record's key lives on the token this
-// Service uses. Records made before the serial was recorded count as here.
-func (s *Service) onThisToken(serial string) bool { return serial == "" || s.tokens.hasSerial(serial) }
 
 // KeyURI is the RFC 7512 URI of a record's private key.
 func KeyURI(rec *store.KeyRecord) string {

@@ -100,21 +100,44 @@ func (o Orphan) String() string {
 // later read is truly unaccounted for. Records changed after the listing
 // began are not judged lost. Reconcile stops at the first error that could
 // make it misjudge; everything it did up to there is in the report.
+//
+// Reconcile covers the tokens of the pool that are not withheld (see
+// Admit); records on a withheld token are left for its admission.
 func (s *Service) Reconcile(ctx context.Context, opts ReconcileOptions) (ReconcileReport, error) {
+	return s.reconcile(ctx, opts, s.tokens.admitted())
+}
+
+// Admit reconciles token t — one csrd started without, withheld from the
+// pool — exactly as the start-up reconciliation would have (MinAge 0:
+// while withheld, no Generate can have used it, and Delete and Import
+// share reconciliation's per-record locks), and then puts it into rotation.
+// On error t stays withheld; Admit may be called again.
+func (s *Service) Admit(ctx context.Context, t Token) (ReconcileReport, error) {
+	rep, err := s.reconcile(ctx, ReconcileOptions{}, []Token{t})
+	if err != nil {
+		return rep, err
+	}
+	s.tokens.admit(t)
+	s.log.Info().Str("token", t.Label()).Str("serial", t.Serial()).Msg("token reconciled and admitted to the pool")
+	return rep, nil
+}
+
+// reconcile is Reconcile for the records and objects of the tokens in scope.
+func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []Token) (ReconcileReport, error) {
 	var rep ReconcileReport
 	cutoff := s.now().Add(-opts.MinAge)
-	if err := s.finishGenerating(ctx, cutoff, &rep); err != nil {
+	if err := s.finishGenerating(ctx, scope, cutoff, &rep); err != nil {
 		return rep, err
 	}
-	if err := s.finishDeletes(ctx, cutoff, &rep); err != nil {
+	if err := s.finishDeletes(ctx, scope, cutoff, &rep); err != nil {
 		return rep, err
 	}
-	if err := s.finishMarriages(ctx, cutoff, &rep); err != nil {
+	if err := s.finishMarriages(ctx, scope, cutoff, &rep); err != nil {
 		return rep, err
 	}
-	// Each token of the pool is listed, then the live records read, in
+	// Each token in scope is listed, then the live records read, in
 	// that order (see above), and compared with the records on it.
-	for i, tok := range s.tokens.Tokens() {
+	for i, tok := range scope {
 		listed := s.now()
 		objs, err := tok.ListObjects(ctx, LabelPrefix)
 		if err != nil {
@@ -129,7 +152,7 @@ func (s *Service) Reconcile(ctx context.Context, opts ReconcileOptions) (Reconci
 			rep.Records = len(live)
 		}
 		groups := groupObjects(objs)
-		if err := s.checkLive(ctx, tok, live, groups, listed, cutoff, &rep); err != nil {
+		if err := s.checkLive(ctx, tok, i == 0, live, groups, listed, cutoff, &rep); err != nil {
 			return rep, err
 		}
 		if err := s.checkOrphans(ctx, tok, groups, opts.DestroyOrphans, &rep); err != nil {
@@ -142,14 +165,16 @@ func (s *Service) Reconcile(ctx context.Context, opts ReconcileOptions) (Reconci
 
 // finishGenerating fails records a crash left "generating": nobody was
 // handed their CSR, so their key (if it was made) is destroyed.
-func (s *Service) finishGenerating(ctx context.Context, cutoff time.Time, rep *ReconcileReport) error {
+func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff time.Time, rep *ReconcileReport) error {
 	recs, err := s.records.ListByState(ctx, store.StateGenerating)
 	if err != nil {
 		return err
 	}
 	for _, r := range recs {
-		if !s.onThisToken(r.TokenSerial) {
-			rep.OtherToken++ // its key is not here: destroying "nothing" would lie
+		if in, other := s.inScope(r, scope); !in {
+			if other {
+				rep.OtherToken++ // its key is not here: destroying "nothing" would lie
+			}
 			continue
 		}
 		if r.UpdatedTime.After(cutoff) {
@@ -175,16 +200,18 @@ func (s *Service) finishGenerating(ctx context.Context, cutoff time.Time, rep *R
 // those on this token (another token's key is not here, so acting on it
 // would lie) whose intent is older than cutoff (a younger one may still be
 // in progress in a running csrd). The others are counted in rep.
-func (s *Service) interrupted(ctx context.Context, intent store.Intent, cutoff time.Time, rep *ReconcileReport) ([]*store.KeyRecord, error) {
+func (s *Service) interrupted(ctx context.Context, intent store.Intent, scope []Token, cutoff time.Time, rep *ReconcileReport) ([]*store.KeyRecord, error) {
 	recs, err := s.records.ListByIntent(ctx, intent)
 	if err != nil {
 		return nil, err
 	}
 	var out []*store.KeyRecord
 	for _, r := range recs {
+		in, other := s.inScope(r, scope)
 		switch {
-		case !s.onThisToken(r.TokenSerial):
+		case other:
 			rep.OtherToken++
+		case !in: // a withheld token's, or another pass's
 		case r.UpdatedTime.After(cutoff):
 			rep.InProgress++
 		default:
@@ -194,8 +221,8 @@ func (s *Service) interrupted(ctx context.Context, intent store.Intent, cutoff t
 	return out, nil
 }
 
-func (s *Service) finishDeletes(ctx context.Context, cutoff time.Time, rep *ReconcileReport) error {
-	recs, err := s.interrupted(ctx, store.IntentDelete, cutoff, rep)
+func (s *Service) finishDeletes(ctx context.Context, scope []Token, cutoff time.Time, rep *ReconcileReport) error {
+	recs, err := s.interrupted(ctx, store.IntentDelete, scope, cutoff, rep)
 	if err != nil {
 		return err
 	}
@@ -220,8 +247,8 @@ func (s *Service) finishDeletes(ctx context.Context, cutoff time.Time, rep *Reco
 	return nil
 }
 
-func (s *Service) finishMarriages(ctx context.Context, cutoff time.Time, rep *ReconcileReport) error {
-	recs, err := s.interrupted(ctx, store.IntentMarry, cutoff, rep)
+func (s *Service) finishMarriages(ctx context.Context, scope []Token, cutoff time.Time, rep *ReconcileReport) error {
+	recs, err := s.interrupted(ctx, store.IntentMarry, scope, cutoff, rep)
 	if err != nil {
 		return err
 	}
@@ -255,6 +282,19 @@ func (s *Service) finishMarriages(ctx context.Context, cutoff time.Time, rep *Re
 	return nil
 }
 
+// inScope reports whether record r's key is on a token in scope, and other
+// when it is on no token of the pool at all.
+func (s *Service) inScope(r *store.KeyRecord, scope []Token) (in, other bool) {
+	if !s.tokens.reaches(r.TokenLabel, r.TokenSerial) {
+		return false, true
+	}
+	tok, err := s.tokenFor(r)
+	if err != nil {
+		return false, true
+	}
+	return slices.Contains(scope, tok), false
+}
+
 // objectGroup is the objects sharing one label and CKA_ID.
 type objectGroup struct {
 	ref     hsm.KeyRef
@@ -281,10 +321,9 @@ func groupObjects(objs []hsm.Object) map[string]*objectGroup {
 // checkLive marks lost the pending and married records whose private key is
 // not in the listing, restores missing certificate objects of married ones,
 // and claims every group a live record owns.
-func (s *Service) checkLive(ctx context.Context, tok Token, live []store.LiveKey, groups map[string]*objectGroup, listed, cutoff time.Time, rep *ReconcileReport) error {
-	first := tok == s.tokens.Tokens()[0]
+func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []store.LiveKey, groups map[string]*objectGroup, listed, cutoff time.Time, rep *ReconcileReport) error {
 	for _, k := range live {
-		if !s.onThisToken(k.TokenSerial) {
+		if !s.tokens.reaches(k.TokenLabel, k.TokenSerial) {
 			if first && k.State != store.StateGenerating && k.Intent == store.IntentNone {
 				rep.OtherToken++ // the others were counted above
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,7 @@ type TokenPool struct {
 
 type member struct {
 	tok       Token
+	withheld  bool          // not yet admitted: reconciliation first (Admit)
 	busy      int           // Generates running on it
 	downUntil time.Time     // out of rotation until then
 	backoff   time.Duration // last back-off; 0 while healthy
@@ -62,7 +64,8 @@ func NewTokenPool(log zerolog.Logger, tokens ...Token) (*TokenPool, error) {
 	p := &TokenPool{log: log, now: time.Now, minBackoff: DefaultMinBackoff, maxBackoff: DefaultMaxBackoff}
 	for _, t := range tokens {
 		for _, m := range p.members {
-			if m.tok.Serial() == t.Serial() || m.tok.Label() == t.Label() {
+			// A token not connected yet has no serial; its label is enough.
+			if m.tok.Serial() != "" && m.tok.Serial() == t.Serial() || m.tok.Label() == t.Label() {
 				return nil, fmt.Errorf("lifecycle: token pool: tokens %q (serial %s) and %q (serial %s) are not distinct",
 					m.tok.Label(), m.tok.Serial(), t.Label(), t.Serial())
 			}
@@ -91,11 +94,103 @@ func (p *TokenPool) holding(id int64, label, serial string) (Token, error) {
 			return m.tok, nil
 		}
 	}
+	// A token that has never been connected (csrd started without it) has
+	// no serial yet: a record on its label is its, and operations on it
+	// fail as unavailable until it connects — then the serial decides.
+	if m := p.unconnected(label); m != nil && serial != "" {
+		return m.tok, nil
+	}
 	if serial == "" && label == "" {
 		return p.members[0].tok, nil
 	}
 	return nil, newErr(ErrConflict, "the key of record %d is on token %q (serial %s), which this csrd is not configured to use",
 		id, label, serial)
+}
+
+// unconnected returns the member labelled label that has no serial yet.
+func (p *TokenPool) unconnected(label string) *member {
+	for _, m := range p.members {
+		if m.tok.Label() == label && m.tok.Serial() == "" {
+			return m
+		}
+	}
+	return nil
+}
+
+// reaches reports whether a record's key (on token label, serial) is on a
+// token of the pool, or may be: one not connected yet with that label.
+func (p *TokenPool) reaches(label, serial string) bool {
+	return serial == "" || p.hasSerial(serial) || p.unconnected(label) != nil
+}
+
+// Withhold keeps t out of rotation until Admit: csrd started without it
+// (its token could not be opened), and its records must be reconciled
+// before Generate may place keys on it.
+func (p *TokenPool) Withhold(t Token) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.members {
+		if m.tok == t {
+			m.withheld = true
+		}
+	}
+}
+
+// Admitted reports whether t is in rotation (or on back-off), i.e. not
+// withheld.
+func (p *TokenPool) Admitted(t Token) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.members {
+		if m.tok == t {
+			return !m.withheld
+		}
+	}
+	return false
+}
+
+func (p *TokenPool) admit(t Token) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.members {
+		if m.tok == t {
+			m.withheld = false
+		}
+	}
+}
+
+// admitted returns the tokens not withheld, in configuration order.
+func (p *TokenPool) admitted() []Token {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Token
+	for _, m := range p.members {
+		if !m.withheld {
+			out = append(out, m.tok)
+		}
+	}
+	return out
+}
+
+// unavailable explains why no token could take a new key: every one is
+// withheld, and each says why.
+func (p *TokenPool) unavailable() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var why []string
+	for _, m := range p.members {
+		reason := "connected; being reconciled before it takes new keys"
+		if h, ok := m.tok.(healthReporter); ok {
+			if err := h.Healthy(); err != nil {
+				reason = hsm.Reason(err)
+			}
+		}
+		if !strings.HasPrefix(reason, "token ") {
+			reason = fmt.Sprintf("token %q: %s", m.tok.Label(), reason)
+		}
+		why = append(why, reason)
+	}
+	return newErr(ErrUnavailable, "no HSM token can take new keys (%s)", strings.Join(why, "; "))
 }
 
 // hasSerial reports whether a token of the pool has serial number serial.
@@ -127,7 +222,7 @@ func (p *TokenPool) pick(tried []Token) (Token, func(error)) {
 	n := len(p.members)
 	for i := range n {
 		m := p.members[(p.next+i)%n]
-		if slices.Contains(tried, m.tok) {
+		if m.withheld || slices.Contains(tried, m.tok) {
 			continue
 		}
 		if fallback == nil || m.downUntil.Before(fallback.downUntil) {
