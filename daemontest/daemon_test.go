@@ -152,7 +152,7 @@ func (in *instance) spawn() (*daemon, error) {
 			d.lines = append(d.lines, line)
 			d.mu.Unlock()
 			var m struct{ Message, Listen string }
-			if json.Unmarshal([]byte(line), &m) == nil && m.Message == "csrd ready" {
+			if json.Unmarshal([]byte(line), &m) == nil && (m.Message == "csrd ready" || m.Message == listeningMsg) {
 				select {
 				case ready <- m.Listen:
 				default:
@@ -173,6 +173,10 @@ func (in *instance) spawn() (*daemon, error) {
 	}()
 	return d, nil
 }
+
+// listeningMsg is csrd's start-up line when it serves while still waiting
+// for a token; the tests that start csrd on a broken HSM wait for it.
+const listeningMsg = "csrd listening; waiting for HSM tokens"
 
 // waitReady waits for the "csrd ready" line (or the process's death).
 func (d *daemon) waitReady(timeout time.Duration) error {

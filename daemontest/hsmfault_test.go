@@ -2,7 +2,8 @@ package daemontest
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/loadgen"
 	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/store"
 )
 
 // isolatedToken makes a token in a SoftHSM config of its own, so a test can
@@ -226,54 +228,254 @@ func TestPINRotated(t *testing.T) {
 	d.checkNoRace(t)
 }
 
-// TestHSMMisconfiguredAtStart: csrd refuses to start on a token it cannot
-// use, with exit status 1 and an error that says what is wrong (and never
-// the PIN). systemd's Restart=on-failure then retries until it is fixed.
-func TestHSMMisconfiguredAtStart(t *testing.T) {
-	tok := isolatedToken(t, "misconf")
-	wrongPIN := filepath.Join(t.TempDir(), "wrong-pin")
-	if err := os.WriteFile(wrongPIN, []byte("not-the-pin-123"), 0o600); err != nil {
+// readyzBody returns the status and decoded body of GET /readyz.
+func readyzBody(t *testing.T, d *daemon) (int, readyzAnswer) {
+	t.Helper()
+	resp, err := http.Get("http://" + d.Addr + "/readyz")
+	if err != nil {
+		t.Fatalf("readyz: %v", err)
+	}
+	defer resp.Body.Close()
+	var a readyzAnswer
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+		t.Fatalf("readyz body: %v", err)
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+		t.Error("readyz 503 without Retry-After")
+	}
+	return resp.StatusCode, a
+}
+
+type readyzAnswer struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+	Tokens map[string]string `json:"tokens"`
+}
+
+// writePIN replaces a PIN file the way an operator's tooling should: a
+// complete file renamed into place.
+func writePIN(t *testing.T, path, pin string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(pin+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// noPINInLog fails if any of pins appears in d's output.
+func noPINInLog(t *testing.T, d *daemon, pins ...string) {
+	t.Helper()
+	for _, l := range d.logLines() {
+		for _, p := range pins {
+			if strings.Contains(l, p) {
+				t.Fatalf("a PIN appears in the output: %s", l)
+			}
+		}
+	}
+}
+
+// TestHSMMisconfiguredAtStart: a token csrd cannot use at start-up does not
+// stop it. It listens, /healthz is 200, /readyz is 503 naming the token and
+// why, Generate is 503 with Retry-After and a message saying the same; once
+// the fault is fixed in place — the module appears, the token is
+// initialised, the PIN file is written or corrected — the same process
+// connects, reconciles and serves, without a restart. A refused PIN is
+// tried once only, and no PIN is ever logged.
+func TestHSMMisconfiguredAtStart(t *testing.T) {
+	const wrong = "not-the-pin-123"
 	tests := []struct {
-		name string
-		edit func(o *softhsmtest.Token)
-		want string // the start-up error names this
+		name  string
+		fault func(t *testing.T, tok, bad *softhsmtest.Token)
+		why   string // /readyz's phrase for the token
+		fix   func(t *testing.T, tok, bad *softhsmtest.Token)
 	}{
-		{"module path wrong", func(o *softhsmtest.Token) { o.Module = "/nonexistent/libpkcs11-vendor.so" }, "/nonexistent/libpkcs11-vendor.so"},
-		{"no such token", func(o *softhsmtest.Token) { o.Label = "no-such-token" }, "token not found"},
-		{"PIN refused", func(o *softhsmtest.Token) { o.PINFile = wrongPIN }, "login failed"},
-		{"PIN file missing", func(o *softhsmtest.Token) { o.PINFile = wrongPIN + ".gone" }, "PIN file"},
+		{"module path wrong",
+			func(t *testing.T, tok, bad *softhsmtest.Token) {
+				bad.Module = filepath.Join(t.TempDir(), "libpkcs11-vendor.so")
+			},
+			"PKCS#11 module cannot be loaded",
+			func(t *testing.T, tok, bad *softhsmtest.Token) {
+				if err := os.Symlink(tok.Module, bad.Module); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{"no such token",
+			func(t *testing.T, tok, bad *softhsmtest.Token) { bad.Label = "late-token" },
+			"no token with this label found",
+			func(t *testing.T, tok, bad *softhsmtest.Token) {
+				if err := tok.AddToken(bad.Label); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{"PIN refused",
+			func(t *testing.T, tok, bad *softhsmtest.Token) {
+				bad.PINFile = filepath.Join(t.TempDir(), "pin")
+				writePIN(t, bad.PINFile, wrong)
+			},
+			"PIN refused; waiting for a different PIN in the PIN file",
+			func(t *testing.T, tok, bad *softhsmtest.Token) { writePIN(t, bad.PINFile, tok.PIN) }},
+		{"PIN file missing",
+			func(t *testing.T, tok, bad *softhsmtest.Token) { bad.PINFile = filepath.Join(t.TempDir(), "pin") },
+			"PIN file missing, unreadable or empty",
+			func(t *testing.T, tok, bad *softhsmtest.Token) { writePIN(t, bad.PINFile, tok.PIN) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			tok := isolatedToken(t, "misconf")
 			bad := *tok
-			tt.edit(&bad)
-			in := newInstanceWith(t, instanceOptions{Tok: &bad, Env: []string{"SOFTHSM2_CONF=" + tok.Conf}})
+			tt.fault(t, tok, &bad)
+			in := faultInstance(t, &bad)
 			d, err := in.spawn()
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer func() { d.kill() }()
+			if err := d.waitReady(startTimeout); err != nil {
+				t.Fatalf("csrd did not come up on a broken HSM: %v\n%s", err, d.tail(20))
+			}
+			if d.logCount(listeningMsg) != 1 {
+				t.Errorf("start-up line is not %q:\n%s", listeningMsg, d.tail(5))
+			}
+			pid := d.Pid()
+
+			waitFor(t, 10*time.Second, "readyz naming the fault", func() bool {
+				_, a := readyzBody(t, d)
+				return a.Tokens[bad.Label] == tt.why
+			})
+			st, a := readyzBody(t, d)
+			if st != http.StatusServiceUnavailable || a.Checks["hsm"] != "failing" {
+				t.Errorf("readyz while broken: %d %+v, want 503 with hsm failing", st, a)
+			}
+			if resp, err := http.Get("http://" + d.Addr + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("healthz while broken: %v %v (the process is up)", resp, err)
+			} else {
+				resp.Body.Close()
+			}
+			client := &loadgen.Client{HTTP: &http.Client{Timeout: time.Minute}, Base: d.Base}
+			g := client.Generate(context.Background(), p256Body(1))
+			if g.Status != http.StatusServiceUnavailable || g.ErrorCode != api.CodeHSMUnavailable || g.RetryAfter == "" ||
+				!strings.Contains(g.Message, bad.Label) || !strings.Contains(g.Message, tt.why) {
+				t.Errorf("Generate while broken: %d %s %q (Retry-After %q), want 503 %s naming %q and %q",
+					g.Status, g.ErrorCode, g.Message, g.RetryAfter, api.CodeHSMUnavailable, bad.Label, tt.why)
+			}
+
+			t.Logf("%s: readyz %+v; Generate 503 %q", tt.name, a.Tokens, g.Message)
+			tt.fix(t, tok, &bad)
+			waitFor(t, 30*time.Second, "readyz 200 after the fix", func() bool {
+				st, _ := readyzBody(t, d)
+				return st == http.StatusOK
+			})
+			if g := client.Generate(context.Background(), p256Body(2)); g.Status != http.StatusOK {
+				t.Errorf("Generate after the fix: %d %s %q", g.Status, g.ErrorCode, g.Message)
+			}
 			select {
 			case <-d.exited:
-			case <-time.After(startTimeout):
-				d.kill()
-				t.Fatal("csrd kept running on an unusable token")
+				t.Fatal("csrd exited")
+			default:
 			}
-			var ee *exec.ExitError
-			if !errors.As(d.waitErr, &ee) || ee.ExitCode() != 1 {
-				t.Errorf("exit %v, want status 1", d.waitErr)
+			if d.Pid() != pid {
+				t.Error("csrd was restarted")
 			}
-			out := d.tail(3)
-			t.Logf("%s: %s", tt.name, d.tail(1))
-			if !strings.Contains(out, tt.want) {
-				t.Errorf("start-up error does not say %q:\n%s", tt.want, out)
+			if d.logCount("token reconciled and admitted to the pool") != 1 {
+				t.Error("the token was not reconciled on admission")
 			}
-			for _, l := range d.logLines() {
-				if strings.Contains(l, tok.PIN) || strings.Contains(l, "not-the-pin-123") {
-					t.Errorf("a PIN appears in the output: %s", l)
+			if tt.name == "PIN refused" {
+				if n := d.logCount("hsm: token refused the PIN; waiting for a different PIN in the PIN file"); n != 1 {
+					t.Errorf("the wrong PIN was tried %d times, want once", n)
 				}
 			}
+			noPINInLog(t, d, tok.PIN, wrong)
+			if err := d.stop(20 * time.Second); err != nil {
+				t.Errorf("clean stop: %v", err)
+			}
+			d.checkNoRace(t)
 		})
 	}
+}
+
+// TestPoolTokenLateAtStart: of two pooled tokens, one cannot be opened at
+// start (its PIN file is not there yet). csrd serves from the other at
+// once, reports the missing one in /readyz, and admits it — reconciled
+// first — as soon as its PIN file appears; keys land on it afterwards.
+//
+// The late token is present but not logged in: SoftHSM only sees tokens
+// added to its directory when the module is initialised again, which a
+// pool sharing the module with a working token cannot do (see README).
+func TestPoolTokenLateAtStart(t *testing.T) {
+	tok := isolatedToken(t, "pool-a")
+	if err := tok.AddToken("pool-b"); err != nil {
+		t.Fatal(err)
+	}
+	latePIN := filepath.Join(t.TempDir(), "pin-b")
+	in := faultInstance(t, tok)
+	cfg, err := os.ReadFile(in.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := fmt.Sprintf("  tokens:\n    - token_label: pool-a\n    - token_label: pool-b\n      pin_file: %s\n", latePIN)
+	text := strings.Replace(string(cfg), "  token_label: pool-a\n", pool, 1)
+	if text == string(cfg) {
+		t.Fatal("config has no token_label line to replace")
+	}
+	if err := os.WriteFile(in.Config, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := in.start(t)
+	defer func() { d.kill() }()
+	client := &loadgen.Client{HTTP: &http.Client{Timeout: time.Minute}, Base: d.Base}
+	var n int64
+	gen := func() {
+		t.Helper()
+		n++
+		if g := client.Generate(context.Background(), p256Body(n)); g.Status != http.StatusOK {
+			t.Fatalf("Generate %d: %d %s %q", n, g.Status, g.ErrorCode, g.Message)
+		}
+	}
+	for range 3 {
+		gen()
+	}
+	st, a := readyzBody(t, d)
+	if st != http.StatusOK || a.Tokens["pool-a"] != "ok" || a.Tokens["pool-b"] != "PIN file missing, unreadable or empty" {
+		t.Errorf("readyz with pool-b waiting: %d %+v", st, a)
+	}
+
+	writePIN(t, latePIN, tok.PIN)
+	waitFor(t, 30*time.Second, "pool-b admitted", func() bool {
+		_, a := readyzBody(t, d)
+		return a.Tokens["pool-b"] == "ok"
+	})
+	for range 6 {
+		gen()
+	}
+	noPINInLog(t, d, tok.PIN)
+	if err := d.stop(20 * time.Second); err != nil {
+		t.Errorf("clean stop: %v", err)
+	}
+	d.checkNoRace(t)
+
+	db, err := store.Open(context.Background(), in.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	recs, err := db.ListByState(context.Background(), store.StatePending)
+	if err != nil {
+		t.Fatal(err)
+	}
+	on := map[string][]int64{}
+	for _, r := range recs {
+		on[r.TokenLabel] = append(on[r.TokenLabel], r.ID)
+	}
+	if len(recs) != 9 || len(on["pool-b"]) == 0 {
+		t.Fatalf("records by token %v, want 9 with some on pool-b", on)
+	}
+	for _, id := range on["pool-b"] {
+		if id <= 3 {
+			t.Errorf("record %d landed on pool-b before it was admitted", id)
+		}
+	}
+	t.Logf("records by token: %v", on)
 }

@@ -72,7 +72,9 @@ func run(args []string) error {
 	reloads.onHUP(ctx)
 
 	// One token (hsm.token_label) or a pool (hsm.tokens); token is the
-	// first, which also holds the TLS key when it is in an HSM.
+	// first, which also holds the TLS key when it is in an HSM. A token
+	// that cannot be opened yet does not stop csrd: it serves with the
+	// others (or answers 503 until one works) while hsm keeps trying.
 	tokens, closeTokens, err := openTokens(ctx, &cfg, log)
 	if err != nil {
 		return err
@@ -90,20 +92,24 @@ func run(args []string) error {
 	metrics := api.NewMetrics(api.MetricsSources{
 		Sessions: sessionStats(tokens), Records: db.CountByState, AuditRows: db.CountAudit,
 	})
-	pool, err := tokenPool(log, metrics, tokens)
+	pool, members, err := tokenPool(log, metrics, tokens)
 	if err != nil {
 		return err
 	}
 	svc := lifecycle.NewPooled(pool, db, pol, log)
-	// Nothing is served yet, so every unfinished operation is a crash's:
-	// finish them all (MinAge 0). Orphans are reported, never destroyed here.
-	if _, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{}); err != nil {
-		return fmt.Errorf("start-up reconciliation: %w", err)
+	// Nothing is served yet, so every unfinished operation on a connected
+	// token is a crash's: each is reconciled (MinAge 0; orphans reported,
+	// never destroyed) and admitted. A token still waiting is reconciled
+	// when it connects, before it takes keys (admitWhenConnected).
+	waiting, err := admitTokens(ctx, log, svc, tokens, members)
+	if err != nil {
+		return err
 	}
+	states := tokenStates(pool, tokens, members)
 
 	// One definition of "ready" for /readyz and the systemd watchdog.
 	ready := health.New(5*time.Second, time.Second,
-		health.Check{Name: "hsm", Func: anyTokenPings(tokens)},
+		health.Check{Name: "hsm", Func: anyTokenPings(pool, tokens, members)},
 		health.Check{Name: "database", Func: db.Ping},
 		health.Check{Name: "policy", Func: func(context.Context) error {
 			if pol.Current() == nil {
@@ -136,6 +142,7 @@ func run(args []string) error {
 		Certificates:   svc,
 		Keys:           svc,
 		Readiness:      ready,
+		TokenStates:    states,
 		MaxGenerations: cfg.GenerationSlots(),
 		GenerationWait: cfg.Limits.GenerationWait,
 		Auth:           authOpts.Auth,
@@ -168,13 +175,30 @@ func run(args []string) error {
 		go func() { errc <- srv.Serve(ln) }()
 	}
 	where := scheme + "://" + ln.Addr().String()
+	for _, i := range waiting {
+		go admitWhenConnected(ctx, log, svc, tokens[i], members[i], cfg.HSM.ReconnectMaxBackoff, func() {
+			ready.Invalidate() // /readyz and STATUS= see it at once
+		})
+	}
+	msg := "csrd ready"
+	if len(waiting) > 0 {
+		msg = "csrd listening; waiting for HSM tokens"
+	}
 	log.Info().Str("listen", ln.Addr().String()).Str("url", where).Str("base_path", cfg.BasePath).Int("max_generations", cfg.GenerationSlots()).
-		Str("token", token.Label()).Int("tokens", len(tokens)).Str("database", cfg.Database).Msg("csrd ready")
-	// READY=1 only now: the token is logged in, migrations and
-	// reconciliation are done, the policy is loaded and the socket serves.
+		Str("token", token.Label()).Int("tokens", len(tokens)).Int("tokens_waiting", len(waiting)).Str("database", cfg.Database).Msg(msg)
+	// READY=1 once the socket serves, migrations are done, the policy is
+	// loaded and every token connected at start is reconciled. A token csrd
+	// is still waiting for does not hold READY=1 back: start-up has done all
+	// it can, and what csrd waits for is in STATUS= (and /readyz) — systemd
+	// would otherwise kill it at TimeoutStartSec and restart into the same
+	// wait, instead of letting it connect by itself.
 	reloads.serving(tlsSrv, where)
-	notifyf(log, notify, sdnotify.Ready, sdnotify.Status("serving %s", where))
-	go watchdog(ctx, log, notify, ready, where)
+	status := sdnotify.Status("serving %s", where)
+	if w := waitingFor(states()); w != "" {
+		status = sdnotify.Status("serving %s; waiting for HSM (%s)", where, w)
+	}
+	notifyf(log, notify, sdnotify.Ready, status)
+	go watchdog(ctx, log, notify, ready, states, where)
 
 	select {
 	case err := <-errc:

@@ -210,22 +210,6 @@ func (d *daemon) expect(state string, within time.Duration) string {
 	}
 }
 
-// quiet reports whether no datagram containing state arrives within d.
-func (d *daemon) quiet(state string, within time.Duration) bool {
-	timer := time.NewTimer(within)
-	defer timer.Stop()
-	for {
-		select {
-		case m := <-d.msgs:
-			if strings.Contains(m, state) {
-				return false
-			}
-		case <-timer.C:
-			return true
-		}
-	}
-}
-
 // logged reports whether csrd's stderr shows text within a few seconds:
 // stderr is copied from a pipe, so a line can trail the notify datagram
 // sent after it.
@@ -296,8 +280,9 @@ func (d *daemon) waitStatus(path string, want int) {
 const ecBody = `{"Subject":"CN=daemon.example.com","KeyType":"ECC","KeyLength":256,"SANs":{"dns":["daemon.example.com"]}}`
 
 // TestTokenOutage: READY=1 and watchdog pings while healthy; the token
-// directory moved away makes /readyz 503, Generate 503 with Retry-After,
-// and stops the pings; moving it back recovers all three without a restart;
+// directory moved away makes /readyz 503 and Generate 503 with Retry-After
+// while the watchdog pings go on (csrd is waiting, not hung); moving it
+// back recovers both without a restart;
 // SIGTERM sends STOPPING=1 and exits 0.
 func TestTokenOutage(t *testing.T) {
 	d := startDaemon(t, opts{env: []string{"WATCHDOG_USEC=200000"}})
@@ -346,9 +331,10 @@ func TestTokenOutage(t *testing.T) {
 		t.Errorf("/healthz while away: %d (the process is up)", r.status)
 	}
 	d.expect("STATUS=not ready", 10*time.Second)
-	if !d.quiet("WATCHDOG=1", time.Second) {
-		t.Error("WATCHDOG=1 sent while the token was away")
-	}
+	// Waiting for the token is csrd doing its job, not a hang: the pings go
+	// on (the checks answer, failing), so systemd does not restart it into
+	// the same wait.
+	d.expect("WATCHDOG=1", 10*time.Second)
 
 	restore()
 	d.waitStatus("/readyz", http.StatusOK)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
@@ -17,13 +18,17 @@ import (
 // This file is the daemon's side of its service manager: watchdog pings and
 // the orderly stop on SIGTERM (reload on SIGHUP is in reload.go).
 
-// watchdog sends WATCHDOG=1 at the interval systemd asked for, but only while
-// the readiness checks pass: a csrd that cannot reach its token or write its
-// database stops petting the watchdog, and systemd restarts it once the
-// outage outlasts WatchdogSec (hsm reconnects on its own within that time
-// if it can). STATUS= follows readiness either way. Without WATCHDOG_USEC
-// it only keeps STATUS= current.
-func watchdog(ctx context.Context, log zerolog.Logger, n *sdnotify.Notifier, ready *health.Checker, where string) {
+// watchdog sends WATCHDOG=1 at the interval systemd asked for while the
+// readiness checks *answer* within their deadline, passing or not: a csrd
+// that is waiting for its HSM (token gone, PIN refused, module missing) or
+// its database is doing its job — it serves 503s, /readyz says why, and it
+// connects by itself once the fault is fixed — so systemd must not restart
+// it into the same wait. What the watchdog still catches is a hung process:
+// a check that does not answer (a PKCS#11 call that never returns, a
+// wedged database), or this loop itself not running. STATUS= follows
+// readiness and says what csrd waits for. Without WATCHDOG_USEC it only
+// keeps STATUS= current.
+func watchdog(ctx context.Context, log zerolog.Logger, n *sdnotify.Notifier, ready *health.Checker, states func() map[string]string, where string) {
 	interval, err := sdnotify.WatchdogInterval()
 	pet := err == nil
 	if err != nil && !errors.Is(err, sdnotify.ErrNoWatchdog) {
@@ -37,7 +42,7 @@ func watchdog(ctx context.Context, log zerolog.Logger, n *sdnotify.Notifier, rea
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	wasReady := true
+	wasStatus, wasAnswered := "", true
 	for {
 		select {
 		case <-ctx.Done():
@@ -45,19 +50,35 @@ func watchdog(ctx context.Context, log zerolog.Logger, n *sdnotify.Notifier, rea
 		case <-t.C:
 		}
 		r := ready.Check(ctx)
-		if r.Ready {
-			if pet {
-				notifyf(log, n, sdnotify.Watchdog)
-			}
-			if !wasReady {
-				log.Info().Msg("ready again")
-				notifyf(log, n, sdnotify.Status("serving %s", where))
-			}
-		} else if wasReady {
-			log.Warn().Str("failing", failing(r)).Msg("not ready; withholding watchdog pings")
-			notifyf(log, n, sdnotify.Status("not ready (%s failing); serving %s", failing(r), where))
+		if pet && r.Answered {
+			notifyf(log, n, sdnotify.Watchdog)
 		}
-		wasReady = r.Ready
+		if r.Answered != wasAnswered {
+			if r.Answered {
+				log.Info().Msg("readiness checks answer again; watchdog pings resume")
+			} else {
+				log.Error().Str("failing", failing(r)).Msg("readiness checks do not answer; withholding watchdog pings")
+			}
+			wasAnswered = r.Answered
+		}
+		status := "serving " + where
+		if !r.Ready {
+			status = fmt.Sprintf("not ready (%s failing); serving %s", failing(r), where)
+		}
+		if w := waitingFor(states()); w != "" {
+			status += "; waiting for HSM (" + w + ")"
+		}
+		if status != wasStatus {
+			switch {
+			case wasStatus == "":
+			case r.Ready:
+				log.Info().Msg("ready again")
+			default:
+				log.Warn().Str("failing", failing(r)).Str("status", status).Msg("not ready")
+			}
+			notifyf(log, n, sdnotify.Status("%s", status))
+			wasStatus = status
+		}
 	}
 }
 
