@@ -98,6 +98,7 @@ type daemon struct {
 
 	mu    sync.Mutex
 	lines []string // stderr, one JSON (or race report) line each
+	ready bool     // "csrd ready" logged: every token admitted
 
 	exited  chan struct{}
 	waitErr error
@@ -157,6 +158,11 @@ func (in *instance) spawn() (*daemon, error) {
 				case ready <- m.Listen:
 				default:
 				}
+				if m.Message == "csrd ready" {
+					d.mu.Lock()
+					d.ready = true
+					d.mu.Unlock()
+				}
 			}
 		}
 		d.waitErr = d.cmd.Wait()
@@ -178,14 +184,24 @@ func (in *instance) spawn() (*daemon, error) {
 // for a token; the tests that start csrd on a broken HSM wait for it.
 const listeningMsg = "csrd listening; waiting for HSM tokens"
 
-// waitReady waits for the "csrd ready" line (or the process's death).
+// waitReady waits for the "csrd ready" line (or the process's death):
+// csrd serves with every token reconciled and admitted.
 func (d *daemon) waitReady(timeout time.Duration) error {
+	return d.waitLine(timeout, true)
+}
+
+// waitListening waits until csrd serves, ready or still waiting for a token.
+func (d *daemon) waitListening(timeout time.Duration) error {
+	return d.waitLine(timeout, false)
+}
+
+func (d *daemon) waitLine(timeout time.Duration, fully bool) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		d.mu.Lock()
-		addr := d.Addr
+		ok := d.Addr != "" && (d.ready || !fully)
 		d.mu.Unlock()
-		if addr != "" {
+		if ok {
 			return nil
 		}
 		select {

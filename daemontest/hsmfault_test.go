@@ -333,7 +333,7 @@ func TestHSMMisconfiguredAtStart(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer func() { d.kill() }()
-			if err := d.waitReady(startTimeout); err != nil {
+			if err := d.waitListening(startTimeout); err != nil {
 				t.Fatalf("csrd did not come up on a broken HSM: %v\n%s", err, d.tail(20))
 			}
 			if d.logCount(listeningMsg) != 1 {
@@ -423,8 +423,14 @@ func TestPoolTokenLateAtStart(t *testing.T) {
 	if err := os.WriteFile(in.Config, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := in.start(t)
+	d, err := in.spawn()
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer func() { d.kill() }()
+	if err := d.waitListening(startTimeout); err != nil {
+		t.Fatalf("csrd did not come up: %v\n%s", err, d.tail(20))
+	}
 	client := &loadgen.Client{HTTP: &http.Client{Timeout: time.Minute}, Base: d.Base}
 	var n int64
 	gen := func() {
@@ -443,10 +449,12 @@ func TestPoolTokenLateAtStart(t *testing.T) {
 	}
 
 	writePIN(t, latePIN, tok.PIN)
-	waitFor(t, 30*time.Second, "pool-b admitted", func() bool {
-		_, a := readyzBody(t, d)
-		return a.Tokens["pool-b"] == "ok"
-	})
+	if err := d.waitReady(30 * time.Second); err != nil {
+		t.Fatalf("pool-b not admitted: %v\n%s", err, d.tail(20))
+	}
+	if _, a := readyzBody(t, d); a.Tokens["pool-b"] != "ok" {
+		t.Errorf("csrd ready but readyz says pool-b %q", a.Tokens["pool-b"])
+	}
 	for range 6 {
 		gen()
 	}

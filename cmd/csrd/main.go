@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -175,9 +176,17 @@ func run(args []string) error {
 		go func() { errc <- srv.Serve(ln) }()
 	}
 	where := scheme + "://" + ln.Addr().String()
+	var pendingAdmissions atomic.Int32
+	pendingAdmissions.Store(int32(len(waiting)))
 	for _, i := range waiting {
 		go admitWhenConnected(ctx, log, svc, tokens[i], members[i], cfg.HSM.ReconnectMaxBackoff, func() {
 			ready.Invalidate() // /readyz and STATUS= see it at once
+			if pendingAdmissions.Add(-1) == 0 {
+				// The same line as a start with every token: from here on
+				// csrd is what a healthy start would have made it.
+				log.Info().Str("listen", ln.Addr().String()).Str("url", where).
+					Int("tokens", len(tokens)).Msg("csrd ready")
+			}
 		})
 	}
 	msg := "csrd ready"
