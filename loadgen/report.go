@@ -41,6 +41,11 @@ func (r *Result) WriteReport(w io.Writer) {
 		l.Max.Round(time.Millisecond), l.Mean.Round(time.Millisecond))
 	if r.RSSStart > 0 {
 		fmt.Fprintf(w, "csrd RSS: start %.1f MiB, end %.1f MiB, max %.1f MiB\n", mib(r.RSSStart), mib(r.RSSEnd), mib(r.RSSMax))
+		if r.HeapStart > 0 && r.HeapEnd > 0 {
+			// The rest of the RSS is C: SQLite's page cache and, mostly,
+			// the PKCS#11 module's own copy of the token's objects.
+			fmt.Fprintf(w, "csrd Go heap in use: start %.1f MiB, end %.1f MiB\n", mib(r.HeapStart), mib(r.HeapEnd))
+		}
 		if len(r.RSSSamples) >= 10 {
 			fmt.Fprint(w, "csrd RSS every 10 s (MiB):")
 			for i := 9; i < len(r.RSSSamples); i += 10 {

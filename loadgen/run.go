@@ -48,6 +48,9 @@ type Result struct {
 	RSSStart, RSSEnd, RSSMax int64
 	// RSSSamples are the once-a-second samples, for seeing a trend.
 	RSSSamples []int64
+	// HeapStart and HeapEnd are csrd's Go heap in use (from its /metrics)
+	// before the first and after the last request; 0 when not readable.
+	HeapStart, HeapEnd int64
 }
 
 // Latencies are percentiles of request latency.
@@ -72,6 +75,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	stopRSS := make(chan struct{})
 	rssDone := make(chan struct{})
 	if cfg.Pid > 0 {
+		res.HeapStart, _ = cfg.Client.GoHeap(ctx)
 		res.RSSStart, _ = RSS(cfg.Pid)
 		res.RSSMax = res.RSSStart
 		go func() {
@@ -154,6 +158,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			res.RSSEnd = v
 			res.RSSMax = max(res.RSSMax, v)
 		}
+		res.HeapEnd, _ = cfg.Client.GoHeap(context.WithoutCancel(ctx))
 	}
 	slices.Sort(res.Accepted)
 	res.Latency = percentiles(latencies)
