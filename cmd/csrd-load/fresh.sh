@@ -61,6 +61,7 @@ if ! wait "$pid"; then echo "fresh.sh: csrd did not exit cleanly" >&2; rc=1; fi
 pid=
 echo "fresh.sh: csrd logged $(grep -c '"level":"error"' "$dir/csrd.log" || true) error lines," \
 	"$(grep -c '"level":"warn"' "$dir/csrd.log" || true) warnings"
-# The distinct error causes, once each.
+# The distinct error causes and warning messages, once each with a count.
 grep '"level":"error"' "$dir/csrd.log" | sed -n 's/.*"error":"\([^"]*\)".*/\1/p' | sort | uniq -c | head -20 >&2 || true
+grep '"level":"warn"' "$dir/csrd.log" | sed -n 's/.*"message":"\([^"]*\)".*/warn: \1/p' | sort | uniq -c | head -20 >&2 || true
 exit $rc
