@@ -134,3 +134,33 @@ func TestSpurious(t *testing.T) {
 		})
 	}
 }
+
+// TestGenerateErrRetriesGarbledReadBack: a crypto11 generation that failed
+// without a PKCS#11 code decoding the new public key is retried like a
+// spurious code; a session-pool timeout, a lost device, a cancelled context
+// or a refused login still are not.
+func TestGenerateErrRetriesGarbledReadBack(t *testing.T) {
+	tests := []struct {
+		name string
+		raw  error
+		want bool
+	}{
+		{"crypto11 could not decode the curve", errors.New("unsupported elliptic curve"), true},
+		{"spurious code", pkcs11.Error(pkcs11.CKR_GENERAL_ERROR), true},
+		{"no session in time", pool.ErrTimeout, false},
+		{"device removed", pkcs11.Error(pkcs11.CKR_DEVICE_REMOVED), false},
+		{"not logged in", pkcs11.Error(pkcs11.CKR_USER_NOT_LOGGED_IN), false},
+		{"cancelled", context.Canceled, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := generateErr(wrap("generate key pair", tt.raw))
+			if got := spurious(err); got != tt.want {
+				t.Errorf("spurious(%v) = %v, want %v", err, got, tt.want)
+			}
+			if tt.want && tt.raw.Error() == "unsupported elliptic curve" && !strings.Contains(err.Error(), "read back unreadable: unsupported elliptic curve") {
+				t.Errorf("message %q does not say what happened", err)
+			}
+		})
+	}
+}

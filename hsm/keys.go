@@ -288,11 +288,35 @@ func spurious(err error) bool {
 	if !errors.As(err, &e) {
 		return false
 	}
+	if errors.Is(err, errPublicReadBack) {
+		return true
+	}
 	switch e.CKR {
 	case pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_FUNCTION_FAILED, pkcs11.CKR_TEMPLATE_INCONSISTENT:
 		return true
 	}
 	return false
+}
+
+// errPublicReadBack marks a generation whose C_GenerateKeyPair succeeded
+// but whose public key, read back at once, did not decode (crypto11:
+// "unsupported elliptic curve" for a curve csrd validated and the token
+// lists). SoftHSM 2.6 does this under concurrent destroys — one in some
+// thousand generations of a 64-client churn load — as another face of the
+// object-store race behind the spurious codes: a reader can catch an
+// object between discarding its attributes and reloading them.
+var errPublicReadBack = errors.New("the new key pair's public key read back unreadable")
+
+// generateErr classifies a failed crypto11 generation: without a CKR_* code
+// and without a session-pool cause (e.Err nil after wrap), crypto11 failed
+// decoding what the token returned for a spec csrd had validated — the
+// read-back above, retried like a spurious code.
+func generateErr(err error) error {
+	var e *Error
+	if errors.As(err, &e) && e.CKR == 0 && e.Err == nil {
+		return &Error{Op: e.Op, Err: errPublicReadBack, cause: e.cause}
+	}
+	return err
 }
 
 // generateOnce is one generation attempt of GenerateKeyPair, between its
@@ -316,7 +340,7 @@ func (t *Token) generateOnce(ctx context.Context, spec KeySpec, ref KeyRef) (*Ke
 		signer, err = t.c11.GenerateECDSAKeyPairWithAttributes(pub, priv, spec.Curve)
 	}
 	if err != nil {
-		err = t.wrap(op, err)
+		err = generateErr(t.wrap(op, err))
 		t.cleanupFailed(ctx, ref, err)
 		return nil, err
 	}
