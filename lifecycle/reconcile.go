@@ -42,8 +42,9 @@ type ReconcileReport struct {
 	// CertsRestored lists married records whose certificate object was
 	// missing from the token and was written again from the database.
 	CertsRestored []int64
-	// Lost lists records whose private key is gone from the token; they
-	// are now marked lost.
+	// Lost lists records whose key pair is no longer whole in the token —
+	// either half gone, or both; they are now marked lost, and what is left
+	// of the pair is listed among the Orphans.
 	Lost []LostKey
 	// Orphans lists token objects with csrd's label prefix that no live
 	// record accounts for.
@@ -59,11 +60,59 @@ type ReconcileReport struct {
 	Objects, Records int
 }
 
-// LostKey is a record whose key vanished from the token.
+// LostKey is a record whose key pair is no longer whole in the token.
 type LostKey struct {
 	ID    int64
 	Label string
 	Was   store.State
+	// Missing are the halves of the key pair (ClassPrivateKey,
+	// ClassPublicKey) not in the token, AltMissing those of a hybrid's
+	// token-resident alternative key pair. A pair with one half left is
+	// as unusable as one with none: csrd signs with the private key and
+	// finds it through its public key.
+	Missing, AltMissing []hsm.ObjectClass
+}
+
+func (l LostKey) String() string {
+	return fmt.Sprintf("record %d (%s, was %s): %s", l.ID, l.Label, l.Was, l.What())
+}
+
+// What says what is gone, e.g. "the public key is gone from the token".
+func (l LostKey) What() string {
+	var parts []string
+	if len(l.Missing) > 0 {
+		parts = append(parts, "the "+halves(l.Missing))
+	}
+	if len(l.AltMissing) > 0 {
+		parts = append(parts, "the alternative "+halves(l.AltMissing))
+	}
+	verb := "is"
+	if len(parts) > 1 || len(l.Missing) > 1 || len(l.AltMissing) > 1 {
+		verb = "are"
+	}
+	return strings.Join(parts, " and ") + " " + verb + " gone from the token"
+}
+
+func halves(cs []hsm.ObjectClass) string {
+	switch {
+	case len(cs) == 2:
+		return "private and public keys"
+	case len(cs) == 1 && cs[0] == hsm.ClassPublicKey:
+		return "public key"
+	}
+	return "private key"
+}
+
+// missingHalves returns the halves of a key pair that g lacks (g nil:
+// both), private key first.
+func missingHalves(g *objectGroup) []hsm.ObjectClass {
+	var out []hsm.ObjectClass
+	for _, c := range []hsm.ObjectClass{hsm.ClassPrivateKey, hsm.ClassPublicKey} {
+		if g == nil || !hasClass(g.classes, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Orphan is a group of token objects sharing a label and CKA_ID that no
@@ -89,8 +138,10 @@ func (o Orphan) String() string {
 //   - records still "generating" (a crash inside Generate): any key under
 //     their label is destroyed and the record marked failed;
 //   - interrupted deletes and imports (records with an intent) are finished;
-//   - pending and married records whose private key is gone are marked lost;
-//     married ones whose certificate object is gone get it written again;
+//   - pending and married records whose key pair is not whole (the private
+//     key, the public key or both gone) are marked lost, and what is left of
+//     the pair is an orphan; married ones whose certificate object is gone
+//     get it written again;
 //   - token objects with csrd's label prefix and no live record are listed
 //     as orphans, and destroyed only with DestroyOrphans.
 //
@@ -318,9 +369,9 @@ func groupObjects(objs []hsm.Object) map[string]*objectGroup {
 	return groups
 }
 
-// checkLive marks lost the pending and married records whose private key is
-// not in the listing, restores missing certificate objects of married ones,
-// and claims every group a live record owns.
+// checkLive marks lost the pending and married records whose key pair is
+// not whole in the listing, restores missing certificate objects of married
+// ones, and claims every group a live record owns.
 func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []store.LiveKey, groups map[string]*objectGroup, listed, cutoff time.Time, rep *ReconcileReport) error {
 	for _, k := range live {
 		if !s.tokens.reaches(k.TokenLabel, k.TokenSerial) {
@@ -336,21 +387,24 @@ func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []s
 		if g != nil {
 			g.claimed = true
 		}
-		// A hybrid record's token-resident alternative key is its too, and
-		// the record is only whole with both private keys.
-		altOK := true
-		var gAlt *objectGroup
+		// A hybrid record's token-resident alternative key pair is its too,
+		// and the record is only whole with both pairs whole.
+		missing := missingHalves(g)
+		var (
+			gAlt       *objectGroup
+			altMissing []hsm.ObjectClass
+		)
 		if k.AltKeyLabel != "" {
 			if gAlt = groups[groupKey(k.AltKeyLabel, k.AltKeyID)]; gAlt != nil {
 				gAlt.claimed = true
 			}
-			altOK = gAlt != nil && hasClass(gAlt.classes, hsm.ClassPrivateKey)
+			altMissing = missingHalves(gAlt)
 		}
 		if k.State == store.StateGenerating || k.Intent != store.IntentNone {
 			continue // young (older ones were finished above)
 		}
 		switch {
-		case g != nil && hasClass(g.classes, hsm.ClassPrivateKey) && altOK:
+		case len(missing) == 0 && len(altMissing) == 0:
 			if k.State == store.StateMarried && k.HasCert && !hasClass(g.classes, hsm.ClassCertificate) {
 				if err := s.restoreCertificate(ctx, tok, k.ID, rep); err != nil {
 					return err
@@ -364,7 +418,8 @@ func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []s
 					lg.claimed = false // what is left of a lost key is an orphan
 				}
 			}
-			err := s.records.MarkLost(ctx, k.ID, "private key not found in the token by reconciliation")
+			lost := LostKey{ID: k.ID, Label: k.KeyLabel, Was: k.State, Missing: missing, AltMissing: altMissing}
+			err := s.records.MarkLost(ctx, k.ID, "reconciliation: "+lost.What())
 			if errors.Is(err, store.ErrConflict) {
 				rep.InProgress++
 				continue
@@ -372,9 +427,10 @@ func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []s
 			if err != nil {
 				return err
 			}
-			rep.Lost = append(rep.Lost, LostKey{ID: k.ID, Label: k.KeyLabel, Was: k.State})
+			rep.Lost = append(rep.Lost, lost)
 			s.log.Error().Int64("record", k.ID).Str("label", k.KeyLabel).Str("was", string(k.State)).
-				Msg("reconcile: key gone from the token; record marked lost")
+				Strs("missing", classNames(missing)).Strs("alt_missing", classNames(altMissing)).
+				Msg("reconcile: key pair no longer whole in the token; record marked lost")
 		}
 	}
 	return nil
@@ -479,7 +535,30 @@ func sortedGroups(m map[string]*objectGroup) []*objectGroup {
 	return out
 }
 
+func classNames(cs []hsm.ObjectClass) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.String()
+	}
+	return out
+}
+
+// lostHalves counts the lost records missing a private key and those
+// missing a public key (a record missing both counts in each).
+func (rep ReconcileReport) lostHalves() (private, public int) {
+	for _, l := range rep.Lost {
+		if hasClass(l.Missing, hsm.ClassPrivateKey) || hasClass(l.AltMissing, hsm.ClassPrivateKey) {
+			private++
+		}
+		if hasClass(l.Missing, hsm.ClassPublicKey) || hasClass(l.AltMissing, hsm.ClassPublicKey) {
+			public++
+		}
+	}
+	return private, public
+}
+
 func (s *Service) logReport(rep ReconcileReport) {
+	lostPriv, lostPub := rep.lostHalves()
 	ev := s.log.Info()
 	if rep.Interrupted+rep.DeletesFinished+rep.MarriagesFinished+rep.MarriagesAborted+len(rep.Lost)+len(rep.Orphans)+len(rep.CertsRestored) > 0 {
 		ev = s.log.Warn()
@@ -487,7 +566,8 @@ func (s *Service) logReport(rep ReconcileReport) {
 	ev.Int("objects", rep.Objects).Int("records", rep.Records).Int("interrupted", rep.Interrupted).
 		Int("keys_destroyed", rep.KeysDestroyed).Int("deletes_finished", rep.DeletesFinished).
 		Int("marriages_finished", rep.MarriagesFinished).Int("marriages_aborted", rep.MarriagesAborted).
-		Int("certs_restored", len(rep.CertsRestored)).Int("lost", len(rep.Lost)).Int("orphans", len(rep.Orphans)).
+		Int("certs_restored", len(rep.CertsRestored)).Int("lost", len(rep.Lost)).
+		Int("lost_private_key", lostPriv).Int("lost_public_key", lostPub).Int("orphans", len(rep.Orphans)).
 		Int("orphans_destroyed", rep.OrphansDestroyed).Int("in_progress", rep.InProgress).Int("other_token", rep.OtherToken).
 		Msg("reconciliation done")
 }

@@ -1,15 +1,20 @@
 package lifecycle_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/elliptic"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
@@ -73,8 +78,8 @@ func TestReconcileOrphansAndLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantLost := []lifecycle.LostKey{
-		{ID: lost.ID, Label: lost.KeyLabel, Was: store.StatePending},
-		{ID: lostMarried.ID, Label: lostMarried.KeyLabel, Was: store.StateMarried},
+		{ID: lost.ID, Label: lost.KeyLabel, Was: store.StatePending, Missing: []hsm.ObjectClass{hsm.ClassPrivateKey, hsm.ClassPublicKey}},
+		{ID: lostMarried.ID, Label: lostMarried.KeyLabel, Was: store.StateMarried, Missing: []hsm.ObjectClass{hsm.ClassPrivateKey}},
 	}
 	if fmt.Sprint(rep.Lost) != fmt.Sprint(wantLost) {
 		t.Errorf("lost = %v, want %v", rep.Lost, wantLost)
@@ -167,6 +172,98 @@ func TestReconcileMinAge(t *testing.T) {
 	if err != nil || len(rep.Lost) != 1 {
 		t.Errorf("without MinAge: %+v, %v; want it lost", rep, err)
 	}
+}
+
+// TestReconcileLostHalf: a pending record whose key pair lost either half
+// (or both) in the token is marked lost, saying which half is gone, in the
+// report, the record and the log line's counts; what is left of the pair is
+// an orphan, kept until DestroyOrphans. SoftHSM's file store loses an object
+// that way when the process dies while writing it (see the README's
+// Reliability section).
+func TestReconcileLostHalf(t *testing.T) {
+	cases := []struct {
+		name              string
+		destroy           []hsm.ObjectClass // what goes missing
+		left              []hsm.ObjectClass // what the token still has
+		what              string
+		lostPriv, lostPub int
+	}{
+		{"private key", []hsm.ObjectClass{hsm.ClassPrivateKey}, []hsm.ObjectClass{hsm.ClassPublicKey},
+			"the private key is gone from the token", 1, 0},
+		{"public key", []hsm.ObjectClass{hsm.ClassPublicKey}, []hsm.ObjectClass{hsm.ClassPrivateKey},
+			"the public key is gone from the token", 0, 1},
+		{"both", []hsm.ObjectClass{hsm.ClassPrivateKey, hsm.ClassPublicKey}, nil,
+			"the private and public keys are gone from the token", 1, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			var logBuf bytes.Buffer
+			db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
+			svc := lifecycle.New(reconToken, db, policy.Default(), zerolog.New(&logBuf))
+			res := generate(t, svc, "CN=half-"+strings.ReplaceAll(tc.name, " ", "-"), ecc256, nil)
+			rec, _ := db.Get(ctx, res.ID)
+			ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
+			t.Cleanup(func() { _ = reconToken.DestroyKey(context.Background(), ref) })
+			destroyClass(t, ref, tc.destroy...)
+
+			rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []lifecycle.LostKey{{ID: res.ID, Label: res.KeyLabel, Was: store.StatePending, Missing: tc.destroy}}
+			if !reflect.DeepEqual(rep.Lost, want) {
+				t.Errorf("lost = %v, want %v", rep.Lost, want)
+			}
+			if len(rep.Lost) == 1 && rep.Lost[0].What() != tc.what {
+				t.Errorf("What() = %q, want %q", rep.Lost[0].What(), tc.what)
+			}
+			if r, _ := db.Get(ctx, res.ID); r.State != store.StateLost || !strings.Contains(r.FailReason, tc.what) {
+				t.Errorf("record is %s (%q), want lost saying %q", r.State, r.FailReason, tc.what)
+			}
+			line := reconcileLine(t, logBuf.Bytes())
+			if line["lost"] != 1.0 || line["lost_private_key"] != float64(tc.lostPriv) || line["lost_public_key"] != float64(tc.lostPub) {
+				t.Errorf("reconciliation log line %v: want lost 1, lost_private_key %d, lost_public_key %d", line, tc.lostPriv, tc.lostPub)
+			}
+			var orphans []lifecycle.Orphan
+			for _, o := range rep.Orphans {
+				if o.Ref.Label == ref.Label {
+					orphans = append(orphans, o)
+				}
+			}
+			switch {
+			case len(tc.left) == 0 && len(orphans) != 0:
+				t.Errorf("nothing is left of the pair, yet orphans %v", orphans)
+			case len(tc.left) > 0 && (len(orphans) != 1 || fmt.Sprint(orphans[0].Classes) != fmt.Sprint(tc.left) ||
+				orphans[0].Reason != fmt.Sprintf("record %d is lost", res.ID) || orphans[0].Destroyed):
+				t.Errorf("orphans %v, want the surviving %v of lost record %d, kept", orphans, tc.left, res.ID)
+			}
+			if cs, _ := reconToken.ObjectsOf(ctx, ref); fmt.Sprint(cs) != fmt.Sprint(tc.left) {
+				t.Errorf("without DestroyOrphans the token has %v, want %v", cs, tc.left)
+			}
+
+			rep, err = svc.Reconcile(ctx, lifecycle.ReconcileOptions{DestroyOrphans: true})
+			if err != nil || len(rep.Lost) != 0 || rep.OrphansDestroyed != len(orphans) {
+				t.Errorf("with DestroyOrphans: %+v, %v; want %d orphans destroyed, nothing newly lost", rep, err, len(orphans))
+			}
+			if cs, _ := reconToken.ObjectsOf(ctx, ref); len(cs) != 0 {
+				t.Errorf("after DestroyOrphans the token still has %v", cs)
+			}
+		})
+	}
+}
+
+// reconcileLine returns the fields of the "reconciliation done" log line.
+func reconcileLine(t *testing.T, log []byte) map[string]any {
+	t.Helper()
+	for _, l := range bytes.Split(log, []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(l, &m) == nil && m["message"] == "reconciliation done" {
+			return m
+		}
+	}
+	t.Fatalf("no reconciliation log line in %s", log)
+	return nil
 }
 
 // destroyClass destroys the objects of the given classes under ref, as an

@@ -93,7 +93,7 @@ func printReport(w io.Writer, rep lifecycle.ReconcileReport, destroy bool, minAg
 		fmt.Fprintf(w, "restored: certificate object of record %d written to the token again\n", id)
 	}
 	for _, l := range rep.Lost {
-		fmt.Fprintf(w, "lost: record %d (%s, was %s): its private key is gone from the token; marked lost\n", l.ID, l.Label, l.Was)
+		fmt.Fprintf(w, "lost: %s; marked lost\n", l)
 	}
 	for _, o := range rep.Orphans {
 		state := "kept (run with -destroy to remove)"

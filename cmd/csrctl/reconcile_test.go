@@ -19,7 +19,8 @@ import (
 // database changed behind csrd's back: a csrd-labelled key pair with no
 // record (made with pkcs11-tool) is listed and kept, then destroyed with
 // -destroy; a pending record whose key never existed in the token is
-// marked lost.
+// marked lost, and so is one whose public key alone is gone, its private key
+// listed as an orphan.
 func TestReconcileCommand(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -41,6 +42,15 @@ func TestReconcileCommand(t *testing.T) {
 	if err := db.CompleteKey(ctx, id, "-----BEGIN CERTIFICATE REQUEST-----\n", sum[:], nil); err != nil {
 		t.Fatal(err)
 	}
+	halfID, err := db.BeginKey(ctx, &store.KeyRecord{KeyID: []byte{0xcc, 0xdd}, KeyType: "ECC", Curve: "P-256"},
+		func(id int64) string { return fmt.Sprintf("csrd-%d", id) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum = sha256.Sum256([]byte("spki-half"))
+	if err := db.CompleteKey(ctx, halfID, "-----BEGIN CERTIFICATE REQUEST-----\n", sum[:], nil); err != nil {
+		t.Fatal(err)
+	}
 	db.Close()
 
 	p11 := func(args ...string) string {
@@ -53,6 +63,9 @@ func TestReconcileCommand(t *testing.T) {
 		return string(out)
 	}
 	p11("--keypairgen", "--key-type", "EC:prime256v1", "--label", "csrd-77", "--id", "0102")
+	halfLabel := fmt.Sprintf("csrd-%d", halfID)
+	p11("--keypairgen", "--key-type", "EC:prime256v1", "--label", halfLabel, "--id", "ccdd")
+	p11("--delete-object", "--type", "pubkey", "--label", halfLabel, "--id", "ccdd")
 
 	cfg := filepath.Join(dir, "csrd.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n",
@@ -70,9 +83,11 @@ func TestReconcileCommand(t *testing.T) {
 
 	out := reconcile()
 	for _, want := range []string{
-		fmt.Sprintf("lost: record %d (csrd-%d, was pending)", id, id),
+		fmt.Sprintf("lost: record %d (csrd-%d, was pending): the private and public keys are gone from the token; marked lost", id, id),
+		fmt.Sprintf("lost: record %d (%s, was pending): the public key is gone from the token; marked lost", halfID, halfLabel),
 		`orphan: label="csrd-77" id=0102 objects=public-key,private-key: no record 77 exists; kept`,
-		"1 orphans listed, none destroyed",
+		fmt.Sprintf(`orphan: label=%q id=ccdd objects=private-key: record %d is lost; kept`, halfLabel, halfID),
+		"2 orphans listed, none destroyed",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -85,8 +100,8 @@ func TestReconcileCommand(t *testing.T) {
 	if !strings.Contains(out, `label="csrd-77"`) || !strings.Contains(out, "destroyed") {
 		t.Errorf("-destroy output:\n%s", out)
 	}
-	if strings.Contains(p11("--list-objects"), "csrd-77") {
-		t.Error("the orphan survived -destroy")
+	if objs := p11("--list-objects"); strings.Contains(objs, "csrd-77") || strings.Contains(objs, halfLabel) {
+		t.Errorf("an orphan survived -destroy:\n%s", objs)
 	}
 	if out = reconcile(); !strings.Contains(out, "token and database agree") {
 		t.Errorf("third run:\n%s", out)
@@ -97,8 +112,10 @@ func TestReconcileCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if rec, _ := db.Get(ctx, id); rec.State != store.StateLost {
-		t.Errorf("record is %s, want lost", rec.State)
+	for _, id := range []int64{id, halfID} {
+		if rec, _ := db.Get(ctx, id); rec.State != store.StateLost {
+			t.Errorf("record %d is %s, want lost", id, rec.State)
+		}
 	}
 
 	var out2, errOut bytes.Buffer
