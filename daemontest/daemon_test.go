@@ -215,6 +215,23 @@ func (d *daemon) waitLine(timeout time.Duration, fully bool) error {
 	}
 }
 
+// waitLog waits until the daemon has logged a line whose message is msg;
+// false if it exits or timeout passes first.
+func (d *daemon) waitLog(msg string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for d.logCount(msg) == 0 {
+		select {
+		case <-d.exited:
+			return d.logCount(msg) > 0
+		case <-time.After(2 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
 // kill sends SIGKILL and waits for the process to be gone: nothing in csrd
 // runs after it, exactly like a power cut as far as the process goes.
 func (d *daemon) kill() {
@@ -279,6 +296,18 @@ func (d *daemon) logField(msg, field string) int {
 		}
 	}
 	return n
+}
+
+// logEntries returns the log lines whose message is msg, decoded.
+func (d *daemon) logEntries(msg string) []map[string]any {
+	var out []map[string]any
+	for _, l := range d.logLines() {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["message"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // logCount counts the log lines whose message is msg.

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"database/sql"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -135,6 +136,12 @@ func (l *ledger) setVerified(id int64) {
 type census struct {
 	Records map[store.State]int
 	Objects int // csrd-labelled token objects
+	// LostHalf are the answered records the token lost part of the key
+	// pair of, with the halves it no longer has.
+	LostHalf map[int64][]hsm.ObjectClass
+	// LostLeft are the labels of lost records whose objects the token
+	// still holds (see objectJudgement).
+	LostLeft map[string]bool
 }
 
 // checkInvariants checks, with no request in flight, everything csrd
@@ -162,13 +169,15 @@ func checkInvariants(t testing.TB, in *instance, l *ledger) census {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := census{Records: counts}
+	c := census{Records: counts, LostHalf: map[int64][]hsm.ObjectClass{}}
 	if n := counts[store.StateGenerating]; n != 0 {
 		t.Errorf("%d records still generating after start-up reconciliation", n)
 	}
-	var classes map[string][]hsm.ObjectClass
-	c.Objects, classes = ownedObjects(t, ctx, in, db, true)
+	owned := ownedObjects(t, ctx, in, db, true)
+	c.Objects, c.LostLeft = owned.objects, owned.lostLeft
+	classes := owned.classes
 
+	var fresh map[string][]hsm.ObjectClass // a fresh process's listing, made when needed
 	for id, p := range l.promises() {
 		if p.busy {
 			t.Errorf("record %d: an operation is still in flight during the check", id)
@@ -179,12 +188,21 @@ func checkInvariants(t testing.TB, in *instance, l *ledger) census {
 			t.Errorf("record %d was answered 200 and is gone: %v", id, err)
 			continue
 		}
-		if rec.State == store.StateLost && tokenLostHalf(classes[rec.KeyLabel]) &&
+		if rec.State == store.StateLost && tokenLostHalf(classes[rec.KeyLabel]) && !slices.Contains(p.want, store.StateDeleted) &&
 			(slices.Contains(p.want, store.StatePending) || slices.Contains(p.want, store.StateMarried)) {
-			// SoftHSM, not csrd, dropped half of this key pair (see
-			// tokenLostHalf); csrd's reconciliation found and reported it.
-			t.Logf("record %d: the token lost part of its key pair across a SIGKILL (has %v); csrd marked it lost",
-				id, classes[rec.KeyLabel])
+			// The token, not csrd, dropped part of this key pair (see
+			// tokenLostHalf); csrd's reconciliation found it, and the
+			// crash test checks it said which half. Never after a Delete
+			// cut off by the kill: csrd destroys only under a committed
+			// intent, which reconciliation finishes, so a lost record
+			// there would be csrd's doing.
+			missing := missingHalves(classes[rec.KeyLabel])
+			t.Logf("record %d: the token lost its %v across a SIGKILL (has %v); csrd marked it lost",
+				id, missing, classes[rec.KeyLabel])
+			if what := (lifecycle.LostKey{Missing: missing}).What(); !strings.Contains(rec.FailReason, what) {
+				t.Errorf("record %d is lost with reason %q; the token lacks its %v, so it should say %q", id, rec.FailReason, missing, what)
+			}
+			c.LostHalf[id] = missing
 			continue
 		}
 		if !slices.Contains(p.want, rec.State) {
@@ -207,6 +225,21 @@ func checkInvariants(t testing.TB, in *instance, l *ledger) census {
 			continue
 		}
 		key, err := in.View.FindKey(ctx, hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel})
+		if errors.Is(err, hsm.ErrNotFound) {
+			// Asked again through a fresh process (see ownedObjects):
+			// if that finds both halves, the view is stale; verify the
+			// key next time.
+			if fresh == nil {
+				fresh = map[string][]hsm.ObjectClass{}
+				for _, o := range in.freshObjects(t, lifecycle.LabelPrefix) {
+					fresh[o.Ref.Label] = append(fresh[o.Ref.Label], o.Class)
+				}
+			}
+			if f := fresh[rec.KeyLabel]; !tokenLostHalf(f) {
+				t.Logf("record %d: the test's view cannot find key %s (%v); a fresh process lists %v", id, rec.KeyLabel, err, f)
+				continue
+			}
+		}
 		if err != nil {
 			t.Errorf("record %d was answered 200; its key %s: %v", id, rec.KeyLabel, err)
 			continue
@@ -239,36 +272,76 @@ func checkOwned(t testing.TB, in *instance) {
 // ownedObjects is the token half of the invariants; it returns the number
 // of csrd-labelled objects and the object classes present per label.
 // settled: no intent may be left open (after start-up reconciliation).
-func ownedObjects(t testing.TB, ctx context.Context, in *instance, db *store.Store, settled bool) (int, map[string][]hsm.ObjectClass) {
+//
+// It judges the test's own view of the token first. Should that show a
+// problem, a fresh process lists the token again and decides: the view is a
+// SoftHSM instance that has lived through every restart, and SoftHSM's file
+// store can leave such a reader with a stale picture of an object (a
+// certificate csrd had just restored and the daemon itself saw was once
+// missing from it). Problems a fresh process confirms fail the test; the
+// rest are logged as the view's.
+func ownedObjects(t testing.TB, ctx context.Context, in *instance, db *store.Store, settled bool) objectJudgement {
 	t.Helper()
 	objs := in.objects(t, lifecycle.LabelPrefix)
-	classes := map[string][]hsm.ObjectClass{} // label → classes present
-	lostHalvesChecked := map[int64]bool{}
+	j := judgeObjects(t, ctx, db, objs, settled)
+	if len(j.problems) > 0 && in.View != nil {
+		fresh := in.freshObjects(t, lifecycle.LabelPrefix)
+		if jf := judgeObjects(t, ctx, db, fresh, settled); len(jf.problems) < len(j.problems) {
+			t.Logf("the test's long-lived SoftHSM view of the token was stale (%d objects, a fresh process lists %d); "+
+				"judging by the fresh listing; the view alone reported: %s", len(objs), len(fresh), strings.Join(j.problems, "; "))
+			j = jf
+		}
+	}
+	for _, p := range j.problems {
+		t.Error(p)
+	}
+	return j
+}
+
+// objectJudgement is what judgeObjects found in one listing of the token.
+type objectJudgement struct {
+	objects int
+	classes map[string][]hsm.ObjectClass // label → classes present
+	// lostLeft are the labels of lost records the token still holds
+	// objects of: exactly what reconciliation must list as orphans.
+	lostLeft map[string]bool
+	problems []string
+}
+
+// judgeObjects checks a listing against the records: every object belongs
+// to a record in a key-bearing state with its CKA_ID (a certificate only to
+// a married one, or one being married), or is what is left of a lost
+// record's pair; every pending or married record has both halves (married:
+// and its certificate); a lost record's pair is truly not whole.
+func judgeObjects(t testing.TB, ctx context.Context, db *store.Store, objs []hsm.Object, settled bool) objectJudgement {
+	t.Helper()
+	j := objectJudgement{objects: len(objs), classes: map[string][]hsm.ObjectClass{}, lostLeft: map[string]bool{}}
+	fail := func(format string, args ...any) { j.problems = append(j.problems, fmt.Sprintf(format, args...)) }
+	lostHolding := map[int64]string{} // lost records holding objects → label
 	for _, o := range objs {
-		classes[o.Ref.Label] = append(classes[o.Ref.Label], o.Class)
+		j.classes[o.Ref.Label] = append(j.classes[o.Ref.Label], o.Class)
 		rec, err := recordForLabel(ctx, db, o.Ref.Label)
 		if err != nil {
-			t.Errorf("token object %v (%v) has no record: %v", o.Ref, o.Class, err)
+			fail("token object %v (%v) has no record: %v", o.Ref, o.Class, err)
 			continue
 		}
 		switch {
 		case rec.State == store.StateLost && bytes.Equal(rec.KeyID, o.Ref.ID):
 			// The surviving half of a pair the token lost part of:
 			// reconciliation reports it and destroys it only when told to.
-			// A lost record whose pair is whole would be a csrd bug.
-			if !lostHalvesChecked[rec.ID] {
-				lostHalvesChecked[rec.ID] = true
-				defer func(id int64, label string) {
-					if !tokenLostHalf(classes[label]) {
-						t.Errorf("record %d is lost but the token holds its whole key pair %v", id, classes[label])
-					}
-				}(rec.ID, rec.KeyLabel)
-			}
+			lostHolding[rec.ID] = rec.KeyLabel
 		case !keyBearing(rec.State) || !bytes.Equal(rec.KeyID, o.Ref.ID):
-			t.Errorf("token object %v (%v) belongs to record %d in state %s with CKA_ID %x",
+			fail("token object %v (%v) belongs to record %d in state %s with CKA_ID %x",
 				o.Ref, o.Class, rec.ID, rec.State, rec.KeyID)
 		case o.Class == hsm.ClassCertificate && rec.State != store.StateMarried && rec.Intent != store.IntentMarry:
-			t.Errorf("certificate object %v belongs to record %d, which is %s and not being married", o.Ref, rec.ID, rec.State)
+			fail("certificate object %v belongs to record %d, which is %s and not being married", o.Ref, rec.ID, rec.State)
+		}
+	}
+	for id, label := range lostHolding {
+		j.lostLeft[label] = true
+		// A lost record whose pair is whole would be a csrd bug.
+		if !tokenLostHalf(j.classes[label]) {
+			fail("record %d is lost but the token holds its whole key pair %v", id, j.classes[label])
 		}
 	}
 	for _, st := range []store.State{store.StatePending, store.StateMarried} {
@@ -278,33 +351,45 @@ func ownedObjects(t testing.TB, ctx context.Context, in *instance, db *store.Sto
 		}
 		for _, r := range recs {
 			if settled && r.Intent != store.IntentNone {
-				t.Errorf("record %d (%s) still has intent %q after start-up reconciliation", r.ID, r.State, r.Intent)
+				fail("record %d (%s) still has intent %q after start-up reconciliation", r.ID, r.State, r.Intent)
 			}
-			have := classes[r.KeyLabel]
+			have := j.classes[r.KeyLabel]
 			if r.Intent == store.IntentDelete {
 				continue // half destroyed is what an open delete looks like
 			}
 			if !slices.Contains(have, hsm.ClassPublicKey) || !slices.Contains(have, hsm.ClassPrivateKey) {
-				t.Errorf("record %d (%s) points at key %s; the token has %v", r.ID, r.State, r.KeyLabel, have)
+				fail("record %d (%s) points at key %s; the token has %v", r.ID, r.State, r.KeyLabel, have)
 			}
 			if st == store.StateMarried && !slices.Contains(have, hsm.ClassCertificate) {
-				t.Errorf("record %d is married; the token has no certificate under %s (%v)", r.ID, r.KeyLabel, have)
+				fail("record %d is married; the token has no certificate under %s (%v)", r.ID, r.KeyLabel, have)
 			}
 		}
 	}
-	return len(objs), classes
+	return j
 }
 
 // tokenLostHalf reports whether the objects under a label lack a half of
-// the key pair. Seen a few times in some thousand rounds: a pair that
-// C_GenerateKeyPair reported whole, and that a client got a 200 for, had one
-// half missing after a SIGKILL moments later. The suspect (unconfirmed) is
-// SoftHSM 2.6.1's file store, which rewrites object files in place (truncate,
-// then write) while other sessions change the token. csrd cannot prevent that on a
-// file-backed token; what it must do — and what these checks hold it to — is
-// find such a record at start-up, mark it lost and report the survivor.
-func tokenLostHalf(have []hsm.ObjectClass) bool {
-	return !slices.Contains(have, hsm.ClassPublicKey) || !slices.Contains(have, hsm.ClassPrivateKey)
+// the key pair. SoftHSM 2.6.1's file store loses a whole object when the
+// process dies between truncating its file and writing it again (README,
+// Reliability: reproduced with an injected SIGKILL). csrd never rewrites a
+// key object once C_GenerateKeyPair has returned (an inotify watch over
+// hundreds of crash rounds saw none), and destroys objects only under a
+// committed delete intent or for a record no client was answered for; so a
+// pair a client has a 200 for should never come back half. Twice, in
+// earlier runs, one did, cause unknown. The crash test allows exactly that
+// shape, and holds csrd to finding and reporting it.
+func tokenLostHalf(have []hsm.ObjectClass) bool { return len(missingHalves(have)) > 0 }
+
+// missingHalves returns the halves of a key pair not in have, private key
+// first (the order csrd's reconciliation reports them in).
+func missingHalves(have []hsm.ObjectClass) []hsm.ObjectClass {
+	var out []hsm.ObjectClass
+	for _, c := range []hsm.ObjectClass{hsm.ClassPrivateKey, hsm.ClassPublicKey} {
+		if !slices.Contains(have, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func keyBearing(s store.State) bool { return s == store.StatePending || s == store.StateMarried }

@@ -34,6 +34,19 @@ func (in *instance) objects(t testing.TB, prefix string) []hsm.Object {
 		}
 		return objs
 	}
+	return in.freshObjects(t, prefix)
+}
+
+// freshObjects lists like objects, but always through a child process:
+// a module that has never seen the token, so nothing it reports comes from
+// a cache. SoftHSM's file store rewrites an object file by truncating it,
+// releasing its lock and only then writing it (see the README's
+// Reliability section), so a long-lived reader that happens to read a file
+// in that moment can keep a wrong picture of it; a fresh process reads what
+// is on disk now. It logs in, which rewrites token.object: it is for
+// second opinions, not every check.
+func (in *instance) freshObjects(t testing.TB, prefix string) []hsm.Object {
+	t.Helper()
 	if prefix == "" {
 		prefix = "*"
 	}
