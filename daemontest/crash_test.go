@@ -1,8 +1,10 @@
 package daemontest
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -87,6 +89,7 @@ func TestKillNineUnderTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	snaps := &tokenSnapshots{store: storeDir, dir: in.Dir}
 	lostSeen := 0
 	ca := newTestCA(t)
 	var (
@@ -117,7 +120,7 @@ func TestKillNineUnderTraffic(t *testing.T) {
 			time.Sleep(time.Duration(r.IntN(60)) * time.Millisecond)
 			d.kill()
 			tl.logf("r%d KILLED during start-up", round)
-			snapshotToken(t, storeDir, filepath.Join(in.Dir, "token-at-startup-kill"))
+			snaps.take(t, "token-at-startup-kill")
 			d.checkNoRace(t)
 			rec.add(t, d)
 			startupKills++
@@ -229,9 +232,7 @@ func TestKillNineUnderTraffic(t *testing.T) {
 		tl.logf("r%d KILLED", round)
 		wg.Wait()
 		tl.logf("r%d all clients returned", round)
-		_ = os.RemoveAll(filepath.Join(in.Dir, "token-at-kill-prev"))
-		_ = os.Rename(filepath.Join(in.Dir, "token-at-kill"), filepath.Join(in.Dir, "token-at-kill-prev"))
-		snapshotToken(t, storeDir, filepath.Join(in.Dir, "token-at-kill"))
+		snaps.take(t, "token-at-kill")
 		d.checkNoRace(t)
 		if n := badCount(&bad) + badCount(&unavailable); n > badSeen {
 			badSeen = n
@@ -423,6 +424,63 @@ func (l *trafficLog) logf(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fmt.Fprintf(l.f, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000000")}, args...)...)
+}
+
+// tokenSnapshots copies the token's object files after every kill and
+// checks each copy against the one before: every object file in the
+// earlier copy must be in the later one byte for byte, or gone (destroyed).
+// SoftHSM loses an object exactly when a process dies while rewriting its
+// file (README, Reliability), and csrd never rewrites an object once it is
+// made — keys, certificates, and the junk a kill leaves of an object it
+// cut off while being created alike; only token.object (rewritten at every
+// login) may change. A change here would show that mechanism at work.
+type tokenSnapshots struct {
+	store, dir string
+	last       string // the previous copy
+}
+
+// take copies the token to dir/name (the copy before of the same name
+// becomes name-prev) and compares it with the previous copy.
+func (s *tokenSnapshots) take(t *testing.T, name string) {
+	t.Helper()
+	dst := filepath.Join(s.dir, name)
+	snapshotToken(t, s.store, dst+".new")
+	if s.last != "" {
+		compareSnapshots(t, s.last, dst+".new")
+	}
+	_ = os.RemoveAll(dst + "-prev")
+	_ = os.Rename(dst, dst+"-prev")
+	if err := os.Rename(dst+".new", dst); err != nil {
+		t.Fatal(err)
+	}
+	s.last = dst
+}
+
+func compareSnapshots(t *testing.T, before, after string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(before, "*.object"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		if name == "token.object" {
+			continue
+		}
+		was, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now, err := os.ReadFile(filepath.Join(after, name))
+		switch {
+		case errors.Is(err, os.ErrNotExist): // destroyed
+		case err != nil:
+			t.Fatal(err)
+		case !bytes.Equal(was, now):
+			t.Errorf("token object file %s changed between two kills (%d → %d bytes; copies %s and %s): an object was rewritten after it was made",
+				name, len(was), len(now), before, after)
+		}
+	}
 }
 
 // snapshotToken copies the token's object store (SoftHSM's <uuid>.object

@@ -373,7 +373,8 @@ func judgeObjects(t testing.TB, ctx context.Context, db *store.Store, objs []hsm
 // process dies between truncating its file and writing it again (README,
 // Reliability: reproduced with an injected SIGKILL). csrd never rewrites a
 // key object once C_GenerateKeyPair has returned (an inotify watch over
-// hundreds of crash rounds saw none), and destroys objects only under a
+// hundreds of crash rounds saw none; the crash test now compares the token's
+// files kill to kill, tokenSnapshots), and destroys objects only under a
 // committed delete intent or for a record no client was answered for; so a
 // pair a client has a 200 for should never come back half. Twice, in
 // earlier runs, one did, cause unknown. The crash test allows exactly that
