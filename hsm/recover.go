@@ -53,11 +53,20 @@ var lostCodes = map[uint]bool{
 // cannot be cancelled; a check that outlives this is treated as a failure.
 const healthTimeout = 10 * time.Second
 
-// healthPatience bounds how long a check may take while other operations
-// still finish (see timedHealthCheck): long enough for a queue of slow key
-// generations, short enough that a module that answers nothing but one
-// call in minutes is taken down.
+// healthPatience bounds how long a check may wait while other operations
+// are in flight but none of them finishes: a module that answers nothing
+// for that long is hung and is taken down. While operations keep finishing
+// the module is demonstrably alive and a slow check waits on (see
+// timedHealthCheck).
 const healthPatience = 2 * time.Minute
+
+// healthIdlePatience bounds a check while csrd has nothing else in flight
+// on the token. Such a check is not necessarily hung: another process on
+// the same token can starve it — measured: the benchmark's 64 RSA-2048
+// generations in its own process held csrd's C_GetTokenInfo over 10 s on a
+// token of ~25,000 key pairs, two CPU-bound cores shared by 65 threads — so
+// it gets a minute before the token is taken down.
+const healthIdlePatience = time.Minute
 
 // gate counts operations in flight and refuses new ones while the Token is
 // down (reconnecting) or closed. Unlike a sync.RWMutex it lets an operation
@@ -213,11 +222,12 @@ func (t *Token) monitor() {
 //
 // A check that is only slow because the token is busy is not a failure: a
 // module may serialise C_GetTokenInfo behind long generations (SoftHSM did,
-// for over 10 s with 16 RSA-2048 generations on two cores, during which not
-// one of them finished either), and taking a working token down then turned
-// a full queue into a storm of 503s. So the wait is extended, one
-// healthTimeout at a time, while other operations are running or keep
-// finishing, up to healthPatience in all. Operations that fail with a
+// for over 10 s with 16 RSA-2048 generations on two cores), and taking a
+// working token down then turned a full queue into a storm of 503s. So the
+// wait is extended, one healthTimeout at a time, for as long as other
+// operations keep finishing, for up to healthPatience after the last one
+// finished while some are still running, and for up to healthIdlePatience
+// when nothing else runs (see keepWaiting). Operations that fail with a
 // connection-loss code still trigger a check at once (kick), and a check
 // that returns an error is a failure as before.
 func (t *Token) timedHealthCheck() error {
@@ -230,6 +240,7 @@ func (t *Token) timedHealthCheck() error {
 		res <- t.checkHealth()
 	}()
 	seen, _ := t.gate.progress()
+	lastProgress := time.Now()
 	timer := time.NewTimer(healthTimeout)
 	defer timer.Stop()
 	for waited := healthTimeout; ; waited += healthTimeout {
@@ -237,8 +248,11 @@ func (t *Token) timedHealthCheck() error {
 		case err := <-res:
 			return err
 		case <-timer.C:
-			if now, busy := t.gate.progress(); (now != seen || busy) && waited < healthPatience {
-				seen = now
+			now, busy := t.gate.progress()
+			if now != seen {
+				seen, lastProgress = now, time.Now()
+			}
+			if keepWaiting(busy, time.Since(lastProgress)) {
 				timer.Reset(healthTimeout)
 				continue
 			}
@@ -247,6 +261,18 @@ func (t *Token) timedHealthCheck() error {
 			return nil
 		}
 	}
+}
+
+// keepWaiting decides, at each healthTimeout of a check that has not
+// answered, whether to wait on: sinceProgress is the time since an
+// operation last finished (or since the check began). With others in
+// flight the check waits while they finish, up to healthPatience after the
+// last; alone, up to healthIdlePatience.
+func keepWaiting(busy bool, sinceProgress time.Duration) bool {
+	if busy {
+		return sinceProgress < healthPatience
+	}
+	return sinceProgress < healthIdlePatience
 }
 
 // checkHealth asks the token for its info (which fails once the token is gone,

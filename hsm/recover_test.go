@@ -217,3 +217,29 @@ func waitFor(cond func() bool) error {
 	}
 	return nil
 }
+
+// TestKeepWaiting: a slow health check is waited on while the token is busy
+// and still finishing work, however long that takes; it fails when nothing
+// has finished for healthPatience, or after healthIdlePatience alone.
+func TestKeepWaiting(t *testing.T) {
+	tests := []struct {
+		name          string
+		busy          bool
+		sinceProgress time.Duration
+		want          bool
+	}{
+		{"busy, an operation just finished", true, 0, true},
+		{"busy, last finish a minute ago", true, time.Minute, true},
+		{"busy, nothing finished for the patience", true, healthPatience, false},
+		{"alone, 10 s in (another process may starve it)", false, 10 * time.Second, true},
+		{"alone for the idle patience", false, healthIdlePatience, false},
+		{"alone, long after the last operation", false, time.Hour, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := keepWaiting(tt.busy, tt.sinceProgress); got != tt.want {
+				t.Errorf("keepWaiting(%v, %v) = %v, want %v", tt.busy, tt.sinceProgress, got, tt.want)
+			}
+		})
+	}
+}
