@@ -37,6 +37,9 @@ func (m *Measure) short() string {
 		return "-"
 	}
 	s := fmt.Sprintf("%.1f/s p50 %.0fms p99 %.0fms cpu %.1fms/op", m.PerSecond, m.P50ms, m.P99ms, m.CPUPerOp*1000)
+	if m.ClientCPUPerOp > 0 {
+		s += fmt.Sprintf(" (client %.1fms/op)", m.ClientCPUPerOp*1000)
+	}
 	if m.Errors > 0 {
 		s += fmt.Sprintf(" ERRORS %d (%s)", m.Errors, m.FirstError)
 	}
@@ -82,20 +85,20 @@ func (r *Report) Markdown() string {
 	o := r.Options
 	fmt.Fprintf(&b, "Each cell: %.0fs warm-up (and until every worker finished one operation), then a %.0fs window (RSA ×%d), split into turns taken by the two sides in ABBA order; csrd `hsm.max_sessions` %s. "+
 		"(a) raw = the raw PKCS#11 loop in the benchmark process (csrd's templates: generate token key pair, read public key, sign once), one session per worker. "+
-		"(b) csrd = the real `bin/csrd` over HTTP on loopback, one keep-alive connection per worker. CPU is user+system seconds of the measured process (for csrd: HTTP, policy, DER, SQLite and SoftHSM, which runs inside it) per CSR; RSS is csrd's peak in the window.\n\n",
+		"(b) csrd = the real `bin/csrd` over HTTP on loopback, one keep-alive connection per worker. CPU is user+system seconds of the measured process (for csrd: HTTP, policy, DER, SQLite and SoftHSM, which runs inside it) per CSR, and (b)'s client CPU is the benchmark process's own (its HTTP client, on the same cores) per CSR; RSS is csrd's peak in the window.\n\n",
 		o.WarmupS, o.DurationS, o.SlowFactor, sessionsText(o.MaxSessions))
 
 	b.WriteString("### (a) raw PKCS#11 vs (b) csrd end to end\n\n")
-	b.WriteString("| phase | key | C | key pairs on token (csrd + raw) | (a) keys/s | (b) CSRs/s | (b)/(a) | (a) p50 / p99 ms | (b) p50 / p99 ms | (a) CPU ms/op | (b) CPU ms/CSR | peak RSS MiB (a) / (b) | errors (a)/(b) |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| phase | key | C | key pairs on token (csrd + raw) | (a) keys/s | (b) CSRs/s | (b)/(a) | (a) p50 / p99 ms | (b) p50 / p99 ms | (a) CPU ms/op | (b) CPU ms/CSR | (b) client CPU ms/CSR | peak RSS MiB (a) / (b) | errors (a)/(b) |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.Cells {
 		if c.Unsupported != "" {
-			fmt.Fprintf(&b, "| %s | %s | all | – | not supported | not supported | – | – | – | – | – | – | – |\n", c.Phase, c.Alg)
+			fmt.Fprintf(&b, "| %s | %s | all | – | not supported | not supported | – | – | – | – | – | – | – | – |\n", c.Phase, c.Alg)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d + %d | %.1f | %.1f | **%.2f** | %.0f / %.0f | %.0f / %.0f | %.1f | %.1f | %.0f / %.0f | %d / %d |\n",
+		fmt.Fprintf(&b, "| %s | %s | %d | %d + %d | %.1f | %.1f | **%.2f** | %.0f / %.0f | %.0f / %.0f | %.1f | %.1f | %.1f | %.0f / %.0f | %d / %d |\n",
 			c.Phase, c.Alg, c.C, c.StoredKeys, c.RawKeys, c.Raw.PerSecond, c.CSRD.PerSecond, c.Ratio,
-			c.Raw.P50ms, c.Raw.P99ms, c.CSRD.P50ms, c.CSRD.P99ms, c.Raw.CPUPerOp*1000, c.CSRD.CPUPerOp*1000,
+			c.Raw.P50ms, c.Raw.P99ms, c.CSRD.P50ms, c.CSRD.P99ms, c.Raw.CPUPerOp*1000, c.CSRD.CPUPerOp*1000, c.CSRD.ClientCPUPerOp*1000,
 			c.Raw.PeakRSSMiB, c.CSRD.PeakRSSMiB, c.Raw.Errors, c.CSRD.Errors)
 	}
 	for _, c := range r.Cells {

@@ -358,22 +358,25 @@ func measureRaw(ctx context.Context, raw *rawModule, a alg, labels []string, c i
 
 // runHTTP runs the closed loop against csrd, measuring csrd's CPU and peak RSS.
 func runHTTP(ctx context.Context, cl *client, srv *server, a alg, c int, d durations) (Measure, error) {
-	var cpu0, cpu float64
+	var cpu0, cpu, self0, selfCPU float64
+	self := os.Getpid()
 	win := runLoop(ctx, loopSpec{
 		c: c, warmup: d.warmup, duration: d.measure, maxWarm: d.maxWarm,
 		op: func(ctx context.Context, w, seq int) error { return cl.generate(ctx, a.requestBody(w, seq)) },
 		mark: func(start bool) {
 			v, _ := cpuSeconds(srv.pid())
+			s, _ := cpuSeconds(self)
 			if start {
-				cpu0 = v
+				cpu0, self0 = v, s
 				resetPeakRSS(srv.pid())
 			} else {
-				cpu = v - cpu0
+				cpu, selfCPU = v-cpu0, s-self0
 			}
 		},
 	})
 	m := win.measure()
 	m.CPUPerOp = perOp(cpu, m.Ops)
+	m.ClientCPUPerOp = perOp(selfCPU, m.Ops)
 	m.PeakRSSMiB, _ = peakRSSMiB(srv.pid())
 	return m, nil
 }

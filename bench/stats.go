@@ -15,6 +15,10 @@ type Measure struct {
 	P50ms      float64 `json:"p50_ms"`     // latency of the operations in the window
 	P99ms      float64 `json:"p99_ms"`
 	CPUPerOp   float64 `json:"cpu_s_per_op"` // CPU seconds (user+system) of the measured process per op
+	// ClientCPUPerOp is, for csrd's side, the benchmark process's own CPU
+	// per CSR: its HTTP client, on the same cores. The raw loop has no such
+	// cost, so where the cores are the limit it is part of the gap.
+	ClientCPUPerOp float64 `json:"client_cpu_s_per_op,omitempty"`
 	PeakRSSMiB float64 `json:"peak_rss_mib,omitempty"`
 
 	latencies []time.Duration // kept for combine
@@ -36,12 +40,13 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 func combine(ms []Measure) Measure {
 	var out Measure
 	var lat []time.Duration
-	var cpu float64
+	var cpu, client float64
 	for _, m := range ms {
 		out.Ops += m.Ops
 		out.Errors += m.Errors
 		out.Seconds += m.Seconds
 		cpu += m.CPUPerOp * float64(m.Ops)
+		client += m.ClientCPUPerOp * float64(m.Ops)
 		out.PeakRSSMiB = max(out.PeakRSSMiB, m.PeakRSSMiB)
 		if out.FirstError == "" {
 			out.FirstError = m.FirstError
@@ -52,6 +57,7 @@ func combine(ms []Measure) Measure {
 		out.PerSecond = float64(out.Ops) / out.Seconds
 	}
 	out.CPUPerOp = perOp(cpu, out.Ops)
+	out.ClientCPUPerOp = perOp(client, out.Ops)
 	fillLatency(&out, lat)
 	return out
 }
