@@ -19,7 +19,7 @@ type Measure struct {
 	// per CSR: its HTTP client, on the same cores. The raw loop has no such
 	// cost, so where the cores are the limit it is part of the gap.
 	ClientCPUPerOp float64 `json:"client_cpu_s_per_op,omitempty"`
-	PeakRSSMiB float64 `json:"peak_rss_mib,omitempty"`
+	PeakRSSMiB     float64 `json:"peak_rss_mib,omitempty"`
 
 	latencies []time.Duration // kept for combine
 }
