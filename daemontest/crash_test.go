@@ -476,7 +476,18 @@ func compareSnapshots(t *testing.T, before, after string) {
 		case errors.Is(err, os.ErrNotExist): // destroyed
 		case err != nil:
 			t.Fatal(err)
-		case !bytes.Equal(was, now):
+		case bytes.Equal(was, now):
+		case len(now) > len(was):
+			// A kill in the middle of C_GenerateKeyPair leaves an object
+			// with some of its attributes (SoftHSM writes them one by
+			// one); the next process that loads it adds the missing ones
+			// with their defaults (seen: a private key gaining only
+			// CKA_DESTROYABLE, 768 → 785 bytes). That is the object being
+			// finished, not a made object rewritten; what loses an object
+			// is a rewrite that truncates it, which this still catches.
+			t.Logf("token object file %s grew %d → %d bytes between two kills: SoftHSM completed an object a kill interrupted mid-creation",
+				name, len(was), len(now))
+		default:
 			t.Errorf("token object file %s changed between two kills (%d → %d bytes; copies %s and %s): an object was rewritten after it was made",
 				name, len(was), len(now), before, after)
 		}
