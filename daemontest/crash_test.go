@@ -201,6 +201,8 @@ func TestKillNineUnderTraffic(t *testing.T) {
 						case a.Status == 0:
 							cutOff.Add(1)
 							led.settle(id, store.StatePending, store.StateDeleted)
+						case lostRefusal(a):
+							led.settle(id, store.StateLost)
 						default:
 							unexpected(&bad, &unavailable, "delete", a)
 							led.settle(id, store.StatePending, store.StateDeleted)
@@ -218,11 +220,7 @@ func TestKillNineUnderTraffic(t *testing.T) {
 						case a.Status == 0:
 							cutOff.Add(1)
 							led.settle(id, store.StatePending, store.StateMarried)
-						case a.Status == http.StatusNotFound && strings.Contains(a.Message, "whose key is lost"):
-							// The token lost this record's key across an
-							// earlier kill and reconciliation marked it
-							// lost (held to that by checkLost): refusing
-							// to marry a certificate to it is right.
+						case lostRefusal(a):
 							led.settle(id, store.StateLost)
 						default:
 							unexpected(&bad, &unavailable, "import", a)
@@ -368,6 +366,15 @@ func asSlice(v any) []any {
 func (r reconciled) String() string {
 	return fmt.Sprintf("%d interrupted generates failed (%d keys destroyed), %d deletes and %d marriages finished, %d keys lost by the token",
 		r.interrupted, r.keysDestroyed, r.deletes, r.marriages, r.lost)
+}
+
+// lostRefusal reports csrd's 404 for a record whose key the token lost
+// across an earlier kill and reconciliation marked lost (checkLost holds it
+// to that): refusing to delete it ("the request is lost") or to marry a
+// certificate to it ("whose key is lost") is the right answer.
+func lostRefusal(a loadgen.Answer) bool {
+	return a.Status == http.StatusNotFound && a.Err == nil &&
+		(strings.Contains(a.Message, "the request is lost") || strings.Contains(a.Message, "whose key is lost"))
 }
 
 // unexpected files an answer that is neither success nor a cut-off. A 503
