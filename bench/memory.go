@@ -1,13 +1,9 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/csrd/csrd/store"
@@ -95,23 +91,6 @@ func settledRSSMiB(ctx context.Context, pid int) (float64, error) {
 	case <-time.After(time.Second):
 	}
 	return rssMiB(pid)
-}
-
-// rssMiB returns VmRSS of pid in MiB.
-func rssMiB(pid int) (float64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024, err
-		}
-	}
-	return 0, fmt.Errorf("bench: /proc/%d/status: no VmRSS", pid)
 }
 
 func (m *Memory) summary() string {

@@ -40,7 +40,13 @@ func cpuSeconds(pid int) (float64, error) {
 }
 
 // peakRSSMiB returns VmHWM of pid in MiB.
-func peakRSSMiB(pid int) (float64, error) {
+func peakRSSMiB(pid int) (float64, error) { return statusMiB(pid, "VmHWM:") }
+
+// rssMiB returns VmRSS of pid in MiB.
+func rssMiB(pid int) (float64, error) { return statusMiB(pid, "VmRSS:") }
+
+// statusMiB reads the kB line key of /proc/PID/status, in MiB.
+func statusMiB(pid int, key string) (float64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -48,12 +54,12 @@ func peakRSSMiB(pid int) (float64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), key); ok {
 			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
 			return kb / 1024, err
 		}
 	}
-	return 0, fmt.Errorf("bench: /proc/%d/status: no VmHWM", pid)
+	return 0, fmt.Errorf("bench: /proc/%d/status: no %s", pid, strings.TrimSuffix(key, ":"))
 }
 
 // resetPeakRSS makes VmHWM start again from the current RSS (Linux ≥ 4.0),

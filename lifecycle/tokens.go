@@ -126,37 +126,35 @@ func (p *TokenPool) reaches(label, serial string) bool {
 // Withhold keeps t out of rotation until Admit: csrd started without it
 // (its token could not be opened), and its records must be reconciled
 // before Generate may place keys on it.
-func (p *TokenPool) Withhold(t Token) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, m := range p.members {
-		if m.tok == t {
-			m.withheld = true
-		}
-	}
-}
+func (p *TokenPool) Withhold(t Token) { p.setWithheld(t, true) }
 
 // Admitted reports whether t is in rotation (or on back-off), i.e. not
 // withheld.
 func (p *TokenPool) Admitted(t Token) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, m := range p.members {
-		if m.tok == t {
-			return !m.withheld
-		}
-	}
-	return false
+	m := p.memberOf(t)
+	return m != nil && !m.withheld
 }
 
-func (p *TokenPool) admit(t Token) {
+func (p *TokenPool) admit(t Token) { p.setWithheld(t, false) }
+
+func (p *TokenPool) setWithheld(t Token, withheld bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if m := p.memberOf(t); m != nil {
+		m.withheld = withheld
+	}
+}
+
+// memberOf returns t's member, nil if t is not in the pool; p.mu is held.
+func (p *TokenPool) memberOf(t Token) *member {
 	for _, m := range p.members {
 		if m.tok == t {
-			m.withheld = false
+			return m
 		}
 	}
+	return nil
 }
 
 // admitted returns the tokens not withheld, in configuration order.
