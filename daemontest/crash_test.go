@@ -238,6 +238,14 @@ func TestKillNineUnderTraffic(t *testing.T) {
 		tl.logf("r%d all clients returned", round)
 		snaps.take(t, "token-at-kill")
 		d.checkNoRace(t)
+		// hsm refuses to destroy an object its search returned under
+		// another record's CKA_ID/label; if that ever happens, it is the
+		// lead on the token losing half a pair (README: the open finding).
+		for _, l := range d.logLines() {
+			if strings.Contains(l, "the token's search returned an object the template does not describe") {
+				t.Logf("round %d: %s", round, l)
+			}
+		}
 		if n := badCount(&bad) + badCount(&unavailable); n > badSeen {
 			badSeen = n
 			t.Logf("round %d: new kinds of error answers; csrd's warnings and errors:\n%s", round, d.problems())

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"slices"
 	"strings"
 
@@ -105,12 +106,35 @@ func (t *Token) DestroyKey(ctx context.Context, ref KeyRef) error {
 		if len(hs) == 0 {
 			return classErr(op, ErrNotFound, "no objects %s", ref)
 		}
+		destroyed := 0
 		for _, h := range hs {
+			// Read the object back before destroying it: a token whose
+			// search returned an object the template does not describe
+			// (SoftHSM 2.6's object store races under concurrent
+			// changes) must not make csrd destroy another record's key.
+			got, err := t.p11.GetAttributeValue(sh, h, []*pkcs11.Attribute{
+				pkcs11.NewAttribute(pkcs11.CKA_ID, nil), pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil),
+				pkcs11.NewAttribute(pkcs11.CKA_CLASS, nil),
+			})
+			if err != nil {
+				return err
+			}
+			if !ownedBy(got, ref) {
+				t.log.Error().Str("key", ref.String()).Uint("handle", uint(h)).
+					Str("object_id", hex.EncodeToString(got[0].Value)).Str("object_label", string(got[1].Value)).
+					Uint("object_class", ulong(got[2].Value)).
+					Msg("hsm: the token's search returned an object the template does not describe; it is left alone")
+				continue
+			}
 			if err := t.p11.DestroyObject(sh, h); err != nil {
 				return err
 			}
+			destroyed++
 		}
-		t.log.Debug().Str("key", ref.String()).Int("objects", len(hs)).Msg("hsm: key destroyed by reference")
+		if destroyed == 0 {
+			return classErr(op, ErrNotFound, "no objects %s (the token's search returned only others)", ref)
+		}
+		t.log.Debug().Str("key", ref.String()).Int("objects", destroyed).Msg("hsm: key destroyed by reference")
 		return nil
 	})
 }
@@ -239,6 +263,11 @@ func (t *Token) findObjects(sh pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) (
 		}
 		hs = append(hs, batch...)
 	}
+}
+
+// ownedBy reports whether attrs (CKA_ID, CKA_LABEL, as read back) name ref.
+func ownedBy(attrs []*pkcs11.Attribute, ref KeyRef) bool {
+	return len(attrs) >= 2 && bytes.Equal(attrs[0].Value, ref.ID) && string(attrs[1].Value) == ref.Label
 }
 
 func refTemplate(ref KeyRef) []*pkcs11.Attribute {

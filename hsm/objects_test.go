@@ -258,3 +258,31 @@ func verify(pub crypto.PublicKey, digest, sig []byte) bool {
 	}
 	return false
 }
+
+// TestOwnedBy: DestroyKey destroys an object its search returned only when
+// the object read back carries exactly the reference's CKA_ID and label.
+func TestOwnedBy(t *testing.T) {
+	ref := KeyRef{ID: []byte{1, 2, 3, 4}, Label: "csrd-7"}
+	attrs := func(id []byte, label string) []*pkcs11.Attribute {
+		return []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, id), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}
+	}
+	tests := []struct {
+		name  string
+		attrs []*pkcs11.Attribute
+		want  bool
+	}{
+		{"same id and label", attrs([]byte{1, 2, 3, 4}, "csrd-7"), true},
+		{"another record's label", attrs([]byte{1, 2, 3, 4}, "csrd-70"), false},
+		{"another id", attrs([]byte{1, 2, 3, 5}, "csrd-7"), false},
+		{"id a prefix", attrs([]byte{1, 2, 3}, "csrd-7"), false},
+		{"empty read-back", attrs(nil, ""), false},
+		{"nothing read", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ownedBy(tt.attrs, ref); got != tt.want {
+				t.Errorf("ownedBy = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
