@@ -107,7 +107,7 @@ func (s *Store) CompleteHybridKey(ctx context.Context, id int64, csrPEM string, 
 		seed = alt.SealedSeed
 	}
 	return s.withTx(ctx, "complete key", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, completeKeySQL,
+		res, err := s.txExec(ctx, tx, completeKeySQL,
 			StatePending, formatTime(s.now()), csrPEM, hex.EncodeToString(spkiSHA256), id, StateGenerating)
 		if err := s.checkTransition(ctx, tx, "complete key", res, err, id, from, StatePending); err != nil {
 			return err

@@ -103,11 +103,11 @@ func checkAudit(e *AuditEntry) error {
 func (s *Store) appendAuditTx(ctx context.Context, tx *sql.Tx, e *AuditEntry) error {
 	const op = "append audit"
 	var seq int64
-	if err := tx.QueryRowContext(ctx, auditSeqSQL).Scan(&seq); err != nil {
+	if err := s.txQueryRow(ctx, tx, auditSeqSQL).Scan(&seq); err != nil {
 		return dbErr(op, err)
 	}
 	prev := genesisHash
-	switch err := tx.QueryRowContext(ctx, auditHeadSQL).Scan(&prev); {
+	switch err := s.txQueryRow(ctx, tx, auditHeadSQL).Scan(&prev); {
 	case errors.Is(err, sql.ErrNoRows):
 		prev = genesisHash
 	case err != nil:
@@ -116,7 +116,7 @@ func (s *Store) appendAuditTx(ctx context.Context, tx *sql.Tx, e *AuditEntry) er
 	row := *e
 	row.ID, row.Time, row.PrevHash = seq+1, formatTime(s.now()), prev
 	row.Hash = row.chainHash()
-	if _, err := tx.ExecContext(ctx, insertAuditSQL, row.ID, row.Time, row.Actor, row.AuthMethod,
+	if _, err := s.txExec(ctx, tx, insertAuditSQL, row.ID, row.Time, row.Actor, row.AuthMethod,
 		row.Source, row.Operation, row.Result, row.Status, nullInt64(row.RecordID), nullString(row.KeyLabel),
 		row.RequestID, nullString(row.Detail), row.PrevHash, row.Hash); err != nil {
 		return dbErr(op, err)

@@ -181,7 +181,7 @@ func (s *Store) completionAudit(ctx context.Context, tx *sql.Tx, id int64, audit
 		return nil
 	}
 	var label string
-	if err := tx.QueryRowContext(ctx, keyLabelSQL, id).Scan(&label); err != nil {
+	if err := s.txQueryRow(ctx, tx, keyLabelSQL, id).Scan(&label); err != nil {
 		return dbErr("complete key", err)
 	}
 	audit.RecordID, audit.KeyLabel = id, label
