@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -34,5 +36,64 @@ func BenchmarkGenerateRecord(b *testing.B) {
 		if err := s.CompleteKey(ctx, id, csrPEM, spki(i), audit); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestGenerateRecordPages holds the database's share of a Generate to a page
+// budget: every index a keys or audit row sits in is a page written to the
+// WAL per commit, on every request (migration 0006 took the median from 23
+// to 15 pages on a database of 300 records; page splits add a few more now
+// and then).
+// A new index on the request path has to be worth its page; this test is
+// where that is decided, not by accident.
+//
+// Each record is measured alone: the WAL is truncated before it, and the
+// frames after its two commits are its pages. The background checkpoint can
+// restart the WAL between the two commits and hide some frames, so the
+// median of several records is compared, never one.
+func TestGenerateRecordPages(t *testing.T) {
+	const budget = 17
+	s, _ := openTest(t)
+	ctx := context.Background()
+	walFrames := func(mode string) int {
+		t.Helper()
+		var busy, log, done int
+		if err := s.w.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &log, &done); err != nil {
+			t.Fatal(err)
+		}
+		return log
+	}
+	csrPEM := "-----BEGIN CERTIFICATE REQUEST-----\n" + strings.Repeat("A", 600) + "\n-----END CERTIFICATE REQUEST-----\n"
+	// Records before the measured ones, so that index pages are not all the
+	// same few pages of a nearly empty database.
+	const before, measured = 300, 15
+	var pages []int
+	for i := range before + measured {
+		if i >= before {
+			walFrames("TRUNCATE")
+		}
+		rec := &KeyRecord{KeyID: spki(i)[:16], TokenLabel: "csrd-prod", KeyType: "ECC", KeySize: 256, Curve: "P-256",
+			Subject: "CN=pages.example.com", SANs: []string{"DNS:pages.example.com"}, Decision: json.RawMessage(`{"policy":"test"}`)}
+		id, err := s.BeginKey(ctx, rec, testLabel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		audit := &AuditEntry{Actor: "test", AuthMethod: "bearer", Source: "127.0.0.1", Operation: "generate",
+			Result: AuditOK, Status: 200, RequestID: fmt.Sprint("pages-", i)}
+		if err := s.CompleteKey(ctx, id, csrPEM, spki(i), audit); err != nil {
+			t.Fatal(err)
+		}
+		if i >= before {
+			pages = append(pages, walFrames("PASSIVE"))
+		}
+	}
+	sort.Ints(pages)
+	median := pages[len(pages)/2]
+	t.Logf("WAL pages per Generate record (sorted): %v", pages)
+	if median > budget {
+		t.Errorf("a Generate's record writes %d pages (median of %d), budget %d: an index was added on the request path", median, measured, budget)
+	}
+	if median < 4 {
+		t.Errorf("a Generate's record writes %d pages: the measurement is broken (two commits touch at least the keys and audit tables)", median)
 	}
 }
