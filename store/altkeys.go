@@ -106,7 +106,7 @@ func (s *Store) CompleteHybridKey(ctx context.Context, id int64, csrPEM string, 
 	if len(alt.SealedSeed) > 0 {
 		seed = alt.SealedSeed
 	}
-	return s.withTx(ctx, "complete key", func(tx *sql.Tx) error {
+	return s.withTx(ctx, "complete key", func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, completeKeySQL,
 			StatePending, formatTime(s.now()), csrPEM, hex.EncodeToString(spkiSHA256), id, StateGenerating)
 		if err := s.checkTransition(ctx, tx, "complete key", res, err, id, from, StatePending); err != nil {
@@ -126,7 +126,7 @@ func (s *Store) CompleteHybridKey(ctx context.Context, id int64, csrPEM string, 
 // ClearSealedSeed removes a record's sealed alternative seed — for a
 // sealed key that is destroying it. A record without one is left as is.
 func (s *Store) ClearSealedSeed(ctx context.Context, id int64) error {
-	return s.withTx(ctx, "clear sealed seed", func(tx *sql.Tx) error {
+	return s.withTx(ctx, "clear sealed seed", func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, clearSealedSeedSQL, id)
 		return dbErr("clear sealed seed", err)
 	})

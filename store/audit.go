@@ -87,7 +87,7 @@ func (s *Store) AppendAudit(ctx context.Context, e *AuditEntry) error {
 	if err := checkAudit(e); err != nil {
 		return err
 	}
-	return s.withTx(ctx, "append audit", func(tx *sql.Tx) error { return s.appendAuditTx(ctx, tx, e) })
+	return s.withTx(ctx, "append audit", func(ctx context.Context, tx *sql.Tx) error { return s.appendAuditTx(ctx, tx, e) })
 }
 
 func checkAudit(e *AuditEntry) error {

@@ -17,7 +17,9 @@ func BenchmarkGenerateRecord(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	ctx := context.Background()
+	// A request's context, as BeginKey gets it: cancellable.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	csrPEM := "-----BEGIN CERTIFICATE REQUEST-----\n" + strings.Repeat("A", 600) + "\n-----END CERTIFICATE REQUEST-----\n"
 	decision := json.RawMessage(`{"policy":"built-in default","key":{"Algorithm":"ECC","Bits":256,"Curve":"P-256"},"allowed":[{"KeyType":"RSA","BitLengths":[2048,3072,4096,8192]},{"KeyType":"ECC","Curves":["P-256","P-384","P-521"]}]}`)
 	b.ResetTimer()

@@ -149,7 +149,7 @@ func (s *Store) ListByIntent(ctx context.Context, in Intent) ([]*KeyRecord, erro
 // (ErrNotFound), wrong state (*TransitionError) or another intent
 // (*BusyError). want is the intent the update accepts (IntentNone: none).
 func (s *Store) intentTx(ctx context.Context, op string, id int64, from []State, to State, want Intent, query string, args ...any) error {
-	return s.withTx(ctx, op, func(tx *sql.Tx) error {
+	return s.withTx(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return dbErr(op, err)

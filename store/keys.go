@@ -114,7 +114,7 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 	}
 	var id int64
 	var lbl string
-	err = s.withTx(ctx, "begin key", func(tx *sql.Tx) error {
+	err = s.withTx(ctx, "begin key", func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, insertKeySQL,
 			formatTime(requested), formatTime(now), StateGenerating, nullHex(rec.KeyID),
 			nullString(rec.TokenLabel), nullString(rec.TokenSerial), nullString(rec.KeyType),
@@ -164,7 +164,7 @@ func (s *Store) CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSH
 		}
 	}
 	from := []State{StateGenerating}
-	return s.withTx(ctx, "complete key", func(tx *sql.Tx) error {
+	return s.withTx(ctx, "complete key", func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, completeKeySQL,
 			StatePending, formatTime(s.now()), csrPEM, hex.EncodeToString(spkiSHA256), id, StateGenerating)
 		if err := s.checkTransition(ctx, tx, "complete key", res, err, id, from, StatePending); err != nil {
@@ -214,7 +214,7 @@ func (s *Store) Transition(ctx context.Context, id int64, from []State, to State
 		return fmt.Errorf("store: transition: %w", err)
 	}
 	op := "transition to " + string(to)
-	return s.withTx(ctx, op, func(tx *sql.Tx) error {
+	return s.withTx(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, transitionSQL, to, formatTime(s.now()), nullString(reason), id, string(fromJSON))
 		return s.checkTransition(ctx, tx, op, res, err, id, from, to)
 	})

@@ -42,7 +42,7 @@ const (
 type writeReq struct {
 	ctx  context.Context
 	op   string
-	fn   func(*sql.Tx) error
+	fn   func(context.Context, *sql.Tx) error
 	done chan error
 }
 
@@ -107,7 +107,16 @@ func (w *writer) close() {
 // queued at the same moment, see above), returning after the commit. fn
 // wraps its own errors (they may be typed); withTx wraps only BEGIN and
 // COMMIT failures.
-func (s *Store) withTx(ctx context.Context, op string, fn func(*sql.Tx) error) error {
+//
+// fn's statements run under the context fn is given, which carries ctx's
+// values but not its cancellation. ctx decides whether the write starts (it
+// is checked when the writer reaches it); once started, a write runs to its
+// end. Interrupting a statement halfway would only turn a write that was
+// about to succeed into one that failed, inside a transaction other writes
+// share; and go-sqlite3 runs every statement under a cancellable context on
+// a goroutine of its own, to watch for the cancellation, which was two
+// goroutines and four channel hand-offs per BeginKey for nothing.
+func (s *Store) withTx(ctx context.Context, op string, fn func(context.Context, *sql.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return dbErr(op, err)
 	}
@@ -196,7 +205,7 @@ func (w *writer) commit(batch []*writeReq) {
 		if results[0] = batch[0].ctx.Err(); results[0] != nil {
 			results[0] = dbErr(batch[0].op, results[0])
 		} else {
-			results[0] = batch[0].fn(tx)
+			results[0] = batch[0].fn(context.WithoutCancel(batch[0].ctx), tx)
 		}
 		if results[0] == nil {
 			ok++
@@ -231,7 +240,7 @@ func (w *writer) one(tx *sql.Tx, r *writeReq) error {
 	if _, err := tx.Exec(savepointSQL); err != nil {
 		return dbErr(r.op, err)
 	}
-	if err := r.fn(tx); err != nil {
+	if err := r.fn(context.WithoutCancel(r.ctx), tx); err != nil {
 		if _, rbErr := tx.Exec(rollbackSQL); rbErr != nil {
 			return errors.Join(err, dbErr(r.op, rbErr))
 		}

@@ -76,7 +76,7 @@ func TestWriteAfterClose(t *testing.T) {
 // savepoint) or shared a batch (its savepoint rolled back).
 func TestWriteFailsAlone(t *testing.T) {
 	errBoom := errors.New("boom")
-	insertThenFail := func(tx *sql.Tx) error {
+	insertThenFail := func(_ context.Context, tx *sql.Tx) error {
 		if _, err := tx.Exec(`INSERT INTO keys (state, key_label, key_type, request_time, updated_time) VALUES ('generating', 'half-done', 'ECC', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')`); err != nil {
 			return err
 		}
