@@ -113,9 +113,9 @@ func (w *writer) close() {
 // is checked when the writer reaches it); once started, a write runs to its
 // end. Interrupting a statement halfway would only turn a write that was
 // about to succeed into one that failed, inside a transaction other writes
-// share; and go-sqlite3 runs every statement under a cancellable context on
-// a goroutine of its own, to watch for the cancellation, which was two
-// goroutines and four channel hand-offs per BeginKey for nothing.
+// share; and go-sqlite3 starts a goroutine per statement run under a
+// cancellable context, to watch for the cancellation: two per BeginKey, for
+// nothing.
 func (s *Store) withTx(ctx context.Context, op string, fn func(context.Context, *sql.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return dbErr(op, err)
