@@ -61,15 +61,19 @@ type ReportOpts struct {
 
 // Cell is one key type at one concurrency: raw loop and csrd side by side.
 type Cell struct {
-	Phase       string   `json:"phase"` // "empty" (fresh token) or "filled"
-	Alg         string   `json:"alg"`
-	C           int      `json:"c"`
-	StoredKeys  int      `json:"stored_keys"` // csrd keys (with records) on the token when the cell started
-	RawKeys     int      `json:"raw_keys"`    // key pairs the raw loop left on the tokens so far
-	Raw         *Measure `json:"raw,omitempty"`
-	CSRD        *Measure `json:"csrd,omitempty"`
-	Ratio       float64  `json:"ratio,omitempty"` // csrd/raw throughput
-	Unsupported string   `json:"unsupported,omitempty"`
+	Phase      string   `json:"phase"` // "empty" (fresh token) or "filled"
+	Alg        string   `json:"alg"`
+	C          int      `json:"c"`
+	StoredKeys int      `json:"stored_keys"` // csrd keys (with records) on the token when the cell started
+	RawKeys    int      `json:"raw_keys"`    // key pairs the raw loop left on the tokens so far
+	Raw        *Measure `json:"raw,omitempty"`
+	CSRD       *Measure `json:"csrd,omitempty"`
+	Ratio      float64  `json:"ratio,omitempty"` // csrd/raw throughput
+	// RoundRatios is csrd/raw throughput of each round (a raw turn and the
+	// csrd turn next to it): their spread says how far the cell's Ratio can
+	// be trusted on a machine whose speed drifts under it.
+	RoundRatios []float64 `json:"round_ratios,omitempty"`
+	Unsupported string    `json:"unsupported,omitempty"`
 }
 
 // FillInfo says how the token was filled for the "filled" phase.
@@ -332,6 +336,11 @@ func runCell(ctx context.Context, raw *rawModule, srv *server, db *store.Store, 
 	cell.Raw, cell.CSRD = &rm, &cm
 	if rm.PerSecond > 0 {
 		cell.Ratio = cm.PerSecond / rm.PerSecond
+	}
+	for i := range min(len(raws), len(csrds)) {
+		if raws[i].PerSecond > 0 {
+			cell.RoundRatios = append(cell.RoundRatios, csrds[i].PerSecond/raws[i].PerSecond)
+		}
 	}
 	return cell, nil
 }
