@@ -56,17 +56,10 @@ const healthTimeout = 10 * time.Second
 // healthPatience bounds how long a check may wait while other operations
 // are in flight but none of them finishes: a module that answers nothing
 // for that long is hung and is taken down. While operations keep finishing
-// the module is demonstrably alive and a slow check waits on (see
-// timedHealthCheck).
+// the module is demonstrably alive and a slow check waits on; while nothing
+// but the check is in flight, nobody is kept waiting and the time does not
+// count (see timedHealthCheck).
 const healthPatience = 2 * time.Minute
-
-// healthIdlePatience bounds a check while csrd has nothing else in flight
-// on the token. Such a check is not necessarily hung: another process on
-// the same token can starve it — measured: the benchmark's 64 RSA-2048
-// generations in its own process held csrd's C_GetTokenInfo over 10 s on a
-// token of ~25,000 key pairs, two CPU-bound cores shared by 65 threads — so
-// it gets a minute before the token is taken down.
-const healthIdlePatience = time.Minute
 
 // gate counts operations in flight and refuses new ones while the Token is
 // down (reconnecting) or closed. Unlike a sync.RWMutex it lets an operation
@@ -224,12 +217,17 @@ func (t *Token) monitor() {
 // module may serialise C_GetTokenInfo behind long generations (SoftHSM did,
 // for over 10 s with 16 RSA-2048 generations on two cores), and taking a
 // working token down then turned a full queue into a storm of 503s. So the
-// wait is extended, one healthTimeout at a time, for as long as other
-// operations keep finishing, for up to healthPatience after the last one
-// finished while some are still running, and for up to healthIdlePatience
-// when nothing else runs (see keepWaiting). Operations that fail with a
-// connection-loss code still trigger a check at once (kick), and a check
-// that returns an error is a failure as before.
+// wait is extended, one healthTimeout at a time, as the patience type
+// decides: on while operations keep finishing, and on while nothing but the
+// check is in flight, because then the check is all that waits. Another
+// process on the same token starved csrd's idle C_GetTokenInfo for over a
+// minute (the benchmark's 64 RSA-2048 generations in its own process); the
+// token was taken down for that, and since reconnecting must wait for the
+// stuck call anyway, csrd refused work for 36 s for no fault at all. A hung
+// module is still taken down: by healthPatience after csrd's first request
+// that stalls with it. Operations that fail with a connection-loss code
+// still trigger a check at once (kick), and a check that returns an error
+// is a failure as before.
 func (t *Token) timedHealthCheck() error {
 	if err := t.gate.enter("health check", &t.closed); err != nil {
 		return nil // closed or already down: nothing to check
@@ -240,39 +238,54 @@ func (t *Token) timedHealthCheck() error {
 		res <- t.checkHealth()
 	}()
 	seen, _ := t.gate.progress()
-	lastProgress := time.Now()
+	pat := newPatience(seen, time.Now())
 	timer := time.NewTimer(healthTimeout)
 	defer timer.Stop()
 	for waited := healthTimeout; ; waited += healthTimeout {
 		select {
 		case err := <-res:
+			if waited > healthTimeout {
+				t.log.Info().Dur("waited", waited-healthTimeout).Msg("hsm: slow health check answered")
+			}
 			return err
 		case <-timer.C:
-			now, busy := t.gate.progress()
-			if now != seen {
-				seen, lastProgress = now, time.Now()
-			}
-			if keepWaiting(busy, time.Since(lastProgress)) {
+			finished, busy := t.gate.progress()
+			if pat.keepWaiting(finished, busy, time.Now()) {
+				if waited == healthTimeout {
+					t.log.Warn().Dur("waited", waited).Bool("csrd_busy", busy).
+						Msg("hsm: health check not answered yet; waiting while the token is busy or csrd asks nothing else of it")
+				}
 				timer.Reset(healthTimeout)
 				continue
 			}
-			return classErr("health check", ErrUnavailable, "no answer within %v", waited)
+			return classErr("health check", ErrUnavailable, "no answer within %v, and none of csrd's operations on the token finished for %v", waited, healthPatience)
 		case <-t.stop:
 			return nil
 		}
 	}
 }
 
-// keepWaiting decides, at each healthTimeout of a check that has not
-// answered, whether to wait on: sinceProgress is the time since an
-// operation last finished (or since the check began). With others in
-// flight the check waits while they finish, up to healthPatience after the
-// last; alone, up to healthIdlePatience.
-func keepWaiting(busy bool, sinceProgress time.Duration) bool {
-	if busy {
-		return sinceProgress < healthPatience
+// patience decides, at each healthTimeout of a check that has not
+// answered, whether to wait on. The clock that healthPatience bounds runs
+// only while operations besides the check are in flight and none of them
+// finishes: a finished operation proves the module answers, and time with
+// nothing else in flight keeps nobody waiting.
+type patience struct {
+	seen  uint64    // operations finished at the last look
+	since time.Time // when the clock last started from zero
+}
+
+func newPatience(finished uint64, now time.Time) patience {
+	return patience{seen: finished, since: now}
+}
+
+// keepWaiting records a look at the gate (finished operations so far,
+// whether any besides the check is in flight) and reports whether to wait on.
+func (p *patience) keepWaiting(finished uint64, busy bool, now time.Time) bool {
+	if finished != p.seen || !busy {
+		p.seen, p.since = finished, now
 	}
-	return sinceProgress < healthIdlePatience
+	return now.Sub(p.since) < healthPatience
 }
 
 // checkHealth asks the token for its info (which fails once the token is gone,

@@ -218,27 +218,45 @@ func waitFor(cond func() bool) error {
 	return nil
 }
 
-// TestKeepWaiting: a slow health check is waited on while the token is busy
-// and still finishing work, however long that takes; it fails when nothing
-// has finished for healthPatience, or after healthIdlePatience alone.
-func TestKeepWaiting(t *testing.T) {
+// TestPatience: a slow health check is waited on while csrd's other
+// operations on the token keep finishing, however long that takes, and
+// while nothing but the check is in flight (another process may be starving
+// it, and nobody waits); it fails once operations are in flight and none
+// has finished for healthPatience.
+func TestPatience(t *testing.T) {
+	type look struct {
+		at       time.Duration // since the check began
+		finished uint64        // operations finished so far (10 when it began)
+		busy     bool          // others in flight
+	}
+	tick := healthTimeout
 	tests := []struct {
-		name          string
-		busy          bool
-		sinceProgress time.Duration
-		want          bool
+		name  string
+		looks []look
+		want  bool // at the last look
 	}{
-		{"busy, an operation just finished", true, 0, true},
-		{"busy, last finish a minute ago", true, time.Minute, true},
-		{"busy, nothing finished for the patience", true, healthPatience, false},
-		{"alone, 10 s in (another process may starve it)", false, 10 * time.Second, true},
-		{"alone for the idle patience", false, healthIdlePatience, false},
-		{"alone, long after the last operation", false, time.Hour, false},
+		{"busy, an operation just finished", []look{{tick, 11, true}}, true},
+		{"busy, nothing finished yet", []look{{tick, 10, true}}, true},
+		{"busy, nothing finished for the patience", []look{{tick, 10, true}, {healthPatience, 10, true}}, false},
+		{"busy and finishing for an hour", []look{{tick, 11, true}, {30 * time.Minute, 500, true}, {time.Hour, 900, true}}, true},
+		{"busy, last finish just under the patience ago", []look{{tick, 11, true}, {tick + healthPatience - time.Second, 11, true}}, true},
+		{"busy, last finish the patience ago", []look{{tick, 11, true}, {tick + healthPatience, 11, true}}, false},
+		{"alone for an hour (another process may starve it)", []look{{tick, 10, false}, {time.Hour, 10, false}}, true},
+		{"alone for an hour, then busy without progress: the clock starts with the work",
+			[]look{{time.Hour, 10, false}, {time.Hour + tick, 10, true}}, true},
+		{"alone, then busy and stalled for the patience",
+			[]look{{time.Hour, 10, false}, {time.Hour + tick, 10, true}, {time.Hour + healthPatience, 10, true}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := keepWaiting(tt.busy, tt.sinceProgress); got != tt.want {
-				t.Errorf("keepWaiting(%v, %v) = %v, want %v", tt.busy, tt.sinceProgress, got, tt.want)
+			t0 := time.Unix(1_800_000_000, 0)
+			p := newPatience(10, t0)
+			var got bool
+			for _, l := range tt.looks {
+				got = p.keepWaiting(l.finished, l.busy, t0.Add(l.at))
+			}
+			if got != tt.want {
+				t.Errorf("keepWaiting after %+v = %v, want %v", tt.looks, got, tt.want)
 			}
 		})
 	}
