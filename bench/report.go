@@ -107,17 +107,14 @@ func (r *Report) Markdown() string {
 			fmt.Fprintf(&b, "\n%s: %s\n", c.Alg, c.Unsupported)
 		}
 	}
-	if r.Fill != nil {
-		if r.Fill.Added == 0 {
-			// The empty-token cells alone can make more keys than the
-			// fill's target (longer windows do): say so instead of
-			// "0 added in 0s".
-			fmt.Fprintf(&b, "\n\"filled\": the earlier cells had already left at least %d csrd keys with records on the token, so none were added; the raw loop's key pairs (no records) stay on the token too, so it holds more objects than that.\n",
-				r.Fill.Total)
-		} else {
-			fmt.Fprintf(&b, "\n\"filled\": before these cells the token was brought to %d csrd keys with records (%d added in %.0fs as session key pairs copied to the token); the raw loop's key pairs (no records) stay on the token too, so it holds more objects than that.\n",
-				r.Fill.Total, r.Fill.Added, r.Fill.Seconds)
+	if f := r.Fill; f != nil {
+		// The empty-token cells alone can make more keys than the fill's
+		// target (longer windows do): say so instead of "0 added in 0s".
+		how := fmt.Sprintf("before these cells the token was brought to %d csrd keys with records (%d added in %.0fs as session key pairs copied to the token)", f.Total, f.Added, f.Seconds)
+		if f.Added == 0 {
+			how = fmt.Sprintf("the earlier cells had already left at least %d csrd keys with records on the token, so none were added", f.Total)
 		}
+		fmt.Fprintf(&b, "\n\"filled\": %s; the raw loop's key pairs (no records) stay on the token too, so it holds more objects than that.\n", how)
 	}
 	if len(r.Pool) > 0 {
 		b.WriteString("\n### Token pool (P-256, fresh tokens)\n\n")
