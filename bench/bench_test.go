@@ -33,7 +33,7 @@ func TestSmoke(t *testing.T) {
 		Algs: []string{"P-256", "Ed25519"}, Concurrency: []int{1, 3},
 		Warmup: 20 * time.Millisecond, Duration: 200 * time.Millisecond, Rounds: 2, SlowFactor: 1,
 		FillKeys: 12, FillWorkers: 2, PoolTokens: []int{1, 2}, PoolC: 2, Failover: true, MemoryC: 2,
-		MaxSessions: 4, Progress: &progress,
+		MaxSessions: 4, NoiseC: []int{2}, Progress: &progress,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
@@ -79,6 +79,14 @@ func TestSmoke(t *testing.T) {
 	if phases["empty"] != 4 || phases["filled"] != 2 {
 		t.Errorf("measured cells per phase %v, want 4 empty (P-256 and Ed25519 at C=1,3) and 2 filled", phases)
 	}
+	if len(back.Noise) != 1 {
+		t.Errorf("noise rows %d, want 1 (C=2)", len(back.Noise))
+	}
+	for _, n := range back.Noise {
+		if n.A == nil || n.B == nil || n.A.Ops == 0 || n.B.Ops == 0 || n.A.Errors+n.B.Errors != 0 || n.Ratio <= 0 || len(n.RoundRatios) != 2 {
+			t.Errorf("noise cell C=%d incomplete: %+v", n.C, n)
+		}
+	}
 	if back.Fill == nil || back.Fill.Total != 12 {
 		t.Errorf("fill = %+v, want the token brought to 12 keys", back.Fill)
 	}
@@ -108,7 +116,7 @@ func TestSmoke(t *testing.T) {
 	b, _ := os.ReadFile(md)
 	s := string(b)
 	if !strings.HasPrefix(s, "# kept\n\nanalysis above\n") || strings.Count(s, "csrd-bench:begin") != 1 ||
-		!strings.Contains(s, "| empty | P-256 | 1 |") || !strings.Contains(s, "### Targets") || !strings.Contains(s, "### Memory") {
+		!strings.Contains(s, "| empty | P-256 | 1 |") || !strings.Contains(s, "### Targets") || !strings.Contains(s, "### Noise floor") || !strings.Contains(s, "### Memory") {
 		t.Errorf("BENCHMARKS.md not as expected:\n%s", s)
 	}
 }

@@ -19,6 +19,10 @@ func (c Cell) summary() string {
 	return fmt.Sprintf("raw %s | csrd %s | ratio %.2f (rounds %s)", c.Raw.short(), c.CSRD.short(), c.Ratio, roundSpread(c.RoundRatios))
 }
 
+func (n Noise) summary() string {
+	return fmt.Sprintf("raw %s | raw again %s | ratio %.2f (rounds %s)", n.A.short(), n.B.short(), n.Ratio, roundSpread(n.RoundRatios))
+}
+
 func (r PoolRow) summary() string {
 	if r.Unsupported != "" {
 		return "not supported: " + r.Unsupported
@@ -105,6 +109,15 @@ func (r *Report) Markdown() string {
 	for _, c := range r.Cells {
 		if c.Unsupported != "" {
 			fmt.Fprintf(&b, "\n%s: %s\n", c.Alg, c.Unsupported)
+		}
+	}
+	if len(r.Noise) > 0 {
+		b.WriteString("\n### Noise floor: the raw loop against itself (P-256, after the P-256 cells)\n\n")
+		b.WriteString("Both sides are the raw loop, run with a cell's schedule (the same turns, windows and ABBA order, (a′) in csrd's turns), so they do identical work: how far (a′)/(a) and its rounds land from 1.00 is what this machine's drift between turns alone does to a cell's (b)/(a).\n\n")
+		b.WriteString("| C | (a) keys/s | (a′) keys/s | (a′)/(a) | rounds: (a′)/(a) min–max | (a) CPU ms/op | (a′) CPU ms/op |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, n := range r.Noise {
+			fmt.Fprintf(&b, "| %d | %.1f | %.1f | **%.2f** | %s | %.1f | %.1f |\n",
+				n.C, n.A.PerSecond, n.B.PerSecond, n.Ratio, roundSpread(n.RoundRatios), n.A.CPUPerOp*1000, n.B.CPUPerOp*1000)
 		}
 	}
 	if f := r.Fill; f != nil {

@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMarkdownFillSentence: the "filled" note says what the fill did,
@@ -27,6 +29,83 @@ func TestMarkdownFillSentence(t *testing.T) {
 			}
 			if strings.Contains(md, tt.not) {
 				t.Errorf("markdown says %q:\n%s", tt.not, md)
+			}
+		})
+	}
+}
+
+// TestAlternate: the sides take turns in ABBA order, each turn a rounds-th
+// of the window, and every turn lands with its own side.
+func TestAlternate(t *testing.T) {
+	tests := []struct {
+		rounds int
+		order  string
+	}{
+		{1, "ab"},
+		{2, "abba"},
+		{4, "abbaabba"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.rounds), func(t *testing.T) {
+			var order strings.Builder
+			side := func(name byte, perSecond float64) func(durations) (Measure, error) {
+				return func(d durations) (Measure, error) {
+					if want := 12 * time.Second / time.Duration(tt.rounds); d.measure != want {
+						t.Errorf("turn of %v, want %v", d.measure, want)
+					}
+					order.WriteByte(name)
+					return Measure{PerSecond: perSecond}, nil
+				}
+			}
+			as, bs, err := alternate(tt.rounds, durations{measure: 12 * time.Second}, side('a', 10), side('b', 9))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if order.String() != tt.order {
+				t.Errorf("order %q, want %q", order.String(), tt.order)
+			}
+			if len(as) != tt.rounds || len(bs) != tt.rounds {
+				t.Fatalf("%d and %d turns, want %d each", len(as), len(bs), tt.rounds)
+			}
+			for i := range as {
+				if as[i].PerSecond != 10 || bs[i].PerSecond != 9 {
+					t.Errorf("round %d: a %v, b %v: a turn landed with the other side", i, as[i].PerSecond, bs[i].PerSecond)
+				}
+			}
+		})
+	}
+}
+
+// TestNoiseNote: a missed ratio target carries the raw loop's ratio against
+// itself; a met one, or a run without noise cells, does not.
+func TestNoiseNote(t *testing.T) {
+	noise := []Noise{{C: 4, Ratio: 0.93, RoundRatios: []float64{0.81, 1.07}}}
+	cell := func(ratio float64) Cell {
+		return Cell{Phase: "empty", Alg: "P-256", C: 4, Ratio: ratio, Raw: &Measure{}, CSRD: &Measure{}}
+	}
+	tests := []struct {
+		name  string
+		r     Report
+		noted bool
+	}{
+		{"missed, noise measured", Report{Cells: []Cell{cell(0.85)}, Noise: noise}, true},
+		{"met", Report{Cells: []Cell{cell(0.95)}, Noise: noise}, false},
+		{"missed, no noise cells", Report{Cells: []Cell{cell(0.85)}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got Target
+			for _, tg := range tt.r.Targets() {
+				if strings.Contains(tg.Name, "P-256 at every C") {
+					got = tg
+				}
+			}
+			const want = "the raw loop against itself in this run: C=4 0.93 (rounds 0.81–1.07)"
+			if strings.Contains(got.Detail, want) != tt.noted {
+				t.Errorf("detail %q: noted %v, want %v", got.Detail, !tt.noted, tt.noted)
+			}
+			if got.Met != (tt.r.Cells[0].Ratio >= 0.90) {
+				t.Errorf("met %v for ratio %.2f: the note must not change the verdict", got.Met, tt.r.Cells[0].Ratio)
 			}
 		})
 	}

@@ -33,6 +33,7 @@ type Options struct {
 	MemoryC     int   // concurrency of the memory run on a fresh token (0: skip)
 	MaxSessions int   // csrd's hsm.max_sessions
 	Rounds      int   // turns per side in a cell (the window is split between them)
+	NoiseC      []int // C values of the raw-vs-raw cells (P-256; empty: skip)
 	Progress    io.Writer
 }
 
@@ -43,6 +44,7 @@ type Report struct {
 	Machine  Machine    `json:"machine"`
 	Options  ReportOpts `json:"options"`
 	Cells    []Cell     `json:"cells"`
+	Noise    []Noise    `json:"noise,omitempty"`
 	Fill     *FillInfo  `json:"fill,omitempty"`
 	Pool     []PoolRow  `json:"pool,omitempty"`
 	Failover *Failover  `json:"failover,omitempty"`
@@ -74,6 +76,19 @@ type Cell struct {
 	// be trusted on a machine whose speed drifts under it.
 	RoundRatios []float64 `json:"round_ratios,omitempty"`
 	Unsupported string    `json:"unsupported,omitempty"`
+}
+
+// Noise is the raw loop measured against itself with a cell's schedule and
+// windows (P-256 on the main token, after the P-256 cells): the two sides
+// do exactly the same work, so any distance of Ratio or of a round's ratio
+// from 1 is this machine's drift between turns, not anybody's overhead.
+// It is the yardstick for how far a cell's (b)/(a) can be trusted.
+type Noise struct {
+	C           int       `json:"c"`
+	A           *Measure  `json:"a"`
+	B           *Measure  `json:"b"` // the turns csrd takes in a cell
+	Ratio       float64   `json:"ratio"`
+	RoundRatios []float64 `json:"round_ratios,omitempty"`
 }
 
 // FillInfo says how the token was filled for the "filled" phase.
@@ -203,6 +218,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				break // one line says it for every C
 			}
 		}
+		if a.Name != "P-256" {
+			continue
+		}
+		// Right after the cells it calibrates, on the same token.
+		for _, c := range o.NoiseC {
+			n, err := runNoise(ctx, raw, a, c, o)
+			if err != nil {
+				return nil, err
+			}
+			say("noise  P-256    C=%-3d %s", c, n.summary())
+			r.Noise = append(r.Noise, n)
+		}
 	}
 
 	// Phase 2: the same token holding FillKeys csrd keys.
@@ -308,41 +335,67 @@ func runCell(ctx context.Context, raw *rawModule, srv *server, db *store.Store, 
 		}
 		return cell, nil
 	}
-	d := o.durations(a)
-	// The two sides take turns in rounds (raw, csrd, raw, csrd, ...) so that
-	// load from other processes drifting during the cell hits both alike.
-	rounds := o.rounds(a)
-	d.measure /= time.Duration(rounds)
-	var raws, csrds []Measure
-	for i := range rounds {
-		// ABBA order (raw, csrd, csrd, raw, ...) cancels a linear drift.
-		for _, side := range [2]bool{i%2 == 0, i%2 != 0} {
-			if side {
-				m, err := measureRaw(ctx, raw, a, []string{mainLabel}, c, d)
-				if err != nil {
-					return cell, err
-				}
-				raws = append(raws, m)
-				continue
-			}
-			cm, err := runHTTP(ctx, cl, srv, a, c, d)
-			if err != nil {
-				return cell, err
-			}
-			csrds = append(csrds, cm)
-		}
+	raws, csrds, err := alternate(o.rounds(a), o.durations(a),
+		func(d durations) (Measure, error) { return measureRaw(ctx, raw, a, []string{mainLabel}, c, d) },
+		func(d durations) (Measure, error) { return runHTTP(ctx, cl, srv, a, c, d) })
+	if err != nil {
+		return cell, err
 	}
 	rm, cm := combine(raws), combine(csrds)
 	cell.Raw, cell.CSRD = &rm, &cm
-	if rm.PerSecond > 0 {
-		cell.Ratio = cm.PerSecond / rm.PerSecond
+	cell.Ratio, cell.RoundRatios = ratios(raws, csrds)
+	return cell, nil
+}
+
+// runNoise measures the raw loop against itself at c, with the schedule a
+// cell of key type a has.
+func runNoise(ctx context.Context, raw *rawModule, a alg, c int, o Options) (Noise, error) {
+	side := func(d durations) (Measure, error) { return measureRaw(ctx, raw, a, []string{mainLabel}, c, d) }
+	as, bs, err := alternate(o.rounds(a), o.durations(a), side, side)
+	if err != nil {
+		return Noise{C: c}, err
 	}
-	for i := range min(len(raws), len(csrds)) {
-		if raws[i].PerSecond > 0 {
-			cell.RoundRatios = append(cell.RoundRatios, csrds[i].PerSecond/raws[i].PerSecond)
+	am, bm := combine(as), combine(bs)
+	n := Noise{C: c, A: &am, B: &bm}
+	n.Ratio, n.RoundRatios = ratios(as, bs)
+	return n, nil
+}
+
+// alternate gives two sides turns in rounds, each turn a rounds-th of d's
+// window, so that load from other processes drifting during a cell hits
+// both alike; the order within a round is ABBA (a, b, b, a, ...), which
+// cancels a linear drift.
+func alternate(rounds int, d durations, a, b func(durations) (Measure, error)) (as, bs []Measure, err error) {
+	d.measure /= time.Duration(rounds)
+	for i := range rounds {
+		for _, first := range [2]bool{i%2 == 0, i%2 != 0} {
+			side, out := b, &bs
+			if first {
+				side, out = a, &as
+			}
+			m, err := side(d)
+			if err != nil {
+				return nil, nil, err
+			}
+			*out = append(*out, m)
 		}
 	}
-	return cell, nil
+	return as, bs, nil
+}
+
+// ratios is b's throughput over a's, pooled over all turns and per round
+// (a turn of each side).
+func ratios(as, bs []Measure) (pooled float64, rounds []float64) {
+	am, bm := combine(as), combine(bs)
+	if am.PerSecond > 0 {
+		pooled = bm.PerSecond / am.PerSecond
+	}
+	for i := range min(len(as), len(bs)) {
+		if as[i].PerSecond > 0 {
+			rounds = append(rounds, bs[i].PerSecond/as[i].PerSecond)
+		}
+	}
+	return pooled, rounds
 }
 
 // measureRaw runs the raw loop over labels, measuring this process's CPU.
