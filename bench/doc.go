@@ -9,7 +9,9 @@
 // csrd runs as a subprocess so that its CPU time and peak RSS are its own
 // (SoftHSM is a library: its work is inside whichever process calls it). The
 // raw loop runs in this process, on its own sessions; while one side runs the
-// other is idle.
+// other is idle. The noise cells run the raw loop against itself with the
+// same schedule, so a run carries its own measure of how far a ratio moves
+// when nothing differs between the sides.
 //
 // Figures from one run are comparable with each other; across runs on a
 // shared machine they vary by ±30%. Nothing here asserts timings: the smoke
