@@ -279,7 +279,7 @@ const generateAttempts = 3
 // spurious reports the return codes SoftHSM 2.6 answers a valid
 // C_GenerateKeyPair or C_CreateObject with when another session changes the
 // token at the same moment (its object store races: SoftHSMv2 issues #573,
-// #688). A real HSM may return CKR_GENERAL_ERROR or CKR_FUNCTION_FAILED
+// #688; fixed upstream in 2.7.0 by #576 and #578). A real HSM may return CKR_GENERAL_ERROR or CKR_FUNCTION_FAILED
 // transiently too. The key spec was validated and the mechanism listed, so
 // a template the token truly rejects fails the same way every time and
 // surfaces after the last attempt.
