@@ -9,27 +9,49 @@ import (
 	"time"
 )
 
-// client drives csrd's Generate endpoint over keep-alive connections.
-type client struct {
+// client makes CSRs through csrd's Generate endpoint over keep-alive
+// connections; a closed loop's workers share one.
+type client interface {
+	generate(ctx context.Context, body []byte) error
+	close()
+}
+
+// newClient is the lean client, or net/http's with Options.NetHTTP.
+func (o Options) newClient(srv *server, conns int) (client, error) {
+	if o.NetHTTP {
+		return newStdClient(srv, conns), nil
+	}
+	return newLeanClient(srv, conns)
+}
+
+func (o Options) clientName() string {
+	if o.NetHTTP {
+		return "net/http"
+	}
+	return "lean"
+}
+
+// stdClient is net/http's client, kept to compare the lean one with.
+type stdClient struct {
 	hc     *http.Client
 	url    string
 	bearer string
 }
 
-func newClient(srv *server, conns int) *client {
+func newStdClient(srv *server, conns int) *stdClient {
 	tr := &http.Transport{
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,
 		MaxConnsPerHost:     conns,
 		IdleConnTimeout:     time.Minute,
 	}
-	return &client{hc: &http.Client{Transport: tr, Timeout: 15 * time.Minute}, url: srv.url + "/CSRGeneration/Generate", bearer: srv.bearer}
+	return &stdClient{hc: &http.Client{Transport: tr, Timeout: 15 * time.Minute}, url: srv.url + "/CSRGeneration/Generate", bearer: srv.bearer}
 }
 
 var csrPrefix = []byte(`{"CSR":"-----BEGIN CERTIFICATE REQUEST-----`)
 
 // generate makes one CSR; anything but a 200 with a CSR is an error.
-func (c *client) generate(ctx context.Context, body []byte) error {
+func (c *stdClient) generate(ctx context.Context, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -68,4 +90,4 @@ func notSupported(err error) (string, bool) {
 	return "", false
 }
 
-func (c *client) close() { c.hc.CloseIdleConnections() }
+func (c *stdClient) close() { c.hc.CloseIdleConnections() }

@@ -45,7 +45,11 @@ func runMemory(ctx context.Context, base serverConfig, o Options) (*Memory, erro
 		_ = srv.stop()
 		return nil, err
 	}
-	cl := newClient(srv, o.MemoryC)
+	cl, err := o.newClient(srv, o.MemoryC)
+	if err != nil {
+		_ = srv.stop()
+		return nil, err
+	}
 	m, err := runHTTP(ctx, cl, srv, a, o.MemoryC, o.durations(a))
 	cl.close()
 	if stopErr := srv.stop(); err == nil {

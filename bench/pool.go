@@ -56,7 +56,10 @@ func runPool(ctx context.Context, raw *rawModule, base serverConfig, n, first in
 		return row, err
 	}
 	defer srv.stop()
-	cl := newClient(srv, o.PoolC)
+	cl, err := o.newClient(srv, o.PoolC)
+	if err != nil {
+		return row, err
+	}
 	defer cl.close()
 	cm, err := runHTTP(ctx, cl, srv, a, o.PoolC, d)
 	if err != nil {
@@ -99,7 +102,10 @@ func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token,
 	d := o.durations(a)
 	third := d.measure
 	d.measure = 3 * third
-	cl := newClient(srv, o.PoolC)
+	cl, err := o.newClient(srv, o.PoolC)
+	if err != nil {
+		return nil, err
+	}
 	defer cl.close()
 
 	var before map[string]int

@@ -90,8 +90,8 @@ func (r *Report) Markdown() string {
 	o := r.Options
 	fmt.Fprintf(&b, "Each cell: %.0fs warm-up (and until every worker finished one operation), then a %.0fs window (RSA ×%d), split into turns taken by the two sides in ABBA order; csrd `hsm.max_sessions` %s. "+
 		"(a) raw = the raw PKCS#11 loop in the benchmark process (csrd's templates: generate token key pair, read public key, sign once), one session per worker. "+
-		"(b) csrd = the real `bin/csrd` over HTTP on loopback, one keep-alive connection per worker. CPU is user+system seconds of the measured process (for csrd: HTTP, policy, DER, SQLite and SoftHSM, which runs inside it) per CSR, and (b)'s client CPU is the benchmark process's own (its HTTP client, on the same cores) per CSR; RSS is csrd's peak in the window.\n\n",
-		o.WarmupS, o.DurationS, o.SlowFactor, sessionsText(o.MaxSessions))
+		"(b) csrd = the real `bin/csrd` over HTTP on loopback, one keep-alive connection per worker, driven by %s. CPU is user+system seconds of the measured process (for csrd: HTTP, policy, DER, SQLite and SoftHSM, which runs inside it) per CSR, and (b)'s client CPU is the benchmark process's own (its HTTP client, on the same cores) per CSR; RSS is csrd's peak in the window.\n\n",
+		o.WarmupS, o.DurationS, o.SlowFactor, sessionsText(o.MaxSessions), clientText(o.Client))
 
 	b.WriteString("### (a) raw PKCS#11 vs (b) csrd end to end\n\n")
 	b.WriteString("| phase | key | C | key pairs on token (csrd + raw) | (a) keys/s | (b) CSRs/s | (b)/(a) | rounds: (b)/(a) min–max | (a) p50 / p99 ms | (b) p50 / p99 ms | (a) CPU ms/op | (b) CPU ms/CSR | (b) client CPU ms/CSR | peak RSS MiB (a) / (b) | errors (a)/(b) |\n")
@@ -186,6 +186,13 @@ func (r *Report) Markdown() string {
 		fmt.Fprintf(&b, "- %s %s — %s\n", mark, t.Name, t.Detail)
 	}
 	return b.String()
+}
+
+func clientText(name string) string {
+	if name == "net/http" {
+		return "Go's net/http client"
+	}
+	return "the benchmark's lean HTTP/1.1 client (one prepared request head, one write and one read per request; `-net-http` uses Go's net/http client instead)"
 }
 
 func sessionsText(n int) string {

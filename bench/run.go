@@ -34,6 +34,7 @@ type Options struct {
 	MaxSessions int   // csrd's hsm.max_sessions
 	Rounds      int   // turns per side in a cell (the window is split between them)
 	NoiseC      []int // C values of the raw-vs-raw cells (P-256; empty: skip)
+	NetHTTP     bool  // drive csrd with net/http's client instead of the lean one
 	Progress    io.Writer
 }
 
@@ -59,6 +60,7 @@ type ReportOpts struct {
 	MaxSessions int     `json:"max_sessions"`
 	FillKeys    int     `json:"fill_keys"`
 	PoolC       int     `json:"pool_c"`
+	Client      string  `json:"client"` // the HTTP client driving csrd: "lean" or "net/http"
 }
 
 // Cell is one key type at one concurrency: raw loop and csrd side by side.
@@ -129,7 +131,7 @@ func poolLabel(i int) string { return fmt.Sprintf("bench-pool-%d", i) }
 func Run(ctx context.Context, o Options) (*Report, error) {
 	r := &Report{Started: time.Now().UTC(), Options: ReportOpts{
 		WarmupS: o.Warmup.Seconds(), DurationS: o.Duration.Seconds(), SlowFactor: o.SlowFactor,
-		MaxSessions: o.MaxSessions, FillKeys: o.FillKeys, PoolC: o.PoolC,
+		MaxSessions: o.MaxSessions, FillKeys: o.FillKeys, PoolC: o.PoolC, Client: o.clientName(),
 	}}
 	progress := o.Progress
 	if progress == nil {
@@ -319,7 +321,10 @@ func runCell(ctx context.Context, raw *rawModule, srv *server, db *store.Store, 
 	}
 	cell.StoredKeys = counts[store.StatePending]
 	cell.RawKeys = raw.rawKeys()
-	cl := newClient(srv, c)
+	cl, err := o.newClient(srv, c)
+	if err != nil {
+		return cell, err
+	}
 	defer cl.close()
 	if !a.supported {
 		// Ask csrd anyway: it says what it does not support.
@@ -419,7 +424,7 @@ func measureRaw(ctx context.Context, raw *rawModule, a alg, labels []string, c i
 }
 
 // runHTTP runs the closed loop against csrd, measuring csrd's CPU and peak RSS.
-func runHTTP(ctx context.Context, cl *client, srv *server, a alg, c int, d durations) (Measure, error) {
+func runHTTP(ctx context.Context, cl client, srv *server, a alg, c int, d durations) (Measure, error) {
 	var cpu0, cpu, self0, selfCPU float64
 	self := os.Getpid()
 	win := runLoop(ctx, loopSpec{
