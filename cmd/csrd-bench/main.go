@@ -43,7 +43,7 @@ func run(args []string) error {
 	memC := fs.Int("memory-c", 64, "concurrency of csrd's memory run on a fresh token (0 skips)")
 	netHTTP := fs.Bool("net-http", false, "drive csrd with Go's net/http client instead of the lean HTTP/1.1 one")
 	noise := fs.String("noise-c", "4,16", "concurrency levels of the raw-vs-raw noise cells (empty skips)")
-	rounds := fs.Int("rounds", 4, "turns each side takes per cell, alternating (RSA: always 1)")
+	rounds := fs.Int("rounds", 12, "turns each side takes per cell, alternating (RSA: always 1)")
 	sessions := fs.Int("max-sessions", 0, "csrd hsm.max_sessions (0: csrd's default)")
 	md := fs.String("md", "BENCHMARKS.md", "Markdown report to update (empty: none)")
 	js := fs.String("json", "bin/bench.json", "JSON report (empty: none; - for stdout)")
