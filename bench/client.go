@@ -68,8 +68,14 @@ func (c *stdClient) generate(ctx context.Context, body []byte) error {
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusOK || !bytes.HasPrefix(b, csrPrefix) {
-		return &httpError{status: resp.StatusCode, body: string(b)}
+	return answer(resp.StatusCode, b)
+}
+
+// answer is the one check both clients make: anything but a 200 with a CSR
+// is an error carrying the status and body.
+func answer(status int, body []byte) error {
+	if status != http.StatusOK || !bytes.HasPrefix(body, csrPrefix) {
+		return &httpError{status: status, body: string(body)}
 	}
 	return nil
 }

@@ -65,10 +65,7 @@ func (c *leanClient) generate(ctx context.Context, body []byte) error {
 	if err != nil {
 		return err
 	}
-	if status != 200 || !bytes.HasPrefix(b, csrPrefix) {
-		return &httpError{status: status, body: string(b)}
-	}
-	return nil
+	return answer(status, b)
 }
 
 func (c *leanClient) get(ctx context.Context) (*leanConn, error) {
