@@ -97,7 +97,7 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("no failover result")
 	}
 	if m := back.Memory; m == nil || m.CSRD == nil || m.CSRD.Ops == 0 || m.IdleFreshMiB <= 0 || m.CSRD.PeakRSSMiB < m.IdleFreshMiB ||
-		m.KeyPairs < m.CSRD.Ops || m.IdleRestartedMiB <= 0 {
+		m.KeyPairs < m.CSRD.Ops || m.IdleRestartedMiB <= 0 || m.GoHeapInuseMiB <= 0 || m.GoSysMiB < m.GoHeapInuseMiB || m.Threads < 2 {
 		t.Errorf("memory run incomplete or inconsistent: %+v", m)
 	}
 	if back.Machine.NProc < 1 || back.Machine.SoftHSM == "" {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/csrd/csrd/store"
@@ -27,6 +30,15 @@ type Memory struct {
 	KeyPairs         int      `json:"key_pairs"`          // key pairs on the token after the run
 	IdleRestartedMiB float64  `json:"idle_restarted_mib"` // a new csrd just started on that token
 	PerKeyPairKiB    float64  `json:"per_key_pair_kib"`   // (restarted − fresh) / key pairs
+	// What Go's runtime reports at the end of the window (csrd's /metrics):
+	// GoSysMiB is all the memory the runtime has mapped (it never shrinks,
+	// so it bounds Go's share of the peak from above); the rest of the peak
+	// is C memory — SoftHSM's objects, sqlite's cache, libc's arenas — and
+	// the threads' stacks. Threads is the OS threads the runtime created:
+	// one per cgo call blocked in the token at once, roughly.
+	GoSysMiB       float64 `json:"go_sys_mib,omitempty"`
+	GoHeapInuseMiB float64 `json:"go_heap_inuse_mib,omitempty"`
+	Threads        int     `json:"threads,omitempty"`
 }
 
 // runMemory measures csrd alone (no raw loop: its objects would count too)
@@ -52,6 +64,9 @@ func runMemory(ctx context.Context, base serverConfig, o Options) (*Memory, erro
 	}
 	m, err := runHTTP(ctx, cl, srv, a, o.MemoryC, o.durations(a))
 	cl.close()
+	if err == nil {
+		err = mem.readGoMemory(ctx, srv)
+	}
 	if stopErr := srv.stop(); err == nil {
 		err = stopErr
 	}
@@ -85,6 +100,50 @@ func runMemory(ctx context.Context, base serverConfig, o Options) (*Memory, erro
 	return mem, nil
 }
 
+// readGoMemory scrapes csrd's /metrics for the Go runtime's own figures.
+func (mem *Memory) readGoMemory(ctx context.Context, srv *server) error {
+	text, err := srv.metrics(ctx)
+	if err != nil {
+		return err
+	}
+	vals, err := metricValues(text, "go_memstats_sys_bytes", "go_memstats_heap_inuse_bytes", "go_threads")
+	if err != nil {
+		return err
+	}
+	mem.GoSysMiB = vals[0] / (1 << 20)
+	mem.GoHeapInuseMiB = vals[1] / (1 << 20)
+	mem.Threads = int(vals[2])
+	return nil
+}
+
+// metricValues picks unlabelled samples out of a Prometheus text page, in
+// the order of names; each must be there exactly once.
+func metricValues(text string, names ...string) ([]float64, error) {
+	vals := make([]float64, len(names))
+	seen := make([]bool, len(names))
+	for _, line := range strings.Split(text, "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		i := slices.Index(names, name)
+		if !ok || i < 0 {
+			continue
+		}
+		if seen[i] {
+			return nil, fmt.Errorf("bench: /metrics: %s twice", name)
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			return nil, fmt.Errorf("bench: /metrics: %s: %w", name, err)
+		}
+		vals[i], seen[i] = v, true
+	}
+	for i, ok := range seen {
+		if !ok {
+			return nil, fmt.Errorf("bench: /metrics has no %s", names[i])
+		}
+	}
+	return vals, nil
+}
+
 // settledRSSMiB is pid's resident set once start-up is over: read after a
 // short pause, so the reconciliation's and the first login's allocations
 // are in it.
@@ -101,6 +160,6 @@ func (m *Memory) summary() string {
 	if m.CSRD == nil {
 		return "not measured"
 	}
-	return fmt.Sprintf("C=%d: idle %.1f MiB, peak %.1f MiB (%d key pairs made, %.1f/s), restarted idle %.1f MiB (%.1f KiB per key pair)",
-		m.C, m.IdleFreshMiB, m.CSRD.PeakRSSMiB, m.KeyPairs, m.CSRD.PerSecond, m.IdleRestartedMiB, m.PerKeyPairKiB)
+	return fmt.Sprintf("C=%d: idle %.1f MiB, peak %.1f MiB (%d key pairs made, %.1f/s; Go runtime mapped %.1f MiB, heap in use %.1f MiB, %d threads), restarted idle %.1f MiB (%.1f KiB per key pair)",
+		m.C, m.IdleFreshMiB, m.CSRD.PeakRSSMiB, m.KeyPairs, m.CSRD.PerSecond, m.GoSysMiB, m.GoHeapInuseMiB, m.Threads, m.IdleRestartedMiB, m.PerKeyPairKiB)
 }

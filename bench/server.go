@@ -119,22 +119,40 @@ func startServer(ctx context.Context, c serverConfig) (*server, error) {
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
 func (s *server) ping(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/Status/Endpoints", nil)
+	_, err := s.get(ctx, s.url+"/Status/Endpoints")
+	return err
+}
+
+// metrics is csrd's /metrics page (the bench's token may scrape).
+func (s *server) metrics(ctx context.Context) (string, error) {
+	body, err := s.get(ctx, strings.TrimSuffix(s.url, basePath)+"/metrics")
 	if err != nil {
-		return err
+		return "", fmt.Errorf("bench: /metrics: %w", err)
+	}
+	return string(body), nil
+}
+
+// get is an authenticated GET of url that wants a 200.
+func (s *server) get(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
 	}
 	req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
 	req.Header.Set("Authorization", "Bearer "+s.bearer)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d", resp.StatusCode)
+		return nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
-	return nil
+	return body, nil
 }
 
 // stop sends SIGTERM (graceful shutdown) and waits.
@@ -154,7 +172,7 @@ func (s *server) stop() error {
 }
 
 // writeAuthFile creates csrd's auth file with one API token that may
-// generate and returns the token: each request is authenticated (and
+// generate (and scrape /metrics, for the memory run) and returns the token: each request is authenticated (and
 // audited) as in production.
 func writeAuthFile(path string) (string, error) {
 	tok, id, sha, err := auth.NewToken()
@@ -163,7 +181,7 @@ func writeAuthFile(path string) (string, error) {
 	}
 	af := &auth.File{}
 	if err := af.AddToken(auth.Token{Name: "csrd-bench", ID: id, SHA256: sha,
-		Grants: auth.Grants{Operations: []auth.Operation{auth.OpGenerate}}}); err != nil {
+		Grants: auth.Grants{Operations: []auth.Operation{auth.OpGenerate, auth.OpMetrics}}}); err != nil {
 		return "", err
 	}
 	return tok, af.Save(path)

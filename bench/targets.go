@@ -114,8 +114,8 @@ func (r *Report) Targets() []Target {
 	// cells' peaks include SoftHSM's copy of every key made before them.
 	if m := r.Memory; m != nil && m.CSRD != nil {
 		add(fmt.Sprintf("csrd peak RSS < 64 MiB at C = %d", m.C), m.CSRD.PeakRSSMiB > 0 && m.CSRD.PeakRSSMiB < 64,
-			"fresh token: %.1f MiB (idle %.1f MiB, %d key pairs made; SoftHSM keeps %.1f KiB per key pair in the process); side-by-side C=64 cells, on a token already holding the earlier cells' keys: max %.1f MiB",
-			m.CSRD.PeakRSSMiB, m.IdleFreshMiB, m.KeyPairs, m.PerKeyPairKiB, maxRSS)
+			"fresh token: %.1f MiB (idle %.1f MiB, %d key pairs made; Go runtime mapped at most %.1f MiB of it; SoftHSM keeps %.1f KiB per key pair in the process); side-by-side C=64 cells, on a token already holding the earlier cells' keys: max %.1f MiB",
+			m.CSRD.PeakRSSMiB, m.IdleFreshMiB, m.KeyPairs, m.GoSysMiB, m.PerKeyPairKiB, maxRSS)
 	} else {
 		add("csrd peak RSS < 64 MiB at C = 64", maxRSS > 0 && maxRSS < 64, "max %.1f MiB (no memory run)", maxRSS)
 	}
