@@ -3,7 +3,8 @@
 // asks the token for exactly what csrd asks (hsm.GenerateTemplates, read the
 // public key, sign once) and (b) the real csrd binary, end to end over HTTP on
 // loopback, at the same concurrency. It owns the load generators, the
-// measurement of throughput, latency, CPU and RSS, the 10,000-key fill, the
+// measurement of throughput, latency, CPU and RSS (with the Go runtime's own
+// share of it, read from csrd's /metrics), the 10,000-key fill, the
 // token-pool and failover runs, and the Markdown/JSON report.
 //
 // csrd runs as a subprocess so that its CPU time and peak RSS are its own
