@@ -25,6 +25,11 @@ func TestSmoke(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build csrd: %v\n%s", err, out)
 	}
+	// The benchmark's own binary, for the memory run's raw-loop child.
+	benchBin := filepath.Join(dir, "csrd-bench")
+	if out, err := exec.Command("go", "build", "-o", benchBin, "github.com/csrd/csrd/cmd/csrd-bench").CombinedOutput(); err != nil {
+		t.Fatalf("go build csrd-bench: %v\n%s", err, out)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var progress bytes.Buffer
@@ -32,7 +37,7 @@ func TestSmoke(t *testing.T) {
 		CSRD: csrd, Dir: filepath.Join(dir, "work"),
 		Algs: []string{"P-256", "Ed25519"}, Concurrency: []int{1, 3},
 		Warmup: 20 * time.Millisecond, Duration: 200 * time.Millisecond, Rounds: 2, SlowFactor: 1,
-		FillKeys: 12, FillWorkers: 2, PoolTokens: []int{1, 2}, PoolC: 2, Failover: true, MemoryC: 2,
+		FillKeys: 12, FillWorkers: 2, PoolTokens: []int{1, 2}, PoolC: 2, Failover: true, MemoryC: 2, BenchBinary: benchBin,
 		MaxSessions: 4, NoiseC: []int{2}, Progress: &progress,
 	})
 	if err != nil {
@@ -99,6 +104,8 @@ func TestSmoke(t *testing.T) {
 	if m := back.Memory; m == nil || m.CSRD == nil || m.CSRD.Ops == 0 || m.IdleFreshMiB <= 0 || m.CSRD.PeakRSSMiB < m.IdleFreshMiB ||
 		m.KeyPairs < m.CSRD.Ops || m.IdleRestartedMiB <= 0 || m.GoHeapInuseMiB <= 0 || m.GoSysMiB < m.GoHeapInuseMiB || m.Threads < 2 {
 		t.Errorf("memory run incomplete or inconsistent: %+v", m)
+	} else if r := m.Raw; r == nil || r.KeyPairs != m.KeyPairs || r.Errors != 0 || r.IdleMiB <= 0 || r.PeakMiB < r.IdleMiB || r.Threads < 2 || r.PerSecond <= 0 {
+		t.Errorf("memory run's raw-loop child missing or inconsistent: %+v", r)
 	}
 	if back.Machine.NProc < 1 || back.Machine.SoftHSM == "" {
 		t.Errorf("machine facts missing: %+v", back.Machine)

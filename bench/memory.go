@@ -34,11 +34,15 @@ type Memory struct {
 	// GoSysMiB is all the memory the runtime has mapped (it never shrinks,
 	// so it bounds Go's share of the peak from above); the rest of the peak
 	// is C memory — SoftHSM's objects, sqlite's cache, libc's arenas — and
-	// the threads' stacks. Threads is the OS threads the runtime created:
-	// one per cgo call blocked in the token at once, roughly.
+	// the threads' stacks. Threads is csrd's at the end of the window: about
+	// one per cgo call blocked in the token at once.
 	GoSysMiB       float64 `json:"go_sys_mib,omitempty"`
 	GoHeapInuseMiB float64 `json:"go_heap_inuse_mib,omitempty"`
 	Threads        int     `json:"threads,omitempty"`
+	// Raw is the raw loop alone in a process of its own making as many key
+	// pairs at the same C (rawmem.go): what the token library costs any
+	// process for them. Nil when no benchmark binary was given to run it.
+	Raw *RawMemory `json:"raw,omitempty"`
 }
 
 // runMemory measures csrd alone (no raw loop: its objects would count too)
@@ -97,6 +101,11 @@ func runMemory(ctx context.Context, base serverConfig, o Options) (*Memory, erro
 	if mem.KeyPairs > 0 {
 		mem.PerKeyPairKiB = (mem.IdleRestartedMiB - mem.IdleFreshMiB) * 1024 / float64(mem.KeyPairs)
 	}
+	if o.BenchBinary != "" && mem.KeyPairs > 0 {
+		if mem.Raw, err = runRawMemory(ctx, o.BenchBinary, base.module, base.dir, o.MemoryC, mem.KeyPairs); err != nil {
+			return nil, err
+		}
+	}
 	return mem, nil
 }
 
@@ -106,14 +115,14 @@ func (mem *Memory) readGoMemory(ctx context.Context, srv *server) error {
 	if err != nil {
 		return err
 	}
-	vals, err := metricValues(text, "go_memstats_sys_bytes", "go_memstats_heap_inuse_bytes", "go_threads")
+	vals, err := metricValues(text, "go_memstats_sys_bytes", "go_memstats_heap_inuse_bytes")
 	if err != nil {
 		return err
 	}
 	mem.GoSysMiB = vals[0] / (1 << 20)
 	mem.GoHeapInuseMiB = vals[1] / (1 << 20)
-	mem.Threads = int(vals[2])
-	return nil
+	mem.Threads, err = threads(srv.pid())
+	return err
 }
 
 // metricValues picks unlabelled samples out of a Prometheus text page, in
@@ -160,6 +169,10 @@ func (m *Memory) summary() string {
 	if m.CSRD == nil {
 		return "not measured"
 	}
-	return fmt.Sprintf("C=%d: idle %.1f MiB, peak %.1f MiB (%d key pairs made, %.1f/s; Go runtime mapped %.1f MiB, heap in use %.1f MiB, %d threads), restarted idle %.1f MiB (%.1f KiB per key pair)",
+	s := fmt.Sprintf("C=%d: idle %.1f MiB, peak %.1f MiB (%d key pairs made, %.1f/s; Go runtime mapped %.1f MiB, heap in use %.1f MiB, %d threads), restarted idle %.1f MiB (%.1f KiB per key pair)",
 		m.C, m.IdleFreshMiB, m.CSRD.PeakRSSMiB, m.KeyPairs, m.CSRD.PerSecond, m.GoSysMiB, m.GoHeapInuseMiB, m.Threads, m.IdleRestartedMiB, m.PerKeyPairKiB)
+	if r := m.Raw; r != nil {
+		s += fmt.Sprintf("; raw loop alone, same pairs: idle %.1f MiB, peak %.1f MiB (%.1f/s, %d threads)", r.IdleMiB, r.PeakMiB, r.PerSecond, r.Threads)
+	}
+	return s
 }

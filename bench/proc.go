@@ -47,19 +47,37 @@ func rssMiB(pid int) (float64, error) { return statusMiB(pid, "VmRSS:") }
 
 // statusMiB reads the kB line key of /proc/PID/status, in MiB.
 func statusMiB(pid int, key string) (float64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := statusValue(pid, key)
 	if err != nil {
 		return 0, err
+	}
+	kb, err := strconv.ParseFloat(strings.TrimSuffix(v, " kB"), 64)
+	return kb / 1024, err
+}
+
+// threads is the number of threads of pid.
+func threads(pid int) (int, error) {
+	v, err := statusValue(pid, "Threads:")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(v)
+}
+
+// statusValue is the value of the line key of /proc/PID/status.
+func statusValue(pid int, key string) (string, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "", err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if rest, ok := strings.CutPrefix(sc.Text(), key); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024, err
+			return strings.TrimSpace(rest), nil
 		}
 	}
-	return 0, fmt.Errorf("bench: /proc/%d/status: no %s", pid, strings.TrimSuffix(key, ":"))
+	return "", fmt.Errorf("bench: /proc/%d/status: no %s", pid, strings.TrimSuffix(key, ":"))
 }
 
 // resetPeakRSS makes VmHWM start again from the current RSS (Linux ≥ 4.0),

@@ -31,6 +31,9 @@ type Options struct {
 	PoolC       int   // concurrency of the pool comparison
 	Failover    bool  // run the two-token failover measurement
 	MemoryC     int   // concurrency of the memory run on a fresh token (0: skip)
+	// BenchBinary is this benchmark's executable, started as the memory
+	// run's raw-loop child (RunRawMemoryChild); empty skips that child.
+	BenchBinary string
 	MaxSessions int   // csrd's hsm.max_sessions
 	Rounds      int   // turns per side in a cell (the window is split between them)
 	NoiseC      []int // C values of the raw-vs-raw cells (P-256; empty: skip)

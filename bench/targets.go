@@ -113,9 +113,13 @@ func (r *Report) Targets() []Target {
 	// The memory run is csrd alone on a fresh token; the side-by-side
 	// cells' peaks include SoftHSM's copy of every key made before them.
 	if m := r.Memory; m != nil && m.CSRD != nil {
+		raw := ""
+		if m.Raw != nil {
+			raw = fmt.Sprintf("; the raw loop alone making as many pairs at C=%d peaks at %.1f MiB", m.Raw.C, m.Raw.PeakMiB)
+		}
 		add(fmt.Sprintf("csrd peak RSS < 64 MiB at C = %d", m.C), m.CSRD.PeakRSSMiB > 0 && m.CSRD.PeakRSSMiB < 64,
-			"fresh token: %.1f MiB (idle %.1f MiB, %d key pairs made; Go runtime mapped at most %.1f MiB of it; SoftHSM keeps %.1f KiB per key pair in the process); side-by-side C=64 cells, on a token already holding the earlier cells' keys: max %.1f MiB",
-			m.CSRD.PeakRSSMiB, m.IdleFreshMiB, m.KeyPairs, m.GoSysMiB, m.PerKeyPairKiB, maxRSS)
+			"fresh token: %.1f MiB (idle %.1f MiB, %d key pairs made; Go runtime mapped at most %.1f MiB of it; SoftHSM keeps %.1f KiB per key pair in the process%s); side-by-side C=64 cells, on a token already holding the earlier cells' keys: max %.1f MiB",
+			m.CSRD.PeakRSSMiB, m.IdleFreshMiB, m.KeyPairs, m.GoSysMiB, m.PerKeyPairKiB, raw, maxRSS)
 	} else {
 		add("csrd peak RSS < 64 MiB at C = 64", maxRSS > 0 && maxRSS < 64, "max %.1f MiB (no memory run)", maxRSS)
 	}

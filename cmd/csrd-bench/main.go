@@ -19,6 +19,14 @@ import (
 )
 
 func main() {
+	// The memory run starts this binary again as its raw-loop child.
+	if child, err := bench.RunRawMemoryChild(); child {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "csrd-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "csrd-bench:", err)
 		os.Exit(1)
@@ -72,11 +80,15 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	rep, err := bench.Run(ctx, bench.Options{
 		CSRD: *csrd, Dir: work, DBDir: *dbDir, Algs: split(*algs), Concurrency: cs,
 		Warmup: *warmup, Duration: *duration, SlowFactor: *slow,
 		FillKeys: *fill, FillWorkers: *fillWorkers, PoolTokens: pools, PoolC: *poolC,
-		Failover: *failover, MemoryC: *memC, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NetHTTP: *netHTTP, Progress: os.Stderr,
+		Failover: *failover, MemoryC: *memC, BenchBinary: self, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NetHTTP: *netHTTP, Progress: os.Stderr,
 	})
 	if err != nil {
 		return err
