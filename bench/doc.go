@@ -12,7 +12,9 @@
 // raw loop runs in this process, on its own sessions; while one side runs the
 // other is idle. The noise cells run the raw loop against itself with the
 // same schedule, so a run carries its own measure of how far a ratio moves
-// when nothing differs between the sides.
+// when nothing differs between the sides: P-256's for the fast key types,
+// RSA-2048's own for RSA, whose one long turn per side moves with the luck
+// of the prime search.
 //
 // Figures from one run are comparable with each other; across runs on a
 // shared machine they vary by ±30%. Nothing here asserts timings: the smoke

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,12 +113,13 @@ func (r *Report) Markdown() string {
 		}
 	}
 	if len(r.Noise) > 0 {
-		b.WriteString("\n### Noise floor: the raw loop against itself (P-256, after the P-256 cells)\n\n")
+		b.WriteString("\n### Noise floor: the raw loop against itself (after the cells of its key type)\n\n")
 		b.WriteString("Both sides are the raw loop, run with a cell's schedule (the same turns, windows and ABBA order, (a′) in csrd's turns), so they do identical work: how far (a′)/(a) and its rounds land from 1.00 is what this machine's drift between turns alone does to a cell's (b)/(a).\n\n")
-		b.WriteString("| C | (a) keys/s | (a′) keys/s | (a′)/(a) | rounds: (a′)/(a) min–max | (a) CPU ms/op | (a′) CPU ms/op |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("P-256's calibrate the P-256 and Ed25519 cells (their token work is as fast); RSA-2048's, with its cells' one long turn per side, show how far the prime search's luck alone moves an RSA cell.\n\n")
+		b.WriteString("| key | C | (a) keys/s | (a′) keys/s | (a′)/(a) | rounds: (a′)/(a) min–max | (a) CPU ms/op | (a′) CPU ms/op |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, n := range r.Noise {
-			fmt.Fprintf(&b, "| %d | %.1f | %.1f | **%.2f** | %s | %.1f | %.1f |\n",
-				n.C, n.A.PerSecond, n.B.PerSecond, n.Ratio, roundSpread(n.RoundRatios), n.A.CPUPerOp*1000, n.B.CPUPerOp*1000)
+			fmt.Fprintf(&b, "| %s | %d | %.1f | %.1f | **%.2f** | %s | %.1f | %.1f |\n",
+				cmp.Or(n.Alg, "P-256"), n.C, n.A.PerSecond, n.B.PerSecond, n.Ratio, roundSpread(n.RoundRatios), n.A.CPUPerOp*1000, n.B.CPUPerOp*1000)
 		}
 	}
 	if f := r.Fill; f != nil {

@@ -80,32 +80,43 @@ func TestAlternate(t *testing.T) {
 // TestNoiseNote: a missed ratio target carries the raw loop's ratio against
 // itself; a met one, or a run without noise cells, does not.
 func TestNoiseNote(t *testing.T) {
-	noise := []Noise{{C: 4, Ratio: 0.93, RoundRatios: []float64{0.81, 1.07}}}
-	cell := func(ratio float64) Cell {
-		return Cell{Phase: "empty", Alg: "P-256", C: 4, Ratio: ratio, Raw: &Measure{}, CSRD: &Measure{}}
+	p256 := Noise{Alg: "P-256", C: 4, Ratio: 0.93, RoundRatios: []float64{0.81, 1.07}}
+	legacy := Noise{C: 4, Ratio: 0.93, RoundRatios: []float64{0.81, 1.07}} // a report from before Alg
+	rsa := Noise{Alg: "RSA-2048", C: 1, Ratio: 0.88, RoundRatios: []float64{0.88}}
+	cell := func(alg string, ratio float64) Cell {
+		return Cell{Phase: "empty", Alg: alg, C: 4, Ratio: ratio, Raw: &Measure{}, CSRD: &Measure{}}
 	}
+	const p256Note = "the raw loop against itself (P-256) in this run: C=4 0.93 (rounds 0.81–1.07)"
+	const rsaNote = "the raw loop against itself (RSA-2048) in this run: C=1 0.88"
 	tests := []struct {
-		name  string
-		r     Report
-		noted bool
+		name, alg string
+		min       float64
+		r         Report
+		note      string // "" when none is wanted
 	}{
-		{"missed, noise measured", Report{Cells: []Cell{cell(0.85)}, Noise: noise}, true},
-		{"met", Report{Cells: []Cell{cell(0.95)}, Noise: noise}, false},
-		{"missed, no noise cells", Report{Cells: []Cell{cell(0.85)}}, false},
+		{"missed, noise measured", "P-256", 0.90, Report{Cells: []Cell{cell("P-256", 0.85)}, Noise: []Noise{p256, rsa}}, p256Note},
+		{"met", "P-256", 0.90, Report{Cells: []Cell{cell("P-256", 0.95)}, Noise: []Noise{p256}}, ""},
+		{"missed, no noise cells", "P-256", 0.90, Report{Cells: []Cell{cell("P-256", 0.85)}}, ""},
+		{"a report without Alg is P-256's", "P-256", 0.90, Report{Cells: []Cell{cell("P-256", 0.85)}, Noise: []Noise{legacy}}, p256Note},
+		{"Ed25519 is calibrated by P-256", "Ed25519", 0.90, Report{Cells: []Cell{cell("Ed25519", 0.85)}, Noise: []Noise{p256, rsa}}, p256Note},
+		{"RSA by its own cells, one turn: no rounds", "RSA-2048", 0.95, Report{Cells: []Cell{cell("RSA-2048", 0.90)}, Noise: []Noise{p256, rsa}}, rsaNote},
+		{"RSA never by P-256's", "RSA-2048", 0.95, Report{Cells: []Cell{cell("RSA-2048", 0.90)}, Noise: []Noise{p256}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got Target
 			for _, tg := range tt.r.Targets() {
-				if strings.Contains(tg.Name, "P-256 at every C") {
+				if strings.Contains(tg.Name, " "+tt.alg+" at every C") {
 					got = tg
 				}
 			}
-			const want = "the raw loop against itself in this run: C=4 0.93 (rounds 0.81–1.07)"
-			if strings.Contains(got.Detail, want) != tt.noted {
-				t.Errorf("detail %q: noted %v, want %v", got.Detail, !tt.noted, tt.noted)
+			if tt.note == "" && strings.Contains(got.Detail, "against itself") {
+				t.Errorf("detail %q carries a noise note, want none", got.Detail)
 			}
-			if got.Met != (tt.r.Cells[0].Ratio >= 0.90) {
+			if tt.note != "" && !strings.Contains(got.Detail, tt.note) {
+				t.Errorf("detail %q, want it to carry %q", got.Detail, tt.note)
+			}
+			if got.Met != (tt.r.Cells[0].Ratio >= tt.min) {
 				t.Errorf("met %v for ratio %.2f: the note must not change the verdict", got.Met, tt.r.Cells[0].Ratio)
 			}
 		})

@@ -37,8 +37,12 @@ type Options struct {
 	MaxSessions int   // csrd's hsm.max_sessions
 	Rounds      int   // turns per side in a cell (the window is split between them)
 	NoiseC      []int // C values of the raw-vs-raw cells (P-256; empty: skip)
-	NetHTTP     bool  // drive csrd with net/http's client instead of the lean one
-	Progress    io.Writer
+	// NoiseSlowC are the C values of raw-vs-raw cells for RSA-2048, with
+	// its cells' one long turn per side: its ratios move with the prime
+	// search's luck far more than P-256's with the machine's drift.
+	NoiseSlowC []int
+	NetHTTP    bool // drive csrd with net/http's client instead of the lean one
+	Progress   io.Writer
 }
 
 // Report is the result of a run.
@@ -89,6 +93,7 @@ type Cell struct {
 // from 1 is this machine's drift between turns, not anybody's overhead.
 // It is the yardstick for how far a cell's (b)/(a) can be trusted.
 type Noise struct {
+	Alg         string    `json:"alg,omitempty"` // "" in reports before RSA had noise cells: P-256
 	C           int       `json:"c"`
 	A           *Measure  `json:"a"`
 	B           *Measure  `json:"b"` // the turns csrd takes in a cell
@@ -223,16 +228,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				break // one line says it for every C
 			}
 		}
-		if a.Name != "P-256" {
-			continue
-		}
 		// Right after the cells it calibrates, on the same token.
-		for _, c := range o.NoiseC {
+		for _, c := range o.noiseC(a) {
 			n, err := runNoise(ctx, raw, a, c, o)
 			if err != nil {
 				return nil, err
 			}
-			say("noise  P-256    C=%-3d %s", c, n.summary())
+			say("noise  %-8s C=%-3d %s", a.Name, c, n.summary())
 			r.Noise = append(r.Noise, n)
 		}
 	}
@@ -364,9 +366,21 @@ func runNoise(ctx context.Context, raw *rawModule, a alg, c int, o Options) (Noi
 		return Noise{C: c}, err
 	}
 	am, bm := combine(as), combine(bs)
-	n := Noise{C: c, A: &am, B: &bm}
+	n := Noise{Alg: a.Name, C: c, A: &am, B: &bm}
 	n.Ratio, n.RoundRatios = ratios(as, bs)
 	return n, nil
+}
+
+// noiseC is which noise cells follow a's cells: P-256's calibrate the fast
+// key types (Ed25519's token work is as fast and as noisy), RSA-2048's its own.
+func (o Options) noiseC(a alg) []int {
+	switch {
+	case a.Name == "P-256":
+		return o.NoiseC
+	case a.slow:
+		return o.NoiseSlowC
+	}
+	return nil
 }
 
 // alternate gives two sides turns in rounds, each turn a rounds-th of d's

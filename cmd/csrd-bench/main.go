@@ -51,6 +51,7 @@ func run(args []string) error {
 	memC := fs.Int("memory-c", 64, "concurrency of csrd's memory run on a fresh token (0 skips)")
 	netHTTP := fs.Bool("net-http", false, "drive csrd with Go's net/http client instead of the lean HTTP/1.1 one")
 	noise := fs.String("noise-c", "4,16", "concurrency levels of the raw-vs-raw noise cells (empty skips)")
+	noiseRSA := fs.String("noise-rsa-c", "1", "concurrency levels of the RSA-2048 raw-vs-raw noise cells, one long turn per side (empty skips)")
 	rounds := fs.Int("rounds", 12, "turns each side takes per cell, alternating (RSA: always 1)")
 	sessions := fs.Int("max-sessions", 0, "csrd hsm.max_sessions (0: csrd's default)")
 	md := fs.String("md", "BENCHMARKS.md", "Markdown report to update (empty: none)")
@@ -70,6 +71,10 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("-noise-c: %w", err)
 	}
+	noiseSlowC, err := ints(*noiseRSA)
+	if err != nil {
+		return fmt.Errorf("-noise-rsa-c: %w", err)
+	}
 	work := *dir
 	if work == "" {
 		if work, err = os.MkdirTemp("", "csrd-bench-"); err != nil {
@@ -88,7 +93,7 @@ func run(args []string) error {
 		CSRD: *csrd, Dir: work, DBDir: *dbDir, Algs: split(*algs), Concurrency: cs,
 		Warmup: *warmup, Duration: *duration, SlowFactor: *slow,
 		FillKeys: *fill, FillWorkers: *fillWorkers, PoolTokens: pools, PoolC: *poolC,
-		Failover: *failover, MemoryC: *memC, BenchBinary: self, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NetHTTP: *netHTTP, Progress: os.Stderr,
+		Failover: *failover, MemoryC: *memC, BenchBinary: self, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NoiseSlowC: noiseSlowC, NetHTTP: *netHTTP, Progress: os.Stderr,
 	})
 	if err != nil {
 		return err
