@@ -107,6 +107,22 @@ func TestSmoke(t *testing.T) {
 	} else if r := m.Raw; r == nil || r.KeyPairs != m.KeyPairs || r.Errors != 0 || r.IdleMiB <= 0 || r.PeakMiB < r.IdleMiB || r.Threads < 2 || r.PerSecond <= 0 {
 		t.Errorf("memory run's raw-loop child missing or inconsistent: %+v", r)
 	}
+	// The side-by-side csrd checks its token once a day (why: the comment
+	// on sideBySideHealthInterval); the failover run's keeps csrd's default,
+	// since it watches a token fail and come back.
+	if back.Options.HealthIntervalS != 24*3600 {
+		t.Errorf("report's health interval %vs, want 86400", back.Options.HealthIntervalS)
+	}
+	for name, want := range map[string]bool{"csrd-main.yaml": true, "csrd-filled.yaml": true, "csrd-failover.yaml": false} {
+		cfg, err := os.ReadFile(filepath.Join(dir, "work", name))
+		if err != nil {
+			t.Errorf("csrd config: %v", err)
+			continue
+		}
+		if got := strings.Contains(string(cfg), "health_interval: 24h0m0s"); got != want {
+			t.Errorf("%s sets a day's health interval: %v, want %v", name, got, want)
+		}
+	}
 	if back.Machine.NProc < 1 || back.Machine.SoftHSM == "" {
 		t.Errorf("machine facts missing: %+v", back.Machine)
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 func (c Cell) summary() string {
@@ -89,10 +90,10 @@ func (r *Report) Markdown() string {
 	fmt.Fprintf(&b, "Run %s → %s (UTC). Machine: %d CPUs (`nproc`), %s, SoftHSM %s (file object store), %s, Linux %s, load average at start %s.\n\n",
 		r.Started.Format("2006-01-02 15:04"), r.Finished.Format("15:04"), m.NProc, m.CPUModel, m.SoftHSM, m.Go, m.Kernel, m.LoadAvg)
 	o := r.Options
-	fmt.Fprintf(&b, "Each cell: %.0fs warm-up (and until every worker finished one operation), then a %.0fs window (RSA ×%d), split into turns taken by the two sides in ABBA order; csrd `hsm.max_sessions` %s. "+
+	fmt.Fprintf(&b, "Each cell: %.0fs warm-up (and until every worker finished one operation), then a %.0fs window (RSA ×%d), split into turns taken by the two sides in ABBA order; csrd `hsm.max_sessions` %s%s. "+
 		"(a) raw = the raw PKCS#11 loop in the benchmark process (csrd's templates: generate token key pair, read public key, sign once), one session per worker. "+
 		"(b) csrd = the real `bin/csrd` over HTTP on loopback, one keep-alive connection per worker, driven by %s. CPU is user+system seconds of the measured process (for csrd: HTTP, policy, DER, SQLite and SoftHSM, which runs inside it) per CSR, and (b)'s client CPU is the benchmark process's own (its HTTP client, on the same cores) per CSR; RSS is csrd's peak in the window.\n\n",
-		o.WarmupS, o.DurationS, o.SlowFactor, sessionsText(o.MaxSessions), clientText(o.Client))
+		o.WarmupS, o.DurationS, o.SlowFactor, sessionsText(o.MaxSessions), healthText(o.HealthIntervalS), clientText(o.Client))
 
 	b.WriteString("### (a) raw PKCS#11 vs (b) csrd end to end\n\n")
 	b.WriteString("| phase | key | C | key pairs on token (csrd + raw) | (a) keys/s | (b) CSRs/s | (b)/(a) | rounds: (b)/(a) min–max | (a) p50 / p99 ms | (b) p50 / p99 ms | (a) CPU ms/op | (b) CPU ms/CSR | (b) client CPU ms/CSR | peak RSS MiB (a) / (b) | errors (a)/(b) |\n")
@@ -199,6 +200,15 @@ func clientText(name string) string {
 		return "Go's net/http client"
 	}
 	return "the benchmark's lean HTTP/1.1 client (one prepared request head, one write and one read per request; `-net-http` uses Go's net/http client instead)"
+}
+
+// healthText names csrd's health interval in the side-by-side cells, when
+// the report records it; sideBySideHealthInterval says why it is set.
+func healthText(seconds float64) string {
+	if seconds <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", `hsm.health_interval` %s (after the raw loop has written to the token, SoftHSM re-reads the whole token directory in csrd's process at its next health check, which would take CPU from the raw loop's turns)", time.Duration(seconds*float64(time.Second)))
 }
 
 func sessionsText(n int) string {

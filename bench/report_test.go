@@ -152,3 +152,21 @@ func TestMetricValues(t *testing.T) {
 		})
 	}
 }
+
+// TestBelow: a missed ratio never prints as its own target.
+func TestBelow(t *testing.T) {
+	tests := []struct {
+		ratio, min float64
+		want       string
+	}{
+		{0.89, 0.90, "0.89"},
+		{0.947, 0.95, "0.947"},
+		{0.8951, 0.90, "0.895"},
+		{0.5, 0.95, "0.50"},
+	}
+	for _, tt := range tests {
+		if got := below(tt.ratio, tt.min); got != tt.want {
+			t.Errorf("below(%v, %v) = %q, want %q", tt.ratio, tt.min, got, tt.want)
+		}
+	}
+}

@@ -36,10 +36,13 @@ type serverConfig struct {
 	pinFile     string
 	database    string
 	maxSessions int
-	dir         string // for the config and log files
-	name        string // distinguishes the files of successive servers
-	authFile    string // csrd's auth file
-	bearer      string // its API token (generate), which every request sends
+	// healthInterval, when set, replaces csrd's hsm.health_interval; see
+	// sideBySideHealthInterval for why the side-by-side cells set it.
+	healthInterval time.Duration
+	dir            string // for the config and log files
+	name           string // distinguishes the files of successive servers
+	authFile       string // csrd's auth file
+	bearer         string // its API token (generate), which every request sends
 }
 
 const basePath = "/KeyfactorAPI"
@@ -53,6 +56,9 @@ func (c serverConfig) yaml(listen string) string {
 	fmt.Fprintf(&b, "hsm:\n  module: %s\n  session_wait_timeout: 5m\n  reconnect_max_backoff: 1s\n", c.module)
 	if c.maxSessions > 0 { // else csrd's default
 		fmt.Fprintf(&b, "  max_sessions: %d\n", c.maxSessions)
+	}
+	if c.healthInterval > 0 {
+		fmt.Fprintf(&b, "  health_interval: %s\n", c.healthInterval)
 	}
 	if len(c.labels) == 1 {
 		fmt.Fprintf(&b, "  token_label: %s\n  pin_file: %s\n", c.labels[0], c.pinFile)

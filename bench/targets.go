@@ -36,7 +36,7 @@ func (r *Report) Targets() []Target {
 			}
 			n++
 			if c.Ratio < want.min {
-				misses = append(misses, fmt.Sprintf("C=%d %.2f", c.C, c.Ratio))
+				misses = append(misses, fmt.Sprintf("C=%d %s", c.C, below(c.Ratio, want.min)))
 			}
 		}
 		add(fmt.Sprintf("(b)/(a) ≥ %.2f for %s at every C", want.min, want.alg), n > 0 && len(misses) == 0,
@@ -157,6 +157,15 @@ func (r *Report) noiseNote(missed bool, alg string) string {
 		return ""
 	}
 	return fmt.Sprintf("; the raw loop against itself (%s) in this run: %s", want, strings.Join(ns, ", "))
+}
+
+// below prints a ratio that missed min with two decimals, or three when two
+// would round it up to min itself ("0.947", not a puzzling "0.95 < 0.95").
+func below(ratio, min float64) string {
+	if s := fmt.Sprintf("%.2f", ratio); s != fmt.Sprintf("%.2f", min) {
+		return s
+	}
+	return fmt.Sprintf("%.3f", ratio)
 }
 
 func orNone(s []string) string {
