@@ -23,6 +23,17 @@ type alg struct {
 }
 
 // algs are the key types the benchmark knows, by name.
+// calibratedBy names the key type whose noise cells say how far a's cells'
+// ratios move by chance: a slow key type's (RSA: one long turn per side,
+// moved by the prime search's luck) its own, the others P-256's, whose
+// token work is as fast and as noisy.
+func (a alg) calibratedBy() string {
+	if a.slow {
+		return a.Name
+	}
+	return "P-256"
+}
+
 func lookupAlg(name string) (alg, error) {
 	switch strings.ToUpper(name) {
 	case "P-256":

@@ -391,16 +391,16 @@ func runNoise(ctx context.Context, raw *rawModule, a alg, c int, o Options) (Noi
 // check costs csrd about 5 ms at 150,000 object files.
 const sideBySideHealthInterval = 24 * time.Hour
 
-// noiseC is which noise cells follow a's cells: P-256's calibrate the fast
-// key types (Ed25519's token work is as fast and as noisy), RSA-2048's its own.
+// noiseC is which noise cells follow a's cells: those of the key types
+// that calibrate themselves (alg.calibratedBy), P-256 and the slow ones.
 func (o Options) noiseC(a alg) []int {
 	switch {
-	case a.Name == "P-256":
-		return o.NoiseC
+	case a.calibratedBy() != a.Name:
+		return nil
 	case a.slow:
 		return o.NoiseSlowC
 	}
-	return nil
+	return o.NoiseC
 }
 
 // alternate gives two sides turns in rounds, each turn a rounds-th of d's

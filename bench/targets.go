@@ -131,17 +131,17 @@ func (r *Report) Targets() []Target {
 
 // noiseNote puts the raw loop's ratio against itself next to a missed
 // ratio target: a miss smaller than that distance from 1 is not resolved by
-// the run. The target is judged on the figures all the same. A slow key
-// type (RSA) is calibrated only by its own noise cells, the others by
-// P-256's.
+// the run. The target is judged on the figures all the same. Only the
+// noise cells of the key type that calibrates alg count (alg.calibratedBy).
 func (r *Report) noiseNote(missed bool, alg string) string {
 	if !missed {
 		return ""
 	}
-	want := "P-256"
-	if a, err := lookupAlg(alg); err == nil && a.slow {
-		want = alg
+	a, err := lookupAlg(alg)
+	if err != nil {
+		return ""
 	}
+	want := a.calibratedBy()
 	var ns []string
 	for _, n := range r.Noise {
 		if cmp.Or(n.Alg, "P-256") != want {
@@ -159,10 +159,11 @@ func (r *Report) noiseNote(missed bool, alg string) string {
 	return fmt.Sprintf("; the raw loop against itself (%s) in this run: %s", want, strings.Join(ns, ", "))
 }
 
-// below prints a ratio that missed min with two decimals, or three when two
-// would round it up to min itself ("0.947", not a puzzling "0.95 < 0.95").
-func below(ratio, min float64) string {
-	if s := fmt.Sprintf("%.2f", ratio); s != fmt.Sprintf("%.2f", min) {
+// below prints a ratio that missed target with two decimals, or three when
+// two would round it up to the target itself ("0.947", not a puzzling
+// "0.95 < 0.95").
+func below(ratio, target float64) string {
+	if s := fmt.Sprintf("%.2f", ratio); s != fmt.Sprintf("%.2f", target) {
 		return s
 	}
 	return fmt.Sprintf("%.3f", ratio)
