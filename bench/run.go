@@ -445,7 +445,7 @@ func measureRaw(ctx context.Context, raw *rawModule, a alg, labels []string, c i
 	var cpuStart, cpuUsed float64
 	self := os.Getpid()
 	m, err := raw.runRaw(ctx, a, labels, c, d, func(start bool) {
-		v, _ := cpuSeconds(self)
+		v := selfCPUSeconds()
 		if start {
 			cpuStart = v
 			resetPeakRSS(self)
@@ -463,13 +463,12 @@ func measureRaw(ctx context.Context, raw *rawModule, a alg, labels []string, c i
 // runHTTP runs the closed loop against csrd, measuring csrd's CPU and peak RSS.
 func runHTTP(ctx context.Context, cl client, srv *server, a alg, c int, d durations) (Measure, error) {
 	var cpu0, cpu, self0, selfCPU float64
-	self := os.Getpid()
 	win := runLoop(ctx, loopSpec{
 		c: c, warmup: d.warmup, duration: d.measure, maxWarm: d.maxWarm,
 		op: func(ctx context.Context, w, seq int) error { return cl.generate(ctx, a.requestBody(w, seq)) },
 		mark: func(start bool) {
 			v, _ := cpuSeconds(srv.pid())
-			s, _ := cpuSeconds(self)
+			s := selfCPUSeconds()
 			if start {
 				cpu0, self0 = v, s
 				resetPeakRSS(srv.pid())
