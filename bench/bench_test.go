@@ -97,6 +97,9 @@ func TestSmoke(t *testing.T) {
 	}
 	if len(back.Pool) != 2 {
 		t.Errorf("pool rows %d, want 2", len(back.Pool))
+	} else if p := back.Pool[1]; p.CSRD == nil || p.CSRD.Ops == 0 || p.Raw == nil || p.Raw.Ops == 0 || p.VsOne <= 0 || len(p.RoundsVsOne) != 2 {
+		// Both rows took a turn in each of the 2 rounds.
+		t.Errorf("2-token pool row incomplete: %+v", p)
 	}
 	if back.Failover == nil {
 		t.Errorf("no failover result")
@@ -113,7 +116,7 @@ func TestSmoke(t *testing.T) {
 	if back.Options.HealthIntervalS != 24*3600 {
 		t.Errorf("report's health interval %vs, want 86400", back.Options.HealthIntervalS)
 	}
-	for name, want := range map[string]bool{"csrd-main.yaml": true, "csrd-filled.yaml": true, "csrd-failover.yaml": false} {
+	for name, want := range map[string]bool{"csrd-main.yaml": true, "csrd-filled.yaml": true, "csrd-pool-1.yaml": true, "csrd-pool-2.yaml": true, "csrd-failover.yaml": false} {
 		cfg, err := os.ReadFile(filepath.Join(dir, "work", name))
 		if err != nil {
 			t.Errorf("csrd config: %v", err)

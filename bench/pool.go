@@ -27,46 +27,77 @@ func poolTokens(o Options) int {
 	return n
 }
 
-// runPool measures P-256 at PoolC over n fresh tokens: the raw loop with
-// its sessions spread over them, then csrd configured with all n.
-func runPool(ctx context.Context, raw *rawModule, base serverConfig, n, first int, o Options) (PoolRow, error) {
-	row := PoolRow{Tokens: n}
-	labels := make([]string, n)
-	for i := range labels {
-		labels[i] = poolLabel(first + i)
-	}
+// runPools measures P-256 at PoolC over fresh pools of each size in
+// o.PoolTokens (bench-pool-1, then -2..3, -4..7, ...), each pool with its
+// own csrd and its own raw loop. Every pool's csrd runs at once and every
+// side takes a turn in every round, the order reversed each round
+// (ABCDEF FEDCBA ...): the rows are compared with one another ("2 tokens ≥
+// 0.95 × 1 token"), and when each row had a window of its own minutes
+// apart, the machine's drift between them moved that comparison by ±0.1
+// (2 tokens 0.92 and 1.04 in two runs of the same code). It returns the
+// rows and the first pool label it did not use.
+func runPools(ctx context.Context, raw *rawModule, base serverConfig, o Options) ([]PoolRow, int, error) {
 	a, _ := lookupAlg("P-256")
-	d := o.durations(a)
-
-	m, err := measureRaw(ctx, raw, a, labels, o.PoolC, d)
-	if err != nil {
-		return row, err
-	}
-	row.Raw = &m
-
-	cfg := base
-	cfg.labels, cfg.name = labels, fmt.Sprintf("csrd-pool-%d", n)
-	cfg.database = filepath.Join(base.dir, cfg.name+".db")
-	srv, err := startServer(ctx, cfg)
-	if err != nil {
-		if n > 1 && strings.Contains(err.Error(), "tokens") {
-			row.Unsupported = "csrd refuses hsm.tokens: " + firstLine(err.Error())
-			return row, nil
+	rows := make([]PoolRow, len(o.PoolTokens))
+	var sides []func(durations) (Measure, error)
+	var owner []*Measure // per side: the row's Raw or CSRD it adds up to
+	var csrdSide []int   // per row: index of its csrd side, -1 when none
+	first := 1
+	for i, n := range o.PoolTokens {
+		labels := make([]string, n)
+		for j := range labels {
+			labels[j] = poolLabel(first + j)
 		}
-		return row, err
+		first += n
+		rows[i] = PoolRow{Tokens: n, Raw: &Measure{}}
+		sides = append(sides, func(d durations) (Measure, error) { return measureRaw(ctx, raw, a, labels, o.PoolC, d) })
+		owner = append(owner, rows[i].Raw)
+
+		cfg := base
+		cfg.labels, cfg.name = labels, fmt.Sprintf("csrd-pool-%d", n)
+		cfg.database = filepath.Join(base.dir, cfg.name+".db")
+		// The raw loop writes to these tokens in its turns; see
+		// sideBySideHealthInterval.
+		cfg.healthInterval = sideBySideHealthInterval
+		srv, err := startServer(ctx, cfg)
+		if err != nil {
+			if n > 1 && strings.Contains(err.Error(), "tokens") {
+				rows[i].Unsupported = "csrd refuses hsm.tokens: " + firstLine(err.Error())
+				csrdSide = append(csrdSide, -1)
+				continue
+			}
+			return nil, 0, err
+		}
+		defer srv.stop()
+		cl, err := o.newClient(srv, o.PoolC)
+		if err != nil {
+			return nil, 0, err
+		}
+		defer cl.close()
+		rows[i].CSRD = &Measure{}
+		csrdSide = append(csrdSide, len(sides))
+		sides = append(sides, func(d durations) (Measure, error) { return runHTTP(ctx, cl, srv, a, o.PoolC, d) })
+		owner = append(owner, rows[i].CSRD)
 	}
-	defer srv.stop()
-	cl, err := o.newClient(srv, o.PoolC)
+	turns, err := rotate(o.rounds(a), o.durations(a), sides)
 	if err != nil {
-		return row, err
+		return nil, 0, err
 	}
-	defer cl.close()
-	cm, err := runHTTP(ctx, cl, srv, a, o.PoolC, d)
-	if err != nil {
-		return row, err
+	for k, ms := range turns {
+		*owner[k] = combine(ms)
 	}
-	row.CSRD = &cm
-	return row, nil
+	// Against the first row's csrd, pooled and round by round.
+	if len(rows) > 0 && csrdSide[0] >= 0 {
+		one := turns[csrdSide[0]]
+		rows[0].VsOne = 1
+		for i := 1; i < len(rows); i++ {
+			if csrdSide[i] < 0 || rows[0].CSRD.PerSecond == 0 {
+				continue
+			}
+			rows[i].VsOne, rows[i].RoundsVsOne = ratios(one, turns[csrdSide[i]])
+		}
+	}
+	return rows, first, nil
 }
 
 // runFailover runs csrd over two fresh tokens for three windows; for the

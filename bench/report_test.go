@@ -77,6 +77,52 @@ func TestAlternate(t *testing.T) {
 	}
 }
 
+// TestRotate: with more than two sides (the pool rows) every round gives
+// each side one turn, in order and then reversed, and each side's turns
+// stay its own.
+func TestRotate(t *testing.T) {
+	tests := []struct {
+		rounds, sides int
+		order         string
+	}{
+		{1, 3, "abc"},
+		{2, 3, "abccba"},
+		{3, 4, "abcddcbaabcd"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%dx%d", tt.rounds, tt.sides), func(t *testing.T) {
+			var order strings.Builder
+			sides := make([]func(durations) (Measure, error), tt.sides)
+			for k := range sides {
+				sides[k] = func(d durations) (Measure, error) {
+					if want := 6 * time.Second / time.Duration(tt.rounds); d.measure != want {
+						t.Errorf("turn of %v, want %v", d.measure, want)
+					}
+					order.WriteByte(byte('a' + k))
+					return Measure{PerSecond: float64(k)}, nil
+				}
+			}
+			turns, err := rotate(tt.rounds, durations{measure: 6 * time.Second}, sides)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if order.String() != tt.order {
+				t.Errorf("order %q, want %q", order.String(), tt.order)
+			}
+			for k, ms := range turns {
+				if len(ms) != tt.rounds {
+					t.Errorf("side %d: %d turns, want %d", k, len(ms), tt.rounds)
+				}
+				for _, m := range ms {
+					if m.PerSecond != float64(k) {
+						t.Errorf("side %d holds a turn of side %v", k, m.PerSecond)
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestNoiseNote: a missed ratio target carries the raw loop's ratio against
 // itself; a met one, or a run without noise cells, does not.
 func TestNoiseNote(t *testing.T) {

@@ -116,7 +116,9 @@ type PoolRow struct {
 	Tokens      int      `json:"tokens"`
 	Raw         *Measure `json:"raw,omitempty"`
 	CSRD        *Measure `json:"csrd,omitempty"`
-	VsOne       float64  `json:"vs_one_token,omitempty"` // csrd throughput / csrd with 1 token
+	VsOne       float64  `json:"vs_one_token,omitempty"` // csrd throughput / csrd with the first row's tokens
+	// RoundsVsOne is VsOne round by round (a turn of each).
+	RoundsVsOne []float64 `json:"rounds_vs_one_token,omitempty"`
 	Unsupported string   `json:"unsupported,omitempty"`
 }
 
@@ -277,21 +279,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	stopped = true
 
-	// Phase 3: a pool of 1, 2, 4 fresh tokens.
+	// Phase 3: pools of 1, 2, 4 fresh tokens, side by side.
 	first := 1
-	for _, n := range o.PoolTokens {
-		row, err := runPool(ctx, raw, base, n, first, o)
+	if len(o.PoolTokens) > 0 {
+		rows, next, err := runPools(ctx, raw, base, o)
 		if err != nil {
 			return nil, err
 		}
-		first += n
-		if len(r.Pool) == 0 && row.CSRD != nil {
-			row.VsOne = 1
-		} else if len(r.Pool) > 0 && r.Pool[0].CSRD != nil && row.CSRD != nil && r.Pool[0].CSRD.PerSecond > 0 {
-			row.VsOne = row.CSRD.PerSecond / r.Pool[0].CSRD.PerSecond
+		for _, row := range rows {
+			say("pool   P-256    C=%-3d tokens=%d %s", o.PoolC, row.Tokens, row.summary())
 		}
-		say("pool   P-256    C=%-3d tokens=%d %s", o.PoolC, n, row.summary())
-		r.Pool = append(r.Pool, row)
+		r.Pool, first = rows, next
 	}
 	if o.Failover {
 		f, err := runFailover(ctx, base, tok, first, o)
@@ -408,21 +406,33 @@ func (o Options) noiseC(a alg) []int {
 // both alike; the order within a round is ABBA (a, b, b, a, ...), which
 // cancels a linear drift.
 func alternate(rounds int, d durations, a, b func(durations) (Measure, error)) (as, bs []Measure, err error) {
+	turns, err := rotate(rounds, d, []func(durations) (Measure, error){a, b})
+	if err != nil {
+		return nil, nil, err
+	}
+	return turns[0], turns[1], nil
+}
+
+// rotate is alternate for any number of sides: every round gives each side
+// a turn, in order in even rounds and reversed in odd ones (ABC CBA ...),
+// so a linear drift hits every side alike. turns[k] are side k's turns.
+func rotate(rounds int, d durations, sides []func(durations) (Measure, error)) (turns [][]Measure, err error) {
 	d.measure /= time.Duration(rounds)
+	turns = make([][]Measure, len(sides))
 	for i := range rounds {
-		for _, first := range [2]bool{i%2 == 0, i%2 != 0} {
-			side, out := b, &bs
-			if first {
-				side, out = a, &as
+		for j := range sides {
+			k := j
+			if i%2 != 0 {
+				k = len(sides) - 1 - j
 			}
-			m, err := side(d)
+			m, err := sides[k](d)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			*out = append(*out, m)
+			turns[k] = append(turns[k], m)
 		}
 	}
-	return as, bs, nil
+	return turns, nil
 }
 
 // ratios is b's throughput over a's, pooled over all turns and per round

@@ -76,7 +76,7 @@ func (r *Report) Targets() []Target {
 			pr = append(pr, fmt.Sprintf("%d tokens: not supported", p.Tokens))
 			continue
 		}
-		pr = append(pr, fmt.Sprintf("%d tokens %.2f", p.Tokens, p.VsOne))
+		pr = append(pr, fmt.Sprintf("%d tokens %s (rounds %s)", p.Tokens, below(p.VsOne, 0.95), roundSpread(p.RoundsVsOne)))
 		if p.Tokens == 2 {
 			pmet = pmet && p.VsOne >= 0.95
 		}
