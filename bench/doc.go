@@ -14,7 +14,9 @@
 // same schedule, so a run carries its own measure of how far a ratio moves
 // when nothing differs between the sides: P-256's for the fast key types,
 // RSA-2048's own for RSA, whose one long turn per side moves with the luck
-// of the prime search.
+// of the prime search. The pool rows are compared with each other, so every
+// pool's csrd runs at once and all their sides, with each pool's raw loop,
+// take turns in every round (rotate), as the two sides of a cell do.
 //
 // Figures from one run are comparable with each other; across runs on a
 // shared machine they vary by ±30%. Nothing here asserts timings: the smoke

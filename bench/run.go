@@ -113,13 +113,13 @@ type FillInfo struct {
 
 // PoolRow is csrd over n tokens at PoolC.
 type PoolRow struct {
-	Tokens      int      `json:"tokens"`
-	Raw         *Measure `json:"raw,omitempty"`
-	CSRD        *Measure `json:"csrd,omitempty"`
-	VsOne       float64  `json:"vs_one_token,omitempty"` // csrd throughput / csrd with the first row's tokens
+	Tokens int      `json:"tokens"`
+	Raw    *Measure `json:"raw,omitempty"`
+	CSRD   *Measure `json:"csrd,omitempty"`
+	VsOne  float64  `json:"vs_one_token,omitempty"` // csrd throughput / csrd with the first row's tokens
 	// RoundsVsOne is VsOne round by round (a turn of each).
 	RoundsVsOne []float64 `json:"rounds_vs_one_token,omitempty"`
-	Unsupported string   `json:"unsupported,omitempty"`
+	Unsupported string    `json:"unsupported,omitempty"`
 }
 
 // Failover is a two-token run in which one token is made unusable for the
