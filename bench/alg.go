@@ -22,7 +22,6 @@ type alg struct {
 	slow      bool // RSA: generation takes ~10x longer, measure longer
 }
 
-// algs are the key types the benchmark knows, by name.
 // calibratedBy names the key type whose noise cells say how far a's cells'
 // ratios move by chance: a slow key type's (RSA: one long turn per side,
 // moved by the prime search's luck) its own, the others P-256's, whose
@@ -34,6 +33,7 @@ func (a alg) calibratedBy() string {
 	return "P-256"
 }
 
+// lookupAlg returns the key type the benchmark knows by name.
 func lookupAlg(name string) (alg, error) {
 	switch strings.ToUpper(name) {
 	case "P-256":

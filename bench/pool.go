@@ -91,7 +91,7 @@ func runPools(ctx context.Context, raw *rawModule, base serverConfig, o Options)
 		one := turns[csrdSide[0]]
 		rows[0].VsOne = 1
 		for i := 1; i < len(rows); i++ {
-			if csrdSide[i] < 0 || rows[0].CSRD.PerSecond == 0 {
+			if csrdSide[i] < 0 {
 				continue
 			}
 			rows[i].VsOne, rows[i].RoundsVsOne = ratios(one, turns[csrdSide[i]])
