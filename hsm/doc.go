@@ -22,11 +22,14 @@
 // one of them the login session) and implements crypto.Signer on object handles.
 // crypto11 cannot read arbitrary attributes, destroy by reference or search by
 // class, so hsm also holds a raw github.com/miekg/pkcs11 handle on the same
-// module. dlopen hands it the library instance crypto11 initialised
-// (C_Initialize answers CKR_CRYPTOKI_ALREADY_INITIALIZED, which Open requires),
-// so its sessions are already logged in and object handles are shared. The raw
-// handle is never C_Finalize'd; crypto11 finalises the module on Close. Raw
-// sessions are short-lived and at most 2 at a time.
+// module. dlopen hands it the library instance crypto11 initialised, so its
+// sessions are already logged in and object handles are shared. Its own
+// C_Initialize answers CKR_CRYPTOKI_ALREADY_INITIALIZED on most modules and
+// CKR_OK on those that count initialisations (p11-kit's client, used for
+// remoting); Open accepts either and proves the shared instance by the
+// login a fresh raw session sees (openRaw). A counted initialisation is
+// C_Finalize'd again on disconnect; crypto11 finalises the module on Close.
+// Maintenance sessions on the raw handle are at most 2 at a time.
 //
 // # EdDSA and ML-DSA beside crypto11
 //

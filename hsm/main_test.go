@@ -60,6 +60,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer testTok.Close()
+	defer stopMatrix()
 	return m.Run()
 }
 
