@@ -81,6 +81,11 @@
 //
 // PKCS#11, crypto11 and session-pool errors are translated once, here, into
 // *Error values whose Unwrap returns a sentinel (ErrNotFound, ErrLogin,
-// ErrUnavailable, ...). Nothing outside hsm inspects pkcs11.Error. No error
+// ErrUnavailable, ...) and which name the operation, the token and the
+// PKCS#11 return value. What the token refuses of a request (a template,
+// an attribute, a usage) is ErrRefused, never ErrUnavailable: modules
+// answer refusals with CKR_GENERAL_ERROR too, so a generation or signature
+// failing that way while the token otherwise answers is judged a refusal
+// (Token.judge). Nothing outside hsm inspects pkcs11.Error. No error
 // message contains the PIN.
 package hsm

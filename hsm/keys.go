@@ -178,7 +178,10 @@ func (k *Key) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	}
 	defer k.tok.sessions.enter()()
 	sig, err := s.Sign(rand, digest, opts)
-	return sig, k.tok.wrap(op, err)
+	if err != nil {
+		return nil, k.tok.wrap(op, err)
+	}
+	return sig, nil
 }
 
 // Destroy destroys the private and public key objects by handle (no search).
@@ -264,8 +267,11 @@ func (t *Token) GenerateKeyPair(ctx context.Context, spec KeySpec, ref KeyRef) (
 	defer t.end()
 	for attempt := 1; ; attempt++ {
 		k, err := t.generateOnce(ctx, spec, ref)
-		if err == nil || attempt == generateAttempts || !spurious(err) || ctx.Err() != nil || t.Healthy() != nil {
-			return k, err
+		if err == nil {
+			return k, nil
+		}
+		if attempt == generateAttempts || !spurious(err) || ctx.Err() != nil || t.Healthy() != nil {
+			return nil, err
 		}
 		// generateOnce already destroyed whatever the failed call left.
 		t.log.Warn().Err(err).Int("attempt", attempt).Str("key", ref.String()).

@@ -169,7 +169,7 @@ func (t *Token) Reconnects() uint64 {
 // wrap translates err for op (see the package-level wrap) and, when the code
 // suggests a lost connection, asks the monitor for a health check.
 func (t *Token) wrap(op string, err error) error {
-	err = wrap(op, err)
+	err = withToken(wrap(op, err), t.label)
 	var e *Error
 	// A GCM tag mismatch is CKR_GENERAL_ERROR on SoftHSM: a bad blob, not a
 	// lost connection (see authFailure).
