@@ -35,6 +35,10 @@ var (
 	// (see Token.judge). The same request will fail the same way again;
 	// the token stays in service.
 	ErrRefused = errors.New("hsm: refused by the token")
+	// ErrNotSignOnly: the token cannot restrict keys of this type to
+	// signing, and Config.RequireSignOnly forbids other keys. It is an
+	// ErrUnsupported, found before anything is created.
+	ErrNotSignOnly = fmt.Errorf("%w: keys cannot be restricted to signing", ErrUnsupported)
 	// ErrAlreadyOpen: this process is already logged in to the token, so Open
 	// could not check the PIN (see Open).
 	ErrAlreadyOpen = errors.New("hsm: token already open in this process")
@@ -122,6 +126,15 @@ func (e *Error) Error() string {
 // Unwrap returns the sentinel class, so errors.Is(err, ErrLogin) works; the
 // underlying pkcs11.Error deliberately stays hidden.
 func (e *Error) Unwrap() error { return e.Err }
+
+// Detail returns what the error says beyond its class and code: for errors
+// hsm raises itself (CanGenerate's, say), the reason in words.
+func (e *Error) Detail() string {
+	if e.cause == nil {
+		return ""
+	}
+	return e.cause.Error()
+}
 
 // CodeName returns the CKR_* name of e.CKR ("" when there is none), e.g. for
 // metrics labels and log fields.
@@ -245,15 +258,19 @@ func classErr(op string, class error, format string, args ...any) error {
 	return e
 }
 
-// judge decides what a failed request of op means when the module says
-// nothing useful: CKR_GENERAL_ERROR and CKR_FUNCTION_FAILED are what many
-// modules answer a template or usage they refuse (tpm2-pkcs11 among them),
-// and also what a failing device answers. So the token is asked again,
-// cheaply (Ping: token info and a logged-in session): if it answers, the
-// failure was a refusal of this request (ErrRefused), and neither the
-// client nor the pool should wait for the token to come back; if it does
-// not, the token is unavailable. Other errors pass unchanged.
-func (t *Token) judge(ctx context.Context, err error) error {
+// judge decides what a failed request means when the module says nothing
+// useful: CKR_GENERAL_ERROR and CKR_FUNCTION_FAILED are what many modules
+// answer a template or usage they refuse (tpm2-pkcs11 among them), and also
+// what a failing device answers (SoftHSM, when it cannot write its store).
+// What tells them apart is what else holds. If this token has carried out
+// the same request before (proof: the trial at the first connection or an
+// earlier success, see proved), the request is not the problem and the
+// failure is the token's: ErrUnavailable. Otherwise the token is asked
+// again, cheaply (Ping: token info and a logged-in session): if it
+// answers, the failure was a refusal of this request (ErrRefused), and
+// neither the client nor the pool should wait for the token to come back;
+// if it does not, the token is unavailable. Other errors pass unchanged.
+func (t *Token) judge(ctx context.Context, err error, proof string) error {
 	var e *Error
 	if !errors.As(err, &e) || e.Err == ErrRefused ||
 		e.CKR != pkcs11.CKR_GENERAL_ERROR && e.CKR != pkcs11.CKR_FUNCTION_FAILED {
@@ -261,10 +278,26 @@ func (t *Token) judge(ctx context.Context, err error) error {
 	}
 	judged := *e
 	judged.Token = t.label
-	if pErr := t.Ping(context.WithoutCancel(ctx)); pErr != nil {
+	switch _, done := t.proofs.Load(proof); {
+	case done:
 		judged.Err = ErrUnavailable
-	} else {
+	case t.Ping(context.WithoutCancel(ctx)) != nil:
+		judged.Err = ErrUnavailable
+	default:
 		judged.Err = ErrRefused
 	}
 	return &judged
 }
+
+// judgeSign is judge for a signature by a key of type typ.
+func (t *Token) judgeSign(typ KeyType, err error) error {
+	return t.judge(context.Background(), err, signProof(typ))
+}
+
+// proved records that the token carried out the request named by proof.
+func (t *Token) proved(proof string) { t.proofs.LoadOrStore(proof, struct{}{}) }
+
+// generateProof and signProof name requests for judge: a generation of one
+// spec, a signature by one key type.
+func generateProof(spec KeySpec) string { return "generate " + spec.String() }
+func signProof(typ KeyType) string      { return "sign " + typ.String() }

@@ -210,7 +210,7 @@ func (t *Token) GenerateMLDSA(ctx context.Context, set MLDSA, ref KeyRef) (*MLDS
 
 // mldsaTemplates are keyTemplates for CKK_ML_DSA with CKA_PARAMETER_SET.
 func mldsaTemplates(ref KeyRef, ckp uint) (pub, priv []*pkcs11.Attribute) {
-	pubT, privT := keyTemplates(ref)
+	pubT, privT := keyTemplates(ref, TemplateFull)
 	for _, m := range []map[uint]*pkcs11.Attribute{pubT, privT} {
 		m[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkMLDSA)
 	}

@@ -19,30 +19,43 @@ type Templates struct {
 }
 
 // GenerateTemplates returns the mechanism and complete attribute templates
-// of the key pair spec named by ref, or an error wrapping ErrUnsupported.
+// of the key pair spec named by ref with the full template shape (what
+// SoftHSM takes), or an error wrapping ErrUnsupported. Token.Templates
+// gives the shape a token's profile chose.
 func GenerateTemplates(spec KeySpec, ref KeyRef) (Templates, error) {
-	pub, priv, err := specTemplates(spec, ref)
+	return specTemplates(spec, ref, TemplateFull)
+}
+
+// Templates is GenerateTemplates with the template shape t's profile
+// chose for spec's key type.
+func (t *Token) Templates(spec KeySpec, ref KeyRef) (Templates, error) {
+	return specTemplates(spec, ref, t.Profile().Key(spec.Type).Template)
+}
+
+// genMechanism is the key-pair generation mechanism of each key type.
+var genMechanism = map[KeyType]uint{
+	KeyRSA: pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, KeyECDSA: pkcs11.CKM_EC_KEY_PAIR_GEN,
+	KeyEd25519: ckmECEdwardsKeyPairGen, KeyEd448: ckmECEdwardsKeyPairGen,
+}
+
+func specTemplates(spec KeySpec, ref KeyRef, shape Template) (Templates, error) {
+	pub, priv, err := specAttributes(spec, ref, shape)
 	if err != nil {
 		return Templates{}, err
 	}
-	mech := uint(pkcs11.CKM_EC_KEY_PAIR_GEN)
-	switch spec.Type {
-	case KeyRSA:
-		mech = pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN
-	case KeyEd25519, KeyEd448:
-		mech = ckmECEdwardsKeyPairGen
-	}
-	return Templates{Mechanism: mech, Public: pub.ToSlice(), Private: priv.ToSlice()}, nil
+	return Templates{Mechanism: genMechanism[spec.Type], Public: pub.ToSlice(), Private: priv.ToSlice()}, nil
 }
 
-// specTemplates completes keyTemplates for spec. Every attribute crypto11's
-// Generate*WithAttributes would add (AddIfNotPresent) is already present, so
-// the templates GenerateTemplates reports are the ones the token receives.
-func specTemplates(spec KeySpec, ref KeyRef) (pub, priv crypto11.AttributeSet, err error) {
+// specAttributes completes keyTemplates for spec. With the full shape,
+// every attribute crypto11's Generate*WithAttributes would add
+// (AddIfNotPresent) is already present, so the templates GenerateTemplates
+// reports are the ones the token receives; other shapes are generated on
+// the raw handle (rawkey.go), where nothing is added.
+func specAttributes(spec KeySpec, ref KeyRef, shape Template) (pub, priv crypto11.AttributeSet, err error) {
 	if err := spec.Validate(); err != nil {
 		return nil, nil, err
 	}
-	pub, priv = keyTemplates(ref)
+	pub, priv = keyTemplates(ref, shape)
 	switch spec.Type {
 	case KeyRSA:
 		pub[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA)

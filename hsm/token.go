@@ -47,6 +47,12 @@ type Token struct {
 
 	kek kekCache // the sealing key, found or created on first use
 
+	// profile is read and tried at the first connection (profile.go,
+	// trial.go) and kept across reconnects, which insist on the same token.
+	profile atomic.Pointer[Profile]
+	// proofs names the requests the token has carried out (see judge).
+	proofs sync.Map
+
 	gate      gate
 	sessions  sessionCounter // crypto11 pool use, for metrics (stats.go)
 	closed    atomic.Bool
@@ -219,6 +225,14 @@ func (t *Token) connectLocked() error {
 		t.disconnectLocked()
 		t.serial = want
 		return classErr(op, ErrTokenNotFound, "token %q now has serial %q, csrd's has %q", t.label, got, want)
+	}
+	if t.profile.Load() == nil {
+		p, err := t.learnProfile()
+		if err != nil {
+			t.disconnectLocked()
+			return redact(err, cfg.PIN)
+		}
+		t.profile.Store(p)
 	}
 	return nil
 }

@@ -172,9 +172,6 @@ func TestRawSessionSharesLogin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if k.name == "tpm" {
-			return // the TPM's templates come with its profile
-		}
 		ref := refOn(t, k.tok, "shared-instance")
 		key, err := k.tok.GenerateKeyPair(ctx, KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}, ref)
 		if err != nil {

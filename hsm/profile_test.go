@@ -1,0 +1,68 @@
+package hsm
+
+import (
+	"context"
+	"testing"
+
+	"github.com/miekg/pkcs11"
+)
+
+// TestProfile: each token of the matrix gets the profile its module
+// deserves, learned from its own answers and the trials, and the trials
+// leave nothing behind.
+func TestProfile(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k kind) {
+		p := k.tok.Profile()
+		if p == nil {
+			t.Fatal("no profile")
+		}
+		t.Logf("%s %s firmware %s, %d mechanisms, max RW sessions %d, sealing %v", p.Manufacturer, p.Model, p.Firmware, len(p.Mechanisms), p.MaxRwSessions, p.Sealing)
+		for _, kp := range p.Keys {
+			t.Logf("%v: usable %v trial %s template %v usage %q signing %v modifiable %v/%v refusals %q sizes %v err %v",
+				kp.Type, kp.Usable(), kp.Trial, kp.Template, kp.Usage, kp.Signing, kp.Modifiable, kp.ModifiableEnforced, kp.Refusals, kp.Sizes, kp.Err)
+		}
+		if p.Label != k.label || p.Model == "" || len(p.Mechanisms) == 0 {
+			t.Errorf("token answers missing: %+v", p)
+		}
+		if _, ok := p.Mechanism(pkcs11.CKM_EC_KEY_PAIR_GEN); !ok {
+			t.Error("no CKM_EC_KEY_PAIR_GEN in the mechanism list")
+		}
+		type expect struct {
+			usable  bool
+			shape   Template
+			signing Signing
+		}
+		full := expect{true, TemplateFull, SignDigest}
+		want := map[KeyType]expect{KeyRSA: full, KeyECDSA: full, KeyEd25519: full, KeyEd448: full}
+		sealing := true
+		switch k.name {
+		case "p11kit":
+			// p11-kit's RPC (0.24) forwards only mechanisms whose
+			// parameters it can marshal: no EdDSA, no AES-GCM.
+			want[KeyEd25519], want[KeyEd448], sealing = expect{}, expect{}, false
+		case "tpm":
+			want[KeyRSA] = expect{true, TemplateNoPublicUsage, SignHashInToken}
+			want[KeyECDSA] = expect{true, TemplateNoPublicUsage, SignDigest}
+			want[KeyEd25519], want[KeyEd448], sealing = expect{}, expect{}, false
+		}
+		for typ, w := range want {
+			kp := p.Key(typ)
+			if kp.Usable() != w.usable || kp.Template != w.shape || kp.Signing != w.signing {
+				t.Errorf("%v: usable %v template %v signing %v, want %v %v %v", typ, kp.Usable(), kp.Template, kp.Signing, w.usable, w.shape, w.signing)
+			}
+			if w.usable && !kp.Usage.SignOnly() {
+				t.Errorf("%v: usage %q, want sign only", typ, kp.Usage)
+			}
+		}
+		if p.Sealing != sealing {
+			t.Errorf("sealing %v, want %v", p.Sealing, sealing)
+		}
+		refs, err := k.tok.ListKeys(context.Background(), TrialLabel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(refs) != 0 {
+			t.Errorf("trial keys left on the token: %v", refs)
+		}
+	})
+}
