@@ -91,6 +91,12 @@ type HSM struct {
 	// attempts (starting at 250ms), i.e. how long csrd may take to notice a
 	// token that has come back.
 	ReconnectMaxBackoff time.Duration `yaml:"reconnect_max_backoff"`
+	// RequireSignOnly (default true) refuses a Generate on a token that
+	// cannot restrict a key of the requested type to signing (its profile,
+	// see docs/tokens.md), before anything is created. With false such
+	// keys are made; the key views say what they may do, and csrd still
+	// only signs with them.
+	RequireSignOnly bool `yaml:"require_sign_only"`
 	// Tokens, when set instead of TokenLabel, is a pool: new keys go to the
 	// least busy healthy token, each key stays on the one that made it.
 	Tokens []Token `yaml:"tokens"`
@@ -101,6 +107,8 @@ type Token struct {
 	TokenLabel string `yaml:"token_label"`
 	// PINFile defaults to hsm.pin_file (and its systemd credential).
 	PINFile string `yaml:"pin_file"`
+	// RequireSignOnly overrides hsm.require_sign_only for this token.
+	RequireSignOnly *bool `yaml:"require_sign_only"`
 }
 
 // Auth selects how callers are authenticated (see package auth).
@@ -143,6 +151,7 @@ func Defaults() Config {
 			// Short enough that a replugged token serves again quickly,
 			// long enough not to hammer a network HSM that is rebooting.
 			ReconnectMaxBackoff: 30 * time.Second,
+			RequireSignOnly:     true,
 		},
 		Limits: Limits{GenerationWait: 5 * time.Second},
 	}
@@ -326,6 +335,15 @@ func (h HSM) TokenList() []Token {
 		return h.Tokens
 	}
 	return []Token{{TokenLabel: h.TokenLabel}}
+}
+
+// SignOnly reports whether token t (of TokenList) must make sign-only keys:
+// its own require_sign_only, else hsm.require_sign_only.
+func (h HSM) SignOnly(t Token) bool {
+	if t.RequireSignOnly != nil {
+		return *t.RequireSignOnly
+	}
+	return h.RequireSignOnly
 }
 
 // ReadTokenPIN returns the user PIN of one token of TokenList: its own

@@ -36,6 +36,22 @@ hsm:
 				t.Errorf("hsm.tokens = %+v", c.HSM.Tokens)
 			}
 		}},
+		{name: "require_sign_only: default true, per pool token", yaml: `
+hsm:
+  require_sign_only: false
+  tokens:
+    - token_label: csrd-a
+    - token_label: csrd-tpm
+      require_sign_only: true
+`, check: func(t *testing.T, c Config) {
+			ts := c.HSM.TokenList()
+			if c.HSM.SignOnly(ts[0]) || !c.HSM.SignOnly(ts[1]) {
+				t.Errorf("sign-only %v, %v; want false (hsm's), true (the token's)", c.HSM.SignOnly(ts[0]), c.HSM.SignOnly(ts[1]))
+			}
+			if !Defaults().HSM.RequireSignOnly {
+				t.Error("hsm.require_sign_only does not default to true")
+			}
+		}},
 		{name: "empty file is all defaults", yaml: "", check: func(t *testing.T, c Config) {
 			if c.Listen != "127.0.0.1:8080" || c.BasePath != "/KeyfactorAPI" || c.HSM.MaxSessions != 64 {
 				t.Errorf("defaults not applied: %+v", c)

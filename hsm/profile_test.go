@@ -2,6 +2,9 @@ package hsm
 
 import (
 	"context"
+	"crypto/elliptic"
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/miekg/pkcs11"
@@ -65,4 +68,39 @@ func TestProfile(t *testing.T) {
 			t.Errorf("trial keys left on the token: %v", refs)
 		}
 	})
+}
+
+// TestRequireSignOnly: a token whose keys of a type would get more usage
+// than signing is refused for that type while RequireSignOnly holds —
+// naming the token and the usage, before anything touches it — and
+// allowed without it.
+func TestRequireSignOnly(t *testing.T) {
+	p := *testTok.Profile()
+	p.Keys = append([]KeyProfile(nil), p.Keys...)
+	for i := range p.Keys {
+		if p.Keys[i].Type == KeyRSA {
+			p.Keys[i].Usage.Decrypt = true
+		}
+	}
+	for _, require := range []bool{true, false} {
+		tok := &Token{label: "csrd-decrypting", cfg: Config{RequireSignOnly: require}}
+		tok.profile.Store(&p)
+		err := tok.CanGenerate(KeySpec{Type: KeyRSA, Bits: 2048})
+		switch {
+		case require && (!errors.Is(err, ErrNotSignOnly) || !errors.Is(err, ErrUnsupported) ||
+			!strings.Contains(err.Error(), `"csrd-decrypting"`) || !strings.Contains(err.Error(), "sign, decrypt")):
+			t.Errorf("RequireSignOnly: %v, want ErrNotSignOnly naming the token and the usage", err)
+		case !require && err != nil:
+			t.Errorf("without RequireSignOnly: %v", err)
+		}
+		if err := tok.CanGenerate(KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}); err != nil {
+			t.Errorf("ECDSA, sign-only on this token: %v", err)
+		}
+		if require {
+			// Refused before the token is touched: this Token has none.
+			if _, err := tok.GenerateKeyPair(context.Background(), KeySpec{Type: KeyRSA, Bits: 2048}, KeyRef{ID: []byte{1}, Label: "x"}); !errors.Is(err, ErrNotSignOnly) {
+				t.Errorf("GenerateKeyPair: %v, want ErrNotSignOnly", err)
+			}
+		}
+	}
 }

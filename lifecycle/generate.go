@@ -226,7 +226,7 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decision, spec hsm.KeySpec, r store.KeyRecord, subject csr.DN, sans *csr.SANs, audit *store.AuditEntry) (*GenerateResult, error) {
 	if err := tok.CanGenerate(spec); err != nil {
 		if errors.Is(err, hsm.ErrUnsupported) {
-			return nil, &NotSupportedError{What: fmt.Sprintf("KeyType %s on HSM token %q", dec.Key.Algorithm, tok.Label())}
+			return nil, &NotSupportedError{What: fmt.Sprintf("KeyType %s on HSM token %q", dec.Key, tok.Label()), Why: hsmDetail(err)}
 		}
 		return nil, err
 	}
@@ -406,11 +406,25 @@ func (s *Service) step(name string) {
 // token) cannot carry out.
 var ErrNotSupported = errors.New("lifecycle: not supported")
 
-// NotSupportedError says what is not supported.
-type NotSupportedError struct{ What string }
+// NotSupportedError says what is not supported, and why when the token
+// said.
+type NotSupportedError struct{ What, Why string }
 
 func (e *NotSupportedError) Error() string {
-	return "lifecycle: " + e.What + " is not supported by this server"
+	msg := "lifecycle: " + e.What + " is not supported by this server"
+	if e.Why != "" {
+		msg += ": " + e.Why
+	}
+	return msg
+}
+
+// hsmDetail is the reason an hsm refusal gives in words.
+func hsmDetail(err error) string {
+	var he *hsm.Error
+	if errors.As(err, &he) {
+		return he.Detail()
+	}
+	return ""
 }
 
 func (e *NotSupportedError) Unwrap() error { return ErrNotSupported }

@@ -63,7 +63,7 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	for _, l := range []string{reconLabel, poolLabelA, poolLabelB} {
+	for _, l := range []string{reconLabel, poolLabelA, poolLabelB, flowLabel, remoteLabel} {
 		if err := testTok.AddToken(l); err != nil {
 			return 1, err
 		}
@@ -78,6 +78,7 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer reconToken.Close()
+	defer stopMatrix()
 	return m.Run(), nil
 }
 

@@ -18,8 +18,9 @@ func openPool(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*lif
 	var creds []hsm.Credential
 	for _, tc := range cfg.HSM.TokenList() {
 		creds = append(creds, hsm.Credential{
-			TokenLabel: tc.TokenLabel,
-			PIN:        func() (string, error) { return cfg.ReadTokenPIN(tc) },
+			TokenLabel:      tc.TokenLabel,
+			PIN:             func() (string, error) { return cfg.ReadTokenPIN(tc) },
+			RequireSignOnly: cfg.HSM.SignOnly(tc),
 		})
 	}
 	toks, closeAll, err := hsm.OpenAll(ctx, hsm.Config{
