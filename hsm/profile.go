@@ -39,6 +39,26 @@ type Mechanism struct {
 // Name is the CKM_* name of m's type ("CKM_0x..." for one csrd does not know).
 func (m Mechanism) Name() string { return mechName(m.Type) }
 
+// FlagNames names m's CKF_* flags, e.g. ["sign", "verify"].
+func (m Mechanism) FlagNames() []string {
+	var out []string
+	for _, f := range []struct {
+		bit  uint
+		name string
+	}{
+		{pkcs11.CKF_HW, "hw"}, {pkcs11.CKF_ENCRYPT, "encrypt"}, {pkcs11.CKF_DECRYPT, "decrypt"},
+		{pkcs11.CKF_DIGEST, "digest"}, {pkcs11.CKF_SIGN, "sign"}, {pkcs11.CKF_SIGN_RECOVER, "sign-recover"},
+		{pkcs11.CKF_VERIFY, "verify"}, {pkcs11.CKF_VERIFY_RECOVER, "verify-recover"},
+		{pkcs11.CKF_GENERATE, "generate"}, {pkcs11.CKF_GENERATE_KEY_PAIR, "generate-key-pair"},
+		{pkcs11.CKF_WRAP, "wrap"}, {pkcs11.CKF_UNWRAP, "unwrap"}, {pkcs11.CKF_DERIVE, "derive"},
+	} {
+		if m.Flags&f.bit != 0 {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
 // Template is a shape of key-pair template. Every shape keeps every
 // protective attribute of the private key (CKA_TOKEN, CKA_PRIVATE,
 // CKA_SENSITIVE, CKA_EXTRACTABLE false, and false for every usage but
@@ -214,7 +234,7 @@ func (t *Token) readProfile() (*Profile, error) {
 		return nil, wrap(op, err)
 	}
 	p := &Profile{
-		Label: info.Label, Manufacturer: strings.TrimSpace(info.ManufacturerID), Model: strings.TrimSpace(info.Model),
+		Label: info.Label, Manufacturer: blankTrim(info.ManufacturerID), Model: blankTrim(info.Model),
 		Serial:      info.SerialNumber,
 		Hardware:    fmt.Sprintf("%d.%d", info.HardwareVersion.Major, info.HardwareVersion.Minor),
 		Firmware:    fmt.Sprintf("%d.%d", info.FirmwareVersion.Major, info.FirmwareVersion.Minor),
@@ -237,6 +257,10 @@ func (t *Token) readProfile() (*Profile, error) {
 	p.Sealing = gcm && gen
 	return p, nil
 }
+
+// blankTrim trims the padding of a CK_TOKEN_INFO text field (blanks, and
+// the NULs some modules pad with).
+func blankTrim(s string) string { return strings.Trim(s, " \x00") }
 
 // sessionCap turns a CK_TOKEN_INFO session count into a cap, 0 for none.
 func sessionCap(n uint) uint {

@@ -1,12 +1,14 @@
 package hsm
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
+	_ "crypto/sha512" // SHA-384 and SHA-512 for TryKey
 	"errors"
 	"fmt"
 	"strings"
@@ -412,4 +414,59 @@ func (t *Token) logProfile(p *Profile, took time.Duration) {
 			Bool("modifiable", k.Modifiable).Bool("modifiable_enforced", k.ModifiableEnforced).
 			Msg("hsm: token profile: key type offered")
 	}
+}
+
+// TryKey runs one generate-sign-verify-destroy round of spec on the token,
+// as csrd would make and use such a key (CanGenerate first, then the
+// profile's template and signing), with a key labelled TrialLabel. It
+// returns how long the generation took. Nothing is left behind: a key
+// whose signature fails is destroyed too, by reference if need be.
+func (t *Token) TryKey(ctx context.Context, spec KeySpec) (time.Duration, error) {
+	id, err := t.NewKeyID(ctx)
+	if err != nil {
+		return 0, err
+	}
+	ref := KeyRef{ID: id, Label: TrialLabel}
+	start := time.Now()
+	key, err := t.GenerateKeyPair(ctx, spec, ref)
+	took := time.Since(start)
+	if err != nil {
+		return took, err
+	}
+	err = verifyKey(key)
+	if dErr := key.Destroy(ctx); dErr != nil {
+		if rErr := t.DestroyKey(context.WithoutCancel(ctx), ref); rErr != nil && !errors.Is(rErr, ErrNotFound) {
+			err = errors.Join(err, fmt.Errorf("hsm: the key %s could not be destroyed: %w", ref, dErr))
+		}
+	}
+	return took, err
+}
+
+// verifyKey signs trialMessage with key as csr does (the whole message,
+// hashed as the key's type wants) and verifies the signature.
+func verifyKey(key *Key) error {
+	h := crypto.SHA256
+	switch pub := key.Public().(type) {
+	case *ecdsa.PublicKey:
+		h = map[int]crypto.Hash{384: crypto.SHA384, 521: crypto.SHA512}[pub.Curve.Params().BitSize]
+		if h == 0 {
+			h = crypto.SHA256
+		}
+	case ed25519.PublicKey, ed448.PublicKey:
+		h = 0
+	}
+	sig, err := key.SignMessage(nil, trialMessage, h)
+	if err != nil {
+		return err
+	}
+	msg := trialMessage
+	if h != 0 {
+		d := h.New()
+		d.Write(trialMessage)
+		msg = d.Sum(nil)
+	}
+	if !verifyTrial(key.Public(), h, msg, sig) {
+		return classErr("sign", nil, "the token's %T signature does not verify", key.Public())
+	}
+	return nil
 }

@@ -34,7 +34,7 @@ var commands = map[string]command{
 	"generate":  {summary: "generate a key pair in the token and print its CSR (as POST Generate does)", run: runGenerate},
 	"pending":   {summary: "pending ls | show ID | rm ID...: list, print or delete pending CSRs", run: runPending},
 	"import":    {summary: "import CERT.pem: marry an issued certificate to its key in the token", run: runImport},
-	"token":     {summary: "token create NAME: make a Bearer API token (printed once) in the auth file", run: runToken},
+	"token":     {summary: "token create NAME: make a Bearer API token (printed once); token probe: the HSM token's profile and a key round of each type", run: runToken},
 }
 
 // errUsage marks a command-line mistake (exit code 2).

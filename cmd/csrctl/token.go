@@ -13,8 +13,11 @@ import (
 )
 
 func runToken(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "probe" {
+		return runTokenProbe(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "create" {
-		return usageErr("usage: csrctl token create [flags] NAME (see csrctl token create -h)")
+		return usageErr("usage: csrctl token create [flags] NAME | csrctl token probe [-config FILE] (see -h of each)")
 	}
 	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
 	g := addGrantFlags(fs)
