@@ -31,6 +31,19 @@
 // C_Finalize'd again on disconnect; crypto11 finalises the module on Close.
 // Maintenance sessions on the raw handle are at most 2 at a time.
 //
+// # The token profile
+//
+// At the first connection the Token reads the token's own answers
+// (C_GetTokenInfo, every mechanism's info) and runs trial rounds (trial.go):
+// per key type one key pair, generated with each template shape until one
+// keeps every protective attribute and signs, its usage read back, a
+// signature verified, the pair destroyed. Keys are then made by the
+// profile (profile.go): its template shape, its signing, its sizes.
+// CanGenerate answers from it without touching the token. Keys of the full
+// shape that sign digests go through crypto11; others are made and used on
+// the raw handle (rawkey.go) and sign whole messages where the token must
+// hash (Key.SignMessage). docs/tokens.md has the tested tokens' profiles.
+//
 // # EdDSA and ML-DSA beside crypto11
 //
 // crypto11 v1.6.2 knows RSA and ECDSA only. Ed25519 and Ed448 key pairs
