@@ -104,3 +104,35 @@ func TestRequireSignOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestModifiableEnforcement pins what the profile's trial finds when a key
+// is made with CKA_MODIFIABLE false: SoftHSM then refuses
+// C_SetAttributeValue on it; tpm2-pkcs11 reads the attribute back false but
+// lets the key be changed.
+func TestModifiableEnforcement(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k kind) {
+		ctx := context.Background()
+		ref := refOn(t, k.tok, "modifiable")
+		tm, err := k.tok.Templates(KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tm.Private = append(tm.Private, pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false))
+		err = k.tok.withRawSession(ctx, "test", func(sh pkcs11.SessionHandle) error {
+			pubH, privH, err := k.tok.p11.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(tm.Mechanism, nil)}, tm.Public, tm.Private)
+			if err != nil {
+				return err
+			}
+			modifiable, enforced := k.tok.trialModifiable(sh, privH)
+			t.Logf("CKA_MODIFIABLE read back %v, enforced %v", modifiable, enforced)
+			if want := k.name != "tpm"; modifiable || enforced != want {
+				t.Errorf("modifiable %v enforced %v, want false %v", modifiable, enforced, want)
+			}
+			_ = k.tok.p11.DestroyObject(sh, privH)
+			return k.tok.p11.DestroyObject(sh, pubH)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
