@@ -42,7 +42,12 @@ type Options struct {
 	// search's luck far more than P-256's with the machine's drift.
 	NoiseSlowC []int
 	NetHTTP    bool // drive csrd with net/http's client instead of the lean one
-	Progress   io.Writer
+	// Token is the token of the side-by-side cells: "softhsm" (default),
+	// "p11kit" (SoftHSM exported by a p11-kit server, every call over a
+	// unix socket) or "tpm" (swtpm with tpm2-pkcs11). The fill, pool,
+	// failover and memory runs are SoftHSM's and are skipped on the others.
+	Token    string
+	Progress io.Writer
 }
 
 // Report is the result of a run.
@@ -67,7 +72,8 @@ type ReportOpts struct {
 	MaxSessions int     `json:"max_sessions"`
 	FillKeys    int     `json:"fill_keys"`
 	PoolC       int     `json:"pool_c"`
-	Client      string  `json:"client"` // the HTTP client driving csrd: "lean" or "net/http"
+	Client      string  `json:"client"`          // the HTTP client driving csrd: "lean" or "net/http"
+	Token       string  `json:"token,omitempty"` // the token of the cells, when not SoftHSM directly
 	// HealthIntervalS is csrd's hsm.health_interval in the side-by-side
 	// cells (0 in reports from before it was set: csrd's default, 10 s).
 	HealthIntervalS float64 `json:"health_interval_s,omitempty"`
@@ -152,11 +158,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		progress = io.Discard
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(progress, format+"\n", args...) }
+	if o.Token != "" && o.Token != "softhsm" {
+		o.FillKeys, o.PoolTokens, o.Failover, o.MemoryC = 0, nil, false, 0
+		r.Options.Token, r.Options.FillKeys = o.Token, 0
+	}
 
 	tok, err := softhsmtest.Setup(filepath.Join(o.Dir, "softhsm"), mainLabel)
 	if err != nil {
 		return nil, err
 	}
+	module, pin, pinFile, stopToken, err := cellToken(o, tok)
+	if err != nil {
+		return nil, err
+	}
+	defer stopToken()
 	npool := poolTokens(o)
 	for i := 1; i <= npool; i++ {
 		if err := tok.AddToken(poolLabel(i)); err != nil {
@@ -170,12 +185,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	r.Machine = machine(softhsmVersion())
 
-	raw, err := openRawModule(tok.Module)
+	raw, err := openRawModule(module)
 	if err != nil {
 		return nil, err
 	}
 	defer raw.close()
-	for _, l := range append([]string{mainLabel}, poolLabels(npool)...) {
+	if err := raw.loginToken(mainLabel, pin); err != nil {
+		return nil, err
+	}
+	for _, l := range poolLabels(npool) {
 		if err := raw.loginToken(l, tok.PIN); err != nil {
 			return nil, err
 		}
@@ -187,6 +205,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	base := serverConfig{binary: o.CSRD, module: tok.Module, conf: tok.Conf, pinFile: tok.PINFile,
 		maxSessions: o.MaxSessions, dir: o.Dir, authFile: authFile, bearer: bearer}
+	mainBase := base
+	mainBase.module, mainBase.pinFile = module, pinFile
 
 	// Phase 0: csrd's memory, first — SoftHSM loads the objects of every
 	// token in its store into each process, so later it would count the
@@ -201,7 +221,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	// Phase 1: a fresh token, every key type and concurrency.
-	mainCfg := base
+	mainCfg := mainBase
 	mainCfg.labels, mainCfg.database, mainCfg.name = []string{mainLabel}, filepath.Join(cmp.Or(o.DBDir, o.Dir), "main.db"), "csrd-main"
 	mainCfg.healthInterval = sideBySideHealthInterval
 	srv, err := startServer(ctx, mainCfg)

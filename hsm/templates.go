@@ -32,6 +32,12 @@ func (t *Token) Templates(spec KeySpec, ref KeyRef) (Templates, error) {
 	return specTemplates(spec, ref, t.Profile().Key(spec.Type).Template)
 }
 
+// ShapeTemplates is GenerateTemplates with template shape shape, for the
+// benchmark's raw loop on a token whose profile chose another shape.
+func ShapeTemplates(spec KeySpec, ref KeyRef, shape Template) (Templates, error) {
+	return specTemplates(spec, ref, shape)
+}
+
 // genMechanism is the key-pair generation mechanism of each key type.
 var genMechanism = map[KeyType]uint{
 	KeyRSA: pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, KeyECDSA: pkcs11.CKM_EC_KEY_PAIR_GEN,

@@ -54,6 +54,7 @@ func run(args []string) error {
 	noiseRSA := fs.String("noise-rsa-c", "1", "concurrency levels of the RSA-2048 raw-vs-raw noise cells, one long turn per side (empty skips)")
 	rounds := fs.Int("rounds", 12, "turns each side takes per cell, alternating (RSA: always 1)")
 	sessions := fs.Int("max-sessions", 0, "csrd hsm.max_sessions (0: csrd's default)")
+	token := fs.String("token", "softhsm", "token of the side-by-side cells: softhsm, p11kit (SoftHSM through p11-kit remoting) or tpm (swtpm, tpm2-pkcs11); the fill, pool, failover and memory runs are SoftHSM's")
 	md := fs.String("md", "BENCHMARKS.md", "Markdown report to update (empty: none)")
 	js := fs.String("json", "bin/bench.json", "JSON report (empty: none; - for stdout)")
 	if err := fs.Parse(args); err != nil {
@@ -93,7 +94,7 @@ func run(args []string) error {
 		CSRD: *csrd, Dir: work, DBDir: *dbDir, Algs: split(*algs), Concurrency: cs,
 		Warmup: *warmup, Duration: *duration, SlowFactor: *slow,
 		FillKeys: *fill, FillWorkers: *fillWorkers, PoolTokens: pools, PoolC: *poolC,
-		Failover: *failover, MemoryC: *memC, BenchBinary: self, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NoiseSlowC: noiseSlowC, NetHTTP: *netHTTP, Progress: os.Stderr,
+		Failover: *failover, MemoryC: *memC, BenchBinary: self, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NoiseSlowC: noiseSlowC, NetHTTP: *netHTTP, Token: *token, Progress: os.Stderr,
 	})
 	if err != nil {
 		return err
