@@ -202,6 +202,12 @@ func (k *Key) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 // for keys made on the raw handle, the key itself) says.
 func (k *Key) Usage() Usage { return k.usage }
 
+// Usage returns what keys of spec's type get on this token, by its
+// profile (zero before the first connection). GenerateKeyPair makes no key
+// that may do more: raw-handle keys are read back, crypto11's share the
+// trial key's template.
+func (t *Token) Usage(spec KeySpec) Usage { return t.Profile().Key(spec.Type).Usage }
+
 // Destroy destroys the private and public key objects by handle (no search).
 func (k *Key) Destroy(ctx context.Context) error {
 	const op = "destroy key"

@@ -32,6 +32,7 @@ type Token interface {
 	Serial() string
 	NewKeyID(ctx context.Context) ([]byte, error)
 	CanGenerate(spec hsm.KeySpec) error
+	Usage(spec hsm.KeySpec) hsm.Usage
 	GenerateKeyPair(ctx context.Context, spec hsm.KeySpec, ref hsm.KeyRef) (*hsm.Key, error)
 	DestroyKey(ctx context.Context, ref hsm.KeyRef) error
 	PutCertificate(ctx context.Context, ref hsm.KeyRef, cert *x509.Certificate) (bool, error)
@@ -240,6 +241,10 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 	}
 	rec := &r
 	rec.KeyID, rec.TokenLabel, rec.TokenSerial = keyID, tok.Label(), tok.Serial()
+	if u := tok.Usage(spec); u.Sign && !u.SignOnly() {
+		// CanGenerate allowed it: hsm.require_sign_only is false here.
+		rec.KeyUsage = u.String()
+	}
 	if alt != nil {
 		if err := s.recordAlt(ctx, tok, rec, alt); err != nil {
 			return nil, err

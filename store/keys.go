@@ -54,12 +54,18 @@ type KeyRecord struct {
 	AltKeyID      []byte     // AltStorageToken: CKA_ID; stored hex, unique
 	AltSealedSeed []byte     // AltStorageSealed: the sealed seed (set by CompleteHybridKey)
 	AltSPKISHA256 []byte     // SHA-256 of the alternative SubjectPublicKeyInfo
+
+	// KeyUsage is what the key may do, as its token's profile says, when
+	// the token could not restrict it to signing (hsm.require_sign_only
+	// false); set by BeginKey, "" for every other key, which may only sign.
+	// csrd only ever signs with it.
+	KeyUsage string
 }
 
 const keyColumns = `id, request_time, updated_time, state, key_label, key_id, token_label, token_serial,
     key_type, key_size, curve, spki_sha256, subject, sans, template, enrollment_pattern_id,
     decision, csr_pem, fail_reason, intent, cert_der, cert_chain_pem, cert_serial, cert_issuer,
-    cert_subject, cert_thumbprint, cert_not_before, cert_not_after, married_time, ` + altColumns
+    cert_subject, cert_thumbprint, cert_not_before, cert_not_after, married_time, ` + altColumns + usageColumns
 
 const (
 	// insertKeySQL inserts without a label: the label is derived from the
@@ -138,6 +144,9 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 		}
 		if err != nil {
 			return dbErr("begin key", err)
+		}
+		if err := beginUsage(ctx, s, tx, id, rec); err != nil {
+			return err
 		}
 		return beginAlt(ctx, tx, id, lbl, rec)
 	})
@@ -358,14 +367,16 @@ func scanKey(row interface{ Scan(...any) error }) (*KeyRecord, error) {
 		intent, chain, serial, issuer, certSubject     sql.NullString
 		thumb, notBefore, notAfter, married            sql.NullString
 		alt                                            altScan
+		usage                                          sql.NullString
 	)
 	dests := append([]any{&rec.ID, &requested, &updated, &rec.State, &label, &keyID, &tokLabel,
 		&tokSerial, &keyType, &keySize, &curve, &spki, &subject, &sans, &template, &patternID,
 		&decision, &csrPEM, &failReason, &intent, &rec.Cert.DER, &chain, &serial, &issuer,
 		&certSubject, &thumb, &notBefore, &notAfter, &married}, alt.dests()...)
-	if err := row.Scan(dests...); err != nil {
+	if err := row.Scan(append(dests, &usage)...); err != nil {
 		return nil, err
 	}
+	rec.KeyUsage = usage.String
 	if err := alt.fill(&rec); err != nil {
 		return nil, err
 	}
