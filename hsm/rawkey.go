@@ -339,6 +339,9 @@ func (t *Token) findRawKey(ctx context.Context, ref KeyRef, signing Signing) (*r
 // to Sign.
 func (k *Key) SignMessage(rand io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
 	const op = "sign"
+	if opts == nil {
+		return nil, fmt.Errorf("hsm: %s: nil SignerOpts", op)
+	}
 	if k.rk == nil || k.isEd() {
 		return crypto.SignMessage(signerOnly{k}, rand, msg, opts)
 	}
