@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/csrd/csrd/bench"
+	"github.com/csrd/csrd/tools/bench"
 )
 
 func main() {

@@ -20,7 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-eval "$(bash "$here/../../softhsm-test/init-token.sh" "$dir/hsm" csrd-load 2>/dev/null)" # sets SOFTHSM2_CONF
+eval "$(bash "$here/../../../softhsm-test/init-token.sh" "$dir/hsm" csrd-load 2>/dev/null)" # sets SOFTHSM2_CONF
 module=
 for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
 	/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so /usr/local/lib/softhsm/libsofthsm2.so; do

@@ -18,8 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/csrd/csrd/loadgen"
 	"github.com/csrd/csrd/store"
+	"github.com/csrd/csrd/tools/loadgen"
 )
 
 func main() {

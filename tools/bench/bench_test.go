@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/csrd/csrd/bench"
+	"github.com/csrd/csrd/tools/bench"
 )
 
 // TestSmoke runs the whole benchmark, tiny, against the real csrd binary: it
@@ -27,7 +27,7 @@ func TestSmoke(t *testing.T) {
 	}
 	// The benchmark's own binary, for the memory run's raw-loop child.
 	benchBin := filepath.Join(dir, "csrd-bench")
-	if out, err := exec.Command("go", "build", "-o", benchBin, "github.com/csrd/csrd/cmd/csrd-bench").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", benchBin, "github.com/csrd/csrd/tools/cmd/csrd-bench").CombinedOutput(); err != nil {
 		t.Fatalf("go build csrd-bench: %v\n%s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
