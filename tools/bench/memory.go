@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/csrd/csrd/store"
+	"github.com/csrd/csrd/tools/loadgen"
 )
 
 // memLabel is the token of the memory run, fresh when it starts.
@@ -121,7 +122,7 @@ func (mem *Memory) readGoMemory(ctx context.Context, srv *server) error {
 	}
 	mem.GoSysMiB = vals[0] / (1 << 20)
 	mem.GoHeapInuseMiB = vals[1] / (1 << 20)
-	mem.Threads, err = threads(srv.pid())
+	mem.Threads, err = loadgen.Threads(srv.pid())
 	return err
 }
 
@@ -162,7 +163,8 @@ func settledRSSMiB(ctx context.Context, pid int) (float64, error) {
 		return 0, ctx.Err()
 	case <-time.After(time.Second):
 	}
-	return rssMiB(pid)
+	b, err := loadgen.RSS(pid)
+	return loadgen.MiB(b), err
 }
 
 func (m *Memory) summary() string {

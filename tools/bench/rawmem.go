@@ -14,6 +14,7 @@ import (
 	"time"
 
 	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/tools/loadgen"
 )
 
 // The memory run's yardstick: the raw loop alone in a process of its own,
@@ -102,7 +103,7 @@ func (job rawChildJob) run(ctx context.Context) (*RawMemory, error) {
 	if res.IdleMiB, err = settledRSSMiB(ctx, self); err != nil {
 		return nil, err
 	}
-	resetPeakRSS(self)
+	loadgen.ResetPeakRSS(self)
 	a, _ := lookupAlg("P-256")
 	var (
 		next   atomic.Int64
@@ -126,10 +127,12 @@ func (job rawChildJob) run(ctx context.Context) (*RawMemory, error) {
 	wg.Wait()
 	res.PerSecond = float64(job.Pairs) / time.Since(start).Seconds()
 	res.Errors = int(errs.Load())
-	if res.PeakMiB, err = peakRSSMiB(self); err != nil {
+	peak, err := loadgen.PeakRSS(self)
+	if err != nil {
 		return nil, err
 	}
-	if res.Threads, err = threads(self); err != nil {
+	res.PeakMiB = loadgen.MiB(peak)
+	if res.Threads, err = loadgen.Threads(self); err != nil {
 		return nil, err
 	}
 	if e := failed.Load(); e != nil && res.Errors == job.Pairs {

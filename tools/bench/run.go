@@ -13,6 +13,7 @@ import (
 
 	softhsmtest "github.com/csrd/csrd/softhsm-test"
 	"github.com/csrd/csrd/store"
+	"github.com/csrd/csrd/tools/loadgen"
 )
 
 // Options configures a run. Durations apply per cell and per side.
@@ -455,10 +456,10 @@ func measureRaw(ctx context.Context, raw *rawModule, a alg, labels []string, c i
 	var cpuStart, cpuUsed float64
 	self := os.Getpid()
 	m, err := raw.runRaw(ctx, a, labels, c, d, func(start bool) {
-		v := selfCPUSeconds()
+		v := loadgen.SelfCPUSeconds()
 		if start {
 			cpuStart = v
-			resetPeakRSS(self)
+			loadgen.ResetPeakRSS(self)
 		} else {
 			cpuUsed = v - cpuStart
 		}
@@ -466,7 +467,7 @@ func measureRaw(ctx context.Context, raw *rawModule, a alg, labels []string, c i
 	m.CPUPerOp = perOp(cpuUsed, m.Ops)
 	// The raw loop's process holds SoftHSM's copy of the token too: its
 	// peak RSS is the yardstick for csrd's.
-	m.PeakRSSMiB, _ = peakRSSMiB(self)
+	m.PeakRSSMiB = peakMiB(self)
 	return m, err
 }
 
@@ -477,11 +478,11 @@ func runHTTP(ctx context.Context, cl client, srv *server, a alg, c int, d durati
 		c: c, warmup: d.warmup, duration: d.measure, maxWarm: d.maxWarm,
 		op: func(ctx context.Context, w, seq int) error { return cl.generate(ctx, a.requestBody(w, seq)) },
 		mark: func(start bool) {
-			v, _ := cpuSeconds(srv.pid())
-			s := selfCPUSeconds()
+			v, _ := loadgen.CPUSeconds(srv.pid())
+			s := loadgen.SelfCPUSeconds()
 			if start {
 				cpu0, self0 = v, s
-				resetPeakRSS(srv.pid())
+				loadgen.ResetPeakRSS(srv.pid())
 			} else {
 				cpu, selfCPU = v-cpu0, s-self0
 			}
@@ -490,7 +491,7 @@ func runHTTP(ctx context.Context, cl client, srv *server, a alg, c int, d durati
 	m := win.measure()
 	m.CPUPerOp = perOp(cpu, m.Ops)
 	m.ClientCPUPerOp = perOp(selfCPU, m.Ops)
-	m.PeakRSSMiB, _ = peakRSSMiB(srv.pid())
+	m.PeakRSSMiB = peakMiB(srv.pid())
 	return m, nil
 }
 
@@ -501,6 +502,13 @@ func (o Options) rounds(a alg) int {
 		return 1
 	}
 	return o.Rounds
+}
+
+// peakMiB is pid's peak RSS in the window just ended, in MiB; 0 when it
+// cannot be read.
+func peakMiB(pid int) float64 {
+	b, _ := loadgen.PeakRSS(pid)
+	return loadgen.MiB(b)
 }
 
 func perOp(cpu float64, ops int) float64 {
