@@ -1,8 +1,9 @@
 package bench
 
 import (
-	"slices"
 	"time"
+
+	"github.com/csrd/csrd/tools/loadgen"
 )
 
 // Measure is one side (raw loop or csrd) of one cell.
@@ -22,16 +23,6 @@ type Measure struct {
 	PeakRSSMiB     float64 `json:"peak_rss_mib,omitempty"`
 
 	latencies []time.Duration // kept for combine
-}
-
-// percentile returns the q-quantile (0..1) of sorted by nearest rank.
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(q*float64(len(sorted))+0.5) - 1
-	i = max(0, min(i, len(sorted)-1))
-	return sorted[i]
 }
 
 // combine merges the measures of several turns: ops, errors and time add
@@ -62,10 +53,10 @@ func combine(ms []Measure) Measure {
 	return out
 }
 
+// fillLatency sets m's percentiles from lat (sorted in place).
 func fillLatency(m *Measure, lat []time.Duration) {
-	slices.Sort(lat)
-	m.P50ms = ms(percentile(lat, 0.50))
-	m.P99ms = ms(percentile(lat, 0.99))
+	l := loadgen.Percentiles(lat)
+	m.P50ms, m.P99ms = ms(l.P50), ms(l.P99)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"testing"
-	"time"
 )
 
 func TestParseMix(t *testing.T) {
@@ -58,22 +57,5 @@ func TestMixBody(t *testing.T) {
 	}
 	if ecc := counts["ECC"]; ecc < 2800 || ecc > 3200 {
 		t.Errorf("ECC share %d of 4000, want about 3000", ecc)
-	}
-}
-
-func TestPercentiles(t *testing.T) {
-	var l []time.Duration
-	for i := 100; i >= 1; i-- {
-		l = append(l, time.Duration(i)*time.Millisecond)
-	}
-	p := percentiles(l)
-	if p.P50 != 51*time.Millisecond || p.P90 != 91*time.Millisecond || p.P99 != 100*time.Millisecond || p.Max != 100*time.Millisecond {
-		t.Errorf("percentiles %+v", p)
-	}
-	if p.Mean != 50500*time.Microsecond {
-		t.Errorf("mean %v", p.Mean)
-	}
-	if (percentiles(nil) != Latencies{}) {
-		t.Error("empty input")
 	}
 }

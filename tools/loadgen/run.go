@@ -53,11 +53,6 @@ type Result struct {
 	HeapStart, HeapEnd int64
 }
 
-// Latencies are percentiles of request latency.
-type Latencies struct {
-	P50, P90, P99, Max, Mean time.Duration
-}
-
 // Run starts cfg.Clients clients that send Generate requests back to back
 // until cfg.Duration has passed, then waits for the requests in flight (they
 // are not cancelled: an abandoned request would read as an error, and csrd
@@ -161,19 +156,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.HeapEnd, _ = cfg.Client.GoHeap(context.WithoutCancel(ctx))
 	}
 	slices.Sort(res.Accepted)
-	res.Latency = percentiles(latencies)
+	res.Latency = Percentiles(latencies)
 	return res, ctx.Err()
-}
-
-func percentiles(l []time.Duration) Latencies {
-	if len(l) == 0 {
-		return Latencies{}
-	}
-	slices.Sort(l)
-	at := func(p float64) time.Duration { return l[min(len(l)-1, int(p*float64(len(l))))] }
-	var sum time.Duration
-	for _, d := range l {
-		sum += d
-	}
-	return Latencies{P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: l[len(l)-1], Mean: sum / time.Duration(len(l))}
 }
