@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/csrd/csrd/store"
@@ -62,13 +59,9 @@ func runMemory(ctx context.Context, base serverConfig, o Options) (*Memory, erro
 		_ = srv.stop()
 		return nil, err
 	}
-	cl, err := o.newClient(srv, o.MemoryC)
-	if err != nil {
-		_ = srv.stop()
-		return nil, err
-	}
+	cl := srv.client(o.MemoryC)
 	m, err := runHTTP(ctx, cl, srv, a, o.MemoryC, o.durations(a))
-	cl.close()
+	cl.CloseIdle()
 	if err == nil {
 		err = mem.readGoMemory(ctx, srv)
 	}
@@ -112,11 +105,7 @@ func runMemory(ctx context.Context, base serverConfig, o Options) (*Memory, erro
 
 // readGoMemory scrapes csrd's /metrics for the Go runtime's own figures.
 func (mem *Memory) readGoMemory(ctx context.Context, srv *server) error {
-	text, err := srv.metrics(ctx)
-	if err != nil {
-		return err
-	}
-	vals, err := metricValues(text, "go_memstats_sys_bytes", "go_memstats_heap_inuse_bytes")
+	vals, err := srv.client(1).Metrics(ctx, "go_memstats_sys_bytes", "go_memstats_heap_inuse_bytes")
 	if err != nil {
 		return err
 	}
@@ -124,34 +113,6 @@ func (mem *Memory) readGoMemory(ctx context.Context, srv *server) error {
 	mem.GoHeapInuseMiB = vals[1] / (1 << 20)
 	mem.Threads, err = loadgen.Threads(srv.pid())
 	return err
-}
-
-// metricValues picks unlabelled samples out of a Prometheus text page, in
-// the order of names; each must be there exactly once.
-func metricValues(text string, names ...string) ([]float64, error) {
-	vals := make([]float64, len(names))
-	seen := make([]bool, len(names))
-	for _, line := range strings.Split(text, "\n") {
-		name, val, ok := strings.Cut(line, " ")
-		i := slices.Index(names, name)
-		if !ok || i < 0 {
-			continue
-		}
-		if seen[i] {
-			return nil, fmt.Errorf("bench: /metrics: %s twice", name)
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-		if err != nil {
-			return nil, fmt.Errorf("bench: /metrics: %s: %w", name, err)
-		}
-		vals[i], seen[i] = v, true
-	}
-	for i, ok := range seen {
-		if !ok {
-			return nil, fmt.Errorf("bench: /metrics has no %s", names[i])
-		}
-	}
-	return vals, nil
 }
 
 // settledRSSMiB is pid's resident set once start-up is over: read after a

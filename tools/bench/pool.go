@@ -69,11 +69,8 @@ func runPools(ctx context.Context, raw *rawModule, base serverConfig, o Options)
 			return nil, 0, err
 		}
 		defer srv.stop()
-		cl, err := o.newClient(srv, o.PoolC)
-		if err != nil {
-			return nil, 0, err
-		}
-		defer cl.close()
+		cl := srv.client(o.PoolC)
+		defer cl.CloseIdle()
 		rows[i].CSRD = &Measure{}
 		csrdSide = append(csrdSide, len(sides))
 		sides = append(sides, func(d durations) (Measure, error) { return runHTTP(ctx, cl, srv, a, o.PoolC, d) })
@@ -133,11 +130,8 @@ func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token,
 	d := o.durations(a)
 	third := d.measure
 	d.measure = 3 * third
-	cl, err := o.newClient(srv, o.PoolC)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.close()
+	cl := srv.client(o.PoolC)
+	defer cl.CloseIdle()
 
 	var before map[string]int
 	phases := make(chan error, 1)
@@ -145,7 +139,7 @@ func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token,
 	f.How = how
 	win := runLoop(ctx, loopSpec{
 		c: o.PoolC, warmup: d.warmup, duration: d.measure, maxWarm: d.maxWarm,
-		op: func(ctx context.Context, w, seq int) error { return cl.generate(ctx, a.requestBody(w, seq)) },
+		op: func(ctx context.Context, w, seq int) error { return cl.Generate(ctx, a.requestBody(w, seq)).Failure() },
 		mark: func(start bool) {
 			if !start {
 				return

@@ -18,7 +18,7 @@ func (c Cell) summary() string {
 	if c.Unsupported != "" {
 		return "not supported: " + c.Unsupported
 	}
-	return fmt.Sprintf("raw %s | csrd %s | ratio %.2f (rounds %s)", c.Raw.short(), c.CSRD.short(), c.Ratio, roundSpread(c.RoundRatios))
+	return fmt.Sprintf("raw %s | csrd %s | ratio %.2f (measured %.2f, rounds %s)", c.Raw.short(), c.CSRD.short(), c.Ratio, c.MeasuredRatio, roundSpread(c.RoundRatios))
 }
 
 func (n Noise) summary() string {
@@ -92,19 +92,20 @@ func (r *Report) Markdown() string {
 	o := r.Options
 	fmt.Fprintf(&b, "Each cell: %.0fs warm-up (and until every worker finished one operation), then a %.0fs window (RSA ×%d), split into turns taken by the two sides in ABBA order; csrd `hsm.max_sessions` %s%s. "+
 		"(a) raw = the raw PKCS#11 loop in the benchmark process (csrd's templates: generate token key pair, read public key, sign once), one session per worker. "+
-		"(b) csrd = the real `bin/csrd` over HTTP on loopback, one keep-alive connection per worker, driven by %s. CPU is user+system seconds of the measured process (for csrd: HTTP, policy, DER, SQLite and SoftHSM, which runs inside it) per CSR, and (b)'s client CPU is the benchmark process's own (its HTTP client, on the same cores) per CSR; RSS is csrd's peak in the window.\n\n",
-		o.WarmupS, o.DurationS, o.SlowFactor, sessionsText(o.MaxSessions), healthText(o.HealthIntervalS), clientText(o.Client))
+		"(b) csrd = the real `bin/csrd` over HTTP on loopback, one keep-alive connection per worker, driven by Go's net/http client. CPU is user+system seconds of the measured process (for csrd: HTTP, policy, DER, SQLite and SoftHSM, which runs inside it) per CSR, and (b)'s client CPU is the benchmark process's own (its HTTP client, on the same cores; getrusage) per CSR; RSS is csrd's peak in the window. "+
+		"(b)/(a) gives csrd's side its client's CPU back: (b)'s window is shortened by the client's CPU seconds spread over the %d cores, the time the client took from csrd where the cores are the limit (the raw loop has no client); (b)/(a) as measured stands next to it.\n\n",
+		o.WarmupS, o.DurationS, o.SlowFactor, sessionsText(o.MaxSessions), healthText(o.HealthIntervalS), m.NProc)
 
 	b.WriteString("### (a) raw PKCS#11 vs (b) csrd end to end\n\n")
-	b.WriteString("| phase | key | C | key pairs on token (csrd + raw) | (a) keys/s | (b) CSRs/s | (b)/(a) | rounds: (b)/(a) min–max | (a) p50 / p99 ms | (b) p50 / p99 ms | (a) CPU ms/op | (b) CPU ms/CSR | (b) client CPU ms/CSR | peak RSS MiB (a) / (b) | errors (a)/(b) |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| phase | key | C | key pairs on token (csrd + raw) | (a) keys/s | (b) CSRs/s | (b)/(a) | (b)/(a) as measured | rounds: (b)/(a) min–max | (a) p50 / p99 ms | (b) p50 / p99 ms | (a) CPU ms/op | (b) CPU ms/CSR | (b) client CPU ms/CSR | peak RSS MiB (a) / (b) | errors (a)/(b) |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.Cells {
 		if c.Unsupported != "" {
-			fmt.Fprintf(&b, "| %s | %s | all | – | not supported | not supported | – | – | – | – | – | – | – | – | – |\n", c.Phase, c.Alg)
+			fmt.Fprintf(&b, "| %s | %s | all | – | not supported | not supported | – | – | – | – | – | – | – | – | – | – |\n", c.Phase, c.Alg)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d + %d | %.1f | %.1f | **%.2f** | %s | %.0f / %.0f | %.0f / %.0f | %.1f | %.1f | %.1f | %.0f / %.0f | %d / %d |\n",
-			c.Phase, c.Alg, c.C, c.StoredKeys, c.RawKeys, c.Raw.PerSecond, c.CSRD.PerSecond, c.Ratio, roundSpread(c.RoundRatios),
+		fmt.Fprintf(&b, "| %s | %s | %d | %d + %d | %.1f | %.1f | **%.2f** | %.2f | %s | %.0f / %.0f | %.0f / %.0f | %.1f | %.1f | %.1f | %.0f / %.0f | %d / %d |\n",
+			c.Phase, c.Alg, c.C, c.StoredKeys, c.RawKeys, c.Raw.PerSecond, c.CSRD.PerSecond, c.Ratio, c.MeasuredRatio, roundSpread(c.RoundRatios),
 			c.Raw.P50ms, c.Raw.P99ms, c.CSRD.P50ms, c.CSRD.P99ms, c.Raw.CPUPerOp*1000, c.CSRD.CPUPerOp*1000, c.CSRD.ClientCPUPerOp*1000,
 			c.Raw.PeakRSSMiB, c.CSRD.PeakRSSMiB, c.Raw.Errors, c.CSRD.Errors)
 	}
@@ -134,7 +135,7 @@ func (r *Report) Markdown() string {
 	}
 	if len(r.Pool) > 0 {
 		b.WriteString("\n### Token pool (P-256, fresh tokens)\n\n")
-		b.WriteString("Each row has its own fresh tokens, its own csrd and its own raw loop (sessions spread over the row's tokens). All rows' csrds run at once and every side takes a turn in every round, in order and then reversed, so the rows see the same drift of the machine and \"vs 1 token\" compares like with like.\n\n")
+		b.WriteString("Each row has its own fresh tokens, its own csrd and its own raw loop (sessions spread over the row's tokens). All rows' csrds run at once and every side takes a turn in every round, in order and then reversed, so the rows see the same drift of the machine and \"vs 1 token\" compares like with like. (b)/(a) and \"vs 1 token\" give each csrd its client's CPU back, as the cells above do.\n\n")
 		b.WriteString("| tokens | C | (a) raw keys/s | (b) csrd CSRs/s | (b)/(a) | (b) vs 1 token | rounds: vs 1 token min–max | (b) p50 / p99 ms | errors (b) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, p := range r.Pool {
 			if p.Unsupported != "" {
@@ -143,7 +144,7 @@ func (r *Report) Markdown() string {
 			}
 			ratio := 0.0
 			if p.Raw.PerSecond > 0 {
-				ratio = p.CSRD.PerSecond / p.Raw.PerSecond
+				ratio = p.CSRD.givenBack() / p.Raw.PerSecond
 			}
 			vs, spread := "1.00", "–"
 			if p.Tokens != r.Pool[0].Tokens {
@@ -194,13 +195,6 @@ func (r *Report) Markdown() string {
 		fmt.Fprintf(&b, "- %s %s — %s\n", mark, t.Name, t.Detail)
 	}
 	return b.String()
-}
-
-func clientText(name string) string {
-	if name == "net/http" {
-		return "Go's net/http client"
-	}
-	return "the benchmark's lean HTTP/1.1 client (one prepared request head, one write and one read per request; `-net-http` uses Go's net/http client instead)"
 }
 
 // healthText names csrd's health interval in the side-by-side cells, when

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,36 +163,6 @@ func TestNoiseNote(t *testing.T) {
 			}
 			if got.Met != (tt.r.Cells[0].Ratio >= tt.min) {
 				t.Errorf("met %v for ratio %.2f: the note must not change the verdict", got.Met, tt.r.Cells[0].Ratio)
-			}
-		})
-	}
-}
-
-func TestMetricValues(t *testing.T) {
-	page := "# HELP go_threads Number of OS threads created.\n# TYPE go_threads gauge\ngo_threads 73\n" +
-		"go_memstats_sys_bytes 2.2216712e+07\ngo_gc_duration_seconds{quantile=\"0\"} 1e-05\n"
-	for _, tc := range []struct {
-		name    string
-		page    string
-		want    []float64
-		wantErr string
-	}{
-		{"both present, in the asked order", page, []float64{2.2216712e+07, 73}, ""},
-		{"one missing", "go_threads 73\n", nil, "no go_memstats_sys_bytes"},
-		{"twice", page + "go_threads 74\n", nil, "go_threads twice"},
-		{"not a number", "go_threads many\ngo_memstats_sys_bytes 1\n", nil, "go_threads"},
-		{"a labelled sample is not the unlabelled one", "go_threads{x=\"1\"} 5\ngo_memstats_sys_bytes 1\n", nil, "no go_threads"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := metricValues(tc.page, "go_memstats_sys_bytes", "go_threads")
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || !slices.Equal(got, tc.want) {
-				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
 			}
 		})
 	}

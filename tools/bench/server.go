@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/csrd/csrd/auth"
+	"github.com/csrd/csrd/tools/loadgen"
 )
 
 // server is a csrd subprocess.
@@ -100,10 +99,12 @@ func startServer(ctx context.Context, c serverConfig) (*server, error) {
 	}
 	s := &server{bearer: c.bearer, cmd: cmd, url: "http://" + listen + basePath, log: logPath, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait(); logf.Close() }()
+	ping := s.client(1)
+	defer ping.CloseIdle()
 
 	deadline := time.Now().Add(2 * time.Minute) // start-up opens a token of 10,000 keys
 	for {
-		if err := s.ping(ctx); err == nil {
+		if err := ping.Ping(ctx); err == nil {
 			return s, nil
 		}
 		select {
@@ -124,41 +125,11 @@ func startServer(ctx context.Context, c serverConfig) (*server, error) {
 
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
-func (s *server) ping(ctx context.Context) error {
-	_, err := s.get(ctx, s.url+"/Status/Endpoints")
-	return err
-}
-
-// metrics is csrd's /metrics page (the bench's token may scrape).
-func (s *server) metrics(ctx context.Context) (string, error) {
-	body, err := s.get(ctx, strings.TrimSuffix(s.url, basePath)+"/metrics")
-	if err != nil {
-		return "", fmt.Errorf("bench: /metrics: %w", err)
-	}
-	return string(body), nil
-}
-
-// get is an authenticated GET of url that wants a 200.
-func (s *server) get(ctx context.Context, url string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
-	req.Header.Set("Authorization", "Bearer "+s.bearer)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return body, nil
+// client is a client of s with conns keep-alive connections, sending the
+// API token that may generate and read /metrics. A request may take
+// minutes: RSA-2048 at C=64 queues for tens of seconds.
+func (s *server) client(conns int) *loadgen.Client {
+	return loadgen.NewClient(s.url, "Bearer "+s.bearer, conns, 15*time.Minute)
 }
 
 // stop sends SIGTERM (graceful shutdown) and waits.

@@ -61,7 +61,7 @@ func (r *Report) Targets() []Target {
 	fmet := len(filled) > 0
 	for c, f := range filled {
 		if e := empty[c]; e != nil && e.CSRD.PerSecond > 0 && e.Raw.PerSecond > 0 {
-			v := f.CSRD.PerSecond / e.CSRD.PerSecond
+			v := f.CSRD.givenBack() / e.CSRD.givenBack()
 			fr = append(fr, fmt.Sprintf("C=%d %.2f (raw loop %.2f)", c, v, f.Raw.PerSecond/e.Raw.PerSecond))
 			fmet = fmet && v >= 0.90
 		}

@@ -49,7 +49,6 @@ func run(args []string) error {
 	poolC := fs.Int("pool-c", 16, "concurrency of the pool comparison and the failover run")
 	failover := fs.Bool("failover", true, "run the two-token failover measurement")
 	memC := fs.Int("memory-c", 64, "concurrency of csrd's memory run on a fresh token (0 skips)")
-	netHTTP := fs.Bool("net-http", false, "drive csrd with Go's net/http client instead of the lean HTTP/1.1 one")
 	noise := fs.String("noise-c", "4,16", "concurrency levels of the raw-vs-raw noise cells (empty skips)")
 	noiseRSA := fs.String("noise-rsa-c", "1", "concurrency levels of the RSA-2048 raw-vs-raw noise cells, one long turn per side (empty skips)")
 	rounds := fs.Int("rounds", 12, "turns each side takes per cell, alternating (RSA: always 1)")
@@ -93,7 +92,7 @@ func run(args []string) error {
 		CSRD: *csrd, Dir: work, DBDir: *dbDir, Algs: split(*algs), Concurrency: cs,
 		Warmup: *warmup, Duration: *duration, SlowFactor: *slow,
 		FillKeys: *fill, FillWorkers: *fillWorkers, PoolTokens: pools, PoolC: *poolC,
-		Failover: *failover, MemoryC: *memC, BenchBinary: self, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NoiseSlowC: noiseSlowC, NetHTTP: *netHTTP, Progress: os.Stderr,
+		Failover: *failover, MemoryC: *memC, BenchBinary: self, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NoiseSlowC: noiseSlowC, Progress: os.Stderr,
 	})
 	if err != nil {
 		return err
