@@ -137,36 +137,32 @@ func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token,
 	phases := make(chan error, 1)
 	brk, repair, how := breakToken(dir)
 	f.How = how
-	win := runLoop(ctx, loopSpec{
-		c: o.PoolC, warmup: d.warmup, duration: d.measure, maxWarm: d.maxWarm,
-		op: func(ctx context.Context, w, seq int) error { return cl.Generate(ctx, a.requestBody(w, seq)).Failure() },
-		mark: func(start bool) {
-			if !start {
-				return
-			}
-			go func() {
-				phases <- func() error {
-					time.Sleep(third)
-					var err error
-					if before, err = db.CountByToken(ctx, store.StatePending); err != nil {
-						return err
-					}
-					if err := brk(); err != nil {
-						return err
-					}
-					time.Sleep(third)
-					if f.DuringOutage, err = db.CountByToken(ctx, store.StatePending); err != nil {
-						return err
-					}
-					return repair()
-				}()
+	win := d.loop(o.PoolC, generateOp(cl, a), func(start bool) {
+		if !start {
+			return
+		}
+		go func() {
+			phases <- func() error {
+				time.Sleep(third)
+				var err error
+				if before, err = db.CountByToken(ctx, store.StatePending); err != nil {
+					return err
+				}
+				if err := brk(); err != nil {
+					return err
+				}
+				time.Sleep(third)
+				if f.DuringOutage, err = db.CountByToken(ctx, store.StatePending); err != nil {
+					return err
+				}
+				return repair()
 			}()
-		},
-	})
+		}()
+	}).Run(ctx)
 	if err := <-phases; err != nil {
 		return nil, fmt.Errorf("bench: failover: %w", err)
 	}
-	m := win.measure()
+	m := measure(win)
 	f.CSRD = &m
 	if f.AfterRecovery, err = db.CountByToken(ctx, store.StatePending); err != nil {
 		return nil, err

@@ -162,16 +162,12 @@ func (m *rawModule) runRaw(ctx context.Context, a alg, labels []string, c int, d
 		}
 		ws[i] = w
 	}
-	win := runLoop(ctx, loopSpec{
-		c: c, warmup: d.warmup, duration: d.measure, maxWarm: d.maxWarm,
-		op:   func(_ context.Context, i, _ int) error { return ws[i].generate(a) },
-		mark: mark,
-	})
+	win := d.loop(c, func(_ context.Context, i, _ int) error { return ws[i].generate(a) }, mark).Run(ctx)
 	for _, w := range ws {
 		w.keep()
 		w.close()
 	}
-	return win.measure(), nil
+	return measure(win), nil
 }
 
 // digestInfoSHA256 is the DER DigestInfo prefix crypto11 (and so csrd) puts

@@ -142,6 +142,17 @@ type Failover struct {
 
 type durations struct{ warmup, measure, maxWarm time.Duration }
 
+// loop is a closed loop of c workers on d's schedule.
+func (d durations) loop(c int, op func(ctx context.Context, worker, seq int) error, mark func(start bool)) loadgen.Loop {
+	return loadgen.Loop{Workers: c, Warmup: d.warmup, Duration: d.measure, MaxWarm: d.maxWarm, Op: op, Mark: mark}
+}
+
+// generateOp is a closed loop's operation against csrd: worker's seq-th
+// Generate of key type a, an error unless csrd answers with a CSR.
+func generateOp(cl *loadgen.Client, a alg) func(ctx context.Context, worker, seq int) error {
+	return func(ctx context.Context, w, seq int) error { return cl.Generate(ctx, a.requestBody(w, seq)).Failure() }
+}
+
 const mainLabel = "bench-main"
 
 func poolLabel(i int) string { return fmt.Sprintf("bench-pool-%d", i) }
@@ -483,21 +494,17 @@ func measureRaw(ctx context.Context, raw *rawModule, a alg, labels []string, c i
 // runHTTP runs the closed loop against csrd, measuring csrd's CPU and peak RSS.
 func runHTTP(ctx context.Context, cl *loadgen.Client, srv *server, a alg, c int, d durations) (Measure, error) {
 	var cpu0, cpu, self0, selfCPU float64
-	win := runLoop(ctx, loopSpec{
-		c: c, warmup: d.warmup, duration: d.measure, maxWarm: d.maxWarm,
-		op: func(ctx context.Context, w, seq int) error { return cl.Generate(ctx, a.requestBody(w, seq)).Failure() },
-		mark: func(start bool) {
-			v, _ := loadgen.CPUSeconds(srv.pid())
-			s := loadgen.SelfCPUSeconds()
-			if start {
-				cpu0, self0 = v, s
-				loadgen.ResetPeakRSS(srv.pid())
-			} else {
-				cpu, selfCPU = v-cpu0, s-self0
-			}
-		},
-	})
-	m := win.measure()
+	win := d.loop(c, generateOp(cl, a), func(start bool) {
+		v, _ := loadgen.CPUSeconds(srv.pid())
+		s := loadgen.SelfCPUSeconds()
+		if start {
+			cpu0, self0 = v, s
+			loadgen.ResetPeakRSS(srv.pid())
+		} else {
+			cpu, selfCPU = v-cpu0, s-self0
+		}
+	}).Run(ctx)
+	m := measure(win)
 	m.CPUPerOp = perOp(cpu, m.Ops)
 	m.ClientCPUPerOp = perOp(selfCPU, m.Ops)
 	m.setGivenBack()

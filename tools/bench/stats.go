@@ -29,6 +29,20 @@ type Measure struct {
 	latencies []time.Duration // kept for combine
 }
 
+// measure is what a closed loop's window says of one side.
+func measure(w loadgen.Window) Measure {
+	m := Measure{Ops: w.Ops, Errors: w.Errors, Seconds: w.End.Sub(w.Start).Seconds()}
+	if w.FirstErr != nil {
+		m.FirstError = w.FirstErr.Error()
+	}
+	if m.Seconds > 0 {
+		m.PerSecond = float64(w.Ops) / m.Seconds
+	}
+	m.latencies = w.Latencies
+	fillLatency(&m, append([]time.Duration{}, w.Latencies...))
+	return m
+}
+
 // combine merges the measures of several turns: ops, errors and time add
 // up, CPU per op is weighted by ops, percentiles are taken over all
 // latencies, peak RSS is the highest.

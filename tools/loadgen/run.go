@@ -56,106 +56,128 @@ type Result struct {
 // Run starts cfg.Clients clients that send Generate requests back to back
 // until cfg.Duration has passed, then waits for the requests in flight (they
 // are not cancelled: an abandoned request would read as an error, and csrd
-// finishes a started generate anyway). ctx cancels everything early.
+// finishes a started generate anyway). ctx cancels everything early. The
+// latency percentiles are those of the Generate requests that finished
+// within cfg.Duration; every request counts in the totals.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Clients < 1 || cfg.Duration <= 0 || cfg.Mix.total == 0 {
 		return nil, errors.New("loadgen: need at least one client, a positive duration and a mix")
 	}
-	res := &Result{Clients: cfg.Clients, Status: map[int]int{}, Errors: map[string]int{}}
-	var (
-		mu        sync.Mutex
-		latencies []time.Duration
-		seq       atomic.Int64
-	)
-	stopRSS := make(chan struct{})
-	rssDone := make(chan struct{})
-	if cfg.Pid > 0 {
-		res.HeapStart, _ = cfg.Client.GoHeap(ctx)
-		res.RSSStart, _ = RSS(cfg.Pid)
-		res.RSSMax = res.RSSStart
-		go func() {
-			defer close(rssDone)
-			tick := time.NewTicker(time.Second)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stopRSS:
-					return
-				case <-tick.C:
-					if v, err := RSS(cfg.Pid); err == nil {
-						mu.Lock()
-						res.RSSMax = max(res.RSSMax, v)
-						res.RSSSamples = append(res.RSSSamples, v)
-						mu.Unlock()
-					}
-				}
-			}
-		}()
-	} else {
-		close(rssDone)
+	r := &run{cfg: cfg, res: &Result{Clients: cfg.Clients, Status: map[int]int{}, Errors: map[string]int{}},
+		rands: make([]*rand.Rand, cfg.Clients), ids: make([]int64, cfg.Clients)}
+	for c := range r.rands {
+		r.rands[c] = rand.New(rand.NewPCG(cfg.Seed, uint64(c)))
 	}
-
+	loop := Loop{Workers: cfg.Clients, Duration: cfg.Duration, Op: r.generate}
+	if cfg.Churn {
+		loop.After = r.churn
+	}
+	stopWatch := r.watchMemory(ctx)
 	start := time.Now()
-	deadline := start.Add(cfg.Duration)
-	var wg sync.WaitGroup
-	for c := range cfg.Clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(cfg.Seed, uint64(c)))
-			for ctx.Err() == nil && time.Now().Before(deadline) {
-				n := seq.Add(1)
-				t0 := time.Now()
-				a := cfg.Client.Generate(ctx, cfg.Mix.Body(r, n))
-				lat := time.Since(t0)
-				if cfg.OnAnswer != nil {
-					cfg.OnAnswer(a)
-				}
-				mu.Lock()
-				res.Requests++
-				res.Status[a.Status]++
-				if a.Err != nil {
-					res.Errors[a.Err.Error()]++
-				}
-				if a.Err != nil || a.Status != http.StatusOK && a.Status != http.StatusServiceUnavailable {
-					res.Unexpected++
-				}
-				if a.Status == http.StatusOK && a.Err == nil {
-					res.Accepted = append(res.Accepted, a.ID)
-				}
-				latencies = append(latencies, lat)
-				mu.Unlock()
-				if cfg.Churn && a.Status == http.StatusOK && a.Err == nil {
-					d := cfg.Client.Delete(ctx, a.ID)
-					mu.Lock()
-					res.Requests++
-					res.Status[d.Status]++
-					switch {
-					case d.Err != nil:
-						res.Errors[d.Err.Error()]++
-						res.Unexpected++
-					case d.Status == http.StatusNoContent:
-						res.Deleted++
-					case d.Status != http.StatusServiceUnavailable:
-						res.Unexpected++
-					}
-					mu.Unlock()
+	win := loop.Run(ctx)
+	r.res.Duration = time.Since(start)
+	stopWatch()
+	slices.Sort(r.res.Accepted)
+	r.res.Latency = Percentiles(win.Latencies)
+	return r.res, ctx.Err()
+}
+
+// run is one load run's state, shared by its clients.
+type run struct {
+	cfg   Config
+	seq   atomic.Int64 // numbers the requests, for unique subjects
+	rands []*rand.Rand // per client: its key kinds
+	ids   []int64      // per client: the record its last Generate made, 0 if none
+
+	mu  sync.Mutex // guards res
+	res *Result
+}
+
+// generate is client c's next Generate, counted by its answer. Every
+// answer is an operation of the loop (it times them all): whether it was
+// one the run expects is the status histogram's business.
+func (r *run) generate(ctx context.Context, c, _ int) error {
+	a := r.cfg.Client.Generate(ctx, r.cfg.Mix.Body(r.rands[c], r.seq.Add(1)))
+	if r.cfg.OnAnswer != nil {
+		r.cfg.OnAnswer(a)
+	}
+	ok := a.Status == http.StatusOK && a.Err == nil
+	r.ids[c] = 0
+	if ok {
+		r.ids[c] = a.ID
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Requests++
+	r.res.Status[a.Status]++
+	if a.Err != nil {
+		r.res.Errors[a.Err.Error()]++
+	}
+	if a.Err != nil || a.Status != http.StatusOK && a.Status != http.StatusServiceUnavailable {
+		r.res.Unexpected++
+	}
+	if ok {
+		r.res.Accepted = append(r.res.Accepted, a.ID)
+	}
+	return nil
+}
+
+// churn deletes the key client c's last Generate made, outside its timing.
+func (r *run) churn(ctx context.Context, c int) {
+	if r.ids[c] == 0 {
+		return
+	}
+	d := r.cfg.Client.Delete(ctx, r.ids[c])
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Requests++
+	r.res.Status[d.Status]++
+	switch {
+	case d.Err != nil:
+		r.res.Errors[d.Err.Error()]++
+		r.res.Unexpected++
+	case d.Status == http.StatusNoContent:
+		r.res.Deleted++
+	case d.Status != http.StatusServiceUnavailable:
+		r.res.Unexpected++
+	}
+}
+
+// watchMemory reads cfg.Pid's RSS and Go heap now, samples its RSS once a
+// second until the returned stop is called, and stop reads both again.
+// Without a Pid it does nothing.
+func (r *run) watchMemory(ctx context.Context) (stop func()) {
+	pid, res := r.cfg.Pid, r.res
+	if pid <= 0 {
+		return func() {}
+	}
+	res.HeapStart, _ = r.cfg.Client.GoHeap(ctx)
+	res.RSSStart, _ = RSS(pid)
+	res.RSSMax = res.RSSStart
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if v, err := RSS(pid); err == nil {
+					res.RSSMax = max(res.RSSMax, v)
+					res.RSSSamples = append(res.RSSSamples, v)
 				}
 			}
-		}()
-	}
-	wg.Wait()
-	res.Duration = time.Since(start)
-	close(stopRSS)
-	<-rssDone
-	if cfg.Pid > 0 {
-		if v, err := RSS(cfg.Pid); err == nil {
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+		if v, err := RSS(pid); err == nil {
 			res.RSSEnd = v
 			res.RSSMax = max(res.RSSMax, v)
 		}
-		res.HeapEnd, _ = cfg.Client.GoHeap(context.WithoutCancel(ctx))
+		res.HeapEnd, _ = r.cfg.Client.GoHeap(context.WithoutCancel(ctx))
 	}
-	slices.Sort(res.Accepted)
-	res.Latency = Percentiles(latencies)
-	return res, ctx.Err()
 }

@@ -11,7 +11,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -48,10 +47,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	client := loadgen.Client{
-		HTTP: &http.Client{Timeout: *timeout, Transport: &http.Transport{MaxIdleConnsPerHost: *clients}},
-		Base: strings.TrimRight(*base, "/"),
-	}
+	client := loadgen.NewClient(*base, "", *clients, *timeout)
 	if *authFile != "" {
 		b, err := os.ReadFile(*authFile)
 		if err != nil {
@@ -63,7 +59,7 @@ func run(args []string) error {
 	defer stop()
 	fmt.Printf("csrd-load: %d clients for %v against %s, mix %s, seed %d\n", *clients, *duration, client.Base, *mixFlag, *seed)
 	res, err := loadgen.Run(ctx, loadgen.Config{
-		Client: client, Clients: *clients, Duration: *duration, Mix: mix, Seed: *seed, Pid: *pid, Churn: *churn,
+		Client: *client, Clients: *clients, Duration: *duration, Mix: mix, Seed: *seed, Pid: *pid, Churn: *churn,
 	})
 	if res != nil {
 		res.WriteReport(os.Stdout)
