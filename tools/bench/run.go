@@ -43,7 +43,10 @@ type Options struct {
 	// its cells' one long turn per side: its ratios move with the prime
 	// search's luck far more than P-256's with the machine's drift.
 	NoiseSlowC []int
-	Progress   io.Writer
+	// Goals are what the report's targets hold csrd to (nil: the
+	// built-in targets.json).
+	Goals    *Goals
+	Progress io.Writer
 }
 
 // Report is the result of a run.
@@ -58,6 +61,8 @@ type Report struct {
 	Pool     []PoolRow  `json:"pool,omitempty"`
 	Failover *Failover  `json:"failover,omitempty"`
 	Memory   *Memory    `json:"memory,omitempty"`
+	// Goals are what Targets holds the figures to (nil: targets.json).
+	Goals *Goals `json:"goals,omitempty"`
 }
 
 // ReportOpts are the options worth recording with the figures.
@@ -163,7 +168,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		WarmupS: o.Warmup.Seconds(), DurationS: o.Duration.Seconds(), SlowFactor: o.SlowFactor,
 		MaxSessions: o.MaxSessions, FillKeys: o.FillKeys, PoolC: o.PoolC, Client: "net/http",
 		HealthIntervalS: sideBySideHealthInterval.Seconds(),
-	}}
+	}, Goals: o.Goals}
 	progress := o.Progress
 	if progress == nil {
 		progress = io.Discard
