@@ -19,6 +19,9 @@ import (
 // no timings (a shared CI machine cannot promise any), only that every part
 // ran, that nothing failed, and that the JSON and Markdown are well formed.
 func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds csrd and runs every phase of the benchmark, tiny (about a minute); not under -short")
+	}
 	dir := t.TempDir()
 	csrd := filepath.Join(dir, "csrd")
 	build := exec.Command("go", "build", "-o", csrd, "github.com/csrd/csrd/cmd/csrd")

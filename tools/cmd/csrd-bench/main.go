@@ -1,7 +1,7 @@
 // Command csrd-bench measures csrd against the raw PKCS#11 limit of a fresh
 // SoftHSM token, side by side, and writes BENCHMARKS.md and a JSON report.
-// `make bench` runs it with the full settings (about ten minutes on two
-// cores); the smoke test in package bench runs it tiny. main only wires.
+// `make bench` runs it with the full settings (about half an hour on two
+// cores); the smoke test of tools/bench runs it tiny. main only wires.
 package main
 
 import (
