@@ -105,7 +105,9 @@ func runMemory(ctx context.Context, base serverConfig, o Options) (*Memory, erro
 
 // readGoMemory scrapes csrd's /metrics for the Go runtime's own figures.
 func (mem *Memory) readGoMemory(ctx context.Context, srv *server) error {
-	vals, err := srv.client(1).Metrics(ctx, "go_memstats_sys_bytes", "go_memstats_heap_inuse_bytes")
+	cl := srv.client(1)
+	defer cl.CloseIdle()
+	vals, err := cl.Metrics(ctx, "go_memstats_sys_bytes", "go_memstats_heap_inuse_bytes")
 	if err != nil {
 		return err
 	}
