@@ -33,7 +33,7 @@ FUZZTIME     ?= 60s
 FUZZMINTIME  ?= 5s
 FUZZ_TARGETS := ./csr:FuzzParseDN ./csr:FuzzParseSANs ./api:FuzzGenerateDecode ./policy:FuzzParse ./lifecycle:FuzzImportCertificates
 
-.PHONY: all deps build run dev-token dev-tls install test vet fuzz load bench clean
+.PHONY: all deps build tools run dev-token dev-tls install test vet fuzz load bench clean
 
 all: build
 
@@ -51,6 +51,10 @@ deps:
 ## build: bin/csrd, bin/csrctl (BUILD_DIR=... to build elsewhere)
 build: deps
 	$(GO) build -trimpath -o $(BUILD_DIR)/ ./cmd/...
+
+## tools: bin/csrd-bench, bin/csrd-load (the benchmark and the load generator, from tools/)
+tools: deps
+	$(GO) build -trimpath -o $(BUILD_DIR)/ ./tools/cmd/...
 
 ## dev-token: a SoftHSM2 development token under .dev/ with a generated PIN file
 dev-token: deps
@@ -131,16 +135,16 @@ fuzz: deps
 ## bench: csrd vs the raw PKCS#11 limit on a fresh SoftHSM token (~30 min on 2 cores);
 ## writes BENCHMARKS.md and BENCHMARKS.json. BENCH_FLAGS passes options (csrd-bench -h).
 BENCH_FLAGS ?=
-bench: build
-	./bin/csrd-bench -csrd bin/csrd -md BENCHMARKS.md -json BENCHMARKS.json $(BENCH_FLAGS)
+bench: build tools
+	$(BUILD_DIR)/csrd-bench -csrd $(BUILD_DIR)/csrd -md BENCHMARKS.md -json BENCHMARKS.json $(BENCH_FLAGS)
 
 ## load: LOAD_CLIENTS concurrent Generate clients for LOAD_DURATION against a freshly started csrd
 ## (LOAD_FLAGS=-churn deletes every key again, keeping the token's size flat)
 LOAD_CLIENTS  ?= 64
 LOAD_DURATION ?= 60s
 LOAD_FLAGS    ?=
-load: build
-	bash cmd/csrd-load/fresh.sh bin/csrd bin/csrd-load $(LOAD_CLIENTS) $(LOAD_DURATION) $(LOAD_FLAGS)
+load: build tools
+	bash tools/cmd/csrd-load/fresh.sh $(BUILD_DIR)/csrd $(BUILD_DIR)/csrd-load $(LOAD_CLIENTS) $(LOAD_DURATION) $(LOAD_FLAGS)
 
 clean:
 	rm -rf bin

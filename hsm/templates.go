@@ -11,7 +11,7 @@ import (
 
 // Templates is exactly what GenerateKeyPair hands to C_GenerateKeyPair for
 // one key pair. It is exported for the benchmark's raw PKCS#11 loop
-// (cmd/csrd-bench), which must ask the token for precisely what csrd asks,
+// (tools/bench), which must ask the token for precisely what csrd asks,
 // so that the comparison measures csrd's overhead and nothing else.
 type Templates struct {
 	Mechanism       uint // CKM_*_KEY_PAIR_GEN
