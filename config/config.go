@@ -47,8 +47,10 @@ type TLS struct {
 	// CertFile holds the server certificate chain (PEM, leaf first).
 	CertFile string `yaml:"cert_file"`
 	// KeyFile is a PEM private key file, or a PKCS#11 URI
-	// ("pkcs11:object=csrd-tls;type=private") naming a key pair in csrd's
-	// token, so the TLS key never leaves the HSM either.
+	// ("pkcs11:object=tls-server;type=private") naming a key pair in csrd's
+	// token, so the TLS key never leaves the HSM either. Its label should
+	// not start with "csrd-", the prefix of the keys csrd makes;
+	// reconciliation never destroys the object it names either way.
 	KeyFile string `yaml:"key_file"`
 	// ClientCAFile, when set, makes csrd request and verify client
 	// certificates (mTLS) against these CAs (PEM). A client without a valid
