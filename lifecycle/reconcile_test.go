@@ -378,7 +378,7 @@ func TestOtherToken(t *testing.T) {
 	}
 	there := lifecycle.New(reconToken, db, policy.Default(), testLog)
 
-	if err := there.Delete(ctx, res.ID); !errors.Is(err, lifecycle.ErrConflict) || !strings.Contains(err.Error(), "on token") {
+	if err := there.Delete(ctx, res.ID, nil); !errors.Is(err, lifecycle.ErrConflict) || !strings.Contains(err.Error(), "on token") {
 		t.Errorf("Delete from another token = %v, want ErrConflict", err)
 	}
 	rep, err := there.Reconcile(ctx, lifecycle.ReconcileOptions{})
