@@ -51,8 +51,19 @@ var workflowOps = []auth.Operation{auth.OpGenerate, auth.OpPendingRead, auth.OpP
 
 func newScopeFixture(t *testing.T) *scopeFixture {
 	t.Helper()
+	s, db, _ := authedServer(t, scopeUsers, api.Options{})
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return &scopeFixture{srv: srv, db: db}
+}
+
+// authedServer is the real API with authentication for users (password
+// scopePass) over a database of its own and the real use cases; o adds
+// options (a nil o.Generator means the use case).
+func authedServer(t *testing.T, users map[string]auth.Grants, o api.Options) (*api.Server, *store.Store, *lifecycle.Service) {
+	t.Helper()
 	af := &auth.File{}
-	for name, g := range scopeUsers {
+	for name, g := range users {
 		af.Users = append(af.Users, auth.User{Name: name, PasswordHash: hash(t, scopePass), Grants: g})
 	}
 	path := filepath.Join(t.TempDir(), "auth.yaml")
@@ -69,12 +80,12 @@ func newScopeFixture(t *testing.T) *scopeFixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	svc := lifecycle.New(testToken, db, policy.Default(), testLog)
-	srv := httptest.NewServer(api.New(api.Options{
-		BasePath: "/KeyfactorAPI", Log: testLog, Generator: svc, Pending: svc, Certificates: svc,
-		Auth: a, Audit: db, Metrics: api.NewMetrics(api.MetricsSources{}),
-	}))
-	t.Cleanup(srv.Close)
-	return &scopeFixture{srv: srv, db: db}
+	o.BasePath, o.Log, o.Pending, o.Certificates = "/KeyfactorAPI", testLog, svc, svc
+	o.Auth, o.Audit, o.Metrics = a, db, api.NewMetrics(api.MetricsSources{})
+	if o.Generator == nil {
+		o.Generator = svc
+	}
+	return api.New(o), db, svc
 }
 
 // call sends a request as user and returns status, body and X-Total-Count.

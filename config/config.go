@@ -70,6 +70,11 @@ type Limits struct {
 	// GenerationWait bounds how long a request waits for a generation slot
 	// before it is answered 503 with Retry-After.
 	GenerationWait time.Duration `yaml:"generation_wait"`
+	// MaxGenerationsPerIdentity caps the generations one authenticated
+	// identity may have in flight or waiting for a slot; one more is
+	// answered 429 with Retry-After at once. 0 (the default) means no cap:
+	// a single service account may use every slot.
+	MaxGenerationsPerIdentity int `yaml:"max_generations_per_identity"`
 }
 
 // HSM selects the PKCS#11 module and token.
@@ -195,6 +200,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.GenerationWait <= 0 {
 		add("limits.generation_wait: must be positive")
+	}
+	switch {
+	case c.Limits.MaxGenerationsPerIdentity < 0:
+		add("limits.max_generations_per_identity %d: must be 0 (no cap) or more", c.Limits.MaxGenerationsPerIdentity)
+	case c.Limits.MaxGenerationsPerIdentity > 0 && c.Auth.Mode == AuthNone:
+		// Every caller is the one anonymous identity: the cap would only
+		// be a smaller limits.max_generations.
+		add("limits.max_generations_per_identity: needs auth.mode file (with auth.mode none every caller is one identity; lower limits.max_generations instead)")
 	}
 	if c.HSM.HealthInterval <= 0 {
 		add("hsm.health_interval: must be positive")
