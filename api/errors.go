@@ -41,6 +41,7 @@ const (
 	CodeStoreUnavailable  = "0xA0050003" // 503 database busy or unavailable
 	CodeStoreFull         = "0xA0050004" // 507 database disk full
 	CodeBusy              = "0xA0050005" // 503 too many key generations in flight
+	CodeIdentityBusy      = "0xA0050006" // 429 this identity has limits.max_generations_per_identity generations in flight
 	CodeUnauthenticated   = "0xA0060001" // 401 no or wrong credentials
 	CodeForbidden         = "0xA0060002" // 403 the identity may not do this
 	CodeThrottled         = "0xA0060003" // 429 too many failed authentications from this address

@@ -39,6 +39,9 @@ type Options struct {
 	// request that finds none free within GenerationWait gets a 503.
 	MaxGenerations int
 	GenerationWait time.Duration
+	// MaxGenerationsPerIdentity bounds the generations one identity has
+	// in flight or waiting (0: no bound); one more is answered 429 at once.
+	MaxGenerationsPerIdentity int
 
 	// Auth checks credentials (auth.go). NoAuth disables authentication
 	// (config auth.mode none, loopback only); with neither, every call is
@@ -93,7 +96,7 @@ func New(o Options) *Server {
 		keys:        o.Keys,
 		ready:       o.Readiness,
 		tokenStates: o.TokenStates,
-		genLimit:    newLimiter(o.MaxGenerations, o.GenerationWait),
+		genLimit:    newLimiter(o.MaxGenerations, o.MaxGenerationsPerIdentity, o.GenerationWait),
 		auth:        o.Auth,
 		noAuth:      o.NoAuth,
 		throttle:    o.Throttle,
@@ -119,7 +122,7 @@ func New(o Options) *Server {
 	e.Pre(s.requestID, s.foldPath)
 	e.Use(s.observe, s.accessLog, recoverPanics(s.log), s.noteError)
 
-	s.route(http.MethodPost, "/CSRGeneration/Generate", s.generate, s.genLimit.middleware)
+	s.route(http.MethodPost, "/CSRGeneration/Generate", s.generate)
 	s.route(http.MethodGet, "/Status/Endpoints", s.statusEndpoints)
 	s.route(http.MethodGet, "/EnrollmentPatterns", s.listPatterns)
 	s.route(http.MethodGet, "/EnrollmentPatterns/Settings", s.patternSettings)
@@ -167,8 +170,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHT
 func (s *Server) route(method, path string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
 	op, _ := routeOperation(method, path)
 	p := strings.ToLower(s.basePath + path)
-	// Authentication first: an unauthenticated call takes no generation
-	// slot and learns nothing from header checks.
+	// Authentication first: an unauthenticated call learns nothing from
+	// header checks.
 	s.e.Add(method, p, h, append([]echo.MiddlewareFunc{s.authenticate(op), keyfactorHeaders}, mw...)...)
 	s.endpoints = append(s.endpoints, method+" "+strings.ReplaceAll(path, ":id", "{id}"))
 	s.canonical[p] = s.basePath + path

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -47,8 +48,10 @@ type TLS struct {
 	// CertFile holds the server certificate chain (PEM, leaf first).
 	CertFile string `yaml:"cert_file"`
 	// KeyFile is a PEM private key file, or a PKCS#11 URI
-	// ("pkcs11:object=csrd-tls;type=private") naming a key pair in csrd's
-	// token, so the TLS key never leaves the HSM either.
+	// ("pkcs11:object=tls-server;type=private") naming a key pair in csrd's
+	// token, so the TLS key never leaves the HSM either. Its label should
+	// not start with "csrd-", the prefix of the keys csrd makes;
+	// reconciliation never destroys the object it names either way.
 	KeyFile string `yaml:"key_file"`
 	// ClientCAFile, when set, makes csrd request and verify client
 	// certificates (mTLS) against these CAs (PEM). A client without a valid
@@ -67,6 +70,11 @@ type Limits struct {
 	// GenerationWait bounds how long a request waits for a generation slot
 	// before it is answered 503 with Retry-After.
 	GenerationWait time.Duration `yaml:"generation_wait"`
+	// MaxGenerationsPerIdentity caps the generations one authenticated
+	// identity may have in flight or waiting for a slot; one more is
+	// answered 429 with Retry-After at once. 0 (the default) means no cap:
+	// a single service account may use every slot.
+	MaxGenerationsPerIdentity int `yaml:"max_generations_per_identity"`
 }
 
 // HSM selects the PKCS#11 module and token.
@@ -75,6 +83,8 @@ type HSM struct {
 	TokenLabel string `yaml:"token_label"`
 	// PINFile holds the user PIN. When systemd passes credentials
 	// ($CREDENTIALS_DIRECTORY) and it contains hsm-pin, that file wins.
+	// Every PIN file must be a regular file no group or other may access
+	// (chmod 600), except one in $CREDENTIALS_DIRECTORY.
 	PINFile string `yaml:"pin_file"`
 	// MaxSessions caps concurrent PKCS#11 sessions (and so concurrent key
 	// generations). Tokens have a per-application session limit.
@@ -191,6 +201,14 @@ func (c *Config) Validate() error {
 	if c.Limits.GenerationWait <= 0 {
 		add("limits.generation_wait: must be positive")
 	}
+	switch {
+	case c.Limits.MaxGenerationsPerIdentity < 0:
+		add("limits.max_generations_per_identity %d: must be 0 (no cap) or more", c.Limits.MaxGenerationsPerIdentity)
+	case c.Limits.MaxGenerationsPerIdentity > 0 && c.Auth.Mode == AuthNone:
+		// Every caller is the one anonymous identity: the cap would only
+		// be a smaller limits.max_generations.
+		add("limits.max_generations_per_identity: needs auth.mode file (with auth.mode none every caller is one identity; lower limits.max_generations instead)")
+	}
 	if c.HSM.HealthInterval <= 0 {
 		add("hsm.health_interval: must be positive")
 	}
@@ -223,7 +241,7 @@ func (c *Config) Validate() error {
 		seen[t.TokenLabel] = true
 		needDefaultPIN = needDefaultPIN || t.PINFile == ""
 	}
-	if needDefaultPIN && c.HSM.PINFile == "" && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
+	if needDefaultPIN && c.HSM.PINFile == "" && os.Getenv(credentialsEnv) == "" {
 		add("hsm.pin_file: required (or a systemd credential hsm-pin)")
 	}
 	// crypto11 keeps one long-lived session of its own besides the pool,
@@ -334,7 +352,7 @@ func (c *Config) ReadTokenPIN(t Token) (string, error) {
 	if t.PINFile == "" {
 		return c.ReadPIN()
 	}
-	return readPINFile(t.PINFile, false)
+	return readPINFile(t.PINFile)
 }
 
 // ReadPIN returns the HSM user PIN. A systemd credential
@@ -342,37 +360,68 @@ func (c *Config) ReadTokenPIN(t Token) (string, error) {
 // the PIN over without it ever being readable by the service user's files.
 // Trailing newlines are trimmed; the error never contains the PIN.
 func (c *Config) ReadPIN() (string, error) {
-	path := c.HSM.PINFile
-	cred := false
-	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
-		p := filepath.Join(dir, "hsm-pin")
-		if _, err := os.Stat(p); err == nil {
-			path, cred = p, true
+	if dir := os.Getenv(credentialsEnv); dir != "" {
+		pin, err := readPINFile(filepath.Join(dir, "hsm-pin"))
+		if !errors.Is(err, os.ErrNotExist) {
+			return pin, err
 		}
 	}
-	return readPINFile(path, cred)
+	return readPINFile(c.HSM.PINFile)
 }
 
-// readPINFile reads a PIN file; a systemd credential (cred) may have any
-// mode, since only the service can read its credentials directory.
-func readPINFile(path string, cred bool) (string, error) {
+// credentialsEnv names the directory systemd passes credentials in.
+const credentialsEnv = "CREDENTIALS_DIRECTORY"
+
+// maxPINFile bounds what is read from a PIN file.
+const maxPINFile = 4 << 10
+
+// readPINFile reads a PIN file. It is opened once and the open file is
+// checked (fstat) and read, so the mode checked is the mode of the bytes
+// read; only a regular file is read. Group or others may not have any
+// access, except to a systemd credential (a file in $CREDENTIALS_DIRECTORY),
+// whose directory only the service can read.
+func readPINFile(path string) (string, error) {
 	if path == "" {
 		return "", errors.New("config: no PIN file configured")
 	}
-	st, err := os.Stat(path)
+	// O_NONBLOCK: opening a named pipe must not wait for a writer; it is
+	// refused below like any file that is not regular.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return "", fmt.Errorf("config: PIN file: %w", err)
 	}
-	if st.Mode().Perm()&0o077 != 0 && !cred && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("config: PIN file: %w", err)
+	}
+	switch {
+	case !st.Mode().IsRegular():
+		return "", fmt.Errorf("config: PIN file %s is not a regular file (%v)", path, st.Mode().Type())
+	case st.Mode().Perm()&0o077 != 0 && !systemdCredential(path):
 		return "", fmt.Errorf("config: PIN file %s is readable by group or others (mode %04o); chmod 600 it", path, st.Mode().Perm())
 	}
-	data, err := os.ReadFile(path)
+	data, err := io.ReadAll(io.LimitReader(f, maxPINFile+1))
 	if err != nil {
 		return "", fmt.Errorf("config: PIN file: %w", err)
+	}
+	if len(data) > maxPINFile {
+		return "", fmt.Errorf("config: PIN file %s is larger than %d bytes", path, maxPINFile)
 	}
 	pin := strings.TrimRight(string(data), "\r\n")
 	if pin == "" {
 		return "", fmt.Errorf("config: PIN file %s is empty", path)
 	}
 	return pin, nil
+}
+
+// systemdCredential reports whether path lies in $CREDENTIALS_DIRECTORY:
+// a file systemd passed the service (LoadCredential=, SetCredential=).
+func systemdCredential(path string) bool {
+	dir := os.Getenv(credentialsEnv)
+	if dir == "" || !filepath.IsAbs(dir) {
+		return false
+	}
+	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(path))
+	return err == nil && filepath.IsLocal(rel)
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // Delete destroys the key pair of a pending CSR and marks its record
-// deleted. The order makes a crash at any point repairable:
+// deleted; a record outside scope (nil: no limit) is ErrNotFound exactly as
+// if it did not exist. The order makes a crash at any point repairable:
 //
 //  1. the intent to delete is committed (the record stays pending but is no
 //     longer listed or importable);
@@ -21,13 +22,10 @@ import (
 // Delete) destroys whatever is left and finishes. So the token never holds
 // a key whose record says deleted, and no record says pending for a key the
 // token no longer has.
-func (s *Service) Delete(ctx context.Context, id int64) error {
+func (s *Service) Delete(ctx context.Context, id int64, scope *store.Scope) error {
 	unlock := s.locks.lock(id)
 	defer unlock()
-	rec, err := s.records.Get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return newErr(ErrNotFound, "no pending CSR with Id %d", id)
-	}
+	rec, err := s.scopedRecord(ctx, id, scope)
 	if err != nil {
 		return err
 	}
@@ -60,15 +58,15 @@ func (s *Service) Delete(ctx context.Context, id int64) error {
 }
 
 // DeleteMany deletes several pending CSRs. Every id is checked first, and
-// if any is unknown or not pending nothing is deleted and the error names
-// them all. A failure while deleting (the HSM going away) stops there with
-// a *BatchError saying what was done.
-func (s *Service) DeleteMany(ctx context.Context, ids []int64) error {
+// if any is unknown (or outside scope) or not pending nothing is deleted
+// and the error names them all. A failure while deleting (the HSM going
+// away) stops there with a *BatchError saying what was done.
+func (s *Service) DeleteMany(ctx context.Context, ids []int64, scope *store.Scope) error {
 	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	var bad []string
 	var class error
 	for _, id := range ids {
-		if _, err := s.pendingRecord(ctx, id); err != nil {
+		if _, err := s.pendingRecord(ctx, id, scope); err != nil {
 			var le *Error
 			if !errors.As(err, &le) {
 				return err
@@ -85,7 +83,7 @@ func (s *Service) DeleteMany(ctx context.Context, ids []int64) error {
 		return newErr(ErrNotFound, "%d of the Ids are not pending CSRs, so nothing was deleted: %s", len(bad), strings.Join(bad, "; "))
 	}
 	for i, id := range ids {
-		if err := s.Delete(ctx, id); err != nil {
+		if err := s.Delete(ctx, id, scope); err != nil {
 			return &BatchError{Done: ids[:i], Failed: id, Err: err, Remaining: ids[i+1:]}
 		}
 	}

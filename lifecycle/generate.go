@@ -56,7 +56,7 @@ type Records interface {
 
 	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
 	ListPending(ctx context.Context, q store.PendingQuery) ([]*store.KeyRecord, error)
-	CountPending(ctx context.Context, subjectContains string) (int, error)
+	CountPending(ctx context.Context, q store.PendingQuery) (int, error)
 	ListKeys(ctx context.Context, q store.KeyQuery) ([]*store.KeyRecord, error)
 	FindBySPKI(ctx context.Context, spkiSHA256 []byte) ([]*store.KeyRecord, error)
 	FindByThumbprint(ctx context.Context, thumbprint string) ([]*store.KeyRecord, error)

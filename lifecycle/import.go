@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/csrd/csrd/hsm"
@@ -18,6 +19,9 @@ type ImportRequest struct {
 	Certificate string
 	// Chain optionally adds issuer certificates (PEM or base64 DER).
 	Chain string
+	// Scope limits the records the certificate may be married to (nil: no
+	// limit); one outside it is treated as if it did not exist.
+	Scope *store.Scope
 }
 
 // ImportResult says which key the certificate was married to.
@@ -66,6 +70,7 @@ func (s *Service) Import(ctx context.Context, req ImportRequest) (*ImportResult,
 	if err != nil {
 		return nil, err
 	}
+	recs = slices.DeleteFunc(recs, func(r *store.KeyRecord) bool { return !req.Scope.Has(r) })
 	rec, err := pickForMarriage(recs, spki)
 	if err != nil {
 		return nil, err

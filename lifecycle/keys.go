@@ -47,6 +47,9 @@ type RecoverRequest struct {
 	Thumbprint   string
 	SerialNumber string
 	IssuerDN     string
+	// Scope limits the records searched (nil: no limit); a certificate
+	// married to a record outside it is answered as if unknown.
+	Scope *store.Scope
 }
 
 // Recover always fails: either the certificate is not one csrd married to
@@ -77,7 +80,7 @@ func (s *Service) Recover(ctx context.Context, req RecoverRequest) error {
 		return err
 	}
 	for _, r := range recs {
-		if r.State != store.StateMarried {
+		if r.State != store.StateMarried || !req.Scope.Has(r) {
 			continue
 		}
 		if req.IssuerDN != "" && req.CertID == 0 && req.Thumbprint == "" && !sameDN(r.Cert.Issuer, req.IssuerDN) {

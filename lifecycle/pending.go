@@ -30,7 +30,7 @@ func (s *Service) ListPending(ctx context.Context, q store.PendingQuery) ([]Pend
 	if err != nil {
 		return nil, 0, err
 	}
-	total, err := s.records.CountPending(ctx, q.SubjectContains)
+	total, err := s.records.CountPending(ctx, q)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -42,20 +42,18 @@ func (s *Service) ListPending(ctx context.Context, q store.PendingQuery) ([]Pend
 }
 
 // GetPending returns the CSR (PEM) of a pending record; a record that is
-// not (or no longer) pending is ErrNotFound with the reason.
-func (s *Service) GetPending(ctx context.Context, id int64) (string, error) {
-	rec, err := s.pendingRecord(ctx, id)
+// not (or no longer) pending is ErrNotFound with the reason, and one outside
+// scope (nil: no limit) is ErrNotFound exactly as if it did not exist.
+func (s *Service) GetPending(ctx context.Context, id int64, scope *store.Scope) (string, error) {
+	rec, err := s.pendingRecord(ctx, id, scope)
 	if err != nil {
 		return "", err
 	}
 	return rec.CSRPEM, nil
 }
 
-func (s *Service) pendingRecord(ctx context.Context, id int64) (*store.KeyRecord, error) {
-	rec, err := s.records.Get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, newErr(ErrNotFound, "no pending CSR with Id %d", id)
-	}
+func (s *Service) pendingRecord(ctx context.Context, id int64, scope *store.Scope) (*store.KeyRecord, error) {
+	rec, err := s.scopedRecord(ctx, id, scope)
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +61,17 @@ func (s *Service) pendingRecord(ctx context.Context, id int64) (*store.KeyRecord
 		return nil, notPending(rec)
 	}
 	return rec, nil
+}
+
+// scopedRecord returns record id, or ErrNotFound when there is none or it
+// is outside scope: the caller cannot tell the two apart, nor learn the
+// state of a record it may not see.
+func (s *Service) scopedRecord(ctx context.Context, id int64, scope *store.Scope) (*store.KeyRecord, error) {
+	rec, err := s.records.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && !scope.Has(rec) {
+		return nil, newErr(ErrNotFound, "no pending CSR with Id %d", id)
+	}
+	return rec, err
 }
 
 // Summary lists what a pending request is: "Subject: <DN>", one "SAN: ..."

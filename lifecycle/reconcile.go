@@ -17,9 +17,15 @@ import (
 
 // ReconcileOptions controls Reconcile.
 type ReconcileOptions struct {
-	// DestroyOrphans destroys token objects that no record accounts for.
-	// Without it they are only reported: nothing is destroyed silently.
+	// DestroyOrphans destroys token objects that no record accounts for and
+	// whose label has exactly the form csrd gives its keys (csrd-<id>,
+	// csrd-<id>-alt). Without it they are only reported: nothing is
+	// destroyed silently. Objects with csrd's prefix but another label are
+	// never destroyed, only reported (Orphan.Foreign).
 	DestroyOrphans bool
+	// Keep names token objects that are never orphans, whatever their
+	// label: csrd's TLS key when tls.key_file is a PKCS#11 URI.
+	Keep []hsm.URI
 	// MinAge leaves alone records changed less than MinAge ago, which a
 	// running csrd may still be working on. csrd's own start-up check uses
 	// 0 (it serves nothing yet); csrctl, which may run beside csrd, uses
@@ -118,9 +124,13 @@ func missingHalves(g *objectGroup) []hsm.ObjectClass {
 // Orphan is a group of token objects sharing a label and CKA_ID that no
 // live record owns.
 type Orphan struct {
-	Ref       hsm.KeyRef
-	Classes   []hsm.ObjectClass
-	Reason    string
+	Ref     hsm.KeyRef
+	Classes []hsm.ObjectClass
+	Reason  string
+	// Foreign: the label starts with csrd's prefix but is not one csrd
+	// gives its keys (e.g. an operator's "csrd-tls"), so csrd did not make
+	// it and never destroys it.
+	Foreign   bool
 	Destroyed bool
 }
 
@@ -143,7 +153,9 @@ func (o Orphan) String() string {
 //     the pair is an orphan; married ones whose certificate object is gone
 //     get it written again;
 //   - token objects with csrd's label prefix and no live record are listed
-//     as orphans, and destroyed only with DestroyOrphans.
+//     as orphans, and destroyed only with DestroyOrphans and only when their
+//     label has exactly the form csrd gives its keys; opts.Keep and the
+//     sealing key are never orphans.
 //
 // The token is listed once (one C_FindObjects pass), then the live records
 // are read once, in that order: a record is always committed before its key
@@ -206,7 +218,7 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 		if err := s.checkLive(ctx, tok, i == 0, live, groups, listed, cutoff, &rep); err != nil {
 			return rep, err
 		}
-		if err := s.checkOrphans(ctx, tok, groups, opts.DestroyOrphans, &rep); err != nil {
+		if err := s.checkOrphans(ctx, tok, groups, opts, &rep); err != nil {
 			return rep, err
 		}
 	}
@@ -458,17 +470,20 @@ func (s *Service) restoreCertificate(ctx context.Context, tok Token, id int64, r
 	return nil
 }
 
-// checkOrphans explains every unclaimed group and destroys it if asked.
-// Each candidate is looked up again first: a delete finishing between the
-// listing and the record read would otherwise look like an orphan.
-func (s *Service) checkOrphans(ctx context.Context, tok Token, groups map[string]*objectGroup, destroy bool, rep *ReconcileReport) error {
+// checkOrphans explains every unclaimed group and destroys it if asked and
+// csrd named it. Each candidate is looked up again first: a delete
+// finishing between the listing and the record read would otherwise look
+// like an orphan.
+func (s *Service) checkOrphans(ctx context.Context, tok Token, groups map[string]*objectGroup, opts ReconcileOptions, rep *ReconcileReport) error {
 	for _, g := range sortedGroups(groups) {
-		if g.claimed || g.ref.Label == hsm.KEKLabel {
+		if g.claimed || g.ref.Label == hsm.KEKLabel || keeps(opts.Keep, tok, g.ref) {
 			// The sealing key shares the prefix but belongs to no record
-			// (and cannot be destroyed): it is never an orphan.
+			// (and cannot be destroyed), and a kept object (the TLS key)
+			// is csrd's by configuration: neither is ever an orphan.
 			continue
 		}
-		o := Orphan{Ref: g.ref, Classes: g.classes, Reason: s.orphanReason(ctx, tok, g.ref)}
+		_, _, ours := ParseLabel(g.ref.Label)
+		o := Orphan{Ref: g.ref, Classes: g.classes, Reason: s.orphanReason(ctx, tok, g.ref), Foreign: !ours}
 		if len(g.ref.ID) == 0 {
 			o.Reason += " (no CKA_ID, so it cannot be destroyed by reference; remove it with pkcs11-tool)"
 		} else {
@@ -480,7 +495,7 @@ func (s *Service) checkOrphans(ctx context.Context, tok Token, groups map[string
 				continue
 			}
 			o.Classes = still
-			if destroy {
+			if opts.DestroyOrphans && ours {
 				if err := tok.DestroyKey(ctx, g.ref); err != nil && !errors.Is(err, hsm.ErrNotFound) {
 					return err
 				}
@@ -490,9 +505,28 @@ func (s *Service) checkOrphans(ctx context.Context, tok Token, groups map[string
 		}
 		rep.Orphans = append(rep.Orphans, o)
 		s.log.Warn().Str("label", g.ref.Label).Str("ckaid", hex.EncodeToString(g.ref.ID)).Str("reason", o.Reason).
-			Bool("destroyed", o.Destroyed).Msg("reconcile: orphan object in the token")
+			Bool("foreign", o.Foreign).Bool("destroyed", o.Destroyed).Msg("reconcile: orphan object in the token")
 	}
 	return nil
+}
+
+// keeps reports whether one of the URIs names ref on tok: its object and id
+// attributes (one at least) match ref, and the token and serial it gives
+// match tok. Manufacturer and model are not compared, so a URI matches at
+// least what FindKeyByURI would find.
+func keeps(uris []hsm.URI, tok Token, ref hsm.KeyRef) bool {
+	for _, u := range uris {
+		switch {
+		case u.Object == "" && len(u.ID) == 0:
+		case u.Object != "" && u.Object != ref.Label:
+		case len(u.ID) > 0 && !bytes.Equal(u.ID, ref.ID):
+		case u.Token != "" && u.Token != tok.Label():
+		case u.Serial != "" && u.Serial != tok.Serial():
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Service) orphanReason(ctx context.Context, tok Token, ref hsm.KeyRef) string {

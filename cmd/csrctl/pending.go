@@ -70,7 +70,7 @@ func runPending(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "%d of %d pending\n", len(list), total)
 		return nil
 	case "show":
-		pemText, err := env.svc.GetPending(ctx, ids[0])
+		pemText, err := env.svc.GetPending(ctx, ids[0], nil)
 		if err != nil {
 			return err
 		}
@@ -79,9 +79,9 @@ func runPending(args []string, stdout, stderr io.Writer) error {
 	}
 	// rm: all or nothing, as DELETE CSRGeneration/Pending does.
 	if len(ids) == 1 {
-		err = env.svc.Delete(ctx, ids[0])
+		err = env.svc.Delete(ctx, ids[0], nil)
 	} else {
-		err = env.svc.DeleteMany(ctx, ids)
+		err = env.svc.DeleteMany(ctx, ids, nil)
 	}
 	for _, id := range ids {
 		env.audit(ctx, stderr, "pending_delete", id, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/config"
+	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
 	"github.com/csrd/csrd/store"
@@ -26,7 +27,7 @@ func runReconcile(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/csrd/csrd.yaml", "csrd's YAML configuration file")
-	destroy := fs.Bool("destroy", false, "destroy orphan objects (csrd-labelled objects no record accounts for); without it they are only listed")
+	destroy := fs.Bool("destroy", false, "destroy orphan objects (objects labelled csrd-<id> or csrd-<id>-alt that no record accounts for); without it they are only listed")
 	minAge := fs.Duration("min-age", 0, "leave alone records changed more recently than this, which a running csrd may still be working on (default: twice request_timeout)")
 	logLevel := fs.String("log_level", "error", "level of the JSON log on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -47,6 +48,10 @@ func runReconcile(args []string, stdout, stderr io.Writer) error {
 	}
 	if *minAge == 0 {
 		*minAge = 2 * cfg.RequestTimeout
+	}
+	keep, err := tlsKeyURIs(cfg.TLS)
+	if err != nil {
+		return err
 	}
 	lvl, err := zerolog.ParseLevel(*logLevel)
 	if err != nil {
@@ -71,9 +76,22 @@ func runReconcile(args []string, stdout, stderr io.Writer) error {
 	defer db.Close()
 
 	svc := lifecycle.NewPooled(pool, db, policy.Default(), log)
-	rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{DestroyOrphans: *destroy, MinAge: *minAge})
+	rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{DestroyOrphans: *destroy, MinAge: *minAge, Keep: keep})
 	printReport(stdout, rep, *destroy, *minAge)
 	return err
+}
+
+// tlsKeyURIs names csrd's TLS key when tls.key_file puts it in the token:
+// reconciliation must never take it for an orphan.
+func tlsKeyURIs(t config.TLS) ([]hsm.URI, error) {
+	if !hsm.IsURI(t.KeyFile) {
+		return nil, nil
+	}
+	u, err := hsm.ParseURI(t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.key_file: %w", err)
+	}
+	return []hsm.URI{u}, nil
 }
 
 func printReport(w io.Writer, rep lifecycle.ReconcileReport, destroy bool, minAge time.Duration) {
@@ -97,8 +115,11 @@ func printReport(w io.Writer, rep lifecycle.ReconcileReport, destroy bool, minAg
 	}
 	for _, o := range rep.Orphans {
 		state := "kept (run with -destroy to remove)"
-		if o.Destroyed {
+		switch {
+		case o.Destroyed:
 			state = "destroyed"
+		case o.Foreign:
+			state = "kept: csrd never destroys an object whose label it did not give; remove it by hand if it is not needed"
 		}
 		fmt.Fprintf(w, "orphan: %s; %s\n", o, state)
 	}
