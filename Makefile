@@ -33,7 +33,7 @@ FUZZTIME     ?= 60s
 FUZZMINTIME  ?= 5s
 FUZZ_TARGETS := ./csr:FuzzParseDN ./csr:FuzzParseSANs ./api:FuzzGenerateDecode ./policy:FuzzParse ./lifecycle:FuzzImportCertificates
 
-.PHONY: all deps build tools run dev-token dev-tls install test vet fuzz load bench clean
+.PHONY: all deps build tools run dev-token dev-tls install test vet lint fuzz load bench clean
 
 all: build
 
@@ -120,6 +120,11 @@ install: build
 
 vet: deps
 	$(GO) vet ./...
+
+## lint: golangci-lint (.golangci.yml) at the version pinned in tools/lint/go.mod, built into
+## Go's cache on first use; nothing is installed
+lint: deps
+	$(GO) tool -modfile=tools/lint/go.mod golangci-lint run ./...
 
 ## test: the whole suite, with the race detector, against real SoftHSM2 tokens in temp dirs
 test: deps vet
