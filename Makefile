@@ -14,6 +14,9 @@ UNITDIR     ?= /lib/systemd/system
 SYSUSERSDIR ?= /usr/lib/sysusers.d
 SYSCONFDIR  ?= /etc
 BUILD_DIR   ?= bin
+# -version prints the commit from the build info: stamp it even where the
+# environment's GOFLAGS says -buildvcs=false (BUILDVCS=false to skip).
+BUILDVCS    ?= auto
 
 DEV_DIR    := .dev
 DEV_TOKEN  := csrd-dev
@@ -50,7 +53,7 @@ deps:
 
 ## build: bin/csrd, bin/csrctl (BUILD_DIR=... to build elsewhere)
 build: deps
-	$(GO) build -trimpath -o $(BUILD_DIR)/ ./cmd/...
+	$(GO) build -trimpath -buildvcs=$(BUILDVCS) -o $(BUILD_DIR)/ ./cmd/...
 
 ## tools: bin/csrd-bench, bin/csrd-load (the benchmark and the load generator, from tools/)
 tools: deps

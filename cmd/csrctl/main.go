@@ -15,6 +15,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/csrd/csrd/version"
 )
 
 // command is one csrctl subcommand.
@@ -26,7 +28,7 @@ type command struct {
 
 // commands is every subcommand; files add theirs here.
 var commands = map[string]command{
-	"version":   {summary: "print the csrctl version", run: runVersion},
+	"version":   {summary: "print csrctl's version and VCS revision", run: runVersion},
 	"policy":    {summary: "policy check FILE: validate a policy file offline, print the effective rules", run: runPolicy},
 	"reconcile": {summary: "compare token and database: finish interrupted work, list orphans and lost keys", run: runReconcile},
 	"audit":     {summary: "audit verify: check the audit log's hash chain (edited, inserted or deleted rows)", run: runAudit},
@@ -39,9 +41,6 @@ var commands = map[string]command{
 
 // errUsage marks a command-line mistake (exit code 2).
 var errUsage = errors.New("usage")
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -98,6 +97,6 @@ func runVersion(args []string, stdout, _ io.Writer) error {
 	if len(args) > 0 {
 		return usageErr("version takes no arguments, got %s", strings.Join(args, " "))
 	}
-	fmt.Fprintln(stdout, "csrctl", version)
+	fmt.Fprintln(stdout, version.Line("csrctl"))
 	return nil
 }
