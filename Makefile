@@ -86,6 +86,11 @@ run: build dev-token $(RUN_DEPS)
 	@echo "         \"KeyType\":\"ECC\",\"KeyLength\":256,\"SANs\":{\"dns\":[\"websrvr14.keyexample.com\"],\"ip4\":[\"192.168.12.14\"]}}'"
 	@echo "  $(RUN_CURL) $(RUN_URL)/readyz"
 	@echo
+	@echo "csrctl, from another shell in this directory (pending ls/show read the database only;"
+	@echo "generate, import, pending rm and reconcile open the token, which SOFTHSM2_CONF locates):"
+	@echo "  ./bin/csrctl pending ls -config $(DEV_CONFIG)"
+	@echo "  SOFTHSM2_CONF=$(DEV_DIR)/softhsm2.conf ./bin/csrctl pending rm -config $(DEV_CONFIG) ID"
+	@echo
 	SOFTHSM2_CONF=$(CURDIR)/$(DEV_DIR)/softhsm2.conf exec ./bin/csrd -config $(DEV_CONFIG) $(RUN_FLAGS)
 
 ## dev-tls: a self-signed development certificate for localhost/127.0.0.1 (.dev/tls.crt, .dev/tls.key)
