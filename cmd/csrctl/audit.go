@@ -14,19 +14,11 @@ import (
 // errTampered makes audit verify exit 1 after it printed its finding.
 var errTampered = errors.New("the audit log does not verify")
 
-func runAudit(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "verify" {
-		return usageErr("usage: csrctl audit verify [-config FILE | -database FILE]")
-	}
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+func runAuditVerify(fs *flag.FlagSet, args []string, stdout, _ io.Writer) error {
 	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file (for database)")
 	dbPath := fs.String("database", "", "SQLite database (overrides database from -config)")
 	head := fs.String("head", "", "a head hash printed by an earlier verify; it must still be in the chain")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl audit verify [flags]\n\nRecomputes every audit row's SHA-256 and the chain between rows. Exit 0: intact;\nexit 1: tampered (the first broken row is named). Record the printed head hash\noutside this machine and pass it later with -head: that also catches a cut-off tail.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args[1:], stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {

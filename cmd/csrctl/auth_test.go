@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,7 @@ func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 	var out, errOut bytes.Buffer
 	var code int
 	if args[0] == "user" && len(args) > 1 && args[1] == "add" && stdin != "" {
-		if err := runUserAdd(args[2:], strings.NewReader(stdin), &out, &errOut); err != nil {
+		if err := runUserAdd(flag.NewFlagSet("user add", flag.ContinueOnError), args[2:], strings.NewReader(stdin), &out, &errOut); err != nil {
 			code = 1
 			if errors.Is(err, errUsage) {
 				code = 2

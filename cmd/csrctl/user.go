@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/csrd/csrd/auth"
@@ -18,25 +17,13 @@ import (
 // from a generator or a vault; shorter is a mistake.
 const minPasswordLen = 12
 
-func runUser(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "add" {
-		return usageErr("usage: csrctl user add [flags] NAME (see csrctl user add -h)")
-	}
-	return runUserAdd(args[1:], os.Stdin, stdout, stderr)
-}
-
-func runUserAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("user add", flag.ContinueOnError)
+func runUserAdd(fs *flag.FlagSet, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	g := addGrantFlags(fs)
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin instead of generating one")
 	replace := fs.Bool("replace", false, "replace an existing user of that name (new password and grants)")
 	mem := fs.Uint("argon2-memory", uint(auth.DefaultArgon2.Memory), "argon2id memory in KiB")
 	passes := fs.Uint("argon2-time", uint(auth.DefaultArgon2.Time), "argon2id passes")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl user add [flags] NAME\n\nAdds NAME (e.g. 'CORP\\enroll'; a bare name also matches any DOMAIN\\name) to the auth file.\nWithout -password-stdin a random password is generated and printed once.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -55,7 +42,7 @@ func runUserAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 	if *fromStdin {
 		line, err := bufio.NewReader(stdin).ReadString('\n')
 		if err != nil && line == "" {
-			return fmt.Errorf("reading the password from stdin: %v", err)
+			return fmt.Errorf("reading the password from stdin: %w", err)
 		}
 		password = strings.TrimRight(line, "\r\n")
 		if len(password) < minPasswordLen {

@@ -34,7 +34,13 @@ import (
 )
 
 func main() {
+	if printVersion(os.Args[1:], os.Stdout) {
+		return
+	}
 	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // -h: the flags are printed
+		}
 		fmt.Fprintln(os.Stderr, "csrd:", err)
 		os.Exit(1)
 	}
@@ -235,8 +241,12 @@ func loadConfig(args []string) (config.Config, error) {
 	tlsCert := fs.String("tls.cert_file", "", "TLS certificate chain, PEM (overrides tls.cert_file)")
 	tlsKey := fs.String("tls.key_file", "", "TLS private key, PEM file or PKCS#11 URI (overrides tls.key_file)")
 	tlsCA := fs.String("tls.client_ca_file", "", "CAs for client certificates, PEM; enables mTLS (overrides tls.client_ca_file)")
+	showVersion := fs.Bool("version", false, "print the version and VCS revision, and exit (alone: csrd -version)")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
+	}
+	if *showVersion { // alone, main prints it before anything runs
+		return config.Config{}, errors.New("-version is used alone: csrd -version")
 	}
 	if fs.NArg() > 0 {
 		return config.Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
