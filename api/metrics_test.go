@@ -51,7 +51,7 @@ func TestMetricsExposedAndMoving(t *testing.T) {
 	m := api.NewMetrics(api.MetricsSources{
 		Sessions: testToken.SessionStats, Records: testStore.CountByState, AuditRows: testStore.CountAudit,
 	})
-	svc := lifecycle.New(m.TimeToken(testToken), testStore, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.Timed(lifecycle.HSMToken{Token: testToken}, m), testStore, policy.Default(), testLog)
 	srv := httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: testLog, Generator: svc,
 		NoAuth: true, Audit: testStore, Metrics: m, MaxGenerations: 2, GenerationWait: time.Second}))
 	defer srv.Close()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,25 +24,6 @@ const LabelPrefix = "csrd-"
 
 // Label is the CKA_LABEL of the key belonging to record id.
 func Label(id int64) string { return fmt.Sprintf("%s%d", LabelPrefix, id) }
-
-// Token is what lifecycle needs from the HSM.
-type Token interface {
-	Label() string
-	Serial() string
-	NewKeyID(ctx context.Context) ([]byte, error)
-	CanGenerate(spec hsm.KeySpec) error
-	GenerateKeyPair(ctx context.Context, spec hsm.KeySpec, ref hsm.KeyRef) (*hsm.Key, error)
-	DestroyKey(ctx context.Context, ref hsm.KeyRef) error
-	PutCertificate(ctx context.Context, ref hsm.KeyRef, cert *x509.Certificate) (bool, error)
-	ListObjects(ctx context.Context, labelPrefix string) ([]hsm.Object, error)
-	ObjectsOf(ctx context.Context, ref hsm.KeyRef) ([]hsm.ObjectClass, error)
-
-	// ML-DSA alternative keys: in the token when it has PKCS#11 3.2 ML-DSA,
-	// else a seed sealed by the token.
-	MLDSAStorage() hsm.AltStorage
-	GenerateMLDSA(ctx context.Context, set hsm.MLDSA, ref hsm.KeyRef) (*hsm.MLDSAKey, error)
-	NewSealedMLDSA(ctx context.Context, set hsm.MLDSA, b hsm.SealBinding) (*hsm.MLDSAKey, error)
-}
 
 // Records is what lifecycle needs from the database.
 type Records interface {
@@ -271,7 +251,7 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 	s.step("key-generated")
 
 	// Step 2b: the alternative key, in the token or sealed by it.
-	var altKey *hsm.MLDSAKey
+	var altKey AltKey
 	if alt != nil {
 		if altKey, err = s.generateAlt(ctx, tok, rec, alt); err != nil {
 			s.abandon(log, rec, nil, err)
@@ -329,7 +309,7 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 // wait for the next restart. Start-up reconciliation stays the backstop when
 // the process dies first. Either way it is logged, not hidden. altKey, when
 // already made, is wiped from memory.
-func (s *Service) abandon(log zerolog.Logger, rec *store.KeyRecord, altKey *hsm.MLDSAKey, cause error) {
+func (s *Service) abandon(log zerolog.Logger, rec *store.KeyRecord, altKey AltKey, cause error) {
 	if altKey != nil {
 		altKey.Wipe()
 	}

@@ -48,7 +48,7 @@ func credentials(cfg *config.Config) []hsm.Credential {
 func tokenPool(log zerolog.Logger, m *api.Metrics, toks []*hsm.Token) (*lifecycle.TokenPool, []lifecycle.Token, error) {
 	members := make([]lifecycle.Token, len(toks))
 	for i, t := range toks {
-		members[i] = m.TimeToken(t)
+		members[i] = lifecycle.Timed(lifecycle.HSMToken{Token: t}, m)
 	}
 	pool, err := lifecycle.NewTokenPool(log, members...)
 	if err != nil {
