@@ -71,8 +71,8 @@ type Service struct {
 	// cannot leave a half-made key behind.
 	cleanupTimeout time.Duration
 	// abandonRetryFor bounds the background retries of a clean-up that
-	// failed (see abandon).
-	abandonRetryFor time.Duration
+	// failed (see abandon); abandonRetryDelay is the first pause between them.
+	abandonRetryFor, abandonRetryDelay time.Duration
 	// afterStep, when set (tests only), is called after each step of
 	// Generate, Delete and Import; the crash tests use it to kill the
 	// process in between.
@@ -94,14 +94,15 @@ func New(token Token, records Records, pol Decider, log zerolog.Logger) *Service
 // NewPooled returns a Service that keeps keys on the tokens of pool.
 func NewPooled(pool *TokenPool, records Records, pol Decider, log zerolog.Logger) *Service {
 	return &Service{
-		tokens:          pool,
-		records:         records,
-		policy:          pol,
-		log:             log,
-		rand:            rand.Reader,
-		cleanupTimeout:  30 * time.Second,
-		abandonRetryFor: 15 * time.Minute,
-		now:             time.Now,
+		tokens:            pool,
+		records:           records,
+		policy:            pol,
+		log:               log,
+		rand:              rand.Reader,
+		cleanupTimeout:    30 * time.Second,
+		abandonRetryFor:   15 * time.Minute,
+		abandonRetryDelay: abandonRetryFirst,
+		now:               time.Now,
 	}
 }
 
@@ -334,7 +335,7 @@ func (s *Service) abandon(log zerolog.Logger, rec *store.KeyRecord, altKey AltKe
 // compare-and-set from "generating", so a record someone else finished
 // (ErrConflict) ends the retry too.
 func (s *Service) retryAbandon(log zerolog.Logger, rec *store.KeyRecord, cause error) {
-	delay := abandonRetryFirst
+	delay := s.abandonRetryDelay
 	deadline := time.Now().Add(s.abandonRetryFor)
 	for time.Now().Before(deadline) {
 		time.Sleep(delay)
