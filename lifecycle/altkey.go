@@ -113,5 +113,5 @@ func (s *Service) completeHybrid(ctx context.Context, id int64, pem string, spki
 	if alt.Storage() == hsm.AltStorageSealed {
 		c.SealedSeed = alt.SealedSeed()
 	}
-	return s.records.CompleteHybridKey(ctx, id, pem, spki, c, audit)
+	return s.gen.CompleteHybridKey(ctx, id, pem, spki, c, audit)
 }

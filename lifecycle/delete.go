@@ -9,6 +9,14 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
+// DeleteRecords is what Delete reads and writes: the intent before the
+// token changes, the deleted record after.
+type DeleteRecords interface {
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+	BeginDelete(ctx context.Context, id int64) error
+	FinishDelete(ctx context.Context, id int64, reason string) error
+}
+
 // Delete destroys the key pair of a pending CSR and marks its record
 // deleted. The order makes a crash at any point repairable:
 //
@@ -24,7 +32,7 @@ import (
 func (s *Service) Delete(ctx context.Context, id int64) error {
 	unlock := s.locks.lock(id)
 	defer unlock()
-	rec, err := s.records.Get(ctx, id)
+	rec, err := s.deletes.Get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return newErr(ErrNotFound, "no pending CSR with Id %d", id)
 	}
@@ -40,7 +48,7 @@ func (s *Service) Delete(ctx context.Context, id int64) error {
 		return newErr(ErrConflict, "the key of record %d is on token %q (serial %s), not on a token this csrd uses; delete it there",
 			rec.ID, rec.TokenLabel, rec.TokenSerial)
 	}
-	if err := s.records.BeginDelete(ctx, id); err != nil {
+	if err := s.deletes.BeginDelete(ctx, id); err != nil {
 		return deleteRefused(rec, err)
 	}
 	s.step("delete-recorded")
@@ -52,7 +60,7 @@ func (s *Service) Delete(ctx context.Context, id int64) error {
 		return err
 	}
 	s.step("delete-destroyed")
-	if err := s.records.FinishDelete(ctx, id, "deleted through the API"); err != nil {
+	if err := s.deletes.FinishDelete(ctx, id, "deleted through the API"); err != nil {
 		return err
 	}
 	s.log.Info().Int64("record", id).Str("label", rec.KeyLabel).Msg("pending CSR deleted; key destroyed")

@@ -3,11 +3,9 @@ package lifecycle
 import (
 	"context"
 	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -25,85 +23,13 @@ const LabelPrefix = "csrd-"
 // Label is the CKA_LABEL of the key belonging to record id.
 func Label(id int64) string { return fmt.Sprintf("%s%d", LabelPrefix, id) }
 
-// Records is what lifecycle needs from the database.
-type Records interface {
+// GenerateRecords is what Generate writes: the record before the key
+// exists, then the completed record (pending) or the failed one.
+type GenerateRecords interface {
 	BeginKey(ctx context.Context, rec *store.KeyRecord, label func(id int64) string) (int64, error)
 	CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, audit *store.AuditEntry) error
 	CompleteHybridKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, alt store.AltCompletion, audit *store.AuditEntry) error
-	ClearSealedSeed(ctx context.Context, id int64) error
 	FailKey(ctx context.Context, id int64, reason string) error
-	ListByState(ctx context.Context, s store.State) ([]*store.KeyRecord, error)
-
-	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
-	ListPending(ctx context.Context, q store.PendingQuery) ([]*store.KeyRecord, error)
-	CountPending(ctx context.Context, subjectContains string) (int, error)
-	ListKeys(ctx context.Context, q store.KeyQuery) ([]*store.KeyRecord, error)
-	FindBySPKI(ctx context.Context, spkiSHA256 []byte) ([]*store.KeyRecord, error)
-	FindByThumbprint(ctx context.Context, thumbprint string) ([]*store.KeyRecord, error)
-	FindBySerial(ctx context.Context, serial string) ([]*store.KeyRecord, error)
-
-	BeginDelete(ctx context.Context, id int64) error
-	FinishDelete(ctx context.Context, id int64, reason string) error
-	BeginMarriage(ctx context.Context, id int64, cert store.CertInfo) error
-	FinishMarriage(ctx context.Context, id int64) error
-	AbandonMarriage(ctx context.Context, id int64, reason string) error
-	AbortMarriage(ctx context.Context, id int64) error
-	MarkLost(ctx context.Context, id int64, reason string) error
-	ListByIntent(ctx context.Context, in store.Intent) ([]*store.KeyRecord, error)
-	ListLive(ctx context.Context) ([]store.LiveKey, error)
-}
-
-// Decider is the policy that decides every request.
-type Decider interface {
-	Decide(req policy.Request) (*policy.Decision, error)
-}
-
-// Service runs the use cases.
-type Service struct {
-	tokens  *TokenPool
-	records Records
-	policy  Decider
-	log     zerolog.Logger
-	rand    io.Reader
-
-	// cleanupTimeout bounds destroying a key and failing its record after
-	// an error; it runs detached from the request so a client hanging up
-	// cannot leave a half-made key behind.
-	cleanupTimeout time.Duration
-	// abandonRetryFor bounds the background retries of a clean-up that
-	// failed (see abandon); abandonRetryDelay is the first pause between them.
-	abandonRetryFor, abandonRetryDelay time.Duration
-	// afterStep, when set (tests only), is called after each step of
-	// Generate, Delete and Import; the crash tests use it to kill the
-	// process in between.
-	afterStep func(step string)
-	// locks serialises Delete, Import and reconciliation per record: each
-	// checks the token and then changes it.
-	locks keyLocks
-	// now is the clock certificates are checked against.
-	now func() time.Time
-}
-
-// New returns a Service. log receives one line per failure with its cause.
-// It keeps every key on token; NewPooled spreads them over several.
-func New(token Token, records Records, pol Decider, log zerolog.Logger) *Service {
-	pool, _ := NewTokenPool(log, token) // one token is always distinct
-	return NewPooled(pool, records, pol, log)
-}
-
-// NewPooled returns a Service that keeps keys on the tokens of pool.
-func NewPooled(pool *TokenPool, records Records, pol Decider, log zerolog.Logger) *Service {
-	return &Service{
-		tokens:            pool,
-		records:           records,
-		policy:            pol,
-		log:               log,
-		rand:              rand.Reader,
-		cleanupTimeout:    30 * time.Second,
-		abandonRetryFor:   15 * time.Minute,
-		abandonRetryDelay: abandonRetryFirst,
-		now:               time.Now,
-	}
 }
 
 // GenerateRequest is a Generate call, independent of the wire format.
@@ -228,7 +154,7 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 	}
 	// Step 1: the record exists, committed, before any key does — and it
 	// names the alternative key too.
-	id, err := s.records.BeginKey(ctx, rec, Label)
+	id, err := s.gen.BeginKey(ctx, rec, Label)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +212,7 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 	if altKey != nil {
 		err = s.completeHybrid(ctx, id, pem, spki, altKey, audit)
 	} else {
-		err = s.records.CompleteKey(ctx, id, pem, spki, audit)
+		err = s.gen.CompleteKey(ctx, id, pem, spki, audit)
 	}
 	if err != nil {
 		s.abandon(log, rec, altKey, err)
@@ -321,7 +247,7 @@ func (s *Service) abandon(log zerolog.Logger, rec *store.KeyRecord, altKey AltKe
 		go s.retryAbandon(log, rec, cause)
 		return
 	}
-	if err := s.records.FailKey(ctx, rec.ID, reason(cause)); err != nil {
+	if err := s.gen.FailKey(ctx, rec.ID, reason(cause)); err != nil {
 		log.Error().Err(err).AnErr("cause", cause).Msg("could not mark record failed; retrying in the background")
 		go s.retryAbandon(log, rec, cause)
 		return
@@ -343,7 +269,7 @@ func (s *Service) retryAbandon(log zerolog.Logger, rec *store.KeyRecord, cause e
 		ctx, cancel := context.WithTimeout(context.Background(), s.cleanupTimeout)
 		_, err := s.destroyKeyMaterial(ctx, rec)
 		if err == nil {
-			err = s.records.FailKey(ctx, rec.ID, reason(cause))
+			err = s.gen.FailKey(ctx, rec.ID, reason(cause))
 		}
 		cancel()
 		switch {

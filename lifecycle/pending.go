@@ -12,6 +12,13 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
+// PendingReads is what the pending list reads.
+type PendingReads interface {
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+	ListPending(ctx context.Context, q store.PendingQuery) ([]*store.KeyRecord, error)
+	CountPending(ctx context.Context, subjectContains string) (int, error)
+}
+
 // PendingCSR is one entry of the pending list: a key in the token waiting
 // for its certificate.
 type PendingCSR struct {
@@ -26,11 +33,11 @@ type PendingCSR struct {
 // ListPending returns one page of pending CSRs and the number of pending
 // CSRs the query matches in all.
 func (s *Service) ListPending(ctx context.Context, q store.PendingQuery) ([]PendingCSR, int, error) {
-	recs, err := s.records.ListPending(ctx, q)
+	recs, err := s.pending.ListPending(ctx, q)
 	if err != nil {
 		return nil, 0, err
 	}
-	total, err := s.records.CountPending(ctx, q.SubjectContains)
+	total, err := s.pending.CountPending(ctx, q.SubjectContains)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -52,7 +59,7 @@ func (s *Service) GetPending(ctx context.Context, id int64) (string, error) {
 }
 
 func (s *Service) pendingRecord(ctx context.Context, id int64) (*store.KeyRecord, error) {
-	rec, err := s.records.Get(ctx, id)
+	rec, err := s.pending.Get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, newErr(ErrNotFound, "no pending CSR with Id %d", id)
 	}

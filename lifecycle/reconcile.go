@@ -15,6 +15,18 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
+// ReconcileRecords is what Reconcile reads and writes of its own; it
+// finishes interrupted deletes and imports through DeleteRecords and
+// MarriageRecords, as those use cases would.
+type ReconcileRecords interface {
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+	ListByState(ctx context.Context, s store.State) ([]*store.KeyRecord, error)
+	ListByIntent(ctx context.Context, in store.Intent) ([]*store.KeyRecord, error)
+	ListLive(ctx context.Context) ([]store.LiveKey, error)
+	FailKey(ctx context.Context, id int64, reason string) error
+	MarkLost(ctx context.Context, id int64, reason string) error
+}
+
 // ReconcileOptions controls Reconcile.
 type ReconcileOptions struct {
 	// DestroyOrphans destroys token objects that no record accounts for.
@@ -194,7 +206,7 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 		if err != nil {
 			return rep, err
 		}
-		live, err := s.records.ListLive(ctx)
+		live, err := s.recon.ListLive(ctx)
 		if err != nil {
 			return rep, err
 		}
@@ -217,7 +229,7 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 // finishGenerating fails records a crash left "generating": nobody was
 // handed their CSR, so their key (if it was made) is destroyed.
 func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff time.Time, rep *ReconcileReport) error {
-	recs, err := s.records.ListByState(ctx, store.StateGenerating)
+	recs, err := s.recon.ListByState(ctx, store.StateGenerating)
 	if err != nil {
 		return err
 	}
@@ -238,7 +250,7 @@ func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff ti
 			return err
 		}
 		rep.KeysDestroyed += n
-		if err := s.records.FailKey(ctx, r.ID, "interrupted before the CSR was recorded; reconciled"); err != nil {
+		if err := s.recon.FailKey(ctx, r.ID, "interrupted before the CSR was recorded; reconciled"); err != nil {
 			return err
 		}
 		s.log.Warn().Int64("record", r.ID).Str("label", r.KeyLabel).Int("keys_destroyed", n).
@@ -252,7 +264,7 @@ func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff ti
 // would lie) whose intent is older than cutoff (a younger one may still be
 // in progress in a running csrd). The others are counted in rep.
 func (s *Service) interrupted(ctx context.Context, intent store.Intent, scope []Token, cutoff time.Time, rep *ReconcileReport) ([]*store.KeyRecord, error) {
-	recs, err := s.records.ListByIntent(ctx, intent)
+	recs, err := s.recon.ListByIntent(ctx, intent)
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +296,7 @@ func (s *Service) finishDeletes(ctx context.Context, scope []Token, cutoff time.
 			if _, err := s.destroyKeyMaterial(ctx, r); err != nil {
 				return err
 			}
-			return s.records.FinishDelete(ctx, r.ID, "delete interrupted; finished by reconciliation")
+			return s.deletes.FinishDelete(ctx, r.ID, "delete interrupted; finished by reconciliation")
 		}()
 		if errors.Is(err, store.ErrConflict) { // finished meanwhile
 			continue
@@ -314,7 +326,7 @@ func (s *Service) finishMarriages(ctx context.Context, scope []Token, cutoff tim
 			if err := s.writeCertificate(ctx, r, leaf); err != nil {
 				return err
 			}
-			return s.records.FinishMarriage(ctx, r.ID)
+			return s.marriages.FinishMarriage(ctx, r.ID)
 		}()
 		var le *Error
 		switch {
@@ -419,7 +431,7 @@ func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []s
 				}
 			}
 			lost := LostKey{ID: k.ID, Label: k.KeyLabel, Was: k.State, Missing: missing, AltMissing: altMissing}
-			err := s.records.MarkLost(ctx, k.ID, "reconciliation: "+lost.What())
+			err := s.recon.MarkLost(ctx, k.ID, "reconciliation: "+lost.What())
 			if errors.Is(err, store.ErrConflict) {
 				rep.InProgress++
 				continue
@@ -439,7 +451,7 @@ func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []s
 func (s *Service) restoreCertificate(ctx context.Context, tok Token, id int64, rep *ReconcileReport) error {
 	unlock := s.locks.lock(id)
 	defer unlock()
-	rec, err := s.records.Get(ctx, id)
+	rec, err := s.recon.Get(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -500,7 +512,7 @@ func (s *Service) orphanReason(ctx context.Context, tok Token, ref hsm.KeyRef) s
 	if !ok {
 		return "label is not one csrd gives its keys"
 	}
-	rec, err := s.records.Get(ctx, id)
+	rec, err := s.recon.Get(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Sprintf("no record %d exists", id)
