@@ -58,6 +58,47 @@ type GenerateResult struct {
 // Generate decides the request, records it, creates the key pair in the
 // token, builds the CSR signed by that key and completes the record.
 func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateResult, error) {
+	d, err := s.decide(req)
+	if err != nil {
+		return nil, err
+	}
+	// A token that fails (removed, read-only, full) is taken out of
+	// rotation and the key is made on another, as a new record: the failed
+	// attempt's record is failed, or stays "generating" for reconciliation
+	// when its token cannot even be cleaned up.
+	var tried []Token
+	for {
+		tok, done := s.tokens.pick(tried)
+		if tok == nil {
+			if len(tried) == 0 {
+				return nil, s.tokens.unavailable()
+			}
+			return nil, err
+		}
+		tried = append(tried, tok)
+		var res *GenerateResult
+		res, err = s.generateOn(ctx, tok, d)
+		done(err)
+		if err == nil || !tokenFailure(err) || ctx.Err() != nil {
+			return res, err
+		}
+		s.log.Warn().Err(err).Str("token", tok.Label()).Msg("generate failed on a token; trying another")
+	}
+}
+
+// decided is a Generate request as the policy decided it: what each
+// attempt on a token makes.
+type decided struct {
+	dec   *policy.Decision
+	spec  hsm.KeySpec
+	rec   store.KeyRecord // the record to begin; each attempt adds its token and key IDs
+	req   csr.Request     // the subject and SANs the CSR carries
+	audit *store.AuditEntry
+}
+
+// decide parses the request and has the policy decide it; nothing is
+// written or created before it has said yes.
+func (s *Service) decide(req GenerateRequest) (*decided, error) {
 	subject, err := csr.ParseDN(req.Subject)
 	if err != nil {
 		return nil, err
@@ -93,44 +134,29 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 	if err != nil {
 		return nil, fmt.Errorf("lifecycle: encode decision: %w", err)
 	}
-	rec := store.KeyRecord{
-		State:               store.StateGenerating,
-		KeyType:             string(dec.Key.Algorithm),
-		KeySize:             dec.Key.Bits,
-		Curve:               dec.Key.Curve,
-		Subject:             subject.String(),
-		SANs:                sans.Strings(),
-		Template:            template,
-		EnrollmentPatternID: patternID,
-		Decision:            decision,
-	}
-	// A token that fails (removed, read-only, full) is taken out of
-	// rotation and the key is made on another, as a new record: the failed
-	// attempt's record is failed, or stays "generating" for reconciliation
-	// when its token cannot even be cleaned up.
-	var tried []Token
-	for {
-		tok, done := s.tokens.pick(tried)
-		if tok == nil {
-			if len(tried) == 0 {
-				return nil, s.tokens.unavailable()
-			}
-			return nil, err
-		}
-		tried = append(tried, tok)
-		var res *GenerateResult
-		res, err = s.generateOn(ctx, tok, dec, spec, rec, subject, sans, req.Audit)
-		done(err)
-		if err == nil || !tokenFailure(err) || ctx.Err() != nil {
-			return res, err
-		}
-		s.log.Warn().Err(err).Str("token", tok.Label()).Msg("generate failed on a token; trying another")
-	}
+	return &decided{
+		dec:  dec,
+		spec: spec,
+		rec: store.KeyRecord{
+			State:               store.StateGenerating,
+			KeyType:             string(dec.Key.Algorithm),
+			KeySize:             dec.Key.Bits,
+			Curve:               dec.Key.Curve,
+			Subject:             subject.String(),
+			SANs:                sans.Strings(),
+			Template:            template,
+			EnrollmentPatternID: patternID,
+			Decision:            decision,
+		},
+		req:   csr.Request{Subject: subject, SANs: sans},
+		audit: req.Audit,
+	}, nil
 }
 
 // generateOn makes the key (and a hybrid's alternative key) on tok with the
 // crash-safe order: record, key, CSR, completed record.
-func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decision, spec hsm.KeySpec, r store.KeyRecord, subject csr.DN, sans *csr.SANs, audit *store.AuditEntry) (*GenerateResult, error) {
+func (s *Service) generateOn(ctx context.Context, tok Token, d *decided) (*GenerateResult, error) {
+	dec, spec := d.dec, d.spec
 	if err := tok.CanGenerate(spec); err != nil {
 		if errors.Is(err, hsm.ErrUnsupported) {
 			return nil, &NotSupportedError{What: fmt.Sprintf("KeyType %s on HSM token %q", dec.Key.Algorithm, tok.Label())}
@@ -145,6 +171,7 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 	if err != nil {
 		return nil, err
 	}
+	r := d.rec
 	rec := &r
 	rec.KeyID, rec.TokenLabel, rec.TokenSerial = keyID, tok.Label(), tok.Serial()
 	if alt != nil {
@@ -189,12 +216,12 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 	}
 
 	// Step 3: the CSR, signed inside the token (and by the alternative key).
-	creq := &csr.Request{Subject: subject, SANs: sans}
+	creq := d.req
 	var der []byte
 	if altKey != nil {
-		der, err = csr.BuildHybrid(s.rand, creq, key, altKey)
+		der, err = csr.BuildHybrid(s.rand, &creq, key, altKey)
 	} else {
-		der, err = csr.Build(s.rand, creq, key)
+		der, err = csr.Build(s.rand, &creq, key)
 	}
 	if err != nil {
 		s.abandon(log, rec, altKey, err)
@@ -210,9 +237,9 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 
 	// Step 4: the record becomes pending; only now is the key "known".
 	if altKey != nil {
-		err = s.completeHybrid(ctx, id, pem, spki, altKey, audit)
+		err = s.completeHybrid(ctx, id, pem, spki, altKey, d.audit)
 	} else {
-		err = s.gen.CompleteKey(ctx, id, pem, spki, audit)
+		err = s.gen.CompleteKey(ctx, id, pem, spki, d.audit)
 	}
 	if err != nil {
 		s.abandon(log, rec, altKey, err)

@@ -215,7 +215,8 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 			rep.Records = len(live)
 		}
 		groups := groupObjects(objs)
-		if err := s.checkLive(ctx, tok, i == 0, live, groups, listed, cutoff, &rep); err != nil {
+		pass := tokenPass{tok: tok, first: i == 0, live: live, groups: groups, listed: listed, cutoff: cutoff}
+		if err := s.checkLive(ctx, pass, &rep); err != nil {
 			return rep, err
 		}
 		if err := s.checkOrphans(ctx, tok, groups, opts.DestroyOrphans, &rep); err != nil {
@@ -381,13 +382,24 @@ func groupObjects(objs []hsm.Object) map[string]*objectGroup {
 	return groups
 }
 
+// tokenPass is one token's comparison of its listing with the live records.
+type tokenPass struct {
+	tok    Token
+	first  bool // the first token in scope: it counts the records on no token of the pool
+	live   []store.LiveKey
+	groups map[string]*objectGroup // the listing
+	listed time.Time               // when the listing began
+	cutoff time.Time               // records changed after it are left alone
+}
+
 // checkLive marks lost the pending and married records whose key pair is
 // not whole in the listing, restores missing certificate objects of married
 // ones, and claims every group a live record owns.
-func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []store.LiveKey, groups map[string]*objectGroup, listed, cutoff time.Time, rep *ReconcileReport) error {
-	for _, k := range live {
+func (s *Service) checkLive(ctx context.Context, p tokenPass, rep *ReconcileReport) error {
+	tok, groups, listed, cutoff := p.tok, p.groups, p.listed, p.cutoff
+	for _, k := range p.live {
 		if !s.tokens.reaches(k.TokenLabel, k.TokenSerial) {
-			if first && k.State != store.StateGenerating && k.Intent == store.IntentNone {
+			if p.first && k.State != store.StateGenerating && k.Intent == store.IntentNone {
 				rep.OtherToken++ // the others were counted above
 			}
 			continue
