@@ -145,13 +145,43 @@ func (f *fakeToken) groups() []fakeObjects {
 	return out
 }
 
-func (f *fakeToken) Label() string  { return f.label }
-func (f *fakeToken) Serial() string { return f.serial }
+func (f *fakeToken) Label() string { return f.label }
+
+func (f *fakeToken) Serial() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.serial
+}
 
 func (f *fakeToken) Healthy() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.down
+}
+
+func (f *fakeToken) Connected() <-chan struct{} { return f.connected }
+
+func (f *fakeToken) Ping(context.Context) error {
+	if err := f.failing(opPing); err != nil {
+		return err
+	}
+	return f.Healthy()
+}
+
+// newWaitingToken is a fake token that has not connected yet: Healthy says
+// why (down) until connect.
+func newWaitingToken(label string, down error) *fakeToken {
+	f := newFakeToken(label)
+	f.serial, f.down, f.connected = "", down, make(chan struct{})
+	return f
+}
+
+// connect makes a waiting token connected, with its serial.
+func (f *fakeToken) connect() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.serial, f.down = "fake-"+f.label, nil
+	close(f.connected)
 }
 
 func (f *fakeToken) NewKeyID(context.Context) ([]byte, error) {

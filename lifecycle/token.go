@@ -19,6 +19,10 @@ type Token interface {
 	// Healthy is nil while the token is connected, else an error saying
 	// why not (hsm.Reason phrases it). It does not touch the token.
 	Healthy() error
+	// Connected is closed once the token has connected for the first time.
+	Connected() <-chan struct{}
+	// Ping asks the token whether it answers (readiness).
+	Ping(ctx context.Context) error
 
 	NewKeyID(ctx context.Context) ([]byte, error)
 	CanGenerate(spec hsm.KeySpec) error

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/health"
+	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/sdnotify"
 )
 
@@ -65,7 +66,7 @@ func watchdog(ctx context.Context, log zerolog.Logger, n *sdnotify.Notifier, rea
 		if !r.Ready {
 			status = fmt.Sprintf("not ready (%s failing); serving %s", failing(r), where)
 		}
-		if w := waitingFor(states()); w != "" {
+		if w := lifecycle.WaitingFor(states()); w != "" {
 			status += "; waiting for HSM (" + w + ")"
 		}
 		if status != wasStatus {
