@@ -16,6 +16,7 @@ import (
 	"github.com/csrd/csrd/health"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
+	"github.com/csrd/csrd/metrics"
 	"github.com/csrd/csrd/policy"
 	"github.com/csrd/csrd/sdnotify"
 	"github.com/csrd/csrd/store"
@@ -73,17 +74,17 @@ func newApp(ctx context.Context, cfg config.Config) (_ *app, err error) {
 	if err := a.open(ctx); err != nil {
 		return nil, err
 	}
-	metrics := api.NewMetrics(api.MetricsSources{
-		Sessions: sessionStats(a.tokens), Records: a.db.CountByState, AuditRows: a.db.CountAudit,
+	m := metrics.New(metrics.Sources{
+		Sessions: metrics.SumSessions(a.tokens), Records: a.db.CountByState, AuditRows: a.db.CountAudit,
 	})
-	if err := a.startService(ctx, metrics); err != nil {
+	if err := a.startService(ctx, m); err != nil {
 		return nil, err
 	}
 	a.ready = a.readiness()
 	if err := a.loadTLS(ctx); err != nil {
 		return nil, err
 	}
-	a.handler = a.newHandler(authOpts, metrics)
+	a.handler = a.newHandler(authOpts, m)
 	return a, nil
 }
 
@@ -110,8 +111,8 @@ func (a *app) open(ctx context.Context) error {
 // connected token is a crash's: each is reconciled (MinAge 0; orphans
 // reported, never destroyed) and admitted. A token still waiting is
 // reconciled when it connects, before it takes keys (serve).
-func (a *app) startService(ctx context.Context, metrics *api.Metrics) error {
-	pool, err := tokenPool(a.log, metrics, a.tokens)
+func (a *app) startService(ctx context.Context, m *metrics.Metrics) error {
+	pool, err := tokenPool(a.log, m, a.tokens)
 	if err != nil {
 		return err
 	}
@@ -157,7 +158,7 @@ func (a *app) loadTLS(ctx context.Context) error {
 	return nil
 }
 
-func (a *app) newHandler(authOpts api.Options, metrics *api.Metrics) http.Handler {
+func (a *app) newHandler(authOpts api.Options, m *metrics.Metrics) http.Handler {
 	return api.New(api.Options{
 		BasePath:       a.cfg.BasePath,
 		Log:            a.log,
@@ -175,7 +176,7 @@ func (a *app) newHandler(authOpts api.Options, metrics *api.Metrics) http.Handle
 		Throttle:       authOpts.Throttle,
 		TrustedProxies: authOpts.TrustedProxies,
 		Audit:          a.db,
-		Metrics:        metrics,
+		Metrics:        m,
 	})
 }
 

@@ -5,10 +5,10 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/config"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
+	"github.com/csrd/csrd/metrics"
 )
 
 // openTokens starts every configured token (hsm.token_label, or each of
@@ -40,7 +40,7 @@ func credentials(cfg *config.Config) []hsm.Credential {
 // tokenPool is the pool lifecycle places keys in, each token timed for
 // the metrics. Every member starts withheld: lifecycle admits each once its
 // records are reconciled (AdmitConnected, AdmitLate).
-func tokenPool(log zerolog.Logger, m *api.Metrics, toks []*hsm.Token) (*lifecycle.TokenPool, error) {
+func tokenPool(log zerolog.Logger, m *metrics.Metrics, toks []*hsm.Token) (*lifecycle.TokenPool, error) {
 	members := make([]lifecycle.Token, len(toks))
 	for i, t := range toks {
 		members[i] = lifecycle.Timed(lifecycle.HSMToken{Token: t}, m)
@@ -53,20 +53,4 @@ func tokenPool(log zerolog.Logger, m *api.Metrics, toks []*hsm.Token) (*lifecycl
 		pool.Withhold(mb)
 	}
 	return pool, nil
-}
-
-// sessionStats adds up the session counts of every token.
-func sessionStats(toks []*hsm.Token) func() hsm.SessionStats {
-	return func() hsm.SessionStats {
-		var sum hsm.SessionStats
-		for _, t := range toks {
-			s := t.SessionStats()
-			sum.Pool += s.Pool
-			sum.InUse += s.InUse
-			sum.Waiting += s.Waiting
-			sum.Raw += s.Raw
-			sum.RawMax += s.RawMax
-		}
-		return sum
-	}
 }
