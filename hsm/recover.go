@@ -109,23 +109,17 @@ func (t *Token) monitor() {
 // is abandoned to its goroutine (PKCS#11 calls cannot be cancelled) and
 // counts as a failure; reconnect then waits for it like for any operation.
 //
-// A check that is only slow because the token is busy is not a failure: a
-// module may serialise C_GetTokenInfo behind long generations (SoftHSM did,
-// for over 10 s with 16 RSA-2048 generations on two cores), and taking a
-// working token down then turned a full queue into a storm of 503s. So the
-// wait is extended, one healthTimeout at a time, as the patience type
-// decides: on while operations keep finishing, and on while nothing but the
-// check is in flight, because then the check is all that waits. Another
-// process on the same token starved csrd's idle C_GetTokenInfo for over a
-// minute (the benchmark's 64 RSA-2048 generations in its own process; after
-// another process writes to a SoftHSM token, the next check re-reads the
-// token's whole object directory, 0.7-4.4 s of CPU at 150,000 files); the
-// token was taken down for that, and since reconnecting must wait for the
-// stuck call anyway, csrd refused work for 36 s for no fault at all. A hung
-// module is still taken down: by healthPatience after csrd's first request
-// that stalls with it. Operations that fail with a connection-loss code
-// still trigger a check at once (kick), and a check that returns an error
-// is a failure as before.
+// A check that is only slow is not a failure. A module may serialise
+// C_GetTokenInfo behind long operations — csrd's own generations, or another
+// process's writes to the same token — and taking a working token down for
+// that refuses work for no fault, for as long as the reconnect must wait for
+// the stuck call anyway. So the wait is extended one healthTimeout at a
+// time while patience allows it: on while operations keep finishing (the
+// module answers), and on while nothing but the check is in flight (nobody
+// waits for it). A hung module is still taken down, healthPatience after the
+// first of csrd's operations that stalls with it. An operation that fails
+// with a connection-loss code still triggers a check at once (kick), and a
+// check that returns an error is a failure at once.
 func (t *Token) timedHealthCheck() error {
 	if err := t.gate.enter("health check", &t.closed); err != nil {
 		return nil // closed or already down: nothing to check
