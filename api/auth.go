@@ -58,7 +58,7 @@ func (s *Server) authenticate(op auth.Operation) echo.MiddlewareFunc {
 				st.throttled = true
 				secs := int((d + time.Second - 1) / time.Second)
 				c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
-				s.metrics.authFailure("throttled")
+				s.metrics.AuthFailure("throttled")
 				return &Error{Status: http.StatusTooManyRequests, Code: CodeThrottled,
 					Msg: fmt.Sprintf("too many failed authentication attempts from this address; try again in %d s", secs)}
 			}
@@ -76,7 +76,7 @@ func (s *Server) authenticate(op auth.Operation) echo.MiddlewareFunc {
 				}
 				st.unauthenticated = reason == "bad_credentials"
 				st.noCredentials = !st.unauthenticated
-				s.metrics.authFailure(reason)
+				s.metrics.AuthFailure(reason)
 				h := c.Response().Header()
 				h.Add(echo.HeaderWWWAuthenticate, wwwBasic)
 				h.Add(echo.HeaderWWWAuthenticate, wwwBearer)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/auth"
+	"github.com/csrd/csrd/metrics"
 	"github.com/csrd/csrd/store"
 	"github.com/csrd/csrd/tlsconfig"
 )
@@ -145,7 +146,7 @@ func newAuthFixtureTLS(t *testing.T, failureLimit int, mode fixtureTLS) *authFix
 	srv := httptest.NewUnstartedServer(api.New(api.Options{
 		BasePath: "/KeyfactorAPI", Log: testLog, Generator: testSvc,
 		Pending: testSvc, Certificates: testSvc, Keys: testSvc,
-		Auth: a, Throttle: th, Audit: testStore, Metrics: api.NewMetrics(api.MetricsSources{}),
+		Auth: a, Throttle: th, Audit: testStore, Metrics: metrics.New(metrics.Sources{}),
 	}))
 	switch mode {
 	case tlsOptionalClientCert:

@@ -25,6 +25,7 @@ import (
 	"github.com/csrd/csrd/auth"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
+	"github.com/csrd/csrd/metrics"
 	"github.com/csrd/csrd/policy"
 	"github.com/csrd/csrd/store"
 )
@@ -79,9 +80,9 @@ func authedServer(t *testing.T, users map[string]auth.Grants, o api.Options) (*a
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, policy.Default(), testLog)
 	o.BasePath, o.Log, o.Pending, o.Certificates = "/KeyfactorAPI", testLog, svc, svc
-	o.Auth, o.Audit, o.Metrics = a, db, api.NewMetrics(api.MetricsSources{})
+	o.Auth, o.Audit, o.Metrics = a, db, metrics.New(metrics.Sources{})
 	if o.Generator == nil {
 		o.Generator = svc
 	}

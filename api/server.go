@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/auth"
+	"github.com/csrd/csrd/metrics"
 	"github.com/csrd/csrd/policy"
 )
 
@@ -52,8 +53,8 @@ type Options struct {
 	// TrustedProxies may set X-Forwarded-For (see clientIP); empty: the
 	// TCP peer is the client.
 	TrustedProxies []*net.IPNet
-	Audit          AuditLog // nil: nothing audited
-	Metrics        *Metrics // nil: a registry with only the request metrics
+	Audit          AuditLog         // nil: nothing audited
+	Metrics        *metrics.Metrics // nil: a registry with only the request metrics
 }
 
 // Server is csrd's HTTP handler.
@@ -77,7 +78,7 @@ type Server struct {
 	noAuth   bool
 	throttle *auth.Throttle
 	audit    AuditLog
-	metrics  *Metrics
+	metrics  *metrics.Metrics
 	// canonical maps a registered (lower-case) echo path to its spelling
 	// in metrics labels.
 	canonical map[string]string
@@ -109,9 +110,11 @@ func New(o Options) *Server {
 		s.policy = policy.NewReloader(policy.Default())
 	}
 	if s.metrics == nil {
-		s.metrics = NewMetrics(MetricsSources{})
+		s.metrics = metrics.New(metrics.Sources{})
 	}
-	s.metrics.watchGenerations(s.genLimit)
+	if l := s.genLimit; l != nil {
+		s.metrics.WatchGenerations(func() float64 { return float64(l.InFlight()) }, func() float64 { return float64(l.Waiting()) })
+	}
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)
@@ -137,7 +140,7 @@ func New(o Options) *Server {
 		s.keyRoutes()
 	}
 	s.routeHealth()
-	s.plainRoute(http.MethodGet, "/metrics", s.metrics.Handler(), s.authenticate(auth.OpMetrics))
+	s.plainRoute(http.MethodGet, "/metrics", echo.WrapHandler(s.metrics.Handler()), s.authenticate(auth.OpMetrics))
 	s.plainRoute(http.MethodGet, s.basePath+"/openapi.json", s.serveOpenAPI)
 	return s
 }

@@ -9,6 +9,14 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
+// DeleteRecords is what Delete reads and writes: the intent before the
+// token changes, the deleted record after.
+type DeleteRecords interface {
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+	BeginDelete(ctx context.Context, id int64) error
+	FinishDelete(ctx context.Context, id int64, reason string) error
+}
+
 // Delete destroys the key pair of a pending CSR and marks its record
 // deleted; a record outside scope (nil: no limit) is ErrNotFound exactly as
 // if it did not exist. The order makes a crash at any point repairable:
@@ -25,7 +33,7 @@ import (
 func (s *Service) Delete(ctx context.Context, id int64, scope *store.Scope) error {
 	unlock := s.locks.lock(id)
 	defer unlock()
-	rec, err := s.scopedRecord(ctx, id, scope)
+	rec, err := scopedRecord(ctx, s.deletes, id, scope)
 	if err != nil {
 		return err
 	}
@@ -38,7 +46,7 @@ func (s *Service) Delete(ctx context.Context, id int64, scope *store.Scope) erro
 		return newErr(ErrConflict, "the key of record %d is on token %q (serial %s), not on a token this csrd uses; delete it there",
 			rec.ID, rec.TokenLabel, rec.TokenSerial)
 	}
-	if err := s.records.BeginDelete(ctx, id); err != nil {
+	if err := s.deletes.BeginDelete(ctx, id); err != nil {
 		return deleteRefused(rec, err)
 	}
 	s.step("delete-recorded")
@@ -50,7 +58,7 @@ func (s *Service) Delete(ctx context.Context, id int64, scope *store.Scope) erro
 		return err
 	}
 	s.step("delete-destroyed")
-	if err := s.records.FinishDelete(ctx, id, "deleted through the API"); err != nil {
+	if err := s.deletes.FinishDelete(ctx, id, "deleted through the API"); err != nil {
 		return err
 	}
 	s.log.Info().Int64("record", id).Str("label", rec.KeyLabel).Msg("pending CSR deleted; key destroyed")

@@ -18,7 +18,7 @@ import (
 func newService(t *testing.T, tok *hsm.Token) (*lifecycle.Service, *store.Store) {
 	t.Helper()
 	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
-	return lifecycle.New(tok, db, policy.Default(), testLog), db
+	return lifecycle.New(lifecycle.HSMToken{Token: tok}, db, policy.Default(), testLog), db
 }
 
 func generate(t *testing.T, svc *lifecycle.Service, subject string, key policy.KeyRequest, sans map[string][]string) *lifecycle.GenerateResult {

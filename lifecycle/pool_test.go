@@ -35,7 +35,7 @@ func openPool(t *testing.T) (*lifecycle.TokenPool, *hsm.Token, *hsm.Token) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	pool, err := lifecycle.NewTokenPool(testLog, a, b)
+	pool, err := lifecycle.NewTokenPool(testLog, lifecycle.HSMToken{Token: a}, lifecycle.HSMToken{Token: b})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,18 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
+// ReconcileRecords is what Reconcile reads and writes of its own; it
+// finishes interrupted deletes and imports through DeleteRecords and
+// MarriageRecords, as those use cases would.
+type ReconcileRecords interface {
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+	ListByState(ctx context.Context, s store.State) ([]*store.KeyRecord, error)
+	ListByIntent(ctx context.Context, in store.Intent) ([]*store.KeyRecord, error)
+	ListLive(ctx context.Context) ([]store.LiveKey, error)
+	FailKey(ctx context.Context, id int64, reason string) error
+	MarkLost(ctx context.Context, id int64, reason string) error
+}
+
 // ReconcileOptions controls Reconcile.
 type ReconcileOptions struct {
 	// DestroyOrphans destroys token objects that no record accounts for and
@@ -206,7 +218,7 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 		if err != nil {
 			return rep, err
 		}
-		live, err := s.records.ListLive(ctx)
+		live, err := s.recon.ListLive(ctx)
 		if err != nil {
 			return rep, err
 		}
@@ -215,7 +227,8 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 			rep.Records = len(live)
 		}
 		groups := groupObjects(objs)
-		if err := s.checkLive(ctx, tok, i == 0, live, groups, listed, cutoff, &rep); err != nil {
+		pass := tokenPass{tok: tok, first: i == 0, live: live, groups: groups, listed: listed, cutoff: cutoff}
+		if err := s.checkLive(ctx, pass, &rep); err != nil {
 			return rep, err
 		}
 		if err := s.checkOrphans(ctx, tok, groups, opts, &rep); err != nil {
@@ -229,7 +242,7 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 // finishGenerating fails records a crash left "generating": nobody was
 // handed their CSR, so their key (if it was made) is destroyed.
 func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff time.Time, rep *ReconcileReport) error {
-	recs, err := s.records.ListByState(ctx, store.StateGenerating)
+	recs, err := s.recon.ListByState(ctx, store.StateGenerating)
 	if err != nil {
 		return err
 	}
@@ -250,7 +263,7 @@ func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff ti
 			return err
 		}
 		rep.KeysDestroyed += n
-		if err := s.records.FailKey(ctx, r.ID, "interrupted before the CSR was recorded; reconciled"); err != nil {
+		if err := s.recon.FailKey(ctx, r.ID, "interrupted before the CSR was recorded; reconciled"); err != nil {
 			return err
 		}
 		s.log.Warn().Int64("record", r.ID).Str("label", r.KeyLabel).Int("keys_destroyed", n).
@@ -264,7 +277,7 @@ func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff ti
 // would lie) whose intent is older than cutoff (a younger one may still be
 // in progress in a running csrd). The others are counted in rep.
 func (s *Service) interrupted(ctx context.Context, intent store.Intent, scope []Token, cutoff time.Time, rep *ReconcileReport) ([]*store.KeyRecord, error) {
-	recs, err := s.records.ListByIntent(ctx, intent)
+	recs, err := s.recon.ListByIntent(ctx, intent)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +309,7 @@ func (s *Service) finishDeletes(ctx context.Context, scope []Token, cutoff time.
 			if _, err := s.destroyKeyMaterial(ctx, r); err != nil {
 				return err
 			}
-			return s.records.FinishDelete(ctx, r.ID, "delete interrupted; finished by reconciliation")
+			return s.deletes.FinishDelete(ctx, r.ID, "delete interrupted; finished by reconciliation")
 		}()
 		if errors.Is(err, store.ErrConflict) { // finished meanwhile
 			continue
@@ -326,7 +339,7 @@ func (s *Service) finishMarriages(ctx context.Context, scope []Token, cutoff tim
 			if err := s.writeCertificate(ctx, r, leaf); err != nil {
 				return err
 			}
-			return s.records.FinishMarriage(ctx, r.ID)
+			return s.marriages.FinishMarriage(ctx, r.ID)
 		}()
 		var le *Error
 		switch {
@@ -381,13 +394,24 @@ func groupObjects(objs []hsm.Object) map[string]*objectGroup {
 	return groups
 }
 
+// tokenPass is one token's comparison of its listing with the live records.
+type tokenPass struct {
+	tok    Token
+	first  bool // the first token in scope: it counts the records on no token of the pool
+	live   []store.LiveKey
+	groups map[string]*objectGroup // the listing
+	listed time.Time               // when the listing began
+	cutoff time.Time               // records changed after it are left alone
+}
+
 // checkLive marks lost the pending and married records whose key pair is
 // not whole in the listing, restores missing certificate objects of married
 // ones, and claims every group a live record owns.
-func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []store.LiveKey, groups map[string]*objectGroup, listed, cutoff time.Time, rep *ReconcileReport) error {
-	for _, k := range live {
+func (s *Service) checkLive(ctx context.Context, p tokenPass, rep *ReconcileReport) error {
+	tok, groups, listed, cutoff := p.tok, p.groups, p.listed, p.cutoff
+	for _, k := range p.live {
 		if !s.tokens.reaches(k.TokenLabel, k.TokenSerial) {
-			if first && k.State != store.StateGenerating && k.Intent == store.IntentNone {
+			if p.first && k.State != store.StateGenerating && k.Intent == store.IntentNone {
 				rep.OtherToken++ // the others were counted above
 			}
 			continue
@@ -431,7 +455,7 @@ func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []s
 				}
 			}
 			lost := LostKey{ID: k.ID, Label: k.KeyLabel, Was: k.State, Missing: missing, AltMissing: altMissing}
-			err := s.records.MarkLost(ctx, k.ID, "reconciliation: "+lost.What())
+			err := s.recon.MarkLost(ctx, k.ID, "reconciliation: "+lost.What())
 			if errors.Is(err, store.ErrConflict) {
 				rep.InProgress++
 				continue
@@ -451,7 +475,7 @@ func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []s
 func (s *Service) restoreCertificate(ctx context.Context, tok Token, id int64, rep *ReconcileReport) error {
 	unlock := s.locks.lock(id)
 	defer unlock()
-	rec, err := s.records.Get(ctx, id)
+	rec, err := s.recon.Get(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -534,7 +558,7 @@ func (s *Service) orphanReason(ctx context.Context, tok Token, ref hsm.KeyRef) s
 	if !ok {
 		return "label is not one csrd gives its keys"
 	}
-	rec, err := s.records.Get(ctx, id)
+	rec, err := s.recon.Get(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Sprintf("no record %d exists", id)

@@ -201,7 +201,7 @@ func TestReconcileLostHalf(t *testing.T) {
 			ctx := context.Background()
 			var logBuf bytes.Buffer
 			db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
-			svc := lifecycle.New(reconToken, db, policy.Default(), zerolog.New(&logBuf))
+			svc := lifecycle.New(lifecycle.HSMToken{Token: reconToken}, db, policy.Default(), zerolog.New(&logBuf))
 			res := generate(t, svc, "CN=half-"+strings.ReplaceAll(tc.name, " ", "-"), ecc256, nil)
 			rec, _ := db.Get(ctx, res.ID)
 			ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
@@ -298,7 +298,7 @@ func TestCrashDeleteAndImport(t *testing.T) {
 			ctx := context.Background()
 			dbPath := filepath.Join(t.TempDir(), "csrd.db")
 			db := openStore(t, dbPath)
-			svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+			svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, policy.Default(), testLog)
 			res := generate(t, svc, "CN=crash-"+tc.step, ecc256, nil)
 			rec, _ := db.Get(ctx, res.ID)
 			ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
@@ -376,7 +376,7 @@ func TestOtherToken(t *testing.T) {
 	if err := db.BeginDelete(ctx, interrupted.ID); err != nil { // as if a delete was interrupted
 		t.Fatal(err)
 	}
-	there := lifecycle.New(reconToken, db, policy.Default(), testLog)
+	there := lifecycle.New(lifecycle.HSMToken{Token: reconToken}, db, policy.Default(), testLog)
 
 	if err := there.Delete(ctx, res.ID, nil); !errors.Is(err, lifecycle.ErrConflict) || !strings.Contains(err.Error(), "on token") {
 		t.Errorf("Delete from another token = %v, want ErrConflict", err)

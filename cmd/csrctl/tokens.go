@@ -35,7 +35,7 @@ func openPool(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*lif
 	}
 	members := make([]lifecycle.Token, len(toks))
 	for i, t := range toks {
-		members[i] = t
+		members[i] = lifecycle.HSMToken{Token: t}
 	}
 	pool, err := lifecycle.NewTokenPool(log, members...)
 	if err != nil {

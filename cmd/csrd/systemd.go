@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/health"
+	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/sdnotify"
 )
 
@@ -113,7 +114,7 @@ func statusLine(r health.Report, states map[string]string, where string) string 
 	if !r.Ready {
 		status = fmt.Sprintf("not ready (%s failing); serving %s", failing(r), where)
 	}
-	if w := waitingFor(states); w != "" {
+	if w := lifecycle.WaitingFor(states); w != "" {
 		status += "; waiting for HSM (" + w + ")"
 	}
 	return status
