@@ -40,12 +40,11 @@ type Options struct {
 	MaxGenerations int
 	GenerationWait time.Duration
 
-	// Auth checks credentials (auth.go). NoAuth disables authentication
-	// (config auth.mode none, loopback only); with neither, every call is
-	// refused.
-	Auth     Authenticator
-	NoAuth   bool
-	Throttle *auth.Throttle // nil: no throttling
+	// Auth checks credentials and throttles sources that guess (auth.go).
+	// NoAuth disables authentication (config auth.mode none, loopback
+	// only); with neither, every call is refused.
+	Auth   Authenticator
+	NoAuth bool
 	// TrustedProxies may set X-Forwarded-For (see clientIP); empty: the
 	// TCP peer is the client.
 	TrustedProxies []*net.IPNet
@@ -70,11 +69,10 @@ type Server struct {
 	// Status/Endpoints, built from the routes actually registered.
 	endpoints []string
 
-	auth     Authenticator
-	noAuth   bool
-	throttle *auth.Throttle
-	audit    AuditLog
-	metrics  *Metrics
+	auth    Authenticator
+	noAuth  bool
+	audit   AuditLog
+	metrics *Metrics
 	// canonical maps a registered (lower-case) echo path to its spelling
 	// in metrics labels.
 	canonical map[string]string
@@ -96,7 +94,6 @@ func New(o Options) *Server {
 		genLimit:    newLimiter(o.MaxGenerations, o.GenerationWait),
 		auth:        o.Auth,
 		noAuth:      o.NoAuth,
-		throttle:    o.Throttle,
 		audit:       o.Audit,
 		metrics:     o.Metrics,
 

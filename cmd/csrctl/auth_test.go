@@ -101,18 +101,18 @@ func TestUserAddAndTokenCreate(t *testing.T) {
 		t.Errorf("audit rows %+v, %v", rows, err)
 	}
 
-	a, err := auth.Open(path, zerolog.Nop())
+	a, err := auth.Open(path, zerolog.Nop(), auth.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := a.Basic(ctx, `CORP\enroll`, password)
+	id, err := a.Basic(ctx, "192.0.2.1", `CORP\enroll`, password)
 	if err != nil || !id.Grants.Allows(auth.OpPendingRead) || id.Grants.Allows(auth.OpPendingDelete) || !id.Grants.AllowsTarget(2, "") || id.Grants.AllowsTarget(3, "") {
 		t.Errorf("user: %+v %v", id, err)
 	}
-	if _, err := a.Basic(ctx, "ops", "a long enough password"); err != nil {
+	if _, err := a.Basic(ctx, "192.0.2.1", "ops", "a long enough password"); err != nil {
 		t.Errorf("stdin user: %v", err)
 	}
-	tid, err := a.Bearer(ctx, tok)
+	tid, err := a.Bearer(ctx, "192.0.2.1", tok)
 	if err != nil || tid.Name != "ci-runner" || !tid.Grants.AllowsTarget(0, "webserver") {
 		t.Errorf("token: %+v %v", tid, err)
 	}
