@@ -54,7 +54,9 @@ type Options struct {
 // client certificate the TLS layer verified) is let through even from a
 // locked-out source, as is a valid API token, whose 256 random bits no
 // source can guess. Slow password verifications are admitted by a bounded
-// verifier (see verifier).
+// verifier (see verifier), and an unknown user name is verified against a
+// dummy hash of the file's costliest parameters, so the response time does
+// not tell which names exist.
 type Authenticator struct {
 	path     string
 	log      zerolog.Logger
@@ -67,7 +69,8 @@ type Authenticator struct {
 
 	mu        sync.Mutex
 	file      *File
-	dummy     string // hash unknown names are verified against
+	dummy     string // hash of the file's costliest parameters, for unknown names
+	costs     map[hashCost]time.Duration
 	stamp     fileStamp
 	lastCheck time.Time
 
@@ -93,6 +96,7 @@ func Open(path string, log zerolog.Logger, o Options) (*Authenticator, error) {
 		verifier: newVerifier(DefaultVerifySlots, cmp.Or(o.VerifyQueue, DefaultVerifyQueue),
 			cmp.Or(o.VerifyPerSource, DefaultVerifyPerSource)),
 		check: VerifyPassword,
+		costs: map[hashCost]time.Duration{},
 		cache: map[[32]byte]time.Time{},
 	}
 	if _, err := rand.Read(a.cacheKey[:]); err != nil {
@@ -113,12 +117,18 @@ func Open(path string, log zerolog.Logger, o Options) (*Authenticator, error) {
 	return a, nil
 }
 
-// install puts f in force with the hash unknown names are verified
-// against. Called with a.mu held (or before a is shared).
+// install puts f in force with the dummy hash for unknown names, and warns
+// about users whose hash is cheaper than csrd's default. Called with a.mu
+// held (or before a is shared).
 func (a *Authenticator) install(f *File) {
-	a.file, a.dummy = f, ""
-	if len(f.Users) > 0 {
-		a.dummy = f.Users[0].PasswordHash
+	dummy, top, weak := costliest(f, a.costs)
+	a.file, a.dummy = f, dummy
+	for _, w := range weak {
+		a.log.Warn().Str("user", w).Str("default", hashCost{argon: DefaultArgon2}.String()).
+			Msg("auth: password hash cheaper than csrd's default: it resists offline guessing less, and its quicker answer tells that the name exists; give the user a new password with csrctl user add -replace")
+	}
+	if dummy != "" {
+		a.log.Debug().Str("cost", top.String()).Msg("auth: unknown user names are verified at the file's costliest hash parameters")
 	}
 }
 

@@ -17,7 +17,9 @@
 // cannot be guessed (a client certificate the TLS layer verified, a valid
 // 256-bit token) is let through even from a locked-out source. Slow
 // password verifications run in a few slots behind a bounded queue with a
-// per-source share; what does not fit is refused at once.
+// per-source share; what does not fit is refused at once. Unknown user
+// names are verified against a dummy of the file's costliest hash, and
+// users whose hash is cheaper than the default are warned about at load.
 //
 // # Secrets
 //
