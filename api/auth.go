@@ -45,9 +45,9 @@ const (
 
 // authenticate is the per-route middleware that establishes who is calling
 // and checks that they may perform op ("" = any authenticated identity).
-// What the throttle refuses is answered 429 with Retry-After and what the
-// password verifier cannot take 503, both before any credential is checked
-// and without an audit row (anyone could flood the table with them).
+// What the throttle refuses is answered 429 with Retry-After and a login
+// the password verifier cannot take 503, both at once and without an
+// audit row (anyone could flood the table with them).
 func (s *Server) authenticate(op auth.Operation) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
