@@ -111,6 +111,8 @@ type fixtureOptions struct {
 	// proxied: 127.0.0.1 is a trusted proxy, so X-Forwarded-For names
 	// the source (tests of several sources).
 	proxied bool
+	// users are added to the fixture's users.
+	users []auth.User
 }
 
 func newAuthFixtureWith(t *testing.T, o fixtureOptions) *authFixture {
@@ -148,6 +150,7 @@ func newAuthFixtureWith(t *testing.T, o fixtureOptions) *authFixture {
 			{Name: "pinned", SHA256: hex.EncodeToString(fp[:]), Grants: auth.Grants{Operations: []auth.Operation{auth.OpAdmin}}},
 		},
 	}
+	af.Users = append(af.Users, o.users...)
 	path := filepath.Join(t.TempDir(), "auth.yaml")
 	if err := af.Save(path); err != nil {
 		t.Fatal(err)

@@ -71,10 +71,17 @@ func TestGuessesAtOneIdentityLockTheirSources(t *testing.T) {
 // Of 40 parallel wrong guesses from one address with failure_limit 5,
 // exactly 5 are verified (401, one audit row each); the other 35 are
 // answered 429 without being looked at or audited. The verifier would let
-// all 40 through; the throttle's reservation is what bounds them.
+// all 40 through; the throttle's reservation is what bounds them, however
+// long a verification takes (a costlier hash here, so that a check made
+// only before verifying would visibly let them all in).
 func TestParallelGuessesBounded(t *testing.T) {
 	const limit, n = 5, 40
-	fx := newAuthFixtureWith(t, fixtureOptions{failureLimit: limit, verify: auth.Options{VerifyQueue: n, VerifyPerSource: n}})
+	slow, err := auth.HashPassword("slow-password-123", auth.Argon2Params{Memory: 8 * 1024, Time: 1, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := newAuthFixtureWith(t, fixtureOptions{failureLimit: limit, verify: auth.Options{VerifyQueue: n, VerifyPerSource: n},
+		users: []auth.User{{Name: "slow", PasswordHash: slow, Grants: auth.Grants{Operations: []auth.Operation{auth.OpGenerate}}}}})
 	ctx := context.Background()
 	before, err := testStore.VerifyAudit(ctx)
 	if err != nil {
@@ -88,7 +95,7 @@ func TestParallelGuessesBounded(t *testing.T) {
 		cl := fx.client(nil)
 		wg.Go(func() {
 			<-start
-			resp, _ := fx.do(t, cl, call{method: "GET", path: statusPath, authz: basic("alice", "guess")})
+			resp, _ := fx.do(t, cl, call{method: "GET", path: statusPath, authz: basic("slow", "guess")})
 			mu.Lock()
 			statuses[resp.StatusCode]++
 			mu.Unlock()
@@ -105,7 +112,7 @@ func TestParallelGuessesBounded(t *testing.T) {
 	}
 	unauth := 0
 	for _, r := range rows {
-		if r.Result == store.AuditUnauthenticated && r.Actor == "alice" {
+		if r.Result == store.AuditUnauthenticated && r.Actor == "slow" {
 			unauth++
 		}
 	}
