@@ -71,7 +71,7 @@ func authedServer(t *testing.T, users map[string]auth.Grants, o api.Options) (*a
 	if err := af.Save(path); err != nil {
 		t.Fatal(err)
 	}
-	a, err := auth.Open(path, testLog)
+	a, err := auth.Open(path, testLog, auth.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,12 +44,11 @@ type Options struct {
 	// in flight or waiting (0: no bound); one more is answered 429 at once.
 	MaxGenerationsPerIdentity int
 
-	// Auth checks credentials (auth.go). NoAuth disables authentication
-	// (config auth.mode none, loopback only); with neither, every call is
-	// refused.
-	Auth     Authenticator
-	NoAuth   bool
-	Throttle *auth.Throttle // nil: no throttling
+	// Auth checks credentials and throttles sources that guess (auth.go).
+	// NoAuth disables authentication (config auth.mode none, loopback
+	// only); with neither, every call is refused.
+	Auth   Authenticator
+	NoAuth bool
 	// TrustedProxies may set X-Forwarded-For (see clientIP); empty: the
 	// TCP peer is the client.
 	TrustedProxies []*net.IPNet
@@ -74,11 +73,10 @@ type Server struct {
 	// Status/Endpoints, built from the routes actually registered.
 	endpoints []string
 
-	auth     Authenticator
-	noAuth   bool
-	throttle *auth.Throttle
-	audit    AuditLog
-	metrics  *metrics.Metrics
+	auth    Authenticator
+	noAuth  bool
+	audit   AuditLog
+	metrics *metrics.Metrics
 	// canonical maps a registered (lower-case) echo path to its spelling
 	// in metrics labels.
 	canonical map[string]string
@@ -100,7 +98,6 @@ func New(o Options) *Server {
 		genLimit:    newLimiter(o.MaxGenerations, o.MaxGenerationsPerIdentity, o.GenerationWait),
 		auth:        o.Auth,
 		noAuth:      o.NoAuth,
-		throttle:    o.Throttle,
 		audit:       o.Audit,
 		metrics:     o.Metrics,
 

@@ -123,10 +123,25 @@ type Auth struct {
 	File string `yaml:"file"`
 	// FailureLimit failed attempts from one address lock it out for
 	// Lockout, doubling with every further failure (up to an hour).
+	// Attempts still being verified count, and a success forgives only the
+	// failures of the identity that succeeded (see auth.Throttle).
 	// 0 disables throttling.
 	FailureLimit int           `yaml:"failure_limit"`
 	Lockout      time.Duration `yaml:"lockout"`
+	// VerifyQueue is how many password verifications may wait for one of
+	// the two verification slots; beyond it a Basic login is answered 503
+	// at once instead of queueing without bound.
+	VerifyQueue int `yaml:"verify_queue"`
+	// VerifyPerSource is how many password verifications one address may
+	// have running or waiting; beyond it the login is answered 429 at once,
+	// so one address cannot hold every slot.
+	VerifyPerSource int `yaml:"verify_per_source"`
 }
+
+// maxVerifyQueue bounds auth.verify_queue: each waiting verification is a
+// held request, and at ~0.1-0.3 s a verification a longer queue only waits
+// into client timeouts.
+const maxVerifyQueue = 4096
 
 // Auth modes.
 const (
@@ -143,7 +158,8 @@ func Defaults() Config {
 		LogLevel:        "info",
 		ShutdownTimeout: 30 * time.Second,
 		RequestTimeout:  5 * time.Minute,
-		Auth:            Auth{Mode: AuthFile, File: "/etc/csrd/auth.yaml", FailureLimit: 5, Lockout: time.Minute},
+		Auth: Auth{Mode: AuthFile, File: "/etc/csrd/auth.yaml", FailureLimit: 5, Lockout: time.Minute,
+			VerifyQueue: 16, VerifyPerSource: 1},
 		HSM: HSM{
 			Module:             "/usr/lib/softhsm/libsofthsm2.so",
 			PINFile:            "/etc/csrd/hsm-pin",
@@ -249,6 +265,12 @@ func (c *Config) validateAuth(p *problems) {
 	}
 	if c.Auth.FailureLimit > 0 && c.Auth.Lockout <= 0 {
 		p.add("auth.lockout: must be positive when auth.failure_limit is set")
+	}
+	if c.Auth.VerifyQueue < 1 || c.Auth.VerifyQueue > maxVerifyQueue {
+		p.add("auth.verify_queue %d: must be between 1 and %d", c.Auth.VerifyQueue, maxVerifyQueue)
+	}
+	if c.Auth.VerifyPerSource < 1 || c.Auth.VerifyPerSource > maxVerifyQueue {
+		p.add("auth.verify_per_source %d: must be between 1 and %d", c.Auth.VerifyPerSource, maxVerifyQueue)
 	}
 }
 

@@ -174,7 +174,6 @@ func (a *app) newHandler(authOpts api.Options, m *metrics.Metrics) http.Handler 
 		MaxGenerationsPerIdentity: a.cfg.Limits.MaxGenerationsPerIdentity,
 		Auth:                      authOpts.Auth,
 		NoAuth:                    authOpts.NoAuth,
-		Throttle:                  authOpts.Throttle,
 		TrustedProxies:            authOpts.TrustedProxies,
 		Audit:                     a.db,
 		Metrics:                   m,

@@ -110,7 +110,10 @@ func authOptions(cfg config.Config, log zerolog.Logger) (api.Options, error) {
 		proxies, err := cfg.TrustedProxyNets()
 		return api.Options{NoAuth: true, TrustedProxies: proxies}, err
 	}
-	a, err := auth.Open(cfg.Auth.File, log)
+	a, err := auth.Open(cfg.Auth.File, log, auth.Options{
+		Throttle:    auth.NewThrottle(cfg.Auth.FailureLimit, cfg.Auth.Lockout),
+		VerifyQueue: cfg.Auth.VerifyQueue, VerifyPerSource: cfg.Auth.VerifyPerSource,
+	})
 	if errors.Is(err, os.ErrNotExist) {
 		return api.Options{}, fmt.Errorf("%w: create it with 'csrctl user add' or 'csrctl token create' "+
 			"(or, for development on a loopback address only, set auth.mode: none)", err)
@@ -122,7 +125,7 @@ func authOptions(cfg config.Config, log zerolog.Logger) (api.Options, error) {
 	if err != nil {
 		return api.Options{}, err
 	}
-	return api.Options{Auth: a, Throttle: auth.NewThrottle(cfg.Auth.FailureLimit, cfg.Auth.Lockout), TrustedProxies: proxies}, nil
+	return api.Options{Auth: a, TrustedProxies: proxies}, nil
 }
 
 func newLogger(level string) zerolog.Logger {
