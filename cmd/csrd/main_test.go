@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -21,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -391,11 +391,9 @@ func TestGracefulShutdown(t *testing.T) {
 
 	// No new connections while the in-flight work finishes.
 	host := strings.TrimPrefix(d.url, "http://")
-	refused := false
-	for !refused {
+	for {
 		c, err := net.DialTimeout("tcp", host, time.Second)
 		if err != nil {
-			refused = true
 			break
 		}
 		c.Close()
@@ -441,10 +439,14 @@ func sqlite3Count(t *testing.T, db, state string) int {
 		}
 		t.Fatal(err)
 	}
-	var n int
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		fmt.Sscanf(strings.TrimSpace(sc.Text()), "%d", &n)
+	// The PRAGMA prints its value first; the count is the last line.
+	lines := strings.Fields(string(out))
+	if len(lines) == 0 {
+		t.Fatal("sqlite3 printed no count")
+	}
+	n, err := strconv.Atoi(lines[len(lines)-1])
+	if err != nil {
+		t.Fatalf("sqlite3 printed %q, not a count", out)
 	}
 	return n
 }
