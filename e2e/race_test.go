@@ -1,6 +1,6 @@
 //go:build race
 
-package daemontest
+package e2e
 
 // raceEnabled: the tests run with -race, so the daemon is built with it too
 // and a data race under real concurrent traffic fails the test.

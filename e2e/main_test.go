@@ -1,4 +1,4 @@
-package daemontest
+package e2e
 
 import (
 	"context"
@@ -30,21 +30,21 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envListObjects) != "" {
 		// Child of instance.objects: list a token of another SoftHSM config.
 		if err := listObjectsChild(os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "daemontest list objects:", err)
+			fmt.Fprintln(os.Stderr, "e2e list objects:", err)
 			os.Exit(1)
 		}
 		os.Exit(0)
 	}
 	code, err := run(m)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "daemontest:", err)
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		code = 1
 	}
 	os.Exit(code)
 }
 
 func run(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "csrd-daemontest-")
+	dir, err := os.MkdirTemp("", "csrd-e2e-")
 	if err != nil {
 		return 1, err
 	}
@@ -53,7 +53,7 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	// SOFTHSM2_CONF is set for this process and inherited by every daemon.
-	if baseTok, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-daemontest"); err != nil {
+	if baseTok, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-e2e"); err != nil {
 		return 1, err
 	}
 	return m.Run(), nil

@@ -1,5 +1,5 @@
 //go:build !race
 
-package daemontest
+package e2e
 
 const raceEnabled = false

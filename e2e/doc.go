@@ -1,4 +1,4 @@
-// Package daemontest proves csrd's reliability promises end to end, against
+// Package e2e proves csrd's reliability promises end to end, against
 // the real daemon: whatever happens, no key is created that csrd does not
 // know about, no record points at a key that does not exist, no answered
 // request is lost, and bad conditions give clear 5xx answers, never a crash.
@@ -10,4 +10,4 @@
 // outside the process: SIGKILL at random moments, a full or locked database,
 // load. After every fault the invariants are checked by reading the token
 // (through package hsm) and the database (through package store) directly.
-package daemontest
+package e2e

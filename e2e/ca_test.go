@@ -1,4 +1,4 @@
-package daemontest
+package e2e
 
 import (
 	"crypto/ecdsa"
@@ -29,7 +29,7 @@ func newTestCA(t testing.TB) *testCA {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "csrd daemontest CA"},
+		Subject:               pkix.Name{CommonName: "csrd e2e CA"},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		IsCA:                  true,
