@@ -12,10 +12,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/api"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 	"github.com/csrd/csrd/store"
 )
 
@@ -25,7 +25,7 @@ import (
 var (
 	testToken *hsm.Token
 	testStore *store.Store
-	testHSM   *softhsmtest.Token
+	testHSM   *fixture.Token
 	testSrv   *httptest.Server
 	tmpDir    string
 	// testSvc and testLog build further servers (auth, TLS) on the same
@@ -50,7 +50,7 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer os.RemoveAll(tmpDir)
-	tok, err := softhsmtest.Setup(filepath.Join(tmpDir, "softhsm"), "csrd-api-test")
+	tok, err := fixture.Setup(filepath.Join(tmpDir, "softhsm"), "csrd-api-test")
 	if err != nil {
 		return 1, err
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/store"
 )
 
@@ -153,7 +153,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(progress, format+"\n", args...) }
 
-	tok, err := softhsmtest.Setup(filepath.Join(o.Dir, "softhsm"), mainLabel)
+	tok, err := fixture.Setup(filepath.Join(o.Dir, "softhsm"), mainLabel)
 	if err != nil {
 		return nil, err
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 )
 
 // Shared by every test in the package: the csrd binary under test and the
@@ -22,7 +22,7 @@ import (
 // like another's unrecorded objects.
 var (
 	csrdBin string
-	baseTok *softhsmtest.Token
+	baseTok *fixture.Token
 	testLog = zerolog.New(os.Stderr).Level(zerolog.ErrorLevel)
 )
 
@@ -53,7 +53,7 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	// SOFTHSM2_CONF is set for this process and inherited by every daemon.
-	if baseTok, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-e2e"); err != nil {
+	if baseTok, err = fixture.Setup(filepath.Join(dir, "softhsm"), "csrd-e2e"); err != nil {
 		return 1, err
 	}
 	return m.Run(), nil
@@ -62,7 +62,7 @@ func run(m *testing.M) (int, error) {
 // newToken makes a token of the test's own (labels are at most 32 bytes)
 // and opens the test's logged-in view of it, for checking what is and is
 // not on it; the view is closed when the test ends.
-func newToken(t testing.TB, label string) (*softhsmtest.Token, *hsm.Token) {
+func newToken(t testing.TB, label string) (*fixture.Token, *hsm.Token) {
 	t.Helper()
 	if err := baseTok.AddToken(label); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 )
 
 const (
@@ -22,7 +22,7 @@ const (
 // process), shared by the tests; testHSM describes the SoftHSM fixture.
 var (
 	testTok *Token
-	testHSM *softhsmtest.Token
+	testHSM *fixture.Token
 )
 
 func TestMain(m *testing.M) {
@@ -46,7 +46,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 
-	testHSM, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), testLabel)
+	testHSM, err = fixture.Setup(filepath.Join(dir, "softhsm"), testLabel)
 	if err == nil {
 		err = testHSM.AddToken(otherLabel)
 	}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 )
 
 // Environment of the crash child: the parent test re-executes this binary
@@ -30,7 +30,7 @@ const (
 )
 
 var (
-	testTok   *softhsmtest.Token
+	testTok   *fixture.Token
 	testToken *hsm.Token
 	// reconToken is a second token for reconciliation tests, which compare
 	// a whole token with one database and must not see other tests' keys.
@@ -59,7 +59,7 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer os.RemoveAll(dir)
-	testTok, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-lifecycle-test")
+	testTok, err = fixture.Setup(filepath.Join(dir, "softhsm"), "csrd-lifecycle-test")
 	if err != nil {
 		return 1, err
 	}

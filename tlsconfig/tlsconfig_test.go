@@ -24,8 +24,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 	"github.com/csrd/csrd/tlsconfig"
 )
 
@@ -46,7 +46,7 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer os.RemoveAll(dir)
-	st, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-tls-test")
+	st, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrd-tls-test")
 	if err != nil {
 		return 1, err
 	}

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/store"
 )
 
@@ -28,7 +28,7 @@ import (
 func TestKeyCommands(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-keys")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-keys")
 	if err != nil {
 		t.Fatal(err)
 	}

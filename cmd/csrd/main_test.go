@@ -29,8 +29,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 )
 
 // These tests run the real daemon: the test binary re-executes itself with
@@ -42,7 +42,7 @@ const (
 	envConfig = "CSRD_TEST_CONFIG"
 )
 
-var testHSM *softhsmtest.Token
+var testHSM *fixture.Token
 
 func TestMain(m *testing.M) {
 	if os.Getenv(envDaemon) != "" {
@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 	}
 	// Every daemon under test shares this token (one at a time): SoftHSM
 	// keeps tokens in files, so separate processes see the same objects.
-	testHSM, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-daemon-test")
+	testHSM, err = fixture.Setup(filepath.Join(dir, "softhsm"), "csrd-daemon-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "daemon tests need SoftHSM:", err)
 		os.RemoveAll(dir)

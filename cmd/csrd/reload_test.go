@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/policy"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 )
 
 func policyYAML(curve string) string {
@@ -38,7 +38,7 @@ EnrollmentPatterns:
 // in force keeps deciding. SIGTERM then stops it cleanly.
 func TestSIGHUPReloadsPolicy(t *testing.T) {
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-reload-test")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrd-reload-test")
 	if err != nil {
 		t.Fatal(err)
 	}
