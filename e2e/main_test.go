@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -49,7 +47,7 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer os.RemoveAll(dir)
-	if csrdBin, err = buildCSRD(dir); err != nil {
+	if csrdBin, err = fixture.CSRD(dir); err != nil {
 		return 1, err
 	}
 	// SOFTHSM2_CONF is set for this process and inherited by every daemon.
@@ -77,24 +75,4 @@ func newToken(t testing.TB, label string) (*fixture.Token, *hsm.Token) {
 	}
 	t.Cleanup(func() { view.Close() })
 	return tok, view
-}
-
-// buildCSRD compiles cmd/csrd into dir, the way `make build` does, so the
-// tests run the real binary rather than an in-process imitation of main.
-func buildCSRD(dir string) (string, error) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(dir, "csrd")
-	args := []string{"build", "-trimpath", "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command(goTool, append(args, "github.com/csrd/csrd/cmd/csrd")...)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build cmd/csrd: %v\n%s", err, out)
-	}
-	return bin, nil
 }
