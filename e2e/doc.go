@@ -5,7 +5,8 @@
 // It also runs csrd as systemd does: the notify protocol, SIGTERM with work
 // in flight, SIGHUP reloading TLS and policy.
 //
-// It holds only tests. TestMain gets the binary from
+// It holds only tests, and every one of them runs the csrd binary, so
+// `go test -short` skips them all. TestMain gets the binary from
 // fixture.CSRD (the one `make test` built, or a build of its own; with the
 // race detector when the tests run with it) and makes a throw-away SoftHSM
 // configuration; each test starts the binary as a subprocess on a token of

@@ -97,6 +97,7 @@ func outageChecks(t *testing.T, d *daemon, gen func() loadgen.Answer) {
 // and serves again by itself when it returns — same process, no restart —
 // with every earlier key still usable and nothing half made.
 func TestTokenVanishes(t *testing.T) {
+	fullRunOnly(t, "a token taken away and brought back under a running daemon")
 	tok := isolatedToken(t, "vanish")
 	in := faultInstance(t, tok)
 	d := in.start(t)
@@ -157,6 +158,7 @@ func TestTokenVanishes(t *testing.T) {
 // file holds the new PIN it logs in and serves — no restart. No PIN ever
 // appears in the log.
 func TestPINRotated(t *testing.T) {
+	fullRunOnly(t, "a PIN changed under a running daemon, refused once and never logged")
 	if _, err := exec.LookPath("pkcs11-tool"); err != nil {
 		t.Fatalf("pkcs11-tool (package opensc, in the Makefile's DEPS) is needed to change the PIN: %v", err)
 	}
@@ -285,6 +287,7 @@ func noPINInLog(t *testing.T, d *daemon, pins ...string) {
 // connects, reconciles and serves, without a restart. A refused PIN is
 // tried once only, and no PIN is ever logged.
 func TestHSMMisconfiguredAtStart(t *testing.T) {
+	fullRunOnly(t, "an HSM broken at start and fixed in place")
 	const wrong = "not-the-pin-123"
 	tests := []struct {
 		name  string
@@ -405,6 +408,7 @@ func TestHSMMisconfiguredAtStart(t *testing.T) {
 // added to its directory when the module is initialised again, which a
 // pool sharing the module with a working token cannot do (see README).
 func TestPoolTokenLateAtStart(t *testing.T) {
+	fullRunOnly(t, "a pool token admitted once its PIN file appears after start")
 	tok := isolatedToken(t, "pool-a")
 	if err := tok.AddToken("pool-b"); err != nil {
 		t.Fatal(err)

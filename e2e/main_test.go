@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -47,14 +48,27 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer os.RemoveAll(dir)
-	if csrdBin, err = fixture.CSRD(dir); err != nil {
-		return 1, err
+	flag.Parse()
+	if !testing.Short() { // -short skips every test that runs the binary
+		if csrdBin, err = fixture.CSRD(dir); err != nil {
+			return 1, err
+		}
 	}
 	// SOFTHSM2_CONF is set for this process and inherited by every daemon.
 	if baseTok, err = fixture.Setup(filepath.Join(dir, "softhsm"), "csrd-e2e"); err != nil {
 		return 1, err
 	}
 	return m.Run(), nil
+}
+
+// fullRunOnly skips t under -short: it starts the csrd binary, which takes
+// seconds, and the quick loop is for the packages' own tests. covers says
+// what the full run (make test) proves with it.
+func fullRunOnly(t *testing.T, covers string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test of the csrd binary, skipped by -short; the full run covers " + covers)
+	}
 }
 
 // newToken makes a token of the test's own (labels are at most 32 bytes)

@@ -33,6 +33,7 @@ EnrollmentPatterns:
 // broken one is refused with a log line naming the problem, and the policy
 // in force keeps deciding. SIGTERM then stops it cleanly.
 func TestSIGHUPReloadsPolicy(t *testing.T) {
+	fullRunOnly(t, "SIGHUP reloading the policy file or refusing a broken one")
 	dir := t.TempDir()
 	tok := isolatedToken(t, "csrd-reload-test")
 	polPath := filepath.Join(dir, "policy.yaml")

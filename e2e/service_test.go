@@ -243,6 +243,7 @@ const ecBody = `{"Subject":"CN=daemon.example.com","KeyType":"ECC","KeyLength":2
 // back recovers both without a restart;
 // SIGTERM sends STOPPING=1 and exits 0.
 func TestTokenOutage(t *testing.T) {
+	fullRunOnly(t, "the systemd notify protocol (READY, WATCHDOG, STOPPING) through a token outage")
 	tok := isolatedToken(t, "csrd-outage")
 	d := startDaemon(t, opts{tok: tok, env: []string{"WATCHDOG_USEC=200000"}})
 	if r := d.mustDo(http.MethodGet, "/readyz", ""); r.status != 200 {
@@ -320,6 +321,7 @@ func TestTokenOutage(t *testing.T) {
 // once, finishes both with 200 and a CSR, and exits 0 with every record
 // complete.
 func TestGracefulShutdown(t *testing.T) {
+	fullRunOnly(t, "SIGTERM finishing in-flight generations")
 	// max_sessions 2 leaves crypto11 one work session: the second generation
 	// queues inside the token layer, so both stay in flight for a while.
 	d := startDaemon(t, opts{tok: isolatedToken(t, "csrd-shutdown"), hsm: "  max_sessions: 2\n", extra: "limits:\n  max_generations: 2\n  generation_wait: 1m\n"})
@@ -412,6 +414,7 @@ func sqlite3Count(t *testing.T, db, state string) int {
 // URI) and mTLS; plain HTTP and clients without a certificate get nothing;
 // SIGHUP reloads (RELOADING=1, then READY=1).
 func TestDaemonTLS(t *testing.T) {
+	fullRunOnly(t, "HTTPS with the server key in the token, mTLS and SIGHUP reload")
 	dir := t.TempDir()
 	ctx := context.Background()
 	// In this test's SoftHSM config: the test makes the TLS key in the
