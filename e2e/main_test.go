@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -34,31 +32,14 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	code, err := run(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-func run(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "csrd-e2e-")
-	if err != nil {
-		return 1, err
-	}
-	defer os.RemoveAll(dir)
-	flag.Parse()
-	if !testing.Short() { // -short skips every test that runs the binary
-		if csrdBin, err = fixture.CSRD(dir); err != nil {
-			return 1, err
-		}
-	}
 	// SOFTHSM2_CONF is set for this process and inherited by every daemon.
-	if baseTok, err = fixture.Setup(filepath.Join(dir, "softhsm"), "csrd-e2e"); err != nil {
-		return 1, err
-	}
-	return m.Run(), nil
+	os.Exit(fixture.Main(m, "e2e", []string{"csrd-e2e"}, func(s *fixture.Suite) (err error) {
+		baseTok = s.Token
+		if !testing.Short() { // -short skips every test that runs the binary
+			csrdBin, err = fixture.CSRD(s.Dir)
+		}
+		return err
+	}))
 }
 
 // fullRunOnly skips t under -short: it starts the csrd binary, which takes

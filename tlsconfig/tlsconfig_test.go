@@ -29,31 +29,17 @@ import (
 var testToken *hsm.Token
 
 func TestMain(m *testing.M) {
-	code, err := run(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tlsconfig tests:", err)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-func run(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "csrd-tlsconfig-test-")
-	if err != nil {
-		return 1, err
-	}
-	defer os.RemoveAll(dir)
-	st, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrd-tls-test")
-	if err != nil {
-		return 1, err
-	}
-	testToken, err = hsm.Open(context.Background(), hsm.Config{Module: st.Module, TokenLabel: st.Label,
-		PIN: st.PIN, MaxSessions: 4, PoolWaitTimeout: time.Minute}, zerolog.Nop())
-	if err != nil {
-		return 1, err
-	}
-	defer testToken.Close()
-	return m.Run(), nil
+	os.Exit(fixture.Main(m, "tlsconfig", []string{"csrd-tls-test"}, func(s *fixture.Suite) error {
+		st := s.Token
+		var err error
+		testToken, err = hsm.Open(context.Background(), hsm.Config{Module: st.Module, TokenLabel: st.Label,
+			PIN: st.PIN, MaxSessions: 4, PoolWaitTimeout: time.Minute}, zerolog.Nop())
+		if err != nil {
+			return err
+		}
+		s.Defer(func() { testToken.Close() })
+		return nil
+	}))
 }
 
 func writePEM(t *testing.T, dir, name, typ string, mode os.FileMode, ders ...[]byte) string {
