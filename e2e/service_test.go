@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,24 +38,7 @@ type service struct {
 	url    string      // scheme://host:port from STATUS=serving ...
 	db     string
 	exited chan struct{}
-	stderr *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	stderr *fixture.Buffer
 }
 
 // opts adds to the daemon's config and environment.
@@ -73,7 +55,7 @@ func startDaemon(t *testing.T, o opts) *service {
 	t.Helper()
 	dir := t.TempDir()
 	d := &service{t: t, msgs: make(chan string, 256), db: filepath.Join(dir, "csrd.db"),
-		exited: make(chan struct{}), stderr: &syncBuffer{}}
+		exited: make(chan struct{}), stderr: &fixture.Buffer{}}
 	cfg := fmt.Sprintf(`hsm:
   module: %s
   token_label: %s
