@@ -134,9 +134,16 @@ vet: deps
 lint: deps
 	$(GO) tool -modfile=tools/lint/go.mod golangci-lint run ./...
 
+# The csrd the end-to-end tests run: built once per `make test`, with the
+# race detector like the tests (fixture.CSRD refuses a mismatch), apart from
+# bin/csrd so that `make run` and `make install` never pick up a race build.
+TEST_CSRD := $(BUILD_DIR)/race/csrd
+
 ## test: the whole suite, with the race detector, against real SoftHSM2 tokens in temp dirs
+## (`go test -short ./...` is the quick loop: it skips the end-to-end, fault and slowest key cases)
 test: deps vet
-	$(GO) test -race -count=1 -timeout 12m ./...
+	$(GO) build -race -trimpath -o $(TEST_CSRD) ./cmd/csrd
+	CSRD_BIN=$(abspath $(TEST_CSRD)) $(GO) test -race -count=1 -timeout 12m ./...
 
 ## fuzz: run every fuzz target for FUZZTIME each (make test runs their seed corpora)
 fuzz: deps

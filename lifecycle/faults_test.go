@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
@@ -114,7 +115,7 @@ func (e *faultEnv) issued(t *testing.T) {
 		t.Fatal(err)
 	}
 	nb, na := valid()
-	e.id, e.pem = res.ID, certPEM(newCA(t, "Fault CA").issue(t, res.CSRPEM, nb, na))
+	e.id, e.pem = res.ID, fixture.PEM(fixture.NewCA(t, "Fault CA").IssueCSR(t, res.CSRPEM, nb, na))
 }
 
 // outcome is what the records and the token hold.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
@@ -30,21 +31,21 @@ import (
 func TestReconcileOrphansAndLost(t *testing.T) {
 	ctx := context.Background()
 	svc, db := newService(t, reconToken)
-	ca := newCA(t, "Recon CA")
+	ca := fixture.NewCA(t, "Recon CA")
 	nb, na := valid()
 	p256 := hsm.KeySpec{Type: hsm.KeyECDSA, Curve: elliptic.P256()}
 
 	healthy := generate(t, svc, "CN=healthy", ecc256, nil)
-	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(ca.issue(t, healthy.CSRPEM, nb, na))}); err != nil {
+	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: fixture.PEM(ca.IssueCSR(t, healthy.CSRPEM, nb, na))}); err != nil {
 		t.Fatal(err)
 	}
 	noCert := generate(t, svc, "CN=cert-removed", ecc256, nil)
-	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(ca.issue(t, noCert.CSRPEM, nb, na))}); err != nil {
+	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: fixture.PEM(ca.IssueCSR(t, noCert.CSRPEM, nb, na))}); err != nil {
 		t.Fatal(err)
 	}
 	lost := generate(t, svc, "CN=will-be-lost", ecc256, nil)
 	lostMarried := generate(t, svc, "CN=married-then-lost", ecc256, nil)
-	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(ca.issue(t, lostMarried.CSRPEM, nb, na))}); err != nil {
+	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: fixture.PEM(ca.IssueCSR(t, lostMarried.CSRPEM, nb, na))}); err != nil {
 		t.Fatal(err)
 	}
 	refOf := func(id int64) hsm.KeyRef {
@@ -281,7 +282,7 @@ func destroyClass(t *testing.T, ref hsm.KeyRef, classes ...hsm.ObjectClass) {
 // operation: the key is gone and the record deleted, or the certificate is
 // in the token and the record married.
 func TestCrashDeleteAndImport(t *testing.T) {
-	ca := newCA(t, "Crash CA")
+	ca := fixture.NewCA(t, "Crash CA")
 	cases := []struct {
 		op, step  string
 		wantState store.State
@@ -307,7 +308,7 @@ func TestCrashDeleteAndImport(t *testing.T) {
 			if tc.op == "import" {
 				nb, na := valid()
 				arg = filepath.Join(t.TempDir(), "cert.pem")
-				if err := os.WriteFile(arg, []byte(certPEM(ca.issue(t, res.CSRPEM, nb, na))), 0o600); err != nil {
+				if err := os.WriteFile(arg, []byte(fixture.PEM(ca.IssueCSR(t, res.CSRPEM, nb, na))), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}

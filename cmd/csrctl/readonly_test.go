@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/csrd/csrd/config"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 	"github.com/csrd/csrd/store"
 )
 
@@ -93,11 +93,11 @@ func TestReadOnlyCommandsNeedNoToken(t *testing.T) {
 func TestSoftHSMHint(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "dev"), "csrctl-hint")
+	tok, err := fixture.Setup(filepath.Join(dir, "dev"), "csrctl-hint")
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := softhsmtest.Setup(filepath.Join(dir, "other"), "csrctl-other")
+	other, err := fixture.Setup(filepath.Join(dir, "other"), "csrctl-other")
 	if err != nil {
 		t.Fatal(err)
 	}

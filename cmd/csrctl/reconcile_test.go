@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/store"
 )
 
@@ -24,7 +24,7 @@ import (
 func TestReconcileCommand(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-test")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestReconcileCommand(t *testing.T) {
 func TestReconcileDestroyKeepsTLSKeys(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-tls")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-tls")
 	if err != nil {
 		t.Fatal(err)
 	}

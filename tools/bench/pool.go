@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/store"
 )
 
@@ -101,7 +101,7 @@ func runPools(ctx context.Context, raw *rawModule, base serverConfig, o Options)
 // middle one the second token is made unusable, then repaired. Every
 // Generate must still succeed, and keys must go to the second token again
 // afterwards.
-func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token, first int, o Options) (_ *Failover, err error) {
+func runFailover(ctx context.Context, base serverConfig, tok *fixture.Token, first int, o Options) (_ *Failover, err error) {
 	labels := []string{poolLabel(first), poolLabel(first + 1)}
 	f := &Failover{Broken: labels[1]}
 	cfg := base

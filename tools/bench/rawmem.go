@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/tools/loadgen"
 )
 
@@ -154,7 +154,7 @@ func generatePairs(ws []*rawWorker, pairs int) (int, error) {
 // runRawMemory starts the child (binary: this benchmark's executable) on a
 // fresh token in a store of its own under dir and reads its result.
 func runRawMemory(ctx context.Context, binary, module, dir string, c, pairs int) (*RawMemory, error) {
-	tok := &softhsmtest.Token{Dir: filepath.Join(dir, "softhsm-raw-memory"), Module: module}
+	tok := &fixture.Token{Dir: filepath.Join(dir, "softhsm-raw-memory"), Module: module}
 	if err := tok.AddToken(rawMemLabel); err != nil {
 		return nil, err
 	}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/store"
 	"github.com/csrd/csrd/tools/loadgen"
 )
@@ -212,7 +212,7 @@ type benchRun struct {
 	o        Options
 	r        *Report
 	progress io.Writer
-	tok      *softhsmtest.Token
+	tok      *fixture.Token
 	raw      *rawModule
 	base     serverConfig // csrd's configuration, before a phase picks its tokens
 }
@@ -221,8 +221,8 @@ func (b *benchRun) say(format string, args ...any) { fmt.Fprintf(b.progress, for
 
 // setupTokens creates the main token and, in the same SoftHSM store, the
 // pool and failover tokens and the memory run's.
-func setupTokens(o Options) (*softhsmtest.Token, error) {
-	tok, err := softhsmtest.Setup(filepath.Join(o.Dir, "softhsm"), mainLabel)
+func setupTokens(o Options) (*fixture.Token, error) {
+	tok, err := fixture.Setup(filepath.Join(o.Dir, "softhsm"), mainLabel)
 	if err != nil {
 		return nil, err
 	}

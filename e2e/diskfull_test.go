@@ -1,4 +1,4 @@
-package daemontest
+package e2e
 
 import (
 	"context"
@@ -84,6 +84,7 @@ func p256Body(n int64) []byte {
 // process serves again — no restart — and a restart finds everything
 // consistent.
 func TestDiskFull(t *testing.T) {
+	fullRunOnly(t, "a full disk answering 507, leaving no key behind, and recovering without a restart")
 	fs := mountTmpfs(t, "2m")
 	in := newInstance(t, "diskfull", filepath.Join(fs, "csrd.db"))
 	d := in.start(t)
@@ -193,6 +194,7 @@ func waitNoneGenerating(t *testing.T, in *instance, timeout time.Duration) {
 // create its schema; it must exit with an error that says so, having made
 // nothing in the token.
 func TestDiskFullAtStart(t *testing.T) {
+	fullRunOnly(t, "csrd exiting with a clear error on a full disk at start, having made nothing")
 	fs := mountTmpfs(t, "256k")
 	in := newInstance(t, "diskfull-start", filepath.Join(fs, "csrd.db"))
 	fill(t, fs, 0)

@@ -1,4 +1,4 @@
-package daemontest
+package e2e
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package daemontest
+package e2e
 
 import (
 	"context"
@@ -47,6 +47,7 @@ func lockDatabase(t *testing.T, path string) (release func()) {
 // leaves no key or "generating" record behind. Once the lock is gone the
 // same process serves again.
 func TestDatabaseLocked(t *testing.T) {
+	fullRunOnly(t, "a locked database answering 503 with Retry-After and leaving no key or generating record")
 	in := newInstance(t, "dblocked", "")
 	d := in.start(t)
 	defer func() { d.kill() }()

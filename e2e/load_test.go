@@ -1,4 +1,4 @@
-package daemontest
+package e2e
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 // there must be exactly as many pending records as 200 answers (a pending
 // record nobody was told about would be a key the client cannot use).
 func TestLoadShort(t *testing.T) {
+	fullRunOnly(t, "8 clients for 3 s with every answer, record and key checked")
 	in := newInstance(t, "load", "")
 	d := in.start(t)
 	defer func() { d.kill() }()

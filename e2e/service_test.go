@@ -1,20 +1,15 @@
-package main
+package e2e
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -22,56 +17,19 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 )
 
-// These tests run the real daemon: the test binary re-executes itself with
-// envDaemon set and then runs main's run() with -config from envConfig, as
-// systemd would run bin/csrd, with a NOTIFY_SOCKET the test listens on.
+// These tests run csrd as systemd would, with a NOTIFY_SOCKET the test
+// listens on.
 
-const (
-	envDaemon = "CSRD_TEST_RUN_DAEMON"
-	envConfig = "CSRD_TEST_CONFIG"
-)
-
-var testHSM *softhsmtest.Token
-
-func TestMain(m *testing.M) {
-	if os.Getenv(envDaemon) != "" {
-		if err := run([]string{"-config", os.Getenv(envConfig)}); err != nil {
-			fmt.Fprintln(os.Stderr, "csrd:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	dir, err := os.MkdirTemp("", "csrd-daemon-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	// Every daemon under test shares this token (one at a time): SoftHSM
-	// keeps tokens in files, so separate processes see the same objects.
-	testHSM, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-daemon-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "daemon tests need SoftHSM:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// daemon is a csrd process under test.
-type daemon struct {
+// service is a csrd process under test, run as systemd runs the unit.
+type service struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	notify *net.UnixConn
@@ -79,40 +37,24 @@ type daemon struct {
 	url    string      // scheme://host:port from STATUS=serving ...
 	db     string
 	exited chan struct{}
-	stderr *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	stderr *fixture.Buffer
 }
 
 // opts adds to the daemon's config and environment.
 type opts struct {
-	hsm   string   // more keys of the hsm: section, each "  key: value\n"
-	extra string   // more top-level YAML
-	env   []string // more environment, e.g. WATCHDOG_USEC
+	tok   *fixture.Token // the token it runs on
+	hsm   string         // more keys of the hsm: section, each "  key: value\n"
+	extra string         // more top-level YAML
+	env   []string       // more environment, e.g. WATCHDOG_USEC
 }
 
 // startDaemon writes a config, starts csrd with a notify socket and waits
 // for READY=1.
-func startDaemon(t *testing.T, o opts) *daemon {
+func startDaemon(t *testing.T, o opts) *service {
 	t.Helper()
 	dir := t.TempDir()
-	d := &daemon{t: t, msgs: make(chan string, 256), db: filepath.Join(dir, "csrd.db"),
-		exited: make(chan struct{}), stderr: &syncBuffer{}}
+	d := &service{t: t, msgs: make(chan string, 256), db: filepath.Join(dir, "csrd.db"),
+		exited: make(chan struct{}), stderr: &fixture.Buffer{}}
 	cfg := fmt.Sprintf(`hsm:
   module: %s
   token_label: %s
@@ -122,7 +64,7 @@ func startDaemon(t *testing.T, o opts) *daemon {
 %sdatabase: %s
 log_level: debug
 shutdown_timeout: 60s
-%s`, testHSM.Module, testHSM.Label, testHSM.PINFile, o.hsm, d.db, o.extra)
+%s`, o.tok.Module, o.tok.Label, o.tok.PINFile, o.hsm, d.db, o.extra)
 	if !strings.Contains(o.extra, "listen:") {
 		cfg += "listen: 127.0.0.1:0\n"
 	}
@@ -154,11 +96,8 @@ shutdown_timeout: 60s
 		}
 	}()
 
-	d.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	// SOFTHSM2_CONF explicitly: other tests in this binary set up tokens of
-	// their own, which changes this process's environment.
-	d.cmd.Env = append(os.Environ(), envDaemon+"=1", envConfig+"="+cfgFile, "NOTIFY_SOCKET="+sock,
-		"SOFTHSM2_CONF="+testHSM.Conf)
+	d.cmd = exec.Command(csrdBin, "-config", cfgFile)
+	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "SOFTHSM2_CONF="+o.tok.Conf)
 	d.cmd.Env = append(d.cmd.Env, o.env...)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
@@ -187,7 +126,7 @@ shutdown_timeout: 60s
 }
 
 // expect waits for a datagram containing state and returns it.
-func (d *daemon) expect(state string, within time.Duration) string {
+func (d *service) expect(state string, within time.Duration) string {
 	d.t.Helper()
 	timer := time.NewTimer(within)
 	defer timer.Stop()
@@ -213,7 +152,7 @@ func (d *daemon) expect(state string, within time.Duration) string {
 // logged reports whether csrd's stderr shows text within a few seconds:
 // stderr is copied from a pipe, so a line can trail the notify datagram
 // sent after it.
-func (d *daemon) logged(text string) bool {
+func (d *service) logged(text string) bool {
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(d.stderr.String(), text) {
 		if time.Now().After(deadline) {
@@ -230,7 +169,7 @@ type reply struct {
 	body   string
 }
 
-func (d *daemon) do(client *http.Client, method, path, body string) (reply, error) {
+func (d *service) do(client *http.Client, method, path, body string) (reply, error) {
 	req, err := http.NewRequest(method, d.url+path, strings.NewReader(body))
 	if err != nil {
 		return reply{}, err
@@ -251,7 +190,7 @@ func (d *daemon) do(client *http.Client, method, path, body string) (reply, erro
 	return reply{resp.StatusCode, resp.Header, string(b)}, err
 }
 
-func (d *daemon) mustDo(method, path, body string) reply {
+func (d *service) mustDo(method, path, body string) reply {
 	d.t.Helper()
 	r, err := d.do(nil, method, path, body)
 	if err != nil {
@@ -262,7 +201,7 @@ func (d *daemon) mustDo(method, path, body string) reply {
 
 // waitStatus polls path until it answers want (the daemon's health
 // interval is 100ms; the bound only matters on a hopelessly slow machine).
-func (d *daemon) waitStatus(path string, want int) {
+func (d *service) waitStatus(path string, want int) {
 	d.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -285,7 +224,9 @@ const ecBody = `{"Subject":"CN=daemon.example.com","KeyType":"ECC","KeyLength":2
 // back recovers both without a restart;
 // SIGTERM sends STOPPING=1 and exits 0.
 func TestTokenOutage(t *testing.T) {
-	d := startDaemon(t, opts{env: []string{"WATCHDOG_USEC=200000"}})
+	fullRunOnly(t, "the systemd notify protocol (READY, WATCHDOG, STOPPING) through a token outage")
+	tok := isolatedToken(t, "csrd-outage")
+	d := startDaemon(t, opts{tok: tok, env: []string{"WATCHDOG_USEC=200000"}})
 	if r := d.mustDo(http.MethodGet, "/readyz", ""); r.status != 200 {
 		t.Fatalf("/readyz right after READY=1: %d %s", r.status, r.body)
 	}
@@ -294,7 +235,7 @@ func TestTokenOutage(t *testing.T) {
 		t.Fatalf("Generate: %d %s", r.status, r.body)
 	}
 
-	tokens := filepath.Join(testHSM.Dir, "tokens")
+	tokens := filepath.Join(tok.Dir, "tokens")
 	ents, err := os.ReadDir(tokens)
 	if err != nil || len(ents) != 1 {
 		t.Fatalf("token dir: %d entries, %v", len(ents), err)
@@ -361,9 +302,10 @@ func TestTokenOutage(t *testing.T) {
 // once, finishes both with 200 and a CSR, and exits 0 with every record
 // complete.
 func TestGracefulShutdown(t *testing.T) {
+	fullRunOnly(t, "SIGTERM finishing in-flight generations")
 	// max_sessions 2 leaves crypto11 one work session: the second generation
 	// queues inside the token layer, so both stay in flight for a while.
-	d := startDaemon(t, opts{hsm: "  max_sessions: 2\n", extra: "limits:\n  max_generations: 2\n  generation_wait: 1m\n"})
+	d := startDaemon(t, opts{tok: isolatedToken(t, "csrd-shutdown"), hsm: "  max_sessions: 2\n", extra: "limits:\n  max_generations: 2\n  generation_wait: 1m\n"})
 	const rsaBody = `{"Subject":"CN=shutdown.example.com","KeyType":"RSA","KeyLength":3072}`
 	const inFlight = 2
 	results := make(chan reply, inFlight)
@@ -455,13 +397,12 @@ func sqlite3Count(t *testing.T, db, state string) int {
 // URI) and mTLS; plain HTTP and clients without a certificate get nothing;
 // SIGHUP reloads (RELOADING=1, then READY=1).
 func TestDaemonTLS(t *testing.T) {
+	fullRunOnly(t, "HTTPS with the server key in the token, mTLS and SIGHUP reload")
 	dir := t.TempDir()
 	ctx := context.Background()
-	tok, err := hsm.Open(ctx, hsm.Config{Module: testHSM.Module, TokenLabel: testHSM.Label, PIN: testHSM.PIN,
-		MaxSessions: 2, PoolWaitTimeout: time.Minute}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	// In this test's SoftHSM config: the test makes the TLS key in the
+	// token itself before csrd starts on it.
+	tokFiles, tok := newToken(t, "csrd-tls")
 	id, err := tok.NewKeyID(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -472,25 +413,21 @@ func TestDaemonTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyURI, serverPub := hsm.KeyURI(tok.Label(), tok.Serial(), ref).String(), key.Public()
-	if err := tok.Close(); err != nil {
-		t.Fatal(err)
-	}
 
-	serverCA, clientCA := newTestCA(t, "csrd test server CA"), newTestCA(t, "csrd test client CA")
+	serverCA, clientCA := fixture.NewCA(t, "csrd test server CA"), fixture.NewCA(t, "csrd test client CA")
 	certFile := filepath.Join(dir, "tls.crt")
-	writeCert(t, certFile, serverCA.issue(t, "localhost", serverPub, true))
+	fixture.WritePEM(t, certFile, serverCA.ServerCert(t, serverPub))
 	caFile := filepath.Join(dir, "clients.pem")
-	writeCert(t, caFile, clientCA.cert)
+	fixture.WritePEM(t, caFile, clientCA.Cert)
 
-	d := startDaemon(t, opts{extra: fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %q\n  client_ca_file: %s\n",
+	d := startDaemon(t, opts{tok: tokFiles, extra: fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %q\n  client_ca_file: %s\n",
 		certFile, keyURI, caFile)})
 	if !strings.HasPrefix(d.url, "https://") {
 		t.Fatalf("serving %s, want https", d.url)
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(serverCA.cert)
-	clientKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	clientCert := tls.Certificate{Certificate: [][]byte{clientCA.issue(t, "enroll-bot", clientKey.Public(), false).Raw}, PrivateKey: clientKey}
+	roots.AddCert(serverCA.Cert)
+	clientCert := clientCA.TLSClient(t, "enroll-bot")
 	client := func(certs ...tls.Certificate) *http.Client {
 		return &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}}
@@ -519,49 +456,5 @@ func TestDaemonTLS(t *testing.T) {
 	}
 	if r, err := d.do(client(clientCert), http.MethodGet, "/readyz", ""); err != nil || r.status != 200 {
 		t.Errorf("/readyz after reload: %v %d", err, r.status)
-	}
-}
-
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &testCA{cert: c, key: key}
-}
-
-func (c *testCA) issue(t *testing.T, cn string, pub any, server bool) *x509.Certificate {
-	t.Helper()
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.DNSNames, tmpl.IPAddresses = []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, pub, c.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return leaf
-}
-
-func writeCert(t *testing.T, path string, c *x509.Certificate) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package daemontest
+package e2e
 
 import (
 	"bufio"
@@ -15,15 +15,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 )
 
 // instance describes one csrd deployment: its directory, config and
 // database survive restarts, as they would on an appliance.
 type instance struct {
-	Tok      *softhsmtest.Token // the token it runs on
-	View     *hsm.Token         // the test's own session on that token
+	Tok      *fixture.Token // the token it runs on
+	View     *hsm.Token     // the test's own session on that token
 	Dir      string
 	Config   string
 	Database string
@@ -44,7 +44,7 @@ func newInstance(t testing.TB, tokenLabel, dbPath string, extra ...string) *inst
 
 // instanceOptions are the parts of an instance a test may choose.
 type instanceOptions struct {
-	Tok      *softhsmtest.Token
+	Tok      *fixture.Token
 	View     *hsm.Token // nil when the token is in another SoftHSM config
 	Database string     // "" puts it in the instance's temp dir
 	HSM      []string   // extra lines under hsm:, e.g. "health_interval: 500ms"

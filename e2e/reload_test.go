@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -16,9 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/csrd/csrd/policy"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 )
 
 func policyYAML(curve string) string {
@@ -37,11 +34,9 @@ EnrollmentPatterns:
 // broken one is refused with a log line naming the problem, and the policy
 // in force keeps deciding. SIGTERM then stops it cleanly.
 func TestSIGHUPReloadsPolicy(t *testing.T) {
+	fullRunOnly(t, "SIGHUP reloading the policy file or refusing a broken one")
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-reload-test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := isolatedToken(t, "csrd-reload-test")
 	polPath := filepath.Join(dir, "policy.yaml")
 	write := func(text string) string {
 		if err := os.WriteFile(polPath, []byte(text), 0o600); err != nil {
@@ -58,8 +53,8 @@ func TestSIGHUPReloadsPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), envDaemon+"=1", envConfig+"="+cfgPath)
+	cmd := exec.Command(csrdBin, "-config", cfgPath)
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+tok.Conf)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -158,25 +153,5 @@ func TestSIGHUPReloadsPolicy(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("csrd exit: %v", err)
-	}
-}
-
-// TestStartRefusesBrokenPolicy: at start-up there is no old policy to keep,
-// so a broken file stops csrd, naming the problem, before the token is
-// opened.
-func TestStartRefusesBrokenPolicy(t *testing.T) {
-	dir := t.TempDir()
-	pol := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(pol, []byte("EnrollmentPatterns: []\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "csrd.yaml")
-	text := "hsm:\n  token_label: none\n  pin_file: " + filepath.Join(dir, "missing-pin") + "\ndatabase: " + filepath.Join(dir, "db") + "\npolicy_file: " + pol + "\n"
-	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	err := run([]string{"-config", cfg})
-	if !errors.Is(err, policy.ErrInvalidFile) || !strings.Contains(err.Error(), "at least one enrollment pattern") {
-		t.Fatalf("start with a broken policy: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package daemontest
+package e2e
 
 import (
 	"context"
@@ -13,16 +13,16 @@ import (
 	"time"
 
 	"github.com/csrd/csrd/api"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/store"
 	"github.com/csrd/csrd/tools/loadgen"
 )
 
 // isolatedToken makes a token in a SoftHSM config of its own, so a test can
 // move its token directory away without touching the other tests' tokens.
-func isolatedToken(t *testing.T, label string) *softhsmtest.Token {
+func isolatedToken(t *testing.T, label string) *fixture.Token {
 	t.Helper()
-	tok := &softhsmtest.Token{Dir: filepath.Join(t.TempDir(), "softhsm"), Module: baseTok.Module}
+	tok := &fixture.Token{Dir: filepath.Join(t.TempDir(), "softhsm"), Module: baseTok.Module}
 	if err := tok.AddToken(label); err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func isolatedToken(t *testing.T, label string) *softhsmtest.Token {
 
 // faultInstance runs csrd on tok with a quick health check and reconnect
 // backoff, so a test sees the outage and the recovery within seconds.
-func faultInstance(t *testing.T, tok *softhsmtest.Token) *instance {
+func faultInstance(t *testing.T, tok *fixture.Token) *instance {
 	return newInstanceWith(t, instanceOptions{
 		Tok: tok,
 		HSM: []string{"health_interval: 300ms", "reconnect_max_backoff: 1s"},
@@ -68,7 +68,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // moveTokens renames the token directory (away=true) or puts it back. As
 // root — which `make test` runs as — permission bits do not stop SoftHSM
 // reading the directory, so "unreadable" is made real by taking it away.
-func moveTokens(t *testing.T, tok *softhsmtest.Token, away bool) {
+func moveTokens(t *testing.T, tok *fixture.Token, away bool) {
 	t.Helper()
 	from, to := filepath.Join(tok.Dir, "tokens"), filepath.Join(tok.Dir, "tokens.away")
 	if !away {
@@ -97,6 +97,7 @@ func outageChecks(t *testing.T, d *daemon, gen func() loadgen.Answer) {
 // and serves again by itself when it returns — same process, no restart —
 // with every earlier key still usable and nothing half made.
 func TestTokenVanishes(t *testing.T) {
+	fullRunOnly(t, "a token taken away and brought back under a running daemon")
 	tok := isolatedToken(t, "vanish")
 	in := faultInstance(t, tok)
 	d := in.start(t)
@@ -157,6 +158,7 @@ func TestTokenVanishes(t *testing.T) {
 // file holds the new PIN it logs in and serves — no restart. No PIN ever
 // appears in the log.
 func TestPINRotated(t *testing.T) {
+	fullRunOnly(t, "a PIN changed under a running daemon, refused once and never logged")
 	if _, err := exec.LookPath("pkcs11-tool"); err != nil {
 		t.Fatalf("pkcs11-tool (package opensc, in the Makefile's DEPS) is needed to change the PIN: %v", err)
 	}
@@ -285,42 +287,43 @@ func noPINInLog(t *testing.T, d *daemon, pins ...string) {
 // connects, reconciles and serves, without a restart. A refused PIN is
 // tried once only, and no PIN is ever logged.
 func TestHSMMisconfiguredAtStart(t *testing.T) {
+	fullRunOnly(t, "an HSM broken at start and fixed in place")
 	const wrong = "not-the-pin-123"
 	tests := []struct {
 		name  string
-		fault func(t *testing.T, tok, bad *softhsmtest.Token)
+		fault func(t *testing.T, tok, bad *fixture.Token)
 		why   string // /readyz's phrase for the token
-		fix   func(t *testing.T, tok, bad *softhsmtest.Token)
+		fix   func(t *testing.T, tok, bad *fixture.Token)
 	}{
 		{"module path wrong",
-			func(t *testing.T, tok, bad *softhsmtest.Token) {
+			func(t *testing.T, tok, bad *fixture.Token) {
 				bad.Module = filepath.Join(t.TempDir(), "libpkcs11-vendor.so")
 			},
 			"PKCS#11 module cannot be loaded",
-			func(t *testing.T, tok, bad *softhsmtest.Token) {
+			func(t *testing.T, tok, bad *fixture.Token) {
 				if err := os.Symlink(tok.Module, bad.Module); err != nil {
 					t.Fatal(err)
 				}
 			}},
 		{"no such token",
-			func(t *testing.T, tok, bad *softhsmtest.Token) { bad.Label = "late-token" },
+			func(t *testing.T, tok, bad *fixture.Token) { bad.Label = "late-token" },
 			"no token with this label found",
-			func(t *testing.T, tok, bad *softhsmtest.Token) {
+			func(t *testing.T, tok, bad *fixture.Token) {
 				if err := tok.AddToken(bad.Label); err != nil {
 					t.Fatal(err)
 				}
 			}},
 		{"PIN refused",
-			func(t *testing.T, tok, bad *softhsmtest.Token) {
+			func(t *testing.T, tok, bad *fixture.Token) {
 				bad.PINFile = filepath.Join(t.TempDir(), "pin")
 				writePIN(t, bad.PINFile, wrong)
 			},
 			"PIN refused; waiting for a different PIN in the PIN file",
-			func(t *testing.T, tok, bad *softhsmtest.Token) { writePIN(t, bad.PINFile, tok.PIN) }},
+			func(t *testing.T, tok, bad *fixture.Token) { writePIN(t, bad.PINFile, tok.PIN) }},
 		{"PIN file missing",
-			func(t *testing.T, tok, bad *softhsmtest.Token) { bad.PINFile = filepath.Join(t.TempDir(), "pin") },
+			func(t *testing.T, tok, bad *fixture.Token) { bad.PINFile = filepath.Join(t.TempDir(), "pin") },
 			"PIN file missing, unreadable or empty",
-			func(t *testing.T, tok, bad *softhsmtest.Token) { writePIN(t, bad.PINFile, tok.PIN) }},
+			func(t *testing.T, tok, bad *fixture.Token) { writePIN(t, bad.PINFile, tok.PIN) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -405,6 +408,7 @@ func TestHSMMisconfiguredAtStart(t *testing.T) {
 // added to its directory when the module is initialised again, which a
 // pool sharing the module with a working token cannot do (see README).
 func TestPoolTokenLateAtStart(t *testing.T) {
+	fullRunOnly(t, "a pool token admitted once its PIN file appears after start")
 	tok := isolatedToken(t, "pool-a")
 	if err := tok.AddToken("pool-b"); err != nil {
 		t.Fatal(err)
