@@ -53,6 +53,10 @@ type Store struct {
 
 	writer *writer // group commit of every write (writer.go)
 	now    func() time.Time
+
+	// afterAuditRows, when set (tests only), runs in VerifyAudit between
+	// reading the rows and reading the sequence.
+	afterAuditRows func()
 }
 
 // Open opens (creating if needed) the database file at path, checks its
