@@ -41,7 +41,7 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 		path = cfg.Database
 	}
 	ctx := context.Background()
-	db, err := store.Open(ctx, path)
+	db, err := store.OpenReadOnly(ctx, path) // verify never changes, creates or migrates the database
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -56,18 +55,18 @@ func runReconcile(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// The database first (it never creates one): a wrong path fails before
+	// the token is logged in to. Closed before the tokens (defer order).
+	db, err := store.OpenExisting(ctx, cfg.Database)
+	if err != nil {
+		return err
+	}
 	pool, closeTokens, err := openPool(ctx, &cfg, log)
 	if err != nil {
+		db.Close()
 		return err
 	}
 	defer closeTokens()
-	if _, err := os.Stat(cfg.Database); err != nil {
-		return fmt.Errorf("database %s: %w", cfg.Database, err) // never create an empty one
-	}
-	db, err := store.Open(ctx, cfg.Database)
-	if err != nil {
-		return err
-	}
 	defer db.Close()
 
 	svc := lifecycle.NewPooled(pool, db, policy.Default(), log)

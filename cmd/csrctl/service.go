@@ -45,17 +45,15 @@ func openKeyEnv(ctx context.Context, cfgPath string, stderr io.Writer) (*keyEnv,
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(cfg.Database); err != nil {
-		return nil, fmt.Errorf("database %s: %w (csrd creates it at its first start)", cfg.Database, err)
+	// The database first: a wrong path fails before the token is logged in to.
+	db, err := store.OpenExisting(ctx, cfg.Database)
+	if err != nil {
+		return nil, err
 	}
 	log := zerolog.New(stderr).Level(zerolog.ErrorLevel).With().Timestamp().Str("service", "csrctl").Logger()
 	pool, closeTokens, err := openPool(ctx, &cfg, log)
 	if err != nil {
-		return nil, err
-	}
-	db, err := store.Open(ctx, cfg.Database)
-	if err != nil {
-		closeTokens()
+		db.Close()
 		return nil, err
 	}
 	return &keyEnv{
@@ -118,11 +116,11 @@ func auditAuthChange(ctx context.Context, cfgPath string, stderr io.Writer, op, 
 		fmt.Fprintf(stderr, "csrctl: note: not audited (%v)\n", err)
 		return
 	}
-	if _, err := os.Stat(cfg.Database); err != nil {
-		fmt.Fprintf(stderr, "csrctl: note: not audited (database %s: %v)\n", cfg.Database, err)
+	db, err := store.OpenExisting(ctx, cfg.Database)
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stderr, "csrctl: note: not audited (%v)\n", err)
 		return
 	}
-	db, err := store.Open(ctx, cfg.Database)
 	if err != nil {
 		fmt.Fprintf(stderr, "csrctl: warning: not audited: %v\n", err)
 		return
