@@ -48,8 +48,10 @@ func OpenReadOnly(ctx context.Context, path string) (_ *Store, err error) {
 	return s, nil
 }
 
-// existingDatabase checks that path names an existing regular file and
-// returns its absolute path.
+// existingDatabase checks that path names an existing csrd database and
+// returns its absolute path. It looks through a read-only connection of
+// its own, before any pool's pragmas (journal_mode=WAL) could change a
+// foreign SQLite file it was pointed at by mistake.
 func existingDatabase(ctx context.Context, path string) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", dbErr("open", err)
@@ -66,6 +68,14 @@ func existingDatabase(ctx context.Context, path string) (string, error) {
 		return "", fmt.Errorf("store: database %s: %w", abs, err)
 	case !fi.Mode().IsRegular():
 		return "", fmt.Errorf("store: database %s: not a regular file", abs)
+	}
+	db, err := sql.Open("sqlite3", fileURI(abs, "ro")+"&"+readParams)
+	if err != nil {
+		return "", fmt.Errorf("store: open: %w", err)
+	}
+	defer db.Close()
+	if err := isCsrdDatabase(ctx, db); err != nil {
+		return "", fmt.Errorf("store: database %s: %w", abs, err)
 	}
 	return abs, nil
 }
@@ -86,16 +96,13 @@ func isCsrdDatabase(ctx context.Context, db *sql.DB) error {
 		return dbErr("read schema", err)
 	}
 	if !ok {
-		return errors.New("store: the file is not a csrd database (it has no schema_migrations table)")
+		return errors.New("the file is not a csrd database (it has no schema_migrations table)")
 	}
 	return nil
 }
 
 // checkSchema requires the database to record exactly the migrations ms.
 func checkSchema(ctx context.Context, db *sql.DB, ms []migration) error {
-	if err := isCsrdDatabase(ctx, db); err != nil {
-		return err
-	}
 	applied, err := appliedVersions(ctx, db)
 	if err != nil {
 		return err

@@ -57,6 +57,10 @@ func TestOpenExistingRefusesForeignDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, open := range map[string]func(context.Context, string) (*Store, error){"OpenExisting": OpenExisting, "OpenReadOnly": OpenReadOnly} {
 		s, err := open(ctx, path)
 		if err == nil {
@@ -67,11 +71,8 @@ func TestOpenExistingRefusesForeignDatabase(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	db, _ = sql.Open("sqlite3", path)
-	defer db.Close()
-	var n int
-	if err := db.QueryRow("SELECT COUNT(*) FROM sqlite_master WHERE name = 'keys' OR name = 'schema_migrations'").Scan(&n); err != nil || n != 0 {
-		t.Errorf("csrd tables added to a foreign database: %d, %v", n, err)
+	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(before, after) {
+		t.Errorf("opening changed the foreign database (%v)", err)
 	}
 }
 

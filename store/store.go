@@ -86,7 +86,7 @@ func OpenExisting(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openPools(ctx, fileURI(abs, "rw")+"&"+writeParams, ms, fileURI(abs, "rw")+"&"+readParams, true)
+	return openPools(ctx, fileURI(abs, "rw")+"&"+writeParams, ms, fileURI(abs, "rw")+"&"+readParams)
 }
 
 func open(ctx context.Context, path string, ms []migration) (_ *Store, err error) {
@@ -108,14 +108,12 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 	case !errors.Is(err, fs.ErrExist):
 		return nil, fmt.Errorf("store: create database file: %w", err)
 	}
-	return openPools(ctx, abs+"?"+writeParams, ms, abs+"?"+readParams, false)
+	return openPools(ctx, abs+"?"+writeParams, ms, abs+"?"+readParams)
 }
 
 // openPools opens the write pool on writeDSN, migrates, then opens the
-// read pool on readDSN and starts the writer. existing: the file must
-// already hold a csrd database (csrctl never adds csrd's tables to a
-// foreign SQLite file it was pointed at by mistake).
-func openPools(ctx context.Context, writeDSN string, ms []migration, readDSN string, existing bool) (_ *Store, err error) {
+// read pool on readDSN and starts the writer.
+func openPools(ctx context.Context, writeDSN string, ms []migration, readDSN string) (_ *Store, err error) {
 	s := &Store{now: func() time.Time { return time.Now().UTC() }}
 	defer func() {
 		if err != nil {
@@ -132,11 +130,6 @@ func openPools(ctx context.Context, writeDSN string, ms []migration, readDSN str
 	s.w.SetConnMaxIdleTime(0)
 	if err := verifyPragmas(ctx, s.w, false); err != nil {
 		return nil, err
-	}
-	if existing {
-		if err := isCsrdDatabase(ctx, s.w); err != nil {
-			return nil, err
-		}
 	}
 	if err := migrate(ctx, s.w, ms, s.now); err != nil {
 		return nil, err
