@@ -63,6 +63,10 @@ type AuditReport struct {
 	Rows   int64
 	LastID int64
 	Head   string // hash of the last row; record it elsewhere to detect truncation
+	// Checkpoints are every signed checkpoint, oldest first, each marked
+	// InLog when the snapshot verified has the row it signed. Whether the
+	// signatures hold, and under which key, is package checkpoint's to say.
+	Checkpoints []AuditCheckpoint
 }
 
 // genesisHash is prev_hash of the first row.
@@ -145,7 +149,8 @@ func (e *AuditEntry) chainHash() string {
 // VerifyAudit walks the whole chain: ids consecutive from 1, each prev_hash
 // the previous row's hash, each hash recomputed from the row, and the
 // AUTOINCREMENT sequence equal to the last id (a deleted tail). The first
-// failure is returned as *AuditChainError.
+// failure is returned as *AuditChainError. It also returns the signed
+// checkpoints, each marked whether its row is in the log as signed.
 //
 // Everything is read in one read transaction, i.e. one WAL snapshot: rows
 // appended while it runs (by csrd, or csrctl in another process) are not
@@ -158,6 +163,10 @@ func (s *Store) VerifyAudit(ctx context.Context) (rep AuditReport, err error) {
 		return rep, dbErr(op, err)
 	}
 	defer func() { _ = tx.Rollback() }() // read-only: nothing to commit
+	if rep.Checkpoints, err = listCheckpoints(ctx, tx); err != nil {
+		return rep, err
+	}
+	signed := newCheckpointIndex(rep.Checkpoints)
 	prev := genesisHash
 	const page = 1000
 	for {
@@ -176,6 +185,7 @@ func (s *Store) VerifyAudit(ctx context.Context) (rep AuditReport, err error) {
 			}
 			prev, rep.LastID, rep.Head = r.Hash, r.ID, r.Hash
 			rep.Rows++
+			signed.row(r.ID, r.Hash)
 		}
 		if len(rows) < page {
 			break
