@@ -70,11 +70,12 @@ func New(log zerolog.Logger, db Log, key KeySource, opts Options) *Checkpointer 
 }
 
 // Run makes checkpoints every Interval until ctx ends. The caller makes
-// the last one at shutdown (Checkpoint) once nothing appends any more.
+// the first at start (covering rows written while csrd was stopped, e.g. by
+// csrctl) and the last at shutdown, once nothing appends any more, by
+// calling Checkpoint.
 func (c *Checkpointer) Run(ctx context.Context) {
 	t := time.NewTicker(c.opts.Interval)
 	defer t.Stop()
-	_, _ = c.Checkpoint(ctx) // the rows written while csrd was stopped
 	for {
 		select {
 		case <-ctx.Done():

@@ -241,3 +241,8 @@ func (t *Token) usableAuditKey(sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) (
 	}
 	return bytes.Clone(got[0].Value), true, nil
 }
+
+// ServiceObject reports whether label names an object csrd keeps on a token
+// for itself — the sealing key (KEKLabel), the audit key (AuditKeyLabel) —
+// which no key record owns: reconciliation neither counts nor judges them.
+func ServiceObject(label string) bool { return label == KEKLabel || label == AuditKeyLabel }

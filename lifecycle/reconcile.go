@@ -194,6 +194,7 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 		if err != nil {
 			return rep, err
 		}
+		objs = slices.DeleteFunc(objs, func(o hsm.Object) bool { return hsm.ServiceObject(o.Ref.Label) })
 		live, err := s.records.ListLive(ctx)
 		if err != nil {
 			return rep, err

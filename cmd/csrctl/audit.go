@@ -2,35 +2,74 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
+	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/checkpoint"
 	"github.com/csrd/csrd/config"
+	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/store"
 )
 
 // errTampered makes audit verify exit 1 after it printed its finding.
 var errTampered = errors.New("the audit log does not verify")
 
+const auditUsage = "usage: csrctl audit verify [-config FILE | -database FILE] [-pubkey FILE]... [-max-age D] [-head HASH]\n" +
+	"       csrctl audit pubkey [-config FILE] [-out FILE]"
+
 func runAudit(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "verify" {
-		return usageErr("usage: csrctl audit verify [-config FILE | -database FILE]")
+	if len(args) > 0 {
+		switch args[0] {
+		case "verify":
+			return runAuditVerify(args[1:], stdout, stderr)
+		case "pubkey":
+			return runAuditPubkey(args[1:], stdout, stderr)
+		}
 	}
+	return usageErr("%s", auditUsage)
+}
+
+// fileList collects a repeatable flag.
+type fileList []string
+
+func (f *fileList) String() string     { return strings.Join(*f, ",") }
+func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }
+
+func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file (for database)")
 	dbPath := fs.String("database", "", "SQLite database (overrides database from -config)")
 	head := fs.String("head", "", "a head hash printed by an earlier verify; it must still be in the chain")
+	maxAge := fs.Duration("max-age", 0, "fail unless a pinned key signed a checkpoint within this time (csrd signs at least every 10m while it runs)")
+	var pubkeys fileList
+	fs.Var(&pubkeys, "pubkey", "PEM public key(s) of the audit key(s) to trust, from 'csrctl audit pubkey'; repeatable")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl audit verify [flags]\n\nRecomputes every audit row's SHA-256 and the chain between rows. Exit 0: intact;\nexit 1: tampered (the first broken row is named). Record the printed head hash\noutside this machine and pass it later with -head: that also catches a cut-off tail.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: csrctl audit verify [flags]\n\n"+
+			"Recomputes every audit row's SHA-256 and the chain between rows, and checks the\n"+
+			"checkpoints csrd signs in its HSM token. Trust comes from the keys you pin with\n"+
+			"-pubkey: keep the output of 'csrctl audit pubkey' off this machine. Rows after\n"+
+			"the newest checkpoint are covered by the chain alone. Exit 0: intact; exit 1:\n"+
+			"tampered, or not proven as asked (the reason is printed). Reads the database\n"+
+			"read-only; it may run while csrd runs.\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args[1:], stderr); err != nil {
+	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return usageErr("audit verify takes no arguments")
+	}
+	pinned, err := readPinnedKeys(pubkeys)
+	if err != nil {
+		return err
 	}
 	path := *dbPath
 	if path == "" {
@@ -56,6 +95,15 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	res, err := checkpoint.Verify(rep, pinned)
+	var cpe *checkpoint.Error
+	if errors.As(err, &cpe) {
+		fmt.Fprintf(stdout, "TAMPERED: checkpoint %d: %s\n", cpe.Checkpoint, cpe.Reason)
+		return errTampered
+	}
+	if err != nil {
+		return err
+	}
 	if *head != "" {
 		id, err := db.AuditIDByHash(ctx, *head)
 		if errors.Is(err, store.ErrNotFound) {
@@ -67,8 +115,133 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "recorded head %s is row %d\n", *head, id)
 	}
+	printSignatures(stdout, res)
+	if err := judgeSignatures(stdout, res, *maxAge, time.Now()); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "audit log OK: %d rows, last id %d, head %s\n", rep.Rows, rep.LastID, orNone(rep.Head))
 	return nil
+}
+
+// printSignatures says what the checkpoints prove.
+func printSignatures(w io.Writer, res checkpoint.Result) {
+	if !res.Pinned && len(res.UnpinnedKeys) == 0 && res.Trusted > 0 {
+		fmt.Fprintln(w, "checkpoints were checked against the keys the database records, which a writer of the\n"+
+			"database could have replaced: pass -pubkey FILE (from 'csrctl audit pubkey') for a proof")
+	}
+	if n := res.Newest; n != nil {
+		fmt.Fprintf(w, "signed: rows 1 to %d, by %d checkpoint(s); newest: checkpoint %d of row %d by key %s (node %q) at %s\n",
+			res.SignedThrough, res.Trusted, n.ID, n.AuditID, n.KeyID, n.Node, n.Time)
+	}
+	if u := res.Unsigned(); u > 0 {
+		fmt.Fprintf(w, "unsigned: rows %d to %d (%d) are covered by the hash chain only, until csrd's next checkpoint\n",
+			res.SignedThrough+1, res.LastID, u)
+	}
+	for _, id := range checkpoint.SortedKeyIDs(res.UnpinnedKeys) {
+		fmt.Fprintf(w, "not trusted: %d checkpoint(s) by key %s, which was not pinned\n", res.UnpinnedKeys[id], id)
+	}
+}
+
+// judgeSignatures fails a log no pinned key vouches for, or (with
+// -max-age) one whose newest trusted checkpoint is too old: cutting a log
+// back to an earlier state, checkpoints and all, leaves only that trace.
+func judgeSignatures(w io.Writer, res checkpoint.Result, maxAge time.Duration, now time.Time) error {
+	if res.Pinned && res.Newest == nil && res.LastID > 0 {
+		fmt.Fprintln(w, "UNPROVEN: no checkpoint by a pinned key: the checkpoints were removed, or csrd never signed with this key")
+		return errTampered
+	}
+	if maxAge <= 0 {
+		return nil
+	}
+	if res.Newest == nil {
+		fmt.Fprintf(w, "STALE: no trusted checkpoint, and -max-age %v asks for one\n", maxAge)
+		return errTampered
+	}
+	if age := now.Sub(res.NewestTime()); age > maxAge {
+		fmt.Fprintf(w, "STALE: the newest trusted checkpoint is %v old, more than -max-age %v: csrd has not signed since "+
+			"(stopped, or its token away), or the log was cut back to an older state\n", age.Round(time.Second), maxAge)
+		return errTampered
+	}
+	return nil
+}
+
+func readPinnedKeys(files []string) ([]*ecdsa.PublicKey, error) {
+	var keys []*ecdsa.PublicKey
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		ks, err := checkpoint.ParsePublicKeys(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		keys = append(keys, ks...)
+	}
+	return keys, nil
+}
+
+// runAuditPubkey exports the audit public key(s) of csrd's first
+// configured token — the one that holds the audit key — as PEM, making
+// the key in the token if csrd has not yet.
+func runAuditPubkey(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("audit pubkey", flag.ContinueOnError)
+	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file")
+	out := fs.String("out", "", "write the PEM to this file instead of stdout")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: csrctl audit pubkey [flags]\n\n"+
+			"Prints the public key of csrd's audit key, in its first configured token (made there\n"+
+			"if it does not exist yet), as PEM. Keep a copy off this machine and pass it to\n"+
+			"'csrctl audit verify -pubkey'. Each csrd node that shares the database has its own.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageErr("audit pubkey takes no arguments")
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return fmt.Errorf("%w (pass -config FILE)", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	first := cfg.HSM.TokenList()[0]
+	ctx := context.Background()
+	log := zerolog.New(stderr).Level(zerolog.ErrorLevel).With().Timestamp().Str("service", "csrctl").Logger()
+	toks, closeAll, err := hsm.OpenAll(ctx, hsm.Config{Module: cfg.HSM.Module, MaxSessions: 2, PoolWaitTimeout: cfg.HSM.SessionWaitTimeout},
+		[]hsm.Credential{{TokenLabel: first.TokenLabel, PIN: func() (string, error) { return cfg.ReadTokenPIN(first) }}}, log)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	tok := toks[0]
+	if _, err := tok.AuditKey(ctx); err != nil {
+		return err
+	}
+	keys, err := tok.AuditKeys(ctx)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	for _, k := range keys {
+		id, err := checkpoint.KeyID(k.Public())
+		if err != nil {
+			return err
+		}
+		p, err := checkpoint.EncodePublicKey(k.Public())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "csrd audit key %s in token %q (serial %s), key id %s\n%s", k.Ref(), tok.Label(), tok.Serial(), id, p)
+	}
+	if *out == "" {
+		_, err = io.WriteString(stdout, b.String())
+		return err
+	}
+	return os.WriteFile(*out, []byte(b.String()), 0o644)
 }
 
 func orNone(s string) string {

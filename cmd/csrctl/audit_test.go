@@ -1,12 +1,29 @@
 package main
 
 import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/csrd/csrd/checkpoint"
+	"github.com/csrd/csrd/hsm"
+	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/store"
 )
 
 // audit verify on a path that holds no database fails and creates nothing:
@@ -56,5 +73,188 @@ func TestCommandsNeverCreateTheDatabase(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Dir(dbPath)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a command created %s", filepath.Dir(dbPath))
+	}
+}
+
+// rewriteAudit is the attack of issue 19 in Go, as anyone with the file and
+// the (public) row format can run it: drop the append-only triggers, delete
+// the rows drop names, renumber the rest, recompute every hash, rewind the
+// sequence, and keep only the first keepCheckpoints checkpoints.
+func rewriteAudit(t *testing.T, path string, keepCheckpoints int, drop ...int64) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	type row struct {
+		id                                                                  int64
+		time, actor, method, source, op, result, label, reqID, detail, prev string
+		status                                                              int
+		recordID                                                            int64
+	}
+	rs, err := db.Query(`SELECT id, time, actor, auth_method, source, operation, result, status, COALESCE(record_id, 0),
+        COALESCE(key_label, ''), request_id, COALESCE(detail, '') FROM audit ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []row
+	for rs.Next() {
+		var r row
+		if err := rs.Scan(&r.id, &r.time, &r.actor, &r.method, &r.source, &r.op, &r.result, &r.status, &r.recordID, &r.label, &r.reqID, &r.detail); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(drop, r.id) {
+			rows = append(rows, r)
+		}
+	}
+	rs.Close()
+	for _, q := range []string{"DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_delete", "DROP TRIGGER audit_checkpoints_no_delete", "DELETE FROM audit"} {
+		exec(q)
+	}
+	exec("DELETE FROM audit_checkpoints WHERE id > ?", keepCheckpoints)
+	prev := strings.Repeat("0", 64)
+	for i, r := range rows {
+		r.id, r.prev = int64(i+1), prev
+		h := sha256.New()
+		h.Write([]byte("csrd-audit-v1"))
+		for _, f := range []string{strconv.FormatInt(r.id, 10), r.time, r.actor, r.method, r.source, r.op, r.result,
+			strconv.Itoa(r.status), strconv.FormatInt(r.recordID, 10), r.label, r.reqID, r.detail, r.prev} {
+			var n [4]byte
+			binary.BigEndian.PutUint32(n[:], uint32(len(f)))
+			h.Write(n[:])
+			h.Write([]byte(f))
+		}
+		hash := hex.EncodeToString(h.Sum(nil))
+		exec(`INSERT INTO audit (id, time, actor, auth_method, source, operation, result, status, record_id, key_label, request_id, detail, prev_hash, hash)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, ''), ?, NULLIF(?, ''), ?, ?)`,
+			r.id, r.time, r.actor, r.method, r.source, r.op, r.result, r.status, r.recordID, r.label, r.reqID, r.detail, r.prev, hash)
+		prev = hash
+	}
+	exec("UPDATE sqlite_sequence SET seq = ? WHERE name = 'audit'", len(rows))
+}
+
+// TestAuditSignedCheckpoints: the audit key made in a real token signs
+// checkpoints; csrctl audit pubkey exports it, and verify with it pinned
+// catches every rewrite a writer of the database can make beyond the
+// unsigned window — which, before checkpoints, all verified.
+func TestAuditSignedCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbPath := filepath.Join(dir, "csrd.db")
+	cfg := filepath.Join(dir, "csrd.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n",
+		tok.Module, tok.Label, tok.PINFile, dbPath)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pubFile := filepath.Join(dir, "audit.pem")
+	if code, _, errOut := runCLI(t, "", "audit", "pubkey", "-config", cfg, "-out", pubFile); code != 0 {
+		t.Fatalf("audit pubkey: %d %s", code, errOut)
+	}
+	pemText, err := os.ReadFile(pubFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := checkpoint.ParsePublicKeys(pemText)
+	if err != nil || len(pinned) != 1 {
+		t.Fatalf("audit pubkey wrote %q: %v", pemText, err)
+	}
+	if code, out, _ := runCLI(t, "", "audit", "pubkey", "-config", cfg); code != 0 || out != string(pemText) {
+		t.Fatalf("a second export differs (the key was made again?): %d %q", code, out)
+	}
+
+	// csrd's part: rows, and checkpoints of rows 5 and 8 signed in the token.
+	db, err := store.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hsmTok, err := hsm.Open(ctx, hsm.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN, MaxSessions: 2, PoolWaitTimeout: time.Minute}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := checkpoint.New(zerolog.Nop(), db, func(ctx context.Context) (crypto.Signer, error) { return hsmTok.AuditKey(ctx) }, checkpoint.Options{Node: "node-a"})
+	for _, n := range []int{5, 3, 2} {
+		for i := range n {
+			if err := db.AppendAudit(ctx, &store.AuditEntry{Actor: "alice", Source: "::1", Operation: "pending_delete", Result: store.AuditOK,
+				Status: 204, RecordID: int64(i + 1), RequestID: "r"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if id, _, _ := db.AuditHead(ctx); id < 10 {
+			if _, err := cp.Checkpoint(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	hsmTok.Close()
+	db.Close()
+
+	verify := func(path string, args ...string) (int, string) {
+		t.Helper()
+		code, out, errOut := runCLI(t, "", append([]string{"audit", "verify", "-database", path}, args...)...)
+		return code, out + errOut
+	}
+	code, out := verify(dbPath, "-pubkey", pubFile, "-max-age", "1h")
+	for _, want := range []string{"signed: rows 1 to 8, by 2 checkpoint(s)", `node "node-a"`, "unsigned: rows 9 to 10 (2)", "audit log OK: 10 rows"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("verify intact: exit %d, output lacks %q:\n%s", code, want, out)
+		}
+	}
+	if code, out := verify(dbPath); code != 0 || !strings.Contains(out, "could have replaced") {
+		t.Errorf("verify without -pubkey: %d\n%s", code, out)
+	}
+	if code, out := verify(dbPath, "-pubkey", pubFile, "-max-age", "1ns"); code != 1 || !strings.Contains(out, "STALE") {
+		t.Errorf("verify -max-age 1ns: %d\n%s", code, out)
+	}
+
+	attacks := []struct {
+		name            string
+		keepCheckpoints int
+		drop            []int64
+		want            string
+	}{
+		{"delete a row, recompute every hash", 99, []int64{3}, "TAMPERED: checkpoint 1"},
+		{"recompute every hash", 99, nil, ""}, // nothing changed: still intact
+		{"cut the tail beyond the window, rewind the sequence", 99, []int64{7, 8, 9, 10}, "TAMPERED: checkpoint 2"},
+		{"delete a row and every checkpoint", 0, []int64{3}, "UNPROVEN"},
+	}
+	for _, a := range attacks {
+		t.Run(a.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "copy.db")
+			copyFile(t, dbPath, path)
+			rewriteAudit(t, path, a.keepCheckpoints, a.drop...)
+			code, out := verify(path, "-pubkey", pubFile)
+			if a.want == "" {
+				if code != 0 {
+					t.Fatalf("exit %d:\n%s", code, out)
+				}
+				return
+			}
+			if code != 1 || !strings.Contains(out, a.want) {
+				t.Fatalf("exit %d, want 1 and %q:\n%s", code, a.want, out)
+			}
+			t.Log(strings.TrimSpace(out))
+		})
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

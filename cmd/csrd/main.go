@@ -89,6 +89,8 @@ func run(args []string) error {
 		return err
 	}
 	defer db.Close()
+	// Runs before db.Close (defers run last first), after the server stopped.
+	defer startCheckpoints(ctx, log, token, db)()
 
 	metrics := api.NewMetrics(api.MetricsSources{
 		Sessions: sessionStats(tokens), Records: db.CountByState, AuditRows: db.CountAudit,
