@@ -19,8 +19,10 @@ import (
 type PendingCSRs interface {
 	ListPending(ctx context.Context, q store.PendingQuery) ([]lifecycle.PendingCSR, int, error)
 	GetPending(ctx context.Context, id int64) (string, error)
-	Delete(ctx context.Context, id int64) error
-	DeleteMany(ctx context.Context, ids []int64) error
+	// Delete and DeleteMany commit audit with the decision to delete (see
+	// lifecycle.Service.Delete): no key is destroyed without its row.
+	Delete(ctx context.Context, id int64, audit *store.AuditEntry) error
+	DeleteMany(ctx context.Context, ids []int64, audit *store.AuditEntry) error
 }
 
 func (s *Server) pendingRoutes() {
@@ -166,7 +168,10 @@ func (s *Server) deletePending(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.pending.Delete(c.Request().Context(), id); err != nil {
+	audit := s.successAudit(c, http.StatusNoContent)
+	err = s.pending.Delete(c.Request().Context(), id, audit)
+	auditWritten(c, audit)
+	if err != nil {
 		return err
 	}
 	requestLogger(c, s.log).Info().Int64("record", id).Msg("pending CSR deleted")
@@ -192,7 +197,10 @@ func (s *Server) deletePendingMany(c echo.Context) error {
 			return badField("Id %d is not a request Id (1 to %d)", id, math.MaxInt32)
 		}
 	}
-	if err := s.pending.DeleteMany(c.Request().Context(), ids); err != nil {
+	audit := s.successAudit(c, http.StatusNoContent)
+	err := s.pending.DeleteMany(c.Request().Context(), ids, audit)
+	auditWritten(c, audit)
+	if err != nil {
 		return err
 	}
 	requestLogger(c, s.log).Info().Ints64("records", ids).Msg("pending CSRs deleted")

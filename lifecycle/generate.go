@@ -62,9 +62,9 @@ type Records interface {
 	FindByThumbprint(ctx context.Context, thumbprint string) ([]*store.KeyRecord, error)
 	FindBySerial(ctx context.Context, serial string) ([]*store.KeyRecord, error)
 
-	BeginDelete(ctx context.Context, id int64) error
+	BeginDelete(ctx context.Context, id int64, audit *store.AuditEntry) error
 	FinishDelete(ctx context.Context, id int64, reason string) error
-	BeginMarriage(ctx context.Context, id int64, cert store.CertInfo) error
+	BeginMarriage(ctx context.Context, id int64, cert store.CertInfo, audit *store.AuditEntry) error
 	FinishMarriage(ctx context.Context, id int64) error
 	AbandonMarriage(ctx context.Context, id int64, reason string) error
 	AbortMarriage(ctx context.Context, id int64) error

@@ -258,3 +258,53 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// pending rm and import, like the API, commit their audit row with the
+// decision: when the row cannot be written (a trigger that RAISEs) they fail
+// and the key, its record and the token stay as they were.
+func TestKeyCommandsFailClosedWithoutAudit(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-failclosed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbPath := filepath.Join(dir, "csrd.db")
+	db, err := store.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	cfg := filepath.Join(dir, "csrd.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n",
+		tok.Module, tok.Label, tok.PINFile, dbPath)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, "", "generate", "-config", cfg, "-subject", "CN=keep.example", "-key-type", "ECC", "-key-length", "256")
+	if code != 0 {
+		t.Fatalf("generate: %d %s", code, errOut)
+	}
+	if err := sqlite(dbPath, `CREATE TRIGGER audit_fault BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runCLI(t, "", "pending", "rm", "-config", cfg, "1"); code != 1 {
+		t.Errorf("pending rm with the audit row failing: exit %d\n%s%s", code, out, errOut)
+	}
+	db, err = store.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := db.Get(ctx, 1)
+	db.Close()
+	if err != nil || rec.State != store.StatePending || rec.Intent != store.IntentNone {
+		t.Fatalf("record 1 after the refused rm: %v %q, %v", rec.State, rec.Intent, err)
+	}
+	hsmTok, err := hsm.Open(ctx, hsm.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN, MaxSessions: 2, PoolWaitTimeout: time.Minute}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hsmTok.Close()
+	if classes, err := hsmTok.ObjectsOf(ctx, hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}); err != nil || len(classes) != 2 {
+		t.Errorf("token objects of record 1 after the refused rm: %v, %v", classes, err)
+	}
+}

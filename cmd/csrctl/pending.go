@@ -77,16 +77,18 @@ func runPending(args []string, stdout, stderr io.Writer) error {
 		_, err = io.WriteString(stdout, pemText)
 		return err
 	}
-	// rm: all or nothing, as DELETE CSRGeneration/Pending does.
+	// rm: all or nothing, as DELETE CSRGeneration/Pending does. Each
+	// deletion commits its audit row with the decision to delete.
+	row := env.row("pending_delete")
 	if len(ids) == 1 {
-		err = env.svc.Delete(ctx, ids[0])
+		err = env.svc.Delete(ctx, ids[0], row)
 	} else {
-		err = env.svc.DeleteMany(ctx, ids)
-	}
-	for _, id := range ids {
-		env.audit(ctx, stderr, "pending_delete", id, err)
+		err = env.svc.DeleteMany(ctx, ids, row)
 	}
 	if err != nil {
+		for _, id := range ids {
+			env.audit(ctx, stderr, "pending_delete", id, err)
+		}
 		return err
 	}
 	fmt.Fprintf(stdout, "deleted %d pending CSR(s); their keys are destroyed in the token\n", len(ids))

@@ -78,15 +78,25 @@ func localActor() string {
 	return fmt.Sprintf("local:uid=%d", os.Getuid())
 }
 
-// audit appends a row for an operation csrctl performed; a failure to audit
-// is reported but does not undo the operation.
-func (e *keyEnv) audit(ctx context.Context, stderr io.Writer, op string, recordID int64, err error) {
+// row is the audit row of a successful op by this operator. Operations
+// that generate, destroy or bind key material take it into the transaction
+// that decides their effect (lifecycle's Audit arguments), so nothing of
+// that kind happens without its row.
+func (e *keyEnv) row(op string) *store.AuditEntry {
 	var rid [8]byte
 	_, _ = rand.Read(rid[:])
-	row := &store.AuditEntry{
+	return &store.AuditEntry{
 		Actor: e.actor, AuthMethod: "local", Source: "csrctl", Operation: op,
-		Result: store.AuditOK, RecordID: recordID, RequestID: "csrctl-" + hex.EncodeToString(rid[:]),
+		Result: store.AuditOK, RequestID: "csrctl-" + hex.EncodeToString(rid[:]),
 	}
+}
+
+// audit appends a row for an operation csrctl attempted that did not
+// carry its own (a failure, or an import that changed nothing); a failure
+// to append it is reported.
+func (e *keyEnv) audit(ctx context.Context, stderr io.Writer, op string, recordID int64, err error) {
+	row := e.row(op)
+	row.RecordID = recordID
 	if recordID > 0 && err == nil {
 		row.KeyLabel = lifecycle.Label(recordID)
 	}
