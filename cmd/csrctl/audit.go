@@ -71,13 +71,9 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	path := *dbPath
-	if path == "" {
-		cfg, err := config.Load(*cfgPath)
-		if err != nil {
-			return fmt.Errorf("%w (pass -config FILE or -database FILE)", err)
-		}
-		path = cfg.Database
+	path, err := databasePath(*dbPath, *cfgPath)
+	if err != nil {
+		return err
 	}
 	ctx := context.Background()
 	db, err := store.OpenReadOnly(ctx, path) // verify never changes, creates or migrates the database
@@ -105,21 +101,29 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *head != "" {
-		id, err := db.AuditIDByHash(ctx, *head)
-		if errors.Is(err, store.ErrNotFound) {
-			fmt.Fprintf(stdout, "TAMPERED: the recorded head %s is no longer in the log (its tail was cut and the sequence rewound)\n", *head)
-			return errTampered
-		}
-		if err != nil {
+		if err := checkHead(ctx, stdout, db, *head); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "recorded head %s is row %d\n", *head, id)
 	}
 	printSignatures(stdout, res)
 	if err := judgeSignatures(stdout, res, *maxAge, time.Now()); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "audit log OK: %d rows, last id %d, head %s\n", rep.Rows, rep.LastID, orNone(rep.Head))
+	return nil
+}
+
+// checkHead checks that a head hash recorded earlier is still in the chain.
+func checkHead(ctx context.Context, w io.Writer, db *store.Store, head string) error {
+	id, err := db.AuditIDByHash(ctx, head)
+	if errors.Is(err, store.ErrNotFound) {
+		fmt.Fprintf(w, "TAMPERED: the recorded head %s is no longer in the log (its tail was cut and the sequence rewound)\n", head)
+		return errTampered
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "recorded head %s is row %d\n", head, id)
 	return nil
 }
 
@@ -165,6 +169,18 @@ func judgeSignatures(w io.Writer, res checkpoint.Result, maxAge time.Duration, n
 	return nil
 }
 
+// databasePath is -database, else the database -config names.
+func databasePath(dbPath, cfgPath string) (string, error) {
+	if dbPath != "" {
+		return dbPath, nil
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return "", fmt.Errorf("%w (pass -config FILE or -database FILE)", err)
+	}
+	return cfg.Database, nil
+}
+
 func readPinnedKeys(files []string) ([]*ecdsa.PublicKey, error) {
 	var keys []*ecdsa.PublicKey
 	for _, f := range files {
@@ -201,47 +217,66 @@ func runAuditPubkey(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 0 {
 		return usageErr("audit pubkey takes no arguments")
 	}
-	cfg, err := config.Load(*cfgPath)
+	ctx := context.Background()
+	tok, closeTok, err := openFirstToken(ctx, *cfgPath, stderr)
 	if err != nil {
-		return fmt.Errorf("%w (pass -config FILE)", err)
-	}
-	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	defer closeTok()
+	text, err := auditKeysPEM(ctx, tok)
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		_, err = io.WriteString(stdout, text)
+		return err
+	}
+	return os.WriteFile(*out, []byte(text), 0o644)
+}
+
+// openFirstToken logs in to the first token csrd's configuration names:
+// the one that holds the audit key.
+func openFirstToken(ctx context.Context, cfgPath string, stderr io.Writer) (*hsm.Token, func(), error) {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (pass -config FILE)", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
 	first := cfg.HSM.TokenList()[0]
-	ctx := context.Background()
 	log := zerolog.New(stderr).Level(zerolog.ErrorLevel).With().Timestamp().Str("service", "csrctl").Logger()
 	toks, closeAll, err := hsm.OpenAll(ctx, hsm.Config{Module: cfg.HSM.Module, MaxSessions: 2, PoolWaitTimeout: cfg.HSM.SessionWaitTimeout},
 		[]hsm.Credential{{TokenLabel: first.TokenLabel, PIN: func() (string, error) { return cfg.ReadTokenPIN(first) }}}, log)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer closeAll()
-	tok := toks[0]
+	return toks[0], closeAll, nil
+}
+
+// auditKeysPEM is every audit public key of tok as PEM, each after a line
+// naming it, making the key first if the token has none.
+func auditKeysPEM(ctx context.Context, tok *hsm.Token) (string, error) {
 	if _, err := tok.AuditKey(ctx); err != nil {
-		return err
+		return "", err
 	}
 	keys, err := tok.AuditKeys(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	var b strings.Builder
 	for _, k := range keys {
 		id, err := checkpoint.KeyID(k.Public())
 		if err != nil {
-			return err
+			return "", err
 		}
 		p, err := checkpoint.EncodePublicKey(k.Public())
 		if err != nil {
-			return err
+			return "", err
 		}
 		fmt.Fprintf(&b, "csrd audit key %s in token %q (serial %s), key id %s\n%s", k.Ref(), tok.Label(), tok.Serial(), id, p)
 	}
-	if *out == "" {
-		_, err = io.WriteString(stdout, b.String())
-		return err
-	}
-	return os.WriteFile(*out, []byte(b.String()), 0o644)
+	return b.String(), nil
 }
 
 func orNone(s string) string {
