@@ -33,7 +33,7 @@ func TestDestructiveActionsFailClosedWithoutAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, policy.Default(), testLog)
 	srv := httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: testLog, Generator: svc, Pending: svc,
 		Certificates: svc, NoAuth: true, Audit: db}))
 	defer srv.Close()

@@ -76,7 +76,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		err := next(c)
 		status := c.Response().Status
 		method, route := s.routeLabel(c)
-		s.metrics.request(method, route, status, time.Since(start))
+		s.metrics.Request(method, route, status, time.Since(start))
 		// Throttled and credential-less requests are not audited: anyone
 		// could fill the table with them. Wrong credentials are, and the
 		// throttle bounds how many. Scrapes are not: they change nothing
@@ -106,7 +106,7 @@ func (s *Server) noteError(next echo.HandlerFunc) echo.HandlerFunc {
 			auditOf(c).code = classify(err).code
 			var he *hsm.Error
 			if errors.As(err, &he) && he.CKR != 0 {
-				s.metrics.pkcs11Error(he.CodeName())
+				s.metrics.PKCS11Error(he.CodeName())
 			}
 		}
 		return err
@@ -121,7 +121,7 @@ func (s *Server) writeAudit(c echo.Context, st *auditState, route string, status
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), auditTimeout)
 	defer cancel()
 	if err := s.audit.AppendAudit(ctx, e); err != nil {
-		s.metrics.auditFailure()
+		s.metrics.AuditFailure()
 		requestLogger(c, s.log).Error().Err(err).Str("operation", e.Operation).Str("actor", e.Actor).Msg("audit: could not write the audit row")
 		return
 	}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/auth"
+	"github.com/csrd/csrd/metrics"
 	"github.com/csrd/csrd/store"
 	"github.com/csrd/csrd/tlsconfig"
 )
@@ -99,6 +100,24 @@ func newAuthFixture(t *testing.T, failureLimit int) *authFixture {
 
 func newAuthFixtureTLS(t *testing.T, failureLimit int, mode fixtureTLS) *authFixture {
 	t.Helper()
+	return newAuthFixtureWith(t, fixtureOptions{failureLimit: failureLimit, tls: mode})
+}
+
+// fixtureOptions vary the auth fixture.
+type fixtureOptions struct {
+	failureLimit int
+	tls          fixtureTLS
+	// verify is passed to auth.Open (Throttle is set from failureLimit).
+	verify auth.Options
+	// proxied: 127.0.0.1 is a trusted proxy, so X-Forwarded-For names
+	// the source (tests of several sources).
+	proxied bool
+	// users are added to the fixture's users.
+	users []auth.User
+}
+
+func newAuthFixtureWith(t *testing.T, o fixtureOptions) *authFixture {
+	t.Helper()
 	fx := &authFixture{clock: &fakeClock{t: time.Now()}}
 	fx.caKey, fx.caCert = newCA(t, "csrd test client CA")
 	fx.clientCA = x509.NewCertPool()
@@ -132,26 +151,34 @@ func newAuthFixtureTLS(t *testing.T, failureLimit int, mode fixtureTLS) *authFix
 			{Name: "pinned", SHA256: hex.EncodeToString(fp[:]), Grants: auth.Grants{Operations: []auth.Operation{auth.OpAdmin}}},
 		},
 	}
+	af.Users = append(af.Users, o.users...)
 	path := filepath.Join(t.TempDir(), "auth.yaml")
 	if err := af.Save(path); err != nil {
 		t.Fatal(err)
 	}
-	a, err := auth.Open(path, testLog)
+	th := auth.NewThrottle(o.failureLimit, time.Minute)
+	th.SetClock(fx.clock.now)
+	o.verify.Throttle = th
+	a, err := auth.Open(path, testLog, o.verify)
 	if err != nil {
 		t.Fatal(err)
 	}
-	th := auth.NewThrottle(failureLimit, time.Minute)
-	th.SetClock(fx.clock.now)
+	var proxies []*net.IPNet
+	if o.proxied {
+		_, lo, _ := net.ParseCIDR("127.0.0.1/32")
+		proxies = append(proxies, lo)
+	}
 	srv := httptest.NewUnstartedServer(api.New(api.Options{
 		BasePath: "/KeyfactorAPI", Log: testLog, Generator: testSvc,
 		Pending: testSvc, Certificates: testSvc, Keys: testSvc,
-		Auth: a, Throttle: th, Audit: testStore, Metrics: api.NewMetrics(api.MetricsSources{}),
+		Auth: a, Audit: testStore, Metrics: metrics.New(metrics.Sources{}),
+		TrustedProxies: proxies,
 	}))
-	switch mode {
+	switch o.tls {
 	case tlsOptionalClientCert:
 		srv.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: fx.clientCA, MinVersion: tls.VersionTLS12}
 	default:
-		srv.TLS = fx.csrdTLS(t, mode == tlsCSRDMutual)
+		srv.TLS = fx.csrdTLS(t, o.tls == tlsCSRDMutual)
 	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)

@@ -100,6 +100,14 @@ func (s *Server) generate(c echo.Context) error {
 	if err := s.authorizeGenerate(c, &req); err != nil {
 		return err
 	}
+	// Only now, with the body read and the target authorised, is a
+	// generation slot taken (see limiter).
+	id, _ := identityOf(c)
+	release, err := s.genLimit.acquire(c, id.Name)
+	if err != nil {
+		return err
+	}
+	defer release()
 	uc := req.toUseCase()
 	// The success row goes into the transaction that makes the record
 	// pending (one commit fewer, and no key without its audit row); a

@@ -73,7 +73,7 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer testStore.Close()
-	testSvc, testLog = lifecycle.New(testToken, testStore, policy.Default(), log), log
+	testSvc, testLog = lifecycle.New(lifecycle.HSMToken{Token: testToken}, testStore, policy.Default(), log), log
 	// The shared server runs without authentication (auth.mode none, as
 	// on a loopback development setup); auth_test.go builds servers with.
 	testSrv = httptest.NewServer(api.New(api.Options{

@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/csrd/csrd/hsm"
-	"github.com/csrd/csrd/loadgen"
 	"github.com/csrd/csrd/store"
+	"github.com/csrd/csrd/tools/loadgen"
 )
 
 // Crash test knobs: CSRD_CRASH_SEED replays a run (the seed is logged, and

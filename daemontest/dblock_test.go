@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/csrd/csrd/api"
-	"github.com/csrd/csrd/loadgen"
+	"github.com/csrd/csrd/tools/loadgen"
 )
 
 // lockDatabase takes SQLite's write lock on path from another connection,

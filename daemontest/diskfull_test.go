@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/csrd/csrd/api"
-	"github.com/csrd/csrd/loadgen"
 	"github.com/csrd/csrd/store"
+	"github.com/csrd/csrd/tools/loadgen"
 )
 
 // mountTmpfs mounts a tmpfs of the given size (e.g. "2m") on a fresh

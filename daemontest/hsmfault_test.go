@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/csrd/csrd/api"
-	"github.com/csrd/csrd/loadgen"
 	softhsmtest "github.com/csrd/csrd/softhsm-test"
 	"github.com/csrd/csrd/store"
+	"github.com/csrd/csrd/tools/loadgen"
 )
 
 // isolatedToken makes a token in a SoftHSM config of its own, so a test can

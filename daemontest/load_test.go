@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/csrd/csrd/loadgen"
 	"github.com/csrd/csrd/store"
+	"github.com/csrd/csrd/tools/loadgen"
 )
 
 // TestLoadShort is the short version of `make load`: 8 clients for 3 s

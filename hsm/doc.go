@@ -14,6 +14,17 @@
 // ErrAlreadyOpen rather than let C_Login return CKR_USER_ALREADY_LOGGED_IN for
 // any PIN.
 //
+// # Signing-only, for good
+//
+// Every template csrd generates with is written in templates.go: key pairs
+// for crypto11 (RSA, ECDSA) and for the raw handle (EdDSA, in-token ML-DSA),
+// and the sealing KEK. Private keys are sensitive, never extractable and may
+// only sign; public keys may only verify; the KEK may only encrypt and
+// decrypt. All are CKA_MODIFIABLE false and CKA_COPYABLE false, so a session
+// holding the PIN cannot later turn CKA_DECRYPT, CKA_DERIVE, CKA_UNWRAP or
+// CKA_WRAP on, nor copy an object with them on. The token must know
+// CKA_COPYABLE (PKCS#11 2.40); only the KEK falls back for older tokens.
+//
 // # crypto11 plus a raw handle
 //
 // Key generation, signing, NewKeyID and FindKey go through

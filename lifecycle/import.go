@@ -5,11 +5,24 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/store"
 )
+
+// MarriageRecords is what Import reads and writes: the record a
+// certificate's key belongs to, the intent (with the certificate) before
+// the token changes, and the intent's outcome.
+type MarriageRecords interface {
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+	FindBySPKI(ctx context.Context, spkiSHA256 []byte) ([]*store.KeyRecord, error)
+	BeginMarriage(ctx context.Context, id int64, cert store.CertInfo, audit *store.AuditEntry) error
+	FinishMarriage(ctx context.Context, id int64) error
+	AbandonMarriage(ctx context.Context, id int64, reason string) error
+	AbortMarriage(ctx context.Context, id int64) error
+}
 
 // ImportRequest carries an issued certificate back to csrd.
 type ImportRequest struct {
@@ -18,6 +31,9 @@ type ImportRequest struct {
 	Certificate string
 	// Chain optionally adds issuer certificates (PEM or base64 DER).
 	Chain string
+	// Scope limits the records the certificate may be married to (nil: no
+	// limit); one outside it is treated as if it did not exist.
+	Scope *store.Scope
 	// Audit, when set, is the request's audit row: it commits with the
 	// intent to marry (RecordID and KeyLabel filled in), before the token
 	// is touched, so no certificate is bound to a key without its row on
@@ -69,10 +85,11 @@ func (s *Service) Import(ctx context.Context, req ImportRequest) (*ImportResult,
 		return nil, err
 	}
 	spki := spkiHash(leaf)
-	recs, err := s.records.FindBySPKI(ctx, spki)
+	recs, err := s.marriages.FindBySPKI(ctx, spki)
 	if err != nil {
 		return nil, err
 	}
+	recs = slices.DeleteFunc(recs, func(r *store.KeyRecord) bool { return !req.Scope.Has(r) })
 	rec, err := pickForMarriage(recs, spki)
 	if err != nil {
 		return nil, err
@@ -101,7 +118,7 @@ func pickForMarriage(recs []*store.KeyRecord, spki []byte) (*store.KeyRecord, er
 func (s *Service) marry(ctx context.Context, id int64, leaf *x509.Certificate, chain []*x509.Certificate, audit *store.AuditEntry) (*ImportResult, error) {
 	unlock := s.locks.lock(id)
 	defer unlock()
-	rec, err := s.records.Get(ctx, id) // again, under the lock
+	rec, err := s.marriages.Get(ctx, id) // again, under the lock
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +141,7 @@ func (s *Service) marry(ctx context.Context, id int64, leaf *x509.Certificate, c
 			rec.ID, rec.TokenLabel, rec.TokenSerial)
 	}
 
-	if err := s.records.BeginMarriage(ctx, id, info, audit); err != nil {
+	if err := s.marriages.BeginMarriage(ctx, id, info, audit); err != nil {
 		return nil, err
 	}
 	s.step("marry-recorded")
@@ -134,7 +151,7 @@ func (s *Service) marry(ctx context.Context, id int64, leaf *x509.Certificate, c
 		return nil, err
 	}
 	s.step("marry-written")
-	if err := s.records.FinishMarriage(ctx, id); err != nil {
+	if err := s.marriages.FinishMarriage(ctx, id); err != nil {
 		return nil, err
 	}
 	s.log.Info().Int64("record", id).Str("thumbprint", info.Thumbprint).Str("serial", info.Serial).
@@ -158,7 +175,7 @@ func (s *Service) writeCertificate(ctx context.Context, rec *store.KeyRecord, le
 		return err
 	}
 	if !hasClass(classes, hsm.ClassPrivateKey) {
-		if err := s.records.AbandonMarriage(ctx, rec.ID, "the private key vanished from the token before its certificate could be stored"); err != nil {
+		if err := s.marriages.AbandonMarriage(ctx, rec.ID, "the private key vanished from the token before its certificate could be stored"); err != nil {
 			return err
 		}
 		s.log.Error().Int64("record", rec.ID).Str("label", rec.KeyLabel).Msg("key gone from the token during marriage; record marked lost")
@@ -169,7 +186,7 @@ func (s *Service) writeCertificate(ctx context.Context, rec *store.KeyRecord, le
 			s.log.Error().Err(err).Int64("record", rec.ID).Msg("could not store the certificate; the marriage stays open for a retry or reconciliation")
 			return err
 		}
-		if aErr := s.records.AbortMarriage(ctx, rec.ID); aErr != nil {
+		if aErr := s.marriages.AbortMarriage(ctx, rec.ID); aErr != nil {
 			return aErr
 		}
 		return newErr(ErrConflict, "the token already holds a different certificate under the key's label %q and CKA_ID; csrd does not replace it (remove it with pkcs11-tool if it is wrong)", rec.KeyLabel)

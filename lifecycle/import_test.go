@@ -87,7 +87,7 @@ func TestImport(t *testing.T) {
 	if rec.State != store.StateMarried || rec.Cert.Thumbprint != got.Thumbprint || !strings.Contains(rec.Cert.ChainPEM, "BEGIN CERTIFICATE") {
 		t.Errorf("record after import: %s %+v", rec.State, rec.Cert)
 	}
-	if _, err := svc.GetPending(ctx, res.ID); !errors.Is(err, lifecycle.ErrNotFound) {
+	if _, err := svc.GetPending(ctx, res.ID, nil); !errors.Is(err, lifecycle.ErrNotFound) {
 		t.Errorf("a married CSR is still pending: %v", err)
 	}
 
@@ -137,9 +137,9 @@ func TestImportRSAAndDeletedKey(t *testing.T) {
 	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(ca.issue(t, rsa.CSRPEM, nb, na))}); err != nil {
 		t.Fatalf("RSA import: %v", err)
 	}
-	_ = svc.Delete(ctx, rsa.ID, nil) // married: not deletable as a pending CSR
+	_ = svc.Delete(ctx, rsa.ID, nil, nil) // married: not deletable as a pending CSR
 	gone := generate(t, svc, "CN=gone.example.com", ecc256, nil)
-	if err := svc.Delete(ctx, gone.ID, nil); err != nil {
+	if err := svc.Delete(ctx, gone.ID, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(ca.issue(t, gone.CSRPEM, nb, na))})

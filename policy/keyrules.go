@@ -231,14 +231,24 @@ type level struct {
 	minRSA int
 }
 
+// keyRules are the rules one key of a request (the primary or the
+// alternative one) must satisfy under a pattern.
+type keyRules struct {
+	who         string          // the pattern, as refusals name it
+	levels      []level         // where the rules come from, to name the one that refuses
+	effective   []AlgorithmRule // their intersection
+	alternative bool
+}
+
 // checkKey checks spec against the effective rules and, when refused, names
 // the first level that refuses it.
-func checkKey(who string, levels []level, effective []AlgorithmRule, spec KeySpec, alternative bool, vs *Violations, pv Violation) {
+func checkKey(r keyRules, spec KeySpec, vs *Violations, pv Violation) {
+	who, effective, alternative := r.who, r.effective, r.alternative
 	if allows(effective, spec) {
 		return
 	}
 	why := ""
-	for _, l := range levels {
+	for _, l := range r.levels {
 		if !allows(l.rules, spec) {
 			why = l.why
 			break

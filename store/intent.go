@@ -88,14 +88,14 @@ WHERE id = ? AND state = 'pending' AND intent = 'marry'`
 // row is on the chain exactly when the deletion is decided, and a failed
 // append leaves nothing decided and the token untouched.
 func (s *Store) BeginDelete(ctx context.Context, id int64, audit *AuditEntry) error {
-	return s.intentTx(ctx, "begin delete", id, []State{StatePending}, StateDeleted, IntentDelete, audit,
+	return s.intentTx(ctx, transition{op: "begin delete", id: id, from: []State{StatePending}, to: StateDeleted}, audit,
 		beginDeleteSQL, formatTime(s.now()), id)
 }
 
 // FinishDelete records that the key is gone: the record becomes deleted and
 // its intent is cleared. reason ("" for none) says who deleted it.
 func (s *Store) FinishDelete(ctx context.Context, id int64, reason string) error {
-	return s.intentTx(ctx, "finish delete", id, []State{StatePending}, StateDeleted, IntentDelete, nil,
+	return s.intentTx(ctx, transition{op: "finish delete", id: id, from: []State{StatePending}, to: StateDeleted}, nil,
 		finishDeleteSQL, formatTime(s.now()), nullString(reason), id)
 }
 
@@ -107,7 +107,7 @@ func (s *Store) BeginMarriage(ctx context.Context, id int64, cert CertInfo, audi
 	if err := cert.check(); err != nil {
 		return err
 	}
-	return s.intentTx(ctx, "begin marriage", id, []State{StatePending}, StateMarried, IntentMarry, audit,
+	return s.intentTx(ctx, transition{op: "begin marriage", id: id, from: []State{StatePending}, to: StateMarried}, audit,
 		beginMarriageSQL, formatTime(s.now()), cert.DER, nullString(cert.ChainPEM), nullString(cert.Serial),
 		nullString(cert.Issuer), nullString(cert.Subject), cert.Thumbprint, formatTime(cert.NotBefore),
 		formatTime(cert.NotAfter), id, cert.Thumbprint)
@@ -117,28 +117,28 @@ func (s *Store) BeginMarriage(ctx context.Context, id int64, cert CertInfo, audi
 // becomes married.
 func (s *Store) FinishMarriage(ctx context.Context, id int64) error {
 	now := formatTime(s.now())
-	return s.intentTx(ctx, "finish marriage", id, []State{StatePending}, StateMarried, IntentMarry, nil,
+	return s.intentTx(ctx, transition{op: "finish marriage", id: id, from: []State{StatePending}, to: StateMarried}, nil,
 		finishMarriageSQL, now, now, id)
 }
 
 // AbortMarriage clears an unfinished marriage whose certificate cannot be
 // stored in the token (the record is pending again, without certificate).
 func (s *Store) AbortMarriage(ctx context.Context, id int64) error {
-	return s.intentTx(ctx, "abort marriage", id, []State{StatePending}, StatePending, IntentMarry, nil,
+	return s.intentTx(ctx, transition{op: "abort marriage", id: id, from: []State{StatePending}, to: StatePending}, nil,
 		abortMarriageSQL, formatTime(s.now()), id)
 }
 
 // MarkLost records that the key of a pending or married record is gone from
 // the token. A record with an operation under way is a *BusyError.
 func (s *Store) MarkLost(ctx context.Context, id int64, reason string) error {
-	return s.intentTx(ctx, "mark lost", id, []State{StatePending, StateMarried}, StateLost, IntentNone, nil,
+	return s.intentTx(ctx, transition{op: "mark lost", id: id, from: []State{StatePending, StateMarried}, to: StateLost}, nil,
 		markLostSQL, formatTime(s.now()), nullString(reason), id)
 }
 
 // AbandonMarriage marks a record lost whose marriage cannot finish because
 // its key is gone from the token.
 func (s *Store) AbandonMarriage(ctx context.Context, id int64, reason string) error {
-	return s.intentTx(ctx, "abandon marriage", id, []State{StatePending}, StateLost, IntentMarry, nil,
+	return s.intentTx(ctx, transition{op: "abandon marriage", id: id, from: []State{StatePending}, to: StateLost}, nil,
 		markLostMarryingSQL, formatTime(s.now()), nullString(reason), id)
 }
 
@@ -150,13 +150,14 @@ func (s *Store) ListByIntent(ctx context.Context, in Intent) ([]*KeyRecord, erro
 	return s.queryKeys(ctx, "list by intent", listByIntentSQL, string(in))
 }
 
-// intentTx runs one compare-and-set UPDATE and, when it matched no row,
-// explains why from the record as it is in the same transaction: unknown id
+// intentTx runs t as one compare-and-set UPDATE, query, whose WHERE names
+// the states and the intent it accepts. When it matched no row it explains
+// why from the record as it is in the same transaction: unknown id
 // (ErrNotFound), wrong state (*TransitionError) or another intent
-// (*BusyError). want is the intent the update accepts (IntentNone: none).
-// A non-nil audit row is appended when the update matched, in the same
-// transaction.
-func (s *Store) intentTx(ctx context.Context, op string, id int64, from []State, to State, want Intent, audit *AuditEntry, query string, args ...any) error {
+// (*BusyError). A non-nil audit row is appended when the update matched, in
+// the same transaction.
+func (s *Store) intentTx(ctx context.Context, t transition, audit *AuditEntry, query string, args ...any) error {
+	op, id, from, to := t.op, t.id, t.from, t.to
 	if audit != nil {
 		if err := checkAudit(audit); err != nil {
 			return err

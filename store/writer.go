@@ -10,13 +10,11 @@ import (
 )
 
 // Group commit. SQLite takes one writer at a time, so every write goes
-// through the one connection of the write pool; under load the requests
-// queued behind it spent longer waiting for that connection than the token
-// took to make their key (a block profile at 64 concurrent Generates showed
-// ~100 ms per request in database/sql's connection wait). The writer
-// goroutine therefore runs every write queued at the moment it starts a
-// transaction in that one transaction, each inside its own SAVEPOINT — a
-// write that fails is rolled back alone — and commits once. A caller returns
+// through the one connection of the write pool, and under load a request
+// would wait longer for that connection than the token takes to make its
+// key. The writer goroutine therefore runs every write queued at the moment
+// it starts a transaction in that one transaction, each inside its own
+// SAVEPOINT — a write that fails is rolled back alone — and commits once. A caller returns
 // only after the commit that made its write durable, so "the record is
 // committed before the key exists" holds exactly as with one transaction
 // per write; only the commits are shared. An idle writer starts a
@@ -26,13 +24,13 @@ import (
 const maxBatch = 128
 
 // Checkpoints. SQLite copies the WAL back into the database file, with an
-// fsync of each, inside the commit that pushes the WAL past 1000 pages — on
-// a disk busy with the token's own writes that commit took up to 140 ms,
-// and every write queued behind it waited. The write connection therefore
-// never checkpoints (wal_autocheckpoint=0); a PASSIVE checkpoint runs every
-// checkpointInterval on a connection of the read pool, which copies what
-// no reader needs without blocking the writer. A crash loses nothing: the
-// WAL is the durable copy until it is checkpointed.
+// fsync of each, inside the commit that pushes the WAL past 1000 pages, and
+// every write queued behind that commit waits for those fsyncs. The write
+// connection therefore never checkpoints (wal_autocheckpoint=0); a PASSIVE
+// checkpoint runs every checkpointInterval on a connection of the read
+// pool, which copies what no reader needs without blocking the writer. A
+// crash loses nothing: the WAL is the durable copy until it is
+// checkpointed.
 const (
 	checkpointInterval  = time.Second
 	noAutoCheckpointSQL = `PRAGMA wal_autocheckpoint = 0`

@@ -22,46 +22,20 @@ import (
 // errTampered makes audit verify exit 1 after it printed its finding.
 var errTampered = errors.New("the audit log does not verify")
 
-const auditUsage = "usage: csrctl audit verify [-config FILE | -database FILE] [-pubkey FILE]... [-max-age D] [-head HASH]\n" +
-	"       csrctl audit pubkey [-config FILE] [-out FILE]"
-
-func runAudit(args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "verify":
-			return runAuditVerify(args[1:], stdout, stderr)
-		case "pubkey":
-			return runAuditPubkey(args[1:], stdout, stderr)
-		}
-	}
-	return usageErr("%s", auditUsage)
-}
-
 // fileList collects a repeatable flag.
 type fileList []string
 
 func (f *fileList) String() string     { return strings.Join(*f, ",") }
 func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }
 
-func runAuditVerify(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+func runAuditVerify(fs *flag.FlagSet, args []string, stdout, _ io.Writer) error {
 	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file (for database)")
 	dbPath := fs.String("database", "", "SQLite database (overrides database from -config)")
 	head := fs.String("head", "", "a head hash printed by an earlier verify; it must still be in the chain")
 	maxAge := fs.Duration("max-age", 0, "fail unless a pinned key signed a checkpoint within this time (csrd signs at least every 10m while it runs)")
 	var pubkeys fileList
 	fs.Var(&pubkeys, "pubkey", "PEM public key(s) of the audit key(s) to trust, from 'csrctl audit pubkey'; repeatable")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl audit verify [flags]\n\n"+
-			"Recomputes every audit row's SHA-256 and the chain between rows, and checks the\n"+
-			"checkpoints csrd signs in its HSM token. Trust comes from the keys you pin with\n"+
-			"-pubkey: keep the output of 'csrctl audit pubkey' off this machine. Rows after\n"+
-			"the newest checkpoint are covered by the chain alone. Exit 0: intact; exit 1:\n"+
-			"tampered, or not proven as asked (the reason is printed). Reads the database\n"+
-			"read-only; it may run while csrd runs.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
@@ -200,18 +174,10 @@ func readPinnedKeys(files []string) ([]*ecdsa.PublicKey, error) {
 // runAuditPubkey exports the audit public key(s) of csrd's first
 // configured token — the one that holds the audit key — as PEM, making
 // the key in the token if csrd has not yet.
-func runAuditPubkey(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("audit pubkey", flag.ContinueOnError)
+func runAuditPubkey(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file")
 	out := fs.String("out", "", "write the PEM to this file instead of stdout")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl audit pubkey [flags]\n\n"+
-			"Prints the public key of csrd's audit key, in its first configured token (made there\n"+
-			"if it does not exist yet), as PEM. Keep a copy off this machine and pass it to\n"+
-			"'csrctl audit verify -pubkey'. Each csrd node that shares the database has its own.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {

@@ -10,15 +10,10 @@ import (
 	"github.com/csrd/csrd/lifecycle"
 )
 
-func runImport(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+func runImport(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file")
 	chain := fs.String("chain", "", "PEM file with the issuer certificates (optional)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl import [flags] CERT.pem\n\nMarries the issued certificate to its pending key (found by public key): the\ncertificate is stored next to the key in the token and the record becomes\nmarried; prints the key's PKCS#11 URI.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

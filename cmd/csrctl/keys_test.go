@@ -95,9 +95,13 @@ func TestKeyCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	certFile := filepath.Join(dir, "cert.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o644)
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	chainFile := filepath.Join(dir, "chain.pem")
-	os.WriteFile(chainFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
+	if err := os.WriteFile(chainFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out, _ := cli(0, "import", "-chain", chainFile, certFile)
 	if !strings.Contains(out, "record "+id+" married") || !strings.Contains(out, "key: pkcs11:") {
 		t.Errorf("import:\n%s", out)
