@@ -36,8 +36,10 @@ type auditState struct {
 	recordID        int64
 	keyLabel        string
 	// written is the row the operation appended itself, in the same
-	// transaction as its effect (a successful Generate): observe only
-	// logs it.
+	// transaction as its effect (Generate's completion, the intent of a
+	// Delete or an Import): observe logs it, and appends a row of its own
+	// only when the request then answered another status (it failed after
+	// its effect was decided).
 	written *store.AuditEntry
 }
 
@@ -83,6 +85,9 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		switch {
 		case st.written != nil:
 			s.logAudit(c, st.written)
+			if status != st.written.Status {
+				s.writeAudit(c, st, route, status)
+			}
 		case !st.throttled && !st.noCredentials && (acted || st.unauthenticated || st.forbidden):
 			s.writeAudit(c, st, route, status)
 		}
@@ -124,14 +129,15 @@ func (s *Server) writeAudit(c echo.Context, st *auditState, route string, status
 }
 
 // successAudit is the audit row a handler hands to an operation that
-// appends it in its own transaction when it succeeds (status 200); nil
-// when auditing is off. The handler then calls auditWritten.
-func (s *Server) successAudit(c echo.Context) *store.AuditEntry {
+// appends it in the transaction that decides its effect, answered with
+// status when it succeeds; nil when auditing is off. The handler then
+// calls auditWritten, whatever the outcome.
+func (s *Server) successAudit(c echo.Context, status int) *store.AuditEntry {
 	if s.audit == nil {
 		return nil
 	}
 	_, route := s.routeLabel(c)
-	return s.auditEntry(c, auditOf(c), route, http.StatusOK)
+	return s.auditEntry(c, auditOf(c), route, status)
 }
 
 // auditWritten tells observe that e is already on the chain.

@@ -197,7 +197,7 @@ func crashChild(step string) error {
 		if _, err := fmt.Sscan(arg, &id); err != nil {
 			return err
 		}
-		err = svc.Delete(ctx, id, nil)
+		err = svc.Delete(ctx, id, nil, nil)
 	case "import":
 		pemText, rerr := os.ReadFile(arg)
 		if rerr != nil {
@@ -388,7 +388,7 @@ func TestGenerateAuditRowWithRecord(t *testing.T) {
 			}
 			// The token is shared with the other tests, whose fresh
 			// databases reuse this label: leave nothing behind.
-			if err := svc.Delete(ctx, res.ID, nil); err != nil {
+			if err := svc.Delete(ctx, res.ID, nil, nil); err != nil {
 				t.Errorf("Delete: %v", err)
 			}
 		})

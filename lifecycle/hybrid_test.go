@@ -240,7 +240,7 @@ func TestHybridReconcileAndDelete(t *testing.T) {
 		t.Fatalf("seal after reconcile: %v", err)
 	}
 
-	if err := svc.Delete(ctx, res.ID, nil); err != nil {
+	if err := svc.Delete(ctx, res.ID, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	rec, _ = db.Get(ctx, res.ID)

@@ -139,9 +139,9 @@ func TestImportRSAAndDeletedKey(t *testing.T) {
 	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: fixture.PEM(ca.IssueCSR(t, rsa.CSRPEM, nb, na))}); err != nil {
 		t.Fatalf("RSA import: %v", err)
 	}
-	_ = svc.Delete(ctx, rsa.ID, nil) // married: not deletable as a pending CSR
+	_ = svc.Delete(ctx, rsa.ID, nil, nil) // married: not deletable as a pending CSR
 	gone := generate(t, svc, "CN=gone.example.com", ecc256, nil)
-	if err := svc.Delete(ctx, gone.ID, nil); err != nil {
+	if err := svc.Delete(ctx, gone.ID, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: fixture.PEM(ca.IssueCSR(t, gone.CSRPEM, nb, na))})

@@ -120,7 +120,7 @@ func TestPoolSpreadsAndRemembers(t *testing.T) {
 	}
 
 	// Delete finds the key on the token its record names.
-	if err := svc.Delete(ctx, onB, nil); err != nil {
+	if err := svc.Delete(ctx, onB, nil, nil); err != nil {
 		t.Fatalf("delete %d: %v", onB, err)
 	}
 	rec, err := db.Get(ctx, onB)

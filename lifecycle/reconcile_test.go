@@ -374,12 +374,12 @@ func TestOtherToken(t *testing.T) {
 	irec, _ := db.Get(ctx, interrupted.ID)
 	defer testToken.DestroyKey(ctx, ref)
 	defer testToken.DestroyKey(ctx, hsm.KeyRef{ID: irec.KeyID, Label: irec.KeyLabel})
-	if err := db.BeginDelete(ctx, interrupted.ID); err != nil { // as if a delete was interrupted
+	if err := db.BeginDelete(ctx, interrupted.ID, nil); err != nil { // as if a delete was interrupted
 		t.Fatal(err)
 	}
 	there := lifecycle.New(lifecycle.HSMToken{Token: reconToken}, db, policy.Default(), testLog)
 
-	if err := there.Delete(ctx, res.ID, nil); !errors.Is(err, lifecycle.ErrConflict) || !strings.Contains(err.Error(), "on token") {
+	if err := there.Delete(ctx, res.ID, nil, nil); !errors.Is(err, lifecycle.ErrConflict) || !strings.Contains(err.Error(), "on token") {
 		t.Errorf("Delete from another token = %v, want ErrConflict", err)
 	}
 	rep, err := there.Reconcile(ctx, lifecycle.ReconcileOptions{})

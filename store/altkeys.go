@@ -119,7 +119,7 @@ func (s *Store) CompleteHybridKey(ctx context.Context, id int64, csrPEM string, 
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return fmt.Errorf("store: complete key %d: no alternative key recorded with storage matching the completion (sealed seed given: %v)", id, seed != nil)
 		}
-		return s.completionAudit(ctx, tx, id, audit)
+		return s.recordAudit(ctx, tx, id, audit)
 	})
 }
 

@@ -170,19 +170,20 @@ func (s *Store) CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSH
 		if err := s.checkTransition(ctx, tx, transition{op: "complete key", id: id, from: from, to: StatePending}, res, err); err != nil {
 			return err
 		}
-		return s.completionAudit(ctx, tx, id, audit)
+		return s.recordAudit(ctx, tx, id, audit)
 	})
 }
 
-// completionAudit appends a completing write's audit row, naming the
-// record and its key label as stored.
-func (s *Store) completionAudit(ctx context.Context, tx *sql.Tx, id int64, audit *AuditEntry) error {
+// recordAudit appends, inside the write that changes record id, the audit
+// row of that change (if any), naming the record and its key label as
+// stored.
+func (s *Store) recordAudit(ctx context.Context, tx *sql.Tx, id int64, audit *AuditEntry) error {
 	if audit == nil {
 		return nil
 	}
 	var label string
 	if err := s.txQueryRow(ctx, tx, keyLabelSQL, id).Scan(&label); err != nil {
-		return dbErr("complete key", err)
+		return dbErr("audit record change", err)
 	}
 	audit.RecordID, audit.KeyLabel = id, label
 	return s.appendAuditTx(ctx, tx, audit)

@@ -31,7 +31,7 @@ func TestListPending(t *testing.T) {
 	newKeyIn(t, s, StateMarried)
 	newKeyIn(t, s, StateGenerating)
 	deleting := newKeyIn(t, s, StatePending)
-	if err := s.BeginDelete(ctx, deleting); err != nil {
+	if err := s.BeginDelete(ctx, deleting, nil); err != nil {
 		t.Fatal(err)
 	}
 

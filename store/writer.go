@@ -118,8 +118,11 @@ func (s *Store) withTx(ctx context.Context, op string, fn func(context.Context, 
 	if err := ctx.Err(); err != nil {
 		return dbErr(op, err)
 	}
-	r := &writeReq{ctx: ctx, op: op, fn: fn, done: make(chan error, 1)}
 	w := s.writer
+	if w == nil {
+		return fmt.Errorf("%w: %s", ErrReadOnly, op)
+	}
+	r := &writeReq{ctx: ctx, op: op, fn: fn, done: make(chan error, 1)}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()

@@ -69,7 +69,7 @@ func TestHelpAtEveryLevel(t *testing.T) {
 			})
 		}
 	})
-	want := []string{"", "audit", "audit verify", "generate", "import", "pending", "pending ls", "pending show",
+	want := []string{"", "audit", "audit verify", "audit pubkey", "generate", "import", "pending", "pending ls", "pending show",
 		"pending rm", "policy", "policy check", "reconcile", "token", "token create", "user", "user add", "version"}
 	if !slices.Equal(paths, want) {
 		t.Errorf("command paths %q, want %q", paths, want)

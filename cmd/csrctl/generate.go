@@ -59,14 +59,11 @@ func runGenerate(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) erro
 	defer env.Close()
 	res, err := env.svc.Generate(ctx, lifecycle.GenerateRequest{
 		Subject: *subject, SANs: sans, Template: *template, EnrollmentPatternID: *pattern,
-		Key: policy.KeyRequest{KeyType: *keyType, KeyLength: *keyLength, Curve: *curve, AlternativeKeyType: *altType},
+		Key:   policy.KeyRequest{KeyType: *keyType, KeyLength: *keyLength, Curve: *curve, AlternativeKeyType: *altType},
+		Audit: env.row("generate"), // written with the record's completion
 	})
-	var id int64
-	if res != nil {
-		id = res.ID
-	}
-	env.audit(ctx, stderr, "generate", id, err)
 	if err != nil {
+		env.audit(ctx, stderr, "generate", 0, err)
 		return err
 	}
 	fmt.Fprintf(stderr, "record %d, key %s in token %s\n", res.ID, res.KeyLabel, res.TokenLabel)

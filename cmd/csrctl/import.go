@@ -37,14 +37,14 @@ func runImport(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer env.Close()
+	req.Audit = env.row("import") // written with the intent to marry
 	res, err := env.svc.Import(ctx, req)
-	var id int64
-	if res != nil {
-		id = res.ID
-	}
-	env.audit(ctx, stderr, "import", id, err)
-	if err != nil {
+	switch {
+	case err != nil:
+		env.audit(ctx, stderr, "import", 0, err)
 		return err
+	case res.AlreadyMarried: // nothing changed, nothing written yet
+		env.audit(ctx, stderr, "import", res.ID, nil)
 	}
 	state := "married"
 	if res.AlreadyMarried {

@@ -20,12 +20,20 @@ import (
 // root is csrctl's command tree. Commands that open the token say so in
 // their help; the others read files only and work without it.
 var root = &command{name: "csrctl", subs: []*command{
-	{name: "audit", summary: "check the audit log", subs: []*command{
+	{name: "audit", summary: "check the audit log; export the key that signs it", subs: []*command{
 		{name: "verify", args: "[flags]", run: runAuditVerify,
-			summary: "check the audit log's hash chain (edited, inserted or deleted rows)",
-			about: "Recomputes every audit row's SHA-256 and the chain between rows. Exit 0: intact;\n" +
-				"exit 1: tampered (the first broken row is named). Record the printed head hash\n" +
-				"outside this machine and pass it later with -head: that also catches a cut-off tail."},
+			summary: "check the audit log's hash chain and the checkpoints signed in the token",
+			about: "Recomputes every audit row's SHA-256 and the chain between rows, and checks the\n" +
+				"checkpoints csrd signs in its HSM token. Trust comes from the keys you pin with\n" +
+				"-pubkey: keep the output of 'csrctl audit pubkey' off this machine. Rows after\n" +
+				"the newest checkpoint are covered by the chain alone. Exit 0: intact; exit 1:\n" +
+				"tampered, or not proven as asked (the reason is printed). Reads the database\n" +
+				"read-only; it may run while csrd runs."},
+		{name: "pubkey", args: "[flags]", run: runAuditPubkey, token: true,
+			summary: "print the public key of the audit key in the first token (PEM)",
+			about: "Prints the public key of csrd's audit key, in its first configured token (made there\n" +
+				"if it does not exist yet), as PEM. Keep a copy off this machine and pass it to\n" +
+				"'csrctl audit verify -pubkey'. Each csrd node that shares the database has its own."},
 	}},
 	{name: "generate", args: "-subject DN -key-type TYPE [flags]", run: runGenerate, token: true,
 		summary: "generate a key pair in the token and print its CSR (as POST Generate does)",

@@ -96,16 +96,18 @@ func runPendingRm(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer env.Close()
-	// All or nothing, as DELETE CSRGeneration/Pending does.
+	// All or nothing, as DELETE CSRGeneration/Pending does. Each deletion
+	// commits its audit row with the decision to delete.
+	row := env.row("pending_delete")
 	if len(ids) == 1 {
-		err = env.svc.Delete(ctx, ids[0], nil)
+		err = env.svc.Delete(ctx, ids[0], nil, row)
 	} else {
-		err = env.svc.DeleteMany(ctx, ids, nil)
-	}
-	for _, id := range ids {
-		env.audit(ctx, stderr, "pending_delete", id, err)
+		err = env.svc.DeleteMany(ctx, ids, nil, row)
 	}
 	if err != nil {
+		for _, id := range ids {
+			env.audit(ctx, stderr, "pending_delete", id, err)
+		}
 		return err
 	}
 	fmt.Fprintf(stdout, "deleted %d pending CSR(s); their keys are destroyed in the token\n", len(ids))

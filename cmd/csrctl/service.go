@@ -34,7 +34,7 @@ func openRecordEnv(ctx context.Context, cfgPath string, stderr io.Writer) (*reco
 	if err != nil {
 		return nil, err
 	}
-	db, err := openDatabase(ctx, cfg.Database)
+	db, err := store.OpenReadOnly(ctx, cfg.Database) // these commands only read
 	if err != nil {
 		return nil, err
 	}
@@ -96,12 +96,10 @@ func loadConfig(path string) (config.Config, error) {
 	return cfg, err
 }
 
-// openDatabase opens csrd's existing database; csrctl never creates one.
+// openDatabase opens csrd's existing database for writing; csrctl never
+// creates one (a missing path is an error naming it).
 func openDatabase(ctx context.Context, path string) (*store.Store, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("database %s: %w (csrd creates it at its first start)", path, err)
-	}
-	return store.Open(ctx, path)
+	return store.OpenExisting(ctx, path)
 }
 
 // newLogger logs errors only, on stderr: csrctl reports to its operator.
@@ -126,15 +124,25 @@ func localActor() string {
 	return fmt.Sprintf("local:uid=%d", os.Getuid())
 }
 
-// audit appends a row for an operation csrctl performed; a failure to audit
-// is reported but does not undo the operation.
-func (e *keyEnv) audit(ctx context.Context, stderr io.Writer, op string, recordID int64, err error) {
+// row is the audit row of a successful op by this operator. Operations
+// that generate, destroy or bind key material take it into the transaction
+// that decides their effect (lifecycle's Audit arguments), so nothing of
+// that kind happens without its row.
+func (e *keyEnv) row(op string) *store.AuditEntry {
 	var rid [8]byte
 	_, _ = rand.Read(rid[:])
-	row := &store.AuditEntry{
+	return &store.AuditEntry{
 		Actor: e.actor, AuthMethod: "local", Source: "csrctl", Operation: op,
-		Result: store.AuditOK, RecordID: recordID, RequestID: "csrctl-" + hex.EncodeToString(rid[:]),
+		Result: store.AuditOK, RequestID: "csrctl-" + hex.EncodeToString(rid[:]),
 	}
+}
+
+// audit appends a row for an operation csrctl attempted that did not
+// carry its own (a failure, or an import that changed nothing); a failure
+// to append it is reported.
+func (e *keyEnv) audit(ctx context.Context, stderr io.Writer, op string, recordID int64, err error) {
+	row := e.row(op)
+	row.RecordID = recordID
 	if recordID > 0 && err == nil {
 		row.KeyLabel = lifecycle.Label(recordID)
 	}
@@ -164,11 +172,11 @@ func auditAuthChange(ctx context.Context, cfgPath string, stderr io.Writer, op, 
 		fmt.Fprintf(stderr, "csrctl: note: not audited (%v)\n", err)
 		return
 	}
-	if _, err := os.Stat(cfg.Database); err != nil {
-		fmt.Fprintf(stderr, "csrctl: note: not audited (database %s: %v)\n", cfg.Database, err)
+	db, err := store.OpenExisting(ctx, cfg.Database)
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stderr, "csrctl: note: not audited (%v)\n", err)
 		return
 	}
-	db, err := store.Open(ctx, cfg.Database)
 	if err != nil {
 		fmt.Fprintf(stderr, "csrctl: warning: not audited: %v\n", err)
 		return

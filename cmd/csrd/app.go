@@ -103,6 +103,10 @@ func (a *app) open(ctx context.Context) error {
 		return err
 	}
 	a.db, a.closers = db, append(a.closers, func() { _ = db.Close() })
+	// Checkpoints of the audit log, signed with the first token's audit key;
+	// the last one when csrd closes, after the server has stopped and
+	// before the database and tokens close.
+	a.closers = append(a.closers, startCheckpoints(ctx, a.log, a.tokens[0], db))
 	return nil
 }
 
