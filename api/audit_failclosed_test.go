@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/csrd/csrd/api"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
@@ -69,8 +70,8 @@ func TestDestructiveActionsFailClosedWithoutAudit(t *testing.T) {
 	one, _ := gen("fail-closed-1.example")
 	bulk, _ := gen("fail-closed-2.example")
 	married, csrPEM := gen("fail-closed-3.example")
-	ca := newAPICA(t)
-	cert := pemOf(ca.issue(t, csrPEM, 8001, time.Now().Add(-time.Minute), time.Now().Add(time.Hour)))
+	ca := fixture.NewCA(t, "API test CA")
+	cert := fixture.PEM(ca.IssueCSR(t, csrPEM, time.Now().Add(-time.Minute), time.Now().Add(time.Hour)))
 
 	fault, err := sql.Open("sqlite3", dbPath)
 	if err != nil {

@@ -21,8 +21,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/checkpoint"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 	"github.com/csrd/csrd/store"
 )
 
@@ -147,7 +147,7 @@ func rewriteAudit(t *testing.T, path string, keepCheckpoints int, drop ...int64)
 func TestAuditSignedCheckpoints(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-audit")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-audit")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func copyFile(t *testing.T, from, to string) {
 func TestKeyCommandsFailClosedWithoutAudit(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-failclosed")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-failclosed")
 	if err != nil {
 		t.Fatal(err)
 	}
