@@ -411,67 +411,98 @@ type tokenPass struct {
 // not whole in the listing, restores missing certificate objects of married
 // ones, and claims every group a live record owns.
 func (s *Service) checkLive(ctx context.Context, p tokenPass, rep *ReconcileReport) error {
-	tok, groups, listed, cutoff := p.tok, p.groups, p.listed, p.cutoff
 	for _, k := range p.live {
-		if !s.tokens.reaches(k.TokenLabel, k.TokenSerial) {
-			if p.first && k.State != store.StateGenerating && k.Intent == store.IntentNone {
-				rep.OtherToken++ // the others were counted above
-			}
+		if !s.onPassToken(p, k, rep) {
 			continue
 		}
-		if !s.tokens.has(tok, k.ID, k.TokenLabel, k.TokenSerial) {
-			continue // another token of the pool: checked in its own pass
-		}
-		g := groups[groupKey(k.KeyLabel, k.KeyID)]
-		if g != nil {
-			g.claimed = true
-		}
-		// A hybrid record's token-resident alternative key pair is its too,
-		// and the record is only whole with both pairs whole.
-		missing := missingHalves(g)
-		var (
-			gAlt       *objectGroup
-			altMissing []hsm.ObjectClass
-		)
-		if k.AltKeyLabel != "" {
-			if gAlt = groups[groupKey(k.AltKeyLabel, k.AltKeyID)]; gAlt != nil {
-				gAlt.claimed = true
-			}
-			altMissing = missingHalves(gAlt)
-		}
+		held := p.claim(k)
 		if k.State == store.StateGenerating || k.Intent != store.IntentNone {
 			continue // young (older ones were finished above)
 		}
-		switch {
-		case len(missing) == 0 && len(altMissing) == 0:
-			if k.State == store.StateMarried && k.HasCert && !hasClass(g.classes, hsm.ClassCertificate) {
-				if err := s.restoreCertificate(ctx, tok, k.ID, rep); err != nil {
-					return err
-				}
-			}
-		case !k.UpdatedTime.Before(listed) || k.UpdatedTime.After(cutoff):
-			rep.InProgress++ // changed since the listing: judge it next time
-		default:
-			for _, lg := range []*objectGroup{g, gAlt} {
-				if lg != nil {
-					lg.claimed = false // what is left of a lost key is an orphan
-				}
-			}
-			lost := LostKey{ID: k.ID, Label: k.KeyLabel, Was: k.State, Missing: missing, AltMissing: altMissing}
-			err := s.recon.MarkLost(ctx, k.ID, "reconciliation: "+lost.What())
-			if errors.Is(err, store.ErrConflict) {
-				rep.InProgress++
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			rep.Lost = append(rep.Lost, lost)
-			s.log.Error().Int64("record", k.ID).Str("label", k.KeyLabel).Str("was", string(k.State)).
-				Strs("missing", classNames(missing)).Strs("alt_missing", classNames(altMissing)).
-				Msg("reconcile: key pair no longer whole in the token; record marked lost")
+		if err := s.judgeLive(ctx, p, k, held, rep); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// onPassToken reports whether live record k's key is on p's token. A
+// record whose key is on no token of the pool is counted once, by the
+// first pass; one on another token of the pool is checked in its own pass.
+func (s *Service) onPassToken(p tokenPass, k store.LiveKey, rep *ReconcileReport) bool {
+	if !s.tokens.reaches(k.TokenLabel, k.TokenSerial) {
+		if p.first && k.State != store.StateGenerating && k.Intent == store.IntentNone {
+			rep.OtherToken++ // the others were counted above
+		}
+		return false
+	}
+	return s.tokens.has(p.tok, k.ID, k.TokenLabel, k.TokenSerial)
+}
+
+// heldKeys is what the listing holds of one live record: the group of its
+// key pair and, for a hybrid with a token-resident alternative key pair,
+// that pair's group (nil: not listed), and the halves each lacks.
+type heldKeys struct {
+	g, alt              *objectGroup
+	missing, altMissing []hsm.ObjectClass
+}
+
+// claim marks the groups record k owns as claimed: a hybrid record's
+// alternative key pair is its too, and the record is only whole with both
+// pairs whole.
+func (p tokenPass) claim(k store.LiveKey) heldKeys {
+	var h heldKeys
+	if h.g = p.groups[groupKey(k.KeyLabel, k.KeyID)]; h.g != nil {
+		h.g.claimed = true
+	}
+	h.missing = missingHalves(h.g)
+	if k.AltKeyLabel != "" {
+		if h.alt = p.groups[groupKey(k.AltKeyLabel, k.AltKeyID)]; h.alt != nil {
+			h.alt.claimed = true
+		}
+		h.altMissing = missingHalves(h.alt)
+	}
+	return h
+}
+
+// judgeLive restores the certificate object of a whole married record that
+// lacks it, leaves a record changed since the listing for next time, and
+// marks lost one whose key pairs are not whole.
+func (s *Service) judgeLive(ctx context.Context, p tokenPass, k store.LiveKey, h heldKeys, rep *ReconcileReport) error {
+	switch {
+	case len(h.missing) == 0 && len(h.altMissing) == 0:
+		if k.State == store.StateMarried && k.HasCert && !hasClass(h.g.classes, hsm.ClassCertificate) {
+			return s.restoreCertificate(ctx, p.tok, k.ID, rep)
+		}
+		return nil
+	case !k.UpdatedTime.Before(p.listed) || k.UpdatedTime.After(p.cutoff):
+		rep.InProgress++ // changed since the listing: judge it next time
+		return nil
+	}
+	return s.markLost(ctx, k, h, rep)
+}
+
+// markLost marks record k lost; what is left of its key pairs becomes an
+// orphan.
+func (s *Service) markLost(ctx context.Context, k store.LiveKey, h heldKeys, rep *ReconcileReport) error {
+	for _, lg := range []*objectGroup{h.g, h.alt} {
+		if lg != nil {
+			lg.claimed = false
+		}
+	}
+	lost := LostKey{ID: k.ID, Label: k.KeyLabel, Was: k.State, Missing: h.missing, AltMissing: h.altMissing}
+	err := s.recon.MarkLost(ctx, k.ID, "reconciliation: "+lost.What())
+	if errors.Is(err, store.ErrConflict) {
+		rep.InProgress++
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	rep.Lost = append(rep.Lost, lost)
+	s.log.Error().Int64("record", k.ID).Str("label", k.KeyLabel).Str("was", string(k.State)).
+		Strs("missing", classNames(h.missing)).Strs("alt_missing", classNames(h.altMissing)).
+		Msg("reconcile: key pair no longer whole in the token; record marked lost")
 	return nil
 }
 
@@ -509,31 +540,49 @@ func (s *Service) checkOrphans(ctx context.Context, tok Token, groups map[string
 			// is csrd's by configuration: neither is ever an orphan.
 			continue
 		}
-		_, _, ours := ParseLabel(g.ref.Label)
-		o := Orphan{Ref: g.ref, Classes: g.classes, Reason: s.orphanReason(ctx, tok, g.ref), Foreign: !ours}
-		if len(g.ref.ID) == 0 {
-			o.Reason += " (no CKA_ID, so it cannot be destroyed by reference; remove it with pkcs11-tool)"
-		} else {
-			still, err := tok.ObjectsOf(ctx, g.ref)
-			if err != nil {
+		o, still, err := s.orphan(ctx, tok, g)
+		if err != nil {
+			return err
+		}
+		if !still {
+			continue
+		}
+		if opts.DestroyOrphans && !o.Foreign && len(o.Ref.ID) > 0 {
+			if err := s.destroyOrphan(ctx, tok, &o, rep); err != nil {
 				return err
-			}
-			if len(still) == 0 {
-				continue
-			}
-			o.Classes = still
-			if opts.DestroyOrphans && ours {
-				if err := tok.DestroyKey(ctx, g.ref); err != nil && !errors.Is(err, hsm.ErrNotFound) {
-					return err
-				}
-				o.Destroyed = true
-				rep.OrphansDestroyed++
 			}
 		}
 		rep.Orphans = append(rep.Orphans, o)
 		s.log.Warn().Str("label", g.ref.Label).Str("ckaid", hex.EncodeToString(g.ref.ID)).Str("reason", o.Reason).
 			Bool("foreign", o.Foreign).Bool("destroyed", o.Destroyed).Msg("reconcile: orphan object in the token")
 	}
+	return nil
+}
+
+// orphan explains unclaimed group g with the objects it has now; still is
+// false when they are gone since the listing.
+func (s *Service) orphan(ctx context.Context, tok Token, g *objectGroup) (o Orphan, still bool, err error) {
+	_, _, ours := ParseLabel(g.ref.Label)
+	o = Orphan{Ref: g.ref, Classes: g.classes, Reason: s.orphanReason(ctx, tok, g.ref), Foreign: !ours}
+	if len(g.ref.ID) == 0 {
+		o.Reason += " (no CKA_ID, so it cannot be destroyed by reference; remove it with pkcs11-tool)"
+		return o, true, nil
+	}
+	classes, err := tok.ObjectsOf(ctx, g.ref)
+	if err != nil || len(classes) == 0 {
+		return o, false, err
+	}
+	o.Classes = classes
+	return o, true, nil
+}
+
+// destroyOrphan destroys orphan o's objects.
+func (s *Service) destroyOrphan(ctx context.Context, tok Token, o *Orphan, rep *ReconcileReport) error {
+	if err := tok.DestroyKey(ctx, o.Ref); err != nil && !errors.Is(err, hsm.ErrNotFound) {
+		return err
+	}
+	o.Destroyed = true
+	rep.OrphansDestroyed++
 	return nil
 }
 
