@@ -30,7 +30,7 @@ type GenerateRecords interface {
 	BeginKey(ctx context.Context, rec *store.KeyRecord, label func(id int64) string) (int64, error)
 	CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, audit *store.AuditEntry) error
 	CompleteHybridKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, alt store.AltCompletion, audit *store.AuditEntry) error
-	FailKey(ctx context.Context, id int64, reason string) error
+	FailKey(ctx context.Context, id int64, reason string, audit *store.AuditEntry) error
 }
 
 // GenerateRequest is a Generate call, independent of the wire format.
@@ -292,7 +292,7 @@ func (s *Service) abandon(log zerolog.Logger, rec *store.KeyRecord, altKey AltKe
 		go s.retryAbandon(log, rec, cause)
 		return
 	}
-	if err := s.gen.FailKey(ctx, rec.ID, reason(cause)); err != nil {
+	if err := s.gen.FailKey(ctx, rec.ID, reason(cause), nil); err != nil {
 		log.Error().Err(err).AnErr("cause", cause).Msg("could not mark record failed; retrying in the background")
 		go s.retryAbandon(log, rec, cause)
 		return
@@ -314,7 +314,7 @@ func (s *Service) retryAbandon(log zerolog.Logger, rec *store.KeyRecord, cause e
 		ctx, cancel := context.WithTimeout(context.Background(), s.cleanupTimeout)
 		_, err := s.destroyKeyMaterial(ctx, rec)
 		if err == nil {
-			err = s.gen.FailKey(ctx, rec.ID, reason(cause))
+			err = s.gen.FailKey(ctx, rec.ID, reason(cause), nil)
 		}
 		cancel()
 		switch {
