@@ -14,6 +14,9 @@ UNITDIR     ?= /lib/systemd/system
 SYSUSERSDIR ?= /usr/lib/sysusers.d
 SYSCONFDIR  ?= /etc
 BUILD_DIR   ?= bin
+# -version prints the commit from the build info: stamp it even where the
+# environment's GOFLAGS says -buildvcs=false (BUILDVCS=false to skip).
+BUILDVCS    ?= auto
 
 DEV_DIR    := .dev
 DEV_TOKEN  := csrd-dev
@@ -47,7 +50,7 @@ FUZZTIME     ?= 60s
 FUZZMINTIME  ?= 5s
 FUZZ_TARGETS := ./csr:FuzzParseDN ./csr:FuzzParseSANs ./api:FuzzGenerateDecode ./policy:FuzzParse ./lifecycle:FuzzImportCertificates
 
-.PHONY: all deps build run dev-token dev-tls install test vet fuzz load bench clean
+.PHONY: all deps build tools run dev-token dev-tls install test vet lint fuzz load bench clean
 
 all: build
 
@@ -64,7 +67,11 @@ deps:
 
 ## build: bin/csrd, bin/csrctl (BUILD_DIR=... to build elsewhere)
 build: deps
-	$(GO) build -trimpath -o $(BUILD_DIR)/ ./cmd/...
+	$(GO) build -trimpath -buildvcs=$(BUILDVCS) -o $(BUILD_DIR)/ ./cmd/...
+
+## tools: bin/csrd-bench, bin/csrd-load (the benchmark and the load generator, from tools/)
+tools: deps
+	$(GO) build -trimpath -o $(BUILD_DIR)/ ./tools/cmd/...
 
 ## dev-token: a SoftHSM2 development token under .dev/ with a generated PIN file
 dev-token: deps
@@ -92,6 +99,11 @@ run: build dev-token $(RUN_DEPS)
 	@echo "    -d '{\"Subject\":\"CN=websrvr14.keyexample.com,OU=IT,O=\\\"Key Example, Inc.\\\",L=Independence,ST=OH,C=US\","
 	@echo "         \"KeyType\":\"ECC\",\"KeyLength\":256,\"SANs\":{\"dns\":[\"websrvr14.keyexample.com\"],\"ip4\":[\"192.168.12.14\"]}}'"
 	@echo "  $(RUN_CURL) $(RUN_URL)/readyz"
+	@echo
+	@echo "csrctl, from another shell in this directory (pending ls/show read the database only;"
+	@echo "generate, import, pending rm and reconcile open the token, which SOFTHSM2_CONF locates):"
+	@echo "  ./bin/csrctl pending ls -config $(DEV_CONFIG)"
+	@echo "  SOFTHSM2_CONF=$(DEV_DIR)/softhsm2.conf ./bin/csrctl pending rm -config $(DEV_CONFIG) ID"
 	@echo
 	SOFTHSM2_CONF=$(CURDIR)/$(DEV_DIR)/softhsm2.conf exec ./bin/csrd -config $(DEV_CONFIG) $(RUN_FLAGS)
 
@@ -131,9 +143,21 @@ install: build
 vet: deps
 	$(GO) vet ./...
 
+## lint: golangci-lint (.golangci.yml) at the version pinned in tools/lint/go.mod, built into
+## Go's cache on first use; nothing is installed
+lint: deps
+	$(GO) tool -modfile=tools/lint/go.mod golangci-lint run ./...
+
+# The csrd the end-to-end tests run: built once per `make test`, with the
+# race detector like the tests (fixture.CSRD refuses a mismatch), apart from
+# bin/csrd so that `make run` and `make install` never pick up a race build.
+TEST_CSRD := $(BUILD_DIR)/race/csrd
+
 ## test: the whole suite, with the race detector, against real SoftHSM2 tokens in temp dirs
+## (`go test -short ./...` is the quick loop: it skips the end-to-end, fault and slowest key cases)
 test: deps vet
-	$(GO) test -race -count=1 -timeout 12m ./...
+	$(GO) build -race -trimpath -o $(TEST_CSRD) ./cmd/csrd
+	CSRD_BIN=$(abspath $(TEST_CSRD)) $(GO) test -race -count=1 -timeout 12m ./...
 
 ## fuzz: run every fuzz target for FUZZTIME each (make test runs their seed corpora)
 fuzz: deps
@@ -145,16 +169,16 @@ fuzz: deps
 ## bench: csrd vs the raw PKCS#11 limit on a fresh SoftHSM token (~30 min on 2 cores);
 ## writes BENCHMARKS.md and BENCHMARKS.json. BENCH_FLAGS passes options (csrd-bench -h).
 BENCH_FLAGS ?=
-bench: build
-	./bin/csrd-bench -csrd bin/csrd -md BENCHMARKS.md -json BENCHMARKS.json $(BENCH_FLAGS)
+bench: build tools
+	$(BUILD_DIR)/csrd-bench -csrd $(BUILD_DIR)/csrd -md BENCHMARKS.md -json BENCHMARKS.json $(BENCH_FLAGS)
 
 ## load: LOAD_CLIENTS concurrent Generate clients for LOAD_DURATION against a freshly started csrd
 ## (LOAD_FLAGS=-churn deletes every key again, keeping the token's size flat)
 LOAD_CLIENTS  ?= 64
 LOAD_DURATION ?= 60s
 LOAD_FLAGS    ?=
-load: build
-	bash cmd/csrd-load/fresh.sh bin/csrd bin/csrd-load $(LOAD_CLIENTS) $(LOAD_DURATION) $(LOAD_FLAGS)
+load: build tools
+	bash tools/cmd/csrd-load/fresh.sh $(BUILD_DIR)/csrd $(BUILD_DIR)/csrd-load $(LOAD_CLIENTS) $(LOAD_DURATION) $(LOAD_FLAGS)
 
 clean:
 	rm -rf bin

@@ -47,7 +47,7 @@ func TestTokenShapesTheAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	svc := lifecycle.New(tok, db, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: tok}, db, policy.Default(), testLog)
 	remote := httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: testLog, Generator: svc, Pending: svc, NoAuth: true}))
 	defer remote.Close()
 

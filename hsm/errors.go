@@ -272,7 +272,7 @@ func classErr(op string, class error, format string, args ...any) error {
 // if it does not, the token is unavailable. Other errors pass unchanged.
 func (t *Token) judge(ctx context.Context, err error, proof string) error {
 	var e *Error
-	if !errors.As(err, &e) || e.Err == ErrRefused ||
+	if !errors.As(err, &e) || errors.Is(e.Err, ErrRefused) ||
 		e.CKR != pkcs11.CKR_GENERAL_ERROR && e.CKR != pkcs11.CKR_FUNCTION_FAILED {
 		return err
 	}

@@ -280,11 +280,10 @@ const keyIDSize = 16
 // GenerateKeyPair generates a key pair as token objects named by ref.
 //
 // The private key is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, not CKA_EXTRACTABLE
-// and may only sign: CKA_DECRYPT, CKA_UNWRAP, CKA_DERIVE and CKA_SIGN_RECOVER are
-// set false explicitly because crypto11's RSA default is CKA_DECRYPT=true and
-// token defaults vary. The public key may only verify. The public key the token
-// returns is checked against spec; on a mismatch the pair is destroyed and
-// ErrKeyMismatch returned. No C_FindObjects on success.
+// and may only sign, and neither half can be changed or copied afterwards
+// (see keyTemplates). The public key the token returns is checked against
+// spec; on a mismatch the pair is destroyed and ErrKeyMismatch returned. No
+// C_FindObjects on success.
 //
 // ctx is checked before starting; generation itself (seconds for RSA 4096,
 // minutes for 8192 on SoftHSM) cannot be cancelled.
@@ -392,15 +391,21 @@ func (t *Token) generateOnce(ctx context.Context, spec KeySpec, ref KeyRef) (*Ke
 // or signing that crypto11 cannot do.
 func (t *Token) rawPath(typ KeyType) bool {
 	kp := t.Profile().Key(typ)
-	return (typ == KeyRSA || typ == KeyECDSA) && (kp.Template == TemplateNoPublicUsage || kp.Signing == SignHashInToken)
+	return (typ == KeyRSA || typ == KeyECDSA) && (rawShape(kp.Template) || kp.Signing == SignHashInToken)
 }
 
-// generateC11 generates spec's pair with crypto11 and the full template.
+// rawShape reports whether keys of shape must be generated on the raw
+// handle: crypto11 would complete a template that leaves the public key's
+// usage out.
+func rawShape(shape Template) bool { return !shape.PublicUsage() }
+
+// generateC11 generates spec's pair with crypto11 and a template shape
+// that states the public key's usage (the profile's, full without one).
 func (t *Token) generateC11(ctx context.Context, spec KeySpec, ref KeyRef) (*Key, error) {
 	const op = "generate key pair"
 
 	defer t.sessions.enter()()
-	pub, priv, err := specAttributes(spec, ref, TemplateFull)
+	pub, priv, err := specAttributes(spec, ref, t.Profile().Key(spec.Type).Template)
 	if err != nil {
 		return nil, err
 	}
@@ -474,48 +479,6 @@ func sizeInRange(spec KeySpec, m Mechanism) bool {
 		return true
 	}
 	return m.MaxKeySize == 0 || bits >= m.MinKeySize && bits <= m.MaxKeySize
-}
-
-// keyTemplates returns the attribute templates for a signing-only key pair
-// of the given shape (profile.go). Every attribute is set here rather than
-// left to crypto11 (whose AddIfNotPresent only fills gaps) or to token
-// defaults; a shape leaves out only what it says it does.
-func keyTemplates(ref KeyRef, shape Template) (pub, priv crypto11.AttributeSet) {
-	common := func(class uint) crypto11.AttributeSet {
-		return crypto11.AttributeSet{
-			pkcs11.CKA_CLASS: pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
-			pkcs11.CKA_TOKEN: pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.CKA_ID:    pkcs11.NewAttribute(pkcs11.CKA_ID, bytes.Clone(ref.ID)),
-			pkcs11.CKA_LABEL: pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label),
-		}
-	}
-	pub = common(pkcs11.CKO_PUBLIC_KEY)
-	for a, v := range map[uint]bool{
-		pkcs11.CKA_VERIFY:         true,
-		pkcs11.CKA_ENCRYPT:        false,
-		pkcs11.CKA_WRAP:           false,
-		pkcs11.CKA_VERIFY_RECOVER: false,
-	} {
-		pub[a] = pkcs11.NewAttribute(a, v)
-	}
-	if shape == TemplateNoPublicUsage {
-		delete(pub, pkcs11.CKA_VERIFY)
-		delete(pub, pkcs11.CKA_ENCRYPT)
-	}
-	priv = common(pkcs11.CKO_PRIVATE_KEY)
-	for a, v := range map[uint]bool{
-		pkcs11.CKA_PRIVATE:      true,
-		pkcs11.CKA_SENSITIVE:    true,
-		pkcs11.CKA_EXTRACTABLE:  false,
-		pkcs11.CKA_SIGN:         true,
-		pkcs11.CKA_DECRYPT:      false,
-		pkcs11.CKA_UNWRAP:       false,
-		pkcs11.CKA_DERIVE:       false,
-		pkcs11.CKA_SIGN_RECOVER: false,
-	} {
-		priv[a] = pkcs11.NewAttribute(a, v)
-	}
-	return pub, priv
 }
 
 // checkPublic verifies that the token generated what was asked for.

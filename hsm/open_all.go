@@ -38,7 +38,7 @@ func OpenAll(ctx context.Context, base Config, creds []Credential, log zerolog.L
 		cfg := base
 		cfg.TokenLabel, cfg.PIN, cfg.RefreshPIN, cfg.RequireSignOnly = c.TokenLabel, pin, c.PIN, c.RequireSignOnly
 		t, err := Open(ctx, cfg, log)
-		pin, cfg.PIN = "", ""
+		pin, cfg.PIN = "", "" //nolint:ineffassign // drops this function's last references to the PIN as soon as the token is open
 		if err != nil {
 			closeAll()
 			return nil, nil, err

@@ -62,8 +62,9 @@ func (m Mechanism) FlagNames() []string {
 // Template is a shape of key-pair template. Every shape keeps every
 // protective attribute of the private key (CKA_TOKEN, CKA_PRIVATE,
 // CKA_SENSITIVE, CKA_EXTRACTABLE false, and false for every usage but
-// CKA_SIGN); they differ only in what they say about the public key's
-// usage, which protects nothing.
+// CKA_SIGN). Shapes differ in what they say about the public key's usage,
+// which protects nothing, and — only for a token that refuses them — in
+// whether both halves are locked (CKA_MODIFIABLE and CKA_COPYABLE false).
 type Template int
 
 const (
@@ -78,25 +79,51 @@ const (
 	TemplateNoPublicUsage
 )
 
-// templates is the order trials try shapes in: the fullest first.
-var templates = []Template{TemplateFull, TemplateNoPublicUsage}
+// TemplateUnlocked, added to a shape, leaves CKA_MODIFIABLE and
+// CKA_COPYABLE out of both halves. Trials try it only after the token
+// refused the same shape locked, and the profile says so (Omitted).
+const TemplateUnlocked Template = 4
+
+// templates is the order trials try shapes in: the fullest first, every
+// locked shape before any unlocked one.
+var templates = []Template{TemplateFull, TemplateNoPublicUsage, TemplateFull | TemplateUnlocked, TemplateNoPublicUsage | TemplateUnlocked}
+
+// TemplateShapes returns the shapes in the order trials try them; each is
+// greater than the one before.
+func TemplateShapes() []Template { return slices.Clone(templates) }
+
+// PublicUsage reports whether the shape states the public key's usage.
+func (t Template) PublicUsage() bool { return t&^TemplateUnlocked != TemplateNoPublicUsage }
+
+// Locked reports whether the shape sets CKA_MODIFIABLE and CKA_COPYABLE false.
+func (t Template) Locked() bool { return t&TemplateUnlocked == 0 }
 
 func (t Template) String() string {
-	switch t {
+	var s string
+	switch t &^ TemplateUnlocked {
 	case TemplateFull:
-		return "full"
+		s = "full"
 	case TemplateNoPublicUsage:
-		return "no public usage (CKA_VERIFY, CKA_ENCRYPT left out of the public template)"
+		s = "no public usage (CKA_VERIFY, CKA_ENCRYPT left out of the public template)"
+	default:
+		return fmt.Sprintf("Template(%d)", int(t))
 	}
-	return fmt.Sprintf("Template(%d)", int(t))
+	if !t.Locked() {
+		s += ", unlocked (CKA_MODIFIABLE, CKA_COPYABLE left out)"
+	}
+	return s
 }
 
 // omitted names the attributes a shape leaves out.
 func (t Template) omitted() []string {
-	if t == TemplateNoPublicUsage {
-		return []string{"CKA_VERIFY (public)", "CKA_ENCRYPT (public)"}
+	var out []string
+	if !t.PublicUsage() {
+		out = append(out, "CKA_VERIFY (public)", "CKA_ENCRYPT (public)")
 	}
-	return nil
+	if !t.Locked() {
+		out = append(out, "CKA_MODIFIABLE", "CKA_COPYABLE")
+	}
+	return out
 }
 
 // Usage is what a private key may do, as the token reports it after

@@ -118,11 +118,11 @@ func ecPublic(params, point []byte) (*ecdsa.PublicKey, error) {
 	if rest, err := asn1.Unmarshal(point, &inner); err == nil && len(rest) == 0 {
 		point = inner
 	}
-	x, y := elliptic.Unmarshal(curve, point) //nolint:staticcheck // a public key from the token, checked on the curve
-	if x == nil {
+	pub, err := ecdsa.ParseUncompressedPublicKey(curve, point)
+	if err != nil {
 		return nil, fmt.Errorf("CKA_EC_POINT of %d bytes is neither a DER OCTET STRING holding an uncompressed point on %s nor such a point", len(point), curve.Params().Name)
 	}
-	return &ecdsa.PublicKey{Curve: curve, X: x, Y: y}, nil
+	return pub, nil
 }
 
 // rawSign signs digest (hashed as opts says) with a raw key.

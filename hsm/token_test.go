@@ -207,7 +207,7 @@ func TestSecondHandle(t *testing.T) {
 		err := p.Initialize()
 		separate := err == nil
 		if separate {
-			defer p.Finalize()
+			defer func() { _ = p.Finalize() }()
 		} else if !isCKR(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 			t.Fatal(err)
 		}
@@ -219,7 +219,7 @@ func TestSecondHandle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.CloseSession(sh)
+		defer func() { _ = p.CloseSession(sh) }()
 		info, err := p.GetSessionInfo(sh)
 		if err != nil {
 			t.Fatal(err)

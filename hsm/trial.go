@@ -169,10 +169,14 @@ func trialError(err error) string {
 }
 
 func shapeName(s Template) string {
-	if s == TemplateFull {
-		return "full"
+	name := "full"
+	if !s.PublicUsage() {
+		name = "no-public-usage"
 	}
-	return "no-public-usage"
+	if !s.Locked() {
+		name += "-unlocked"
+	}
+	return name
 }
 
 type trialResult struct {
@@ -254,7 +258,7 @@ func (t *Token) trialSign(sh pkcs11.SessionHandle, typ KeyType, shape Template, 
 		return SignDigest, err
 	}
 	order := []Signing{SignDigest, SignHashInToken}
-	if typ == KeyRSA && shape != TemplateFull {
+	if typ == KeyRSA && rawShape(shape) {
 		order = []Signing{SignHashInToken, SignDigest}
 	}
 	var failed []string
@@ -380,19 +384,20 @@ func mapKeys(m map[uint]bool) []uint {
 	return out
 }
 
-// attrName names the attributes the trial checks.
+// attrName names the attributes csrd sets or checks on its keys.
 func attrName(a uint) string {
-	switch a {
-	case pkcs11.CKA_TOKEN:
-		return "CKA_TOKEN"
-	case pkcs11.CKA_PRIVATE:
-		return "CKA_PRIVATE"
-	case pkcs11.CKA_SENSITIVE:
-		return "CKA_SENSITIVE"
-	case pkcs11.CKA_EXTRACTABLE:
-		return "CKA_EXTRACTABLE"
+	if n, ok := attrNames[a]; ok {
+		return n
 	}
 	return fmt.Sprintf("CKA_0x%X", a)
+}
+
+var attrNames = map[uint]string{
+	pkcs11.CKA_TOKEN: "CKA_TOKEN", pkcs11.CKA_PRIVATE: "CKA_PRIVATE", pkcs11.CKA_SENSITIVE: "CKA_SENSITIVE",
+	pkcs11.CKA_EXTRACTABLE: "CKA_EXTRACTABLE", pkcs11.CKA_MODIFIABLE: "CKA_MODIFIABLE", ckaCopyable: "CKA_COPYABLE",
+	pkcs11.CKA_SIGN: "CKA_SIGN", pkcs11.CKA_DECRYPT: "CKA_DECRYPT", pkcs11.CKA_DERIVE: "CKA_DERIVE",
+	pkcs11.CKA_UNWRAP: "CKA_UNWRAP", pkcs11.CKA_SIGN_RECOVER: "CKA_SIGN_RECOVER", pkcs11.CKA_ENCRYPT: "CKA_ENCRYPT",
+	pkcs11.CKA_WRAP: "CKA_WRAP", pkcs11.CKA_VERIFY_RECOVER: "CKA_VERIFY_RECOVER",
 }
 
 // logProfile says at start what the token is and what csrd makes on it.
@@ -406,7 +411,7 @@ func (t *Token) logProfile(p *Profile, took time.Duration) {
 			continue
 		}
 		ev := t.log.Info()
-		if !k.Usage.SignOnly() || k.Template != TemplateFull || (!k.Modifiable && !k.ModifiableEnforced) {
+		if !k.Usage.SignOnly() || len(k.Omitted) > 0 || (!k.Modifiable && !k.ModifiableEnforced) {
 			ev = t.log.Warn()
 		}
 		ev.Stringer("key_type", k.Type).Str("trial", k.Trial).Str("template", shapeName(k.Template)).

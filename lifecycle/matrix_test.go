@@ -158,7 +158,7 @@ func TestFlowOnEveryToken(t *testing.T) {
 func testFlow(t *testing.T, k *matrixToken) {
 	ctx := context.Background()
 	svc, db := newService(t, k.tok)
-	ca := newCA(t, "Matrix CA "+k.name)
+	ca := fixture.NewCA(t, "Matrix CA "+k.name)
 	keys := []policy.KeyRequest{
 		{KeyType: "ECC", KeyLength: 256}, {KeyType: "ECC", KeyLength: 384}, {KeyType: "ECC", KeyLength: 521},
 		{KeyType: "RSA", KeyLength: 2048}, {KeyType: "RSA", KeyLength: 4096},
@@ -198,13 +198,13 @@ func testFlow(t *testing.T, k *matrixToken) {
 	if err != nil || n != len(made) || len(pend) != len(made) {
 		t.Fatalf("pending list: %d of %d (%v), want %d", len(pend), n, err, len(made))
 	}
-	if got, err := svc.GetPending(ctx, made[0].ID); err != nil || got != made[0].CSRPEM {
+	if got, err := svc.GetPending(ctx, made[0].ID, nil); err != nil || got != made[0].CSRPEM {
 		t.Errorf("GetPending: %v", err)
 	}
 
 	// Marriage of the first, deletion of the second.
 	nb, na := valid()
-	imp, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(ca.issue(t, made[0].CSRPEM, nb, na))})
+	imp, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: fixture.PEM(ca.IssueCSR(t, made[0].CSRPEM, nb, na))})
 	if err != nil {
 		t.Fatalf("Import: %v", err)
 	}
@@ -212,7 +212,7 @@ func testFlow(t *testing.T, k *matrixToken) {
 	if cs, err := k.tok.ObjectsOf(ctx, hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}); err != nil || len(cs) != 3 {
 		t.Errorf("married key's objects %v (%v), want key pair and certificate", cs, err)
 	}
-	if err := svc.Delete(ctx, made[1].ID); err != nil {
+	if err := svc.Delete(ctx, made[1].ID, nil, nil); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	gone, _ := db.Get(ctx, made[1].ID)
@@ -229,7 +229,7 @@ func testFlow(t *testing.T, k *matrixToken) {
 	}
 	// Leave the token as found: the crash test reconciles it whole.
 	for _, r := range made[1:] {
-		_ = svc.Delete(ctx, r.ID)
+		_ = svc.Delete(ctx, r.ID, nil, nil)
 	}
 	if err := k.tok.DestroyKey(ctx, hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}); err != nil {
 		t.Error(err)
@@ -256,7 +256,7 @@ func checkHybrid(t *testing.T, k *matrixToken, svc *lifecycle.Service) {
 	if err != nil {
 		t.Fatalf("hybrid: %v", err)
 	}
-	if err := svc.Delete(ctx, res.ID); err != nil {
+	if err := svc.Delete(ctx, res.ID, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -299,7 +299,7 @@ func TestCrashOnEveryToken(t *testing.T) {
 					runCrashChildOn(t, k, tc.step, dbPath)
 					k.restart(t)
 					db := openStore(t, dbPath)
-					svc := lifecycle.New(k.tok, db, policy.Default(), testLog)
+					svc := lifecycle.New(lifecycle.HSMToken{Token: k.tok}, db, policy.Default(), testLog)
 					rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{})
 					if err != nil {
 						t.Fatal(err)
@@ -317,7 +317,7 @@ func TestCrashOnEveryToken(t *testing.T) {
 						t.Errorf("after reconcile the token holds %v of record %d (%s; %v)", cs, recs[0].ID, tc.wantState, err)
 					}
 					if tc.wantState == store.StatePending {
-						if err := svc.Delete(ctx, recs[0].ID); err != nil {
+						if err := svc.Delete(ctx, recs[0].ID, nil, nil); err != nil {
 							t.Fatal(err)
 						}
 					}

@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"path/filepath"
 	"sync/atomic"
@@ -22,7 +23,7 @@ type refusingToken struct {
 	calls atomic.Int32
 }
 
-func (r *refusingToken) GenerateKeyPair(context.Context, hsm.KeySpec, hsm.KeyRef) (*hsm.Key, error) {
+func (r *refusingToken) GenerateKeyPair(context.Context, hsm.KeySpec, hsm.KeyRef) (crypto.Signer, error) {
 	r.calls.Add(1)
 	return nil, &hsm.Error{Op: "generate key pair", Token: r.Label(), CKR: 0x5, Err: hsm.ErrRefused}
 }
@@ -32,8 +33,8 @@ func (r *refusingToken) GenerateKeyPair(context.Context, hsm.KeySpec, hsm.KeyRef
 // of rotation as if it had failed: the next requests still reach it.
 func TestRefusalKeepsTokenInRotation(t *testing.T) {
 	_, a, b := openPool(t)
-	refusing := &refusingToken{Token: a}
-	pool, err := lifecycle.NewTokenPool(testLog, refusing, b)
+	refusing := &refusingToken{Token: lifecycle.HSMToken{Token: a}}
+	pool, err := lifecycle.NewTokenPool(testLog, refusing, lifecycle.HSMToken{Token: b})
 	if err != nil {
 		t.Fatal(err)
 	}

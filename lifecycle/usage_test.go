@@ -25,7 +25,7 @@ func TestUsageRecorded(t *testing.T) {
 	for _, tc := range []struct {
 		tok  lifecycle.Token
 		want string
-	}{{decryptingToken{testToken}, "sign, decrypt"}, {testToken, ""}} {
+	}{{decryptingToken{lifecycle.HSMToken{Token: testToken}}, "sign, decrypt"}, {lifecycle.HSMToken{Token: testToken}, ""}} {
 		db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
 		svc := lifecycle.New(tc.tok, db, policy.Default(), testLog)
 		res := generate(t, svc, "CN=usage.example.com", ecc256, nil)
@@ -36,7 +36,7 @@ func TestUsageRecorded(t *testing.T) {
 		if info.Record.KeyUsage != tc.want {
 			t.Errorf("record usage %q, want %q", info.Record.KeyUsage, tc.want)
 		}
-		if err := svc.Delete(ctx, res.ID); err != nil {
+		if err := svc.Delete(ctx, res.ID, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

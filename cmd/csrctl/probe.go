@@ -13,7 +13,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/csrd/csrd/config"
 	"github.com/csrd/csrd/hsm"
 )
 
@@ -39,18 +38,16 @@ var probeSpecs = []struct {
 // runs first on a new HSM. It logs in to every configured token as csrd
 // does, prints its profile (hsm.Profile) and makes, signs with, verifies
 // and destroys one key of each type csrd would offer there.
-func runTokenProbe(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("token probe", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "/etc/csrd/csrd.yaml", "csrd's YAML configuration file")
+func runTokenProbe(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	path := fs.String("config", defaultConfigPath, "csrd configuration file")
 	logLevel := fs.String("log_level", "error", "level of the JSON log on stderr")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErr("unexpected arguments %q", fs.Args())
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
@@ -68,7 +65,7 @@ func runTokenProbe(args []string, stdout, stderr io.Writer) error {
 		Module: cfg.HSM.Module, MaxSessions: 2, PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
 	}, credentials(&cfg), log)
 	if err != nil {
-		return err
+		return withSoftHSMHint(err, &cfg)
 	}
 	defer closeAll()
 	failed := 0
@@ -102,8 +99,11 @@ func printProfile(w io.Writer, p *hsm.Profile, maxSessions int) {
 			continue
 		}
 		fmt.Fprintf(w, "  %-8s template %s; usage %s; signing: %s\n", k.Type, k.Template, k.Usage, k.Signing)
-		if len(k.Omitted) > 0 {
-			fmt.Fprintf(w, "           left out (the token refuses them; they protect nothing): %s\n", strings.Join(k.Omitted, ", "))
+		if !k.Template.PublicUsage() {
+			fmt.Fprintln(w, "           left out (the token refuses them; they protect nothing): CKA_VERIFY (public), CKA_ENCRYPT (public)")
+		}
+		if !k.Template.Locked() {
+			fmt.Fprintln(w, "           left out (the token refuses every template with them): CKA_MODIFIABLE, CKA_COPYABLE: the key's attributes are not locked")
 		}
 		for _, r := range k.Refusals {
 			fmt.Fprintf(w, "           refused: %s\n", r)

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/csrd/csrd/fixture"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 )
 
 // TestTokenProbe runs `csrctl token probe` on every token of the matrix:
@@ -17,7 +16,7 @@ import (
 // there, says why it offers no others, and leaves nothing behind.
 func TestTokenProbe(t *testing.T) {
 	dir := t.TempDir()
-	sh, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-probe")
+	sh, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-probe")
 	if err != nil {
 		t.Fatal(err)
 	}

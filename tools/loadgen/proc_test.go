@@ -1,0 +1,51 @@
+package loadgen
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+// TestSelfCPUSeconds: a few milliseconds of work show in this process's
+// own CPU figure (/proc's 10 ms ticks would mostly show none), and the
+// figure agrees with /proc's to within a couple of ticks.
+func TestSelfCPUSeconds(t *testing.T) {
+	before := SelfCPUSeconds()
+	for end := time.Now().Add(3 * time.Millisecond); time.Now().Before(end); {
+	}
+	after := SelfCPUSeconds()
+	if after <= before {
+		t.Fatalf("3 ms of work: CPU %v → %v, want an increase", before, after)
+	}
+	proc, err := CPUSeconds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now := SelfCPUSeconds(); now < proc-0.05 || now > proc+0.05 {
+		t.Errorf("getrusage %.3fs against /proc %.3fs", now, proc)
+	}
+}
+
+// TestProcMemory: this process's memory and threads read as plausible
+// figures, and a process that does not exist is an error, never a zero.
+func TestProcMemory(t *testing.T) {
+	self := os.Getpid()
+	rss, err := RSS(self)
+	if err != nil || rss < 1<<20 {
+		t.Fatalf("RSS = %d, %v; want at least 1 MiB", rss, err)
+	}
+	peak, err := PeakRSS(self)
+	if err != nil || peak < rss {
+		t.Errorf("PeakRSS = %d, %v; want at least RSS %d", peak, err, rss)
+	}
+	if n, err := Threads(self); err != nil || n < 2 {
+		t.Errorf("Threads = %d, %v; a Go process has several", n, err)
+	}
+	gone := 1 << 30 // above Linux's pid_max
+	if _, err := RSS(gone); err == nil {
+		t.Error("RSS of a missing process: no error")
+	}
+	if _, err := CPUSeconds(gone); err == nil {
+		t.Error("CPUSeconds of a missing process: no error")
+	}
+}
