@@ -109,6 +109,16 @@ func (r *Report) writeSetup(b *strings.Builder) {
 		"(b) csrd = the real `bin/csrd` over HTTP on loopback, one keep-alive connection per worker, driven by Go's net/http client. CPU is user+system seconds of the measured process (for csrd: HTTP, policy, DER, SQLite and SoftHSM, which runs inside it) per CSR, and (b)'s client CPU is the benchmark process's own (its HTTP client, on the same cores; getrusage) per CSR; RSS is csrd's peak in the window. "+
 		"(b)/(a) gives csrd's side its client's CPU back: (b)'s window is shortened by the client's CPU seconds spread over the %d cores, the time the client took from csrd where the cores are the limit (the raw loop has no client); (b)/(a) as measured stands next to it.\n\n",
 		o.WarmupS, o.DurationS, o.SlowFactor, sessionsText(o.MaxSessions), healthText(o.HealthIntervalS), m.NProc)
+	if t, ok := cellTokens[o.Token]; ok {
+		fmt.Fprintf(b, "The side-by-side cells ran on %s (csrd-bench -token %s); the fill, pool, failover and memory runs are SoftHSM's and were not run.\n\n", t, o.Token)
+	}
+}
+
+// cellTokens names the tokens other than SoftHSM directly that the
+// side-by-side cells can run on (Options.Token).
+var cellTokens = map[string]string{
+	"p11kit": "SoftHSM through p11-kit remoting (`p11-kit server`, `p11-kit-client.so`; every PKCS#11 call crosses a unix socket)",
+	"tpm":    "a TPM 2.0 token (swtpm, tpm2-abrmd, tpm2-pkcs11)",
 }
 
 // writeCells is the side-by-side table, with a line per unsupported key

@@ -34,6 +34,20 @@ func TestMarkdownFillSentence(t *testing.T) {
 	}
 }
 
+// TestMarkdownCellToken: a run whose cells were on another token than
+// SoftHSM directly says which, so its figures are never read as SoftHSM's.
+func TestMarkdownCellToken(t *testing.T) {
+	for _, tc := range []struct{ token, want string }{
+		{"", ""}, {"softhsm", ""}, {"p11kit", "p11-kit remoting"}, {"tpm", "TPM 2.0 token"},
+	} {
+		md := (&Report{Options: ReportOpts{Token: tc.token}}).Markdown()
+		says := strings.Contains(md, "The side-by-side cells ran on")
+		if says != (tc.want != "") || !strings.Contains(md, tc.want) {
+			t.Errorf("token %q: markdown says the cells' token %v, want %q:\n%s", tc.token, says, tc.want, md)
+		}
+	}
+}
+
 // TestAlternate: the sides take turns in ABBA order, each turn a rounds-th
 // of the window, and every turn lands with its own side.
 func TestAlternate(t *testing.T) {
