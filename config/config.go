@@ -36,8 +36,12 @@ type Config struct {
 	// after SIGTERM before the HSM sessions and database are closed.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// RequestTimeout bounds one request; key generation on a busy token is
-	// the slow part, so it must allow for RSA-4096/8192.
+	// the slow part, so it must allow for RSA-4096/8192. An enrollment the
+	// CA has not finished by then is answered PENDING (see cas.go).
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+
+	// CAs are the certificate authorities Enrollment/CSR enrolls with.
+	CAs []CA `yaml:"cas"`
 }
 
 // TLS configures HTTPS. With cert_file and key_file set csrd serves TLS 1.2+
@@ -271,6 +275,7 @@ func (c *Config) Validate() error {
 	if c.Auth.FailureLimit > 0 && c.Auth.Lockout <= 0 {
 		add("auth.lockout: must be positive when auth.failure_limit is set")
 	}
+	errs = append(errs, c.validateCAs()...)
 	if len(errs) == 0 {
 		return nil
 	}
