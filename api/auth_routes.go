@@ -22,6 +22,7 @@ var routeOperations = map[string]auth.Operation{
 	"DELETE /CSRGeneration/Pending/:id": auth.OpPendingDelete,
 	"POST /Certificates/Import":         auth.OpImport,
 	"POST /Certificates/Recover":        auth.OpImport,
+	"POST /Enrollment/CSR":              auth.OpEnroll,
 
 	"GET /EnrollmentPatterns":          "",
 	"GET /EnrollmentPatterns/Settings": "",

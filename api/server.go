@@ -30,6 +30,10 @@ type Options struct {
 	Pending      PendingCSRs
 	Certificates Certificates
 	Keys         KeyDirectory
+	// Enrollment serves Enrollment/CSR and Retirer the key retirement
+	// endpoint; each is registered only when set.
+	Enrollment Enroller
+	Retirer    KeyRetirer
 	// Readiness answers /readyz; nil means always ready.
 	Readiness Readiness
 	// TokenStates, when set, adds each HSM token's state (label → fixed
@@ -63,6 +67,8 @@ type Server struct {
 	pending     PendingCSRs
 	certs       Certificates
 	keys        KeyDirectory
+	enroller    Enroller
+	retirer     KeyRetirer
 	ready       Readiness
 	tokenStates func() map[string]string
 	genLimit    *limiter
@@ -91,6 +97,8 @@ func New(o Options) *Server {
 		pending:     o.Pending,
 		certs:       o.Certificates,
 		keys:        o.Keys,
+		enroller:    o.Enrollment,
+		retirer:     o.Retirer,
 		ready:       o.Readiness,
 		tokenStates: o.TokenStates,
 		genLimit:    newLimiter(o.MaxGenerations, o.GenerationWait),
@@ -132,6 +140,12 @@ func New(o Options) *Server {
 	}
 	if s.keys != nil {
 		s.keyRoutes()
+	}
+	if s.enroller != nil {
+		s.enrollmentRoutes()
+	}
+	if s.retirer != nil && s.keys != nil {
+		s.csrdRoute(http.MethodPost, "/keys/:id/retire", s.retireKey)
 	}
 	s.routeHealth()
 	s.plainRoute(http.MethodGet, "/metrics", s.metrics.Handler(), s.authenticate(auth.OpMetrics))

@@ -71,6 +71,7 @@ type Records interface {
 	MarkLost(ctx context.Context, id int64, reason string) error
 	ListByIntent(ctx context.Context, in store.Intent) ([]*store.KeyRecord, error)
 	ListLive(ctx context.Context) ([]store.LiveKey, error)
+	RetireRecords
 }
 
 // Decider is the policy that decides every request.
@@ -132,6 +133,10 @@ type GenerateRequest struct {
 	Key                 policy.KeyRequest
 	Template            string
 	EnrollmentPatternID int
+	// RenewalOf, for a renewal's new key, is the record it replaces; it is
+	// written with the new record, so the renewal finds its key after a
+	// crash.
+	RenewalOf int64
 	// Audit, when set, is the audit row of a successful Generate: it is
 	// appended in the transaction that makes the record pending (its
 	// RecordID and KeyLabel filled in), so it is on the chain exactly
@@ -196,6 +201,7 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 		Template:            template,
 		EnrollmentPatternID: patternID,
 		Decision:            decision,
+		RenewalOf:           req.RenewalOf,
 	}
 	// A token that fails (removed, read-only, full) is taken out of
 	// rotation and the key is made on another, as a new record: the failed

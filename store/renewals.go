@@ -66,7 +66,7 @@ const (
 	retryRenewingSQL = `UPDATE renewals SET attempts = attempts + 1, updated_time = ? WHERE record_id = ? AND state = 'renewing'`
 	hookDoneSQL      = `UPDATE renewals SET hook = 'done', last_error = NULL, next_attempt = NULL, updated_time = ? WHERE record_id = ? AND hook = 'pending'`
 	hookFailedSQL    = `UPDATE renewals SET last_error = ?, next_attempt = ?, updated_time = ? WHERE record_id = ? AND hook = 'pending'`
-	retiredSQL       = `UPDATE renewals SET state = 'retired', updated_time = ? WHERE record_id = ? AND state = 'renewed'`
+	retiredSQL       = `UPDATE renewals SET state = 'retired', updated_time = ? WHERE record_id = ? AND state IN ('scheduled', 'renewed')`
 )
 
 // GetRenewal returns the renewal row of record id; ErrNotFound when csrd
@@ -218,4 +218,37 @@ func scanRenewal(row rowScanner) (*Renewal, error) {
 	}
 	r.Updated, err = parseTime(updated)
 	return &r, err
+}
+
+const (
+	renewalKeysSQL   = `SELECT ` + keyColumns + ` FROM keys WHERE renewal_of = ? ORDER BY id`
+	marriedExpirySQL = `SELECT cert_not_after FROM keys WHERE state = 'married' AND cert_not_after IS NOT NULL`
+)
+
+// RenewalKeys returns the records made to renew record id's certificate
+// (keys.renewal_of), oldest first.
+func (s *Store) RenewalKeys(ctx context.Context, id int64) ([]*KeyRecord, error) {
+	return s.queryKeys(ctx, "renewal keys", renewalKeysSQL, id)
+}
+
+// MarriedNotAfter returns the expiry of every married certificate.
+func (s *Store) MarriedNotAfter(ctx context.Context) ([]time.Time, error) {
+	rows, err := s.query(ctx, marriedExpirySQL)
+	if err != nil {
+		return nil, dbErr("married expiry", err)
+	}
+	defer rows.Close()
+	var out []time.Time
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, dbErr("married expiry", err)
+		}
+		t, err := parseTime(v)
+		if err != nil {
+			return nil, dbErr("married expiry", err)
+		}
+		out = append(out, t)
+	}
+	return out, dbErr("married expiry", rows.Err())
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/auth"
 	"github.com/csrd/csrd/config"
+	"github.com/csrd/csrd/enroll"
 	"github.com/csrd/csrd/health"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
@@ -108,6 +110,20 @@ func run(args []string) error {
 	}
 	states := tokenStates(pool, tokens, members)
 
+	// Enrollment reads its CAs' files now (a bad one stops start-up) but
+	// contacts no CA: one that is down fails its enrollments, not csrd.
+	enr, err := enroll.New(enroll.Options{
+		CAs: cfg.CAs, Records: db, Keys: svc, Token: token, Wait: cfg.RequestTimeout,
+		CertDir: filepath.Join(filepath.Dir(cfg.Database), "certs"), Log: log.With().Str("component", "enroll").Logger(),
+	})
+	if err != nil {
+		return err
+	}
+	if err := metrics.Register(enr.Metrics()); err != nil {
+		return err
+	}
+	go enr.Run(ctx)
+
 	// One definition of "ready" for /readyz and the systemd watchdog.
 	ready := health.New(5*time.Second, time.Second,
 		health.Check{Name: "hsm", Func: anyTokenPings(pool, tokens, members)},
@@ -142,6 +158,8 @@ func run(args []string) error {
 		Pending:        svc,
 		Certificates:   svc,
 		Keys:           svc,
+		Enrollment:     enr,
+		Retirer:        enr,
 		Readiness:      ready,
 		TokenStates:    states,
 		MaxGenerations: cfg.GenerationSlots(),
