@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"github.com/csrd/csrd/auth"
 	"github.com/csrd/csrd/config"
 	"github.com/csrd/csrd/enroll"
+	"github.com/csrd/csrd/hsm"
 )
 
 // grantsAuth authenticates every Bearer token as an identity with the
@@ -248,4 +250,42 @@ func foreignCSR(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
+// TestRetireKeyRoute: POST /csrd/v1/keys/{id}/retire destroys a married
+// key and answers the retired record; a pending key is a 409.
+func TestRetireKeyRoute(t *testing.T) {
+	srv := enrollServer(t, nil, time.Minute)
+	csrPEM := generateVia(t, srv, "retire-route.example.test")
+	blk, _ := pem.Decode([]byte(csrPEM))
+	csr, _ := x509.ParseCertificateRequest(blk.Bytes)
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(42), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, csr.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := json.Marshal(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	status, b, _ := sdkPost(t, srv, "/KeyfactorAPI/Certificates/Import", `{"Certificate":`+string(leaf)+`}`, nil)
+	var imp struct{ ID int64 }
+	if status != 200 || json.Unmarshal(b, &imp) != nil {
+		t.Fatalf("import: %d %s", status, b)
+	}
+	pending, _ := generateID(t, "retire-pending.example.test") // the same store as srv's
+	status, b, _ = sdkPost(t, srv, fmt.Sprintf("/csrd/v1/keys/%d/retire", imp.ID), "", nil)
+	var view struct {
+		State       string
+		Certificate *struct{ Serial string }
+	}
+	if status != 200 || json.Unmarshal(b, &view) != nil || view.State != "retired" || view.Certificate == nil || view.Certificate.Serial != "2A" {
+		t.Fatalf("retire: %d %s", status, b)
+	}
+	rec, _ := testStore.Get(context.Background(), imp.ID)
+	if objs, _ := testToken.ObjectsOf(context.Background(), hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}); len(objs) != 0 {
+		t.Errorf("%v left in the token", objs)
+	}
+	status, b, _ = sdkPost(t, srv, fmt.Sprintf("/csrd/v1/keys/%d/retire", pending), "", nil)
+	if status != 409 || !strings.Contains(string(b), "delete it instead") {
+		t.Errorf("retire a pending key: %d %s", status, b)
+	}
 }

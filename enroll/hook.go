@@ -3,6 +3,7 @@ package enroll
 import (
 	"bytes"
 	"context"
+	"errors"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -115,4 +116,20 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// DeployHooks runs every deploy hook that is due now (csrctl renew runs the
+// hook of the renewal it made; in csrd the background loop does).
+func (s *Service) DeployHooks(ctx context.Context) error {
+	rs, err := s.records.PendingHooks(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range rs {
+		if err := s.hook(ctx, r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

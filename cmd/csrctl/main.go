@@ -35,6 +35,8 @@ var commands = map[string]command{
 	"pending":   {summary: "pending ls | show ID | rm ID...: list, print or delete pending CSRs", run: runPending},
 	"import":    {summary: "import CERT.pem: marry an issued certificate to its key in the token", run: runImport},
 	"token":     {summary: "token create NAME: make a Bearer API token (printed once) in the auth file", run: runToken},
+	"key":       {summary: "key retire ID: destroy a married key in the token (audited first); the record becomes retired", run: runKey},
+	"renew":     {summary: "renew ID: renew a certificate csrd enrolled now: new key, new order, married, deploy hook", run: runRenew},
 }
 
 // errUsage marks a command-line mistake (exit code 2).
