@@ -3,8 +3,8 @@ package enroll
 import (
 	"bytes"
 	"context"
-	"errors"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
