@@ -53,7 +53,7 @@ func enrollServer(t *testing.T, a api.Authenticator, wait time.Duration, cas ...
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: testLog, Generator: testSvc,
-		Pending: testSvc, Certificates: testSvc, Keys: testSvc, Enrollment: svc, Retirer: svc, Auth: a, NoAuth: a == nil, Audit: testStore}))
+		Pending: testSvc, Certificates: testSvc, Keys: testSvc, Enrollment: svc, KeyLife: svc, Auth: a, NoAuth: a == nil, Audit: testStore}))
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -175,9 +175,29 @@ func statesList() string {
 	return strings.Join(s, ", ")
 }
 
-// KeyRetirer ends the life of a married key (enroll.Service).
-type KeyRetirer interface {
+// KeyLife is what the operator endpoints for a married key's life need
+// (enroll.Service): retire it, or have its certificate renewed now.
+type KeyLife interface {
 	RetireKey(ctx context.Context, id int64, audit *store.AuditEntry) error
+	Renew(ctx context.Context, id int64) error
+}
+
+func (s *Server) keyLifeRoutes() {
+	s.csrdRoute(http.MethodPost, "/keys/:id/retire", s.retireKey)
+	s.csrdRoute(http.MethodPost, "/keys/:id/renew", s.renewKey)
+}
+
+// renewKey makes the certificate of a key csrd enrolled due for renewal
+// now; csrd renews it in the background (202).
+func (s *Server) renewKey(c echo.Context) error {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id < 1 {
+		return badField("key id %q is not a positive integer", c.Param("id"))
+	}
+	if err := s.life.Renew(c.Request().Context(), id); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, map[string]any{"id": id, "renewal": "due now"})
 }
 
 // retireKey destroys a married key in the token (after its audit row);
@@ -189,7 +209,7 @@ func (s *Server) retireKey(c echo.Context) error {
 	}
 	auditRecord(c, id, lifecycle.Label(id))
 	audit := s.successAudit(c)
-	if err := s.retirer.RetireKey(c.Request().Context(), id, audit); err != nil {
+	if err := s.life.RetireKey(c.Request().Context(), id, audit); err != nil {
 		return err
 	}
 	auditWritten(c, audit)

@@ -30,10 +30,10 @@ type Options struct {
 	Pending      PendingCSRs
 	Certificates Certificates
 	Keys         KeyDirectory
-	// Enrollment serves Enrollment/CSR and Retirer the key retirement
-	// endpoint; each is registered only when set.
+	// Enrollment serves Enrollment/CSR and KeyLife the retire and renew
+	// endpoints of csrd's key API; each is registered only when set.
 	Enrollment Enroller
-	Retirer    KeyRetirer
+	KeyLife    KeyLife
 	// Readiness answers /readyz; nil means always ready.
 	Readiness Readiness
 	// TokenStates, when set, adds each HSM token's state (label → fixed
@@ -68,7 +68,7 @@ type Server struct {
 	certs       Certificates
 	keys        KeyDirectory
 	enroller    Enroller
-	retirer     KeyRetirer
+	life        KeyLife
 	ready       Readiness
 	tokenStates func() map[string]string
 	genLimit    *limiter
@@ -98,7 +98,7 @@ func New(o Options) *Server {
 		certs:       o.Certificates,
 		keys:        o.Keys,
 		enroller:    o.Enrollment,
-		retirer:     o.Retirer,
+		life:        o.KeyLife,
 		ready:       o.Readiness,
 		tokenStates: o.TokenStates,
 		genLimit:    newLimiter(o.MaxGenerations, o.GenerationWait),
@@ -144,8 +144,8 @@ func New(o Options) *Server {
 	if s.enroller != nil {
 		s.enrollmentRoutes()
 	}
-	if s.retirer != nil && s.keys != nil {
-		s.csrdRoute(http.MethodPost, "/keys/:id/retire", s.retireKey)
+	if s.life != nil && s.keys != nil {
+		s.keyLifeRoutes()
 	}
 	s.routeHealth()
 	s.plainRoute(http.MethodGet, "/metrics", s.metrics.Handler(), s.authenticate(auth.OpMetrics))

@@ -118,10 +118,13 @@ func (s *Service) renewDue(ctx context.Context, inflight *sync.Map, sem chan str
 // dueAt is when renewal r is to run next.
 func (s *Service) dueAt(ctx context.Context, r *store.Renewal) (time.Time, error) {
 	if r.State == store.RenewalRenewing {
-		if !r.NextAttempt.IsZero() {
+		switch {
+		case !r.NextAttempt.IsZero():
 			return r.NextAttempt, nil
+		case r.Updated.Before(s.started):
+			return s.now(), nil // left by a run before this one: a crash
 		}
-		return r.Updated.Add(s.retryBase), nil // a crash's, or another process's still running
+		return r.Updated.Add(s.retryBase), nil // csrctl's, perhaps still running
 	}
 	at, err := s.scheduledAt(ctx, r)
 	if err != nil || r.NextAttempt.IsZero() {

@@ -121,6 +121,10 @@ type Service struct {
 	http01    map[string]*acmeca.HTTP01 // listen address → responder
 	metrics   *Metrics
 	now       func() time.Time
+	// started is when this service began: a renewal left "renewing" by
+	// an earlier run (a crash) is resumed at once, one renewing since
+	// then only after a lease (another process may hold it).
+	started time.Time
 
 	jobs  jobs
 	wakeC chan struct{}
@@ -139,7 +143,7 @@ func New(o Options) (*Service, error) {
 	s := &Service{
 		cas: map[string]*caEntry{}, records: o.Records, keys: o.Keys, tok: o.Token, log: o.Log,
 		wait: o.Wait, certDir: o.CertDir, retryBase: o.RetryBase, http01: map[string]*acmeca.HTTP01{},
-		metrics: newMetrics(o.Records), now: time.Now, wakeC: make(chan struct{}, 1),
+		metrics: newMetrics(o.Records), now: time.Now, started: time.Now(), wakeC: make(chan struct{}, 1),
 		jobs: jobs{m: map[int64]*job{}}, ari: ariChecks{m: map[int64]time.Time{}},
 	}
 	if s.wait <= 0 {

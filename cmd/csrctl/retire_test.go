@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -18,6 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csrd/csrd/acmetest"
+	"github.com/csrd/csrd/enroll"
+	"github.com/csrd/csrd/lifecycle"
+	"github.com/csrd/csrd/policy"
 	softhsmtest "github.com/csrd/csrd/softhsm-test"
 	"github.com/csrd/csrd/store"
 )
@@ -97,5 +102,67 @@ func TestKeyRetireAndRenew(t *testing.T) {
 	}
 	if want := "generate:ok import:ok renew:error retire:ok retire:ok"; strings.Join(ops, " ") != want {
 		t.Errorf("audit rows %q, want %q", ops, want)
+	}
+}
+
+// TestRenewCommand: csrctl renew renews, in its own process, a certificate
+// csrd enrolled, and runs the CA's deploy hook.
+func TestRenewCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Pebble")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-renew")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true})
+	hook, hookOut := filepath.Join(dir, "hook.sh"), filepath.Join(dir, "hook.out")
+	os.WriteFile(hook, []byte("#!/bin/sh\nenv | grep '^CSRD_' > "+hookOut+"\n"), 0o755)
+	dbPath := filepath.Join(dir, "csrd.db")
+	cfg := filepath.Join(dir, "csrd.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n"+
+		"cas:\n  - name: pebble\n    acme: {directory: %q, roots_file: %q}\n    deploy_hook: %s\n",
+		tok.Module, tok.Label, tok.PINFile, dbPath, p.Directory, p.RootsFile, hook)), 0o600)
+	db, err := store.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	// Enrolled as csrd would, through the same code.
+	env, err := openKeyEnv(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, err := env.svc.Generate(ctx, lifecycle.GenerateRequest{Subject: "CN=renew.example.test",
+		Key: policy.KeyRequest{KeyType: "ECC", KeyLength: 256}, SANs: map[string][]string{"dns": {"renew.example.test"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enr, err := env.enrollment(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enr.Enroll(ctx, enroll.Request{CSR: gen.CSRPEM}); err != nil {
+		t.Fatal(err)
+	}
+	env.Close()
+
+	var out, errOut bytes.Buffer
+	if code := run([]string{"renew", "-config", cfg, fmt.Sprint(gen.ID)}, &out, &errOut); code != 0 {
+		t.Fatalf("csrctl renew: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	m := regexp.MustCompile(`record \d+ renewed by record (\d+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("csrctl renew printed %q", out.String())
+	}
+	got, _ := os.ReadFile(hookOut)
+	if !strings.Contains(string(got), "CSRD_RECORD_ID="+m[1]) || !strings.Contains(string(got), fmt.Sprintf("CSRD_PREVIOUS_RECORD_ID=%d", gen.ID)) {
+		t.Errorf("hook environment:\n%s", got)
+	}
+	if code := run([]string{"renew", "-config", cfg, fmt.Sprint(gen.ID)}, &out, &errOut); code != 1 {
+		t.Errorf("renewing a renewed certificate: exit %d", code)
 	}
 }

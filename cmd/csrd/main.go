@@ -159,7 +159,7 @@ func run(args []string) error {
 		Certificates:   svc,
 		Keys:           svc,
 		Enrollment:     enr,
-		Retirer:        enr,
+		KeyLife:        enr,
 		Readiness:      ready,
 		TokenStates:    states,
 		MaxGenerations: cfg.GenerationSlots(),
