@@ -15,6 +15,7 @@ import (
 var routeOperations = map[string]auth.Operation{
 	"POST /CSRGeneration/Generate": auth.OpGenerate,
 	"GET /Status/Endpoints":        "",
+	"GET /Status/HealthCheck":      "",
 
 	"GET /CSRGeneration/Pending":        auth.OpPendingRead,
 	"GET /CSRGeneration/Pending/:id":    auth.OpPendingRead,

@@ -129,6 +129,7 @@ func New(o Options) *Server {
 
 	s.route(http.MethodPost, "/CSRGeneration/Generate", s.generate, s.genLimit.middleware)
 	s.route(http.MethodGet, "/Status/Endpoints", s.statusEndpoints)
+	s.route(http.MethodGet, "/Status/HealthCheck", s.statusHealthCheck)
 	s.route(http.MethodGet, "/EnrollmentPatterns", s.listPatterns)
 	s.route(http.MethodGet, "/EnrollmentPatterns/Settings", s.patternSettings)
 	s.route(http.MethodGet, "/EnrollmentPatterns/:id", s.getPattern)
