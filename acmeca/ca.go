@@ -50,6 +50,8 @@ type CA struct {
 	client *acme.Client // registered; nil until the first success
 	post   *poster
 	d      *directory
+	// stale: the CA no longer knows the recorded account; register again.
+	stale bool
 }
 
 // requestTimeout bounds one HTTP exchange with the CA.
@@ -106,10 +108,12 @@ func (c *CA) ready(ctx context.Context) (*acme.Client, *poster, error) {
 	}
 	cl := &acme.Client{Key: key, HTTPClient: c.hc, DirectoryURL: c.cfg.Directory, UserAgent: c.cfg.UserAgent,
 		KID: acme.KeyID(url), RetryBackoff: retryBackoff}
-	if url == "" {
-		if url, err = c.register(ctx, cl); err != nil {
+	if url == "" || c.stale {
+		cl.KID = ""
+		if _, err = c.register(ctx, cl); err != nil {
 			return nil, nil, err
 		}
+		c.stale = false
 	}
 	c.client = cl
 	c.post = &poster{hc: c.hc, key: key, nonceURL: d.NewNonce, ua: c.cfg.UserAgent}
@@ -137,6 +141,20 @@ func (c *CA) register(ctx context.Context, cl *acme.Client) (string, error) {
 		return "", err
 	}
 	return url, nil
+}
+
+// forgetAccount drops the registered client after the CA said it does not
+// know the account (RFC 8555 accountDoesNotExist): the next request
+// registers the key again, which finds or re-creates the account.
+func (c *CA) forgetAccount(err error) bool {
+	var ae *acme.Error
+	if !errors.As(err, &ae) || ae.ProblemType != "urn:ietf:params:acme:error:accountDoesNotExist" {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.client, c.stale = nil, true
+	return true
 }
 
 // retryBackoff retries a CA's 5xx or 429 answers three times (x/crypto/acme

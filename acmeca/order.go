@@ -39,6 +39,14 @@ func Identifiers(csr *x509.CertificateRequest) ([]acme.AuthzID, error) {
 // replaces (RFC 9773 5); a CA that refuses the field is asked again
 // without it: a renewal must not fail over its bookkeeping.
 func (c *CA) Order(ctx context.Context, ids []acme.AuthzID, replaces string) (string, error) {
+	url, err := c.order(ctx, ids, replaces)
+	if c.forgetAccount(err) {
+		url, err = c.order(ctx, ids, replaces)
+	}
+	return url, caErr(c.cfg.Name, "create the order", err)
+}
+
+func (c *CA) order(ctx context.Context, ids []acme.AuthzID, replaces string) (string, error) {
 	cl, p, err := c.ready(ctx)
 	if err != nil {
 		return "", err
@@ -48,10 +56,10 @@ func (c *CA) Order(ctx context.Context, ids []acme.AuthzID, replaces string) (st
 		return "", caErr(c.cfg.Name, "create the order", err)
 	}
 	url, err := c.newOrder(ctx, cl, p, d.NewOrder, ids, replaces)
-	if ae := (*acme.Error)(nil); replaces != "" && errors.As(err, &ae) {
+	if ae := (*acme.Error)(nil); replaces != "" && errors.As(err, &ae) && ae.ProblemType != "urn:ietf:params:acme:error:accountDoesNotExist" {
 		url, err = c.newOrder(ctx, cl, p, d.NewOrder, ids, "")
 	}
-	return url, caErr(c.cfg.Name, "create the order", err)
+	return url, err
 }
 
 func (c *CA) newOrder(ctx context.Context, cl *acme.Client, p *poster, newOrderURL string, ids []acme.AuthzID, replaces string) (string, error) {

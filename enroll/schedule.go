@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -212,10 +213,20 @@ func (s *Service) internalAudit(op string, id int64, detail string) *store.Audit
 // listener that cannot start is logged, not fatal: its CA's http-01
 // challenges fail (with the CA's detail) until csrd can listen.
 func (s *Service) serveHTTP01(ctx context.Context) {
+	if err := s.ServeChallenges(ctx); err != nil {
+		s.log.Error().Err(err).Msg("http-01 responder cannot listen; http-01 challenges will fail (port 80 needs CAP_NET_BIND_SERVICE)")
+	}
+}
+
+// ServeChallenges starts the http-01 responders' listeners until ctx ends
+// (Run does; csrctl renew does for its own renewal). It returns the
+// listeners that could not start; the others serve.
+func (s *Service) ServeChallenges(ctx context.Context) error {
+	var errs []error
 	for addr, h := range s.http01 {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			s.log.Error().Err(err).Str("listen", addr).Msg("http-01 responder cannot listen; http-01 challenges will fail (port 80 needs CAP_NET_BIND_SERVICE)")
+			errs = append(errs, fmt.Errorf("enroll: http-01 responder on %s: %w", addr, err))
 			continue
 		}
 		srv := h.Server()
@@ -226,6 +237,7 @@ func (s *Service) serveHTTP01(ctx context.Context) {
 		}()
 		s.log.Info().Str("listen", ln.Addr().String()).Msg("http-01 responder listening")
 	}
+	return errors.Join(errs...)
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -93,6 +93,12 @@ func runRenew(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// http-01 challenges are answered from this process during its renewal.
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if err := enr.ServeChallenges(sctx); err != nil {
+		fmt.Fprintf(stderr, "csrctl: %v; while csrd runs, ask it instead: POST /csrd/v1/keys/%d/renew\n", err, ids[0])
+	}
 	next, err := enr.RenewNow(ctx, ids[0])
 	env.audit(ctx, stderr, "renew", ids[0], err)
 	if err != nil {
