@@ -22,8 +22,8 @@ import (
 	"golang.org/x/crypto/acme"
 
 	"github.com/csrd/csrd/acmeca"
-	"github.com/csrd/csrd/acmetest"
 	"github.com/csrd/csrd/config"
+	"github.com/csrd/csrd/fixture"
 )
 
 // memAccount is an account whose key is in memory: the token-held key is
@@ -122,7 +122,7 @@ func requireServers(t *testing.T) {
 func TestNoneChallengeARIRevoke(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true, Validity: time.Hour})
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true, Validity: time.Hour})
 	acct := newAccount(t)
 	ca := acmeca.New(acmeca.Config{Name: "pebble", Directory: p.Directory, Roots: roots(t, p.RootsFile, nil),
 		ChainRoots: roots(t, "", p.ChainRoots(t)), Contact: []string{"mailto:pki@example.test"}}, acct)
@@ -170,7 +170,7 @@ func TestEAB(t *testing.T) {
 	ctx := context.Background()
 	mac := make([]byte, 32)
 	_, _ = rand.Read(mac)
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true,
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true,
 		EAB: map[string]string{"kid-1": base64.RawURLEncoding.EncodeToString(mac)}})
 	wrong := make([]byte, 32)
 	for _, tc := range []struct {
@@ -202,7 +202,7 @@ func TestEAB(t *testing.T) {
 func TestCADown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ca := acmeca.New(acmeca.Config{Name: "down", Directory: fmt.Sprintf("https://127.0.0.1:%d/dir", acmetest.FreePort(t))}, newAccount(t))
+	ca := acmeca.New(acmeca.Config{Name: "down", Directory: fmt.Sprintf("https://127.0.0.1:%d/dir", fixture.FreePort(t))}, newAccount(t))
 	_, err := ca.Order(ctx, []acme.AuthzID{{Type: "dns", Value: "www.example.test"}}, "")
 	if !errors.Is(err, acmeca.ErrUnavailable) || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("err = %v, want ErrUnavailable saying connection refused", err)
@@ -215,9 +215,9 @@ func TestCADown(t *testing.T) {
 func TestHTTP01(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
-	b := acmetest.StartBind(t, "example.test", map[string]string{"www": "127.0.0.1", "elsewhere": "127.0.0.2"})
-	port := acmetest.FreePort(t)
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{HTTPPort: port, DNSServer: b.Addr})
+	b := fixture.StartBind(t, "example.test", map[string]string{"www": "127.0.0.1", "elsewhere": "127.0.0.2"})
+	port := fixture.FreePort(t)
+	p := fixture.StartPebble(t, fixture.PebbleOptions{HTTPPort: port, DNSServer: b.Addr})
 	h := acmeca.NewHTTP01()
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
@@ -252,8 +252,8 @@ func TestHTTP01(t *testing.T) {
 func TestDNS01(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
-	b := acmetest.StartBind(t, "example.test", nil)
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{DNSServer: b.Addr})
+	b := fixture.StartBind(t, "example.test", nil)
+	p := fixture.StartPebble(t, fixture.PebbleOptions{DNSServer: b.Addr})
 	secret, err := config.ReadTSIGSecret(b.TSIGSecretFile)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,10 @@ package api
 import (
 	"strings"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/csrd/csrd/auth"
+	"github.com/csrd/csrd/store"
 )
 
 // routeOperations says which grant each API route needs, keyed by
@@ -39,4 +42,21 @@ func routeOperation(method, path string) (auth.Operation, bool) {
 		return auth.OpAdmin, false
 	}
 	return op, true
+}
+
+// recordScope is the part of the key records the caller may read, delete,
+// import to or recover: what a grant's enrollment patterns and templates
+// let it generate (store.Scope applies auth.Grants.AllowsTarget's rule to
+// what each record was made for). nil, no limit, for admin and for a grant
+// that names neither; an empty scope, nothing, when no identity is known.
+func recordScope(c echo.Context) *store.Scope {
+	id, ok := identityOf(c)
+	switch g := id.Grants; {
+	case !ok:
+		return &store.Scope{}
+	case g.Allows(auth.OpAdmin), len(g.EnrollmentPatterns) == 0 && len(g.Templates) == 0:
+		return nil
+	default:
+		return &store.Scope{Patterns: g.EnrollmentPatterns, Templates: g.Templates}
+	}
 }

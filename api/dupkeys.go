@@ -3,18 +3,37 @@ package api
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
-// duplicateMember finds a JSON object member name that appears twice in
-// one object, compared case-insensitively because binding is (ASP.NET and
-// encoding/json both fold case). encoding/json silently keeps the last
-// value; a proxy, WAF or audit log in front of csrd may keep the first, so
-// a body with duplicates means different things to different readers and is
-// refused instead. It returns the JSON path of the duplicate ("SANs.dns").
-// Bodies that are not well-formed JSON return "" and are left to the
-// decoder, which reports them precisely.
-func duplicateMember(body []byte) string {
+// memberProblem says why a body's member names are refused.
+type memberProblem int
+
+const (
+	memberOK memberProblem = iota
+	// memberDuplicate: a name appears twice in one object, as the decoder
+	// folds names.
+	memberDuplicate
+	// memberDisguised: a name spells an ASCII letter with a non-ASCII
+	// character that the decoder folds onto it ("ſubject" binds to
+	// Subject).
+	memberDisguised
+)
+
+// memberNameProblem finds a JSON object member name that appears twice in
+// one object, compared as encoding/json matches names to fields (it folds
+// case with Unicode simple folding, so "ſubject" (U+017F) and "Subject"
+// are one name, as are "Kelvin" with K (U+212A) and "kelvin"). encoding/json
+// silently keeps the last value; a proxy, WAF or audit log in front of csrd
+// may keep the first, so a body with duplicates means different things to
+// different readers and is refused instead. A name that spells an ASCII
+// letter with such a non-ASCII character is refused even alone: a reader
+// looking for "Subject" does not see it, csrd would bind it. It returns the
+// JSON path of the offending name ("SANs.dns") and why. Bodies that are not
+// well-formed JSON return "" and are left to the decoder, which reports them
+// precisely.
+func memberNameProblem(body []byte) (string, memberProblem) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	type frame struct {
@@ -28,7 +47,7 @@ func duplicateMember(body []byte) string {
 	for {
 		tok, err := dec.Token()
 		if err != nil {
-			return ""
+			return "", memberOK
 		}
 		var top *frame
 		if len(stack) > 0 {
@@ -63,9 +82,12 @@ func duplicateMember(body []byte) string {
 			}
 		case string:
 			if top != nil && top.object && top.wantKey {
-				k := strings.ToLower(t)
+				if disguised(t) {
+					return joinPath(top.path, t), memberDisguised
+				}
+				k := foldName(t)
 				if top.seen[k] {
-					return joinPath(top.path, t)
+					return joinPath(top.path, t), memberDuplicate
 				}
 				top.seen[k] = true
 				top.lastKey, top.wantKey = t, false
@@ -76,9 +98,48 @@ func duplicateMember(body []byte) string {
 			valueDone()
 		}
 		if len(stack) == 0 {
-			return ""
+			return "", memberOK
 		}
 	}
+}
+
+// foldName folds a member name exactly as encoding/json does to match it
+// to a field (its fold.go): ASCII letters upper-cased, any other rune
+// replaced by the smallest rune of its simple case-folding orbit.
+func foldName(name string) string {
+	out := make([]byte, 0, len(name))
+	for _, r := range name {
+		if r < utf8.RuneSelf {
+			if 'a' <= r && r <= 'z' {
+				r -= 'a' - 'A'
+			}
+			out = append(out, byte(r))
+			continue
+		}
+		out = utf8.AppendRune(out, foldRune(r))
+	}
+	return string(out)
+}
+
+func foldRune(r rune) rune {
+	for {
+		r2 := unicode.SimpleFold(r)
+		if r2 <= r {
+			return r2
+		}
+		r = r2
+	}
+}
+
+// disguised reports whether name holds a non-ASCII rune that the decoder
+// folds to an ASCII one.
+func disguised(name string) bool {
+	for _, r := range name {
+		if r >= utf8.RuneSelf && foldRune(r) < utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
 }
 
 func joinPath(a, b string) string {

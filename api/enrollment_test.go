@@ -20,34 +20,37 @@ import (
 	"testing"
 	"time"
 
-	"github.com/csrd/csrd/acmetest"
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/auth"
 	"github.com/csrd/csrd/config"
 	"github.com/csrd/csrd/enroll"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/lifecycle"
 )
 
 // grantsAuth authenticates every Bearer token as an identity with the
 // grants the test sets.
 type grantsAuth struct{ grants auth.Grants }
 
-func (g grantsAuth) Basic(context.Context, string, string) (auth.Identity, error) {
+func (g grantsAuth) Basic(context.Context, string, string, string) (auth.Identity, error) {
 	return auth.Identity{}, auth.ErrUnauthenticated
 }
 
-func (g grantsAuth) Bearer(context.Context, string) (auth.Identity, error) {
+func (g grantsAuth) Bearer(context.Context, string, string) (auth.Identity, error) {
 	return auth.Identity{Name: "svc", Method: auth.MethodBearer, Grants: g.grants}, nil
 }
 
-func (g grantsAuth) Certificate(context.Context, *x509.Certificate) (auth.Identity, error) {
+func (g grantsAuth) Certificate(context.Context, string, *x509.Certificate) (auth.Identity, error) {
 	return auth.Identity{}, auth.ErrUnauthenticated
 }
+
+func (g grantsAuth) Malformed(string) error { return auth.ErrUnauthenticated }
 
 // enrollServer is the API with Enrollment/CSR against the CAs given.
 func enrollServer(t *testing.T, a api.Authenticator, wait time.Duration, cas ...config.CA) *httptest.Server {
 	t.Helper()
-	svc, err := enroll.New(enroll.Options{CAs: cas, Records: testStore, Keys: testSvc, Token: testToken, Log: testLog,
+	svc, err := enroll.New(enroll.Options{CAs: cas, Records: testStore, Keys: testSvc, Token: lifecycle.HSMToken{Token: testToken}, Log: testLog,
 		Wait: wait, CertDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +61,7 @@ func enrollServer(t *testing.T, a api.Authenticator, wait time.Duration, cas ...
 	return srv
 }
 
-func pebbleConfig(t *testing.T, p *acmetest.Pebble) config.CA {
+func pebbleConfig(t *testing.T, p *fixture.Pebble) config.CA {
 	t.Helper()
 	roots := filepath.Join(t.TempDir(), "roots.pem")
 	if err := os.WriteFile(roots, p.ChainRoots(t), 0o600); err != nil {
@@ -117,7 +120,7 @@ func TestEnrollmentCSR(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Pebble")
 	}
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true})
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
 	srv := enrollServer(t, nil, time.Minute, pebbleConfig(t, p))
 	gen := generateVia(t, srv, "api-enroll.example.test")
 
@@ -187,7 +190,7 @@ func TestEnrollmentCSR(t *testing.T) {
 // TestEnrollmentCAErrors: a CA that is down is a 503 with Retry-After and
 // the cause; PENDING carries the request id and no certificate.
 func TestEnrollmentCAErrors(t *testing.T) {
-	down := config.CA{Name: "down", ACME: config.ACME{Directory: fmt.Sprintf("https://127.0.0.1:%d/dir", acmetest.FreePort(t))}}
+	down := config.CA{Name: "down", ACME: config.ACME{Directory: fmt.Sprintf("https://127.0.0.1:%d/dir", fixture.FreePort(t))}}
 	srv := enrollServer(t, nil, time.Minute, down)
 	csr := generateVia(t, srv, "down.example.test")
 	status, b, hdr := sdkPost(t, srv, "/KeyfactorAPI/Enrollment/CSR", enrollBody(csr, "down", false), nil)
@@ -201,7 +204,7 @@ func TestEnrollmentCAErrors(t *testing.T) {
 // TestEnrollmentGrants: enrolling needs the enroll grant, and the key's
 // enrollment pattern must be in the caller's scope.
 func TestEnrollmentGrants(t *testing.T) {
-	down := config.CA{Name: "down", ACME: config.ACME{Directory: fmt.Sprintf("https://127.0.0.1:%d/dir", acmetest.FreePort(t))}}
+	down := config.CA{Name: "down", ACME: config.ACME{Directory: fmt.Sprintf("https://127.0.0.1:%d/dir", fixture.FreePort(t))}}
 	admin := enrollServer(t, nil, time.Minute, down)
 	csr := generateVia(t, admin, "grants.example.test")
 	for _, tc := range []struct {

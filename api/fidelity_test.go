@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/csrd/csrd/fixture"
 )
 
 // sdkKeyInfo is what Keyfactor's v25 SDK decodes from a pattern's
@@ -41,7 +43,7 @@ func TestKeyfactorSDKFidelity(t *testing.T) {
 	}
 
 	_, csr := generateID(t, "fidelity.example.com")
-	leaf := pemOf(newAPICA(t).issue(t, csr, 9001, time.Now().Add(-time.Minute), time.Now().Add(time.Hour)))
+	leaf := fixture.PEM(fixture.NewCA(t, "fidelity CA").IssueCSR(t, csr, time.Now().Add(-time.Minute), time.Now().Add(time.Hour)))
 	for i, want := range []int{1, 2} { // new, then already married
 		resp := send(t, http.MethodPost, "/KeyfactorAPI/Certificates/Import", "application/json", `{"Certificate":`+jsonString(leaf)+`}`, nil)
 		var imp struct{ ImportStatus, JobStatus *int }

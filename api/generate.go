@@ -100,11 +100,19 @@ func (s *Server) generate(c echo.Context) error {
 	if err := s.authorizeGenerate(c, &req); err != nil {
 		return err
 	}
+	// Only now, with the body read and the target authorised, is a
+	// generation slot taken (see limiter).
+	id, _ := identityOf(c)
+	release, err := s.genLimit.acquire(c, id.Name)
+	if err != nil {
+		return err
+	}
+	defer release()
 	uc := req.toUseCase()
 	// The success row goes into the transaction that makes the record
 	// pending (one commit fewer, and no key without its audit row); a
 	// failure is audited by observe as usual.
-	uc.Audit = s.successAudit(c)
+	uc.Audit = s.successAudit(c, http.StatusOK)
 	res, err := s.gen.Generate(c.Request().Context(), uc)
 	if err != nil {
 		return err

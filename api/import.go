@@ -75,7 +75,13 @@ func (s *Server) importCertificate(c echo.Context) error {
 	if err := req.Validate(); err != nil {
 		return err
 	}
-	res, err := s.certs.Import(c.Request().Context(), lifecycle.ImportRequest{Certificate: req.Certificate, Chain: req.Chain})
+	// The row commits with the intent to marry (no certificate is bound
+	// without it); an import that changes nothing is audited by observe.
+	audit := s.successAudit(c, http.StatusOK)
+	res, err := s.certs.Import(c.Request().Context(), lifecycle.ImportRequest{
+		Certificate: req.Certificate, Chain: req.Chain, Scope: recordScope(c), Audit: audit,
+	})
+	auditWritten(c, audit)
 	if err != nil {
 		return err
 	}
@@ -140,6 +146,7 @@ func (s *Server) recoverCertificate(c echo.Context) error {
 	}
 	err := s.certs.Recover(c.Request().Context(), lifecycle.RecoverRequest{
 		CertID: certID, Thumbprint: req.Thumbprint, SerialNumber: req.SerialNumber, IssuerDN: req.IssuerDN,
+		Scope: recordScope(c),
 	})
 	if err == nil { // Recover has no success; never answer 200 with nothing
 		return errRecoverSucceeded

@@ -208,7 +208,7 @@ func (s *Server) retireKey(c echo.Context) error {
 		return badField("key id %q is not a positive integer", c.Param("id"))
 	}
 	auditRecord(c, id, lifecycle.Label(id))
-	audit := s.successAudit(c)
+	audit := s.successAudit(c, http.StatusOK)
 	if err := s.life.RetireKey(c.Request().Context(), id, audit); err != nil {
 		return err
 	}

@@ -15,12 +15,16 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
-// PendingCSRs is what the pending endpoints need from the use cases.
+// PendingCSRs is what the pending endpoints need from the use cases. Each
+// takes the caller's record scope (nil: no limit; see recordScope): a record
+// outside it is left out of lists and counts and is not found by id.
 type PendingCSRs interface {
 	ListPending(ctx context.Context, q store.PendingQuery) ([]lifecycle.PendingCSR, int, error)
-	GetPending(ctx context.Context, id int64) (string, error)
-	Delete(ctx context.Context, id int64) error
-	DeleteMany(ctx context.Context, ids []int64) error
+	GetPending(ctx context.Context, id int64, scope *store.Scope) (string, error)
+	// Delete and DeleteMany commit audit with the decision to delete (see
+	// lifecycle.Service.Delete): no key is destroyed without its row.
+	Delete(ctx context.Context, id int64, scope *store.Scope, audit *store.AuditEntry) error
+	DeleteMany(ctx context.Context, ids []int64, scope *store.Scope, audit *store.AuditEntry) error
 }
 
 func (s *Server) pendingRoutes() {
@@ -137,6 +141,7 @@ func (s *Server) listPending(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	q.Scope = recordScope(c)
 	page, total, err := s.pending.ListPending(c.Request().Context(), q)
 	if err != nil {
 		return err
@@ -154,7 +159,7 @@ func (s *Server) getPending(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	pemText, err := s.pending.GetPending(c.Request().Context(), id)
+	pemText, err := s.pending.GetPending(c.Request().Context(), id, recordScope(c))
 	if err != nil {
 		return err
 	}
@@ -166,7 +171,10 @@ func (s *Server) deletePending(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.pending.Delete(c.Request().Context(), id); err != nil {
+	audit := s.successAudit(c, http.StatusNoContent)
+	err = s.pending.Delete(c.Request().Context(), id, recordScope(c), audit)
+	auditWritten(c, audit)
+	if err != nil {
 		return err
 	}
 	requestLogger(c, s.log).Info().Int64("record", id).Msg("pending CSR deleted")
@@ -192,7 +200,10 @@ func (s *Server) deletePendingMany(c echo.Context) error {
 			return badField("Id %d is not a request Id (1 to %d)", id, math.MaxInt32)
 		}
 	}
-	if err := s.pending.DeleteMany(c.Request().Context(), ids); err != nil {
+	audit := s.successAudit(c, http.StatusNoContent)
+	err := s.pending.DeleteMany(c.Request().Context(), ids, recordScope(c), audit)
+	auditWritten(c, audit)
+	if err != nil {
 		return err
 	}
 	requestLogger(c, s.log).Info().Ints64("records", ids).Msg("pending CSRs deleted")

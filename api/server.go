@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/auth"
+	"github.com/csrd/csrd/metrics"
 	"github.com/csrd/csrd/policy"
 )
 
@@ -43,18 +44,20 @@ type Options struct {
 	// request that finds none free within GenerationWait gets a 503.
 	MaxGenerations int
 	GenerationWait time.Duration
+	// MaxGenerationsPerIdentity bounds the generations one identity has
+	// in flight or waiting (0: no bound); one more is answered 429 at once.
+	MaxGenerationsPerIdentity int
 
-	// Auth checks credentials (auth.go). NoAuth disables authentication
-	// (config auth.mode none, loopback only); with neither, every call is
-	// refused.
-	Auth     Authenticator
-	NoAuth   bool
-	Throttle *auth.Throttle // nil: no throttling
+	// Auth checks credentials and throttles sources that guess (auth.go).
+	// NoAuth disables authentication (config auth.mode none, loopback
+	// only); with neither, every call is refused.
+	Auth   Authenticator
+	NoAuth bool
 	// TrustedProxies may set X-Forwarded-For (see clientIP); empty: the
 	// TCP peer is the client.
 	TrustedProxies []*net.IPNet
-	Audit          AuditLog // nil: nothing audited
-	Metrics        *Metrics // nil: a registry with only the request metrics
+	Audit          AuditLog         // nil: nothing audited
+	Metrics        *metrics.Metrics // nil: a registry with only the request metrics
 }
 
 // Server is csrd's HTTP handler.
@@ -76,11 +79,10 @@ type Server struct {
 	// Status/Endpoints, built from the routes actually registered.
 	endpoints []string
 
-	auth     Authenticator
-	noAuth   bool
-	throttle *auth.Throttle
-	audit    AuditLog
-	metrics  *Metrics
+	auth    Authenticator
+	noAuth  bool
+	audit   AuditLog
+	metrics *metrics.Metrics
 	// canonical maps a registered (lower-case) echo path to its spelling
 	// in metrics labels.
 	canonical map[string]string
@@ -101,10 +103,9 @@ func New(o Options) *Server {
 		life:        o.KeyLife,
 		ready:       o.Readiness,
 		tokenStates: o.TokenStates,
-		genLimit:    newLimiter(o.MaxGenerations, o.GenerationWait),
+		genLimit:    newLimiter(o.MaxGenerations, o.MaxGenerationsPerIdentity, o.GenerationWait),
 		auth:        o.Auth,
 		noAuth:      o.NoAuth,
-		throttle:    o.Throttle,
 		audit:       o.Audit,
 		metrics:     o.Metrics,
 
@@ -114,9 +115,11 @@ func New(o Options) *Server {
 		s.policy = policy.NewReloader(policy.Default())
 	}
 	if s.metrics == nil {
-		s.metrics = NewMetrics(MetricsSources{})
+		s.metrics = metrics.New(metrics.Sources{})
 	}
-	s.metrics.watchGenerations(s.genLimit)
+	if l := s.genLimit; l != nil {
+		s.metrics.WatchGenerations(func() float64 { return float64(l.InFlight()) }, func() float64 { return float64(l.Waiting()) })
+	}
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)
@@ -127,7 +130,7 @@ func New(o Options) *Server {
 	e.Pre(s.requestID, s.foldPath)
 	e.Use(s.observe, s.accessLog, recoverPanics(s.log), s.noteError)
 
-	s.route(http.MethodPost, "/CSRGeneration/Generate", s.generate, s.genLimit.middleware)
+	s.route(http.MethodPost, "/CSRGeneration/Generate", s.generate)
 	s.route(http.MethodGet, "/Status/Endpoints", s.statusEndpoints)
 	s.route(http.MethodGet, "/Status/HealthCheck", s.statusHealthCheck)
 	s.route(http.MethodGet, "/EnrollmentPatterns", s.listPatterns)
@@ -149,7 +152,7 @@ func New(o Options) *Server {
 		s.keyLifeRoutes()
 	}
 	s.routeHealth()
-	s.plainRoute(http.MethodGet, "/metrics", s.metrics.Handler(), s.authenticate(auth.OpMetrics))
+	s.plainRoute(http.MethodGet, "/metrics", echo.WrapHandler(s.metrics.Handler()), s.authenticate(auth.OpMetrics))
 	s.plainRoute(http.MethodGet, s.basePath+"/openapi.json", s.serveOpenAPI)
 	return s
 }
@@ -182,8 +185,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHT
 func (s *Server) route(method, path string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
 	op, _ := routeOperation(method, path)
 	p := strings.ToLower(s.basePath + path)
-	// Authentication first: an unauthenticated call takes no generation
-	// slot and learns nothing from header checks.
+	// Authentication first: an unauthenticated call learns nothing from
+	// header checks.
 	s.e.Add(method, p, h, append([]echo.MiddlewareFunc{s.authenticate(op), keyfactorHeaders}, mw...)...)
 	s.endpoints = append(s.endpoints, method+" "+strings.ReplaceAll(path, ":id", "{id}"))
 	s.canonical[p] = s.basePath + path

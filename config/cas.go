@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -221,16 +220,9 @@ func ReadTSIGSecret(path string) (string, error) {
 }
 
 func readSecret(path, what string) ([]byte, error) {
-	st, err := os.Stat(path)
+	raw, err := readPrivateFile(path, what+" file")
 	if err != nil {
-		return nil, fmt.Errorf("config: %s: %w", what, err)
-	}
-	if st.Mode().Perm()&0o077 != 0 && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
-		return nil, fmt.Errorf("config: %s file %s is readable by group or others (mode %04o); chmod 600 it", what, path, st.Mode().Perm())
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %s: %w", what, err)
+		return nil, err
 	}
 	s := strings.TrimSpace(string(raw))
 	for _, enc := range []*base64.Encoding{base64.RawURLEncoding, base64.URLEncoding, base64.StdEncoding, base64.RawStdEncoding} {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -51,8 +52,10 @@ type TLS struct {
 	// CertFile holds the server certificate chain (PEM, leaf first).
 	CertFile string `yaml:"cert_file"`
 	// KeyFile is a PEM private key file, or a PKCS#11 URI
-	// ("pkcs11:object=csrd-tls;type=private") naming a key pair in csrd's
-	// token, so the TLS key never leaves the HSM either.
+	// ("pkcs11:object=tls-server;type=private") naming a key pair in csrd's
+	// token, so the TLS key never leaves the HSM either. Its label should
+	// not start with "csrd-", the prefix of the keys csrd makes;
+	// reconciliation never destroys the object it names either way.
 	KeyFile string `yaml:"key_file"`
 	// ClientCAFile, when set, makes csrd request and verify client
 	// certificates (mTLS) against these CAs (PEM). A client without a valid
@@ -71,6 +74,11 @@ type Limits struct {
 	// GenerationWait bounds how long a request waits for a generation slot
 	// before it is answered 503 with Retry-After.
 	GenerationWait time.Duration `yaml:"generation_wait"`
+	// MaxGenerationsPerIdentity caps the generations one authenticated
+	// identity may have in flight or waiting for a slot; one more is
+	// answered 429 with Retry-After at once. 0 (the default) means no cap:
+	// a single service account may use every slot.
+	MaxGenerationsPerIdentity int `yaml:"max_generations_per_identity"`
 }
 
 // HSM selects the PKCS#11 module and token.
@@ -79,6 +87,8 @@ type HSM struct {
 	TokenLabel string `yaml:"token_label"`
 	// PINFile holds the user PIN. When systemd passes credentials
 	// ($CREDENTIALS_DIRECTORY) and it contains hsm-pin, that file wins.
+	// Every PIN file must be a regular file no group or other may access
+	// (chmod 600), except one in $CREDENTIALS_DIRECTORY.
 	PINFile string `yaml:"pin_file"`
 	// MaxSessions caps concurrent PKCS#11 sessions (and so concurrent key
 	// generations). Tokens have a per-application session limit.
@@ -117,10 +127,25 @@ type Auth struct {
 	File string `yaml:"file"`
 	// FailureLimit failed attempts from one address lock it out for
 	// Lockout, doubling with every further failure (up to an hour).
+	// Attempts still being verified count, and a success forgives only the
+	// failures of the identity that succeeded (see auth.Throttle).
 	// 0 disables throttling.
 	FailureLimit int           `yaml:"failure_limit"`
 	Lockout      time.Duration `yaml:"lockout"`
+	// VerifyQueue is how many password verifications may wait for one of
+	// the two verification slots; beyond it a Basic login is answered 503
+	// at once instead of queueing without bound.
+	VerifyQueue int `yaml:"verify_queue"`
+	// VerifyPerSource is how many password verifications one address may
+	// have running or waiting; beyond it the login is answered 429 at once,
+	// so one address cannot hold every slot.
+	VerifyPerSource int `yaml:"verify_per_source"`
 }
+
+// maxVerifyQueue bounds auth.verify_queue: each waiting verification is a
+// held request, and at ~0.1-0.3 s a verification a longer queue only waits
+// into client timeouts.
+const maxVerifyQueue = 4096
 
 // Auth modes.
 const (
@@ -137,7 +162,8 @@ func Defaults() Config {
 		LogLevel:        "info",
 		ShutdownTimeout: 30 * time.Second,
 		RequestTimeout:  5 * time.Minute,
-		Auth:            Auth{Mode: AuthFile, File: "/etc/csrd/auth.yaml", FailureLimit: 5, Lockout: time.Minute},
+		Auth: Auth{Mode: AuthFile, File: "/etc/csrd/auth.yaml", FailureLimit: 5, Lockout: time.Minute,
+			VerifyQueue: 16, VerifyPerSource: 1},
 		HSM: HSM{
 			Module:             "/usr/lib/softhsm/libsofthsm2.so",
 			PINFile:            "/etc/csrd/hsm-pin",
@@ -172,114 +198,162 @@ func Load(path string) (Config, error) {
 
 // Validate checks the whole configuration and reports every problem at once.
 func (c *Config) Validate() error {
-	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var p problems
+	c.validateServer(&p)
+	c.validateAuth(&p)
+	c.validateHSM(&p)
+	c.validateLimits(&p)
+	p = append(p, c.validateCAs()...)
+	if len(p) == 0 {
+		return nil
+	}
+	return fmt.Errorf("config: %w", errors.Join(p...))
+}
 
-	host, _, err := net.SplitHostPort(c.Listen)
-	if err != nil {
-		add("listen %q: %v", c.Listen, err)
+// problems collects what Validate finds, so that an operator fixes a
+// configuration in one pass rather than one error per start.
+type problems []error
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
+
+// validateServer checks what csrd serves on: address, TLS, base path,
+// database, logging and the trusted proxies.
+func (c *Config) validateServer(p *problems) {
+	if host, _, err := net.SplitHostPort(c.Listen); err != nil {
+		p.add("listen %q: %v", c.Listen, err)
 	} else if !c.TLS.Enabled() && !isLoopback(host) {
 		// Requests carry credentials and return CSRs: plain HTTP must not
 		// leave the machine.
-		add("listen %q: plain HTTP is only allowed on a loopback address; set tls.cert_file and tls.key_file", c.Listen)
+		p.add("listen %q: plain HTTP is only allowed on a loopback address; set tls.cert_file and tls.key_file", c.Listen)
 	}
 	switch {
 	case c.TLS.Enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == ""):
-		add("tls: cert_file and key_file must be set together")
+		p.add("tls: cert_file and key_file must be set together")
 	case !c.TLS.Enabled() && c.TLS.ClientCAFile != "":
-		add("tls.client_ca_file: needs tls.cert_file and tls.key_file (mTLS is TLS)")
-	}
-	if c.Limits.MaxGenerations < 0 {
-		add("limits.max_generations %d: must be 0 (= hsm.max_sessions - 1) or more", c.Limits.MaxGenerations)
-	}
-	if c.Limits.GenerationWait <= 0 {
-		add("limits.generation_wait: must be positive")
-	}
-	if c.HSM.HealthInterval <= 0 {
-		add("hsm.health_interval: must be positive")
-	}
-	if c.HSM.ReconnectMaxBackoff < 250*time.Millisecond {
-		add("hsm.reconnect_max_backoff %v: must be at least 250ms", c.HSM.ReconnectMaxBackoff)
+		p.add("tls.client_ca_file: needs tls.cert_file and tls.key_file (mTLS is TLS)")
 	}
 	if !strings.HasPrefix(c.BasePath, "/") || strings.HasSuffix(c.BasePath, "/") && c.BasePath != "/" {
-		add("base_path %q: must start with / and not end with /", c.BasePath)
-	}
-	if c.HSM.Module == "" {
-		add("hsm.module: required")
-	}
-	switch {
-	case len(c.HSM.Tokens) > 0 && c.HSM.TokenLabel != "":
-		add("hsm.token_label and hsm.tokens: set one (a single token) or the other (a pool), not both")
-	case len(c.HSM.Tokens) == 0 && c.HSM.TokenLabel == "":
-		add("hsm.token_label: required (or hsm.tokens for a pool)")
-	}
-	seen := map[string]bool{}
-	needDefaultPIN := len(c.HSM.Tokens) == 0
-	for i, t := range c.HSM.Tokens {
-		switch {
-		case t.TokenLabel == "":
-			add("hsm.tokens[%d].token_label: required", i)
-		case len(t.TokenLabel) > 32:
-			add("hsm.tokens[%d].token_label %q: longer than 32 bytes", i, t.TokenLabel)
-		case seen[t.TokenLabel]:
-			add("hsm.tokens[%d].token_label %q: listed twice", i, t.TokenLabel)
-		}
-		seen[t.TokenLabel] = true
-		needDefaultPIN = needDefaultPIN || t.PINFile == ""
-	}
-	if needDefaultPIN && c.HSM.PINFile == "" && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
-		add("hsm.pin_file: required (or a systemd credential hsm-pin)")
-	}
-	// crypto11 keeps one long-lived session of its own besides the pool,
-	// so fewer than 2 cannot work.
-	if c.HSM.MaxSessions < 2 || c.HSM.MaxSessions > 1024 {
-		add("hsm.max_sessions %d: must be between 2 and 1024", c.HSM.MaxSessions)
-	}
-	if c.HSM.SessionWaitTimeout <= 0 {
-		add("hsm.session_wait_timeout: must be positive")
+		p.add("base_path %q: must start with / and not end with /", c.BasePath)
 	}
 	if c.Database == "" || c.Database == ":memory:" || strings.HasPrefix(c.Database, "file::memory:") {
-		add("database %q: must be a file path", c.Database)
+		p.add("database %q: must be a file path", c.Database)
 	}
 	switch c.LogLevel {
 	case "trace", "debug", "info", "warn", "error":
 	default:
-		add("log_level %q: must be one of trace, debug, info, warn, error", c.LogLevel)
+		p.add("log_level %q: must be one of trace, debug, info, warn, error", c.LogLevel)
 	}
-	if c.ShutdownTimeout <= 0 {
-		add("shutdown_timeout: must be positive")
+	if _, err := c.TrustedProxyNets(); err != nil {
+		p.add("%v", err)
 	}
-	if c.RequestTimeout <= 0 {
-		add("request_timeout: must be positive")
-	}
+}
+
+// validateAuth checks how callers are authenticated.
+func (c *Config) validateAuth(p *problems) {
 	switch c.Auth.Mode {
 	case AuthFile:
 		if c.Auth.File == "" {
-			add("auth.file: required when auth.mode is file")
+			p.add("auth.file: required when auth.mode is file")
 		}
 	case AuthNone:
 		// Without authentication anyone who reaches the port can make keys
-		// and delete records: only ever on the machine itself.
-		if err == nil && !isLoopback(host) {
-			add("auth.mode none: only allowed when listen is a loopback address, not %q", c.Listen)
+		// and delete records: only ever on the machine itself. (A listen
+		// address that does not parse is reported by validateServer.)
+		if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopback(host) {
+			p.add("auth.mode none: only allowed when listen is a loopback address, not %q", c.Listen)
 		}
 	default:
-		add("auth.mode %q: must be file or none", c.Auth.Mode)
-	}
-	if _, err := c.TrustedProxyNets(); err != nil {
-		add("%v", err)
+		p.add("auth.mode %q: must be file or none", c.Auth.Mode)
 	}
 	if c.Auth.FailureLimit < 0 {
-		add("auth.failure_limit: must not be negative")
+		p.add("auth.failure_limit: must not be negative")
 	}
 	if c.Auth.FailureLimit > 0 && c.Auth.Lockout <= 0 {
-		add("auth.lockout: must be positive when auth.failure_limit is set")
+		p.add("auth.lockout: must be positive when auth.failure_limit is set")
 	}
-	errs = append(errs, c.validateCAs()...)
-	if len(errs) == 0 {
-		return nil
+	if c.Auth.VerifyQueue < 1 || c.Auth.VerifyQueue > maxVerifyQueue {
+		p.add("auth.verify_queue %d: must be between 1 and %d", c.Auth.VerifyQueue, maxVerifyQueue)
 	}
-	return fmt.Errorf("config: %w", errors.Join(errs...))
+	if c.Auth.VerifyPerSource < 1 || c.Auth.VerifyPerSource > maxVerifyQueue {
+		p.add("auth.verify_per_source %d: must be between 1 and %d", c.Auth.VerifyPerSource, maxVerifyQueue)
+	}
+}
+
+// validateHSM checks the module, the token or pool, the PIN source and the
+// session and reconnection bounds.
+func (c *Config) validateHSM(p *problems) {
+	h := &c.HSM
+	if h.Module == "" {
+		p.add("hsm.module: required")
+	}
+	switch {
+	case len(h.Tokens) > 0 && h.TokenLabel != "":
+		p.add("hsm.token_label and hsm.tokens: set one (a single token) or the other (a pool), not both")
+	case len(h.Tokens) == 0 && h.TokenLabel == "":
+		p.add("hsm.token_label: required (or hsm.tokens for a pool)")
+	}
+	needDefaultPIN := h.validatePool(p)
+	if needDefaultPIN && h.PINFile == "" && os.Getenv(credentialsEnv) == "" {
+		p.add("hsm.pin_file: required (or a systemd credential hsm-pin)")
+	}
+	// crypto11 keeps one long-lived session of its own besides the pool,
+	// so fewer than 2 cannot work.
+	if h.MaxSessions < 2 || h.MaxSessions > 1024 {
+		p.add("hsm.max_sessions %d: must be between 2 and 1024", h.MaxSessions)
+	}
+	if h.SessionWaitTimeout <= 0 {
+		p.add("hsm.session_wait_timeout: must be positive")
+	}
+	if h.HealthInterval <= 0 {
+		p.add("hsm.health_interval: must be positive")
+	}
+	if h.ReconnectMaxBackoff < 250*time.Millisecond {
+		p.add("hsm.reconnect_max_backoff %v: must be at least 250ms", h.ReconnectMaxBackoff)
+	}
+}
+
+// validatePool checks hsm.tokens and reports whether some token reads its
+// PIN from hsm.pin_file (the single token always does).
+func (h *HSM) validatePool(p *problems) (needDefaultPIN bool) {
+	seen := map[string]bool{}
+	needDefaultPIN = len(h.Tokens) == 0
+	for i, t := range h.Tokens {
+		switch {
+		case t.TokenLabel == "":
+			p.add("hsm.tokens[%d].token_label: required", i)
+		case len(t.TokenLabel) > 32:
+			p.add("hsm.tokens[%d].token_label %q: longer than 32 bytes", i, t.TokenLabel)
+		case seen[t.TokenLabel]:
+			p.add("hsm.tokens[%d].token_label %q: listed twice", i, t.TokenLabel)
+		}
+		seen[t.TokenLabel] = true
+		needDefaultPIN = needDefaultPIN || t.PINFile == ""
+	}
+	return needDefaultPIN
+}
+
+// validateLimits checks the bounds on work in flight and on time.
+func (c *Config) validateLimits(p *problems) {
+	if c.Limits.MaxGenerations < 0 {
+		p.add("limits.max_generations %d: must be 0 (= hsm.max_sessions - 1) or more", c.Limits.MaxGenerations)
+	}
+	if c.Limits.GenerationWait <= 0 {
+		p.add("limits.generation_wait: must be positive")
+	}
+	switch {
+	case c.Limits.MaxGenerationsPerIdentity < 0:
+		p.add("limits.max_generations_per_identity %d: must be 0 (no cap) or more", c.Limits.MaxGenerationsPerIdentity)
+	case c.Limits.MaxGenerationsPerIdentity > 0 && c.Auth.Mode == AuthNone:
+		// Every caller is the one anonymous identity: the cap would only
+		// be a smaller limits.max_generations.
+		p.add("limits.max_generations_per_identity: needs auth.mode file (with auth.mode none every caller is one identity; lower limits.max_generations instead)")
+	}
+	if c.ShutdownTimeout <= 0 {
+		p.add("shutdown_timeout: must be positive")
+	}
+	if c.RequestTimeout <= 0 {
+		p.add("request_timeout: must be positive")
+	}
 }
 
 // GenerationSlots is the effective limits.max_generations: by default the
@@ -339,7 +413,7 @@ func (c *Config) ReadTokenPIN(t Token) (string, error) {
 	if t.PINFile == "" {
 		return c.ReadPIN()
 	}
-	return readPINFile(t.PINFile, false)
+	return readPINFile(t.PINFile)
 }
 
 // ReadPIN returns the HSM user PIN. A systemd credential
@@ -347,37 +421,79 @@ func (c *Config) ReadTokenPIN(t Token) (string, error) {
 // the PIN over without it ever being readable by the service user's files.
 // Trailing newlines are trimmed; the error never contains the PIN.
 func (c *Config) ReadPIN() (string, error) {
-	path := c.HSM.PINFile
-	cred := false
-	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
-		p := filepath.Join(dir, "hsm-pin")
-		if _, err := os.Stat(p); err == nil {
-			path, cred = p, true
+	if dir := os.Getenv(credentialsEnv); dir != "" {
+		pin, err := readPINFile(filepath.Join(dir, "hsm-pin"))
+		if !errors.Is(err, os.ErrNotExist) {
+			return pin, err
 		}
 	}
-	return readPINFile(path, cred)
+	return readPINFile(c.HSM.PINFile)
 }
 
-// readPINFile reads a PIN file; a systemd credential (cred) may have any
-// mode, since only the service can read its credentials directory.
-func readPINFile(path string, cred bool) (string, error) {
+// credentialsEnv names the directory systemd passes credentials in.
+const credentialsEnv = "CREDENTIALS_DIRECTORY"
+
+// maxPINFile bounds what is read from a PIN (or other secret) file.
+const maxPINFile = 4 << 10
+
+// readPINFile reads a PIN file (see readPrivateFile); trailing newlines
+// are not part of the PIN.
+func readPINFile(path string) (string, error) {
 	if path == "" {
 		return "", errors.New("config: no PIN file configured")
 	}
-	st, err := os.Stat(path)
+	data, err := readPrivateFile(path, "PIN file")
 	if err != nil {
-		return "", fmt.Errorf("config: PIN file: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 && !cred && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
-		return "", fmt.Errorf("config: PIN file %s is readable by group or others (mode %04o); chmod 600 it", path, st.Mode().Perm())
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("config: PIN file: %w", err)
+		return "", err
 	}
 	pin := strings.TrimRight(string(data), "\r\n")
 	if pin == "" {
 		return "", fmt.Errorf("config: PIN file %s is empty", path)
 	}
 	return pin, nil
+}
+
+// readPrivateFile reads a file holding a secret (what names it in errors).
+// It is opened once and the open file is checked (fstat) and read, so the
+// mode checked is the mode of the bytes read; only a regular file is read.
+// Group or others may not have any access, except to a systemd credential
+// (a file in $CREDENTIALS_DIRECTORY), whose directory only the service can
+// read. The error never holds the content.
+func readPrivateFile(path, what string) ([]byte, error) {
+	// O_NONBLOCK: opening a named pipe must not wait for a writer; it is
+	// refused below like any file that is not regular.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %w", what, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %w", what, err)
+	}
+	switch {
+	case !st.Mode().IsRegular():
+		return nil, fmt.Errorf("config: %s %s is not a regular file (%v)", what, path, st.Mode().Type())
+	case st.Mode().Perm()&0o077 != 0 && !systemdCredential(path):
+		return nil, fmt.Errorf("config: %s %s is readable by group or others (mode %04o); chmod 600 it", what, path, st.Mode().Perm())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxPINFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %w", what, err)
+	}
+	if len(data) > maxPINFile {
+		return nil, fmt.Errorf("config: %s %s is larger than %d bytes", what, path, maxPINFile)
+	}
+	return data, nil
+}
+
+// systemdCredential reports whether path lies in $CREDENTIALS_DIRECTORY:
+// a file systemd passed the service (LoadCredential=, SetCredential=).
+func systemdCredential(path string) bool {
+	dir := os.Getenv(credentialsEnv)
+	if dir == "" || !filepath.IsAbs(dir) {
+		return false
+	}
+	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(path))
+	return err == nil && filepath.IsLocal(rel)
 }

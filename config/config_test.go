@@ -59,6 +59,11 @@ shutdown_timeout: 5s
 			}
 		}},
 		{name: "unknown key refused", yaml: "listn: 127.0.0.1:1\n", wantErr: "listn"},
+		{name: "per-identity generation cap", yaml: "limits:\n  max_generations_per_identity: 3\n", check: func(t *testing.T, c Config) {
+			if c.Limits.MaxGenerationsPerIdentity != 3 || c.Limits.GenerationWait != Defaults().Limits.GenerationWait {
+				t.Errorf("limits %+v", c.Limits)
+			}
+		}},
 		{name: "pin in the file is refused", yaml: "hsm:\n  pin: 1234\n", wantErr: "pin"},
 		{name: "wrong type names the line", yaml: "hsm:\n  max_sessions: many\n", wantErr: "line 2"},
 	}
@@ -108,6 +113,11 @@ func TestValidate(t *testing.T) {
 		{name: "mTLS without TLS", mutate: func(c *Config) { c.TLS.ClientCAFile = "/etc/csrd/ca.pem" }, wantErr: "client_ca_file"},
 		{name: "negative generations", mutate: func(c *Config) { c.Limits.MaxGenerations = -1 }, wantErr: "max_generations"},
 		{name: "no generation wait", mutate: func(c *Config) { c.Limits.GenerationWait = 0 }, wantErr: "generation_wait"},
+		{name: "generations per identity", mutate: func(c *Config) { c.Limits.MaxGenerationsPerIdentity = 2 }},
+		{name: "negative generations per identity", mutate: func(c *Config) { c.Limits.MaxGenerationsPerIdentity = -1 }, wantErr: "max_generations_per_identity"},
+		{name: "generations per identity without identities", mutate: func(c *Config) {
+			c.Auth.Mode, c.Limits.MaxGenerationsPerIdentity = AuthNone, 2
+		}, wantErr: "max_generations_per_identity: needs auth.mode file"},
 		{name: "no health interval", mutate: func(c *Config) { c.HSM.HealthInterval = 0 }, wantErr: "health_interval"},
 		{name: "auth none on loopback", mutate: func(c *Config) { c.Auth.Mode = AuthNone }},
 		{name: "auth none off loopback", mutate: func(c *Config) { c.Auth.Mode = AuthNone; c.Listen = "192.0.2.1:8443" }, wantErr: "auth.mode none"},
@@ -117,6 +127,10 @@ func TestValidate(t *testing.T) {
 		{name: "trusted proxies", mutate: func(c *Config) { c.TrustedProxies = []string{"127.0.0.1", "10.0.0.0/8", "::1"} }},
 		{name: "trusted proxy not an address", mutate: func(c *Config) { c.TrustedProxies = []string{"proxy.local"} }, wantErr: "trusted_proxies"},
 		{name: "throttle off", mutate: func(c *Config) { c.Auth.FailureLimit = 0; c.Auth.Lockout = 0 }},
+		{name: "no verification queue", mutate: func(c *Config) { c.Auth.VerifyQueue = 0 }, wantErr: "auth.verify_queue"},
+		{name: "huge verification queue", mutate: func(c *Config) { c.Auth.VerifyQueue = 1 << 20 }, wantErr: "auth.verify_queue"},
+		{name: "no verifications per source", mutate: func(c *Config) { c.Auth.VerifyPerSource = 0 }, wantErr: "auth.verify_per_source"},
+		{name: "verification limits", mutate: func(c *Config) { c.Auth.VerifyQueue, c.Auth.VerifyPerSource = 64, 4 }},
 		{name: "all errors together", mutate: func(c *Config) { c.LogLevel = "loud"; c.HSM.TokenLabel = "" }, wantErr: "token_label"},
 		{name: "pool", mutate: func(c *Config) {
 			c.HSM.TokenLabel = ""

@@ -43,14 +43,15 @@ func (a *tokenAccount) Key(ctx context.Context) (crypto.Signer, string, error) {
 			a.ca, row.TokenLabel, row.TokenSerial, tok.Label(), tok.Serial())
 	}
 	ref := hsm.KeyRef{ID: row.KeyID, Label: row.KeyLabel}
-	key, err := tok.FindKey(ctx, ref)
+	found, err := tok.FindKey(ctx, ref)
 	if err == nil {
-		return key, row.URL, nil
+		return found, row.URL, nil
 	}
 	if !errors.Is(err, hsm.ErrNotFound) {
 		return nil, "", err
 	}
-	if key, err = tok.GenerateKeyPair(ctx, accountKeySpec, ref); err != nil {
+	key, err := tok.GenerateKeyPair(ctx, accountKeySpec, ref)
+	if err != nil {
 		return nil, "", err
 	}
 	if row.URL != "" {

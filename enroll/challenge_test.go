@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/csrd/csrd/acmetest"
 	"github.com/csrd/csrd/config"
 	"github.com/csrd/csrd/enroll"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/store"
 )
 
@@ -19,9 +19,9 @@ import (
 func TestEnrollChallenges(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
-	b := acmetest.StartBind(t, "example.test", map[string]string{"web": "127.0.0.1"})
-	httpPort := acmetest.FreePort(t)
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{HTTPPort: httpPort, DNSServer: b.Addr})
+	b := fixture.StartBind(t, "example.test", map[string]string{"web": "127.0.0.1"})
+	httpPort := fixture.FreePort(t)
+	p := fixture.StartPebble(t, fixture.PebbleOptions{HTTPPort: httpPort, DNSServer: b.Addr})
 	f := newFixture(t)
 	for _, tc := range []struct {
 		name string
@@ -60,7 +60,7 @@ func TestEnrollChallenges(t *testing.T) {
 	}
 }
 
-func dns01(b *acmetest.Bind, transport string) *config.DNS01 {
+func dns01(b *fixture.Bind, transport string) *config.DNS01 {
 	return &config.DNS01{Server: b.Addr, Zone: b.Zone, TSIGName: b.TSIGName, TSIGAlgorithm: b.TSIGAlgorithm,
 		TSIGSecretFile: b.TSIGSecretFile, Transport: transport}
 }

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/csrd/csrd/acmeca"
-	"github.com/csrd/csrd/acmetest"
 	"github.com/csrd/csrd/config"
 	"github.com/csrd/csrd/enroll"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
@@ -33,7 +33,7 @@ import (
 func TestEnrollIssued(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true})
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
 	f := newFixture(t)
 	s := f.service(t, time.Minute, pebbleCA(t, p, "pebble"))
 	gen := f.generate(t, "issued.example.test")
@@ -129,13 +129,13 @@ func TestEnrollCAFailures(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
 	mac := []byte("0123456789abcdef0123456789abcdef")
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true,
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true,
 		EAB: map[string]string{"kid-1": base64URL(mac)}})
 	f := newFixture(t)
 	gen := f.generate(t, "eab.example.test")
 
 	down := pebbleCA(t, p, "pebble")
-	down.ACME.Directory = fmt.Sprintf("https://127.0.0.1:%d/dir", acmetest.FreePort(t))
+	down.ACME.Directory = fmt.Sprintf("https://127.0.0.1:%d/dir", fixture.FreePort(t))
 	_, err := f.service(t, time.Minute, down).Enroll(ctx, enroll.Request{CSR: gen.CSRPEM})
 	if !errors.Is(err, acmeca.ErrUnavailable) || !contains(err.Error(), "connection refused") {
 		t.Fatalf("CA down: %v", err)
@@ -168,7 +168,7 @@ func TestEnrollCAFailures(t *testing.T) {
 func TestEnrollPendingThenIssued(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true})
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
 	f := newFixture(t)
 	s := f.service(t, time.Nanosecond, pebbleCA(t, p, "pebble"))
 	gen := f.generate(t, "pending.example.test")

@@ -3,7 +3,6 @@ package enroll_test
 import (
 	"context"
 	"encoding/base64"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,13 +12,12 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/csrd/csrd/acmetest"
 	"github.com/csrd/csrd/config"
 	"github.com/csrd/csrd/enroll"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 	"github.com/csrd/csrd/store"
 )
 
@@ -29,32 +27,15 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code, err := run(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "enroll tests:", err)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-func run(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "csrd-enroll-test-")
-	if err != nil {
-		return 1, err
-	}
-	defer os.RemoveAll(dir)
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-enroll-test")
-	if err != nil {
-		return 1, err
-	}
-	testToken, err = hsm.Open(context.Background(), hsm.Config{
-		Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN, MaxSessions: 8, PoolWaitTimeout: time.Minute,
-	}, testLog)
-	if err != nil {
-		return 1, err
-	}
-	defer testToken.Close()
-	return m.Run(), nil
+	os.Exit(fixture.Main(m, "enroll", []string{"csrd-enroll-test"}, func(s *fixture.Suite) (err error) {
+		testToken, err = hsm.Open(context.Background(), hsm.Config{
+			Module: s.Token.Module, TokenLabel: s.Token.Label, PIN: s.Token.PIN, MaxSessions: 8, PoolWaitTimeout: time.Minute,
+		}, testLog)
+		if err == nil {
+			s.Defer(func() { testToken.Close() })
+		}
+		return err
+	}))
 }
 
 // switchable is the policy, refusing every request while refuse is set.
@@ -67,16 +48,16 @@ func (p *switchable) Decide(req policy.Request) (*policy.Decision, error) {
 	return policy.Default().Decide(req)
 }
 
-// fixture is one csrd's worth of enrollment: a database, the lifecycle on
+// env is one csrd's worth of enrollment: a database, the lifecycle on
 // the test token, and an enroll.Service for the CAs given.
-type fixture struct {
+type env struct {
 	db     *store.Store
 	keys   *lifecycle.Service
 	policy *switchable
 	dir    string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()
 	db, err := store.Open(context.Background(), filepath.Join(dir, "csrd.db"))
@@ -85,12 +66,12 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	pol := &switchable{}
-	return &fixture{db: db, keys: lifecycle.New(testToken, db, pol, testLog), policy: pol, dir: dir}
+	return &env{db: db, keys: lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, pol, testLog), policy: pol, dir: dir}
 }
 
-func (f *fixture) service(t *testing.T, wait time.Duration, cas ...config.CA) *enroll.Service {
+func (f *env) service(t *testing.T, wait time.Duration, cas ...config.CA) *enroll.Service {
 	t.Helper()
-	s, err := enroll.New(enroll.Options{CAs: cas, Records: f.db, Keys: f.keys, Token: testToken, Log: testLog,
+	s, err := enroll.New(enroll.Options{CAs: cas, Records: f.db, Keys: f.keys, Token: lifecycle.HSMToken{Token: testToken}, Log: testLog,
 		Wait: wait, CertDir: filepath.Join(f.dir, "certs"), RetryBase: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +88,7 @@ func runLoop(t *testing.T, s *enroll.Service) {
 }
 
 // generate makes a pending key whose CSR names names (DNS).
-func (f *fixture) generate(t *testing.T, names ...string) *lifecycle.GenerateResult {
+func (f *env) generate(t *testing.T, names ...string) *lifecycle.GenerateResult {
 	t.Helper()
 	res, err := f.keys.Generate(context.Background(), lifecycle.GenerateRequest{
 		Subject: "CN=" + names[0] + ",O=csrd enroll test", Key: policy.KeyRequest{KeyType: "ECC", KeyLength: 256},
@@ -120,7 +101,7 @@ func (f *fixture) generate(t *testing.T, names ...string) *lifecycle.GenerateRes
 }
 
 // pebbleCA is a cas: entry for p, its chain roots written to a file.
-func pebbleCA(t *testing.T, p *acmetest.Pebble, name string) config.CA {
+func pebbleCA(t *testing.T, p *fixture.Pebble, name string) config.CA {
 	t.Helper()
 	roots := filepath.Join(t.TempDir(), "chain-roots.pem")
 	if err := os.WriteFile(roots, p.ChainRoots(t), 0o600); err != nil {

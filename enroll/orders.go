@@ -161,7 +161,8 @@ func (s *Service) marry(ctx context.Context, rec *store.KeyRecord, chain []*x509
 	for _, c := range chain[1:] {
 		_ = pem.Encode(&rest, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 	}
-	res, err := s.keys.Import(ctx, lifecycle.ImportRequest{Certificate: leaf.String(), Chain: rest.String()})
+	res, err := s.keys.Import(ctx, lifecycle.ImportRequest{Certificate: leaf.String(), Chain: rest.String(),
+		Audit: s.internalAudit("import", rec.ID, fmt.Sprintf("certificate %X issued over ACME", chain[0].SerialNumber))})
 	if err != nil {
 		return err
 	}

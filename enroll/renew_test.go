@@ -15,8 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/csrd/csrd/acmetest"
 	"github.com/csrd/csrd/enroll"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
@@ -37,7 +37,7 @@ func hookScript(t *testing.T) (path, out string) {
 }
 
 // enrolled enrolls a new key with s and returns its record id.
-func (f *fixture) enrolled(t *testing.T, s *enroll.Service, name string) int64 {
+func (f *env) enrolled(t *testing.T, s *enroll.Service, name string) int64 {
 	t.Helper()
 	gen := f.generate(t, name)
 	res, err := s.Enroll(context.Background(), enroll.Request{CSR: gen.CSRPEM})
@@ -55,7 +55,7 @@ func (f *fixture) enrolled(t *testing.T, s *enroll.Service, name string) int64 {
 func TestRenewal(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true, Validity: 8 * time.Second})
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true, Validity: 8 * time.Second})
 	f := newFixture(t)
 	ca := pebbleCA(t, p, "pebble")
 	hook, out := hookScript(t)
@@ -133,7 +133,7 @@ func TestRenewal(t *testing.T) {
 func TestRenewalRefusedByPolicy(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true})
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
 	f := newFixture(t)
 	s := f.service(t, time.Minute, pebbleCA(t, p, "pebble"))
 	old := f.enrolled(t, s, "refused.example.test")
@@ -162,12 +162,12 @@ func TestRenewalRefusedByPolicy(t *testing.T) {
 func TestRenewalResumesWithItsKey(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true})
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
 	f := newFixture(t)
 	ca := pebbleCA(t, p, "pebble")
 	old := f.enrolled(t, f.service(t, time.Minute, ca), "resume.example.test")
 	down := ca
-	down.ACME.Directory = fmt.Sprintf("https://127.0.0.1:%d/dir", acmetest.FreePort(t))
+	down.ACME.Directory = fmt.Sprintf("https://127.0.0.1:%d/dir", fixture.FreePort(t))
 	if _, err := f.service(t, time.Minute, down).RenewNow(ctx, old); err == nil {
 		t.Fatal("renewal with the CA down succeeded")
 	}
@@ -196,7 +196,7 @@ func TestRenewalResumesWithItsKey(t *testing.T) {
 func TestNoDoubleRenewal(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true})
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
 	f := newFixture(t)
 	ca := pebbleCA(t, p, "pebble")
 	a, b := f.service(t, time.Minute, ca), f.service(t, time.Minute, ca)
@@ -224,7 +224,7 @@ func TestNoDoubleRenewal(t *testing.T) {
 func TestRetireKeyRevokes(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true})
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
 	f := newFixture(t)
 	ca := pebbleCA(t, p, "pebble")
 	ca.RevokeOnRetire = true
@@ -255,7 +255,7 @@ func TestRetireKeyRevokes(t *testing.T) {
 func TestRenewalThroughput(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true})
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
 	f := newFixture(t)
 	s := f.service(t, time.Minute, pebbleCA(t, p, "pebble"))
 	const n = 12
@@ -286,7 +286,7 @@ func sameCert(a, b []byte) bool {
 
 func itoa(n int64) string { return fmt.Sprint(n) }
 
-func auditHas(t *testing.T, f *fixture, op string, id int64) bool {
+func auditHas(t *testing.T, f *env, op string, id int64) bool {
 	t.Helper()
 	rows, err := f.db.ListAudit(context.Background(), 0, 1000)
 	if err != nil {

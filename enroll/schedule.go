@@ -204,7 +204,7 @@ func (s *Service) retireDue(ctx context.Context) (time.Time, error) {
 
 // internalAudit is the audit row of something csrd does on its own.
 func (s *Service) internalAudit(op string, id int64, detail string) *store.AuditEntry {
-	return &store.AuditEntry{Actor: "csrd", AuthMethod: "internal", Source: "renewal", Operation: op,
+	return &store.AuditEntry{Actor: "csrd", AuthMethod: "internal", Source: "enrollment", Operation: op,
 		Result: store.AuditOK, Status: 200, RecordID: id, KeyLabel: "csrd-" + itoa(id),
 		RequestID: op + "-" + itoa(id), Detail: detail}
 }

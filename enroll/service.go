@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"fmt"
 	"os"
@@ -81,13 +82,13 @@ type Keys interface {
 }
 
 // AccountToken is the token that holds the CAs' ACME account keys
-// (*hsm.Token).
+// (lifecycle.HSMToken: an *hsm.Token whose new keys are crypto.Signers).
 type AccountToken interface {
 	Label() string
 	Serial() string
 	NewKeyID(ctx context.Context) ([]byte, error)
 	FindKey(ctx context.Context, ref hsm.KeyRef) (*hsm.Key, error)
-	GenerateKeyPair(ctx context.Context, spec hsm.KeySpec, ref hsm.KeyRef) (*hsm.Key, error)
+	GenerateKeyPair(ctx context.Context, spec hsm.KeySpec, ref hsm.KeyRef) (crypto.Signer, error)
 }
 
 // Options configure a Service.

@@ -14,6 +14,17 @@
 // ErrAlreadyOpen rather than let C_Login return CKR_USER_ALREADY_LOGGED_IN for
 // any PIN.
 //
+// # Signing-only, for good
+//
+// Every template csrd generates with is written in templates.go: key pairs
+// for crypto11 (RSA, ECDSA) and for the raw handle (EdDSA, in-token ML-DSA),
+// and the sealing KEK. Private keys are sensitive, never extractable and may
+// only sign; public keys may only verify; the KEK may only encrypt and
+// decrypt. All are CKA_MODIFIABLE false and CKA_COPYABLE false, so a session
+// holding the PIN cannot later turn CKA_DECRYPT, CKA_DERIVE, CKA_UNWRAP or
+// CKA_WRAP on, nor copy an object with them on. The token must know
+// CKA_COPYABLE (PKCS#11 2.40); only the KEK falls back for older tokens.
+//
 // # crypto11 plus a raw handle
 //
 // Key generation, signing, NewKeyID and FindKey go through
@@ -49,6 +60,17 @@
 // per request). The associated data binds the record id, key label and
 // algorithm (SealBinding) and the KEK's CKA_ID, which the blob names so
 // several KEKs can coexist. Anything that does not open is ErrSealed.
+//
+// # The audit key
+//
+// AuditKey returns the token's audit key (AuditKeyLabel), an ECDSA P-256
+// pair generated in the token on first use through crypto11 — every token
+// csrd supports has it — with the record keys' templates plus
+// CKA_MODIFIABLE and CKA_COPYABLE false: sensitive, never extractable,
+// sign-only, and no PIN holder can widen what it may do. It signs
+// checkpoints of the audit log (package checkpoint); a key labelled alike
+// that was not generated so is never used. Like the KEK it is found once
+// and then cached (its *Key finds its handles again after a reconnect).
 //
 // # Calls cannot be cancelled
 //

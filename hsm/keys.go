@@ -242,11 +242,10 @@ const keyIDSize = 16
 // GenerateKeyPair generates a key pair as token objects named by ref.
 //
 // The private key is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, not CKA_EXTRACTABLE
-// and may only sign: CKA_DECRYPT, CKA_UNWRAP, CKA_DERIVE and CKA_SIGN_RECOVER are
-// set false explicitly because crypto11's RSA default is CKA_DECRYPT=true and
-// token defaults vary. The public key may only verify. The public key the token
-// returns is checked against spec; on a mismatch the pair is destroyed and
-// ErrKeyMismatch returned. No C_FindObjects on success.
+// and may only sign, and neither half can be changed or copied afterwards
+// (see keyTemplates). The public key the token returns is checked against
+// spec; on a mismatch the pair is destroyed and ErrKeyMismatch returned. No
+// C_FindObjects on success.
 //
 // ctx is checked before starting; generation itself (seconds for RSA 4096,
 // minutes for 8192 on SoftHSM) cannot be cancelled.
@@ -370,43 +369,6 @@ func (t *Token) CanGenerate(spec KeySpec) error {
 		return t.requireMechanisms("generate key pair", spec.Type.String(), ckmECEdwardsKeyPairGen, ckmEdDSA)
 	}
 	return nil // crypto11's RSA and ECDSA mechanisms are PKCS#11 2.x basics
-}
-
-// keyTemplates returns the attribute templates for a signing-only key pair.
-// Every attribute is set here rather than left to crypto11 (whose
-// AddIfNotPresent only fills gaps) or to token defaults.
-func keyTemplates(ref KeyRef) (pub, priv crypto11.AttributeSet) {
-	common := func(class uint) crypto11.AttributeSet {
-		return crypto11.AttributeSet{
-			pkcs11.CKA_CLASS: pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
-			pkcs11.CKA_TOKEN: pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.CKA_ID:    pkcs11.NewAttribute(pkcs11.CKA_ID, bytes.Clone(ref.ID)),
-			pkcs11.CKA_LABEL: pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label),
-		}
-	}
-	pub = common(pkcs11.CKO_PUBLIC_KEY)
-	for a, v := range map[uint]bool{
-		pkcs11.CKA_VERIFY:         true,
-		pkcs11.CKA_ENCRYPT:        false,
-		pkcs11.CKA_WRAP:           false,
-		pkcs11.CKA_VERIFY_RECOVER: false,
-	} {
-		pub[a] = pkcs11.NewAttribute(a, v)
-	}
-	priv = common(pkcs11.CKO_PRIVATE_KEY)
-	for a, v := range map[uint]bool{
-		pkcs11.CKA_PRIVATE:      true,
-		pkcs11.CKA_SENSITIVE:    true,
-		pkcs11.CKA_EXTRACTABLE:  false,
-		pkcs11.CKA_SIGN:         true,
-		pkcs11.CKA_DECRYPT:      false,
-		pkcs11.CKA_UNWRAP:       false,
-		pkcs11.CKA_DERIVE:       false,
-		pkcs11.CKA_SIGN_RECOVER: false,
-	} {
-		priv[a] = pkcs11.NewAttribute(a, v)
-	}
-	return pub, priv
 }
 
 // checkPublic verifies that the token generated what was asked for.

@@ -208,16 +208,6 @@ func (t *Token) GenerateMLDSA(ctx context.Context, set MLDSA, ref KeyRef) (*MLDS
 	return k, nil
 }
 
-// mldsaTemplates are keyTemplates for CKK_ML_DSA with CKA_PARAMETER_SET.
-func mldsaTemplates(ref KeyRef, ckp uint) (pub, priv []*pkcs11.Attribute) {
-	pubT, privT := keyTemplates(ref)
-	for _, m := range []map[uint]*pkcs11.Attribute{pubT, privT} {
-		m[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkMLDSA)
-	}
-	pubT[ckaParameterSet] = pkcs11.NewAttribute(ckaParameterSet, ckp)
-	return attrList(pubT), attrList(privT)
-}
-
 // readMLDSAPublic reads the public key (CKA_VALUE, the FIPS 204 encoding)
 // and checks its parameter set.
 func (t *Token) readMLDSAPublic(sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, sc mldsaScheme) (crypto.PublicKey, error) {

@@ -76,9 +76,15 @@ func TestMLDSATemplates(t *testing.T) {
 			for typ, want := range map[uint]byte{
 				pkcs11.CKA_SENSITIVE: 1, pkcs11.CKA_EXTRACTABLE: 0, pkcs11.CKA_SIGN: 1, pkcs11.CKA_DECRYPT: 0,
 				pkcs11.CKA_UNWRAP: 0, pkcs11.CKA_DERIVE: 0, pkcs11.CKA_TOKEN: 1, pkcs11.CKA_PRIVATE: 1,
+				pkcs11.CKA_MODIFIABLE: 0, ckaCopyable: 0,
 			} {
 				if v := get(priv, typ); len(v) != 1 || v[0] != want {
 					t.Errorf("private attribute 0x%x = %v, want %d", typ, v, want)
+				}
+			}
+			for _, typ := range []uint{pkcs11.CKA_MODIFIABLE, ckaCopyable, pkcs11.CKA_ENCRYPT, pkcs11.CKA_WRAP} {
+				if v := get(pub, typ); len(v) != 1 || v[0] != 0 {
+					t.Errorf("public attribute 0x%x = %v, want 0", typ, v)
 				}
 			}
 			if string(get(priv, pkcs11.CKA_LABEL)) != ref.Label || string(get(pub, pkcs11.CKA_ID)) != string(ref.ID) {

@@ -22,9 +22,13 @@ type Attributes struct {
 	Sensitive, Extractable, NeverExtractable, AlwaysSensitive bool
 	Sign, Decrypt, Unwrap, Derive                             bool
 	Token, Private                                            bool
-	KeyType                                                   uint // CKK_* (CKK_RSA 0, CKK_EC 3)
-	Label                                                     string
-	ID                                                        []byte
+	// Modifiable and Copyable are CKA_MODIFIABLE and CKA_COPYABLE: false
+	// for every key csrd makes, so its attributes stay as generated.
+	// Copyable is true on a token that does not know CKA_COPYABLE.
+	Modifiable, Copyable bool
+	KeyType              uint // CKK_* (CKK_RSA 0, CKK_EC 3)
+	Label                string
+	ID                   []byte
 }
 
 // FindKey returns the key pair named by ref, or ErrNotFound. Both halves must
@@ -173,6 +177,7 @@ func (t *Token) KeyAttributes(ctx context.Context, ref KeyRef) (Attributes, erro
 			{pkcs11.CKA_DERIVE, &a.Derive},
 			{pkcs11.CKA_TOKEN, &a.Token},
 			{pkcs11.CKA_PRIVATE, &a.Private},
+			{pkcs11.CKA_MODIFIABLE, &a.Modifiable},
 		}
 		q := []*pkcs11.Attribute{
 			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil),
@@ -193,9 +198,24 @@ func (t *Token) KeyAttributes(ctx context.Context, ref KeyRef) (Attributes, erro
 			v := got[3+i].Value
 			*b.dst = len(v) > 0 && v[0] != 0 // CK_BBOOL
 		}
-		return nil
+		a.Copyable, err = t.copyable(sh, hs[0])
+		return err
 	})
 	return a, err
+}
+
+// copyable reads CKA_COPYABLE on its own: a token older than PKCS#11 2.40
+// answers CKR_ATTRIBUTE_TYPE_INVALID, which would void a combined read, and
+// on such a token any object may be copied.
+func (t *Token) copyable(sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) (bool, error) {
+	got, err := t.p11.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(ckaCopyable, nil)})
+	switch {
+	case isCKR(err, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return len(got[0].Value) > 0 && got[0].Value[0] != 0, nil
 }
 
 // ListKeys returns the references of all private keys whose label starts with

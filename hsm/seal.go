@@ -21,9 +21,6 @@ import (
 // not a rotation generation.
 const KEKLabel = "csrd-kek-v1"
 
-// ckaDestroyable is PKCS#11 3.0 CKA_DESTROYABLE; miekg/pkcs11 v1.1.2 lacks it.
-const ckaDestroyable = 0x172
-
 // ErrSealed: a sealed secret cannot be opened — malformed or tampered blob,
 // wrong binding (associated data), or no matching key-encryption key on
 // this token. The token never says which, and neither does hsm.
@@ -79,27 +76,6 @@ func (c *kekCache) fresh(epoch uint64) {
 	}
 }
 
-// kekTemplate matches (and, with an ID and CKA_TOKEN, creates) csrd's KEK.
-// The search insists on the protective attributes, so an extractable AES
-// key someone labelled csrd-kek-v1 is never used to seal anything.
-func kekTemplate(id []byte) []*pkcs11.Attribute {
-	t := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, KEKLabel),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
-	}
-	if id != nil {
-		t = append(t, pkcs11.NewAttribute(pkcs11.CKA_ID, bytes.Clone(id)))
-	}
-	return t
-}
-
 // sealingKEK returns the KEK new seals use, finding it on first use or
 // creating it when the token has none.
 //
@@ -136,21 +112,13 @@ func (t *Token) createKEK(sh pkcs11.SessionHandle) ([]byte, pkcs11.ObjectHandle,
 	if err != nil {
 		return nil, 0, err
 	}
-	tmpl := append(kekTemplate(own),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-	)
 	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
-	ownH, err := t.p11.GenerateKey(sh, mech, append(tmpl, pkcs11.NewAttribute(ckaDestroyable, false)))
+	ownH, err := t.p11.GenerateKey(sh, mech, kekGenerateTemplate(own, true))
 	if isCKR(err, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID) {
-		// A PKCS#11 2.x token: no CKA_DESTROYABLE, the KEK is as deletable
-		// as any object there.
+		// A token older than PKCS#11 2.40: no CKA_DESTROYABLE or
+		// CKA_COPYABLE, the KEK is as deletable as any object there.
 		t.log.Warn().Str("label", KEKLabel).Msg("hsm: token has no CKA_DESTROYABLE; the sealing key can be deleted by anyone logged in")
-		ownH, err = t.p11.GenerateKey(sh, mech, tmpl)
+		ownH, err = t.p11.GenerateKey(sh, mech, kekGenerateTemplate(own, false))
 	}
 	if err != nil {
 		return nil, 0, err

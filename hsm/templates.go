@@ -67,6 +67,112 @@ func specTemplates(spec KeySpec, ref KeyRef) (pub, priv crypto11.AttributeSet, e
 	return pub, priv, nil
 }
 
+// PKCS#11 2.40 attributes miekg/pkcs11 v1.1.2 lacks.
+const (
+	ckaCopyable    = 0x171 // CKA_COPYABLE
+	ckaDestroyable = 0x172 // CKA_DESTROYABLE
+)
+
+// keyTemplates returns the attribute templates of a signing-only key pair,
+// the one place they are written. Every attribute is set here rather than
+// left to crypto11 (whose AddIfNotPresent only fills gaps: CKA_DECRYPT and
+// CKA_ENCRYPT true for RSA) or to token defaults.
+//
+// Signing-only is locked in: CKA_MODIFIABLE false on both halves, so no
+// logged-in session can turn CKA_DECRYPT, CKA_DERIVE or CKA_UNWRAP on later
+// with C_SetAttributeValue, and CKA_COPYABLE false, so no C_CopyObject makes
+// a twin with them on. Neither stops destruction (that is CKA_DESTROYABLE),
+// which Delete and reconciliation need.
+func keyTemplates(ref KeyRef) (pub, priv crypto11.AttributeSet) {
+	common := func(class uint) crypto11.AttributeSet {
+		return crypto11.AttributeSet{
+			pkcs11.CKA_CLASS:      pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
+			pkcs11.CKA_TOKEN:      pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.CKA_ID:         pkcs11.NewAttribute(pkcs11.CKA_ID, bytes.Clone(ref.ID)),
+			pkcs11.CKA_LABEL:      pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label),
+			pkcs11.CKA_MODIFIABLE: pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
+			ckaCopyable:           pkcs11.NewAttribute(ckaCopyable, false),
+		}
+	}
+	pub = common(pkcs11.CKO_PUBLIC_KEY)
+	for a, v := range map[uint]bool{
+		pkcs11.CKA_VERIFY:         true,
+		pkcs11.CKA_ENCRYPT:        false,
+		pkcs11.CKA_WRAP:           false,
+		pkcs11.CKA_VERIFY_RECOVER: false,
+	} {
+		pub[a] = pkcs11.NewAttribute(a, v)
+	}
+	priv = common(pkcs11.CKO_PRIVATE_KEY)
+	for a, v := range map[uint]bool{
+		pkcs11.CKA_PRIVATE:      true,
+		pkcs11.CKA_SENSITIVE:    true,
+		pkcs11.CKA_EXTRACTABLE:  false,
+		pkcs11.CKA_SIGN:         true,
+		pkcs11.CKA_DECRYPT:      false,
+		pkcs11.CKA_UNWRAP:       false,
+		pkcs11.CKA_DERIVE:       false,
+		pkcs11.CKA_SIGN_RECOVER: false,
+	} {
+		priv[a] = pkcs11.NewAttribute(a, v)
+	}
+	return pub, priv
+}
+
+// mldsaTemplates are keyTemplates for CKK_ML_DSA with CKA_PARAMETER_SET.
+func mldsaTemplates(ref KeyRef, ckp uint) (pub, priv []*pkcs11.Attribute) {
+	pubT, privT := keyTemplates(ref)
+	for _, m := range []map[uint]*pkcs11.Attribute{pubT, privT} {
+		m[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkMLDSA)
+	}
+	pubT[ckaParameterSet] = pkcs11.NewAttribute(ckaParameterSet, ckp)
+	return attrList(pubT), attrList(privT)
+}
+
+// kekTemplate matches (and, with an ID and CKA_TOKEN, creates) csrd's KEK.
+// The search insists on the protective attributes, so an extractable AES
+// key someone labelled csrd-kek-v1 is never used to seal anything. It does
+// not insist on CKA_MODIFIABLE false: KEKs made before csrd locked them
+// still open what they sealed.
+func kekTemplate(id []byte) []*pkcs11.Attribute {
+	t := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, KEKLabel),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
+	}
+	if id != nil {
+		t = append(t, pkcs11.NewAttribute(pkcs11.CKA_ID, bytes.Clone(id)))
+	}
+	return t
+}
+
+// kekGenerateTemplate is what C_GenerateKey makes the KEK with: AES-256
+// that only encrypts and decrypts, neither modifiable (no CKA_WRAP or
+// CKA_UNWRAP turned on later) nor copyable, and with v240 (a PKCS#11 2.40
+// or later token) not destroyable either. Without v240 the token knows
+// neither CKA_COPYABLE nor CKA_DESTROYABLE.
+func kekGenerateTemplate(id []byte, v240 bool) []*pkcs11.Attribute {
+	t := append(kekTemplate(id),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
+	)
+	if v240 {
+		t = append(t, pkcs11.NewAttribute(ckaCopyable, false), pkcs11.NewAttribute(ckaDestroyable, false))
+	}
+	return t
+}
+
 // Named-curve OIDs (RFC 5480), the CKA_EC_PARAMS crypto11 would choose.
 var curveOIDs = map[elliptic.Curve]asn1.ObjectIdentifier{
 	elliptic.P256(): {1, 2, 840, 10045, 3, 1, 7},

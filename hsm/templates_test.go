@@ -11,7 +11,7 @@ import (
 // TestGenerateTemplates: the templates the benchmark's raw loop uses are
 // complete (nothing left for crypto11 or the token to default) and say
 // what GenerateKeyPair promises: token objects, sensitive, never
-// extractable, sign/verify only.
+// extractable, sign/verify only, neither modifiable nor copyable.
 func TestGenerateTemplates(t *testing.T) {
 	ref := KeyRef{ID: []byte{1, 2, 3}, Label: "csrd-templates"}
 	cases := []struct {
@@ -36,10 +36,14 @@ func TestGenerateTemplates(t *testing.T) {
 				attrs []*pkcs11.Attribute
 				bools map[uint]bool
 			}{
-				"public": {tm.Public, map[uint]bool{pkcs11.CKA_TOKEN: true, pkcs11.CKA_VERIFY: true, pkcs11.CKA_ENCRYPT: false, pkcs11.CKA_WRAP: false}},
+				"public": {tm.Public, map[uint]bool{
+					pkcs11.CKA_TOKEN: true, pkcs11.CKA_VERIFY: true, pkcs11.CKA_ENCRYPT: false, pkcs11.CKA_WRAP: false,
+					pkcs11.CKA_MODIFIABLE: false, ckaCopyable: false,
+				}},
 				"private": {tm.Private, map[uint]bool{
 					pkcs11.CKA_TOKEN: true, pkcs11.CKA_PRIVATE: true, pkcs11.CKA_SENSITIVE: true, pkcs11.CKA_EXTRACTABLE: false,
 					pkcs11.CKA_SIGN: true, pkcs11.CKA_DECRYPT: false, pkcs11.CKA_UNWRAP: false, pkcs11.CKA_DERIVE: false,
+					pkcs11.CKA_MODIFIABLE: false, ckaCopyable: false,
 				}},
 			}
 			for half, w := range want {

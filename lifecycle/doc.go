@@ -27,6 +27,13 @@
 // destroyKeyMaterial, the one function that knows what key material a
 // record has (primary pair, alternative pair or sealed seed).
 //
-// lifecycle declares the narrow interfaces it needs from hsm and store; it
-// does not parse HTTP or encode JSON for clients.
+// The TokenPool places new keys on its tokens, and a token takes new keys
+// only once the records on it are reconciled: AdmitConnected at start-up,
+// AdmitLate for tokens that connect later. States and Ping say, for
+// readiness, what each token is doing.
+//
+// lifecycle declares the narrow interfaces it needs: Token (HSMToken adapts
+// *hsm.Token; the tests use a fake that fails on demand) and one records
+// interface per use case (Records is their union, *store.Store satisfies
+// it). It does not parse HTTP or encode JSON for clients.
 package lifecycle

@@ -12,6 +12,13 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
+// PendingReads is what the pending list reads.
+type PendingReads interface {
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+	ListPending(ctx context.Context, q store.PendingQuery) ([]*store.KeyRecord, error)
+	CountPending(ctx context.Context, q store.PendingQuery) (int, error)
+}
+
 // PendingCSR is one entry of the pending list: a key in the token waiting
 // for its certificate.
 type PendingCSR struct {
@@ -26,11 +33,11 @@ type PendingCSR struct {
 // ListPending returns one page of pending CSRs and the number of pending
 // CSRs the query matches in all.
 func (s *Service) ListPending(ctx context.Context, q store.PendingQuery) ([]PendingCSR, int, error) {
-	recs, err := s.records.ListPending(ctx, q)
+	recs, err := s.pending.ListPending(ctx, q)
 	if err != nil {
 		return nil, 0, err
 	}
-	total, err := s.records.CountPending(ctx, q.SubjectContains)
+	total, err := s.pending.CountPending(ctx, q)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -42,20 +49,18 @@ func (s *Service) ListPending(ctx context.Context, q store.PendingQuery) ([]Pend
 }
 
 // GetPending returns the CSR (PEM) of a pending record; a record that is
-// not (or no longer) pending is ErrNotFound with the reason.
-func (s *Service) GetPending(ctx context.Context, id int64) (string, error) {
-	rec, err := s.pendingRecord(ctx, id)
+// not (or no longer) pending is ErrNotFound with the reason, and one outside
+// scope (nil: no limit) is ErrNotFound exactly as if it did not exist.
+func (s *Service) GetPending(ctx context.Context, id int64, scope *store.Scope) (string, error) {
+	rec, err := s.pendingRecord(ctx, id, scope)
 	if err != nil {
 		return "", err
 	}
 	return rec.CSRPEM, nil
 }
 
-func (s *Service) pendingRecord(ctx context.Context, id int64) (*store.KeyRecord, error) {
-	rec, err := s.records.Get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, newErr(ErrNotFound, "no pending CSR with Id %d", id)
-	}
+func (s *Service) pendingRecord(ctx context.Context, id int64, scope *store.Scope) (*store.KeyRecord, error) {
+	rec, err := scopedRecord(ctx, s.pending, id, scope)
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +68,22 @@ func (s *Service) pendingRecord(ctx context.Context, id int64) (*store.KeyRecord
 		return nil, notPending(rec)
 	}
 	return rec, nil
+}
+
+// recordGetter reads one record; every use case's records can.
+type recordGetter interface {
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+}
+
+// scopedRecord returns record id, or ErrNotFound when there is none or it
+// is outside scope: the caller cannot tell the two apart, nor learn the
+// state of a record it may not see.
+func scopedRecord(ctx context.Context, recs recordGetter, id int64, scope *store.Scope) (*store.KeyRecord, error) {
+	rec, err := recs.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && !scope.Has(rec) {
+		return nil, newErr(ErrNotFound, "no pending CSR with Id %d", id)
+	}
+	return rec, err
 }
 
 // Summary lists what a pending request is: "Subject: <DN>", one "SAN: ..."

@@ -18,7 +18,7 @@ import (
 func newService(t *testing.T, tok *hsm.Token) (*lifecycle.Service, *store.Store) {
 	t.Helper()
 	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
-	return lifecycle.New(tok, db, policy.Default(), testLog), db
+	return lifecycle.New(lifecycle.HSMToken{Token: tok}, db, policy.Default(), testLog), db
 }
 
 func generate(t *testing.T, svc *lifecycle.Service, subject string, key policy.KeyRequest, sans map[string][]string) *lifecycle.GenerateResult {
@@ -40,7 +40,7 @@ func TestPendingListAndGet(t *testing.T) {
 	c := generate(t, svc, "CN=gamma.example.org", ecc256, nil)
 	t.Cleanup(func() {
 		for _, r := range []*lifecycle.GenerateResult{a, b, c} {
-			_ = svc.Delete(ctx, r.ID)
+			_ = svc.Delete(ctx, r.ID, nil, nil)
 		}
 	})
 
@@ -71,11 +71,11 @@ func TestPendingListAndGet(t *testing.T) {
 		t.Errorf("subject filter = %d: %+v", n, filtered)
 	}
 
-	got, err := svc.GetPending(ctx, b.ID)
+	got, err := svc.GetPending(ctx, b.ID, nil)
 	if err != nil || got != b.CSRPEM {
 		t.Errorf("GetPending = %q, %v", got, err)
 	}
-	if _, err := svc.GetPending(ctx, 9999); !errors.Is(err, lifecycle.ErrNotFound) {
+	if _, err := svc.GetPending(ctx, 9999, nil); !errors.Is(err, lifecycle.ErrNotFound) {
 		t.Errorf("GetPending(unknown) = %v, want ErrNotFound", err)
 	}
 }
@@ -90,7 +90,7 @@ func TestDelete(t *testing.T) {
 	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
 	before, _ := testToken.CountObjects(ctx)
 
-	if err := svc.Delete(ctx, res.ID); err != nil {
+	if err := svc.Delete(ctx, res.ID, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if after, _ := testToken.CountObjects(ctx); after != before-2 {
@@ -106,15 +106,15 @@ func TestDelete(t *testing.T) {
 		t.Errorf("record after delete: %s/%q", rec.State, rec.Intent)
 	}
 	for name, err := range map[string]error{
-		"get":            func() error { _, err := svc.GetPending(ctx, res.ID); return err }(),
-		"delete again":   svc.Delete(ctx, res.ID),
-		"delete unknown": svc.Delete(ctx, 4242),
+		"get":            func() error { _, err := svc.GetPending(ctx, res.ID, nil); return err }(),
+		"delete again":   svc.Delete(ctx, res.ID, nil, nil),
+		"delete unknown": svc.Delete(ctx, 4242, nil, nil),
 	} {
 		if !errors.Is(err, lifecycle.ErrNotFound) {
 			t.Errorf("%s = %v, want ErrNotFound", name, err)
 		}
 	}
-	if err := svc.Delete(ctx, res.ID); !strings.Contains(err.Error(), "deleted") {
+	if err := svc.Delete(ctx, res.ID, nil, nil); !strings.Contains(err.Error(), "deleted") {
 		t.Errorf("delete again says %q; it should say the request is deleted", err)
 	}
 }
@@ -129,7 +129,7 @@ func TestDeleteMany(t *testing.T) {
 	before, _ := testToken.CountObjects(ctx)
 
 	// One bad id: nothing is deleted and the error names it.
-	err := svc.DeleteMany(ctx, []int64{ids[0], 777, ids[1]})
+	err := svc.DeleteMany(ctx, []int64{ids[0], 777, ids[1]}, nil, nil)
 	if !errors.Is(err, lifecycle.ErrNotFound) || !strings.Contains(err.Error(), "777") || !strings.Contains(err.Error(), "nothing was deleted") {
 		t.Fatalf("DeleteMany with a bad id = %v", err)
 	}
@@ -142,7 +142,7 @@ func TestDeleteMany(t *testing.T) {
 		}
 	}
 
-	if err := svc.DeleteMany(ctx, []int64{ids[2], ids[0], ids[1], ids[0]}); err != nil {
+	if err := svc.DeleteMany(ctx, []int64{ids[2], ids[0], ids[1], ids[0]}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := testToken.CountObjects(ctx); n != before-6 {

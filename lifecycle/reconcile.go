@@ -15,11 +15,29 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
+// ReconcileRecords is what Reconcile reads and writes of its own; it
+// finishes interrupted deletes and imports through DeleteRecords and
+// MarriageRecords, as those use cases would.
+type ReconcileRecords interface {
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+	ListByState(ctx context.Context, s store.State) ([]*store.KeyRecord, error)
+	ListByIntent(ctx context.Context, in store.Intent) ([]*store.KeyRecord, error)
+	ListLive(ctx context.Context) ([]store.LiveKey, error)
+	FailKey(ctx context.Context, id int64, reason string) error
+	MarkLost(ctx context.Context, id int64, reason string) error
+}
+
 // ReconcileOptions controls Reconcile.
 type ReconcileOptions struct {
-	// DestroyOrphans destroys token objects that no record accounts for.
-	// Without it they are only reported: nothing is destroyed silently.
+	// DestroyOrphans destroys token objects that no record accounts for and
+	// whose label has exactly the form csrd gives its keys (csrd-<id>,
+	// csrd-<id>-alt). Without it they are only reported: nothing is
+	// destroyed silently. Objects with csrd's prefix but another label are
+	// never destroyed, only reported (Orphan.Foreign).
 	DestroyOrphans bool
+	// Keep names token objects that are never orphans, whatever their
+	// label: csrd's TLS key when tls.key_file is a PKCS#11 URI.
+	Keep []hsm.URI
 	// MinAge leaves alone records changed less than MinAge ago, which a
 	// running csrd may still be working on. csrd's own start-up check uses
 	// 0 (it serves nothing yet); csrctl, which may run beside csrd, uses
@@ -120,9 +138,13 @@ func missingHalves(g *objectGroup) []hsm.ObjectClass {
 // Orphan is a group of token objects sharing a label and CKA_ID that no
 // live record owns.
 type Orphan struct {
-	Ref       hsm.KeyRef
-	Classes   []hsm.ObjectClass
-	Reason    string
+	Ref     hsm.KeyRef
+	Classes []hsm.ObjectClass
+	Reason  string
+	// Foreign: the label starts with csrd's prefix but is not one csrd
+	// gives its keys (e.g. an operator's "csrd-tls"), so csrd did not make
+	// it and never destroys it.
+	Foreign   bool
 	Destroyed bool
 }
 
@@ -145,7 +167,9 @@ func (o Orphan) String() string {
 //     the pair is an orphan; married ones whose certificate object is gone
 //     get it written again;
 //   - token objects with csrd's label prefix and no live record are listed
-//     as orphans, and destroyed only with DestroyOrphans.
+//     as orphans, and destroyed only with DestroyOrphans and only when their
+//     label has exactly the form csrd gives its keys; opts.Keep and the
+//     sealing key are never orphans.
 //
 // The token is listed once (one C_FindObjects pass), then the live records
 // are read once, in that order: a record is always committed before its key
@@ -199,7 +223,10 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 		if err != nil {
 			return rep, err
 		}
-		live, err := s.records.ListLive(ctx)
+		// The sealing and audit keys are csrd's own, owned by no record:
+		// neither counted nor judged.
+		objs = slices.DeleteFunc(objs, func(o hsm.Object) bool { return hsm.ServiceObject(o.Ref.Label) })
+		live, err := s.recon.ListLive(ctx)
 		if err != nil {
 			return rep, err
 		}
@@ -208,10 +235,11 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 			rep.Records = len(live)
 		}
 		groups := groupObjects(objs)
-		if err := s.checkLive(ctx, tok, i == 0, live, groups, listed, cutoff, &rep); err != nil {
+		pass := tokenPass{tok: tok, first: i == 0, live: live, groups: groups, listed: listed, cutoff: cutoff}
+		if err := s.checkLive(ctx, pass, &rep); err != nil {
 			return rep, err
 		}
-		if err := s.checkOrphans(ctx, tok, groups, opts.DestroyOrphans, &rep); err != nil {
+		if err := s.checkOrphans(ctx, tok, groups, opts, &rep); err != nil {
 			return rep, err
 		}
 	}
@@ -222,7 +250,7 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 // finishGenerating fails records a crash left "generating": nobody was
 // handed their CSR, so their key (if it was made) is destroyed.
 func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff time.Time, rep *ReconcileReport) error {
-	recs, err := s.records.ListByState(ctx, store.StateGenerating)
+	recs, err := s.recon.ListByState(ctx, store.StateGenerating)
 	if err != nil {
 		return err
 	}
@@ -243,7 +271,7 @@ func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff ti
 			return err
 		}
 		rep.KeysDestroyed += n
-		if err := s.records.FailKey(ctx, r.ID, "interrupted before the CSR was recorded; reconciled"); err != nil {
+		if err := s.recon.FailKey(ctx, r.ID, "interrupted before the CSR was recorded; reconciled"); err != nil {
 			return err
 		}
 		s.log.Warn().Int64("record", r.ID).Str("label", r.KeyLabel).Int("keys_destroyed", n).
@@ -257,7 +285,7 @@ func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff ti
 // would lie) whose intent is older than cutoff (a younger one may still be
 // in progress in a running csrd). The others are counted in rep.
 func (s *Service) interrupted(ctx context.Context, intent store.Intent, scope []Token, cutoff time.Time, rep *ReconcileReport) ([]*store.KeyRecord, error) {
-	recs, err := s.records.ListByIntent(ctx, intent)
+	recs, err := s.recon.ListByIntent(ctx, intent)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +317,7 @@ func (s *Service) finishDeletes(ctx context.Context, scope []Token, cutoff time.
 			if _, err := s.destroyKeyMaterial(ctx, r); err != nil {
 				return err
 			}
-			return s.records.FinishDelete(ctx, r.ID, "delete interrupted; finished by reconciliation")
+			return s.deletes.FinishDelete(ctx, r.ID, "delete interrupted; finished by reconciliation")
 		}()
 		if errors.Is(err, store.ErrConflict) { // finished meanwhile
 			continue
@@ -319,7 +347,7 @@ func (s *Service) finishMarriages(ctx context.Context, scope []Token, cutoff tim
 			if err := s.writeCertificate(ctx, r, leaf); err != nil {
 				return err
 			}
-			return s.records.FinishMarriage(ctx, r.ID)
+			return s.marriages.FinishMarriage(ctx, r.ID)
 		}()
 		var le *Error
 		switch {
@@ -374,13 +402,24 @@ func groupObjects(objs []hsm.Object) map[string]*objectGroup {
 	return groups
 }
 
+// tokenPass is one token's comparison of its listing with the live records.
+type tokenPass struct {
+	tok    Token
+	first  bool // the first token in scope: it counts the records on no token of the pool
+	live   []store.LiveKey
+	groups map[string]*objectGroup // the listing
+	listed time.Time               // when the listing began
+	cutoff time.Time               // records changed after it are left alone
+}
+
 // checkLive marks lost the pending and married records whose key pair is
 // not whole in the listing, restores missing certificate objects of married
 // ones, and claims every group a live record owns.
-func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []store.LiveKey, groups map[string]*objectGroup, listed, cutoff time.Time, rep *ReconcileReport) error {
-	for _, k := range live {
+func (s *Service) checkLive(ctx context.Context, p tokenPass, rep *ReconcileReport) error {
+	tok, groups, listed, cutoff := p.tok, p.groups, p.listed, p.cutoff
+	for _, k := range p.live {
 		if !s.tokens.reaches(k.TokenLabel, k.TokenSerial) {
-			if first && k.State != store.StateGenerating && k.Intent == store.IntentNone {
+			if p.first && k.State != store.StateGenerating && k.Intent == store.IntentNone {
 				rep.OtherToken++ // the others were counted above
 			}
 			continue
@@ -424,7 +463,7 @@ func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []s
 				}
 			}
 			lost := LostKey{ID: k.ID, Label: k.KeyLabel, Was: k.State, Missing: missing, AltMissing: altMissing}
-			err := s.records.MarkLost(ctx, k.ID, "reconciliation: "+lost.What())
+			err := s.recon.MarkLost(ctx, k.ID, "reconciliation: "+lost.What())
 			if errors.Is(err, store.ErrConflict) {
 				rep.InProgress++
 				continue
@@ -444,7 +483,7 @@ func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []s
 func (s *Service) restoreCertificate(ctx context.Context, tok Token, id int64, rep *ReconcileReport) error {
 	unlock := s.locks.lock(id)
 	defer unlock()
-	rec, err := s.records.Get(ctx, id)
+	rec, err := s.recon.Get(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -463,17 +502,20 @@ func (s *Service) restoreCertificate(ctx context.Context, tok Token, id int64, r
 	return nil
 }
 
-// checkOrphans explains every unclaimed group and destroys it if asked.
-// Each candidate is looked up again first: a delete finishing between the
-// listing and the record read would otherwise look like an orphan.
-func (s *Service) checkOrphans(ctx context.Context, tok Token, groups map[string]*objectGroup, destroy bool, rep *ReconcileReport) error {
+// checkOrphans explains every unclaimed group and destroys it if asked and
+// csrd named it. Each candidate is looked up again first: a delete
+// finishing between the listing and the record read would otherwise look
+// like an orphan.
+func (s *Service) checkOrphans(ctx context.Context, tok Token, groups map[string]*objectGroup, opts ReconcileOptions, rep *ReconcileReport) error {
 	for _, g := range sortedGroups(groups) {
-		if g.claimed || g.ref.Label == hsm.KEKLabel {
+		if g.claimed || g.ref.Label == hsm.KEKLabel || keeps(opts.Keep, tok, g.ref) {
 			// The sealing key shares the prefix but belongs to no record
-			// (and cannot be destroyed): it is never an orphan.
+			// (and cannot be destroyed), and a kept object (the TLS key)
+			// is csrd's by configuration: neither is ever an orphan.
 			continue
 		}
-		o := Orphan{Ref: g.ref, Classes: g.classes, Reason: s.orphanReason(ctx, tok, g.ref)}
+		_, _, ours := ParseLabel(g.ref.Label)
+		o := Orphan{Ref: g.ref, Classes: g.classes, Reason: s.orphanReason(ctx, tok, g.ref), Foreign: !ours}
 		if len(g.ref.ID) == 0 {
 			o.Reason += " (no CKA_ID, so it cannot be destroyed by reference; remove it with pkcs11-tool)"
 		} else {
@@ -485,7 +527,7 @@ func (s *Service) checkOrphans(ctx context.Context, tok Token, groups map[string
 				continue
 			}
 			o.Classes = still
-			if destroy {
+			if opts.DestroyOrphans && ours {
 				if err := tok.DestroyKey(ctx, g.ref); err != nil && !errors.Is(err, hsm.ErrNotFound) {
 					return err
 				}
@@ -495,9 +537,28 @@ func (s *Service) checkOrphans(ctx context.Context, tok Token, groups map[string
 		}
 		rep.Orphans = append(rep.Orphans, o)
 		s.log.Warn().Str("label", g.ref.Label).Str("ckaid", hex.EncodeToString(g.ref.ID)).Str("reason", o.Reason).
-			Bool("destroyed", o.Destroyed).Msg("reconcile: orphan object in the token")
+			Bool("foreign", o.Foreign).Bool("destroyed", o.Destroyed).Msg("reconcile: orphan object in the token")
 	}
 	return nil
+}
+
+// keeps reports whether one of the URIs names ref on tok: its object and id
+// attributes (one at least) match ref, and the token and serial it gives
+// match tok. Manufacturer and model are not compared, so a URI matches at
+// least what FindKeyByURI would find.
+func keeps(uris []hsm.URI, tok Token, ref hsm.KeyRef) bool {
+	for _, u := range uris {
+		switch {
+		case u.Object == "" && len(u.ID) == 0:
+		case u.Object != "" && u.Object != ref.Label:
+		case len(u.ID) > 0 && !bytes.Equal(u.ID, ref.ID):
+		case u.Token != "" && u.Token != tok.Label():
+		case u.Serial != "" && u.Serial != tok.Serial():
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Service) orphanReason(ctx context.Context, tok Token, ref hsm.KeyRef) string {
@@ -505,7 +566,7 @@ func (s *Service) orphanReason(ctx context.Context, tok Token, ref hsm.KeyRef) s
 	if !ok {
 		return "label is not one csrd gives its keys"
 	}
-	rec, err := s.records.Get(ctx, id)
+	rec, err := s.recon.Get(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Sprintf("no record %d exists", id)

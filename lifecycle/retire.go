@@ -13,7 +13,6 @@ type RetireRecords interface {
 	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
 	BeginRetire(ctx context.Context, id int64, audit *store.AuditEntry) error
 	FinishRetire(ctx context.Context, id int64, reason string) error
-	ListByIntent(ctx context.Context, in store.Intent) ([]*store.KeyRecord, error)
 }
 
 // RetireRequest says why a married key is retired and how that is audited.
@@ -41,7 +40,7 @@ type RetireRequest struct {
 func (s *Service) Retire(ctx context.Context, id int64, req RetireRequest) error {
 	unlock := s.locks.lock(id)
 	defer unlock()
-	rec, err := s.records.Get(ctx, id)
+	rec, err := s.retires.Get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return newErr(ErrNotFound, "no key record with Id %d", id)
 	}
@@ -61,7 +60,7 @@ func (s *Service) Retire(ctx context.Context, id int64, req RetireRequest) error
 		return newErr(ErrConflict, "the key of record %d is on token %q (serial %s), not on a token this csrd uses",
 			id, rec.TokenLabel, rec.TokenSerial)
 	}
-	if err := s.records.BeginRetire(ctx, id, req.Audit); err != nil {
+	if err := s.retires.BeginRetire(ctx, id, req.Audit); err != nil {
 		return err
 	}
 	s.step("retire-recorded")
@@ -71,7 +70,7 @@ func (s *Service) Retire(ctx context.Context, id int64, req RetireRequest) error
 		return err
 	}
 	s.step("retire-destroyed")
-	if err := s.records.FinishRetire(ctx, id, req.Reason); err != nil {
+	if err := s.retires.FinishRetire(ctx, id, req.Reason); err != nil {
 		return err
 	}
 	s.log.Info().Int64("record", id).Str("label", rec.KeyLabel).Str("serial", rec.Cert.Serial).Str("reason", req.Reason).
@@ -93,7 +92,7 @@ func (s *Service) finishRetires(ctx context.Context, scope []Token, cutoff time.
 			if _, err := s.destroyKeyMaterial(ctx, r); err != nil {
 				return err
 			}
-			return s.records.FinishRetire(ctx, r.ID, "retirement interrupted; finished by reconciliation")
+			return s.retires.FinishRetire(ctx, r.ID, "retirement interrupted; finished by reconciliation")
 		}()
 		if errors.Is(err, store.ErrConflict) { // finished meanwhile
 			continue

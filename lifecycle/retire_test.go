@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/store"
@@ -17,11 +18,11 @@ import (
 func TestRetire(t *testing.T) {
 	ctx := context.Background()
 	svc, db := newService(t, testToken)
-	ca := newCA(t, "Retire CA")
+	ca := fixture.NewCA(t, "Retire CA")
 	res := generate(t, svc, "CN=retire.example.com", ecc256, nil)
 	nb, na := valid()
-	cert := ca.issue(t, res.CSRPEM, nb, na)
-	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(cert)}); err != nil {
+	cert := ca.IssueCSR(t, res.CSRPEM, nb, na)
+	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: fixture.PEM(cert)}); err != nil {
 		t.Fatal(err)
 	}
 	rec, _ := db.Get(ctx, res.ID)
@@ -33,7 +34,7 @@ func TestRetire(t *testing.T) {
 	if err := svc.Retire(ctx, pending.ID, lifecycle.RetireRequest{}); !errors.Is(err, lifecycle.ErrConflict) {
 		t.Errorf("Retire(pending) = %v, want ErrConflict", err)
 	}
-	_ = svc.Delete(ctx, pending.ID)
+	_ = svc.Delete(ctx, pending.ID, nil, nil)
 
 	audit := &store.AuditEntry{Actor: "local:ops", AuthMethod: "local", Source: "test", Operation: "retire",
 		Result: store.AuditOK, RecordID: res.ID, KeyLabel: rec.KeyLabel, RequestID: "t1"}
@@ -65,10 +66,10 @@ func TestRetireInterrupted(t *testing.T) {
 		t.Run(step, func(t *testing.T) {
 			ctx := context.Background()
 			svc, db := newService(t, testToken)
-			ca := newCA(t, "Retire CA")
+			ca := fixture.NewCA(t, "Retire CA")
 			res := generate(t, svc, "CN=crash.example.com", ecc256, nil)
 			nb, na := valid()
-			if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(ca.issue(t, res.CSRPEM, nb, na))}); err != nil {
+			if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: fixture.PEM(ca.IssueCSR(t, res.CSRPEM, nb, na))}); err != nil {
 				t.Fatal(err)
 			}
 			errCrash := errors.New("crash")

@@ -187,22 +187,23 @@ func (s *Store) CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSH
 	return s.withTx(ctx, "complete key", func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, completeKeySQL,
 			StatePending, formatTime(s.now()), csrPEM, hex.EncodeToString(spkiSHA256), id, StateGenerating)
-		if err := s.checkTransition(ctx, tx, "complete key", res, err, id, from, StatePending); err != nil {
+		if err := s.checkTransition(ctx, tx, transition{op: "complete key", id: id, from: from, to: StatePending}, res, err); err != nil {
 			return err
 		}
-		return s.completionAudit(ctx, tx, id, audit)
+		return s.recordAudit(ctx, tx, id, audit)
 	})
 }
 
-// completionAudit appends a completing write's audit row, naming the
-// record and its key label as stored.
-func (s *Store) completionAudit(ctx context.Context, tx *sql.Tx, id int64, audit *AuditEntry) error {
+// recordAudit appends, inside the write that changes record id, the audit
+// row of that change (if any), naming the record and its key label as
+// stored.
+func (s *Store) recordAudit(ctx context.Context, tx *sql.Tx, id int64, audit *AuditEntry) error {
 	if audit == nil {
 		return nil
 	}
 	var label string
 	if err := s.txQueryRow(ctx, tx, keyLabelSQL, id).Scan(&label); err != nil {
-		return dbErr("complete key", err)
+		return dbErr("audit record change", err)
 	}
 	audit.RecordID, audit.KeyLabel = id, label
 	return s.appendAuditTx(ctx, tx, audit)
@@ -236,14 +237,25 @@ func (s *Store) Transition(ctx context.Context, id int64, from []State, to State
 	op := "transition to " + string(to)
 	return s.withTx(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, transitionSQL, to, formatTime(s.now()), nullString(reason), id, string(fromJSON))
-		return s.checkTransition(ctx, tx, op, res, err, id, from, to)
+		return s.checkTransition(ctx, tx, transition{op: op, id: id, from: from, to: to}, res, err)
 	})
 }
 
-// checkTransition turns a compare-and-set UPDATE that matched no row into
-// ErrNotFound or a *TransitionError, looking the record up in the same
-// transaction so the reported state is the one that blocked the update.
-func (s *Store) checkTransition(ctx context.Context, tx *sql.Tx, op string, res sql.Result, err error, id int64, from []State, to State) error {
+// transition is a compare-and-set change of record id from one of the
+// states from to state to, by operation op.
+type transition struct {
+	op   string
+	id   int64
+	from []State
+	to   State
+}
+
+// checkTransition turns the outcome (res, err) of t's compare-and-set
+// UPDATE, when it matched no row, into ErrNotFound or a *TransitionError,
+// looking the record up in the same transaction so the reported state is
+// the one that blocked the update.
+func (s *Store) checkTransition(ctx context.Context, tx *sql.Tx, t transition, res sql.Result, err error) error {
+	op, id := t.op, t.id
 	if err != nil {
 		return dbErr(op, err)
 	}
@@ -261,7 +273,7 @@ func (s *Store) checkTransition(ctx context.Context, tx *sql.Tx, op string, res 
 	case err != nil:
 		return dbErr(op, err)
 	}
-	return &TransitionError{ID: id, State: cur, From: from, To: to}
+	return &TransitionError{ID: id, State: cur, From: t.from, To: t.to}
 }
 
 // Get returns the record with the given id, or an error matching ErrNotFound.

@@ -28,6 +28,9 @@ type PendingQuery struct {
 	Descending      bool
 	Limit           int // 1..MaxPageSize
 	Offset          int // records to skip, >= 0
+	// Scope keeps only the records in it (nil: all), before paging: the
+	// pages and the count are those of the records in scope.
+	Scope *Scope
 }
 
 // MaxPageSize bounds one page of a listing.
@@ -35,12 +38,14 @@ const MaxPageSize = 1000
 
 // The pending listing needs one constant per order (ORDER BY cannot be a
 // parameter); all four walk the (state, request_time, id) index. instr()
-// rather than LIKE, so '%' and '_' in the filter are literal.
+// rather than LIKE, so '%' and '_' in the filter are literal. ?1 is the
+// subject filter, ?2 to ?4 the scope (scopeWhere), ?5 and ?6 the page.
 const (
 	pendingWhere = ` FROM keys WHERE state = 'pending' AND intent IS NULL
-    AND (?1 = '' OR instr(lower(subject), lower(?1)) > 0)`
+    AND (?1 = '' OR instr(lower(subject), lower(?1)) > 0)
+    AND ` + scopeWhere
 	pendingSelect   = `SELECT ` + keyColumns + pendingWhere
-	pendingPage     = ` LIMIT ?2 OFFSET ?3`
+	pendingPage     = ` LIMIT ?5 OFFSET ?6`
 	countPendingSQL = `SELECT COUNT(*)` + pendingWhere
 )
 
@@ -70,13 +75,16 @@ func (s *Store) ListPending(ctx context.Context, q PendingQuery) ([]*KeyRecord, 
 	if q.Descending {
 		query = qs[1]
 	}
-	return s.queryKeys(ctx, "list pending", query, q.SubjectContains, q.Limit, q.Offset)
+	scoped, patterns, templates := q.Scope.args()
+	return s.queryKeys(ctx, "list pending", query, q.SubjectContains, scoped, patterns, templates, q.Limit, q.Offset)
 }
 
-// CountPending returns how many records ListPending would page through.
-func (s *Store) CountPending(ctx context.Context, subjectContains string) (int, error) {
+// CountPending returns how many records ListPending would page through for
+// q (its subject filter and scope; the page is ignored).
+func (s *Store) CountPending(ctx context.Context, q PendingQuery) (int, error) {
 	var n int
-	if err := s.r.QueryRowContext(ctx, countPendingSQL, subjectContains).Scan(&n); err != nil {
+	scoped, patterns, templates := q.Scope.args()
+	if err := s.r.QueryRowContext(ctx, countPendingSQL, q.SubjectContains, scoped, patterns, templates).Scan(&n); err != nil {
 		return 0, dbErr("count pending", err)
 	}
 	return n, nil

@@ -31,7 +31,7 @@ func TestListPending(t *testing.T) {
 	newKeyIn(t, s, StateMarried)
 	newKeyIn(t, s, StateGenerating)
 	deleting := newKeyIn(t, s, StatePending)
-	if err := s.BeginDelete(ctx, deleting); err != nil {
+	if err := s.BeginDelete(ctx, deleting, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -73,7 +73,7 @@ func TestListPending(t *testing.T) {
 				t.Errorf("ids = %v, want %v", got, tt.want)
 			}
 			if tt.q.Offset == 0 && tt.q.Limit == 50 {
-				if n, err := s.CountPending(ctx, tt.q.SubjectContains); err != nil || n != len(tt.want) {
+				if n, err := s.CountPending(ctx, tt.q); err != nil || n != len(tt.want) {
 					t.Errorf("CountPending = %d, %v; want %d", n, err, len(tt.want))
 				}
 			}
@@ -86,7 +86,7 @@ func TestListPending(t *testing.T) {
 	}
 
 	t.Run("uses the state index", func(t *testing.T) {
-		rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+pendingSQL[SortByRequestTime][0], "", 1, 0)
+		rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+pendingSQL[SortByRequestTime][0], "", 0, "[]", "[]", 1, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,5 +142,70 @@ func TestListKeysAndLive(t *testing.T) {
 	}
 	if want := []int64{all[0], all[1], all[3]}; !reflect.DeepEqual(got, want) {
 		t.Errorf("ListLive ids = %v, want %v (generating, pending, married)", got, want)
+	}
+}
+
+// TestListPendingScope: a scope keeps exactly the records Scope.Contains
+// admits — by pattern, else by template in any ASCII case, never a record
+// made for neither — before paging, and the count agrees.
+func TestListPendingScope(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	made := []struct {
+		pattern  int
+		template string
+	}{{1, ""}, {1, "WebServer"}, {3, ""}, {3, "WebServer"}, {0, "webserver"}, {0, "Mail"}, {0, ""}, {1, ""}}
+	byID := map[int64]*KeyRecord{}
+	for _, m := range made {
+		rec := &KeyRecord{Subject: "CN=scope", EnrollmentPatternID: m.pattern, Template: m.template}
+		id, err := s.BeginKey(ctx, rec, testLabel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CompleteKey(ctx, id, "-----BEGIN CERTIFICATE REQUEST-----\n", spki(int(id)), nil); err != nil {
+			t.Fatal(err)
+		}
+		byID[id] = rec
+	}
+	for _, tc := range []struct {
+		name  string
+		scope *Scope
+		want  int
+	}{
+		{"unscoped", nil, 8},
+		{"pattern 1", &Scope{Patterns: []int{1}}, 3},
+		{"patterns 1 and 3", &Scope{Patterns: []int{1, 3}}, 5},
+		{"template, any case", &Scope{Templates: []string{"WEBSERVER"}}, 1},
+		{"pattern 3 or template Mail", &Scope{Patterns: []int{3}, Templates: []string{"mail"}}, 3},
+		{"empty scope", &Scope{}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := PendingQuery{Sort: SortByID, Limit: MaxPageSize, Scope: tc.scope}
+			recs, err := s.ListPending(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != tc.want {
+				t.Errorf("%d records, want %d", len(recs), tc.want)
+			}
+			listed := map[int64]bool{}
+			for _, r := range recs {
+				listed[r.ID] = true
+			}
+			for id, rec := range byID {
+				if listed[id] != tc.scope.Has(rec) {
+					t.Errorf("record %d (pattern %d, template %q): listed %v, Contains %v", id, rec.EnrollmentPatternID, rec.Template, listed[id], tc.scope.Has(rec))
+				}
+			}
+			if n, err := s.CountPending(ctx, q); err != nil || n != tc.want {
+				t.Errorf("CountPending = %d, %v; want %d", n, err, tc.want)
+			}
+			if tc.want > 1 {
+				q.Limit, q.Offset = 1, tc.want-1
+				if last, err := s.ListPending(ctx, q); err != nil || len(last) != 1 || last[0].ID != recs[len(recs)-1].ID {
+					t.Errorf("last page of 1: %v, %v; want record %d", last, err, recs[len(recs)-1].ID)
+				}
+			}
+		})
 	}
 }

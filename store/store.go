@@ -53,6 +53,10 @@ type Store struct {
 
 	writer *writer // group commit of every write (writer.go)
 	now    func() time.Time
+
+	// afterAuditRows, when set (tests only), runs in VerifyAudit between
+	// reading the rows and reading the sequence.
+	afterAuditRows func()
 }
 
 // Open opens (creating if needed) the database file at path, checks its
@@ -66,6 +70,23 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	return open(ctx, path, ms)
+}
+
+// OpenExisting is Open for tools that act on csrd's database (csrctl): it
+// never creates the database or its directory, so a mistyped or deleted
+// path fails (an error matching fs.ErrNotExist that names the path)
+// instead of yielding an empty database. SQLite opens it with mode=rw, so
+// a file removed after the check is not re-created either.
+func OpenExisting(ctx context.Context, path string) (*Store, error) {
+	ms, err := loadMigrations(migrationFS)
+	if err != nil {
+		return nil, err
+	}
+	abs, err := existingDatabase(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return openPools(ctx, fileURI(abs, "rw")+"&"+writeParams, ms, fileURI(abs, "rw")+"&"+readParams)
 }
 
 func open(ctx context.Context, path string, ms []migration) (_ *Store, err error) {
@@ -87,7 +108,12 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 	case !errors.Is(err, fs.ErrExist):
 		return nil, fmt.Errorf("store: create database file: %w", err)
 	}
+	return openPools(ctx, abs+"?"+writeParams, ms, abs+"?"+readParams)
+}
 
+// openPools opens the write pool on writeDSN, migrates, then opens the
+// read pool on readDSN and starts the writer.
+func openPools(ctx context.Context, writeDSN string, ms []migration, readDSN string) (_ *Store, err error) {
 	s := &Store{now: func() time.Time { return time.Now().UTC() }}
 	defer func() {
 		if err != nil {
@@ -95,7 +121,7 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 		}
 	}()
 
-	if s.w, err = sql.Open("sqlite3", abs+"?"+writeParams); err != nil {
+	if s.w, err = sql.Open("sqlite3", writeDSN); err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
 	s.w.SetMaxOpenConns(1)
@@ -108,17 +134,10 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 	if err := migrate(ctx, s.w, ms, s.now); err != nil {
 		return nil, err
 	}
-
-	if s.r, err = sql.Open("sqlite3", abs+"?"+readParams); err != nil {
-		return nil, fmt.Errorf("store: open: %w", err)
-	}
-	n := max(4, runtime.GOMAXPROCS(0))
-	s.r.SetMaxOpenConns(n)
-	s.r.SetMaxIdleConns(n)
-	if err := verifyPragmas(ctx, s.r, true); err != nil {
+	if err := s.openReadPool(ctx, readDSN); err != nil {
 		return nil, err
 	}
-	s.ws, s.rs = newStmtCache(s.w), newStmtCache(s.r)
+	s.ws = newStmtCache(s.w)
 	if err := s.ws.prepareAll(ctx, writeStatements); err != nil {
 		return nil, dbErr("prepare", err)
 	}
@@ -126,6 +145,20 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 		return nil, err
 	}
 	return s, nil
+}
+
+func (s *Store) openReadPool(ctx context.Context, dsn string) (err error) {
+	if s.r, err = sql.Open("sqlite3", dsn); err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	s.r.SetMaxOpenConns(n)
+	s.r.SetMaxIdleConns(n)
+	if err := verifyPragmas(ctx, s.r, true); err != nil {
+		return err
+	}
+	s.rs = newStmtCache(s.r)
+	return nil
 }
 
 // checkPath refuses DSNs that are not plain file paths. go-sqlite3 would
@@ -211,6 +244,9 @@ func (s *Store) Close() error {
 // past the busy timeout — and reads schema_migrations through the read pool.
 // It writes nothing. It waits for an in-flight write, so give ctx a deadline.
 func (s *Store) Ping(ctx context.Context) error {
+	if s.w == nil {
+		return fmt.Errorf("%w: ping", ErrReadOnly)
+	}
 	tx, err := s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE via _txlock
 	if err != nil {
 		return dbErr("ping", err)

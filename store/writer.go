@@ -10,13 +10,11 @@ import (
 )
 
 // Group commit. SQLite takes one writer at a time, so every write goes
-// through the one connection of the write pool; under load the requests
-// queued behind it spent longer waiting for that connection than the token
-// took to make their key (a block profile at 64 concurrent Generates showed
-// ~100 ms per request in database/sql's connection wait). The writer
-// goroutine therefore runs every write queued at the moment it starts a
-// transaction in that one transaction, each inside its own SAVEPOINT — a
-// write that fails is rolled back alone — and commits once. A caller returns
+// through the one connection of the write pool, and under load a request
+// would wait longer for that connection than the token takes to make its
+// key. The writer goroutine therefore runs every write queued at the moment
+// it starts a transaction in that one transaction, each inside its own
+// SAVEPOINT — a write that fails is rolled back alone — and commits once. A caller returns
 // only after the commit that made its write durable, so "the record is
 // committed before the key exists" holds exactly as with one transaction
 // per write; only the commits are shared. An idle writer starts a
@@ -26,13 +24,13 @@ import (
 const maxBatch = 128
 
 // Checkpoints. SQLite copies the WAL back into the database file, with an
-// fsync of each, inside the commit that pushes the WAL past 1000 pages — on
-// a disk busy with the token's own writes that commit took up to 140 ms,
-// and every write queued behind it waited. The write connection therefore
-// never checkpoints (wal_autocheckpoint=0); a PASSIVE checkpoint runs every
-// checkpointInterval on a connection of the read pool, which copies what
-// no reader needs without blocking the writer. A crash loses nothing: the
-// WAL is the durable copy until it is checkpointed.
+// fsync of each, inside the commit that pushes the WAL past 1000 pages, and
+// every write queued behind that commit waits for those fsyncs. The write
+// connection therefore never checkpoints (wal_autocheckpoint=0); a PASSIVE
+// checkpoint runs every checkpointInterval on a connection of the read
+// pool, which copies what no reader needs without blocking the writer. A
+// crash loses nothing: the WAL is the durable copy until it is
+// checkpointed.
 const (
 	checkpointInterval  = time.Second
 	noAutoCheckpointSQL = `PRAGMA wal_autocheckpoint = 0`
@@ -120,8 +118,11 @@ func (s *Store) withTx(ctx context.Context, op string, fn func(context.Context, 
 	if err := ctx.Err(); err != nil {
 		return dbErr(op, err)
 	}
-	r := &writeReq{ctx: ctx, op: op, fn: fn, done: make(chan error, 1)}
 	w := s.writer
+	if w == nil {
+		return fmt.Errorf("%w: %s", ErrReadOnly, op)
+	}
+	r := &writeReq{ctx: ctx, op: op, fn: fn, done: make(chan error, 1)}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
@@ -196,28 +197,7 @@ func (w *writer) commit(batch []*writeReq) {
 		}
 		return
 	}
-	results := make([]error, len(batch))
-	ok := 0
-	if len(batch) == 1 {
-		// A lone write needs no savepoint: the transaction is its own, and
-		// rolling it back undoes exactly that write. Three statements fewer
-		// on the path of every request that meets an idle writer.
-		if results[0] = batch[0].ctx.Err(); results[0] != nil {
-			results[0] = dbErr(batch[0].op, results[0])
-		} else {
-			results[0] = batch[0].fn(context.WithoutCancel(batch[0].ctx), tx)
-		}
-		if results[0] == nil {
-			ok++
-		}
-	} else {
-		for i, r := range batch {
-			results[i] = w.one(tx, r)
-			if results[i] == nil {
-				ok++
-			}
-		}
-	}
+	results, ok := w.apply(tx, batch)
 	if ok == 0 {
 		_ = tx.Rollback()
 	} else if err := tx.Commit(); err != nil {
@@ -230,6 +210,37 @@ func (w *writer) commit(batch []*writeReq) {
 	for i, r := range batch {
 		r.done <- results[i]
 	}
+}
+
+// apply runs the writes of batch in tx and returns each one's outcome and
+// how many succeeded.
+func (w *writer) apply(tx *sql.Tx, batch []*writeReq) ([]error, int) {
+	results := make([]error, len(batch))
+	if len(batch) == 1 {
+		results[0] = w.lone(tx, batch[0])
+	} else {
+		for i, r := range batch {
+			results[i] = w.one(tx, r)
+		}
+	}
+	ok := 0
+	for _, err := range results {
+		if err == nil {
+			ok++
+		}
+	}
+	return results, ok
+}
+
+// lone runs the only write of a batch. It needs no savepoint: the
+// transaction is its own, and rolling it back undoes exactly that write.
+// Three statements fewer on the path of every request that meets an idle
+// writer.
+func (w *writer) lone(tx *sql.Tx, r *writeReq) error {
+	if err := r.ctx.Err(); err != nil {
+		return dbErr(r.op, err)
+	}
+	return r.fn(context.WithoutCancel(r.ctx), tx)
 }
 
 // one runs a single write inside its savepoint.

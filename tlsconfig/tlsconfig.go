@@ -8,9 +8,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 )
 
 // Options say where the certificate, key and client CAs come from.
@@ -158,28 +160,63 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-// readKey reads a PEM private key (PKCS#8, PKCS#1 RSA or SEC 1 EC). A file
-// anyone may read is refused: a group may share it with the csrd user, the
-// world may not.
+// maxKeyFile bounds what is read from a key file; the largest PEM key
+// (RSA 16384) is some 13 KB.
+const maxKeyFile = 1 << 20
+
+// readKey reads a PEM private key (PKCS#8, PKCS#1 RSA or SEC 1 EC).
 func readKey(path string) (crypto.Signer, error) {
-	st, err := os.Stat(path)
+	data, err := readKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseKey(path, data)
+}
+
+// readKeyFile opens path once and checks (fstat) and reads the open file,
+// so the mode checked is the mode of the bytes read; only a regular file is
+// read. A file anyone may read is refused: a group may share it with the
+// csrd user, the world may not.
+func readKeyFile(path string) ([]byte, error) {
+	// O_NONBLOCK: opening a named pipe must not wait for a writer; it is
+	// refused below like any file that is not regular.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("tlsconfig: %w", err)
 	}
-	if st.Mode().Perm()&0o004 != 0 {
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("tlsconfig: %w", err)
+	}
+	switch {
+	case !st.Mode().IsRegular():
+		return nil, fmt.Errorf("%w: %s is not a regular file (%v)", ErrConfig, path, st.Mode().Type())
+	case st.Mode().Perm()&0o004 != 0:
 		return nil, fmt.Errorf("%w: %s is readable by everyone (mode %04o); chmod o-r it", ErrConfig, path, st.Mode().Perm())
 	}
-	data, err := os.ReadFile(path)
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
 	if err != nil {
 		return nil, fmt.Errorf("tlsconfig: %w", err)
 	}
+	if len(data) > maxKeyFile {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrConfig, path, maxKeyFile)
+	}
+	return data, nil
+}
+
+// parseKey returns the first private key in the PEM data read from path.
+func parseKey(path string, data []byte) (crypto.Signer, error) {
 	for {
 		var b *pem.Block
 		b, data = pem.Decode(data)
 		if b == nil {
 			return nil, fmt.Errorf("%w: %s holds no PEM private key", ErrConfig, path)
 		}
-		var k any
+		var (
+			k   any
+			err error
+		)
 		switch b.Type {
 		case "PRIVATE KEY":
 			k, err = x509.ParsePKCS8PrivateKey(b.Bytes)

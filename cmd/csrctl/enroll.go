@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/csrd/csrd/enroll"
 	"github.com/csrd/csrd/lifecycle"
-	"github.com/csrd/csrd/store"
 )
 
 // enrollment opens enroll's use cases on csrd's configuration, token and
@@ -30,17 +27,9 @@ func (e *keyEnv) enrollment(stderr io.Writer) (*enroll.Service, error) {
 	})
 }
 
-func runKey(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "retire" {
-		return usageErr("usage: csrctl key retire [-config FILE] ID")
-	}
-	fs := flag.NewFlagSet("key retire", flag.ContinueOnError)
+func runKeyRetire(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl key retire [flags] ID\n\nEnds the life of a married key: with revoke_on_retire its certificate is revoked\nat its CA if it has not expired; the key is destroyed in the token after its audit\nrow, and the record becomes retired with its certificate facts kept.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args[1:], stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	ids, err := parseIDs(fs.Args())
@@ -57,26 +46,22 @@ func runKey(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	audit := env.auditEntry("retire", ids[0])
-	if err := enr.RetireKey(ctx, ids[0], audit); err != nil {
+	row := env.row("retire") // written with the intent to retire
+	row.RecordID, row.KeyLabel = ids[0], lifecycle.Label(ids[0])
+	if err := enr.RetireKey(ctx, ids[0], row); err != nil {
 		env.audit(ctx, stderr, "retire", ids[0], err)
 		return err
 	}
-	if audit.Hash == "" { // already retired: nothing was decided now
+	if row.Hash == "" { // already retired: nothing was decided now
 		env.audit(ctx, stderr, "retire", ids[0], nil)
 	}
 	fmt.Fprintf(stdout, "record %d retired: key destroyed in the token\n", ids[0])
 	return nil
 }
 
-func runRenew(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("renew", flag.ContinueOnError)
+func runRenew(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl renew [flags] ID\n\nRenews now the certificate of record ID (one csrd enrolled): a new key in the\ntoken under the policy in force, a new order replacing the certificate, the new\ncertificate married, then the CA's deploy hook. The old key is retired after its\ncertificate expires (plus retire_after_expiry).\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	ids, err := parseIDs(fs.Args())
@@ -114,13 +99,4 @@ func runRenew(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "csrctl: the deploy hook failed (csrd runs it again): %v\n", err)
 	}
 	return nil
-}
-
-// auditEntry is the audit row of an operation this csrctl run performs,
-// handed to an operation that appends it in its own transaction.
-func (e *keyEnv) auditEntry(op string, id int64) *store.AuditEntry {
-	var rid [8]byte
-	_, _ = rand.Read(rid[:])
-	return &store.AuditEntry{Actor: e.actor, AuthMethod: "local", Source: "csrctl", Operation: op, Result: store.AuditOK,
-		RecordID: id, KeyLabel: lifecycle.Label(id), RequestID: "csrctl-" + hex.EncodeToString(rid[:])}
 }

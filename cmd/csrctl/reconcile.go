@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -13,32 +12,31 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/config"
+	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
-	"github.com/csrd/csrd/store"
 )
 
 // runReconcile is `csrctl reconcile [-config FILE] [-destroy] [-min-age D]`.
 // It reads csrd's configuration, opens the same token and database and runs
 // lifecycle.Reconcile. It may run while csrd runs: records changed within
 // -min-age are left to csrd.
-func runReconcile(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "/etc/csrd/csrd.yaml", "csrd's YAML configuration file")
-	destroy := fs.Bool("destroy", false, "destroy orphan objects (csrd-labelled objects no record accounts for); without it they are only listed")
+func runReconcile(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	path := fs.String("config", defaultConfigPath, "csrd configuration file")
+	destroy := fs.Bool("destroy", false, "destroy orphan objects (objects labelled csrd-<id> or csrd-<id>-alt that no record accounts for); without it they are only listed")
 	minAge := fs.Duration("min-age", 0, "leave alone records changed more recently than this, which a running csrd may still be working on (default: twice request_timeout)")
 	logLevel := fs.String("log_level", "error", "level of the JSON log on stderr")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageErr("%v", err)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErr("unexpected arguments %q", fs.Args())
 	}
-	cfg, err := config.Load(*path)
+	lvl, err := zerolog.ParseLevel(*logLevel)
+	if err != nil {
+		return usageErr("-log_level %q: %v", *logLevel, err)
+	}
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
@@ -48,32 +46,42 @@ func runReconcile(args []string, stdout, stderr io.Writer) error {
 	if *minAge == 0 {
 		*minAge = 2 * cfg.RequestTimeout
 	}
-	lvl, err := zerolog.ParseLevel(*logLevel)
+	keep, err := tlsKeyURIs(cfg.TLS)
 	if err != nil {
-		return usageErr("log_level %q: %v", *logLevel, err)
+		return err
 	}
 	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Str("service", "csrctl").Logger()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	db, err := openDatabase(ctx, cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
 	pool, closeTokens, err := openPool(ctx, &cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeTokens()
-	if _, err := os.Stat(cfg.Database); err != nil {
-		return fmt.Errorf("database %s: %w", cfg.Database, err) // never create an empty one
-	}
-	db, err := store.Open(ctx, cfg.Database)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
 
 	svc := lifecycle.NewPooled(pool, db, policy.Default(), log)
-	rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{DestroyOrphans: *destroy, MinAge: *minAge})
+	rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{DestroyOrphans: *destroy, MinAge: *minAge, Keep: keep})
 	printReport(stdout, rep, *destroy, *minAge)
 	return err
+}
+
+// tlsKeyURIs names the token object tls.key_file points at, if any: the
+// server's TLS key is never an orphan candidate.
+func tlsKeyURIs(t config.TLS) ([]hsm.URI, error) {
+	if !hsm.IsURI(t.KeyFile) {
+		return nil, nil
+	}
+	u, err := hsm.ParseURI(t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.key_file: %w", err)
+	}
+	return []hsm.URI{u}, nil
 }
 
 func printReport(w io.Writer, rep lifecycle.ReconcileReport, destroy bool, minAge time.Duration) {
@@ -98,8 +106,11 @@ func printReport(w io.Writer, rep lifecycle.ReconcileReport, destroy bool, minAg
 	}
 	for _, o := range rep.Orphans {
 		state := "kept (run with -destroy to remove)"
-		if o.Destroyed {
+		switch {
+		case o.Destroyed:
 			state = "destroyed"
+		case o.Foreign:
+			state = "kept: csrd never destroys an object whose label it did not give; remove it by hand if it is not needed"
 		}
 		fmt.Fprintf(w, "orphan: %s; %s\n", o, state)
 	}

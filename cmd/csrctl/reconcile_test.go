@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/store"
 )
 
@@ -24,7 +24,7 @@ import (
 func TestReconcileCommand(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-test")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,5 +124,69 @@ func TestReconcileCommand(t *testing.T) {
 	}
 	if code := run([]string{"reconcile", "extra"}, &out2, &errOut); code != 2 {
 		t.Errorf("extra argument: exit %d", code)
+	}
+}
+
+// TestReconcileDestroyKeepsTLSKeys runs `csrctl reconcile -destroy` on a
+// token holding, besides a true orphan, a key pair labelled csrd-tls (the
+// kind of label an operator picks for csrd's TLS key) and the key pair
+// tls.key_file names by URI with a label of csrd's own form. Only the
+// orphan is destroyed; csrd-tls is reported as not csrd's, the TLS key is
+// not reported at all.
+func TestReconcileDestroyKeepsTLSKeys(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbPath := filepath.Join(dir, "csrd.db")
+	db, err := store.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	p11 := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("pkcs11-tool", append([]string{"--module", tok.Module, "--token-label", tok.Label,
+			"--login", "--pin", tok.PIN}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("pkcs11-tool %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	for label, id := range map[string]string{"csrd-77": "0102", "csrd-tls": "0304", "csrd-900": "0506"} {
+		p11("--keypairgen", "--key-type", "EC:prime256v1", "--label", label, "--id", id)
+	}
+	cfg := filepath.Join(dir, "csrd.yaml")
+	yaml := fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n"+
+		"tls:\n  cert_file: %s\n  key_file: \"pkcs11:token=%s;object=csrd-900;type=private\"\n",
+		tok.Module, tok.Label, tok.PINFile, dbPath, filepath.Join(dir, "tls.crt"), tok.Label)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"reconcile", "-config", cfg, "-min-age", "1ns", "-destroy"}, &out, &errOut); code != 0 {
+		t.Fatalf("csrctl reconcile -destroy: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	for _, want := range []string{
+		`orphan: label="csrd-77" id=0102 objects=public-key,private-key: no record 77 exists; destroyed`,
+		`orphan: label="csrd-tls" id=0304 objects=public-key,private-key: label is not one csrd gives its keys; kept: csrd never destroys`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "csrd-900") {
+		t.Errorf("the TLS key named by tls.key_file was reported:\n%s", out.String())
+	}
+	objs := p11("--list-objects")
+	if strings.Contains(objs, "csrd-77") {
+		t.Errorf("the orphan survived -destroy:\n%s", objs)
+	}
+	for _, label := range []string{"csrd-tls", "csrd-900"} {
+		if strings.Count(objs, "label:      "+label+"\n") != 2 {
+			t.Errorf("%s lost objects to -destroy:\n%s", label, objs)
+		}
 	}
 }

@@ -19,11 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/csrd/csrd/acmetest"
 	"github.com/csrd/csrd/enroll"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 	"github.com/csrd/csrd/store"
 )
 
@@ -33,7 +32,7 @@ import (
 func TestKeyRetireAndRenew(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-retire")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-retire")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,11 +112,11 @@ func TestRenewCommand(t *testing.T) {
 	}
 	ctx := context.Background()
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-renew")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-renew")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := acmetest.StartPebble(t, acmetest.PebbleOptions{AlwaysValid: true})
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
 	hook, hookOut := filepath.Join(dir, "hook.sh"), filepath.Join(dir, "hook.out")
 	os.WriteFile(hook, []byte("#!/bin/sh\nenv | grep '^CSRD_' > "+hookOut+"\n"), 0o755)
 	dbPath := filepath.Join(dir, "csrd.db")
