@@ -250,8 +250,9 @@ func TestRetireKeyRevokes(t *testing.T) {
 	}
 }
 
-// TestRenewalThroughput renews many certificates at once through the
-// background loop and reports renewals per minute.
+// TestRenewalThroughput enrolls a dozen keys, then renews them all at once
+// through the background loop, and reports the time per enrollment and the
+// renewals per minute.
 func TestRenewalThroughput(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
@@ -260,9 +261,12 @@ func TestRenewalThroughput(t *testing.T) {
 	s := f.service(t, time.Minute, pebbleCA(t, p, "pebble"))
 	const n = 12
 	ids := make([]int64, n)
+	enrollStart := time.Now()
 	for i := range ids {
 		ids[i] = f.enrolled(t, s, fmt.Sprintf("bulk%d.example.test", i))
 	}
+	t.Logf("%d enrollments one after the other (key generation, order, marriage): %v each", n,
+		(time.Since(enrollStart) / n).Round(time.Millisecond))
 	for _, id := range ids {
 		if err := s.Renew(ctx, id); err != nil {
 			t.Fatal(err)
