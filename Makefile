@@ -50,9 +50,9 @@ deps:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@test -x "$(GO)" || { echo "deps: Go toolchain not found (expected at /usr/local/go)" >&2; exit 1; }
-	@# Pebble, the ACME test CA, is a Go tool pinned in tools/pebble.mod (not in
+	@# Pebble, the ACME test CA, is a Go tool pinned in tools/pebble/go.mod (not in
 	@# the product's go.mod); building it once here puts it in the build cache.
-	@$(GO) tool -modfile=tools/pebble.mod -n pebble >/dev/null
+	@$(GO) tool -modfile=tools/pebble/go.mod -n pebble >/dev/null
 
 ## build: bin/csrd, bin/csrctl (BUILD_DIR=... to build elsewhere)
 build: deps

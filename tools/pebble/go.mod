@@ -1,4 +1,4 @@
-module github.com/csrd/csrd
+module github.com/csrd/csrd/tools/pebble
 
 go 1.26.8
 
