@@ -57,11 +57,13 @@ func caErr(ca, op string, err error) error {
 	if errors.As(err, &already) {
 		return err
 	}
-	class, detail := classify(err)
+	detail, class := classify(err)
 	return &Error{CA: ca, Op: op, Class: class, Detail: detail, Err: err}
 }
 
-func classify(err error) (error, string) {
+// classify says what a failure means: the detail for the client, and the
+// class (ErrRefused or ErrUnavailable).
+func classify(err error) (detail string, class error) {
 	var (
 		ae   *acme.Error
 		oe   *acme.OrderError
@@ -71,20 +73,20 @@ func classify(err error) (error, string) {
 	switch {
 	case errors.As(err, &oe):
 		if oe.Problem != nil {
-			return ErrRefused, "order " + oe.Status + ": " + problemText(oe.Problem)
+			return "order " + oe.Status + ": " + problemText(oe.Problem), ErrRefused
 		}
-		return ErrRefused, "order " + oe.Status
+		return "order " + oe.Status, ErrRefused
 	case errors.As(err, &aze):
-		return ErrRefused, authzText(aze)
+		return authzText(aze), ErrRefused
 	case errors.As(err, &ae):
 		if ae.StatusCode >= 500 || ae.StatusCode == 429 || ae.ProblemType == "urn:ietf:params:acme:error:rateLimited" {
-			return ErrUnavailable, problemText(ae)
+			return problemText(ae), ErrUnavailable
 		}
-		return ErrRefused, problemText(ae)
+		return problemText(ae), ErrRefused
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &nerr):
-		return ErrUnavailable, "the CA did not answer: " + trimURLErr(err)
+		return "the CA did not answer: " + trimURLErr(err), ErrUnavailable
 	}
-	return ErrUnavailable, trimURLErr(err)
+	return trimURLErr(err), ErrUnavailable
 }
 
 // problemText is a problem document as a sentence: detail, type, subproblems.

@@ -58,8 +58,7 @@ func TestKeyfactorSDKFidelity(t *testing.T) {
 	if resp.StatusCode != http.StatusNoContent {
 		t.Errorf("Status/HealthCheck: %d", resp.StatusCode)
 	}
-	status, raw = getJSON(t, testSrv.URL, "/KeyfactorAPI/Status/Endpoints")
-	if !strings.Contains(string(raw), `"GET /Status/HealthCheck"`) {
+	if _, raw = getJSON(t, testSrv.URL, "/KeyfactorAPI/Status/Endpoints"); !strings.Contains(string(raw), `"GET /Status/HealthCheck"`) {
 		t.Errorf("Status/Endpoints lacks HealthCheck: %s", raw)
 	}
 }

@@ -91,7 +91,7 @@ func TestACMEStartsWithCADown(t *testing.T) {
 	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
 	in := acmeInstance(t, "csrd-e2e-acme-down", dead, p.RootsFile, p.ChainRoots(t))
 	d := in.start(t)
-	defer d.stop(10 * time.Second)
+	defer func() { _ = d.stop(10 * time.Second) }()
 	id, csr := generateKey(t, d, "down.example.test")
 	status, _, b := enrollCSR(t, d, csr)
 	if status != 503 || !contains(string(b), `"ErrorCode":"0xA0070002"`) || !contains(string(b), "connection refused") {

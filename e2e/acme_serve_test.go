@@ -35,7 +35,7 @@ func TestACMEEnrollServeRenew(t *testing.T) {
 	in := acmeInstance(t, "csrd-e2e-acme", p.Directory, p.RootsFile, p.ChainRoots(t),
 		"    renew_before: 15s", "    retire_after_expiry: 0s", "    deploy_hook: "+hook)
 	d := in.start(t)
-	defer d.stop(10 * time.Second)
+	defer func() { _ = d.stop(10 * time.Second) }()
 
 	id, csr := generateKey(t, d, "e2e.example.test")
 	start := time.Now()

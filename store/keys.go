@@ -145,10 +145,7 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 		if err != nil {
 			return dbErr("begin key", err)
 		}
-		if err := setRenewalOf(ctx, tx, id, rec.RenewalOf); err != nil {
-			return err
-		}
-		return beginAlt(ctx, tx, id, lbl, rec)
+		return beginLinks(ctx, tx, id, lbl, rec)
 	})
 	if err != nil {
 		return 0, err
@@ -156,6 +153,15 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 	rec.ID, rec.KeyLabel, rec.State = id, lbl, StateGenerating
 	rec.RequestTime, rec.UpdatedTime = requested.UTC(), now
 	return id, nil
+}
+
+// beginLinks records, with a new record, what it is linked to: the record
+// whose certificate it renews and its alternative key.
+func beginLinks(ctx context.Context, tx *sql.Tx, id int64, label string, rec *KeyRecord) error {
+	if err := setRenewalOf(ctx, tx, id, rec.RenewalOf); err != nil {
+		return err
+	}
+	return beginAlt(ctx, tx, id, label, rec)
 }
 
 // setRenewalOf links a renewal's new record to the one it renews.

@@ -67,7 +67,9 @@ func TestKeyRetireAndRenew(t *testing.T) {
 		t.Fatal(err)
 	}
 	certFile := filepath.Join(dir, "cert.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cli(0, "import", "-config", cfg, certFile)
 
 	if out := cli(1, "renew", "-config", cfg, id); !strings.Contains(out, "no certificate enrolled by csrd") {
@@ -89,7 +91,9 @@ func TestKeyRetireAndRenew(t *testing.T) {
 	}
 	defer db.Close()
 	var n int64
-	fmt.Sscan(id, &n)
+	if _, err := fmt.Sscan(id, &n); err != nil {
+		t.Fatal(err)
+	}
 	rec, _ := db.Get(ctx, n)
 	if rec.State != store.StateRetired || rec.Cert.Serial != "07" {
 		t.Errorf("record %s, certificate serial %q", rec.State, rec.Cert.Serial)
@@ -118,12 +122,16 @@ func TestRenewCommand(t *testing.T) {
 	}
 	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
 	hook, hookOut := filepath.Join(dir, "hook.sh"), filepath.Join(dir, "hook.out")
-	os.WriteFile(hook, []byte("#!/bin/sh\nenv | grep '^CSRD_' > "+hookOut+"\n"), 0o755)
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\nenv | grep '^CSRD_' > "+hookOut+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	dbPath := filepath.Join(dir, "csrd.db")
 	cfg := filepath.Join(dir, "csrd.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n"+
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n"+
 		"cas:\n  - name: pebble\n    acme: {directory: %q, roots_file: %q}\n    deploy_hook: %s\n",
-		tok.Module, tok.Label, tok.PINFile, dbPath, p.Directory, p.RootsFile, hook)), 0o600)
+		tok.Module, tok.Label, tok.PINFile, dbPath, p.Directory, p.RootsFile, hook)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	db, err := store.Open(ctx, dbPath)
 	if err != nil {
 		t.Fatal(err)
