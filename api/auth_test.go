@@ -414,8 +414,11 @@ func TestStatusEndpointsFiltered(t *testing.T) {
 			t.Fatal(err)
 		}
 		var eps []string
-		json.NewDecoder(resp.Body).Decode(&eps)
+		err = json.NewDecoder(resp.Body).Decode(&eps)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s: endpoints body: %v", tt.authz[:6], err)
+		}
 		has := strings.Contains(strings.Join(eps, "|"), "POST /CSRGeneration/Generate")
 		if has != tt.generate || !strings.Contains(strings.Join(eps, "|"), "GET /Status/Endpoints") {
 			t.Errorf("%s: endpoints %q, generate listed %v want %v", tt.authz[:6], eps, has, tt.generate)

@@ -36,71 +36,98 @@ const (
 func memberNameProblem(body []byte) (string, memberProblem) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	type frame struct {
-		object  bool
-		seen    map[string]bool
-		path    string
-		wantKey bool // object frames: the next string token is a member name
-		lastKey string
-	}
-	var stack []*frame
+	var s memberScan
 	for {
 		tok, err := dec.Token()
 		if err != nil {
 			return "", memberOK
 		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
+		if path, problem := s.take(tok); problem != memberOK {
+			return path, problem
 		}
-		// A value (scalar or container start) inside an object consumes
-		// the pending member name.
-		valueDone := func() {
-			if top != nil && top.object {
-				top.wantKey = true
-			}
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{', '[':
-				path := ""
-				if top != nil {
-					path = top.path
-					if top.object {
-						path = joinPath(path, top.lastKey)
-					}
-				}
-				stack = append(stack, &frame{object: t == '{', seen: map[string]bool{}, path: path, wantKey: true})
-			case '}', ']':
-				stack = stack[:len(stack)-1]
-				if len(stack) > 0 {
-					if p := stack[len(stack)-1]; p.object {
-						p.wantKey = true
-					}
-				}
-			}
-		case string:
-			if top != nil && top.object && top.wantKey {
-				if disguised(t) {
-					return joinPath(top.path, t), memberDisguised
-				}
-				k := foldName(t)
-				if top.seen[k] {
-					return joinPath(top.path, t), memberDuplicate
-				}
-				top.seen[k] = true
-				top.lastKey, top.wantKey = t, false
-				continue
-			}
-			valueDone()
-		default:
-			valueDone()
-		}
-		if len(stack) == 0 {
+		if len(s.stack) == 0 {
 			return "", memberOK
 		}
 	}
+}
+
+// memberScan follows a token stream's nesting: one frame per open object
+// or array, innermost last.
+type memberScan struct {
+	stack []*memberFrame
+}
+
+// memberFrame is one open container.
+type memberFrame struct {
+	object  bool
+	seen    map[string]bool // object frames: folded names already used
+	path    string
+	wantKey bool // object frames: the next string token is a member name
+	lastKey string
+}
+
+func (s *memberScan) top() *memberFrame {
+	if len(s.stack) == 0 {
+		return nil
+	}
+	return s.stack[len(s.stack)-1]
+}
+
+// take consumes one token and returns the path of a refused member name
+// and why, or memberOK.
+func (s *memberScan) take(tok json.Token) (string, memberProblem) {
+	switch t := tok.(type) {
+	case json.Delim:
+		s.delim(t)
+	case string:
+		if top := s.top(); top != nil && top.object && top.wantKey {
+			return top.name(t)
+		}
+		s.valueDone()
+	default:
+		s.valueDone()
+	}
+	return "", memberOK
+}
+
+// delim opens or closes a container. A closed container is a value of its
+// parent: an object parent then waits for its next member name.
+func (s *memberScan) delim(d json.Delim) {
+	switch d {
+	case '{', '[':
+		path := ""
+		if top := s.top(); top != nil {
+			path = top.path
+			if top.object {
+				path = joinPath(path, top.lastKey)
+			}
+		}
+		s.stack = append(s.stack, &memberFrame{object: d == '{', seen: map[string]bool{}, path: path, wantKey: true})
+	case '}', ']':
+		s.stack = s.stack[:len(s.stack)-1]
+		s.valueDone()
+	}
+}
+
+// valueDone: a scalar inside an object consumes the pending member name.
+func (s *memberScan) valueDone() {
+	if top := s.top(); top != nil && top.object {
+		top.wantKey = true
+	}
+}
+
+// name records a member name of f, or says why it is refused.
+func (f *memberFrame) name(n string) (string, memberProblem) {
+	if disguised(n) {
+		return joinPath(f.path, n), memberDisguised
+	}
+	k := foldName(n)
+	if f.seen[k] {
+		return joinPath(f.path, n), memberDuplicate
+	}
+	f.seen[k] = true
+	f.lastKey, f.wantKey = n, false
+	return "", memberOK
 }
 
 // foldName folds a member name exactly as encoding/json does to match it

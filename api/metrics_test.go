@@ -79,8 +79,11 @@ func TestMetricsExposedAndMoving(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 		return resp.StatusCode
 	}
 	if got := post(`{"Subject":"CN=metrics.example.com","KeyType":"ECC","KeyLength":256}`); got != 200 {

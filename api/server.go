@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -226,11 +227,21 @@ func saneRequestID(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+		if !requestIDRune(r) {
 			return false
 		}
 	}
 	return true
+}
+
+// requestIDRune: a client's request id is echoed in a header and logged, so
+// it keeps to letters, digits and "-_.".
+func requestIDRune(r rune) bool {
+	switch {
+	case r >= '0' && r <= '9', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		return true
+	}
+	return r == '-' || r == '_' || r == '.'
 }
 
 const ctxLogger = "csrd.logger"
@@ -270,7 +281,7 @@ func recoverPanics(log zerolog.Logger) echo.MiddlewareFunc {
 		return func(c echo.Context) (err error) {
 			defer func() {
 				if p := recover(); p != nil {
-					if p == http.ErrAbortHandler {
+					if e, ok := p.(error); ok && errors.Is(e, http.ErrAbortHandler) {
 						panic(p)
 					}
 					requestLogger(c, log).Error().Interface("panic", p).Msg("handler panicked")

@@ -170,8 +170,11 @@ func TestVerifierWaiterCancelled(t *testing.T) {
 		t.Fatalf("%d still waiting after the cancel", w)
 	}
 	close(g.gate)
-	<-held
-	<-held
+	for range 2 {
+		if err := <-held; !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("held guess: %v", err)
+		}
+	}
 	if _, err := a.Basic(context.Background(), "s3", "alice", "right password"); err != nil {
 		t.Fatalf("s3 after its cancelled wait: %v", err)
 	}
@@ -190,7 +193,9 @@ func TestLockedSourceLetsStrongCredentialsThrough(t *testing.T) {
 	a := openFile(t, f, Options{Throttle: th})
 	ctx := context.Background()
 	for range 2 {
-		a.Basic(ctx, testSrc, "alice", "guess")
+		if _, err := a.Basic(ctx, testSrc, "alice", "guess"); !errors.Is(err, ErrUnauthenticated) {
+			t.Fatalf("wrong password: %v, want ErrUnauthenticated", err)
+		}
 	}
 	if _, locked := th.Locked(testSrc); !locked {
 		t.Fatal("source not locked after two failures")

@@ -33,7 +33,7 @@ func TestPutCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer testTok.DestroyKey(ctx, ref)
+	destroyRefAtEnd(t, ref)
 	cert := selfSigned(t, key, "leaf", 0x1234)
 	before, _ := testTok.CountObjects(ctx)
 
@@ -102,7 +102,7 @@ func TestListObjects(t *testing.T) {
 		if _, err := testTok.GenerateKeyPair(ctx, p256, ref); err != nil {
 			t.Fatal(err)
 		}
-		defer testTok.DestroyKey(ctx, ref)
+		destroyRefAtEnd(t, ref)
 		refs = append(refs, ref)
 	}
 	got, err := testTok.ListObjects(ctx, "inv-a-")

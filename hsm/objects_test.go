@@ -119,7 +119,7 @@ func TestListKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer k.Destroy(ctx)
+		destroyAtEnd(t, k)
 		made = append(made, ref)
 	}
 	tests := []struct {
@@ -164,13 +164,13 @@ func TestListObjectsLonePublicKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer k.Destroy(ctx)
+	destroyAtEnd(t, k)
 	addCertificate(t, k, whole)
 	half := newRef(t, "lsobj-half")
 	if _, err := testTok.GenerateKeyPair(ctx, p256, half); err != nil {
 		t.Fatal(err)
 	}
-	defer testTok.DestroyKey(ctx, half)
+	destroyRefAtEnd(t, half)
 	// Destroy only the private half, as a process killed between the two
 	// C_DestroyObject calls would.
 	err = testTok.withRawSession(ctx, "test", func(sh pkcs11.SessionHandle) error {

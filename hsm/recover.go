@@ -236,56 +236,26 @@ func (t *Token) reconnect(cause error) {
 // refused and there is no RefreshPIN).
 func (t *Token) connectWithBackoff(start time.Time, attempt int, failed error) bool {
 	first := failed != nil
-	relogin := " on re-login"
-	if first {
-		relogin = ""
-	}
 	backoff := t.cfg.ReconnectMin
 	for err := failed; ; attempt, err = attempt+1, nil {
 		if err == nil {
 			err = t.connect()
 		}
 		if err == nil {
-			t.gate.mu.Lock()
-			if !first {
-				t.epoch++
-			}
-			t.gate.down = nil
-			t.gate.mu.Unlock()
-			t.markConnected()
-			if first {
-				t.log.Warn().Int("attempts", attempt).Dur("waited", time.Since(start)).
-					Str("serial", t.serial).Uint("slot", t.slot).Msg("hsm: token open after waiting for it")
-			} else {
-				t.log.Warn().Int("attempts", attempt).Dur("down_for", time.Since(start)).
-					Str("serial", t.serial).Msg("hsm: token reconnected")
-			}
+			t.reopened(start, attempt, first)
 			return true
 		}
 		t.gate.mu.Lock()
 		t.gate.down = err
 		t.gate.mu.Unlock()
 		if errors.Is(err, ErrLogin) {
-			// Retrying the same PIN would count towards locking the token.
-			if t.cfg.RefreshPIN == nil {
-				t.log.Error().Err(err).Msg("hsm: token refused the PIN" + relogin + "; not retrying (fix the PIN and restart csrd)")
-				<-t.stop
-				return false
-			}
-			t.log.Error().Err(err).Msg("hsm: token refused the PIN" + relogin + "; waiting for a different PIN in the PIN file")
-			if !t.waitForNewPIN() {
+			if !t.pinRefused(err, first) {
 				return false
 			}
 			backoff = t.cfg.ReconnectMin
 			continue
 		}
-		ev := t.log.Warn()
-		if attempt <= 1 {
-			// The first failure says what is wrong at error level; the
-			// retries that follow are the same story.
-			ev = t.log.Error()
-		}
-		ev.Err(err).Int("attempt", attempt).Dur("retry_in", backoff).Str("reason", Reason(err)).Msg("hsm: cannot connect to the token; retrying")
+		t.logRetry(err, attempt, backoff)
 		select {
 		case <-t.stop:
 			return false
@@ -293,6 +263,53 @@ func (t *Token) connectWithBackoff(start time.Time, attempt int, failed error) b
 		}
 		backoff = min(2*backoff, t.cfg.ReconnectMax)
 	}
+}
+
+// reopened opens the gate after a successful connect; a reconnect bumps
+// the epoch so that keys find their objects again on the new connection.
+func (t *Token) reopened(start time.Time, attempt int, first bool) {
+	t.gate.mu.Lock()
+	if !first {
+		t.epoch++
+	}
+	t.gate.down = nil
+	t.gate.mu.Unlock()
+	t.markConnected()
+	if first {
+		t.log.Warn().Int("attempts", attempt).Dur("waited", time.Since(start)).
+			Str("serial", t.serial).Uint("slot", t.slot).Msg("hsm: token open after waiting for it")
+		return
+	}
+	t.log.Warn().Int("attempts", attempt).Dur("down_for", time.Since(start)).
+		Str("serial", t.serial).Msg("hsm: token reconnected")
+}
+
+// pinRefused handles a refused PIN. Retrying the same PIN would count
+// towards locking the token, so it waits for a different PIN from
+// RefreshPIN or, without RefreshPIN, for Close. It reports whether there is
+// a new PIN to try.
+func (t *Token) pinRefused(err error, first bool) bool {
+	relogin := " on re-login"
+	if first {
+		relogin = ""
+	}
+	if t.cfg.RefreshPIN == nil {
+		t.log.Error().Err(err).Msg("hsm: token refused the PIN" + relogin + "; not retrying (fix the PIN and restart csrd)")
+		<-t.stop
+		return false
+	}
+	t.log.Error().Err(err).Msg("hsm: token refused the PIN" + relogin + "; waiting for a different PIN in the PIN file")
+	return t.waitForNewPIN()
+}
+
+// logRetry logs a failed connect. The first failure says what is wrong at
+// error level; the retries that follow are the same story.
+func (t *Token) logRetry(err error, attempt int, backoff time.Duration) {
+	ev := t.log.Warn()
+	if attempt <= 1 {
+		ev = t.log.Error()
+	}
+	ev.Err(err).Int("attempt", attempt).Dur("retry_in", backoff).Str("reason", Reason(err)).Msg("hsm: cannot connect to the token; retrying")
 }
 
 // waitForNewPIN polls RefreshPIN until it returns a PIN other than the

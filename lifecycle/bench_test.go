@@ -110,7 +110,11 @@ func BenchmarkRawParallel(b *testing.B) {
 			b.Error(err)
 			return
 		}
-		defer p.CloseSession(sh)
+		defer func() {
+			if err := p.CloseSession(sh); err != nil {
+				b.Error(err)
+			}
+		}()
 		for pb.Next() {
 			id := make([]byte, 16)
 			_, _ = rand.Read(id)

@@ -14,7 +14,7 @@ import (
 type DeleteRecords interface {
 	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
 	BeginDelete(ctx context.Context, id int64, audit *store.AuditEntry) error
-	FinishDelete(ctx context.Context, id int64, reason string) error
+	FinishDelete(ctx context.Context, id int64, reason string, audit *store.AuditEntry) error
 }
 
 // Delete destroys the key pair of a pending CSR and marks its record
@@ -64,7 +64,7 @@ func (s *Service) Delete(ctx context.Context, id int64, scope *store.Scope, audi
 		return err
 	}
 	s.step("delete-destroyed")
-	if err := s.deletes.FinishDelete(ctx, id, "deleted through the API"); err != nil {
+	if err := s.deletes.FinishDelete(ctx, id, "deleted through the API", nil); err != nil {
 		return err
 	}
 	s.log.Info().Int64("record", id).Str("label", rec.KeyLabel).Msg("pending CSR deleted; key destroyed")

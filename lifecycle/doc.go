@@ -18,7 +18,10 @@
 //
 // Delete and Import follow the same rule with a record intent: the intent
 // (and, for Import, the certificate) is committed before the token changes
-// and cleared with the outcome, so Reconcile can finish either.
+// and cleared with the outcome, so Reconcile can finish either. Reconcile's
+// own acts on key material are audited like a request's: each row commits
+// with the record's outcome, or precedes the token change when no record
+// changes.
 //
 // A hybrid request has two keys: the primary one in the token and an ML-DSA
 // alternative, in the token (PKCS#11 3.2) or as a token-sealed seed. The

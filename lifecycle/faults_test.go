@@ -66,11 +66,11 @@ func (r *faultyRecords) CompleteHybridKey(ctx context.Context, id int64, csrPEM 
 	return r.Store.CompleteHybridKey(ctx, id, csrPEM, spki, alt, audit)
 }
 
-func (r *faultyRecords) FailKey(ctx context.Context, id int64, reason string) error {
+func (r *faultyRecords) FailKey(ctx context.Context, id int64, reason string, audit *store.AuditEntry) error {
 	if err := r.failing("FailKey"); err != nil {
 		return err
 	}
-	return r.Store.FailKey(ctx, id, reason)
+	return r.Store.FailKey(ctx, id, reason, audit)
 }
 
 // faultEnv is one fault test's world: a fake token, a real SQLite store

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"crypto"
 	"crypto/elliptic"
 	"encoding/json"
 	"errors"
@@ -29,7 +30,7 @@ type GenerateRecords interface {
 	BeginKey(ctx context.Context, rec *store.KeyRecord, label func(id int64) string) (int64, error)
 	CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, audit *store.AuditEntry) error
 	CompleteHybridKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, alt store.AltCompletion, audit *store.AuditEntry) error
-	FailKey(ctx context.Context, id int64, reason string) error
+	FailKey(ctx context.Context, id int64, reason string, audit *store.AuditEntry) error
 }
 
 // GenerateRequest is a Generate call, independent of the wire format.
@@ -162,27 +163,9 @@ func (s *Service) decide(req GenerateRequest) (*decided, error) {
 // crash-safe order: record, key, CSR, completed record.
 func (s *Service) generateOn(ctx context.Context, tok Token, d *decided) (*GenerateResult, error) {
 	dec, spec := d.dec, d.spec
-	if err := tok.CanGenerate(spec); err != nil {
-		if errors.Is(err, hsm.ErrUnsupported) {
-			return nil, &NotSupportedError{What: fmt.Sprintf("KeyType %s on HSM token %q", dec.Key.Algorithm, tok.Label())}
-		}
-		return nil, err
-	}
-	alt, err := s.planAlt(tok, dec)
+	rec, alt, err := s.newRecord(ctx, tok, d)
 	if err != nil {
 		return nil, err
-	}
-	keyID, err := tok.NewKeyID(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r := d.rec
-	rec := &r
-	rec.KeyID, rec.TokenLabel, rec.TokenSerial = keyID, tok.Label(), tok.Serial()
-	if alt != nil {
-		if err := s.recordAlt(ctx, tok, rec, alt); err != nil {
-			return nil, err
-		}
 	}
 	// Step 1: the record exists, committed, before any key does — and it
 	// names the alternative key too.
@@ -197,7 +180,7 @@ func (s *Service) generateOn(ctx context.Context, tok Token, d *decided) (*Gener
 	// record says "generating", and leaving it half done would only hand
 	// the work to start-up reconciliation.
 	ctx = context.WithoutCancel(ctx)
-	ref := hsm.KeyRef{ID: keyID, Label: rec.KeyLabel}
+	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
 
 	// Step 2: the key pair is born in the token.
 	key, err := tok.GenerateKeyPair(ctx, spec, ref)
@@ -221,23 +204,11 @@ func (s *Service) generateOn(ctx context.Context, tok Token, d *decided) (*Gener
 	}
 
 	// Step 3: the CSR, signed inside the token (and by the alternative key).
-	creq := d.req
-	var der []byte
-	if altKey != nil {
-		der, err = csr.BuildHybrid(s.rand, &creq, key, altKey)
-	} else {
-		der, err = csr.Build(s.rand, &creq, key)
-	}
+	pem, spki, err := s.signCSR(d, key, altKey)
 	if err != nil {
 		s.abandon(log, rec, altKey, err)
 		return nil, err
 	}
-	spki, err := csr.SPKISHA256(key.Public())
-	if err != nil {
-		s.abandon(log, rec, altKey, err)
-		return nil, err
-	}
-	pem := csr.PEM(der)
 	s.step("csr-built")
 
 	// Step 4: the record becomes pending; only now is the key "known".
@@ -257,6 +228,53 @@ func (s *Service) generateOn(ctx context.Context, tok Token, d *decided) (*Gener
 	}
 	ev.Msg("key generated, CSR pending")
 	return &GenerateResult{ID: id, KeyLabel: rec.KeyLabel, TokenLabel: tok.Label(), CSRPEM: pem}, nil
+}
+
+// newRecord is the record Generate begins on tok: it checks that tok can
+// make the key, plans a hybrid's alternative key and names the key pair.
+func (s *Service) newRecord(ctx context.Context, tok Token, d *decided) (*store.KeyRecord, *altPlan, error) {
+	if err := tok.CanGenerate(d.spec); err != nil {
+		if errors.Is(err, hsm.ErrUnsupported) {
+			return nil, nil, &NotSupportedError{What: fmt.Sprintf("KeyType %s on HSM token %q", d.dec.Key.Algorithm, tok.Label())}
+		}
+		return nil, nil, err
+	}
+	alt, err := s.planAlt(tok, d.dec)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyID, err := tok.NewKeyID(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := d.rec
+	rec := &r
+	rec.KeyID, rec.TokenLabel, rec.TokenSerial = keyID, tok.Label(), tok.Serial()
+	if alt != nil {
+		if err := s.recordAlt(ctx, tok, rec, alt); err != nil {
+			return nil, nil, err
+		}
+	}
+	return rec, alt, nil
+}
+
+// signCSR builds the request's CSR, signed by key (and by altKey, when
+// set), and returns it as PEM with the SHA-256 of key's SPKI.
+func (s *Service) signCSR(d *decided, key crypto.Signer, altKey AltKey) (pem string, spki []byte, err error) {
+	creq := d.req
+	var der []byte
+	if altKey != nil {
+		der, err = csr.BuildHybrid(s.rand, &creq, key, altKey)
+	} else {
+		der, err = csr.Build(s.rand, &creq, key)
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	if spki, err = csr.SPKISHA256(key.Public()); err != nil {
+		return "", nil, err
+	}
+	return csr.PEM(der), spki, nil
 }
 
 // abandon undoes a Generate that failed after its record was written:
@@ -279,7 +297,7 @@ func (s *Service) abandon(log zerolog.Logger, rec *store.KeyRecord, altKey AltKe
 		go s.retryAbandon(log, rec, cause)
 		return
 	}
-	if err := s.gen.FailKey(ctx, rec.ID, reason(cause)); err != nil {
+	if err := s.gen.FailKey(ctx, rec.ID, reason(cause), nil); err != nil {
 		log.Error().Err(err).AnErr("cause", cause).Msg("could not mark record failed; retrying in the background")
 		go s.retryAbandon(log, rec, cause)
 		return
@@ -301,7 +319,7 @@ func (s *Service) retryAbandon(log zerolog.Logger, rec *store.KeyRecord, cause e
 		ctx, cancel := context.WithTimeout(context.Background(), s.cleanupTimeout)
 		_, err := s.destroyKeyMaterial(ctx, rec)
 		if err == nil {
-			err = s.gen.FailKey(ctx, rec.ID, reason(cause))
+			err = s.gen.FailKey(ctx, rec.ID, reason(cause), nil)
 		}
 		cancel()
 		switch {

@@ -276,7 +276,7 @@ func (*flakyFailRecords) CompleteKey(context.Context, int64, string, []byte, *st
 	return errInjected
 }
 
-func (r *flakyFailRecords) FailKey(ctx context.Context, id int64, reason string) error {
+func (r *flakyFailRecords) FailKey(ctx context.Context, id int64, reason string, audit *store.AuditEntry) error {
 	r.mu.Lock()
 	if r.failures > 0 {
 		r.failures--
@@ -284,7 +284,7 @@ func (r *flakyFailRecords) FailKey(ctx context.Context, id int64, reason string)
 		return errInjected
 	}
 	r.mu.Unlock()
-	return r.Store.FailKey(ctx, id, reason)
+	return r.Store.FailKey(ctx, id, reason, audit)
 }
 
 // TestGenerateCleanupRetried: when marking the record failed fails too, the

@@ -19,7 +19,7 @@ type MarriageRecords interface {
 	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
 	FindBySPKI(ctx context.Context, spkiSHA256 []byte) ([]*store.KeyRecord, error)
 	BeginMarriage(ctx context.Context, id int64, cert store.CertInfo, audit *store.AuditEntry) error
-	FinishMarriage(ctx context.Context, id int64) error
+	FinishMarriage(ctx context.Context, id int64, audit *store.AuditEntry) error
 	AbandonMarriage(ctx context.Context, id int64, reason string) error
 	AbortMarriage(ctx context.Context, id int64) error
 }
@@ -151,7 +151,7 @@ func (s *Service) marry(ctx context.Context, id int64, leaf *x509.Certificate, c
 		return nil, err
 	}
 	s.step("marry-written")
-	if err := s.marriages.FinishMarriage(ctx, id); err != nil {
+	if err := s.marriages.FinishMarriage(ctx, id, nil); err != nil {
 		return nil, err
 	}
 	s.log.Info().Int64("record", id).Str("thumbprint", info.Thumbprint).Str("serial", info.Serial).

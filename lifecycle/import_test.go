@@ -180,7 +180,7 @@ func TestImportTokenSurprises(t *testing.T) {
 	res := generate(t, svc, "CN=surprise", ecc256, nil)
 	rec, _ := db.Get(ctx, res.ID)
 	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
-	defer testToken.DestroyKey(ctx, ref)
+	destroyAtEnd(t, testToken, ref)
 	foreign := ca.IssueCSR(t, res.CSRPEM, nb, na)
 	if _, err := testToken.PutCertificate(ctx, ref, foreign); err != nil { // someone else's doing
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func TestImportTokenSurprises(t *testing.T) {
 	gone := generate(t, svc, "CN=vanishing", ecc256, nil)
 	grec, _ := db.Get(ctx, gone.ID)
 	gref := hsm.KeyRef{ID: grec.KeyID, Label: grec.KeyLabel}
-	defer testToken.DestroyKey(ctx, gref)
+	destroyAtEnd(t, testToken, gref)
 	if err := destroyObjects(testToken, gref, hsm.ClassPrivateKey); err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestImportConcurrent(t *testing.T) {
 	res := generate(t, svc, "CN=concurrent", ecc256, nil)
 	rec, _ := db.Get(ctx, res.ID)
 	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
-	defer testToken.DestroyKey(ctx, ref)
+	destroyAtEnd(t, testToken, ref)
 	certText := fixture.PEM(ca.IssueCSR(t, res.CSRPEM, nb, na))
 
 	const n = 8

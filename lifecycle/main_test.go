@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -65,4 +66,16 @@ func openToken(module, label, pin string) (*hsm.Token, error) {
 	return hsm.Open(context.Background(), hsm.Config{
 		Module: module, TokenLabel: label, PIN: pin, MaxSessions: 4, PoolWaitTimeout: time.Minute,
 	}, testLog)
+}
+
+// destroyAtEnd destroys ref's objects on tok when the test ends: a key left
+// behind changes what later tests find on the shared token. ErrNotFound is
+// no failure: the code under test may have destroyed them.
+func destroyAtEnd(t *testing.T, tok *hsm.Token, ref hsm.KeyRef) {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := tok.DestroyKey(context.Background(), ref); err != nil && !errors.Is(err, hsm.ErrNotFound) {
+			t.Errorf("destroy %s: %v", ref, err)
+		}
+	})
 }

@@ -68,7 +68,7 @@ func TestReconcileOrphansAndLost(t *testing.T) {
 	if _, err := reconToken.GenerateKeyPair(ctx, p256, foreign); err != nil {
 		t.Fatal(err)
 	}
-	defer reconToken.DestroyKey(ctx, foreign)
+	destroyAtEnd(t, reconToken, foreign)
 	destroyClass(t, refOf(lost.ID), hsm.ClassPrivateKey, hsm.ClassPublicKey)
 	destroyClass(t, refOf(lostMarried.ID), hsm.ClassPrivateKey)
 	destroyClass(t, refOf(noCert.ID), hsm.ClassCertificate)
@@ -303,7 +303,7 @@ func TestCrashDeleteAndImport(t *testing.T) {
 			res := generate(t, svc, "CN=crash-"+tc.step, ecc256, nil)
 			rec, _ := db.Get(ctx, res.ID)
 			ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
-			defer testToken.DestroyKey(ctx, ref)
+			destroyAtEnd(t, testToken, ref)
 			arg := fmt.Sprint(res.ID)
 			if tc.op == "import" {
 				nb, na := valid()
@@ -372,8 +372,8 @@ func TestOtherToken(t *testing.T) {
 	rec, _ := db.Get(ctx, res.ID)
 	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
 	irec, _ := db.Get(ctx, interrupted.ID)
-	defer testToken.DestroyKey(ctx, ref)
-	defer testToken.DestroyKey(ctx, hsm.KeyRef{ID: irec.KeyID, Label: irec.KeyLabel})
+	destroyAtEnd(t, testToken, ref)
+	destroyAtEnd(t, testToken, hsm.KeyRef{ID: irec.KeyID, Label: irec.KeyLabel})
 	if err := db.BeginDelete(ctx, interrupted.ID, nil); err != nil { // as if a delete was interrupted
 		t.Fatal(err)
 	}

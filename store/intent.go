@@ -93,9 +93,12 @@ func (s *Store) BeginDelete(ctx context.Context, id int64, audit *AuditEntry) er
 }
 
 // FinishDelete records that the key is gone: the record becomes deleted and
-// its intent is cleared. reason ("" for none) says who deleted it.
-func (s *Store) FinishDelete(ctx context.Context, id int64, reason string) error {
-	return s.intentTx(ctx, transition{op: "finish delete", id: id, from: []State{StatePending}, to: StateDeleted}, nil,
+// its intent is cleared. reason ("" for none) says who deleted it. A
+// non-nil audit row is appended in the same transaction (RecordID and
+// KeyLabel filled in): reconciliation, finishing a delete it did not begin,
+// records its own act with the record's change.
+func (s *Store) FinishDelete(ctx context.Context, id int64, reason string, audit *AuditEntry) error {
+	return s.intentTx(ctx, transition{op: "finish delete", id: id, from: []State{StatePending}, to: StateDeleted}, audit,
 		finishDeleteSQL, formatTime(s.now()), nullString(reason), id)
 }
 
@@ -114,10 +117,11 @@ func (s *Store) BeginMarriage(ctx context.Context, id int64, cert CertInfo, audi
 }
 
 // FinishMarriage records that the certificate is in the token: the record
-// becomes married.
-func (s *Store) FinishMarriage(ctx context.Context, id int64) error {
+// becomes married. A non-nil audit row commits with it, as with
+// FinishDelete.
+func (s *Store) FinishMarriage(ctx context.Context, id int64, audit *AuditEntry) error {
 	now := formatTime(s.now())
-	return s.intentTx(ctx, transition{op: "finish marriage", id: id, from: []State{StatePending}, to: StateMarried}, nil,
+	return s.intentTx(ctx, transition{op: "finish marriage", id: id, from: []State{StatePending}, to: StateMarried}, audit,
 		finishMarriageSQL, now, now, id)
 }
 

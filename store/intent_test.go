@@ -49,7 +49,7 @@ func TestDeleteIntent(t *testing.T) {
 	if recs, _ := s.ListByIntent(ctx, IntentDelete); len(recs) != 1 || recs[0].ID != id {
 		t.Errorf("ListByIntent(delete) = %v", recs)
 	}
-	if err := s.FinishDelete(ctx, id, "deleted by test"); err != nil {
+	if err := s.FinishDelete(ctx, id, "deleted by test", nil); err != nil {
 		t.Fatal(err)
 	}
 	rec, _ = s.Get(ctx, id)
@@ -57,7 +57,7 @@ func TestDeleteIntent(t *testing.T) {
 		t.Errorf("after FinishDelete: %s/%q/%q", rec.State, rec.Intent, rec.FailReason)
 	}
 	var te *TransitionError
-	if err := s.FinishDelete(ctx, id, ""); !errors.As(err, &te) || te.State != StateDeleted {
+	if err := s.FinishDelete(ctx, id, "", nil); !errors.As(err, &te) || te.State != StateDeleted {
 		t.Errorf("FinishDelete twice: %v, want *TransitionError", err)
 	}
 
@@ -93,7 +93,7 @@ func TestMarriageIntent(t *testing.T) {
 	if err := s.BeginDelete(ctx, id, nil); !errors.As(err, &be) {
 		t.Errorf("BeginDelete during marriage: %v, want *BusyError", err)
 	}
-	if err := s.FinishMarriage(ctx, id); err != nil {
+	if err := s.FinishMarriage(ctx, id, nil); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := s.Get(ctx, id)

@@ -217,9 +217,12 @@ func (s *Store) recordAudit(ctx context.Context, tx *sql.Tx, id int64, audit *Au
 
 // FailKey moves the record from generating to failed, recording why. Only a
 // generating record can fail: once pending, the key exists and leaves only
-// by deletion or loss.
-func (s *Store) FailKey(ctx context.Context, id int64, reason string) error {
-	return s.Transition(ctx, id, []State{StateGenerating}, StateFailed, reason)
+// by deletion or loss. A non-nil audit row is appended in the same
+// transaction (RecordID and KeyLabel filled in): reconciliation, failing a
+// generate a crash interrupted, records its own act with the record's
+// change.
+func (s *Store) FailKey(ctx context.Context, id int64, reason string, audit *AuditEntry) error {
+	return s.transition(ctx, id, []State{StateGenerating}, StateFailed, reason, audit)
 }
 
 // Transition moves the record from one of the states in from to state to,
@@ -228,6 +231,12 @@ func (s *Store) FailKey(ctx context.Context, id int64, reason string) error {
 // not ErrConflict. A non-empty reason is stored in fail_reason. A record in
 // another state yields a *TransitionError (matches ErrConflict).
 func (s *Store) Transition(ctx context.Context, id int64, from []State, to State, reason string) error {
+	return s.transition(ctx, id, from, to, reason, nil)
+}
+
+// transition is Transition with the audit row (if any) of the change
+// appended in its transaction.
+func (s *Store) transition(ctx context.Context, id int64, from []State, to State, reason string, audit *AuditEntry) error {
 	if len(from) == 0 {
 		return fmt.Errorf("store: transition to %s: no from-state given", to)
 	}
@@ -240,10 +249,18 @@ func (s *Store) Transition(ctx context.Context, id int64, from []State, to State
 	if err != nil {
 		return fmt.Errorf("store: transition: %w", err)
 	}
+	if audit != nil {
+		if err := checkAudit(audit); err != nil {
+			return err
+		}
+	}
 	op := "transition to " + string(to)
 	return s.withTx(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, transitionSQL, to, formatTime(s.now()), nullString(reason), id, string(fromJSON))
-		return s.checkTransition(ctx, tx, transition{op: op, id: id, from: from, to: to}, res, err)
+		if err := s.checkTransition(ctx, tx, transition{op: op, id: id, from: from, to: to}, res, err); err != nil {
+			return err
+		}
+		return s.recordAudit(ctx, tx, id, audit)
 	})
 }
 

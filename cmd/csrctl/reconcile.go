@@ -20,7 +20,8 @@ import (
 // runReconcile is `csrctl reconcile [-config FILE] [-destroy] [-min-age D]`.
 // It reads csrd's configuration, opens the same token and database and runs
 // lifecycle.Reconcile. It may run while csrd runs: records changed within
-// -min-age are left to csrd.
+// -min-age are left to csrd. Every key it destroys and certificate it binds
+// has its audit row, with the operator (local:<login>) as actor.
 func runReconcile(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	path := fs.String("config", defaultConfigPath, "csrd configuration file")
 	destroy := fs.Bool("destroy", false, "destroy orphan objects (objects labelled csrd-<id> or csrd-<id>-alt that no record accounts for); without it they are only listed")
@@ -66,7 +67,11 @@ func runReconcile(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) err
 	defer closeTokens()
 
 	svc := lifecycle.NewPooled(pool, db, policy.Default(), log)
-	rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{DestroyOrphans: *destroy, MinAge: *minAge, Keep: keep})
+	// What it destroys or binds is audited under the operator's name, one
+	// request id for the run.
+	rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{
+		DestroyOrphans: *destroy, MinAge: *minAge, Keep: keep, Audit: *localRow(localActor(), ""),
+	})
 	printReport(stdout, rep, *destroy, *minAge)
 	return err
 }

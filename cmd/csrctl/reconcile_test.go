@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/csrd/csrd/fixture"
+	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/store"
 )
 
@@ -115,6 +116,31 @@ func TestReconcileCommand(t *testing.T) {
 	for _, id := range []int64{id, halfID} {
 		if rec, _ := db.Get(ctx, id); rec.State != store.StateLost {
 			t.Errorf("record %d is %s, want lost", id, rec.State)
+		}
+	}
+	// -destroy's two orphans are on the audit chain, by the operator, one
+	// request id for the run.
+	rows, err := db.ListAudit(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	destroyed := map[string]*store.AuditEntry{}
+	for _, r := range rows {
+		if r.Operation == lifecycle.AuditReconcileDestroy {
+			destroyed[r.KeyLabel] = r
+		}
+	}
+	a, b := destroyed["csrd-77"], destroyed[halfLabel]
+	switch {
+	case len(destroyed) != 2 || a == nil || b == nil:
+		t.Fatalf("reconcile_destroy rows %v, want csrd-77 and %s", destroyed, halfLabel)
+	case a.RecordID != 77 || b.RecordID != halfID:
+		t.Errorf("rows name records %d and %d, want 77 and %d", a.RecordID, b.RecordID, halfID)
+	}
+	for _, r := range []*store.AuditEntry{a, b} {
+		if !strings.HasPrefix(r.Actor, "local:") || r.AuthMethod != "local" || r.Source != "csrctl" ||
+			r.Result != store.AuditOK || r.RequestID != a.RequestID || !strings.HasPrefix(r.RequestID, "csrctl-") {
+			t.Errorf("row %+v: want ok by local:<login> via csrctl, one request id", r)
 		}
 	}
 

@@ -130,11 +130,15 @@ func localActor() string {
 // that generate, destroy or bind key material take it into the transaction
 // that decides their effect (lifecycle's Audit arguments), so nothing of
 // that kind happens without its row.
-func (e *keyEnv) row(op string) *store.AuditEntry {
+func (e *keyEnv) row(op string) *store.AuditEntry { return localRow(e.actor, op) }
+
+// localRow is the audit row of a successful op by actor at this machine:
+// method local, source csrctl, a request id of its own.
+func localRow(actor, op string) *store.AuditEntry {
 	var rid [8]byte
 	_, _ = rand.Read(rid[:])
 	return &store.AuditEntry{
-		Actor: e.actor, AuthMethod: "local", Source: "csrctl", Operation: op,
+		Actor: actor, AuthMethod: "local", Source: "csrctl", Operation: op,
 		Result: store.AuditOK, RequestID: "csrctl-" + hex.EncodeToString(rid[:]),
 	}
 }
@@ -184,12 +188,9 @@ func auditAuthChange(ctx context.Context, cfgPath string, stderr io.Writer, op, 
 		return
 	}
 	defer db.Close()
-	var rid [8]byte
-	_, _ = rand.Read(rid[:])
-	if err := db.AppendAudit(ctx, &store.AuditEntry{
-		Actor: localActor(), AuthMethod: "local", Source: "csrctl", Operation: op, Result: store.AuditOK,
-		RequestID: "csrctl-" + hex.EncodeToString(rid[:]), Detail: truncate(detail, 200),
-	}); err != nil {
+	row := localRow(localActor(), op)
+	row.Detail = truncate(detail, 200)
+	if err := db.AppendAudit(ctx, row); err != nil {
 		fmt.Fprintf(stderr, "csrctl: warning: could not write the audit row: %v\n", err)
 	}
 }

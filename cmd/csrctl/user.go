@@ -57,22 +57,9 @@ func (ua userAdd) run(fs *flag.FlagSet, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	password, generated := "", false
-	if *fromStdin {
-		line, err := bufio.NewReader(ua.stdin).ReadString('\n')
-		if err != nil && line == "" {
-			return fmt.Errorf("reading the password from stdin: %w", err)
-		}
-		password = strings.TrimRight(line, "\r\n")
-		if len(password) < minPasswordLen {
-			return fmt.Errorf("the password must have at least %d characters", minPasswordLen)
-		}
-	} else {
-		b := make([]byte, 18)
-		if _, err := rand.Read(b); err != nil {
-			return err
-		}
-		password, generated = base64.RawURLEncoding.EncodeToString(b), true
+	password, generated, err := ua.password(*fromStdin)
+	if err != nil {
+		return err
 	}
 	hash, err := auth.HashPassword(password, params)
 	if err != nil {
@@ -99,4 +86,25 @@ func (ua userAdd) run(fs *flag.FlagSet, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stdout, password)
 	}
 	return nil
+}
+
+// password reads the new user's password from the first line of stdin, or
+// generates one (generated: it must be shown to the operator once).
+func (ua userAdd) password(fromStdin bool) (password string, generated bool, err error) {
+	if !fromStdin {
+		b := make([]byte, 18)
+		if _, err := rand.Read(b); err != nil {
+			return "", false, err
+		}
+		return base64.RawURLEncoding.EncodeToString(b), true, nil
+	}
+	line, err := bufio.NewReader(ua.stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", false, fmt.Errorf("reading the password from stdin: %w", err)
+	}
+	password = strings.TrimRight(line, "\r\n")
+	if len(password) < minPasswordLen {
+		return "", false, fmt.Errorf("the password must have at least %d characters", minPasswordLen)
+	}
+	return password, false, nil
 }
