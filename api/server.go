@@ -32,6 +32,10 @@ type Options struct {
 	Pending      PendingCSRs
 	Certificates Certificates
 	Keys         KeyDirectory
+	// Enrollment serves Enrollment/CSR and KeyLife the retire and renew
+	// endpoints of csrd's key API; each is registered only when set.
+	Enrollment Enroller
+	KeyLife    KeyLife
 	// Readiness answers /readyz; nil means always ready.
 	Readiness Readiness
 	// TokenStates, when set, adds each HSM token's state (label → fixed
@@ -67,6 +71,8 @@ type Server struct {
 	pending     PendingCSRs
 	certs       Certificates
 	keys        KeyDirectory
+	enroller    Enroller
+	life        KeyLife
 	ready       Readiness
 	tokenStates func() map[string]string
 	genLimit    *limiter
@@ -94,6 +100,8 @@ func New(o Options) *Server {
 		pending:     o.Pending,
 		certs:       o.Certificates,
 		keys:        o.Keys,
+		enroller:    o.Enrollment,
+		life:        o.KeyLife,
 		ready:       o.Readiness,
 		tokenStates: o.TokenStates,
 		genLimit:    newLimiter(o.MaxGenerations, o.MaxGenerationsPerIdentity, o.GenerationWait),
@@ -125,6 +133,7 @@ func New(o Options) *Server {
 
 	s.route(http.MethodPost, "/CSRGeneration/Generate", s.generate)
 	s.route(http.MethodGet, "/Status/Endpoints", s.statusEndpoints)
+	s.route(http.MethodGet, "/Status/HealthCheck", s.statusHealthCheck)
 	s.route(http.MethodGet, "/EnrollmentPatterns", s.listPatterns)
 	s.route(http.MethodGet, "/EnrollmentPatterns/Settings", s.patternSettings)
 	s.route(http.MethodGet, "/EnrollmentPatterns/:id", s.getPattern)
@@ -136,6 +145,12 @@ func New(o Options) *Server {
 	}
 	if s.keys != nil {
 		s.keyRoutes()
+	}
+	if s.enroller != nil {
+		s.enrollmentRoutes()
+	}
+	if s.life != nil && s.keys != nil {
+		s.keyLifeRoutes()
 	}
 	s.routeHealth()
 	s.plainRoute(http.MethodGet, "/metrics", echo.WrapHandler(s.metrics.Handler()), s.authenticate(auth.OpMetrics))

@@ -7,12 +7,14 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/config"
+	"github.com/csrd/csrd/enroll"
 	"github.com/csrd/csrd/health"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
@@ -34,6 +36,7 @@ type app struct {
 	db      *store.Store
 	pool    *lifecycle.TokenPool
 	svc     *lifecycle.Service
+	enr     *enroll.Service
 	waiting []lifecycle.Token // not connected (or lost) at start: admitted by serve
 	ready   *health.Checker
 	tls     *tlsconfig.Server // nil: plain HTTP
@@ -78,6 +81,9 @@ func newApp(ctx context.Context, cfg config.Config) (_ *app, err error) {
 		Sessions: metrics.SumSessions(a.tokens), Records: a.db.CountByState, AuditRows: a.db.CountAudit,
 	})
 	if err := a.startService(ctx, m); err != nil {
+		return nil, err
+	}
+	if err := a.newEnrollment(m); err != nil {
 		return nil, err
 	}
 	a.ready = a.readiness()
@@ -126,6 +132,22 @@ func (a *app) startService(ctx context.Context, m *metrics.Metrics) error {
 	return err
 }
 
+// newEnrollment builds enrollment with csrd's CAs. It reads their files now
+// (a bad one stops start-up) but contacts no CA: one that is down fails its
+// enrollments, never csrd's start. The first token holds the ACME account
+// keys; serve runs its background loop.
+func (a *app) newEnrollment(m *metrics.Metrics) error {
+	var err error
+	a.enr, err = enroll.New(enroll.Options{
+		CAs: a.cfg.CAs, Records: a.db, Keys: a.svc, Token: lifecycle.HSMToken{Token: a.tokens[0]}, Wait: a.cfg.RequestTimeout,
+		CertDir: filepath.Join(filepath.Dir(a.cfg.Database), "certs"), Log: a.log.With().Str("component", "enroll").Logger(),
+	})
+	if err != nil {
+		return err
+	}
+	return m.Register(a.enr.Metrics())
+}
+
 // readiness is the one definition of "ready" for /readyz and the systemd
 // watchdog.
 func (a *app) readiness() *health.Checker {
@@ -171,6 +193,8 @@ func (a *app) newHandler(authOpts api.Options, m *metrics.Metrics) http.Handler 
 		Pending:                   a.svc,
 		Certificates:              a.svc,
 		Keys:                      a.svc,
+		Enrollment:                a.enr,
+		KeyLife:                   a.enr,
 		Readiness:                 a.ready,
 		TokenStates:               a.pool.States,
 		MaxGenerations:            a.cfg.GenerationSlots(),
@@ -221,6 +245,7 @@ func (a *app) serve(ctx context.Context) error {
 		}
 	})
 	a.announce(ln.Addr().String(), where)
+	go a.enr.Run(ctx)
 	go watchdog(ctx, a.log, a.notify, a.ready, a.pool.States, where)
 
 	select {
