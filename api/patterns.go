@@ -217,6 +217,7 @@ func (s *Server) offeredPolicies(p PatternPoliciesResponse) PatternPoliciesRespo
 	}
 	p.PrimaryKeyAlgorithms = offeredAlgorithms(ko, p.PrimaryKeyAlgorithms)
 	p.AlternativeKeyAlgorithms = offeredAlgorithms(ko, p.AlternativeKeyAlgorithms)
+	p.KeyInfo = keyInfo(p.PrimaryKeyAlgorithms)
 	return p
 }
 
@@ -256,7 +257,7 @@ func policiesResponse(e policy.Effective) PatternPoliciesResponse {
 		AllowWildcards: e.AllowWildcards, RFCEnforcement: e.RFCEnforcement,
 		PrimaryKeyAlgorithms:       algorithmResponses(e.PrimaryKeyAlgorithms),
 		AlternativeKeyAlgorithms:   algorithmResponses(e.AlternativeKeyAlgorithms),
-		KeyInfo:                    keyInfo(e.PrimaryKeyAlgorithms),
+		KeyInfo:                    keyInfo(algorithmResponses(e.PrimaryKeyAlgorithms)),
 		AllowSealedAlternativeKeys: e.AllowSealedAlternativeKeys,
 		MinimumRSAKeySize:          e.MinimumRSAKeySize,
 		MaxSANs:                    e.MaxSANs,
@@ -286,9 +287,12 @@ func algorithmResponses(rules []policy.AlgorithmRule) []AlgorithmDataResponse {
 // keyInfoNames are KeyInfo's names for csrd's key types.
 var keyInfoNames = map[policy.Algorithm]string{policy.RSA: "RSA", policy.ECC: "ECDSA", policy.Ed25519: "Ed25519", policy.Ed448: "Ed448"}
 
-func keyInfo(rules []policy.AlgorithmRule) map[string]KeyInfoResponse {
+// keyInfo is KeyInfo for the primary algorithms algs: made from the
+// advertised list, it offers exactly what that list offers (the tokens'
+// narrowing included).
+func keyInfo(algs []AlgorithmDataResponse) map[string]KeyInfoResponse {
 	out := map[string]KeyInfoResponse{}
-	for _, a := range algorithmResponses(rules) {
+	for _, a := range algs {
 		if name, ok := keyInfoNames[policy.Algorithm(a.Name)]; ok {
 			out[name] = KeyInfoResponse{BitLengths: a.BitLengths, Curves: a.Curves}
 		}

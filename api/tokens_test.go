@@ -64,6 +64,9 @@ func TestTokenShapesTheAPI(t *testing.T) {
 		for _, a := range st.Policies.AlternativeKeyAlgorithms {
 			alt = append(alt, a.Name)
 		}
+		if n := len(st.Policies.KeyInfo); n != len(primary) {
+			t.Errorf("%s: KeyInfo %v, PrimaryKeyAlgorithms %v: want the same algorithms", base, st.Policies.KeyInfo, primary)
+		}
 		return primary, alt
 	}
 	directP, directA := algs(testSrv.URL)

@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -23,13 +26,18 @@ type matrixToken struct {
 	// it answers 400 before creating anything.
 	offers  []string
 	refuses []string
+	// keyInfo is what the default policy's Policies.KeyInfo advertises
+	// there: the bit lengths of each algorithm the token can make.
+	keyInfo map[string][]int
 }
 
 var matrixTokens = []matrixToken{
 	{"p11kit", startP11KitToken, []string{"p256", "p384", "p521", "rsa2048"},
-		[]string{`{"Subject":"CN=ed.example.com","KeyType":"Ed25519"}`}},
+		[]string{`{"Subject":"CN=ed.example.com","KeyType":"Ed25519"}`},
+		map[string][]int{"RSA": {2048, 3072, 4096, 8192}, "ECDSA": {256, 384, 521}}},
 	{"tpm", startTPMToken, []string{"p256", "p384", "rsa2048"},
-		[]string{`{"Subject":"CN=ed.example.com","KeyType":"Ed25519"}`, `{"Subject":"CN=rsa.example.com","KeyType":"RSA","KeyLength":4096}`}},
+		[]string{`{"Subject":"CN=ed.example.com","KeyType":"Ed25519"}`, `{"Subject":"CN=rsa.example.com","KeyType":"RSA","KeyLength":4096}`},
+		map[string][]int{"RSA": {2048, 3072}, "ECDSA": {256, 384}}},
 }
 
 // startP11KitToken makes a SoftHSM token in the tests' store and exports it
@@ -85,11 +93,13 @@ func TestTokenMatrixDaemon(t *testing.T) {
 	}
 }
 
-// matrixFlow generates each kind the token offers, checks the refusals,
-// marries the first key and deletes the second.
+// matrixFlow checks what csrd advertises there, generates each kind the
+// token offers, checks the refusals, marries the first key and deletes
+// the second.
 func matrixFlow(t *testing.T, client *loadgen.Client, led *ledger, mt matrixToken) {
 	t.Helper()
 	ctx := context.Background()
+	checkKeyInfo(t, client, mt)
 	for i, kind := range mt.offers {
 		m, err := loadgen.ParseMix(kind)
 		if err != nil {
@@ -160,4 +170,47 @@ func killWhileGenerating(t *testing.T, client *loadgen.Client, led *ledger, d *d
 	d.kill()
 	cancel()
 	wg.Wait()
+}
+
+// checkKeyInfo: EnrollmentPatterns/Settings and every pattern advertise in
+// Policies.KeyInfo exactly the algorithms and sizes the token can make
+// (the default policy allows RSA 2048-8192, ECC P-256/384/521, Ed25519
+// and Ed448).
+func checkKeyInfo(t *testing.T, client *loadgen.Client, mt matrixToken) {
+	t.Helper()
+	var st api.PatternSettingsResponse
+	getInto(t, client, "/EnrollmentPatterns/Settings", &st)
+	var patterns []api.EnrollmentPatternResponse
+	getInto(t, client, "/EnrollmentPatterns", &patterns)
+	all := []api.PatternPoliciesResponse{st.Policies}
+	for _, p := range patterns {
+		all = append(all, p.Policies)
+	}
+	for i, pol := range all {
+		got := map[string][]int{}
+		for name, ki := range pol.KeyInfo {
+			got[name] = ki.BitLengths
+		}
+		if !maps.EqualFunc(got, mt.keyInfo, slices.Equal) {
+			t.Errorf("%s: Policies.KeyInfo #%d = %v, want %v (what the token makes)", mt.name, i, got, mt.keyInfo)
+		}
+	}
+}
+
+// getInto GETs path under the API's base and decodes the 200 answer.
+func getInto(t *testing.T, client *loadgen.Client, path string, v any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, client.Base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
+	resp, err := client.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d, %v", path, resp.StatusCode, err)
+	}
 }
