@@ -3,6 +3,7 @@ package hsm
 import (
 	"context"
 	"crypto/elliptic"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -60,6 +61,7 @@ func TestProfile(t *testing.T) {
 		if p.Sealing != sealing {
 			t.Errorf("sealing %v, want %v", p.Sealing, sealing)
 		}
+		checkProfileJSON(t, p)
 		refs, err := k.tok.ListKeys(context.Background(), TrialLabel)
 		if err != nil {
 			t.Fatal(err)
@@ -68,6 +70,39 @@ func TestProfile(t *testing.T) {
 			t.Errorf("trial keys left on the token: %v", refs)
 		}
 	})
+}
+
+// checkProfileJSON: the profile as csrd records it says, per key type,
+// what the profile says, errors as text.
+func checkProfileJSON(t *testing.T, p *Profile) {
+	t.Helper()
+	raw, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Label      string
+		Serial     string
+		Mechanisms []struct{ Name string }
+		Keys       []struct {
+			Type, Error, Template, Usage string
+			Offered                      bool
+			SignOnly                     bool `json:"sign_only"`
+		}
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Label != p.Label || doc.Serial != p.Serial || len(doc.Mechanisms) != len(p.Mechanisms) || len(doc.Keys) != len(p.Keys) {
+		t.Fatalf("recorded profile %s", raw)
+	}
+	for i, k := range doc.Keys {
+		kp := p.Keys[i]
+		if k.Type != kp.Type.String() || k.Offered != kp.Usable() || (k.Error != "") != (kp.Err != nil) ||
+			(kp.Usable() && (k.Template != kp.Template.String() || k.Usage != kp.Usage.String() || !k.SignOnly)) {
+			t.Errorf("recorded key %+v, profile %+v", k, kp)
+		}
+	}
 }
 
 // TestRequireSignOnly: a token whose keys of a type would get more usage

@@ -147,6 +147,9 @@ func (f *fakeToken) groups() []fakeObjects {
 
 func (f *fakeToken) Label() string { return f.label }
 
+// Profile is nil: the fake has no PKCS#11 answers to record.
+func (f *fakeToken) Profile() *hsm.Profile { return nil }
+
 func (f *fakeToken) Serial() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

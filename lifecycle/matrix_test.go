@@ -3,6 +3,7 @@ package lifecycle_test
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"os"
@@ -152,6 +153,33 @@ func stopMatrix() {
 func TestFlowOnEveryToken(t *testing.T) {
 	for _, k := range matrix(t) {
 		t.Run(k.name, func(t *testing.T) { testFlow(t, k) })
+	}
+}
+
+// TestAdmitRecordsProfile: admitting a token records the profile it
+// learned at its connection, by its label and serial, as csrd's.
+func TestAdmitRecordsProfile(t *testing.T) {
+	for _, k := range matrix(t) {
+		t.Run(k.name, func(t *testing.T) {
+			ctx := context.Background()
+			svc, db := newService(t, k.tok)
+			if _, err := svc.Admit(ctx, lifecycle.HSMToken{Token: k.tok}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := db.TokenProfiles(ctx)
+			if err != nil || len(got) != 1 {
+				t.Fatalf("recorded profiles %+v, %v", got, err)
+			}
+			var doc struct {
+				Label, Serial string
+				Keys          []struct{ Type string }
+			}
+			p := got[0]
+			if err := json.Unmarshal(p.Profile, &doc); err != nil || p.TokenLabel != k.tok.Label() || p.TokenSerial != k.tok.Serial() ||
+				p.LearnedBy != "csrd" || doc.Label != k.tok.Label() || doc.Serial != k.tok.Serial() || len(doc.Keys) != len(k.tok.Profile().Keys) {
+				t.Errorf("recorded %s/%s by %s: %s (%v)", p.TokenLabel, p.TokenSerial, p.LearnedBy, p.Profile, err)
+			}
+		})
 	}
 }
 

@@ -23,6 +23,9 @@ type Token interface {
 	Connected() <-chan struct{}
 	// Ping asks the token whether it answers (readiness).
 	Ping(ctx context.Context) error
+	// Profile is what the token's answers and trial rounds showed at its
+	// first connection (nil before it); admission records it.
+	Profile() *hsm.Profile
 
 	NewKeyID(ctx context.Context) ([]byte, error)
 	CanGenerate(spec hsm.KeySpec) error
