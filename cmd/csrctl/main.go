@@ -93,8 +93,10 @@ var root = &command{name: "csrctl", subs: []*command{
 				"firmware, mechanisms and key sizes, session cap, the template each key type takes,\n" +
 				"the usage its keys get and whether CKA_MODIFIABLE is enforced. Then makes, signs\n" +
 				"with, verifies and destroys one key of each type csrd would offer there (labelled\n" +
-				"csrd-trial), leaving nothing behind. Exit 1 when a round fails. Run it first\n" +
-				"when pointing csrd at a new HSM (docs/tokens.md)."},
+				"csrd-trial), leaving nothing behind, and records each profile in csrd's database\n" +
+				"(when it exists) beside the one csrd recorded. Exit 1 when a round fails. Run it\n" +
+				"first when pointing csrd at a new HSM (docs/tokens.md). -recorded prints the\n" +
+				"recorded profiles instead, without logging in to any token."},
 	}},
 	{name: "user", summary: "manage Basic-auth users in the auth file", subs: []*command{
 		{name: "add", args: "[flags] NAME", run: func(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {

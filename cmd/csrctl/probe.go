@@ -41,6 +41,7 @@ var probeSpecs = []struct {
 func runTokenProbe(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	path := fs.String("config", defaultConfigPath, "csrd configuration file")
 	logLevel := fs.String("log_level", "error", "level of the JSON log on stderr")
+	recorded := fs.Bool("recorded", false, "print the profiles recorded in the database instead (no login to any token)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -53,6 +54,9 @@ func runTokenProbe(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) er
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if *recorded {
+		return printRecorded(context.Background(), stdout, cfg.Database)
 	}
 	lvl, err := zerolog.ParseLevel(*logLevel)
 	if err != nil {
@@ -72,6 +76,9 @@ func runTokenProbe(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) er
 	for _, t := range toks {
 		printProfile(stdout, t.Profile(), cfg.HSM.MaxSessions)
 		failed += probeRounds(ctx, stdout, t)
+	}
+	if err := recordProfiles(ctx, stdout, cfg.Database, toks); err != nil {
+		return err
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d key round(s) failed", failed)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/csrd/csrd/fixture"
+	"github.com/csrd/csrd/store"
 )
 
 // TestTokenProbe runs `csrctl token probe` on every token of the matrix:
@@ -60,18 +62,30 @@ func TestTokenProbe(t *testing.T) {
 	}
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
-			cfg := filepath.Join(t.TempDir(), "csrd.yaml")
+			cfg, dbPath := filepath.Join(t.TempDir(), "csrd.yaml"), filepath.Join(t.TempDir(), "csrd.db")
 			yaml := fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\nauth:\n  mode: none\n",
-				k.module, k.label, k.pinFile, filepath.Join(t.TempDir(), "csrd.db"))
+				k.module, k.label, k.pinFile, dbPath)
 			if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 				t.Fatal(err)
+			}
+			// The first kind probes before csrd has made its database:
+			// nothing is recorded and no database is made.
+			recorded := "profile recorded in " + dbPath + " (first recorded)"
+			if k.name == kinds[0].name {
+				recorded = "profiles not recorded: no database at " + dbPath
+			} else {
+				db, err := store.Open(context.Background(), dbPath) // as csrd's first start makes it
+				if err != nil {
+					t.Fatal(err)
+				}
+				db.Close()
 			}
 			var out, errOut bytes.Buffer
 			if code := run([]string{"token", "probe", "-config", cfg}, &out, &errOut); code != 0 {
 				t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
 			}
 			t.Log(out.String())
-			for _, s := range append(k.says, "rounds (generate, sign, verify, destroy)", "ECDSA-P-256  ok") {
+			for _, s := range append(k.says, "rounds (generate, sign, verify, destroy)", "ECDSA-P-256  ok", recorded) {
 				if !strings.Contains(out.String(), s) {
 					t.Errorf("output does not say %q", s)
 				}
@@ -84,6 +98,26 @@ func TestTokenProbe(t *testing.T) {
 			if strings.Contains(out.String(), "FAILED") {
 				t.Error("a round failed")
 			}
+			checkRecorded(t, cfg, dbPath, k.name == kinds[0].name, k.label)
 		})
+	}
+}
+
+// checkRecorded: `token probe -recorded` lists the profile the probe
+// recorded, or, without a database, says so without making one.
+func checkRecorded(t *testing.T, cfg, dbPath string, none bool, label string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run([]string{"token", "probe", "-recorded", "-config", cfg}, &out, &errOut)
+	if none {
+		if _, err := os.Stat(dbPath); code == 0 || err == nil {
+			t.Errorf("-recorded without a database: exit %d, database made: %v", code, err == nil)
+		}
+		return
+	}
+	for _, s := range []string{fmt.Sprintf("token %q serial", label), "by csrctl token probe", fmt.Sprintf(`"label": %q`, label), `"sign_only": true`} {
+		if code != 0 || !strings.Contains(out.String(), s) {
+			t.Errorf("-recorded: exit %d, output does not say %q:\n%s%s", code, s, out.String(), errOut.String())
+		}
 	}
 }
