@@ -94,7 +94,10 @@ func (r *Report) Markdown() string {
 	r.writePool(&b)
 	r.writeFailover(&b)
 	r.writeMemory(&b)
-	r.writeTargets(&b)
+	r.writeTokens(&b)
+	if len(r.Cells) > 0 { // the targets judge the SoftHSM cells; a token-cells-only run has none
+		r.writeTargets(&b)
+	}
 	return b.String()
 }
 
@@ -124,6 +127,9 @@ var cellTokens = map[string]string{
 // writeCells is the side-by-side table, with a line per unsupported key
 // type.
 func (r *Report) writeCells(b *strings.Builder) {
+	if len(r.Cells) == 0 {
+		return
+	}
 	b.WriteString("### (a) raw PKCS#11 vs (b) csrd end to end\n\n")
 	b.WriteString("| phase | key | C | key pairs on token (csrd + raw) | (a) keys/s | (b) CSRs/s | (b)/(a) | (b)/(a) as measured | rounds: (b)/(a) min–max | (a) p50 / p99 ms | (b) p50 / p99 ms | (a) CPU ms/op | (b) CPU ms/CSR | (b) client CPU ms/CSR | peak RSS MiB (a) / (b) | errors (a)/(b) |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -297,4 +303,40 @@ func roundSpread(r []float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f–%.2f", slices.Min(r), slices.Max(r))
+}
+
+// writeTokens is the token cells' table: csrd and the raw loop on each
+// other token, side by side.
+func (r *Report) writeTokens(b *strings.Builder) {
+	if len(r.Tokens) == 0 {
+		return
+	}
+	o := r.Options
+	b.WriteString("\n### (a) raw PKCS#11 vs (b) csrd on each token\n\n")
+	fmt.Fprintf(b, "Each token on a fresh token of its own, after the runs above: a cell as above with a %.0fs window (RSA ×%d, one turn per side); (a) asks the token for exactly what csrd asks (its profile's template shape and signing). ", o.TokenDurationS, o.SlowFactor)
+	for _, t := range r.Tokens {
+		fmt.Fprintf(b, "%s: %s. ", t.Token, cellTokens[t.Token])
+	}
+	b.WriteString("\n\n| token | key | C | (a) keys/s | (b) CSRs/s | (b)/(a) | (b)/(a) as measured | rounds: (b)/(a) min–max | (a) p50 / p99 ms | (b) p50 / p99 ms | errors (a)/(b) |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, t := range r.Tokens {
+		if t.Unsupported != "" {
+			fmt.Fprintf(b, "| %s | all | – | not run | not run | – | – | – | – | – | – |\n", t.Token)
+			continue
+		}
+		for _, c := range t.Cells {
+			if c.Unsupported != "" {
+				fmt.Fprintf(b, "| %s | %s | all | not supported | not supported | – | – | – | – | – | – |\n", t.Token, c.Alg)
+				continue
+			}
+			fmt.Fprintf(b, "| %s | %s | %d | %.1f | %.1f | **%.2f** | %.2f | %s | %.0f / %.0f | %.0f / %.0f | %d / %d |\n",
+				t.Token, c.Alg, c.C, c.Raw.PerSecond, c.CSRD.PerSecond, c.Ratio, c.MeasuredRatio, roundSpread(c.RoundRatios),
+				c.Raw.P50ms, c.Raw.P99ms, c.CSRD.P50ms, c.CSRD.P99ms, c.Raw.Errors, c.CSRD.Errors)
+		}
+	}
+	for _, t := range r.Tokens {
+		if t.Unsupported != "" {
+			fmt.Fprintf(b, "\n%s: %s\n", t.Token, t.Unsupported)
+		}
+	}
 }

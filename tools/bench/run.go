@@ -48,6 +48,17 @@ type Options struct {
 	// unix socket) or "tpm" (swtpm with tpm2-pkcs11). The fill, pool,
 	// failover and memory runs are SoftHSM's and are skipped on the others.
 	Token string
+	// TokenCells are the other tokens ("p11kit", "tpm") whose short
+	// side-by-side cells follow the run, each on a fresh token of its own
+	// (TokenCellsOptions); empty skips them.
+	TokenCells []string
+	// TokenAlgs, TokenC and TokenDuration are those cells' key types,
+	// concurrency levels and window (RSA's ×SlowFactor, one turn per side).
+	TokenAlgs     []string
+	TokenC        []int
+	TokenDuration time.Duration
+	// TokenCellsOnly runs the token cells alone: no SoftHSM phases.
+	TokenCellsOnly bool
 	// Goals are what the report's targets hold csrd to (nil: the
 	// built-in targets.json).
 	Goals    *Goals
@@ -66,6 +77,9 @@ type Report struct {
 	Pool     []PoolRow  `json:"pool,omitempty"`
 	Failover *Failover  `json:"failover,omitempty"`
 	Memory   *Memory    `json:"memory,omitempty"`
+	// Tokens are the token cells (Options.TokenCells): csrd and the raw
+	// loop side by side on each other token.
+	Tokens []TokenRun `json:"tokens,omitempty"`
 	// Goals are what Targets holds the figures to (nil: targets.json).
 	Goals *Goals `json:"goals,omitempty"`
 }
@@ -83,6 +97,8 @@ type ReportOpts struct {
 	// HealthIntervalS is csrd's hsm.health_interval in the side-by-side
 	// cells (0 in reports from before it was set: csrd's default, 10 s).
 	HealthIntervalS float64 `json:"health_interval_s,omitempty"`
+	// TokenDurationS is the token cells' window (Options.TokenDuration).
+	TokenDurationS float64 `json:"token_duration_s,omitempty"`
 }
 
 // Cell is one key type at one concurrency: raw loop and csrd side by side.
@@ -168,8 +184,32 @@ const mainLabel = "bench-main"
 
 func poolLabel(i int) string { return fmt.Sprintf("bench-pool-%d", i) }
 
-// Run performs the whole benchmark.
+// Run performs the whole benchmark: the side-by-side cells on
+// Options.Token with SoftHSM's other phases, then the token cells.
 func Run(ctx context.Context, o Options) (*Report, error) {
+	var r *Report
+	if o.TokenCellsOnly {
+		r = &Report{Started: time.Now().UTC(), Machine: machine(softhsmVersion()), Goals: o.Goals,
+			Options: ReportOpts{WarmupS: o.Warmup.Seconds(), DurationS: o.TokenDuration.Seconds(), SlowFactor: o.SlowFactor,
+				MaxSessions: o.MaxSessions, Client: "net/http", HealthIntervalS: sideBySideHealthInterval.Seconds()}}
+	} else {
+		var err error
+		if r, err = runSideBySide(ctx, o); err != nil {
+			return nil, err
+		}
+	}
+	r.Options.TokenDurationS = o.TokenDuration.Seconds()
+	var err error
+	if r.Tokens, err = runTokenCells(ctx, o); err != nil {
+		return nil, err
+	}
+	r.Finished = time.Now().UTC()
+	return r, nil
+}
+
+// runSideBySide is the benchmark of Options.Token: its side-by-side cells
+// and, on SoftHSM, the fill, pool, failover and memory runs.
+func runSideBySide(ctx context.Context, o Options) (*Report, error) {
 	b := &benchRun{o: o, progress: o.Progress, r: &Report{Started: time.Now().UTC(), Options: ReportOpts{
 		WarmupS: o.Warmup.Seconds(), DurationS: o.Duration.Seconds(), SlowFactor: o.SlowFactor,
 		MaxSessions: o.MaxSessions, FillKeys: o.FillKeys, PoolC: o.PoolC, Client: "net/http",

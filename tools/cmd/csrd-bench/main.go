@@ -54,6 +54,11 @@ func run(args []string) error {
 	rounds := fs.Int("rounds", 12, "turns each side takes per cell, alternating (RSA: always 1)")
 	sessions := fs.Int("max-sessions", 0, "csrd hsm.max_sessions (0: csrd's default)")
 	token := fs.String("token", "softhsm", "token of the side-by-side cells: softhsm, p11kit (SoftHSM through p11-kit remoting) or tpm (swtpm, tpm2-pkcs11); the fill, pool, failover and memory runs are SoftHSM's")
+	tokenCells := fs.String("token-cells", "p11kit", "other tokens (p11kit, tpm) whose short side-by-side cells follow the run, each on a fresh token (empty skips); tpm is not in the default: tpm2-pkcs11 exhausts tpm2-abrmd's transient objects after some dozen keys per process (docs/tokens.md)")
+	tokenAlgs := fs.String("token-algs", "P-256,RSA-2048", "key types of the token cells")
+	tokenC := fs.String("token-c", "1,4", "concurrency levels of the token cells")
+	tokenDuration := fs.Duration("token-duration", 6*time.Second, "measurement window per token cell and side (RSA ×slow-factor)")
+	tokenOnly := fs.Bool("token-cells-only", false, "run only the token cells (no SoftHSM phases)")
 	targets := fs.String("targets", "", "JSON file of the targets the report holds csrd to (default: the built-in tools/bench/targets.json)")
 	md := fs.String("md", "BENCHMARKS.md", "Markdown report to update (empty: none)")
 	js := fs.String("json", "bin/bench.json", "JSON report (empty: none; - for stdout)")
@@ -75,6 +80,10 @@ func run(args []string) error {
 	noiseSlowC, err := ints(*noiseRSA)
 	if err != nil {
 		return fmt.Errorf("-noise-rsa-c: %w", err)
+	}
+	tokCs, err := ints(*tokenC)
+	if err != nil {
+		return fmt.Errorf("-token-c: %w", err)
 	}
 	goals, err := bench.LoadGoals(*targets)
 	if err != nil {
@@ -99,6 +108,7 @@ func run(args []string) error {
 		Warmup: *warmup, Duration: *duration, SlowFactor: *slow,
 		FillKeys: *fill, FillWorkers: *fillWorkers, PoolTokens: pools, PoolC: *poolC,
 		Failover: *failover, MemoryC: *memC, BenchBinary: self, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NoiseSlowC: noiseSlowC, Goals: goals, Token: *token, Progress: os.Stderr,
+		TokenCells: split(*tokenCells), TokenAlgs: split(*tokenAlgs), TokenC: tokCs, TokenDuration: *tokenDuration, TokenCellsOnly: *tokenOnly,
 	})
 	if err != nil {
 		return err
