@@ -21,8 +21,8 @@ type TokenProfile struct {
 }
 
 const (
-	profileColumns     = `token_label, token_serial, learned_time, learned_by, profile`
-	saveProfileSQL     = `INSERT INTO token_profiles (` + profileColumns + `) VALUES (?, ?, ?, ?, ?)
+	profileColumns = `token_label, token_serial, learned_time, learned_by, profile`
+	saveProfileSQL = `INSERT INTO token_profiles (` + profileColumns + `) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (token_label, token_serial) DO UPDATE SET learned_time = excluded.learned_time,
     learned_by = excluded.learned_by, profile = excluded.profile`
 	listProfilesSQL = `SELECT ` + profileColumns + ` FROM token_profiles ORDER BY token_label, token_serial`
