@@ -53,6 +53,7 @@ type Store struct {
 
 	writer *writer // group commit of every write (writer.go)
 	now    func() time.Time
+	lock   *fileLock // shared while open; Restore takes it exclusively (lock.go)
 }
 
 // Open opens (creating if needed) the database file at path, checks its
@@ -94,6 +95,9 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 			_ = s.Close()
 		}
 	}()
+	if s.lock, err = lockFile(abs, false); err != nil {
+		return nil, err
+	}
 
 	if s.w, err = sql.Open("sqlite3", abs+"?"+writeParams); err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
@@ -199,6 +203,7 @@ func (s *Store) Close() error {
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
 	}
+	errs = append(errs, s.lock.unlock()) // last: see fileLock
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}

@@ -35,6 +35,8 @@ var commands = map[string]command{
 	"pending":   {summary: "pending ls | show ID | rm ID...: list, print or delete pending CSRs", run: runPending},
 	"import":    {summary: "import CERT.pem: marry an issued certificate to its key in the token", run: runImport},
 	"token":     {summary: "token create NAME: make a Bearer API token (printed once) in the auth file", run: runToken},
+	"backup":    {summary: "backup FILE: a consistent copy of the live database (csrd may run)", run: runBackup},
+	"restore":   {summary: "restore FILE: put a backup back as the database (csrd stopped)", run: runRestore},
 }
 
 // errUsage marks a command-line mistake (exit code 2).
