@@ -103,7 +103,7 @@ func checkAudit(e *AuditEntry) error {
 func (s *Store) appendAuditTx(ctx context.Context, tx *sql.Tx, e *AuditEntry) error {
 	const op = "append audit"
 	var seq int64
-	if err := s.txQueryRow(ctx, tx, auditSeqSQL).Scan(&seq); err != nil {
+	if err := s.txQueryRow(ctx, tx, s.d.auditSeqTxSQL).Scan(&seq); err != nil {
 		return dbErr(op, err)
 	}
 	prev := genesisHash
@@ -173,7 +173,7 @@ func (s *Store) VerifyAudit(ctx context.Context) (AuditReport, error) {
 		}
 	}
 	var seq int64
-	if err := s.r.QueryRowContext(ctx, auditSeqSQL).Scan(&seq); err != nil {
+	if err := s.r.QueryRowContext(ctx, s.d.auditSeqSQL).Scan(&seq); err != nil {
 		return rep, dbErr(op, err)
 	}
 	if seq != rep.LastID {

@@ -63,11 +63,13 @@ const keyColumns = `id, request_time, updated_time, state, key_label, key_id, to
 
 const (
 	// insertKeySQL inserts without a label: the label is derived from the
-	// id, which exists only after the insert.
+	// id, which exists only after the insert (RETURNING it: both SQLite and
+	// PostgreSQL have it, and pgx has no LastInsertId).
 	insertKeySQL = `INSERT INTO keys (request_time, updated_time, state, key_label, key_id,
     token_label, token_serial, key_type, key_size, curve, subject, sans, template,
     enrollment_pattern_id, decision)
-VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING id`
 	setKeyLabelSQL = `UPDATE keys SET key_label = ? WHERE id = ?`
 
 	// completeKeySQL and transitionSQL are compare-and-set: the state
@@ -115,18 +117,15 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 	var id int64
 	var lbl string
 	err = s.withTx(ctx, "begin key", func(ctx context.Context, tx *sql.Tx) error {
-		res, err := s.txExec(ctx, tx, insertKeySQL,
+		err := s.txQueryRow(ctx, tx, insertKeySQL,
 			formatTime(requested), formatTime(now), StateGenerating, nullHex(rec.KeyID),
 			nullString(rec.TokenLabel), nullString(rec.TokenSerial), nullString(rec.KeyType),
 			nullInt(rec.KeySize), nullString(rec.Curve), nullString(rec.Subject), sans,
-			nullString(rec.Template), nullInt(rec.EnrollmentPatternID), nullJSON(rec.Decision))
+			nullString(rec.Template), nullInt(rec.EnrollmentPatternID), nullJSON(rec.Decision)).Scan(&id)
 		if isUnique(err) {
 			return fmt.Errorf("%w: key id %x already in use", ErrConflict, rec.KeyID)
 		}
 		if err != nil {
-			return dbErr("begin key", err)
-		}
-		if id, err = res.LastInsertId(); err != nil {
 			return dbErr("begin key", err)
 		}
 		if lbl = label(id); lbl == "" {

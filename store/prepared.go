@@ -47,6 +47,9 @@ func (c *stmtCache) prepareAll(ctx context.Context, queries []string) error {
 // get returns the prepared statement for query, preparing it on first use
 // when lazy (read pool) and returning nil when it was not prepared up front.
 func (c *stmtCache) get(ctx context.Context, query string, lazy bool) (*sql.Stmt, error) {
+	if c == nil { // a dialect without prepared statements (dialect.prepare)
+		return nil, nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st, ok := c.m[query]; ok {
@@ -100,16 +103,22 @@ func (s *Store) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args .
 // queryRow and query read through the read pool with prepared statements.
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) rowScanner {
 	st, err := s.rs.get(ctx, query, true)
-	if err != nil {
+	switch {
+	case err != nil:
 		return errRow{err}
+	case st == nil:
+		return s.r.QueryRowContext(ctx, query, args...)
 	}
 	return st.QueryRowContext(ctx, args...)
 }
 
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	st, err := s.rs.get(ctx, query, true)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, err
+	case st == nil:
+		return s.r.QueryContext(ctx, query, args...)
 	}
 	return st.QueryContext(ctx, args...)
 }

@@ -46,6 +46,7 @@ const (
 // this process. Reads go through a separate pool so a slow listing never
 // waits behind a write, which WAL makes safe.
 type Store struct {
+	d  *dialect
 	w  *sql.DB // exactly one connection; every write goes here
 	r  *sql.DB // query-only pool for reads
 	ws *stmtCache
@@ -56,12 +57,36 @@ type Store struct {
 	lock   *fileLock // shared while open; Restore takes it exclusively (lock.go)
 }
 
-// Open opens (creating if needed) the database file at path, checks its
-// pragmas and applies pending migrations. path must name a file: an
-// in-memory database would lose every record on restart. A missing parent
-// directory is created with mode 0700 and a new database file with 0600;
-// the WAL and shared-memory files inherit the database file's mode.
-func Open(ctx context.Context, path string) (*Store, error) {
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	password string
+}
+
+// WithPassword gives the PostgreSQL password (read from csrd's
+// database_password_file); without it pgx looks in PGPASSFILE or
+// ~/.pgpass. SQLite ignores it.
+func WithPassword(pw string) Option { return func(o *options) { o.password = pw } }
+
+// Open opens the database and applies pending migrations. database is a
+// postgres:// or postgresql:// URL (see openPostgres) or a SQLite file
+// path.
+//
+// A SQLite database is created if needed, its pragmas checked. path must
+// name a file: an in-memory database would lose every record on restart. A
+// missing parent directory is created with mode 0700 and a new database
+// file with 0600; the WAL and shared-memory files inherit the database
+// file's mode.
+func Open(ctx context.Context, database string, opts ...Option) (*Store, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	if IsPostgres(database) {
+		return openPostgres(ctx, database, o)
+	}
+	path := database
 	ms, err := loadMigrations(migrationFS)
 	if err != nil {
 		return nil, err
@@ -89,7 +114,7 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 		return nil, fmt.Errorf("store: create database file: %w", err)
 	}
 
-	s := &Store{now: func() time.Time { return time.Now().UTC() }}
+	s := &Store{d: sqliteDialect, now: func() time.Time { return time.Now().UTC() }}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
@@ -109,7 +134,7 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 	if err := verifyPragmas(ctx, s.w, false); err != nil {
 		return nil, err
 	}
-	if err := migrate(ctx, s.w, ms, s.now); err != nil {
+	if err := migrate(ctx, s.w, ms, s.now, s.d); err != nil {
 		return nil, err
 	}
 
@@ -215,7 +240,13 @@ func (s *Store) Close() error {
 // (BEGIN IMMEDIATE; ROLLBACK) — proving the file is writable and not locked
 // past the busy timeout — and reads schema_migrations through the read pool.
 // It writes nothing. It waits for an in-flight write, so give ctx a deadline.
+//
+// On PostgreSQL it proves a connection on each pool and that the server
+// is a primary (see pingPostgres).
 func (s *Store) Ping(ctx context.Context) error {
+	if s.d != sqliteDialect {
+		return s.pingPostgres(ctx)
+	}
 	tx, err := s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE via _txlock
 	if err != nil {
 		return dbErr("ping", err)

@@ -63,14 +63,17 @@ type writer struct {
 var errClosed = fmt.Errorf("%w: store closed", ErrUnavailable)
 
 func (s *Store) startWriter(ctx context.Context) error {
-	if _, err := s.w.ExecContext(ctx, noAutoCheckpointSQL); err != nil {
-		return dbErr("open", err)
-	}
 	w := &writer{s: s, queue: make(chan *writeReq, maxBatch), stop: make(chan struct{})}
+	if s.d == sqliteDialect {
+		if _, err := s.w.ExecContext(ctx, noAutoCheckpointSQL); err != nil {
+			return dbErr("open", err)
+		}
+		w.wg.Add(1)
+		go w.checkpoints()
+	}
 	s.writer = w
-	w.wg.Add(2)
+	w.wg.Add(1)
 	go w.run()
-	go w.checkpoints()
 	return nil
 }
 
@@ -188,15 +191,41 @@ const (
 )
 
 // commit runs batch in one transaction and tells each write its outcome.
+// A batch that failed on an error the dialect calls retryable — before its
+// COMMIT, so nothing of it is committed — is tried again, a bounded number
+// of times; a COMMIT whose answer was lost may have committed and is never
+// tried again (the writes report ErrUnavailable).
 func (w *writer) commit(batch []*writeReq) {
-	tx, err := w.s.w.BeginTx(context.Background(), nil) // BEGIN IMMEDIATE via _txlock
-	if err != nil {
-		for _, r := range batch {
-			r.done <- dbErr(r.op, err)
+	var results []error
+	for attempt := 0; ; attempt++ {
+		var retry bool
+		results, retry = w.try(batch)
+		if !retry || attempt == len(writeRetryBackoff) {
+			break
 		}
-		return
+		time.Sleep(writeRetryBackoff[attempt])
 	}
-	results := make([]error, len(batch))
+	for i, r := range batch {
+		r.done <- results[i]
+	}
+}
+
+// try runs batch in one transaction. retry reports a retryable error
+// before COMMIT (the transaction is rolled back whole).
+func (w *writer) try(batch []*writeReq) (results []error, retry bool) {
+	results = make([]error, len(batch))
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if t := w.s.d.writeTimeout; t > 0 {
+		ctx, cancel = context.WithTimeout(ctx, t)
+	}
+	defer cancel()
+	tx, err := w.s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE via _txlock on SQLite
+	if err != nil {
+		for i, r := range batch {
+			results[i] = dbErr(r.op, err)
+		}
+		return results, w.s.d.retryable(err)
+	}
 	ok := 0
 	if len(batch) == 1 {
 		// A lone write needs no savepoint: the transaction is its own, and
@@ -205,17 +234,25 @@ func (w *writer) commit(batch []*writeReq) {
 		if results[0] = batch[0].ctx.Err(); results[0] != nil {
 			results[0] = dbErr(batch[0].op, results[0])
 		} else {
-			results[0] = batch[0].fn(context.WithoutCancel(batch[0].ctx), tx)
+			results[0] = batch[0].fn(w.stmtContext(ctx, batch[0]), tx)
 		}
 		if results[0] == nil {
 			ok++
 		}
 	} else {
 		for i, r := range batch {
-			results[i] = w.one(tx, r)
+			results[i] = w.one(ctx, tx, r)
 			if results[i] == nil {
 				ok++
+			} else if w.s.d.retryable(results[i]) {
+				break // the transaction is lost; the rest would fail too
 			}
+		}
+	}
+	for _, err := range results {
+		if err != nil && w.s.d.retryable(err) {
+			_ = tx.Rollback()
+			return results, true
 		}
 	}
 	if ok == 0 {
@@ -227,29 +264,48 @@ func (w *writer) commit(batch []*writeReq) {
 			}
 		}
 	}
-	for i, r := range batch {
-		r.done <- results[i]
-	}
+	return results, false
 }
 
+// stmtContext is the context a write's statements run under: its
+// caller's values without its cancellation (see withTx), bounded by the
+// batch's deadline when the dialect has one. go-sqlite3 watches a
+// cancellable context with a goroutine per statement, so SQLite's writes
+// get none.
+func (w *writer) stmtContext(batchCtx context.Context, r *writeReq) context.Context {
+	if _, ok := batchCtx.Deadline(); ok {
+		return valuesOf{Context: batchCtx, values: r.ctx}
+	}
+	return context.WithoutCancel(r.ctx)
+}
+
+// valuesOf is a context with one context's deadline and cancellation and
+// another's values.
+type valuesOf struct {
+	context.Context
+	values context.Context
+}
+
+func (v valuesOf) Value(key any) any { return v.values.Value(key) }
+
 // one runs a single write inside its savepoint.
-func (w *writer) one(tx *sql.Tx, r *writeReq) error {
+func (w *writer) one(batchCtx context.Context, tx *sql.Tx, r *writeReq) error {
 	if err := r.ctx.Err(); err != nil {
 		return dbErr(r.op, err)
 	}
-	if _, err := tx.Exec(savepointSQL); err != nil {
+	if _, err := tx.ExecContext(batchCtx, savepointSQL); err != nil {
 		return dbErr(r.op, err)
 	}
-	if err := r.fn(context.WithoutCancel(r.ctx), tx); err != nil {
-		if _, rbErr := tx.Exec(rollbackSQL); rbErr != nil {
+	if err := r.fn(w.stmtContext(batchCtx, r), tx); err != nil {
+		if _, rbErr := tx.ExecContext(batchCtx, rollbackSQL); rbErr != nil {
 			return errors.Join(err, dbErr(r.op, rbErr))
 		}
-		if _, rlErr := tx.Exec(releaseSQL); rlErr != nil {
+		if _, rlErr := tx.ExecContext(batchCtx, releaseSQL); rlErr != nil {
 			return errors.Join(err, dbErr(r.op, rlErr))
 		}
 		return err
 	}
-	if _, err := tx.Exec(releaseSQL); err != nil {
+	if _, err := tx.ExecContext(batchCtx, releaseSQL); err != nil {
 		return dbErr(r.op, err)
 	}
 	return nil

@@ -12,8 +12,10 @@ import (
 // TestGroupCommit: writes arriving together share transactions, yet each
 // stands alone — one refused (a duplicate CKA_ID) is rolled back without
 // taking the others with it, and every write reported done is there.
-func TestGroupCommit(t *testing.T) {
-	s, _ := openTest(t)
+func TestGroupCommit(t *testing.T) { forEachBackend(t, testGroupCommit) }
+
+func testGroupCommit(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	dup := []byte{0xde, 0xad}
 	if _, err := s.BeginKey(ctx, &KeyRecord{KeyID: dup}, testLabel); err != nil {
@@ -61,8 +63,10 @@ func TestGroupCommit(t *testing.T) {
 }
 
 // TestWriteAfterClose: a closed store refuses writes instead of hanging.
-func TestWriteAfterClose(t *testing.T) {
-	s, _ := openTest(t)
+func TestWriteAfterClose(t *testing.T) { forEachBackend(t, testWriteAfterClose) }
+
+func testWriteAfterClose(t *testing.T, bk backend) {
+	s := bk.open(t)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +78,9 @@ func TestWriteAfterClose(t *testing.T) {
 // TestWriteFailsAlone: a write that fails after changing rows leaves
 // nothing behind, whether it met an idle writer (its own transaction, no
 // savepoint) or shared a batch (its savepoint rolled back).
-func TestWriteFailsAlone(t *testing.T) {
+func TestWriteFailsAlone(t *testing.T) { forEachBackend(t, testWriteFailsAlone) }
+
+func testWriteFailsAlone(t *testing.T, bk backend) {
 	errBoom := errors.New("boom")
 	insertThenFail := func(_ context.Context, tx *sql.Tx) error {
 		if _, err := tx.Exec(`INSERT INTO keys (state, key_label, key_type, request_time, updated_time) VALUES ('generating', 'half-done', 'ECC', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')`); err != nil {
@@ -84,7 +90,7 @@ func TestWriteFailsAlone(t *testing.T) {
 	}
 	for _, together := range []int{1, 16} {
 		t.Run(fmt.Sprintf("%d at once", together), func(t *testing.T) {
-			s, _ := openTest(t)
+			s := bk.open(t)
 			ctx := context.Background()
 			var wg sync.WaitGroup
 			errs := make([]error, together)
