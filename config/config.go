@@ -20,10 +20,17 @@ type Config struct {
 	Listen   string `yaml:"listen"`
 	BasePath string `yaml:"base_path"`
 	HSM      HSM    `yaml:"hsm"`
+	// Database is the SQLite database file, or a postgres:// (or
+	// postgresql://) URL without password for a PostgreSQL database that
+	// several csrd nodes share.
 	Database string `yaml:"database"`
-	LogLevel string `yaml:"log_level"`
-	TLS      TLS    `yaml:"tls"`
-	Limits   Limits `yaml:"limits"`
+	// DatabasePasswordFile holds the PostgreSQL password (never in the URL,
+	// never on the command line). A systemd credential database-password
+	// wins over it; with neither, PGPASSFILE or ~/.pgpass is read.
+	DatabasePasswordFile string `yaml:"database_password_file"`
+	LogLevel             string `yaml:"log_level"`
+	TLS                  TLS    `yaml:"tls"`
+	Limits               Limits `yaml:"limits"`
 	// PolicyFile is the YAML policy file (templates, enrollment patterns,
 	// system-wide settings); empty means the built-in default policy.
 	PolicyFile string `yaml:"policy_file"`
@@ -252,8 +259,11 @@ func (c *Config) Validate() error {
 	if c.HSM.SessionWaitTimeout <= 0 {
 		add("hsm.session_wait_timeout: must be positive")
 	}
-	if c.Database == "" || c.Database == ":memory:" || strings.HasPrefix(c.Database, "file::memory:") {
-		add("database %q: must be a file path", c.Database)
+	switch {
+	case c.Database == "" || c.Database == ":memory:" || strings.HasPrefix(c.Database, "file::memory:"):
+		add("database %q: must be a file path or a postgres:// URL", c.Database)
+	case c.DatabasePasswordFile != "" && !c.Postgres():
+		add("database_password_file: only for a PostgreSQL database (database: postgres://…)")
 	}
 	switch c.LogLevel {
 	case "trace", "debug", "info", "warn", "error":
@@ -293,6 +303,31 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return fmt.Errorf("config: %w", errors.Join(errs...))
+}
+
+// Postgres reports whether Database names a PostgreSQL database.
+func (c *Config) Postgres() bool {
+	return strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://")
+}
+
+// ReadDatabasePassword returns the PostgreSQL password: the systemd
+// credential database-password, else database_password_file (checked like
+// a PIN file: regular, no access for group or others), else "" (pgx then
+// reads PGPASSFILE or ~/.pgpass). The error never contains the password.
+func (c *Config) ReadDatabasePassword() (string, error) {
+	if !c.Postgres() {
+		return "", nil
+	}
+	if dir := os.Getenv(credentialsEnv); dir != "" {
+		pw, err := readSecretFile("database password file", filepath.Join(dir, "database-password"))
+		if !errors.Is(err, os.ErrNotExist) {
+			return pw, err
+		}
+	}
+	if c.DatabasePasswordFile == "" {
+		return "", nil
+	}
+	return readSecretFile("database password file", c.DatabasePasswordFile)
 }
 
 // GenerationSlots is the effective limits.max_generations: by default the
@@ -384,33 +419,39 @@ func readPINFile(path string) (string, error) {
 	if path == "" {
 		return "", errors.New("config: no PIN file configured")
 	}
+	return readSecretFile("PIN file", path)
+}
+
+// readSecretFile reads a file holding one secret (a PIN, a password),
+// checked as readPINFile says; kind names it in errors.
+func readSecretFile(kind, path string) (string, error) {
 	// O_NONBLOCK: opening a named pipe must not wait for a writer; it is
 	// refused below like any file that is not regular.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
-		return "", fmt.Errorf("config: PIN file: %w", err)
+		return "", fmt.Errorf("config: %s: %w", kind, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return "", fmt.Errorf("config: PIN file: %w", err)
+		return "", fmt.Errorf("config: %s: %w", kind, err)
 	}
 	switch {
 	case !st.Mode().IsRegular():
-		return "", fmt.Errorf("config: PIN file %s is not a regular file (%v)", path, st.Mode().Type())
+		return "", fmt.Errorf("config: %s %s is not a regular file (%v)", kind, path, st.Mode().Type())
 	case st.Mode().Perm()&0o077 != 0 && !systemdCredential(path):
-		return "", fmt.Errorf("config: PIN file %s is readable by group or others (mode %04o); chmod 600 it", path, st.Mode().Perm())
+		return "", fmt.Errorf("config: %s %s is readable by group or others (mode %04o); chmod 600 it", kind, path, st.Mode().Perm())
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxPINFile+1))
 	if err != nil {
-		return "", fmt.Errorf("config: PIN file: %w", err)
+		return "", fmt.Errorf("config: %s: %w", kind, err)
 	}
 	if len(data) > maxPINFile {
-		return "", fmt.Errorf("config: PIN file %s is larger than %d bytes", path, maxPINFile)
+		return "", fmt.Errorf("config: %s %s is larger than %d bytes", kind, path, maxPINFile)
 	}
 	pin := strings.TrimRight(string(data), "\r\n")
 	if pin == "" {
-		return "", fmt.Errorf("config: PIN file %s is empty", path)
+		return "", fmt.Errorf("config: %s %s is empty", kind, path)
 	}
 	return pin, nil
 }

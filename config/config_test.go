@@ -250,3 +250,52 @@ func TestReadPIN(t *testing.T) {
 		}
 	})
 }
+
+func TestDatabasePassword(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "db-password")
+	if err := os.WriteFile(pwFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loose := filepath.Join(dir, "loose")
+	if err := os.WriteFile(loose, []byte("s3cret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(credentialsEnv, "")
+	tests := []struct {
+		name, database, file string
+		want, wantErr        string
+	}{
+		{"postgres with a file", "postgres://csrd@127.0.0.1/csrd", pwFile, "s3cret", ""},
+		{"postgresql scheme", "postgresql://csrd@127.0.0.1/csrd", pwFile, "s3cret", ""},
+		{"postgres without a file (PGPASSFILE)", "postgres://csrd@127.0.0.1/csrd", "", "", ""},
+		{"readable by others", "postgres://csrd@127.0.0.1/csrd", loose, "", "readable by group or others"},
+		{"missing", "postgres://csrd@127.0.0.1/csrd", filepath.Join(dir, "nope"), "", "database password file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Defaults()
+			c.Database, c.DatabasePasswordFile = tt.database, tt.file
+			got, err := c.ReadDatabasePassword()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatal(err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error %v, want %q", err, tt.wantErr)
+			case err != nil && strings.Contains(err.Error(), "s3cret"):
+				t.Fatalf("the error shows the password: %v", err)
+			case got != tt.want:
+				t.Fatalf("password %q, want %q", got, tt.want)
+			}
+		})
+	}
+	c := Defaults()
+	c.HSM.TokenLabel, c.DatabasePasswordFile = "t", pwFile
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "database_password_file: only for a PostgreSQL database") {
+		t.Errorf("Validate with a password file for SQLite: %v", err)
+	}
+	c.Database = "postgres://csrd@127.0.0.1/csrd"
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate with PostgreSQL: %v", err)
+	}
+}

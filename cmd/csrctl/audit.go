@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/csrd/csrd/config"
 	"github.com/csrd/csrd/store"
 )
 
@@ -19,8 +18,7 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 		return usageErr("usage: csrctl audit verify [-config FILE | -database FILE]")
 	}
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file (for database)")
-	dbPath := fs.String("database", "", "SQLite database (overrides database from -config)")
+	dbf := addDBFlags(fs)
 	head := fs.String("head", "", "a head hash printed by an earlier verify; it must still be in the chain")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: csrctl audit verify [flags]\n\nRecomputes every audit row's SHA-256 and the chain between rows. Exit 0: intact;\nexit 1: tampered (the first broken row is named). Record the printed head hash\noutside this machine and pass it later with -head: that also catches a cut-off tail.\n\nflags:")
@@ -32,16 +30,12 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 0 {
 		return usageErr("audit verify takes no arguments")
 	}
-	path := *dbPath
-	if path == "" {
-		cfg, err := config.Load(*cfgPath)
-		if err != nil {
-			return fmt.Errorf("%w (pass -config FILE or -database FILE)", err)
-		}
-		path = cfg.Database
+	cfg, err := dbf.resolve()
+	if err != nil {
+		return err
 	}
 	ctx := context.Background()
-	db, err := store.Open(ctx, path)
+	db, err := openDatabase(ctx, cfg)
 	if err != nil {
 		return err
 	}

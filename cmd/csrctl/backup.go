@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +29,9 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 	path, err := db.path()
 	if err != nil {
 		return err
+	}
+	if store.IsPostgres(path) {
+		return errPostgresBackup
 	}
 	info, err := store.Backup(context.Background(), path, fs.Arg(0))
 	if err != nil {
@@ -56,6 +60,9 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if store.IsPostgres(path) {
+		return errPostgresBackup
+	}
 	info, err := store.Restore(context.Background(), fs.Arg(0), path)
 	if err != nil {
 		return err
@@ -66,6 +73,10 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout, "keys are gone; audit rows written after the backup are not in the restored log.")
 	return nil
 }
+
+// errPostgresBackup: PostgreSQL has its own, better tools.
+var errPostgresBackup = errors.New("the database is PostgreSQL: back it up with pg_dump (a consistent snapshot) or " +
+	"continuous WAL archiving (point-in-time recovery), and restore with pg_restore; see docs/operations.md")
 
 func describeBackup(info store.BackupInfo) string {
 	return fmt.Sprintf("%d records, %d audit rows, audit head %s (last row %s), schema version %d",

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/csrd/csrd/fixture"
 )
 
 func TestRun(t *testing.T) {
@@ -29,4 +32,10 @@ func TestRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	fixture.StopShared()
+	os.Exit(code)
 }

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
-	"github.com/csrd/csrd/store"
 )
 
 // runReconcile is `csrctl reconcile [-config FILE] [-destroy] [-min-age D]`.
@@ -66,10 +64,7 @@ func runReconcile(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer closeTokens()
-	if _, err := os.Stat(cfg.Database); err != nil {
-		return fmt.Errorf("database %s: %w", cfg.Database, err) // never create an empty one
-	}
-	db, err := store.Open(ctx, cfg.Database)
+	db, err := openDatabase(ctx, cfg)
 	if err != nil {
 		return err
 	}

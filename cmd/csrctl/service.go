@@ -45,15 +45,12 @@ func openKeyEnv(ctx context.Context, cfgPath string, stderr io.Writer) (*keyEnv,
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(cfg.Database); err != nil {
-		return nil, fmt.Errorf("database %s: %w (csrd creates it at its first start)", cfg.Database, err)
-	}
 	log := zerolog.New(stderr).Level(zerolog.ErrorLevel).With().Timestamp().Str("service", "csrctl").Logger()
 	pool, closeTokens, err := openPool(ctx, &cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(ctx, cfg.Database)
+	db, err := openDatabase(ctx, cfg)
 	if err != nil {
 		closeTokens()
 		return nil, err
@@ -118,11 +115,11 @@ func auditAuthChange(ctx context.Context, cfgPath string, stderr io.Writer, op, 
 		fmt.Fprintf(stderr, "csrctl: note: not audited (%v)\n", err)
 		return
 	}
-	if _, err := os.Stat(cfg.Database); err != nil {
+	if _, err := os.Stat(cfg.Database); err != nil && !cfg.Postgres() {
 		fmt.Fprintf(stderr, "csrctl: note: not audited (database %s: %v)\n", cfg.Database, err)
 		return
 	}
-	db, err := store.Open(ctx, cfg.Database)
+	db, err := openDatabase(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "csrctl: warning: not audited: %v\n", err)
 		return

@@ -84,7 +84,11 @@ func run(args []string) error {
 	// The tokens are closed last: everything else may still use them.
 	defer closeTokens()
 
-	db, err := store.Open(ctx, cfg.Database)
+	dbPassword, err := cfg.ReadDatabasePassword()
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.Database, store.WithPassword(dbPassword))
 	if err != nil {
 		return err
 	}
@@ -195,7 +199,7 @@ func run(args []string) error {
 		msg = "csrd listening; waiting for HSM tokens"
 	}
 	log.Info().Str("listen", ln.Addr().String()).Str("url", where).Str("base_path", cfg.BasePath).Int("max_generations", cfg.GenerationSlots()).
-		Str("token", token.Label()).Int("tokens", len(tokens)).Int("tokens_waiting", len(waiting)).Str("database", cfg.Database).Msg(msg)
+		Str("token", token.Label()).Int("tokens", len(tokens)).Int("tokens_waiting", len(waiting)).Str("database", store.Describe(cfg.Database)).Msg(msg)
 	// READY=1 once the socket serves, migrations are done, the policy is
 	// loaded and every token connected at start is reconciled. A token csrd
 	// is still waiting for does not hold READY=1 back: start-up has done all
@@ -225,7 +229,7 @@ func loadConfig(args []string) (config.Config, error) {
 	path := fs.String("config", "", "YAML configuration file")
 	listen := fs.String("listen", "", "listen address (overrides listen)")
 	basePath := fs.String("base_path", "", "API base path (overrides base_path)")
-	database := fs.String("database", "", "SQLite database file (overrides database)")
+	database := fs.String("database", "", "SQLite database file or postgres:// URL without password (overrides database)")
 	logLevel := fs.String("log_level", "", "trace, debug, info, warn or error (overrides log_level)")
 	policyFile := fs.String("policy_file", "", "YAML policy file (overrides policy_file)")
 	module := fs.String("hsm.module", "", "PKCS#11 module path (overrides hsm.module)")
