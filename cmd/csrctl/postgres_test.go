@@ -72,3 +72,68 @@ func TestCommandsOnPostgres(t *testing.T) {
 		t.Errorf("backup of PostgreSQL:\n%s", out)
 	}
 }
+
+// TestDBMigrate moves a SQLite appliance's records to PostgreSQL with
+// `csrctl db migrate`, then works on them there: the same ids and labels,
+// the keys still found in the token, the audit chain continued and
+// verifying; a second migration into the now non-empty database is refused.
+func TestDBMigrate(t *testing.T) {
+	pg := fixture.SharedPostgres(t)
+	dsn := pg.CreateDB(t, t.Name())
+	dir := t.TempDir()
+	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-migrate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbPath := filepath.Join(dir, "csrd.db")
+	db, err := store.Open(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	write := func(name, database, extra string) string {
+		cfg := filepath.Join(dir, name)
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n%s",
+			tok.Module, tok.Label, tok.PINFile, database, extra)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	liteCfg := write("lite.yaml", dbPath, "")
+	pgCfg := write("pg.yaml", dsn, "database_password_file: "+pg.PasswordFile+"\n")
+	cli := func(want int, args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(args, &out, &errOut); code != want {
+			t.Fatalf("csrctl %v: exit %d, want %d\n%s%s", args, code, want, out.String(), errOut.String())
+		}
+		return out.String() + errOut.String()
+	}
+	var ids []string
+	for _, cn := range []string{"kept.example.com", "gone.example.com", "later.example.com"} {
+		out := cli(0, "generate", "-config", liteCfg, "-subject", "CN="+cn, "-key-type", "ECC", "-key-length", "256")
+		ids = append(ids, regexp.MustCompile(`record (\d+), key`).FindStringSubmatch(out)[1])
+	}
+	cli(0, "pending", "rm", "-config", liteCfg, ids[1])
+
+	out := cli(0, "db", "migrate", "-config", pgCfg, "-from", dbPath)
+	for _, want := range []string{"keys: 3 rows", "audit: 4 rows", "audit chain verifies: 4 rows"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("db migrate output lacks %q:\n%s", want, out)
+		}
+	}
+	out = cli(0, "pending", "ls", "-config", pgCfg)
+	if !strings.Contains(out, ids[0]+" ") || !strings.Contains(out, ids[2]+" ") || strings.Contains(out, "gone.example.com") {
+		t.Errorf("pending ls on PostgreSQL after the migration:\n%s", out)
+	}
+	cli(0, "pending", "rm", "-config", pgCfg, ids[2])
+	if out := cli(0, "reconcile", "-config", pgCfg, "-min-age", "1ns"); !strings.Contains(out, "token and database agree") {
+		t.Errorf("reconcile on PostgreSQL after the migration:\n%s", out)
+	}
+	if out := cli(0, "audit", "verify", "-config", pgCfg); !strings.Contains(out, "audit log OK: 5 rows") {
+		t.Errorf("audit verify:\n%s", out)
+	}
+	if out := cli(1, "db", "migrate", "-config", pgCfg, "-from", dbPath); !strings.Contains(out, "not empty") {
+		t.Errorf("second migration:\n%s", out)
+	}
+}
