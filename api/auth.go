@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/csrd/csrd/auth"
+	"github.com/csrd/csrd/cluster"
 )
 
 // Authenticator checks credentials; *auth.Authenticator implements it.
@@ -62,7 +63,13 @@ func (s *Server) authenticate(op auth.Operation) echo.MiddlewareFunc {
 				return &Error{Status: http.StatusTooManyRequests, Code: CodeThrottled,
 					Msg: fmt.Sprintf("too many failed authentication attempts from this address; try again in %d s", secs)}
 			}
-			id, err := s.identify(c)
+			var id auth.Identity
+			var err error
+			if cluster.Signed(c.Request()) {
+				id, err = s.forwardedIdentity(c)
+			} else {
+				id, err = s.identify(c)
+			}
 			if err != nil {
 				if !errors.Is(err, errNoCredentials) && !errors.Is(err, auth.ErrUnauthenticated) {
 					return err // e.g. the client went away while waiting to verify

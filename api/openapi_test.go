@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/cluster"
 	"github.com/csrd/csrd/lifecycle"
 )
 
@@ -38,7 +39,8 @@ func routeKey(method, path string) string {
 // runs in these tests) and neither Auth nor NoAuth.
 func testServer() *Server {
 	var svc *lifecycle.Service
-	return New(Options{BasePath: docBasePath, Log: zerolog.Nop(), Pending: svc, Certificates: svc, Keys: svc})
+	var fleet *cluster.Forwarder
+	return New(Options{BasePath: docBasePath, Log: zerolog.Nop(), Pending: svc, Certificates: svc, Keys: svc, Fleet: fleet})
 }
 
 func documentedOps(t *testing.T) (*schemaDoc, map[string]map[string]any) {

@@ -54,6 +54,9 @@ type Options struct {
 	TrustedProxies []*net.IPNet
 	Audit          AuditLog // nil: nothing audited
 	Metrics        *Metrics // nil: a registry with only the request metrics
+	// Fleet, when set, serves GET /csrd/v1/nodes and forwards operations
+	// on keys in tokens this node does not reach (fleet.go).
+	Fleet Fleet
 }
 
 // Server is csrd's HTTP handler.
@@ -66,6 +69,7 @@ type Server struct {
 	pending     PendingCSRs
 	certs       Certificates
 	keys        KeyDirectory
+	fleet       Fleet
 	ready       Readiness
 	tokenStates func() map[string]string
 	genLimit    *limiter
@@ -94,6 +98,7 @@ func New(o Options) *Server {
 		pending:     o.Pending,
 		certs:       o.Certificates,
 		keys:        o.Keys,
+		fleet:       o.Fleet,
 		ready:       o.Readiness,
 		tokenStates: o.TokenStates,
 		genLimit:    newLimiter(o.MaxGenerations, o.MaxGenerationsPerIdentity, o.GenerationWait),
@@ -135,6 +140,9 @@ func New(o Options) *Server {
 	}
 	if s.keys != nil {
 		s.keyRoutes()
+	}
+	if s.fleet != nil {
+		s.fleetRoutes()
 	}
 	s.routeHealth()
 	s.plainRoute(http.MethodGet, "/metrics", s.metrics.Handler(), s.authenticate(auth.OpMetrics))

@@ -35,6 +35,9 @@ type Config struct {
 	// system-wide settings); empty means the built-in default policy.
 	PolicyFile string `yaml:"policy_file"`
 	Auth       Auth   `yaml:"auth"`
+	// Cluster names this node among the csrd nodes that share a
+	// PostgreSQL database.
+	Cluster Cluster `yaml:"cluster"`
 	// TrustedProxies are the reverse proxies (IPs or CIDRs) whose
 	// X-Forwarded-For csrd believes for the client address that throttling
 	// and the audit log use. Empty: the TCP peer, the header ignored.
@@ -120,6 +123,30 @@ type Token struct {
 	PINFile string `yaml:"pin_file"`
 }
 
+// Cluster configures this node of a fleet (several csrd sharing one
+// PostgreSQL database; a SQLite appliance is a fleet of one).
+type Cluster struct {
+	// NodeName is this node's name in the registry; default: the host name.
+	// Each node needs its own.
+	NodeName string `yaml:"node_name"`
+	// AdvertiseURL is how the other nodes reach this one (its listener:
+	// https://host:port, or http://127.0.0.1:port on one machine). Default:
+	// the scheme and address of listen.
+	AdvertiseURL string `yaml:"advertise_url"`
+	// SecretFile holds a secret every node shares; it authenticates the
+	// requests one node forwards to another. Without it a node forwards
+	// nothing and accepts nothing forwarded.
+	SecretFile string `yaml:"secret_file"`
+	// CAFile verifies the other nodes' TLS certificates when advertise URLs
+	// are https (default: the system's CAs).
+	CAFile string `yaml:"ca_file"`
+	// HeartbeatInterval is how often the node renews its registry row (and
+	// its leases); NodeTimeout how old a heartbeat may be before the node
+	// counts as gone and its unfinished work may be finished by others.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	NodeTimeout       time.Duration `yaml:"node_timeout"`
+}
+
 // Auth selects how callers are authenticated (see package auth).
 type Auth struct {
 	// Mode is "file" (the default: every API call needs an identity from
@@ -161,7 +188,8 @@ func Defaults() Config {
 			// long enough not to hammer a network HSM that is rebooting.
 			ReconnectMaxBackoff: 30 * time.Second,
 		},
-		Limits: Limits{GenerationWait: 5 * time.Second},
+		Limits:  Limits{GenerationWait: 5 * time.Second},
+		Cluster: Cluster{HeartbeatInterval: 5 * time.Second, NodeTimeout: 20 * time.Second},
 	}
 }
 
@@ -299,6 +327,7 @@ func (c *Config) Validate() error {
 	if c.Auth.FailureLimit > 0 && c.Auth.Lockout <= 0 {
 		add("auth.lockout: must be positive when auth.failure_limit is set")
 	}
+	errs = append(errs, c.Cluster.validate(c.TLS.Enabled())...)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -83,6 +83,7 @@ type Service struct {
 	tokens  *TokenPool
 	records Records
 	policy  Decider
+	leases  Leases // nil: one csrd (see SetLeases)
 	log     zerolog.Logger
 	rand    io.Reader
 

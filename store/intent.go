@@ -47,7 +47,7 @@ func (e *BusyError) Unwrap() error { return ErrConflict }
 const (
 	// beginDeleteSQL repeats harmlessly on a record already being deleted:
 	// a retried delete continues the interrupted one.
-	beginDeleteSQL = `UPDATE keys SET intent = 'delete', updated_time = ?
+	beginDeleteSQL = `UPDATE keys SET intent = 'delete', updated_time = ?, node = ?
 WHERE id = ? AND state = 'pending' AND (intent IS NULL OR intent = 'delete')`
 	finishDeleteSQL = `UPDATE keys SET state = 'deleted', intent = NULL, updated_time = ?,
     fail_reason = COALESCE(?, fail_reason)
@@ -56,7 +56,7 @@ WHERE id = ? AND state = 'pending' AND intent = 'delete'`
 	// beginMarriageSQL stores the candidate certificate with the intent. The
 	// same certificate may begin again (a retry after a failure or crash);
 	// another one may not while a marriage is unfinished.
-	beginMarriageSQL = `UPDATE keys SET intent = 'marry', updated_time = ?, cert_der = ?, cert_chain_pem = ?,
+	beginMarriageSQL = `UPDATE keys SET intent = 'marry', updated_time = ?, node = ?, cert_der = ?, cert_chain_pem = ?,
     cert_serial = ?, cert_issuer = ?, cert_subject = ?, cert_thumbprint = ?, cert_not_before = ?, cert_not_after = ?
 WHERE id = ? AND state = 'pending' AND (intent IS NULL OR (intent = 'marry' AND cert_thumbprint = ?))`
 	finishMarriageSQL = `UPDATE keys SET state = 'married', intent = NULL, updated_time = ?, married_time = ?
@@ -84,7 +84,7 @@ WHERE id = ? AND state = 'pending' AND intent = 'marry'`
 // pending record can be deleted; one being married is a *BusyError.
 func (s *Store) BeginDelete(ctx context.Context, id int64) error {
 	return s.intentTx(ctx, "begin delete", id, []State{StatePending}, StateDeleted, IntentDelete,
-		beginDeleteSQL, formatTime(s.now()), id)
+		beginDeleteSQL, formatTime(s.now()), nullString(s.node), id)
 }
 
 // FinishDelete records that the key is gone: the record becomes deleted and
@@ -102,7 +102,7 @@ func (s *Store) BeginMarriage(ctx context.Context, id int64, cert CertInfo) erro
 		return err
 	}
 	return s.intentTx(ctx, "begin marriage", id, []State{StatePending}, StateMarried, IntentMarry,
-		beginMarriageSQL, formatTime(s.now()), cert.DER, nullString(cert.ChainPEM), nullString(cert.Serial),
+		beginMarriageSQL, formatTime(s.now()), nullString(s.node), cert.DER, nullString(cert.ChainPEM), nullString(cert.Serial),
 		nullString(cert.Issuer), nullString(cert.Subject), cert.Thumbprint, formatTime(cert.NotBefore),
 		formatTime(cert.NotAfter), id, cert.Thumbprint)
 }

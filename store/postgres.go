@@ -147,7 +147,7 @@ func openPostgres(ctx context.Context, dsn string, o options) (_ *Store, err err
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{d: postgresDialect, now: func() time.Time { return time.Now().UTC() }}
+	s := &Store{d: postgresDialect, node: o.node, now: func() time.Time { return time.Now().UTC() }}
 	defer func() {
 		if err != nil {
 			_ = s.Close()

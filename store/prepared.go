@@ -32,16 +32,24 @@ var writeStatements = []string{insertKeySQL, setKeyLabelSQL, completeKeySQL, tra
 
 // prepareAll prepares queries up front (the write pool, before any
 // transaction can hold its one connection). Preparing is only a speed-up:
-// a statement on a table this database's schema lacks (a test's reduced
-// migration set) is left unprepared and fails, if it is ever run, with the
+// a statement on a table or column this database's schema lacks (a test's
+// reduced migration set) is left unprepared and fails, if it is ever run, with the
 // same error then; any other prepare error fails Open.
 func (c *stmtCache) prepareAll(ctx context.Context, queries []string) error {
 	for _, q := range queries {
-		if _, err := c.get(ctx, q, true); err != nil && !strings.Contains(err.Error(), "no such table") {
+		if _, err := c.get(ctx, q, true); err != nil && !missingSchema(err) {
 			return err
 		}
 	}
 	return nil
+}
+
+// missingSchema reports SQLite's refusal to prepare a statement on a table
+// or column the database's migrations have not created.
+func missingSchema(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "no such table") || strings.Contains(msg, "no such column") ||
+		strings.Contains(msg, "has no column named")
 }
 
 // get returns the prepared statement for query, preparing it on first use

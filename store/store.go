@@ -55,6 +55,7 @@ type Store struct {
 	writer *writer // group commit of every write (writer.go)
 	now    func() time.Time
 	lock   *fileLock // shared while open; Restore takes it exclusively (lock.go)
+	node   string    // WithNode
 }
 
 // Option configures Open.
@@ -62,7 +63,13 @@ type Option func(*options)
 
 type options struct {
 	password string
+	node     string
 }
+
+// WithNode names the csrd node this Store works for: records it begins,
+// and intents it commits, are leased to it (KeyRecord.Node). Without it
+// (csrctl) they are leased to nobody.
+func WithNode(name string) Option { return func(o *options) { o.node = name } }
 
 // WithPassword gives the PostgreSQL password (read from csrd's
 // database_password_file); without it pgx looks in PGPASSFILE or
@@ -91,7 +98,12 @@ func Open(ctx context.Context, database string, opts ...Option) (*Store, error) 
 	if err != nil {
 		return nil, err
 	}
-	return open(ctx, path, ms)
+	s, err := open(ctx, path, ms)
+	if err != nil {
+		return nil, err
+	}
+	s.node = o.node
+	return s, nil
 }
 
 func open(ctx context.Context, path string, ms []migration) (_ *Store, err error) {

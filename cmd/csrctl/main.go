@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"token":     {summary: "token create NAME: make a Bearer API token (printed once) in the auth file", run: runToken},
 	"backup":    {summary: "backup FILE: a consistent copy of the live database (csrd may run)", run: runBackup},
 	"restore":   {summary: "restore FILE: put a backup back as the database (csrd stopped)", run: runRestore},
+	"nodes":     {summary: "nodes: the csrd nodes sharing the database, their tokens and heartbeats", run: runNodes},
 	"db":        {summary: "db migrate -from FILE -to postgres://…: copy a SQLite database into PostgreSQL", run: runDB},
 }
 

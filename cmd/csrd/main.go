@@ -88,7 +88,11 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, cfg.Database, store.WithPassword(dbPassword))
+	nodeName, err := cfg.Node()
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.Database, store.WithPassword(dbPassword), store.WithNode(nodeName))
 	if err != nil {
 		return err
 	}
@@ -102,6 +106,12 @@ func run(args []string) error {
 		return err
 	}
 	svc := lifecycle.NewPooled(pool, db, pol, log)
+	registry, fleet, err := joinFleet(ctx, &cfg, db, tokensReached(pool, tokens, members), log)
+	if err != nil {
+		return err
+	}
+	// Work in progress leased by another live node is its to finish.
+	svc.SetLeases(registry)
 	// Nothing is served yet, so every unfinished operation on a connected
 	// token is a crash's: each is reconciled (MinAge 0; orphans reported,
 	// never destroyed) and admitted. A token still waiting is reconciled
@@ -111,6 +121,7 @@ func run(args []string) error {
 		return err
 	}
 	states := tokenStates(pool, tokens, members)
+	go registry.Run(ctx)
 
 	// One definition of "ready" for /readyz and the systemd watchdog.
 	ready := health.New(5*time.Second, time.Second,
@@ -157,6 +168,7 @@ func run(args []string) error {
 		TrustedProxies:            authOpts.TrustedProxies,
 		Audit:                     db,
 		Metrics:                   metrics,
+		Fleet:                     fleet,
 	})
 	srv := &http.Server{
 		Handler:           handler,

@@ -1,0 +1,101 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestNodeRegistry(t *testing.T) { forEachBackend(t, testNodeRegistry) }
+
+func testNodeRegistry(t *testing.T, bk backend) {
+	ctx := context.Background()
+	s := bk.open(t)
+	clock := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return clock }
+	const timeout = 20 * time.Second
+	a := Node{Name: "a", URL: "http://127.0.0.1:8081", Version: "v1", Tokens: []NodeToken{{"tok-a", "0001"}}}
+	if err := s.RegisterNode(ctx, a, timeout); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterNode(ctx, Node{Name: "b", URL: "http://127.0.0.1:8082", Version: "v1"}, timeout); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(5 * time.Second)
+	if err := s.Heartbeat(ctx, "a", a.URL, []NodeToken{{"tok-a", "0001"}, {"shared", "0009"}}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := s.ListNodes(ctx)
+	if err != nil || len(nodes) != 2 {
+		t.Fatalf("ListNodes = %+v, %v", nodes, err)
+	}
+	got := nodes[0]
+	if got.Name != "a" || !got.Heartbeat.Equal(clock) || !got.Started.Equal(clock.Add(-5*time.Second)) ||
+		!got.Reaches("", "0009") || !got.Reaches("tok-a", "") || got.Reaches("tok-b", "0002") || nodes[1].Tokens == nil {
+		t.Errorf("node a = %+v", got)
+	}
+	if !got.Live(clock.Add(timeout-time.Second), timeout) || got.Live(clock.Add(timeout), timeout) {
+		t.Error("Live does not follow the timeout")
+	}
+
+	// Another node under the same name, while a is live: refused.
+	var inUse *NodeInUseError
+	if err := s.RegisterNode(ctx, Node{Name: "a", URL: "http://127.0.0.1:9999"}, timeout); !errors.As(err, &inUse) || !errors.Is(err, ErrConflict) {
+		t.Fatalf("second node named a: %v, want *NodeInUseError", err)
+	}
+	// a itself restarting (same URL) takes its row over at once.
+	if err := s.RegisterNode(ctx, a, timeout); err != nil {
+		t.Fatalf("a restarting: %v", err)
+	}
+	// Once a's heartbeat is older than the timeout, the name is free; the
+	// old a, should it come back, learns it was replaced.
+	clock = clock.Add(timeout)
+	if err := s.RegisterNode(ctx, Node{Name: "a", URL: "http://127.0.0.1:9999"}, timeout); err != nil {
+		t.Fatalf("reusing a dead node's name: %v", err)
+	}
+	if err := s.Heartbeat(ctx, "a", a.URL, nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("heartbeat of the replaced node: %v, want ErrNotFound", err)
+	}
+}
+
+// TestRecordLeases: the node a Store works for is recorded on the work it
+// begins — a generation, a delete, a marriage — and read back with the
+// record and in the live listing.
+func TestRecordLeases(t *testing.T) { forEachBackend(t, testRecordLeases) }
+
+func testRecordLeases(t *testing.T, bk backend) {
+	ctx := context.Background()
+	s := bk.open(t)
+	s.node = "node-a"
+	gen := newKeyIn(t, s, StateGenerating)
+	del := newKeyIn(t, s, StatePending)
+	mar := newKeyIn(t, s, StatePending)
+	s.node = "node-b"
+	if err := s.BeginDelete(ctx, del); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BeginMarriage(ctx, mar, testCert(1)); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[int64]string{gen: "node-a", del: "node-b", mar: "node-b"} {
+		if rec, err := s.Get(ctx, id); err != nil || rec.Node != want {
+			t.Errorf("record %d: node %q (%v), want %q", id, rec.Node, err, want)
+		}
+	}
+	live, err := s.ListLive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range live {
+		if k.ID == gen && k.Node != "node-a" || k.ID == del && k.Node != "node-b" {
+			t.Errorf("live record %d: node %q", k.ID, k.Node)
+		}
+	}
+	s.node = ""
+	if id := newKeyIn(t, s, StateGenerating); id > 0 {
+		if rec, _ := s.Get(ctx, id); rec.Node != "" {
+			t.Errorf("a record begun without a node is leased to %q", rec.Node)
+		}
+	}
+}
