@@ -49,6 +49,11 @@ func (s *Server) authenticate(op auth.Operation) echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			st := auditOf(c)
 			st.operation = op
+			if cluster.Signed(c.Request()) {
+				// Another node authenticated the caller: its signature, not
+				// the caller's credentials, is checked here.
+				return s.authenticateForwarded(c, op, next)
+			}
 			if s.noAuth {
 				st.identity = auth.Anonymous()
 				c.Set(ctxIdentity, st.identity)
@@ -63,13 +68,7 @@ func (s *Server) authenticate(op auth.Operation) echo.MiddlewareFunc {
 				return &Error{Status: http.StatusTooManyRequests, Code: CodeThrottled,
 					Msg: fmt.Sprintf("too many failed authentication attempts from this address; try again in %d s", secs)}
 			}
-			var id auth.Identity
-			var err error
-			if cluster.Signed(c.Request()) {
-				id, err = s.forwardedIdentity(c)
-			} else {
-				id, err = s.identify(c)
-			}
+			id, err := s.identify(c)
 			if err != nil {
 				if !errors.Is(err, errNoCredentials) && !errors.Is(err, auth.ErrUnauthenticated) {
 					return err // e.g. the client went away while waiting to verify

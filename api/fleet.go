@@ -75,6 +75,9 @@ func (s *Server) forward(c echo.Context, body []byte, ee *lifecycle.ElsewhereErr
 	}
 	defer resp.Body.Close()
 	st.forwardedTo = node
+	if st.recordID == 0 {
+		st.recordID = ee.ID
+	}
 	h := c.Response().Header()
 	for _, k := range []string{echo.HeaderContentType, echo.HeaderLocation, "X-Total-Count", "Retry-After"} {
 		if v := resp.Header.Get(k); v != "" {
@@ -109,6 +112,28 @@ func (s *Server) forwardedIdentity(c echo.Context) (auth.Identity, error) {
 	st := auditOf(c)
 	st.forwardedBy, st.source = node, client
 	return id, nil
+}
+
+// authenticateForwarded is authenticate for a request another node
+// forwarded: the identity it established, its grants checked again here.
+func (s *Server) authenticateForwarded(c echo.Context, op auth.Operation, next echo.HandlerFunc) error {
+	st := auditOf(c)
+	id, err := s.forwardedIdentity(c)
+	if err != nil {
+		if !errors.Is(err, auth.ErrUnauthenticated) {
+			return err
+		}
+		st.unauthenticated = true
+		s.metrics.authFailure("bad_node_signature")
+		return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Msg: "authentication failed"}
+	}
+	st.identity = id
+	c.Set(ctxIdentity, id)
+	if op != "" && !id.Grants.Allows(op) {
+		st.forbidden = true
+		return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Msg: fmt.Sprintf("%s may not %s", id.Name, opText(op))}
+	}
+	return next(c)
 }
 
 // NodeView is a csrd node as GET /csrd/v1/nodes shows it.

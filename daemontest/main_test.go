@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
 	softhsmtest "github.com/csrd/csrd/softhsm-test"
 )
@@ -56,6 +57,7 @@ func run(m *testing.M) (int, error) {
 	if baseTok, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-daemontest"); err != nil {
 		return 1, err
 	}
+	defer fixture.StopShared()
 	return m.Run(), nil
 }
 

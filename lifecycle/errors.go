@@ -69,7 +69,7 @@ type ElsewhereError struct {
 }
 
 func (e *ElsewhereError) Error() string {
-	return fmt.Sprintf("lifecycle: the key of record %d is on token %q (serial %s), which this csrd is not configured to use",
+	return fmt.Sprintf("lifecycle: the key of record %d is on token %q (serial %s), not on a token this csrd uses",
 		e.ID, e.TokenLabel, e.TokenSerial)
 }
 

@@ -251,7 +251,14 @@ func (w *writer) try(batch []*writeReq) (results []error, retry bool) {
 	}
 	for _, err := range results {
 		if err != nil && w.s.d.retryable(err) {
+			// The transaction is lost with every write in it: none may
+			// report success, whatever its own statements did.
 			_ = tx.Rollback()
+			for i, r := range batch {
+				if results[i] == nil {
+					results[i] = dbErr(r.op, err)
+				}
+			}
 			return results, true
 		}
 	}

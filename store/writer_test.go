@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestGroupCommit: writes arriving together share transactions, yet each
@@ -122,5 +125,60 @@ func testWriteFailsAlone(t *testing.T, bk backend) {
 				t.Errorf("the failed write left %d rows", n)
 			}
 		})
+	}
+}
+
+// TestLostTransactionFailsEveryWrite: when a group commit's transaction is
+// lost before COMMIT (the connection dropped, a deadlock), every write in
+// it is rolled back, so none may report success; the batch is tried again
+// a bounded number of times, and with the fault persisting all fail with
+// ErrUnavailable and nothing is committed. (PostgreSQL: SQLite has no such
+// errors, it waits in its busy handler.)
+func TestLostTransactionFailsEveryWrite(t *testing.T) {
+	s := backends[1].open(t)
+	ctx := context.Background()
+	started, release := make(chan struct{}), make(chan struct{})
+	go s.withTx(ctx, "hold the writer", func(context.Context, *sql.Tx) error {
+		close(started)
+		<-release
+		return nil
+	})
+	<-started
+	var tries atomic.Int32
+	lost := func(context.Context, *sql.Tx) error {
+		tries.Add(1)
+		return fmt.Errorf("read: %w", io.ErrUnexpectedEOF)
+	}
+	const n = 4
+	errs := make([]error, n+1)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = s.BeginKey(ctx, &KeyRecord{KeyID: []byte{byte(i + 1)}}, testLabel)
+		}()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); errs[n] = s.withTx(ctx, "lose the connection", lost) }()
+	for len(s.writer.queue) < n+1 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	for i, err := range errs[:n] {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("write %d beside the lost one: %v, want ErrUnavailable", i, err)
+		}
+	}
+	if !errors.Is(errs[n], io.ErrUnexpectedEOF) {
+		t.Errorf("the lost write: %v, want its own error", errs[n])
+	}
+	if got := tries.Load(); got != maxWriteAttempts {
+		t.Errorf("the batch was tried %d times, want %d", got, maxWriteAttempts)
+	}
+	var count int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM keys`).Scan(&count); err != nil || count != 0 {
+		t.Errorf("%d records committed (%v), want none", count, err)
 	}
 }
