@@ -18,11 +18,15 @@ import (
 	"github.com/csrd/csrd/cluster"
 )
 
-// Authenticator checks credentials; *auth.Authenticator implements it.
+// Authenticator checks credentials presented from a source (the client
+// address as throttleKey groups it) and throttles the sources that guess;
+// *auth.Authenticator implements it. Errors: auth.ErrUnauthenticated,
+// *auth.ThrottledError, auth.ErrBusy, or the request's context error.
 type Authenticator interface {
-	Basic(ctx context.Context, name, password string) (auth.Identity, error)
-	Bearer(ctx context.Context, token string) (auth.Identity, error)
-	Certificate(ctx context.Context, leaf *x509.Certificate) (auth.Identity, error)
+	Basic(ctx context.Context, src, name, password string) (auth.Identity, error)
+	Bearer(ctx context.Context, src, token string) (auth.Identity, error)
+	Certificate(ctx context.Context, src string, leaf *x509.Certificate) (auth.Identity, error)
+	Malformed(src string) error
 }
 
 // errNoCredentials: the request carries neither an Authorization header nor
@@ -42,8 +46,9 @@ const (
 
 // authenticate is the per-route middleware that establishes who is calling
 // and checks that they may perform op ("" = any authenticated identity).
-// Failed attempts are counted per source address; a locked-out source is
-// answered 429 without its credentials being looked at.
+// What the throttle refuses is answered 429 with Retry-After and a login
+// the password verifier cannot take 503, both at once and without an
+// audit row (anyone could flood the table with them).
 func (s *Server) authenticate(op auth.Operation) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -59,40 +64,10 @@ func (s *Server) authenticate(op auth.Operation) echo.MiddlewareFunc {
 				c.Set(ctxIdentity, st.identity)
 				return next(c)
 			}
-			src := throttleKey(c.RealIP())
-			if d, blocked := s.throttle.Blocked(src); blocked {
-				st.throttled = true
-				secs := int((d + time.Second - 1) / time.Second)
-				c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
-				s.metrics.authFailure("throttled")
-				return &Error{Status: http.StatusTooManyRequests, Code: CodeThrottled,
-					Msg: fmt.Sprintf("too many failed authentication attempts from this address; try again in %d s", secs)}
-			}
 			id, err := s.identify(c)
 			if err != nil {
-				if !errors.Is(err, errNoCredentials) && !errors.Is(err, auth.ErrUnauthenticated) {
-					return err // e.g. the client went away while waiting to verify
-				}
-				reason := "no_credentials"
-				if errors.Is(err, auth.ErrUnauthenticated) {
-					// Only wrong credentials count: a client that forgot to
-					// send any is not guessing.
-					s.throttle.Fail(src)
-					reason = "bad_credentials"
-				}
-				st.unauthenticated = reason == "bad_credentials"
-				st.noCredentials = !st.unauthenticated
-				s.metrics.authFailure(reason)
-				h := c.Response().Header()
-				h.Add(echo.HeaderWWWAuthenticate, wwwBasic)
-				h.Add(echo.HeaderWWWAuthenticate, wwwBearer)
-				msg := "authentication required: send Authorization: Basic (DOMAIN\\user:password) or Bearer (API token)"
-				if reason == "bad_credentials" {
-					msg = "authentication failed"
-				}
-				return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Msg: msg}
+				return s.refuseAuth(c, err)
 			}
-			s.throttle.Succeed(src)
 			st.identity = id
 			c.Set(ctxIdentity, id)
 			if op != "" && !id.Grants.Allows(op) {
@@ -105,14 +80,57 @@ func (s *Server) authenticate(op auth.Operation) echo.MiddlewareFunc {
 	}
 }
 
+// refuseAuth answers a request authenticate could not identify.
+func (s *Server) refuseAuth(c echo.Context, err error) error {
+	st := auditOf(c)
+	var te *auth.ThrottledError
+	switch {
+	case errors.As(err, &te):
+		st.throttled = true
+		secs := int((te.RetryAfter + time.Second - 1) / time.Second)
+		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+		s.metrics.AuthFailure("throttled")
+		msg := fmt.Sprintf("too many failed authentication attempts from this address; try again in %d s", secs)
+		if !te.Locked {
+			msg = fmt.Sprintf("too many authentication attempts from this address in progress; try again in %d s", secs)
+		}
+		return &Error{Status: http.StatusTooManyRequests, Code: CodeThrottled, Msg: msg}
+	case errors.Is(err, auth.ErrBusy):
+		st.throttled = true
+		s.metrics.AuthFailure("busy")
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeAuthBusy,
+			Msg: "too many logins are being verified; try again later"}
+	case !errors.Is(err, errNoCredentials) && !errors.Is(err, auth.ErrUnauthenticated):
+		return err // e.g. the client went away while waiting to verify
+	}
+	reason := "no_credentials"
+	if errors.Is(err, auth.ErrUnauthenticated) {
+		reason = "bad_credentials"
+	}
+	st.unauthenticated = reason == "bad_credentials"
+	st.noCredentials = !st.unauthenticated
+	s.metrics.AuthFailure(reason)
+	h := c.Response().Header()
+	h.Add(echo.HeaderWWWAuthenticate, wwwBasic)
+	h.Add(echo.HeaderWWWAuthenticate, wwwBearer)
+	msg := "authentication required: send Authorization: Basic (DOMAIN\\user:password) or Bearer (API token)"
+	if reason == "bad_credentials" {
+		msg = "authentication failed"
+	}
+	return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Msg: msg}
+}
+
 // identify finds the caller: the Authorization header when there is one
-// (explicit credentials win), else the verified client certificate.
+// (explicit credentials win), else the verified client certificate. Only
+// wrong credentials count against the source: a client that sent none is
+// not guessing.
 func (s *Server) identify(c echo.Context) (auth.Identity, error) {
 	st := auditOf(c)
 	r := c.Request()
 	if s.auth == nil {
 		return auth.Identity{}, errNoCredentials
 	}
+	src := throttleKey(c.RealIP())
 	if h := r.Header.Get(echo.HeaderAuthorization); h != "" {
 		scheme, cred, _ := strings.Cut(strings.TrimSpace(h), " ")
 		cred = strings.TrimSpace(cred)
@@ -121,18 +139,18 @@ func (s *Server) identify(c echo.Context) (auth.Identity, error) {
 			st.method = auth.MethodBasic
 			name, password, ok := decodeBasic(cred)
 			if !ok {
-				return auth.Identity{}, auth.ErrUnauthenticated
+				return auth.Identity{}, s.auth.Malformed(src)
 			}
 			st.claimed = claimedName(name)
-			return s.auth.Basic(r.Context(), name, password)
+			return s.auth.Basic(r.Context(), src, name, password)
 		case strings.EqualFold(scheme, "Bearer"):
 			st.method = auth.MethodBearer
 			if id := auth.TokenID(cred); id != "" {
 				st.claimed = "token " + id
 			}
-			return s.auth.Bearer(r.Context(), cred)
+			return s.auth.Bearer(r.Context(), src, cred)
 		}
-		return auth.Identity{}, auth.ErrUnauthenticated
+		return auth.Identity{}, s.auth.Malformed(src)
 	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
 		// VerifiedChains, not PeerCertificates: only a certificate the TLS
@@ -140,7 +158,7 @@ func (s *Server) identify(c echo.Context) (auth.Identity, error) {
 		st.method = auth.MethodMTLS
 		leaf := r.TLS.VerifiedChains[0][0]
 		st.claimed = claimedName("cn=" + leaf.Subject.CommonName)
-		return s.auth.Certificate(r.Context(), leaf)
+		return s.auth.Certificate(r.Context(), src, leaf)
 	}
 	return auth.Identity{}, errNoCredentials
 }

@@ -41,8 +41,10 @@ type auditState struct {
 	// forwardedTo the node this one forwarded to.
 	source, forwardedBy, forwardedTo string
 	// written is the row the operation appended itself, in the same
-	// transaction as its effect (a successful Generate): observe only
-	// logs it.
+	// transaction as its effect (Generate's completion, the intent of a
+	// Delete or an Import): observe logs it, and appends a row of its own
+	// only when the request then answered another status (it failed after
+	// its effect was decided).
 	written *store.AuditEntry
 }
 
@@ -79,7 +81,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		err := next(c)
 		status := c.Response().Status
 		method, route := s.routeLabel(c)
-		s.metrics.request(method, route, status, time.Since(start))
+		s.metrics.Request(method, route, status, time.Since(start))
 		// Throttled and credential-less requests are not audited: anyone
 		// could fill the table with them. Wrong credentials are, and the
 		// throttle bounds how many. Scrapes are not: they change nothing
@@ -88,6 +90,9 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		switch {
 		case st.written != nil:
 			s.logAudit(c, st.written)
+			if status != st.written.Status {
+				s.writeAudit(c, st, route, status)
+			}
 		case !st.throttled && !st.noCredentials && (acted || st.unauthenticated || st.forbidden):
 			s.writeAudit(c, st, route, status)
 		}
@@ -106,7 +111,7 @@ func (s *Server) noteError(next echo.HandlerFunc) echo.HandlerFunc {
 			auditOf(c).code = classify(err).code
 			var he *hsm.Error
 			if errors.As(err, &he) && he.CKR != 0 {
-				s.metrics.pkcs11Error(he.CodeName())
+				s.metrics.PKCS11Error(he.CodeName())
 			}
 		}
 		return err
@@ -121,7 +126,7 @@ func (s *Server) writeAudit(c echo.Context, st *auditState, route string, status
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), auditTimeout)
 	defer cancel()
 	if err := s.audit.AppendAudit(ctx, e); err != nil {
-		s.metrics.auditFailure()
+		s.metrics.AuditFailure()
 		requestLogger(c, s.log).Error().Err(err).Str("operation", e.Operation).Str("actor", e.Actor).Msg("audit: could not write the audit row")
 		return
 	}
@@ -129,14 +134,15 @@ func (s *Server) writeAudit(c echo.Context, st *auditState, route string, status
 }
 
 // successAudit is the audit row a handler hands to an operation that
-// appends it in its own transaction when it succeeds (status 200); nil
-// when auditing is off. The handler then calls auditWritten.
-func (s *Server) successAudit(c echo.Context) *store.AuditEntry {
+// appends it in the transaction that decides its effect, answered with
+// status when it succeeds; nil when auditing is off. The handler then
+// calls auditWritten, whatever the outcome.
+func (s *Server) successAudit(c echo.Context, status int) *store.AuditEntry {
 	if s.audit == nil {
 		return nil
 	}
 	_, route := s.routeLabel(c)
-	return s.auditEntry(c, auditOf(c), route, http.StatusOK)
+	return s.auditEntry(c, auditOf(c), route, status)
 }
 
 // auditWritten tells observe that e is already on the chain.

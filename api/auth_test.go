@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -29,6 +28,8 @@ import (
 
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/auth"
+	"github.com/csrd/csrd/fixture"
+	"github.com/csrd/csrd/metrics"
 	"github.com/csrd/csrd/store"
 	"github.com/csrd/csrd/tlsconfig"
 )
@@ -49,8 +50,7 @@ type authFixture struct {
 	token    string // full-scope API token
 	expired  string // an expired token
 	clientCA *x509.CertPool
-	caKey    *ecdsa.PrivateKey
-	caCert   *x509.Certificate
+	ca       *fixture.CA // issues the client certificates
 	clock    *fakeClock
 	pinned   tls.Certificate // client cert whose fingerprint is pinned
 	roots    *x509.CertPool  // trust for csrd's own TLS config (nil: httptest's)
@@ -99,10 +99,28 @@ func newAuthFixture(t *testing.T, failureLimit int) *authFixture {
 
 func newAuthFixtureTLS(t *testing.T, failureLimit int, mode fixtureTLS) *authFixture {
 	t.Helper()
+	return newAuthFixtureWith(t, fixtureOptions{failureLimit: failureLimit, tls: mode})
+}
+
+// fixtureOptions vary the auth fixture.
+type fixtureOptions struct {
+	failureLimit int
+	tls          fixtureTLS
+	// verify is passed to auth.Open (Throttle is set from failureLimit).
+	verify auth.Options
+	// proxied: 127.0.0.1 is a trusted proxy, so X-Forwarded-For names
+	// the source (tests of several sources).
+	proxied bool
+	// users are added to the fixture's users.
+	users []auth.User
+}
+
+func newAuthFixtureWith(t *testing.T, o fixtureOptions) *authFixture {
+	t.Helper()
 	fx := &authFixture{clock: &fakeClock{t: time.Now()}}
-	fx.caKey, fx.caCert = newCA(t, "csrd test client CA")
+	fx.ca = fixture.NewCA(t, "csrd test client CA")
 	fx.clientCA = x509.NewCertPool()
-	fx.clientCA.AddCert(fx.caCert)
+	fx.clientCA.AddCert(fx.ca.Cert)
 	fx.pinned = fx.clientCert(t, "pinned-client")
 	fp := sha256.Sum256(fx.pinned.Certificate[0])
 
@@ -132,26 +150,34 @@ func newAuthFixtureTLS(t *testing.T, failureLimit int, mode fixtureTLS) *authFix
 			{Name: "pinned", SHA256: hex.EncodeToString(fp[:]), Grants: auth.Grants{Operations: []auth.Operation{auth.OpAdmin}}},
 		},
 	}
+	af.Users = append(af.Users, o.users...)
 	path := filepath.Join(t.TempDir(), "auth.yaml")
 	if err := af.Save(path); err != nil {
 		t.Fatal(err)
 	}
-	a, err := auth.Open(path, testLog)
+	th := auth.NewThrottle(o.failureLimit, time.Minute)
+	th.SetClock(fx.clock.now)
+	o.verify.Throttle = th
+	a, err := auth.Open(path, testLog, o.verify)
 	if err != nil {
 		t.Fatal(err)
 	}
-	th := auth.NewThrottle(failureLimit, time.Minute)
-	th.SetClock(fx.clock.now)
+	var proxies []*net.IPNet
+	if o.proxied {
+		_, lo, _ := net.ParseCIDR("127.0.0.1/32")
+		proxies = append(proxies, lo)
+	}
 	srv := httptest.NewUnstartedServer(api.New(api.Options{
 		BasePath: "/KeyfactorAPI", Log: testLog, Generator: testSvc,
 		Pending: testSvc, Certificates: testSvc, Keys: testSvc,
-		Auth: a, Throttle: th, Audit: testStore, Metrics: api.NewMetrics(api.MetricsSources{}),
+		Auth: a, Audit: testStore, Metrics: metrics.New(metrics.Sources{}),
+		TrustedProxies: proxies,
 	}))
-	switch mode {
+	switch o.tls {
 	case tlsOptionalClientCert:
 		srv.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: fx.clientCA, MinVersion: tls.VersionTLS12}
 	default:
-		srv.TLS = fx.csrdTLS(t, mode == tlsCSRDMutual)
+		srv.TLS = fx.csrdTLS(t, o.tls == tlsCSRDMutual)
 	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
@@ -165,19 +191,10 @@ func (fx *authFixture) csrdTLS(t *testing.T, mutual bool) *tls.Config {
 	t.Helper()
 	dir := t.TempDir()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "csrd test server"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
+	serverCA := fixture.NewCA(t, "csrd test server CA")
+	der := serverCA.ServerCert(t, k.Public()).Raw
 	fx.roots = x509.NewCertPool()
-	fx.roots.AddCert(cert)
+	fx.roots.AddCert(serverCA.Cert)
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(k)
 	o := tlsconfig.Options{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}
 	write := func(path, typ string, b []byte) {
@@ -189,7 +206,7 @@ func (fx *authFixture) csrdTLS(t *testing.T, mutual bool) *tls.Config {
 	write(o.KeyFile, "PRIVATE KEY", keyDER)
 	if mutual {
 		o.ClientCAFile = filepath.Join(dir, "clients.pem")
-		write(o.ClientCAFile, "CERTIFICATE", fx.caCert.Raw)
+		write(o.ClientCAFile, "CERTIFICATE", fx.ca.Cert.Raw)
 	}
 	ts, err := tlsconfig.New(context.Background(), o)
 	if err != nil {
@@ -207,40 +224,8 @@ func bcryptHash(t *testing.T, pw string) string {
 	return string(h)
 }
 
-func newCA(t *testing.T, cn string) (*ecdsa.PrivateKey, *x509.Certificate) {
-	t.Helper()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return k, c
-}
-
-func issue(t *testing.T, caKey *ecdsa.PrivateKey, ca *x509.Certificate, cn string) tls.Certificate {
-	t.Helper()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
-}
-
 func (fx *authFixture) clientCert(t *testing.T, cn string) tls.Certificate {
-	return issue(t, fx.caKey, fx.caCert, cn)
+	return fx.ca.TLSClient(t, cn)
 }
 
 // client returns an HTTPS client trusting the server, with an optional
@@ -399,8 +384,7 @@ func TestAuthMTLSWithCSRDTLSConfig(t *testing.T) {
 // layer refuses it.
 func TestAuthForeignClientCA(t *testing.T) {
 	fx := newAuthFixture(t, 0)
-	k, ca := newCA(t, "someone else's CA")
-	foreign := issue(t, k, ca, "ra01.example.com")
+	foreign := fixture.NewCA(t, "someone else's CA").TLSClient(t, "ra01.example.com")
 	req, _ := http.NewRequest("GET", fx.srv.URL+"/KeyfactorAPI/Status/Endpoints", nil)
 	req.Header.Set("X-Keyfactor-Requested-With", "APIClient")
 	cl := fx.client(nil)
@@ -430,8 +414,11 @@ func TestStatusEndpointsFiltered(t *testing.T) {
 			t.Fatal(err)
 		}
 		var eps []string
-		json.NewDecoder(resp.Body).Decode(&eps)
+		err = json.NewDecoder(resp.Body).Decode(&eps)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s: endpoints body: %v", tt.authz[:6], err)
+		}
 		has := strings.Contains(strings.Join(eps, "|"), "POST /CSRGeneration/Generate")
 		if has != tt.generate || !strings.Contains(strings.Join(eps, "|"), "GET /Status/Endpoints") {
 			t.Errorf("%s: endpoints %q, generate listed %v want %v", tt.authz[:6], eps, has, tt.generate)

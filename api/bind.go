@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -76,9 +77,13 @@ func (s *Server) bindJSONAs(c echo.Context, v any, open byte, what string) error
 	if trimmed[0] != open {
 		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedBody, Msg: "request body must be " + what}
 	}
-	if dup := duplicateMember(trimmed); dup != "" {
+	switch name, problem := memberNameProblem(trimmed); problem {
+	case memberDuplicate:
 		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedBody,
-			Msg: fmt.Sprintf("request body names %s more than once (names match case-insensitively)", dup)}
+			Msg: fmt.Sprintf("request body names %s more than once (names match case-insensitively)", strconv.QuoteToASCII(name))}
+	case memberDisguised:
+		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedBody,
+			Msg: fmt.Sprintf("request body member name %s spells an ASCII letter with another character; write member names in ASCII", strconv.QuoteToASCII(name))}
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	if err := dec.Decode(v); err != nil {

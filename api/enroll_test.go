@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,9 +13,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/csrd/csrd/fixture"
 )
 
 // TestEnrollmentEndToEnd runs the whole hardware-backed enrollment with
@@ -98,7 +98,7 @@ init = 0
 				t.Fatal(err)
 			}
 			defer srvIn.Close()
-			var srvErr syncBuffer // written by exec's copying goroutine
+			var srvErr fixture.Buffer // written by exec's copying goroutine
 			srv.Stderr = &srvErr
 			if err := srv.Start(); err != nil {
 				t.Fatal(err)
@@ -210,24 +210,6 @@ func waitFor(r io.Reader, want string, d time.Duration) error {
 	case <-time.After(d):
 		return fmt.Errorf("no %q within %v", want, d)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func firstLines(s string, n int) string {

@@ -42,9 +42,10 @@ const (
 	CodeStoreFull         = "0xA0050004" // 507 database disk full
 	CodeBusy              = "0xA0050005" // 503 too many key generations in flight
 	CodeIdentityBusy      = "0xA0050006" // 429 this identity has limits.max_generations_per_identity generations in flight
+	CodeAuthBusy          = "0xA0050007" // 503 too many password verifications waiting
 	CodeUnauthenticated   = "0xA0060001" // 401 no or wrong credentials
 	CodeForbidden         = "0xA0060002" // 403 the identity may not do this
-	CodeThrottled         = "0xA0060003" // 429 too many failed authentications from this address
+	CodeThrottled         = "0xA0060003" // 429 too many failed (or in-flight) authentications from this address
 	CodeInternal          = "0xA00F0001" // 500 anything else; details only in the log
 )
 

@@ -1,9 +1,11 @@
 package api
 
 import (
-	"encoding/json"
+	"bytes"
 	"fmt"
 	"strconv"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // ValidateResponse checks a real response body against what openapi.json
@@ -13,29 +15,16 @@ func ValidateResponse(method, docPath string, status int, body []byte) error {
 	if err != nil {
 		return err
 	}
-	item, ok := d.root["paths"].(map[string]any)[docPath].(map[string]any)
-	if !ok {
-		return fmt.Errorf("%s not documented", docPath)
+	resp, r, err := d.resolve(pointer("paths", docPath, method, "responses", strconv.Itoa(status)))
+	if err != nil {
+		return fmt.Errorf("%s %s %d not documented: %w", method, docPath, status, err)
 	}
-	op, ok := item[method].(map[string]any)
-	if !ok {
-		return fmt.Errorf("%s %s not documented", method, docPath)
+	if _, ok := r["content"].(map[string]any)["application/json"]; !ok {
+		return fmt.Errorf("%s %s %d: no application/json content documented", method, docPath, status)
 	}
-	resp, ok := op["responses"].(map[string]any)[strconv.Itoa(status)]
-	if !ok {
-		return fmt.Errorf("%s %s: status %d not documented", method, docPath, status)
-	}
-	r, err := d.resolve(resp)
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	media, ok := r["content"].(map[string]any)["application/json"].(map[string]any)
-	if !ok {
-		return fmt.Errorf("%s %s %d: no application/json content documented", method, docPath, status)
-	}
-	var v any
-	if err := json.Unmarshal(body, &v); err != nil {
-		return err
-	}
-	return d.validate(media["schema"], v, "body")
+	return d.validate(resp+pointer("content", "application/json", "schema"), v)
 }

@@ -124,7 +124,7 @@ func (s *Server) authenticateForwarded(c echo.Context, op auth.Operation, next e
 			return err
 		}
 		st.unauthenticated = true
-		s.metrics.authFailure("bad_node_signature")
+		s.metrics.AuthFailure("bad_node_signature")
 		return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Msg: "authentication failed"}
 	}
 	st.identity = id

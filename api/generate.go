@@ -112,7 +112,7 @@ func (s *Server) generate(c echo.Context) error {
 	// The success row goes into the transaction that makes the record
 	// pending (one commit fewer, and no key without its audit row); a
 	// failure is audited by observe as usual.
-	uc.Audit = s.successAudit(c)
+	uc.Audit = s.successAudit(c, http.StatusOK)
 	res, err := s.gen.Generate(c.Request().Context(), uc)
 	if err != nil {
 		return err

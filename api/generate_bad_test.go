@@ -83,6 +83,14 @@ func TestGenerateBad(t *testing.T) {
 		{name: "SAN bad email", body: ok(`,"SANs":{"rfc822":["not-an-email"]}`), status: 400, code: api.CodeInvalidSAN},
 		{name: "SAN bad oid", body: ok(`,"SANs":{"registeredid":["1.x.3"]}`), status: 400, code: api.CodeInvalidSAN},
 		{name: "SAN empty value", body: ok(`,"SANs":{"dns":[""]}`), status: 400, code: api.CodeInvalidSAN},
+		// encoding/json binds "ſubject" (U+017F, long s) to Subject and
+		// "\u212AeyType" (U+212A, Kelvin sign) to KeyType: a second
+		// spelling must not override the first, nor a lone one slip past
+		// readers that look for the ASCII name.
+		{name: "long-s duplicate of Subject", body: `{"Subject":"CN=a.example.com","ſubject":"CN=evil.example.com","KeyType":"ECC","KeyLength":256}`, status: 400, code: api.CodeMalformedBody, msg: `\u017fubject`},
+		{name: "escaped long-s duplicate", body: `{"Subject":"CN=a.example.com","\u017fubject":"CN=evil.example.com","KeyType":"ECC","KeyLength":256}`, status: 400, code: api.CodeMalformedBody, msg: `\u017fubject`},
+		{name: "lone long-s Subject", body: `{"ſubject":"CN=evil.example.com","KeyType":"ECC","KeyLength":256}`, status: 400, code: api.CodeMalformedBody, msg: "ASCII"},
+		{name: "Kelvin-sign duplicate of KeyType", body: `{"Subject":"CN=x.example.com","KeyType":"DSA","\u212AeyType":"ECC","KeyLength":256}`, status: 400, code: api.CodeMalformedBody, msg: `\u212aeyType`},
 		{name: "missing requested-with header", hdr: map[string]string{"X-Keyfactor-Requested-With": ""}, body: ok(``), status: 400, code: api.CodeMissingHeader, msg: "X-Keyfactor-Requested-With"},
 		{name: "unsupported api version", hdr: map[string]string{"X-Keyfactor-Api-Version": "2"}, body: ok(``), status: 400, code: api.CodeUnsupportedAPIVer},
 		{name: "wrong content type", ctype: "text/plain", body: ok(``), status: 415, code: api.CodeUnsupportedMedia},

@@ -132,6 +132,7 @@ func TestGenerateGood(t *testing.T) {
 		keyType  string
 		keyBits  int
 		curveOID string
+		slow     bool // -short skips it
 	}{
 		{
 			name:    "keyfactor example ECC 256",
@@ -190,6 +191,7 @@ func TestGenerateGood(t *testing.T) {
 			name:    "RSA 8192",
 			body:    `{"Subject":"CN=rsa8192.example.com","KeyType":"RSA","KeyLength":8192}`,
 			subject: [][]atv{{{oidCN, utf8T, "rsa8192.example.com"}}}, keyType: "RSA", keyBits: 8192,
+			slow: true,
 		},
 		{
 			name: "every SAN type, camelCase names, text/json, lower-case base path",
@@ -221,6 +223,9 @@ func TestGenerateGood(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.slow && testing.Short() {
+				t.Skip("RSA-8192 key generation takes SoftHSM 10-60 s, skipped by -short; the full run covers the largest RSA size end to end")
+			}
 			t.Parallel()
 			path := tc.path
 			if path == "" {

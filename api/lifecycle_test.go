@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/store"
 )
@@ -192,60 +193,31 @@ func TestPendingEndpoints(t *testing.T) {
 	})
 }
 
-// apiCA is a throw-away CA in Go for the import tests.
-type apiCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newAPICA(t *testing.T) *apiCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "API test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &apiCA{cert: cert, key: key}
-}
-
-func (ca *apiCA) issue(t *testing.T, csrPEM string, serial int64, nb, na time.Time) []byte {
-	t.Helper()
-	block, _ := pem.Decode([]byte(csrPEM))
-	req, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: req.Subject,
-		NotBefore: nb, NotAfter: na}, ca.cert, req.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
-
 func pemOf(der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
 func TestImportAndRecoverEndpoints(t *testing.T) {
 	ctx := context.Background()
-	ca := newAPICA(t)
+	ca := fixture.NewCA(t, "API test CA")
 	id, csrPEM := generateID(t, "import.example.com")
+	csr := fixture.ParseCSR(t, csrPEM)
+	issue := func(serial int64, nb, na time.Time) []byte {
+		tmpl := fixture.ForCSR(csr)
+		tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = big.NewInt(serial), nb, na
+		return ca.Issue(t, tmpl, csr.PublicKey).Raw
+	}
 	now := time.Now()
-	good := ca.issue(t, csrPEM, 7001, now.Add(-time.Minute), now.Add(time.Hour))
+	good := issue(7001, now.Add(-time.Minute), now.Add(time.Hour))
 	importPath := "/KeyfactorAPI/Certificates/Import"
 	post := func(body string) *http.Response {
 		return send(t, http.MethodPost, importPath, "application/json", body, nil)
 	}
 	// A key csrd never made, and unusable certificates.
 	stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	strangerDER, _ := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "x"},
-		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour)}, ca.cert, stranger.Public(), ca.key)
-	expired := ca.issue(t, csrPEM, 7002, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+	strangerDER := ca.Issue(t, &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "x"},
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour)}, stranger.Public()).Raw
+	expired := issue(7002, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
 	for _, tc := range []struct {
 		name, body string
 		status     int
@@ -278,7 +250,7 @@ func TestImportAndRecoverEndpoints(t *testing.T) {
 	if !again.AlreadyMarried || again.Thumbprint != first.Thumbprint || again.KeyURI != first.KeyURI {
 		t.Errorf("same certificate twice = %+v, want idempotent", again)
 	}
-	second := ca.issue(t, csrPEM, 7003, now.Add(-time.Minute), now.Add(time.Hour))
+	second := issue(7003, now.Add(-time.Minute), now.Add(time.Hour))
 	wantError(t, post(`{"Certificate":`+jsonString(pemOf(second))+`}`), 409, "0xA0040003", "already married")
 	wantError(t, send(t, http.MethodGet, pendingPath+"/"+fmt.Sprint(id), "", "", nil), 404, "0xA0040001", "imported")
 

@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"context"
-	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -12,10 +11,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/api"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 	"github.com/csrd/csrd/store"
 )
 
@@ -25,7 +24,7 @@ import (
 var (
 	testToken *hsm.Token
 	testStore *store.Store
-	testHSM   *softhsmtest.Token
+	testHSM   *fixture.Token
 	testSrv   *httptest.Server
 	tmpDir    string
 	// testSvc and testLog build further servers (auth, TLS) on the same
@@ -35,26 +34,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code, err := run(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "api tests:", err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(fixture.Main(m, "api", []string{"csrd-api-test"}, setUp))
 }
 
-func run(m *testing.M) (int, error) {
+func setUp(s *fixture.Suite) error {
 	var err error
-	tmpDir, err = os.MkdirTemp("", "csrd-api-test-")
-	if err != nil {
-		return 1, err
-	}
-	defer os.RemoveAll(tmpDir)
-	tok, err := softhsmtest.Setup(filepath.Join(tmpDir, "softhsm"), "csrd-api-test")
-	if err != nil {
-		return 1, err
-	}
-	testHSM = tok
+	tmpDir, testHSM = s.Dir, s.Token
+	tok := s.Token
 	ctx := context.Background()
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
 	if os.Getenv("CSRD_TEST_LOG") != "" {
@@ -65,21 +51,21 @@ func run(m *testing.M) (int, error) {
 		MaxSessions: 8, PoolWaitTimeout: time.Minute,
 	}, log)
 	if err != nil {
-		return 1, err
+		return err
 	}
-	defer testToken.Close()
+	s.Defer(func() { testToken.Close() })
 	testStore, err = store.Open(ctx, filepath.Join(tmpDir, "csrd.db"))
 	if err != nil {
-		return 1, err
+		return err
 	}
-	defer testStore.Close()
-	testSvc, testLog = lifecycle.New(testToken, testStore, policy.Default(), log), log
+	s.Defer(func() { testStore.Close() })
+	testSvc, testLog = lifecycle.New(lifecycle.HSMToken{Token: testToken}, testStore, policy.Default(), log), log
 	// The shared server runs without authentication (auth.mode none, as
 	// on a loopback development setup); auth_test.go builds servers with.
 	testSrv = httptest.NewServer(api.New(api.Options{
 		BasePath: "/KeyfactorAPI", Log: log, Generator: testSvc, Pending: testSvc, Certificates: testSvc, Keys: testSvc,
 		NoAuth: true, Audit: testStore,
 	}))
-	defer testSrv.Close()
-	return m.Run(), nil
+	s.Defer(testSrv.Close)
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
+	"github.com/csrd/csrd/metrics"
 	"github.com/csrd/csrd/policy"
 )
 
@@ -48,10 +49,10 @@ func scrape(t *testing.T, url string) map[string]float64 {
 }
 
 func TestMetricsExposedAndMoving(t *testing.T) {
-	m := api.NewMetrics(api.MetricsSources{
+	m := metrics.New(metrics.Sources{
 		Sessions: testToken.SessionStats, Records: testStore.CountByState, AuditRows: testStore.CountAudit,
 	})
-	svc := lifecycle.New(m.TimeToken(testToken), testStore, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.Timed(lifecycle.HSMToken{Token: testToken}, m), testStore, policy.Default(), testLog)
 	srv := httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: testLog, Generator: svc,
 		NoAuth: true, Audit: testStore, Metrics: m, MaxGenerations: 2, GenerationWait: time.Second}))
 	defer srv.Close()
@@ -78,8 +79,11 @@ func TestMetricsExposedAndMoving(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 		return resp.StatusCode
 	}
 	if got := post(`{"Subject":"CN=metrics.example.com","KeyType":"ECC","KeyLength":256}`); got != 200 {
@@ -124,7 +128,7 @@ func (f failingGenerator) Generate(context.Context, lifecycle.GenerateRequest) (
 }
 
 func TestMetricsCountPKCS11Errors(t *testing.T) {
-	m := api.NewMetrics(api.MetricsSources{})
+	m := metrics.New(metrics.Sources{})
 	hsmErr := &hsm.Error{Op: "generate key pair", CKR: 0x32, Err: hsm.ErrUnavailable} // CKR_DEVICE_REMOVED
 	if !errors.Is(hsmErr, hsm.ErrUnavailable) {
 		t.Fatal("hsm.Error does not unwrap")

@@ -43,24 +43,31 @@ func testServer() *Server {
 	return New(Options{BasePath: docBasePath, Log: zerolog.Nop(), Pending: svc, Certificates: svc, Keys: svc, Fleet: fleet})
 }
 
-func documentedOps(t *testing.T) (*schemaDoc, map[string]map[string]any) {
+// documentedOps returns the document and its operations by routeKey, each
+// with its JSON pointer.
+func documentedOps(t *testing.T) (*schemaDoc, map[string]docOp) {
 	t.Helper()
 	d, err := loadDoc(openapiDoc)
 	if err != nil {
 		t.Fatalf("openapi.json: %v", err)
 	}
-	ops := map[string]map[string]any{}
+	ops := map[string]docOp{}
 	for p, item := range d.root["paths"].(map[string]any) {
 		for method, op := range item.(map[string]any) {
 			switch method {
 			case "get", "put", "post", "delete", "patch", "head", "options":
-				ops[routeKey(method, p)] = op.(map[string]any)
+				ops[routeKey(method, p)] = docOp{ptr: pointer("paths", p, method), op: op.(map[string]any)}
 			default:
 				t.Errorf("%s: unexpected member %q", p, method)
 			}
 		}
 	}
 	return d, ops
+}
+
+type docOp struct {
+	ptr string // JSON pointer of the operation object
+	op  map[string]any
 }
 
 // Every route echo serves is documented and every documented route is
@@ -94,55 +101,63 @@ func TestOpenAPIExamplesValidate(t *testing.T) {
 	sort.Strings(keys)
 	ids := map[string]bool{}
 	for _, k := range keys {
-		op := ops[k]
+		op, ptr := ops[k].op, ops[k].ptr
 		t.Run(k, func(t *testing.T) {
 			id, _ := op["operationId"].(string)
 			if id == "" || ids[id] {
 				t.Errorf("operationId %q missing or repeated", id)
 			}
 			ids[id] = true
-			checkContent := func(where string, content any) {
+			checkContent := func(where, contentPtr string) {
+				content, err := d.at(contentPtr)
+				if err != nil {
+					t.Errorf("%s: %v", where, err)
+					return
+				}
 				for mt, media := range content.(map[string]any) {
 					m := media.(map[string]any)
-					schema, ok := m["schema"]
-					if !ok {
+					schemaPtr := contentPtr + pointer(mt, "schema")
+					if _, ok := m["schema"]; !ok {
 						t.Errorf("%s %s: no schema", where, mt)
 						continue
 					}
-					if _, err := d.resolve(schema); err != nil {
+					if _, err := d.schema(schemaPtr); err != nil {
 						t.Errorf("%s %s: %v", where, mt, err)
+						continue
 					}
 					if ex, ok := m["example"]; ok {
-						if err := d.validate(schema, ex, where); err != nil {
+						if err := d.validate(schemaPtr, ex); err != nil {
 							t.Errorf("%s %s example: %v", where, mt, err)
 						}
 					}
 				}
 			}
-			if rb, ok := op["requestBody"]; ok {
-				r, err := d.resolve(rb)
+			if _, ok := op["requestBody"]; ok {
+				rb, r, err := d.resolve(ptr + pointer("requestBody"))
 				if err != nil {
 					t.Fatal(err)
 				}
-				checkContent("requestBody", r["content"])
+				if _, ok := r["content"]; ok {
+					checkContent("requestBody", rb+pointer("content"))
+				}
 			}
 			success := false
-			for code, resp := range op["responses"].(map[string]any) {
-				r, err := d.resolve(resp)
+			for code := range op["responses"].(map[string]any) {
+				rp, r, err := d.resolve(ptr + pointer("responses", code))
 				if err != nil {
 					t.Errorf("response %s: %v", code, err)
 					continue
 				}
 				success = success || strings.HasPrefix(code, "2")
-				if c, ok := r["content"]; ok {
-					checkContent("response "+code, c)
+				if _, ok := r["content"]; ok {
+					checkContent("response "+code, rp+pointer("content"))
 				}
 			}
 			if !success {
 				t.Error("no 2xx response documented")
 			}
-			for _, p := range asSlice(op["parameters"]) {
-				if _, err := d.resolve(p); err != nil {
+			for i := range asSlice(op["parameters"]) {
+				if _, _, err := d.resolve(fmt.Sprintf("%s/parameters/%d", ptr, i)); err != nil {
 					t.Errorf("parameter: %v", err)
 				}
 			}
@@ -172,7 +187,7 @@ func TestOpenAPIValidatorRejects(t *testing.T) {
 		{"GenerateRequest", map[string]any{"Subject": "CN=x", "KeyType": "RSA", "SANs": map[string]any{"dns": "x"}}},
 	}
 	for _, b := range bad {
-		if err := d.validate(map[string]any{"$ref": "#/components/schemas/" + b.schema}, b.value, b.schema); err == nil {
+		if err := d.validate(pointer("components", "schemas", b.schema), b.value); err == nil {
 			t.Errorf("%s accepted %v", b.schema, b.value)
 		}
 	}

@@ -132,7 +132,7 @@ func TestGenerationBackpressure(t *testing.T) {
 	// once the test releases it.
 	server := func(wait time.Duration) (*api.Server, *heldGenerator, func() result) {
 		gen := &heldGenerator{
-			Generator: lifecycle.New(testToken, testStore, policy.Default(), zerolog.Nop()),
+			Generator: lifecycle.New(lifecycle.HSMToken{Token: testToken}, testStore, policy.Default(), zerolog.Nop()),
 			entered:   make(chan struct{}, 8), release: make(chan struct{}),
 		}
 		s := api.New(api.Options{BasePath: "/KeyfactorAPI", Log: zerolog.Nop(), Generator: gen,

@@ -52,7 +52,7 @@ func policyServer(t *testing.T) string {
 		}
 		policyPol = policy.NewReloader(e)
 		log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
-		svc := lifecycle.New(testToken, testStore, policyPol, log)
+		svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, testStore, policyPol, log)
 		policySrv = httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: log, Generator: svc, Policy: policyPol,
 			NoAuth: true, Audit: testStore}))
 	})

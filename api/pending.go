@@ -21,8 +21,10 @@ import (
 type PendingCSRs interface {
 	ListPending(ctx context.Context, q store.PendingQuery) ([]lifecycle.PendingCSR, int, error)
 	GetPending(ctx context.Context, id int64, scope *store.Scope) (string, error)
-	Delete(ctx context.Context, id int64, scope *store.Scope) error
-	DeleteMany(ctx context.Context, ids []int64, scope *store.Scope) error
+	// Delete and DeleteMany commit audit with the decision to delete (see
+	// lifecycle.Service.Delete): no key is destroyed without its row.
+	Delete(ctx context.Context, id int64, scope *store.Scope, audit *store.AuditEntry) error
+	DeleteMany(ctx context.Context, ids []int64, scope *store.Scope, audit *store.AuditEntry) error
 }
 
 func (s *Server) pendingRoutes() {
@@ -169,7 +171,10 @@ func (s *Server) deletePending(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.pending.Delete(c.Request().Context(), id, recordScope(c)); err != nil {
+	audit := s.successAudit(c, http.StatusNoContent)
+	err = s.pending.Delete(c.Request().Context(), id, recordScope(c), audit)
+	auditWritten(c, audit)
+	if err != nil {
 		return err
 	}
 	requestLogger(c, s.log).Info().Int64("record", id).Msg("pending CSR deleted")
@@ -195,7 +200,10 @@ func (s *Server) deletePendingMany(c echo.Context) error {
 			return badField("Id %d is not a request Id (1 to %d)", id, math.MaxInt32)
 		}
 	}
-	if err := s.pending.DeleteMany(c.Request().Context(), ids, recordScope(c)); err != nil {
+	audit := s.successAudit(c, http.StatusNoContent)
+	err := s.pending.DeleteMany(c.Request().Context(), ids, recordScope(c), audit)
+	auditWritten(c, audit)
+	if err != nil {
 		return err
 	}
 	requestLogger(c, s.log).Info().Ints64("records", ids).Msg("pending CSRs deleted")

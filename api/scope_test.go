@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -23,8 +24,10 @@ import (
 
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/auth"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
+	"github.com/csrd/csrd/metrics"
 	"github.com/csrd/csrd/policy"
 	"github.com/csrd/csrd/store"
 )
@@ -70,7 +73,7 @@ func authedServer(t *testing.T, users map[string]auth.Grants, o api.Options) (*a
 	if err := af.Save(path); err != nil {
 		t.Fatal(err)
 	}
-	a, err := auth.Open(path, testLog)
+	a, err := auth.Open(path, testLog, auth.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,9 +82,9 @@ func authedServer(t *testing.T, users map[string]auth.Grants, o api.Options) (*a
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, policy.Default(), testLog)
 	o.BasePath, o.Log, o.Pending, o.Certificates = "/KeyfactorAPI", testLog, svc, svc
-	o.Auth, o.Audit, o.Metrics = a, db, api.NewMetrics(api.MetricsSources{})
+	o.Auth, o.Audit, o.Metrics = a, db, metrics.New(metrics.Sources{})
 	if o.Generator == nil {
 		o.Generator = svc
 	}
@@ -162,7 +165,7 @@ func sameAnswer(t *testing.T, what string, status int, body string, wantStatus i
 func TestPendingScope(t *testing.T) {
 	ctx := context.Background()
 	fx := newScopeFixture(t)
-	ca := newAPICA(t)
+	ca := fixture.NewCA(t, "API test CA")
 	p1a, p1aCSR := fx.generate(t, "p1-a", `,"EnrollmentPatternId":1`)
 	p1b, _ := fx.generate(t, "p1-b", `,"EnrollmentPatternId":1`)
 	p3a, p3aCSR := fx.generate(t, "p3-a", `,"EnrollmentPatternId":3`)
@@ -179,7 +182,7 @@ func TestPendingScope(t *testing.T) {
 	})
 	// p3-b is married (as admin), so there is something to recover.
 	nb, na := time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
-	p3bCert := base64.StdEncoding.EncodeToString(ca.issue(t, p3bCSR, 31, nb, na))
+	p3bCert := base64.StdEncoding.EncodeToString(issueDER(t, ca, p3bCSR, 31, nb, na))
 	if status, body, _ := fx.call(t, "admin", http.MethodPost, "/KeyfactorAPI/Certificates/Import", `{"Certificate":"`+p3bCert+`"}`); status != http.StatusOK {
 		t.Fatalf("import as admin: %d %s", status, body)
 	}
@@ -243,9 +246,9 @@ func TestPendingScope(t *testing.T) {
 	})
 
 	t.Run("import and recover", func(t *testing.T) {
-		foreign := base64.StdEncoding.EncodeToString(ca.issue(t, csrOfUnknownKey(t), 32, nb, na))
+		foreign := base64.StdEncoding.EncodeToString(issueDER(t, ca, csrOfUnknownKey(t), 32, nb, na))
 		ws, wb, _ := fx.call(t, "p1", http.MethodPost, "/KeyfactorAPI/Certificates/Import", `{"Certificate":"`+foreign+`"}`)
-		p3aCert := base64.StdEncoding.EncodeToString(ca.issue(t, p3aCSR, 33, nb, na))
+		p3aCert := base64.StdEncoding.EncodeToString(issueDER(t, ca, p3aCSR, 33, nb, na))
 		for _, cert := range []string{p3aCert, p3bCert} {
 			s, b, _ := fx.call(t, "p1", http.MethodPost, "/KeyfactorAPI/Certificates/Import", `{"Certificate":"`+cert+`"}`)
 			sameAnswer(t, "p1 Import for a pattern-3 record", s, b, ws, wb)
@@ -256,7 +259,7 @@ func TestPendingScope(t *testing.T) {
 		ws, wb, _ = fx.call(t, "p1", http.MethodPost, "/KeyfactorAPI/Certificates/Recover", fmt.Sprintf(`{"CertID":%d}`, absent))
 		s, b, _ := fx.call(t, "p1", http.MethodPost, "/KeyfactorAPI/Certificates/Recover", fmt.Sprintf(`{"CertID":%d}`, p3b))
 		sameAnswer(t, "p1 Recover a pattern-3 certificate", s, b, ws, wb)
-		p1aCert := base64.StdEncoding.EncodeToString(ca.issue(t, p1aCSR, 34, nb, na))
+		p1aCert := base64.StdEncoding.EncodeToString(issueDER(t, ca, p1aCSR, 34, nb, na))
 		if s, b, _ := fx.call(t, "p1", http.MethodPost, "/KeyfactorAPI/Certificates/Import", `{"Certificate":"`+p1aCert+`"}`); s != http.StatusOK {
 			t.Errorf("p1 Import for its own record: %d %s", s, b)
 		}
@@ -275,4 +278,13 @@ func csrOfUnknownKey(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
+// issueDER answers csrPEM from ca with the given serial and validity.
+func issueDER(t *testing.T, ca *fixture.CA, csrPEM string, serial int64, nb, na time.Time) []byte {
+	t.Helper()
+	csr := fixture.ParseCSR(t, csrPEM)
+	tmpl := fixture.ForCSR(csr)
+	tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = big.NewInt(serial), nb, na
+	return ca.Issue(t, tmpl, csr.PublicKey).Raw
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/auth"
+	"github.com/csrd/csrd/metrics"
 	"github.com/csrd/csrd/policy"
 )
 
@@ -43,17 +45,16 @@ type Options struct {
 	// in flight or waiting (0: no bound); one more is answered 429 at once.
 	MaxGenerationsPerIdentity int
 
-	// Auth checks credentials (auth.go). NoAuth disables authentication
-	// (config auth.mode none, loopback only); with neither, every call is
-	// refused.
-	Auth     Authenticator
-	NoAuth   bool
-	Throttle *auth.Throttle // nil: no throttling
+	// Auth checks credentials and throttles sources that guess (auth.go).
+	// NoAuth disables authentication (config auth.mode none, loopback
+	// only); with neither, every call is refused.
+	Auth   Authenticator
+	NoAuth bool
 	// TrustedProxies may set X-Forwarded-For (see clientIP); empty: the
 	// TCP peer is the client.
 	TrustedProxies []*net.IPNet
-	Audit          AuditLog // nil: nothing audited
-	Metrics        *Metrics // nil: a registry with only the request metrics
+	Audit          AuditLog         // nil: nothing audited
+	Metrics        *metrics.Metrics // nil: a registry with only the request metrics
 	// Fleet, when set, serves GET /csrd/v1/nodes and forwards operations
 	// on keys in tokens this node does not reach (fleet.go).
 	Fleet Fleet
@@ -77,11 +78,10 @@ type Server struct {
 	// Status/Endpoints, built from the routes actually registered.
 	endpoints []string
 
-	auth     Authenticator
-	noAuth   bool
-	throttle *auth.Throttle
-	audit    AuditLog
-	metrics  *Metrics
+	auth    Authenticator
+	noAuth  bool
+	audit   AuditLog
+	metrics *metrics.Metrics
 	// canonical maps a registered (lower-case) echo path to its spelling
 	// in metrics labels.
 	canonical map[string]string
@@ -104,7 +104,6 @@ func New(o Options) *Server {
 		genLimit:    newLimiter(o.MaxGenerations, o.MaxGenerationsPerIdentity, o.GenerationWait),
 		auth:        o.Auth,
 		noAuth:      o.NoAuth,
-		throttle:    o.Throttle,
 		audit:       o.Audit,
 		metrics:     o.Metrics,
 
@@ -114,9 +113,11 @@ func New(o Options) *Server {
 		s.policy = policy.NewReloader(policy.Default())
 	}
 	if s.metrics == nil {
-		s.metrics = NewMetrics(MetricsSources{})
+		s.metrics = metrics.New(metrics.Sources{})
 	}
-	s.metrics.watchGenerations(s.genLimit)
+	if l := s.genLimit; l != nil {
+		s.metrics.WatchGenerations(func() float64 { return float64(l.InFlight()) }, func() float64 { return float64(l.Waiting()) })
+	}
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)
@@ -145,7 +146,7 @@ func New(o Options) *Server {
 		s.fleetRoutes()
 	}
 	s.routeHealth()
-	s.plainRoute(http.MethodGet, "/metrics", s.metrics.Handler(), s.authenticate(auth.OpMetrics))
+	s.plainRoute(http.MethodGet, "/metrics", echo.WrapHandler(s.metrics.Handler()), s.authenticate(auth.OpMetrics))
 	s.plainRoute(http.MethodGet, s.basePath+"/openapi.json", s.serveOpenAPI)
 	return s
 }
@@ -219,11 +220,21 @@ func saneRequestID(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+		if !requestIDRune(r) {
 			return false
 		}
 	}
 	return true
+}
+
+// requestIDRune: a client's request id is echoed in a header and logged, so
+// it keeps to letters, digits and "-_.".
+func requestIDRune(r rune) bool {
+	switch {
+	case r >= '0' && r <= '9', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		return true
+	}
+	return r == '-' || r == '_' || r == '.'
 }
 
 const ctxLogger = "csrd.logger"
@@ -263,7 +274,7 @@ func recoverPanics(log zerolog.Logger) echo.MiddlewareFunc {
 		return func(c echo.Context) (err error) {
 			defer func() {
 				if p := recover(); p != nil {
-					if p == http.ErrAbortHandler {
+					if e, ok := p.(error); ok && errors.Is(e, http.ErrAbortHandler) {
 						panic(p)
 					}
 					requestLogger(c, log).Error().Interface("panic", p).Msg("handler panicked")

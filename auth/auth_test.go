@@ -18,6 +18,9 @@ import (
 
 var cheap = Argon2Params{Memory: 64, Time: 1, Threads: 1}
 
+// testSrc is the client address of tests that use one.
+const testSrc = "192.0.2.1"
+
 func TestPasswordHashes(t *testing.T) {
 	a, err := HashPassword("pässwörd", cheap)
 	if err != nil {
@@ -135,17 +138,17 @@ func TestFileModeAndReload(t *testing.T) {
 	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
 		t.Errorf("saved with mode %04o, want 0600", st.Mode().Perm())
 	}
-	a, err := Open(path, zerolog.Nop())
+	a, err := Open(path, zerolog.Nop(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	clock := time.Now()
 	a.now = func() time.Time { return clock }
-	if id, err := a.Basic(ctx, `DOM\alice`, "one"); err != nil || id.Name != "alice" || id.Method != MethodBasic {
+	if id, err := a.Basic(ctx, testSrc, `DOM\alice`, "one"); err != nil || id.Name != "alice" || id.Method != MethodBasic {
 		t.Fatalf("Basic: %+v %v", id, err)
 	}
 	// The cached verification is not a way in with another password.
-	if _, err := a.Basic(ctx, "alice", "two"); !errors.Is(err, ErrUnauthenticated) {
+	if _, err := a.Basic(ctx, testSrc, "alice", "two"); !errors.Is(err, ErrUnauthenticated) {
 		t.Fatalf("wrong password: %v", err)
 	}
 	// Change the password (as csrctl user add -replace does); after the
@@ -156,10 +159,10 @@ func TestFileModeAndReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock = clock.Add(2 * time.Second)
-	if _, err := a.Basic(ctx, "alice", "one"); !errors.Is(err, ErrUnauthenticated) {
+	if _, err := a.Basic(ctx, testSrc, "alice", "one"); !errors.Is(err, ErrUnauthenticated) {
 		t.Errorf("old password after reload: %v", err)
 	}
-	if _, err := a.Basic(ctx, "alice", "two"); err != nil {
+	if _, err := a.Basic(ctx, testSrc, "alice", "two"); err != nil {
 		t.Errorf("new password after reload: %v", err)
 	}
 	// A broken file keeps the previous version in force.
@@ -167,17 +170,17 @@ func TestFileModeAndReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock = clock.Add(2 * time.Second)
-	if _, err := a.Basic(ctx, "alice", "two"); err != nil {
+	if _, err := a.Basic(ctx, testSrc, "alice", "two"); err != nil {
 		t.Errorf("after a broken edit: %v", err)
 	}
 	// Too open a mode is refused at start.
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(path, zerolog.Nop()); !errors.Is(err, ErrInvalidFile) || !strings.Contains(err.Error(), "0644") {
+	if _, err := Open(path, zerolog.Nop(), Options{}); !errors.Is(err, ErrInvalidFile) || !strings.Contains(err.Error(), "0644") {
 		t.Errorf("world-readable file: %v", err)
 	}
-	if _, err := Open(filepath.Join(dir, "missing.yaml"), zerolog.Nop()); !errors.Is(err, os.ErrNotExist) {
+	if _, err := Open(filepath.Join(dir, "missing.yaml"), zerolog.Nop(), Options{}); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
 }
@@ -194,48 +197,18 @@ func TestCertificateMatching(t *testing.T) {
 	if err := f.Save(path); err != nil {
 		t.Fatal(err)
 	}
-	a, err := Open(path, zerolog.Nop())
+	a, err := Open(path, zerolog.Nop(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*x509.Certificate{leaf, other} {
-		id, err := a.Certificate(context.Background(), c)
+		id, err := a.Certificate(context.Background(), testSrc, c)
 		if err != nil || id.Name != "by-cn" || id.Method != MethodMTLS {
 			t.Errorf("Certificate(CN=ra01): %+v %v", id, err)
 		}
 	}
-	if _, err := a.Certificate(context.Background(), &x509.Certificate{Raw: []byte("x"), Subject: pkix.Name{CommonName: "nobody"}}); !errors.Is(err, ErrUnauthenticated) {
+	if _, err := a.Certificate(context.Background(), testSrc, &x509.Certificate{Raw: []byte("x"), Subject: pkix.Name{CommonName: "nobody"}}); !errors.Is(err, ErrUnauthenticated) {
 		t.Errorf("unlisted: %v", err)
-	}
-}
-
-func TestThrottle(t *testing.T) {
-	now := time.Unix(1000, 0)
-	th := NewThrottle(2, time.Minute)
-	th.SetClock(func() time.Time { return now })
-	th.Fail("a")
-	if _, b := th.Blocked("a"); b {
-		t.Fatal("blocked after one failure")
-	}
-	th.Fail("a")
-	if d, b := th.Blocked("a"); !b || d != time.Minute {
-		t.Fatalf("after two: %v %v", d, b)
-	}
-	if _, b := th.Blocked("b"); b {
-		t.Fatal("another source is blocked")
-	}
-	now = now.Add(time.Minute)
-	th.Fail("a")
-	if d, _ := th.Blocked("a"); d != 2*time.Minute {
-		t.Fatalf("third failure: lockout %v, want 2m", d)
-	}
-	now = now.Add(time.Hour) // quiet long enough: forgotten
-	th.Fail("a")
-	if _, b := th.Blocked("a"); b {
-		t.Fatal("failure count not reset after a quiet hour")
-	}
-	if d, b := NewThrottle(0, 0).Blocked("a"); b || d != 0 {
-		t.Fatal("limit 0 must disable throttling")
 	}
 }
 

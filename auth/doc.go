@@ -4,8 +4,22 @@
 // credentials and verified client certificates against it, and throttling
 // sources that keep failing.
 //
-// It knows nothing about HTTP: package api extracts the credentials from a
-// request and turns this package's sentinel errors into 401/403/429.
+// It knows nothing about HTTP: package api extracts the credentials and
+// the source address from a request and turns this package's errors into
+// 401/429/503 (and grants into 403).
+//
+// # Guessing
+//
+// What can be guessed (passwords; API tokens in principle) is throttled
+// per source address and per claimed identity (Throttle): an attempt is
+// reserved before it is checked, so parallel guesses cannot outrun the
+// count, and a success forgives only its own identity's failures. What
+// cannot be guessed (a client certificate the TLS layer verified, a valid
+// 256-bit token) is let through even from a locked-out source. Slow
+// password verifications run in a few slots behind a bounded queue with a
+// per-source share; what does not fit is refused at once. Unknown user
+// names are verified against a dummy of the file's costliest hash, and
+// users whose hash is cheaper than the default are warned about at load.
 //
 // # Secrets
 //

@@ -104,66 +104,84 @@ func ParseFile(data []byte) (*File, error) {
 
 // Validate checks every entry and reports every problem at once.
 func (af *File) Validate() error {
-	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	names := map[string]string{}
-	unique := func(kind, name string) {
-		k := strings.ToLower(name)
-		if prev, ok := names[k]; ok {
-			add("%s %q: name already used by a %s", kind, name, prev)
-		}
-		names[k] = kind
-	}
+	c := fileCheck{names: map[string]string{}, ids: map[string]bool{}}
 	for _, u := range af.Users {
-		if err := checkName(u.Name); err != nil {
-			add("user %q: %v", u.Name, err)
-		}
-		unique("user", u.Name)
-		if err := checkHash(u.PasswordHash); err != nil {
-			add("user %q: password_hash: %v", u.Name, err)
-		}
-		if err := u.Grants.validate(); err != nil {
-			add("user %q: %v", u.Name, err)
-		}
+		c.user(u)
 	}
-	ids := map[string]bool{}
 	for _, t := range af.Tokens {
-		if err := checkName(t.Name); err != nil {
-			add("token %q: %v", t.Name, err)
-		}
-		unique("token", t.Name)
-		if b, err := hex.DecodeString(t.ID); err != nil || len(b) != tokenIDLen {
-			add("token %q: id must be %d hex digits", t.Name, 2*tokenIDLen)
-		} else if ids[t.ID] {
-			add("token %q: id %s used twice", t.Name, t.ID)
-		}
-		ids[t.ID] = true
-		if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != 32 {
-			add("token %q: sha256 must be 64 hex digits", t.Name)
-		}
-		if err := t.Grants.validate(); err != nil {
-			add("token %q: %v", t.Name, err)
-		}
+		c.token(t)
 	}
-	for _, c := range af.Clients {
-		if err := checkName(c.Name); err != nil {
-			add("client %q: %v", c.Name, err)
-		}
-		unique("client", c.Name)
-		if c.SubjectCN == "" && c.SHA256 == "" {
-			add("client %q: needs subject_cn or sha256", c.Name)
-		}
-		if b, err := hex.DecodeString(strings.ReplaceAll(c.SHA256, ":", "")); c.SHA256 != "" && (err != nil || len(b) != 32) {
-			add("client %q: sha256 must be the certificate's SHA-256 fingerprint (64 hex digits)", c.Name)
-		}
-		if err := c.Grants.validate(); err != nil {
-			add("client %q: %v", c.Name, err)
-		}
+	for _, cl := range af.Clients {
+		c.client(cl)
 	}
-	if len(errs) == 0 {
+	if len(c.errs) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: %w", ErrInvalidFile, errors.Join(errs...))
+	return fmt.Errorf("%w: %w", ErrInvalidFile, errors.Join(c.errs...))
+}
+
+// fileCheck collects an auth file's problems entry by entry. Names are
+// unique across users, tokens and clients (case-insensitively: they are
+// matched so), token ids across tokens.
+type fileCheck struct {
+	errs  []error
+	names map[string]string // lower-cased name -> kind of the entry that took it
+	ids   map[string]bool
+}
+
+func (c *fileCheck) add(format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf(format, args...))
+}
+
+// name checks an entry's name and that no earlier entry took it.
+func (c *fileCheck) name(kind, name string) {
+	if err := checkName(name); err != nil {
+		c.add("%s %q: %v", kind, name, err)
+	}
+	k := strings.ToLower(name)
+	if prev, ok := c.names[k]; ok {
+		c.add("%s %q: name already used by a %s", kind, name, prev)
+	}
+	c.names[k] = kind
+}
+
+func (c *fileCheck) grants(kind, name string, g Grants) {
+	if err := g.validate(); err != nil {
+		c.add("%s %q: %v", kind, name, err)
+	}
+}
+
+func (c *fileCheck) user(u User) {
+	c.name("user", u.Name)
+	if err := checkHash(u.PasswordHash); err != nil {
+		c.add("user %q: password_hash: %v", u.Name, err)
+	}
+	c.grants("user", u.Name, u.Grants)
+}
+
+func (c *fileCheck) token(t Token) {
+	c.name("token", t.Name)
+	if b, err := hex.DecodeString(t.ID); err != nil || len(b) != tokenIDLen {
+		c.add("token %q: id must be %d hex digits", t.Name, 2*tokenIDLen)
+	} else if c.ids[t.ID] {
+		c.add("token %q: id %s used twice", t.Name, t.ID)
+	}
+	c.ids[t.ID] = true
+	if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != 32 {
+		c.add("token %q: sha256 must be 64 hex digits", t.Name)
+	}
+	c.grants("token", t.Name, t.Grants)
+}
+
+func (c *fileCheck) client(cl Client) {
+	c.name("client", cl.Name)
+	if cl.SubjectCN == "" && cl.SHA256 == "" {
+		c.add("client %q: needs subject_cn or sha256", cl.Name)
+	}
+	if b, err := hex.DecodeString(strings.ReplaceAll(cl.SHA256, ":", "")); cl.SHA256 != "" && (err != nil || len(b) != 32) {
+		c.add("client %q: sha256 must be the certificate's SHA-256 fingerprint (64 hex digits)", cl.Name)
+	}
+	c.grants("client", cl.Name, cl.Grants)
 }
 
 // checkName keeps names printable and colon-free: Basic auth splits at the

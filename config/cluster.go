@@ -10,9 +10,9 @@ import (
 	"strings"
 )
 
-func (c Cluster) validate(tls bool) []error {
-	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+// validate checks the node's name, heartbeat and advertised URL.
+func (c Cluster) validate(p *problems, tls bool) {
+	add := p.add
 	if c.HeartbeatInterval <= 0 {
 		add("cluster.heartbeat_interval: must be positive")
 	}
@@ -23,7 +23,7 @@ func (c Cluster) validate(tls bool) []error {
 		add("cluster.node_name %q: at most 64 characters, no spaces or slashes", c.NodeName)
 	}
 	if c.AdvertiseURL == "" {
-		return errs
+		return
 	}
 	u, err := url.Parse(c.AdvertiseURL)
 	switch {
@@ -38,7 +38,6 @@ func (c Cluster) validate(tls bool) []error {
 	case u.Scheme != "http" && u.Scheme != "https":
 		add("cluster.advertise_url %q: scheme must be http or https", c.AdvertiseURL)
 	}
-	return errs
 }
 
 // Node returns the node name: cluster.node_name, or the host name.

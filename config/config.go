@@ -157,10 +157,25 @@ type Auth struct {
 	File string `yaml:"file"`
 	// FailureLimit failed attempts from one address lock it out for
 	// Lockout, doubling with every further failure (up to an hour).
+	// Attempts still being verified count, and a success forgives only the
+	// failures of the identity that succeeded (see auth.Throttle).
 	// 0 disables throttling.
 	FailureLimit int           `yaml:"failure_limit"`
 	Lockout      time.Duration `yaml:"lockout"`
+	// VerifyQueue is how many password verifications may wait for one of
+	// the two verification slots; beyond it a Basic login is answered 503
+	// at once instead of queueing without bound.
+	VerifyQueue int `yaml:"verify_queue"`
+	// VerifyPerSource is how many password verifications one address may
+	// have running or waiting; beyond it the login is answered 429 at once,
+	// so one address cannot hold every slot.
+	VerifyPerSource int `yaml:"verify_per_source"`
 }
+
+// maxVerifyQueue bounds auth.verify_queue: each waiting verification is a
+// held request, and at ~0.1-0.3 s a verification a longer queue only waits
+// into client timeouts.
+const maxVerifyQueue = 4096
 
 // Auth modes.
 const (
@@ -177,7 +192,8 @@ func Defaults() Config {
 		LogLevel:        "info",
 		ShutdownTimeout: 30 * time.Second,
 		RequestTimeout:  5 * time.Minute,
-		Auth:            Auth{Mode: AuthFile, File: "/etc/csrd/auth.yaml", FailureLimit: 5, Lockout: time.Minute},
+		Auth: Auth{Mode: AuthFile, File: "/etc/csrd/auth.yaml", FailureLimit: 5, Lockout: time.Minute,
+			VerifyQueue: 16, VerifyPerSource: 1},
 		HSM: HSM{
 			Module:             "/usr/lib/softhsm/libsofthsm2.so",
 			PINFile:            "/etc/csrd/hsm-pin",
@@ -213,125 +229,165 @@ func Load(path string) (Config, error) {
 
 // Validate checks the whole configuration and reports every problem at once.
 func (c *Config) Validate() error {
-	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var p problems
+	c.validateServer(&p)
+	c.validateAuth(&p)
+	c.validateHSM(&p)
+	c.validateLimits(&p)
+	c.Cluster.validate(&p, c.TLS.Enabled())
+	if len(p) == 0 {
+		return nil
+	}
+	return fmt.Errorf("config: %w", errors.Join(p...))
+}
 
-	host, _, err := net.SplitHostPort(c.Listen)
-	if err != nil {
-		add("listen %q: %v", c.Listen, err)
+// problems collects what Validate finds, so that an operator fixes a
+// configuration in one pass rather than one error per start.
+type problems []error
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
+
+// validateServer checks what csrd serves on: address, TLS, base path,
+// database, logging and the trusted proxies.
+func (c *Config) validateServer(p *problems) {
+	if host, _, err := net.SplitHostPort(c.Listen); err != nil {
+		p.add("listen %q: %v", c.Listen, err)
 	} else if !c.TLS.Enabled() && !isLoopback(host) {
 		// Requests carry credentials and return CSRs: plain HTTP must not
 		// leave the machine.
-		add("listen %q: plain HTTP is only allowed on a loopback address; set tls.cert_file and tls.key_file", c.Listen)
+		p.add("listen %q: plain HTTP is only allowed on a loopback address; set tls.cert_file and tls.key_file", c.Listen)
 	}
 	switch {
 	case c.TLS.Enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == ""):
-		add("tls: cert_file and key_file must be set together")
+		p.add("tls: cert_file and key_file must be set together")
 	case !c.TLS.Enabled() && c.TLS.ClientCAFile != "":
-		add("tls.client_ca_file: needs tls.cert_file and tls.key_file (mTLS is TLS)")
-	}
-	if c.Limits.MaxGenerations < 0 {
-		add("limits.max_generations %d: must be 0 (= hsm.max_sessions - 1) or more", c.Limits.MaxGenerations)
-	}
-	if c.Limits.GenerationWait <= 0 {
-		add("limits.generation_wait: must be positive")
-	}
-	switch {
-	case c.Limits.MaxGenerationsPerIdentity < 0:
-		add("limits.max_generations_per_identity %d: must be 0 (no cap) or more", c.Limits.MaxGenerationsPerIdentity)
-	case c.Limits.MaxGenerationsPerIdentity > 0 && c.Auth.Mode == AuthNone:
-		// Every caller is the one anonymous identity: the cap would only
-		// be a smaller limits.max_generations.
-		add("limits.max_generations_per_identity: needs auth.mode file (with auth.mode none every caller is one identity; lower limits.max_generations instead)")
-	}
-	if c.HSM.HealthInterval <= 0 {
-		add("hsm.health_interval: must be positive")
-	}
-	if c.HSM.ReconnectMaxBackoff < 250*time.Millisecond {
-		add("hsm.reconnect_max_backoff %v: must be at least 250ms", c.HSM.ReconnectMaxBackoff)
+		p.add("tls.client_ca_file: needs tls.cert_file and tls.key_file (mTLS is TLS)")
 	}
 	if !strings.HasPrefix(c.BasePath, "/") || strings.HasSuffix(c.BasePath, "/") && c.BasePath != "/" {
-		add("base_path %q: must start with / and not end with /", c.BasePath)
-	}
-	if c.HSM.Module == "" {
-		add("hsm.module: required")
-	}
-	switch {
-	case len(c.HSM.Tokens) > 0 && c.HSM.TokenLabel != "":
-		add("hsm.token_label and hsm.tokens: set one (a single token) or the other (a pool), not both")
-	case len(c.HSM.Tokens) == 0 && c.HSM.TokenLabel == "":
-		add("hsm.token_label: required (or hsm.tokens for a pool)")
-	}
-	seen := map[string]bool{}
-	needDefaultPIN := len(c.HSM.Tokens) == 0
-	for i, t := range c.HSM.Tokens {
-		switch {
-		case t.TokenLabel == "":
-			add("hsm.tokens[%d].token_label: required", i)
-		case len(t.TokenLabel) > 32:
-			add("hsm.tokens[%d].token_label %q: longer than 32 bytes", i, t.TokenLabel)
-		case seen[t.TokenLabel]:
-			add("hsm.tokens[%d].token_label %q: listed twice", i, t.TokenLabel)
-		}
-		seen[t.TokenLabel] = true
-		needDefaultPIN = needDefaultPIN || t.PINFile == ""
-	}
-	if needDefaultPIN && c.HSM.PINFile == "" && os.Getenv(credentialsEnv) == "" {
-		add("hsm.pin_file: required (or a systemd credential hsm-pin)")
-	}
-	// crypto11 keeps one long-lived session of its own besides the pool,
-	// so fewer than 2 cannot work.
-	if c.HSM.MaxSessions < 2 || c.HSM.MaxSessions > 1024 {
-		add("hsm.max_sessions %d: must be between 2 and 1024", c.HSM.MaxSessions)
-	}
-	if c.HSM.SessionWaitTimeout <= 0 {
-		add("hsm.session_wait_timeout: must be positive")
+		p.add("base_path %q: must start with / and not end with /", c.BasePath)
 	}
 	switch {
 	case c.Database == "" || c.Database == ":memory:" || strings.HasPrefix(c.Database, "file::memory:"):
-		add("database %q: must be a file path or a postgres:// URL", c.Database)
+		p.add("database %q: must be a file path or a postgres:// URL", c.Database)
 	case c.DatabasePasswordFile != "" && !c.Postgres():
-		add("database_password_file: only for a PostgreSQL database (database: postgres://…)")
+		p.add("database_password_file: only for a PostgreSQL database (database: postgres://…)")
 	}
 	switch c.LogLevel {
 	case "trace", "debug", "info", "warn", "error":
 	default:
-		add("log_level %q: must be one of trace, debug, info, warn, error", c.LogLevel)
+		p.add("log_level %q: must be one of trace, debug, info, warn, error", c.LogLevel)
 	}
-	if c.ShutdownTimeout <= 0 {
-		add("shutdown_timeout: must be positive")
+	if _, err := c.TrustedProxyNets(); err != nil {
+		p.add("%v", err)
 	}
-	if c.RequestTimeout <= 0 {
-		add("request_timeout: must be positive")
-	}
+}
+
+// validateAuth checks how callers are authenticated.
+func (c *Config) validateAuth(p *problems) {
 	switch c.Auth.Mode {
 	case AuthFile:
 		if c.Auth.File == "" {
-			add("auth.file: required when auth.mode is file")
+			p.add("auth.file: required when auth.mode is file")
 		}
 	case AuthNone:
 		// Without authentication anyone who reaches the port can make keys
-		// and delete records: only ever on the machine itself.
-		if err == nil && !isLoopback(host) {
-			add("auth.mode none: only allowed when listen is a loopback address, not %q", c.Listen)
+		// and delete records: only ever on the machine itself. (A listen
+		// address that does not parse is reported by validateServer.)
+		if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopback(host) {
+			p.add("auth.mode none: only allowed when listen is a loopback address, not %q", c.Listen)
 		}
 	default:
-		add("auth.mode %q: must be file or none", c.Auth.Mode)
-	}
-	if _, err := c.TrustedProxyNets(); err != nil {
-		add("%v", err)
+		p.add("auth.mode %q: must be file or none", c.Auth.Mode)
 	}
 	if c.Auth.FailureLimit < 0 {
-		add("auth.failure_limit: must not be negative")
+		p.add("auth.failure_limit: must not be negative")
 	}
 	if c.Auth.FailureLimit > 0 && c.Auth.Lockout <= 0 {
-		add("auth.lockout: must be positive when auth.failure_limit is set")
+		p.add("auth.lockout: must be positive when auth.failure_limit is set")
 	}
-	errs = append(errs, c.Cluster.validate(c.TLS.Enabled())...)
-	if len(errs) == 0 {
-		return nil
+	if c.Auth.VerifyQueue < 1 || c.Auth.VerifyQueue > maxVerifyQueue {
+		p.add("auth.verify_queue %d: must be between 1 and %d", c.Auth.VerifyQueue, maxVerifyQueue)
 	}
-	return fmt.Errorf("config: %w", errors.Join(errs...))
+	if c.Auth.VerifyPerSource < 1 || c.Auth.VerifyPerSource > maxVerifyQueue {
+		p.add("auth.verify_per_source %d: must be between 1 and %d", c.Auth.VerifyPerSource, maxVerifyQueue)
+	}
+}
+
+// validateHSM checks the module, the token or pool, the PIN source and the
+// session and reconnection bounds.
+func (c *Config) validateHSM(p *problems) {
+	h := &c.HSM
+	if h.Module == "" {
+		p.add("hsm.module: required")
+	}
+	switch {
+	case len(h.Tokens) > 0 && h.TokenLabel != "":
+		p.add("hsm.token_label and hsm.tokens: set one (a single token) or the other (a pool), not both")
+	case len(h.Tokens) == 0 && h.TokenLabel == "":
+		p.add("hsm.token_label: required (or hsm.tokens for a pool)")
+	}
+	needDefaultPIN := h.validatePool(p)
+	if needDefaultPIN && h.PINFile == "" && os.Getenv(credentialsEnv) == "" {
+		p.add("hsm.pin_file: required (or a systemd credential hsm-pin)")
+	}
+	// crypto11 keeps one long-lived session of its own besides the pool,
+	// so fewer than 2 cannot work.
+	if h.MaxSessions < 2 || h.MaxSessions > 1024 {
+		p.add("hsm.max_sessions %d: must be between 2 and 1024", h.MaxSessions)
+	}
+	if h.SessionWaitTimeout <= 0 {
+		p.add("hsm.session_wait_timeout: must be positive")
+	}
+	if h.HealthInterval <= 0 {
+		p.add("hsm.health_interval: must be positive")
+	}
+	if h.ReconnectMaxBackoff < 250*time.Millisecond {
+		p.add("hsm.reconnect_max_backoff %v: must be at least 250ms", h.ReconnectMaxBackoff)
+	}
+}
+
+// validatePool checks hsm.tokens and reports whether some token reads its
+// PIN from hsm.pin_file (the single token always does).
+func (h *HSM) validatePool(p *problems) (needDefaultPIN bool) {
+	seen := map[string]bool{}
+	needDefaultPIN = len(h.Tokens) == 0
+	for i, t := range h.Tokens {
+		switch {
+		case t.TokenLabel == "":
+			p.add("hsm.tokens[%d].token_label: required", i)
+		case len(t.TokenLabel) > 32:
+			p.add("hsm.tokens[%d].token_label %q: longer than 32 bytes", i, t.TokenLabel)
+		case seen[t.TokenLabel]:
+			p.add("hsm.tokens[%d].token_label %q: listed twice", i, t.TokenLabel)
+		}
+		seen[t.TokenLabel] = true
+		needDefaultPIN = needDefaultPIN || t.PINFile == ""
+	}
+	return needDefaultPIN
+}
+
+// validateLimits checks the bounds on work in flight and on time.
+func (c *Config) validateLimits(p *problems) {
+	if c.Limits.MaxGenerations < 0 {
+		p.add("limits.max_generations %d: must be 0 (= hsm.max_sessions - 1) or more", c.Limits.MaxGenerations)
+	}
+	if c.Limits.GenerationWait <= 0 {
+		p.add("limits.generation_wait: must be positive")
+	}
+	switch {
+	case c.Limits.MaxGenerationsPerIdentity < 0:
+		p.add("limits.max_generations_per_identity %d: must be 0 (no cap) or more", c.Limits.MaxGenerationsPerIdentity)
+	case c.Limits.MaxGenerationsPerIdentity > 0 && c.Auth.Mode == AuthNone:
+		// Every caller is the one anonymous identity: the cap would only
+		// be a smaller limits.max_generations.
+		p.add("limits.max_generations_per_identity: needs auth.mode file (with auth.mode none every caller is one identity; lower limits.max_generations instead)")
+	}
+	if c.ShutdownTimeout <= 0 {
+		p.add("shutdown_timeout: must be positive")
+	}
+	if c.RequestTimeout <= 0 {
+		p.add("request_timeout: must be positive")
+	}
 }
 
 // Postgres reports whether Database names a PostgreSQL database.

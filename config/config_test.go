@@ -127,6 +127,10 @@ func TestValidate(t *testing.T) {
 		{name: "trusted proxies", mutate: func(c *Config) { c.TrustedProxies = []string{"127.0.0.1", "10.0.0.0/8", "::1"} }},
 		{name: "trusted proxy not an address", mutate: func(c *Config) { c.TrustedProxies = []string{"proxy.local"} }, wantErr: "trusted_proxies"},
 		{name: "throttle off", mutate: func(c *Config) { c.Auth.FailureLimit = 0; c.Auth.Lockout = 0 }},
+		{name: "no verification queue", mutate: func(c *Config) { c.Auth.VerifyQueue = 0 }, wantErr: "auth.verify_queue"},
+		{name: "huge verification queue", mutate: func(c *Config) { c.Auth.VerifyQueue = 1 << 20 }, wantErr: "auth.verify_queue"},
+		{name: "no verifications per source", mutate: func(c *Config) { c.Auth.VerifyPerSource = 0 }, wantErr: "auth.verify_per_source"},
+		{name: "verification limits", mutate: func(c *Config) { c.Auth.VerifyQueue, c.Auth.VerifyPerSource = 64, 4 }},
 		{name: "all errors together", mutate: func(c *Config) { c.LogLevel = "loud"; c.HSM.TokenLabel = "" }, wantErr: "token_label"},
 		{name: "pool", mutate: func(c *Config) {
 			c.HSM.TokenLabel = ""
@@ -343,7 +347,9 @@ func TestClusterConfig(t *testing.T) {
 	}
 	dir := t.TempDir()
 	short := filepath.Join(dir, "short")
-	os.WriteFile(short, []byte("tooshort\n"), 0o600)
+	if err := os.WriteFile(short, []byte("tooshort\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c.Cluster.SecretFile = short
 	t.Setenv(credentialsEnv, "")
 	if _, err := c.ReadClusterSecret(); err == nil || !strings.Contains(err.Error(), "shorter than 16") {

@@ -18,6 +18,28 @@ func checkValue(info attrInfo, ava AttributeTypeAndValue) string {
 	if !utf8.ValidString(v) {
 		return "invalid UTF-8"
 	}
+	if reason := checkControls(v); reason != "" {
+		return reason
+	}
+	tag := ava.Tag
+	if tag == 0 {
+		tag = info.tag
+	}
+	if reason := checkAlphabet(tag, v); reason != "" {
+		return reason
+	}
+	if info.oid.Equal(oidCountry) && (len(v) != 2 || !isLetter(v[0]) || !isLetter(v[1])) {
+		return "country must be a two-letter ISO 3166 code"
+	}
+	if info.ub > 0 && utf8.RuneCountInString(v) > info.ub {
+		return fmt.Sprintf("value longer than %d characters", info.ub)
+	}
+	return ""
+}
+
+// checkControls refuses NUL and other control characters, which no
+// directory string type should carry into a subject.
+func checkControls(v string) string {
 	for _, r := range v {
 		if r == 0 {
 			return "NUL character in value"
@@ -26,10 +48,12 @@ func checkValue(info attrInfo, ava AttributeTypeAndValue) string {
 			return fmt.Sprintf("control character %U in value", r)
 		}
 	}
-	tag := ava.Tag
-	if tag == 0 {
-		tag = info.tag
-	}
+	return ""
+}
+
+// checkAlphabet checks v against the alphabet of the string type tag;
+// UTF8String, BMPString and TeletexString take any character left.
+func checkAlphabet(tag int, v string) string {
 	switch tag {
 	case asn1.TagPrintableString:
 		for i := 0; i < len(v); i++ {
@@ -42,16 +66,6 @@ func checkValue(info attrInfo, ava AttributeTypeAndValue) string {
 			if r >= utf8.RuneSelf {
 				return fmt.Sprintf("non-ASCII character %q not allowed in IA5String", r)
 			}
-		}
-	}
-	if info.oid.Equal(oidCountry) {
-		if len(v) != 2 || !isLetter(v[0]) || !isLetter(v[1]) {
-			return "country must be a two-letter ISO 3166 code"
-		}
-	}
-	if info.ub > 0 {
-		if n := utf8.RuneCountInString(v); n > info.ub {
-			return fmt.Sprintf("value longer than %d characters", info.ub)
 		}
 	}
 	return ""

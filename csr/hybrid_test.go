@@ -254,8 +254,11 @@ func dumpDER(der []byte) string {
 			switch {
 			case v.Class == asn1.ClassUniversal && v.Tag == asn1.TagOID:
 				var oid asn1.ObjectIdentifier
-				asn1.Unmarshal(v.FullBytes, &oid)
-				fmt.Fprintf(&b, " %s", oid)
+				if _, err := asn1.Unmarshal(v.FullBytes, &oid); err != nil {
+					fmt.Fprintf(&b, " !! %v", err)
+				} else {
+					fmt.Fprintf(&b, " %s", oid)
+				}
 			case v.Class == asn1.ClassUniversal && v.Tag == asn1.TagInteger && len(v.Bytes) <= 8:
 				fmt.Fprintf(&b, " %x", v.Bytes)
 			case v.Class == asn1.ClassUniversal && (v.Tag == asn1.TagUTF8String || v.Tag == asn1.TagPrintableString):

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -30,34 +31,9 @@ var dnsProfile = idna.New(
 // With allowWildcard, "*" may be the whole leftmost label (RFC 6125 6.4.3
 // as CAs apply it); it is never allowed anywhere else.
 func normalizeDNS(v string, allowWildcard bool) (string, string) {
-	for _, r := range v {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
-			return "", "contains whitespace or control characters"
-		}
-	}
-	if strings.HasSuffix(v, ".") {
-		return "", "trailing dot"
-	}
-	prefix, rest := "", v
-	if allowWildcard && strings.HasPrefix(v, "*.") {
-		prefix, rest = "*.", v[2:]
-	}
-	if strings.Contains(rest, "*") {
-		if allowWildcard {
-			return "", "wildcard '*' is only allowed as the whole leftmost label"
-		}
-		return "", "'*' not allowed"
-	}
-	if rest == "" {
-		return "", "empty name"
-	}
-	if net.ParseIP(rest) != nil {
-		return "", "IP address in a DNS name; use the ip4/ip6/ip key"
-	}
-	for _, l := range strings.Split(rest, ".") {
-		if l == "" {
-			return "", "empty label"
-		}
+	prefix, rest, reason := splitDNS(v, allowWildcard)
+	if reason != "" {
+		return "", reason
 	}
 	if isASCII(rest) {
 		// Check plain names first so the reason is specific ("label longer
@@ -83,6 +59,41 @@ func normalizeDNS(v string, allowWildcard bool) (string, string) {
 	return prefix + a, ""
 }
 
+// splitDNS separates an allowed wildcard label ("*.") from the rest of the
+// name and refuses what is not a name at all: spaces, a trailing dot, '*'
+// elsewhere, an IP address, empty labels.
+func splitDNS(v string, allowWildcard bool) (prefix, rest, reason string) {
+	if hasSpaceOrControl(v) {
+		return "", "", "contains whitespace or control characters"
+	}
+	if strings.HasSuffix(v, ".") {
+		return "", "", "trailing dot"
+	}
+	rest = v
+	if allowWildcard && strings.HasPrefix(v, "*.") {
+		prefix, rest = "*.", v[2:]
+	}
+	switch {
+	case strings.Contains(rest, "*") && allowWildcard:
+		return "", "", "wildcard '*' is only allowed as the whole leftmost label"
+	case strings.Contains(rest, "*"):
+		return "", "", "'*' not allowed"
+	case rest == "":
+		return "", "", "empty name"
+	case net.ParseIP(rest) != nil:
+		return "", "", "IP address in a DNS name; use the ip4/ip6/ip key"
+	case slices.Contains(strings.Split(rest, "."), ""):
+		return "", "", "empty label"
+	}
+	return prefix, rest, ""
+}
+
+// hasSpaceOrControl reports whether v holds a space or control character,
+// which no name csrd emits may carry.
+func hasSpaceOrControl(v string) bool {
+	return strings.ContainsFunc(v, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })
+}
+
 // checkLDH enforces the preferred name syntax (RFC 1034 3.5 as relaxed by
 // RFC 1123) on an A-label name; the IDNA profile already did most of this,
 // this keeps the guarantee independent of the library's options.
@@ -98,13 +109,16 @@ func checkLDH(name string) string {
 		}
 		for i := 0; i < len(l); i++ {
 			c := l[i]
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			if !isLDH(c) {
 				return fmt.Sprintf("character %q not allowed (letters, digits and '-' only)", c)
 			}
 		}
 	}
 	return ""
 }
+
+// isLDH reports whether c is a lower-case letter, a digit or '-'.
+func isLDH(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' }
 
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -213,10 +227,8 @@ func checkUPN(v string) string {
 	if !utf8.ValidString(v) {
 		return "invalid UTF-8"
 	}
-	for _, r := range v {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
-			return "contains whitespace or control characters"
-		}
+	if hasSpaceOrControl(v) {
+		return "contains whitespace or control characters"
 	}
 	i := strings.LastIndexByte(v, '@')
 	if i <= 0 || i == len(v)-1 {

@@ -4,6 +4,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
+	"net"
 )
 
 var (
@@ -59,66 +60,110 @@ func (s *SANs) Extension() (pkix.Extension, error) {
 	if s.Empty() {
 		return pkix.Extension{}, &SANError{Key: "*", Reason: "no names for a subjectAltName extension", keyOnly: true}
 	}
-	var names []byte
-	add := func(class, tag int, compound bool, content []byte) error {
-		b, err := asn1.Marshal(asn1.RawValue{Class: class, Tag: tag, IsCompound: compound, Bytes: content})
-		if err != nil {
-			return err
-		}
-		names = append(names, b...)
-		return nil
-	}
-	ctx := asn1.ClassContextSpecific
-	for _, v := range s.DNS {
-		if err := add(ctx, gnDNSName, false, []byte(v)); err != nil {
-			return pkix.Extension{}, err
-		}
-	}
-	for _, ip := range s.IPs {
-		b := ip.To4()
-		if b == nil {
-			b = ip.To16()
-		}
-		if b == nil {
-			return pkix.Extension{}, &SANError{Key: "ip", Value: fmt.Sprint(ip), Reason: "IP address must be 4 or 16 bytes"}
-		}
-		if err := add(ctx, gnIPAddress, false, b); err != nil {
-			return pkix.Extension{}, err
-		}
-	}
-	for _, v := range s.URIs {
-		if err := add(ctx, gnURI, false, []byte(v)); err != nil {
-			return pkix.Extension{}, err
-		}
-	}
-	for _, v := range s.Emails {
-		if err := add(ctx, gnRFC822Name, false, []byte(v)); err != nil {
-			return pkix.Extension{}, err
-		}
-	}
-	for _, v := range s.UPNs {
-		on, err := otherNameUTF8(oidUPN, v)
-		if err != nil {
-			return pkix.Extension{}, err
-		}
-		if err := add(ctx, gnOtherName, true, on); err != nil {
-			return pkix.Extension{}, err
-		}
-	}
-	for _, oid := range s.RegisteredIDs {
-		content, err := oidContent(oid)
-		if err != nil {
-			return pkix.Extension{}, &SANError{Key: "registeredid", Value: oid.String(), Reason: err.Error()}
-		}
-		if err := add(ctx, gnRegisteredID, false, content); err != nil {
-			return pkix.Extension{}, err
-		}
+	names, err := s.encodeNames()
+	if err != nil {
+		return pkix.Extension{}, err
 	}
 	value, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSequence, IsCompound: true, Bytes: names})
 	if err != nil {
 		return pkix.Extension{}, err
 	}
 	return pkix.Extension{Id: oidSubjectAltName, Value: value}, nil
+}
+
+// encodeNames returns the DER of every name as a GeneralName, in the
+// order Strings lists them.
+func (s *SANs) encodeNames() ([]byte, error) {
+	var g nameDER
+	if err := g.addStrings(gnDNSName, s.DNS); err != nil {
+		return nil, err
+	}
+	if err := g.addIPs(s.IPs); err != nil {
+		return nil, err
+	}
+	if err := g.addStrings(gnURI, s.URIs); err != nil {
+		return nil, err
+	}
+	if err := g.addStrings(gnRFC822Name, s.Emails); err != nil {
+		return nil, err
+	}
+	if err := g.addUPNs(s.UPNs); err != nil {
+		return nil, err
+	}
+	if err := g.addRegisteredIDs(s.RegisteredIDs); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// nameDER accumulates the DER of GeneralName entries, each under its
+// IMPLICIT context tag.
+type nameDER []byte
+
+func (g *nameDER) add(tag int, compound bool, content []byte) error {
+	b, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: tag, IsCompound: compound, Bytes: content})
+	if err != nil {
+		return err
+	}
+	*g = append(*g, b...)
+	return nil
+}
+
+// addStrings adds IA5String names (dNSName, uniformResourceIdentifier,
+// rfc822Name), already checked to be ASCII.
+func (g *nameDER) addStrings(tag int, vs []string) error {
+	for _, v := range vs {
+		if err := g.add(tag, false, []byte(v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addIPs adds iPAddress names: 4 bytes for IPv4, 16 for IPv6.
+func (g *nameDER) addIPs(ips []net.IP) error {
+	for _, ip := range ips {
+		b := ip.To4()
+		if b == nil {
+			b = ip.To16()
+		}
+		if b == nil {
+			return &SANError{Key: "ip", Value: fmt.Sprint(ip), Reason: "IP address must be 4 or 16 bytes"}
+		}
+		if err := g.add(gnIPAddress, false, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addUPNs adds Microsoft UPNs as otherName entries.
+func (g *nameDER) addUPNs(upns []string) error {
+	for _, v := range upns {
+		on, err := otherNameUTF8(oidUPN, v)
+		if err != nil {
+			return err
+		}
+		if err := g.add(gnOtherName, true, on); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addRegisteredIDs adds registeredID names: the OID's content octets under
+// the IMPLICIT tag.
+func (g *nameDER) addRegisteredIDs(oids []asn1.ObjectIdentifier) error {
+	for _, oid := range oids {
+		content, err := oidContent(oid)
+		if err != nil {
+			return &SANError{Key: "registeredid", Value: oid.String(), Reason: err.Error()}
+		}
+		if err := g.add(gnRegisteredID, false, content); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // otherNameUTF8 returns the contents of an otherName:

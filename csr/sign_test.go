@@ -45,7 +45,9 @@ func TestBuildErrors(t *testing.T) {
 	hsmDown := errors.New("device removed")
 	rawRS := func(sig []byte) []byte { // what a PKCS#11 token returns without crypto11's conversion
 		var rs struct{ R, S asn1.RawValue }
-		asn1.Unmarshal(sig, &rs)
+		if _, err := asn1.Unmarshal(sig, &rs); err != nil {
+			t.Errorf("the signer's output is not an ECDSA-Sig-Value: %v", err)
+		}
 		return append(append([]byte{}, rs.R.Bytes...), rs.S.Bytes...)
 	}
 	tests := []struct {

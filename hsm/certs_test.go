@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -13,25 +12,18 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/csrd/csrd/fixture"
 )
 
 func selfSigned(t *testing.T, key *Key, cn string, serial int64) *x509.Certificate {
 	t.Helper()
-	tmpl := &x509.Certificate{
+	return fixture.SelfSigned(t, key, &x509.Certificate{
 		SerialNumber: big.NewInt(serial),
 		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Now().Add(-time.Minute),
 		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	})
 }
 
 func TestPutCertificate(t *testing.T) {
@@ -41,7 +33,7 @@ func TestPutCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer testTok.DestroyKey(ctx, ref)
+	destroyRefAtEnd(t, ref)
 	cert := selfSigned(t, key, "leaf", 0x1234)
 	before, _ := testTok.CountObjects(ctx)
 
@@ -110,7 +102,7 @@ func TestListObjects(t *testing.T) {
 		if _, err := testTok.GenerateKeyPair(ctx, p256, ref); err != nil {
 			t.Fatal(err)
 		}
-		defer testTok.DestroyKey(ctx, ref)
+		destroyRefAtEnd(t, ref)
 		refs = append(refs, ref)
 	}
 	got, err := testTok.ListObjects(ctx, "inv-a-")

@@ -11,11 +11,10 @@ import (
 // fills in zero values: the session bounds must be chosen, not inherited from
 // crypto11 (whose default is 1024 sessions and an unbounded wait).
 const (
-	// DefaultMaxSessions: a token whose operations wait on storage or the
-	// network (SoftHSM's file store, a network HSM) does more per second
-	// with more of them in flight — SoftHSM 2.6.1 on two cores still gains
-	// from 16 to 64 — and crypto11 caps the pool at the token's own
-	// ulMaxRwSessionCount.
+	// DefaultMaxSessions is generous: a token whose operations wait on
+	// storage or the network (SoftHSM's file store, a network HSM) does
+	// more per second with more of them in flight, and crypto11 caps the
+	// pool at the token's own ulMaxRwSessionCount anyway.
 	DefaultMaxSessions     = 64
 	DefaultPoolWaitTimeout = 10 * time.Second
 

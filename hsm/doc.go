@@ -61,6 +61,17 @@
 // algorithm (SealBinding) and the KEK's CKA_ID, which the blob names so
 // several KEKs can coexist. Anything that does not open is ErrSealed.
 //
+// # The audit key
+//
+// AuditKey returns the token's audit key (AuditKeyLabel), an ECDSA P-256
+// pair generated in the token on first use through crypto11 — every token
+// csrd supports has it — with the record keys' templates plus
+// CKA_MODIFIABLE and CKA_COPYABLE false: sensitive, never extractable,
+// sign-only, and no PIN holder can widen what it may do. It signs
+// checkpoints of the audit log (package checkpoint); a key labelled alike
+// that was not generated so is never used. Like the KEK it is found once
+// and then cached (its *Key finds its handles again after a reconnect).
+//
 // # Calls cannot be cancelled
 //
 // PKCS#11 has no cancellation: once C_GenerateKeyPair or C_Sign is running, it

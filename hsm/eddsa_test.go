@@ -128,12 +128,12 @@ func TestEdDSARefusesPrehashAndContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ed.Destroy(ctx)
+	destroyAtEnd(t, ed)
 	e4, err := testTok.GenerateKeyPair(ctx, KeySpec{Type: KeyEd448, Bits: 448}, newRef(t, "edopts"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e4.Destroy(ctx)
+	destroyAtEnd(t, e4)
 	d := sha256.Sum256([]byte("x"))
 	tests := []struct {
 		name string
@@ -236,7 +236,7 @@ func TestEdDSAKeyType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer key.Destroy(ctx)
+	destroyAtEnd(t, key)
 	var ckk uint
 	err = testTok.withRawSession(ctx, "test", func(sh pkcs11.SessionHandle) error {
 		got, err := testTok.p11.GetAttributeValue(sh, key.ed.priv, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil)})

@@ -29,6 +29,28 @@ func newRef(t *testing.T, prefix string) KeyRef {
 	return KeyRef{ID: id, Label: fmt.Sprintf("%s-%x", prefix, id[:4])}
 }
 
+// destroyAtEnd destroys a key the test generated when the test ends: a key
+// left behind changes what later tests find on the shared token.
+func destroyAtEnd(t *testing.T, key interface{ Destroy(context.Context) error }) {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := key.Destroy(context.Background()); err != nil {
+			t.Errorf("destroy the test's key: %v", err)
+		}
+	})
+}
+
+// destroyRefAtEnd destroys ref's objects when the test ends. ErrNotFound is
+// no failure: the test may have destroyed them itself.
+func destroyRefAtEnd(t *testing.T, ref KeyRef) {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := testTok.DestroyKey(context.Background(), ref); err != nil && !errors.Is(err, ErrNotFound) {
+			t.Errorf("destroy %s: %v", ref, err)
+		}
+	})
+}
+
 func digest(h crypto.Hash, msg []byte) []byte {
 	switch h {
 	case crypto.SHA384:
@@ -301,7 +323,7 @@ func TestSignBadDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer key.Destroy(ctx)
+	destroyAtEnd(t, key)
 	if _, err := key.Sign(rand.Reader, []byte("short"), crypto.SHA256); err == nil {
 		t.Error("Sign accepted a 5-byte SHA-256 digest")
 	}

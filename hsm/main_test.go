@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 )
 
 const (
@@ -22,7 +21,7 @@ const (
 // process), shared by the tests; testHSM describes the SoftHSM fixture.
 var (
 	testTok *Token
-	testHSM *softhsmtest.Token
+	testHSM *fixture.Token
 )
 
 func TestMain(m *testing.M) {
@@ -35,32 +34,15 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "csrd-hsm-test-*")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-
-	testHSM, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), testLabel)
-	if err == nil {
-		err = testHSM.AddToken(otherLabel)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hsm tests need SoftHSM:", err)
-		return 1
-	}
-	testTok, err = Open(context.Background(), testConfig(testLabel, testHSM.PIN), zerolog.Nop())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "open test token:", err)
-		return 1
-	}
-	defer testTok.Close()
-	return m.Run()
+	os.Exit(fixture.Main(m, "hsm", []string{testLabel, otherLabel}, func(s *fixture.Suite) error {
+		testHSM = s.Token
+		var err error
+		if testTok, err = Open(context.Background(), testConfig(testLabel, testHSM.PIN), zerolog.Nop()); err != nil {
+			return fmt.Errorf("open test token: %w", err)
+		}
+		s.Defer(func() { testTok.Close() })
+		return nil
+	}))
 }
 
 // testConfig uses 4 sessions (3 for work) so the concurrency test queues.

@@ -21,7 +21,7 @@ func TestGenerateMLDSAInToken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer key.Destroy(ctx)
+		destroyAtEnd(t, key)
 		msg := []byte("in-token ML-DSA")
 		sig, err := key.Sign(nil, msg, nil)
 		if err != nil || !verifyMLDSA(MLDSA65, key.Public(), msg, sig) {

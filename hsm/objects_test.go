@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/miekg/pkcs11"
 )
 
@@ -118,7 +119,7 @@ func TestListKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer k.Destroy(ctx)
+		destroyAtEnd(t, k)
 		made = append(made, ref)
 	}
 	tests := []struct {
@@ -163,13 +164,13 @@ func TestListObjectsLonePublicKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer k.Destroy(ctx)
+	destroyAtEnd(t, k)
 	addCertificate(t, k, whole)
 	half := newRef(t, "lsobj-half")
 	if _, err := testTok.GenerateKeyPair(ctx, p256, half); err != nil {
 		t.Fatal(err)
 	}
-	defer testTok.DestroyKey(ctx, half)
+	destroyRefAtEnd(t, half)
 	// Destroy only the private half, as a process killed between the two
 	// C_DestroyObject calls would.
 	err = testTok.withRawSession(ctx, "test", func(sh pkcs11.SessionHandle) error {
@@ -216,25 +217,21 @@ func TestListObjectsLonePublicKey(t *testing.T) {
 // answer would be stored later.
 func addCertificate(t *testing.T, key *Key, ref KeyRef) {
 	t.Helper()
-	tmpl := &x509.Certificate{
+	cert := fixture.SelfSigned(t, key, &x509.Certificate{
 		SerialNumber: big.NewInt(1),
 		Subject:      pkix.Name{CommonName: ref.Label},
 		NotBefore:    time.Now(),
 		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = testTok.withRawSession(context.Background(), "test", func(sh pkcs11.SessionHandle) error {
+	})
+	err := testTok.withRawSession(context.Background(), "test", func(sh pkcs11.SessionHandle) error {
 		_, err := testTok.p11.CreateObject(sh, []*pkcs11.Attribute{
 			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_CERTIFICATE),
 			pkcs11.NewAttribute(pkcs11.CKA_CERTIFICATE_TYPE, pkcs11.CKC_X_509),
 			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
 			pkcs11.NewAttribute(pkcs11.CKA_ID, ref.ID),
 			pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label),
-			pkcs11.NewAttribute(pkcs11.CKA_SUBJECT, tmpl.Subject.ToRDNSequence().String()),
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE, der),
+			pkcs11.NewAttribute(pkcs11.CKA_SUBJECT, cert.Subject.ToRDNSequence().String()),
+			pkcs11.NewAttribute(pkcs11.CKA_VALUE, cert.Raw),
 		})
 		return err
 	})

@@ -36,7 +36,7 @@ func OpenAll(ctx context.Context, base Config, creds []Credential, log zerolog.L
 		cfg := base
 		cfg.TokenLabel, cfg.PIN, cfg.RefreshPIN = c.TokenLabel, pin, c.PIN
 		t, err := Open(ctx, cfg, log)
-		pin, cfg.PIN = "", ""
+		pin, cfg.PIN = "", "" //nolint:ineffassign // drops this function's last references to the PIN as soon as the token is open
 		if err != nil {
 			closeAll()
 			return nil, nil, err

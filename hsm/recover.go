@@ -2,9 +2,6 @@ package hsm
 
 import (
 	"errors"
-	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ThalesGroup/crypto11"
@@ -61,110 +58,9 @@ const healthTimeout = 10 * time.Second
 // count (see timedHealthCheck).
 const healthPatience = 2 * time.Minute
 
-// gate counts operations in flight and refuses new ones while the Token is
-// down (reconnecting) or closed. Unlike a sync.RWMutex it lets an operation
-// begin another one (GenerateKeyPair cleans up with DestroyKey) without
-// deadlocking against a waiting reconnect: once down, nested begins fail fast.
-type gate struct {
-	mu       sync.Mutex
-	idle     *sync.Cond // signalled when inflight drops to 0; made on first use
-	inflight int
-	down     error  // non-nil while not connected: the last failure
-	label    string // the token's, for refusals
-	finished uint64 // operations that have left: proof the module still answers
-}
-
-// cond returns idle, creating it so that the zero gate is ready; g.mu is held.
-func (g *gate) cond() *sync.Cond {
-	if g.idle == nil {
-		g.idle = sync.NewCond(&g.mu)
-	}
-	return g.idle
-}
-
-func (g *gate) enter(op string, closed *atomic.Bool) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	switch {
-	case closed.Load():
-		return classErr(op, ErrUnavailable, "token closed")
-	case g.down != nil:
-		return g.refusal(op)
-	}
-	g.inflight++
-	return nil
-}
-
-// refusal is the ErrUnavailable error for op while the Token is down; its
-// Reason names the token and why (the last connection attempt's failure).
-// g.mu is held.
-func (g *gate) refusal(op string) error {
-	why := fmt.Sprintf("token %q: %s", g.label, Reason(g.down))
-	return &Error{Op: op, Err: ErrUnavailable, cause: errors.New("not connected: " + Reason(g.down)), why: why}
-}
-
-func (g *gate) leave() {
-	g.mu.Lock()
-	g.finished++
-	g.inflight--
-	if g.inflight == 0 {
-		g.cond().Broadcast()
-	}
-	g.mu.Unlock()
-}
-
-// progress returns how many operations have finished so far, and whether
-// any besides the caller (a health check) is still running.
-func (g *gate) progress() (finished uint64, busy bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.finished, g.inflight > 1
-}
-
-// close marks the Token down for cause and waits until nothing is in flight.
-func (g *gate) close(cause error) {
-	g.mu.Lock()
-	g.down = cause
-	for g.inflight > 0 {
-		g.cond().Wait()
-	}
-	g.mu.Unlock()
-}
-
-// drain waits until nothing is in flight (Close: closed is already set).
-func (g *gate) drain() {
-	g.mu.Lock()
-	for g.inflight > 0 {
-		g.cond().Wait()
-	}
-	g.mu.Unlock()
-}
-
-// Healthy returns nil while the Token is connected, else an ErrUnavailable
-// error saying it is not connected (Reason says why) or closed. It does not touch the token (Ping
-// does); the monitor keeps this current.
-func (t *Token) Healthy() error {
-	if t.closed.Load() {
-		return classErr("health", ErrUnavailable, "token closed")
-	}
-	t.gate.mu.Lock()
-	defer t.gate.mu.Unlock()
-	if t.gate.down != nil {
-		return t.gate.refusal("health")
-	}
-	return nil
-}
-
 // Connected is closed once the Token has connected for the first time: at
 // once for Open, later for a Start whose token was not usable yet.
 func (t *Token) Connected() <-chan struct{} { return t.connected }
-
-// Reconnects returns how many times the Token has reconnected since Open.
-func (t *Token) Reconnects() uint64 {
-	t.gate.mu.Lock()
-	defer t.gate.mu.Unlock()
-	return t.epoch
-}
 
 // wrap translates err for op (see the package-level wrap) and, when the code
 // suggests a lost connection, asks the monitor for a health check.
@@ -213,23 +109,17 @@ func (t *Token) monitor() {
 // is abandoned to its goroutine (PKCS#11 calls cannot be cancelled) and
 // counts as a failure; reconnect then waits for it like for any operation.
 //
-// A check that is only slow because the token is busy is not a failure: a
-// module may serialise C_GetTokenInfo behind long generations (SoftHSM did,
-// for over 10 s with 16 RSA-2048 generations on two cores), and taking a
-// working token down then turned a full queue into a storm of 503s. So the
-// wait is extended, one healthTimeout at a time, as the patience type
-// decides: on while operations keep finishing, and on while nothing but the
-// check is in flight, because then the check is all that waits. Another
-// process on the same token starved csrd's idle C_GetTokenInfo for over a
-// minute (the benchmark's 64 RSA-2048 generations in its own process; after
-// another process writes to a SoftHSM token, the next check re-reads the
-// token's whole object directory, 0.7-4.4 s of CPU at 150,000 files); the
-// token was taken down for that, and since reconnecting must wait for the
-// stuck call anyway, csrd refused work for 36 s for no fault at all. A hung
-// module is still taken down: by healthPatience after csrd's first request
-// that stalls with it. Operations that fail with a connection-loss code
-// still trigger a check at once (kick), and a check that returns an error
-// is a failure as before.
+// A check that is only slow is not a failure. A module may serialise
+// C_GetTokenInfo behind long operations — csrd's own generations, or another
+// process's writes to the same token — and taking a working token down for
+// that refuses work for no fault, for as long as the reconnect must wait for
+// the stuck call anyway. So the wait is extended one healthTimeout at a
+// time while patience allows it: on while operations keep finishing (the
+// module answers), and on while nothing but the check is in flight (nobody
+// waits for it). A hung module is still taken down, healthPatience after the
+// first of csrd's operations that stalls with it. An operation that fails
+// with a connection-loss code still triggers a check at once (kick), and a
+// check that returns an error is a failure at once.
 func (t *Token) timedHealthCheck() error {
 	if err := t.gate.enter("health check", &t.closed); err != nil {
 		return nil // closed or already down: nothing to check
@@ -346,56 +236,26 @@ func (t *Token) reconnect(cause error) {
 // refused and there is no RefreshPIN).
 func (t *Token) connectWithBackoff(start time.Time, attempt int, failed error) bool {
 	first := failed != nil
-	relogin := " on re-login"
-	if first {
-		relogin = ""
-	}
 	backoff := t.cfg.ReconnectMin
 	for err := failed; ; attempt, err = attempt+1, nil {
 		if err == nil {
 			err = t.connect()
 		}
 		if err == nil {
-			t.gate.mu.Lock()
-			if !first {
-				t.epoch++
-			}
-			t.gate.down = nil
-			t.gate.mu.Unlock()
-			t.markConnected()
-			if first {
-				t.log.Warn().Int("attempts", attempt).Dur("waited", time.Since(start)).
-					Str("serial", t.serial).Uint("slot", t.slot).Msg("hsm: token open after waiting for it")
-			} else {
-				t.log.Warn().Int("attempts", attempt).Dur("down_for", time.Since(start)).
-					Str("serial", t.serial).Msg("hsm: token reconnected")
-			}
+			t.reopened(start, attempt, first)
 			return true
 		}
 		t.gate.mu.Lock()
 		t.gate.down = err
 		t.gate.mu.Unlock()
 		if errors.Is(err, ErrLogin) {
-			// Retrying the same PIN would count towards locking the token.
-			if t.cfg.RefreshPIN == nil {
-				t.log.Error().Err(err).Msg("hsm: token refused the PIN" + relogin + "; not retrying (fix the PIN and restart csrd)")
-				<-t.stop
-				return false
-			}
-			t.log.Error().Err(err).Msg("hsm: token refused the PIN" + relogin + "; waiting for a different PIN in the PIN file")
-			if !t.waitForNewPIN() {
+			if !t.pinRefused(err, first) {
 				return false
 			}
 			backoff = t.cfg.ReconnectMin
 			continue
 		}
-		ev := t.log.Warn()
-		if attempt <= 1 {
-			// The first failure says what is wrong at error level; the
-			// retries that follow are the same story.
-			ev = t.log.Error()
-		}
-		ev.Err(err).Int("attempt", attempt).Dur("retry_in", backoff).Str("reason", Reason(err)).Msg("hsm: cannot connect to the token; retrying")
+		t.logRetry(err, attempt, backoff)
 		select {
 		case <-t.stop:
 			return false
@@ -403,6 +263,53 @@ func (t *Token) connectWithBackoff(start time.Time, attempt int, failed error) b
 		}
 		backoff = min(2*backoff, t.cfg.ReconnectMax)
 	}
+}
+
+// reopened opens the gate after a successful connect; a reconnect bumps
+// the epoch so that keys find their objects again on the new connection.
+func (t *Token) reopened(start time.Time, attempt int, first bool) {
+	t.gate.mu.Lock()
+	if !first {
+		t.epoch++
+	}
+	t.gate.down = nil
+	t.gate.mu.Unlock()
+	t.markConnected()
+	if first {
+		t.log.Warn().Int("attempts", attempt).Dur("waited", time.Since(start)).
+			Str("serial", t.serial).Uint("slot", t.slot).Msg("hsm: token open after waiting for it")
+		return
+	}
+	t.log.Warn().Int("attempts", attempt).Dur("down_for", time.Since(start)).
+		Str("serial", t.serial).Msg("hsm: token reconnected")
+}
+
+// pinRefused handles a refused PIN. Retrying the same PIN would count
+// towards locking the token, so it waits for a different PIN from
+// RefreshPIN or, without RefreshPIN, for Close. It reports whether there is
+// a new PIN to try.
+func (t *Token) pinRefused(err error, first bool) bool {
+	relogin := " on re-login"
+	if first {
+		relogin = ""
+	}
+	if t.cfg.RefreshPIN == nil {
+		t.log.Error().Err(err).Msg("hsm: token refused the PIN" + relogin + "; not retrying (fix the PIN and restart csrd)")
+		<-t.stop
+		return false
+	}
+	t.log.Error().Err(err).Msg("hsm: token refused the PIN" + relogin + "; waiting for a different PIN in the PIN file")
+	return t.waitForNewPIN()
+}
+
+// logRetry logs a failed connect. The first failure says what is wrong at
+// error level; the retries that follow are the same story.
+func (t *Token) logRetry(err error, attempt int, backoff time.Duration) {
+	ev := t.log.Warn()
+	if attempt <= 1 {
+		ev = t.log.Error()
+	}
+	ev.Err(err).Int("attempt", attempt).Dur("retry_in", backoff).Str("reason", Reason(err)).Msg("hsm: cannot connect to the token; retrying")
 }
 
 // waitForNewPIN polls RefreshPIN until it returns a PIN other than the

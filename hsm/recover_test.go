@@ -19,7 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 )
 
 const envRecoverChild = "CSRD_HSM_TEST_RECOVER_DIR"
@@ -41,7 +41,7 @@ func TestReconnect(t *testing.T) {
 // recoverChild is the body of TestReconnect, run in the child process. It
 // returns the first thing that went wrong.
 func recoverChild(dir string) error {
-	st, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-recover-test")
+	st, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrd-recover-test")
 	if err != nil {
 		return err
 	}
@@ -183,7 +183,7 @@ func recoverChild(dir string) error {
 	return nil
 }
 
-func testConfigFor(st *softhsmtest.Token) Config {
+func testConfigFor(st *fixture.Token) Config {
 	return Config{Module: st.Module, TokenLabel: st.Label, PIN: st.PIN, MaxSessions: 4, PoolWaitTimeout: 5 * time.Second}
 }
 

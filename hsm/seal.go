@@ -310,15 +310,17 @@ func (t *Token) unseal(ctx context.Context, blob []byte, b SealBinding) ([]byte,
 // like SoftHSM 2.6.1, CKR_GENERAL_ERROR. Only session and login trouble
 // keep their class; anything else means the blob did not authenticate.
 func authFailure(op string, err error) error {
-	e, ok := wrap(op, err).(*Error)
-	if !ok || errors.Is(e, ErrLogin) {
-		return wrap(op, err)
+	w := wrap(op, err)
+	var e *Error
+	if !errors.As(w, &e) || errors.Is(e, ErrLogin) {
+		return w
 	}
 	switch e.CKR {
 	case pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED, pkcs11.CKR_DEVICE_REMOVED,
 		pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_HOST_MEMORY, pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED:
-		return e
+		return w
 	}
-	e.Err = ErrSealed
-	return e
+	sealed := *e // a copy: an *Error found inside w is not this call's to change
+	sealed.Err = ErrSealed
+	return &sealed
 }

@@ -35,7 +35,7 @@ func TestSignOnlyLocked(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer key.Destroy(ctx)
+			destroyAtEnd(t, key)
 			priv, pub := pairHandles(t, ref)
 			checkLocked(t, "private key", priv, map[uint]bool{ckaCopyable: false},
 				pkcs11.CKA_DECRYPT, pkcs11.CKA_DERIVE, pkcs11.CKA_UNWRAP, pkcs11.CKA_SIGN_RECOVER)

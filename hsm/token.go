@@ -45,7 +45,8 @@ type Token struct {
 	epoch  uint64        // incremented by every reconnect; Keys rebind when it moves
 	mechs  map[uint]bool // C_GetMechanismList at each connect
 
-	kek kekCache // the sealing key, found or created on first use
+	kek   kekCache      // the sealing key, found or created on first use
+	audit auditKeyCache // the audit key, found or created on first use
 
 	gate      gate
 	sessions  sessionCounter // crypto11 pool use, for metrics (stats.go)

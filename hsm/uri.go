@@ -102,7 +102,7 @@ func IsURI(s string) bool { return strings.HasPrefix(strings.ToLower(s), "pkcs11
 func ParseURI(s string) (URI, error) {
 	var u URI
 	if !IsURI(s) {
-		return u, fmt.Errorf("%w: %q does not start with pkcs11:", ErrBadURI, s)
+		return u, fmt.Errorf("%w: %q does not start with \"pkcs11:\"", ErrBadURI, s)
 	}
 	rest := s[len("pkcs11:"):]
 	path, query, _ := strings.Cut(rest, "?")

@@ -89,7 +89,7 @@ func (s *Service) recordAlt(ctx context.Context, tok Token, rec *store.KeyRecord
 }
 
 // generateAlt creates the alternative key the record names.
-func (s *Service) generateAlt(ctx context.Context, tok Token, rec *store.KeyRecord, p *altPlan) (*hsm.MLDSAKey, error) {
+func (s *Service) generateAlt(ctx context.Context, tok Token, rec *store.KeyRecord, p *altPlan) (AltKey, error) {
 	if p.storage == hsm.AltStorageToken {
 		return tok.GenerateMLDSA(ctx, p.set, hsm.KeyRef{ID: rec.AltKeyID, Label: rec.AltKeyLabel})
 	}
@@ -104,7 +104,7 @@ func sealBinding(rec *store.KeyRecord) hsm.SealBinding {
 
 // completeHybrid makes the record pending with both keys' SPKI hashes and,
 // for a sealed key, the sealed seed (and the request's audit row, if any).
-func (s *Service) completeHybrid(ctx context.Context, id int64, pem string, spki []byte, alt *hsm.MLDSAKey, audit *store.AuditEntry) error {
+func (s *Service) completeHybrid(ctx context.Context, id int64, pem string, spki []byte, alt AltKey, audit *store.AuditEntry) error {
 	altSPKI, err := csr.SPKISHA256(alt.Public())
 	if err != nil {
 		return err
@@ -113,5 +113,5 @@ func (s *Service) completeHybrid(ctx context.Context, id int64, pem string, spki
 	if alt.Storage() == hsm.AltStorageSealed {
 		c.SealedSeed = alt.SealedSeed()
 	}
-	return s.records.CompleteHybridKey(ctx, id, pem, spki, c, audit)
+	return s.gen.CompleteHybridKey(ctx, id, pem, spki, c, audit)
 }

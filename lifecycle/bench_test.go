@@ -24,7 +24,7 @@ import (
 // `go test -run '^$' -bench Generate ./lifecycle/`.
 func BenchmarkGenerate(b *testing.B) {
 	db := openStore(b, filepath.Join(b.TempDir(), "csrd.db"))
-	svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, policy.Default(), testLog)
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := range b.N {
@@ -56,7 +56,7 @@ func BenchmarkGenerateParallel(b *testing.B) {
 	}
 	defer tok.Close()
 	db := openStore(b, filepath.Join(b.TempDir(), "csrd.db"))
-	svc := lifecycle.New(tok, db, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: tok}, db, policy.Default(), testLog)
 	ctx := context.Background()
 	var n atomic.Int64
 	b.SetParallelism(benchParallelism)
@@ -110,7 +110,11 @@ func BenchmarkRawParallel(b *testing.B) {
 			b.Error(err)
 			return
 		}
-		defer p.CloseSession(sh)
+		defer func() {
+			if err := p.CloseSession(sh); err != nil {
+				b.Error(err)
+			}
+		}()
 		for pb.Next() {
 			id := make([]byte, 16)
 			_, _ = rand.Read(id)

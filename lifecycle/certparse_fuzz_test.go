@@ -10,10 +10,11 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/csrd/csrd/fixture"
 )
 
 // FuzzImportCertificates drives the certificate import parser (what
@@ -26,22 +27,22 @@ import (
 func FuzzImportCertificates(f *testing.F) {
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	caKey, leafKey := fuzzKey(f), fuzzKey(f)
-	ca := fuzzCert(f, "fuzz CA", caKey, nil, caKey, now, true)
-	leaf := fuzzCert(f, "leaf.example.com", leafKey, ca, caKey, now, false)
-	expired := fuzzCert(f, "old.example.com", leafKey, ca, caKey, now.AddDate(-2, 0, 0), false)
-	pemOf := func(c *x509.Certificate) string {
-		return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
-	}
+	caTmpl := fuzzValid("fuzz CA", now)
+	caTmpl.IsCA, caTmpl.BasicConstraintsValid = true, true
+	issuer := &fixture.CA{Cert: fixture.SelfSigned(f, caKey, caTmpl), Key: caKey}
+	ca := issuer.Cert
+	leaf := issuer.Issue(f, fuzzValid("leaf.example.com", now), leafKey.Public())
+	expired := issuer.Issue(f, fuzzValid("old.example.com", now.AddDate(-2, 0, 0)), leafKey.Public())
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(leafKey)
 	for _, s := range [][2]string{
-		{pemOf(leaf), ""},
-		{pemOf(leaf) + pemOf(ca), ""},
-		{pemOf(leaf), pemOf(ca)},
+		{fixture.PEM(leaf), ""},
+		{fixture.PEM(leaf) + fixture.PEM(ca), ""},
+		{fixture.PEM(leaf), fixture.PEM(ca)},
 		{base64.StdEncoding.EncodeToString(leaf.Raw), base64.StdEncoding.EncodeToString(ca.Raw)},
-		{pemOf(expired), ""},
-		{pemOf(ca), pemOf(leaf)},
+		{fixture.PEM(expired), ""},
+		{fixture.PEM(ca), fixture.PEM(leaf)},
 		{string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})), ""},
-		{pemOf(leaf) + string(pem.EncodeToMemory(&pem.Block{Type: "PKCS7", Bytes: []byte{0x30, 0}})), ""},
+		{fixture.PEM(leaf) + string(pem.EncodeToMemory(&pem.Block{Type: "PKCS7", Bytes: []byte{0x30, 0}})), ""},
 		{"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", ""},
 		{"MIIB" + strings.Repeat("A", 40), ""},
 		{"-----BEGIN", "garbage"},
@@ -116,27 +117,7 @@ func fuzzKey(f *testing.F) *ecdsa.PrivateKey {
 	return k
 }
 
-// fuzzCert makes a certificate for key, signed by parent (self-signed when
-// parent is nil), valid for a year from notBefore.
-func fuzzCert(f *testing.F, cn string, key *ecdsa.PrivateKey, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, notBefore time.Time, isCA bool) *x509.Certificate {
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(int64(len(cn)) + 1000),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             notBefore,
-		NotAfter:              notBefore.AddDate(1, 0, 0),
-		IsCA:                  isCA,
-		BasicConstraintsValid: isCA,
-	}
-	if parent == nil {
-		parent = tmpl
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
-	if err != nil {
-		f.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		f.Fatal(err)
-	}
-	return c
+// fuzzValid is a year's validity from notBefore.
+func fuzzValid(cn string, notBefore time.Time) *x509.Certificate {
+	return &x509.Certificate{Subject: pkix.Name{CommonName: cn}, NotBefore: notBefore, NotAfter: notBefore.AddDate(1, 0, 0)}
 }

@@ -9,6 +9,13 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
+// SealedSeeds erases a record's sealed alternative seed, the one database
+// write of destroyKeyMaterial: without the seal the key cannot be derived
+// again.
+type SealedSeeds interface {
+	ClearSealedSeed(ctx context.Context, id int64) error
+}
+
 // destroyKeyMaterial destroys every piece of key material record rec names,
 // and is the one place that knows what that is:
 //
@@ -34,7 +41,7 @@ func (s *Service) destroyKeyMaterial(ctx context.Context, rec *store.KeyRecord) 
 	case store.AltStorageToken:
 		refs = append(refs, hsm.KeyRef{ID: rec.AltKeyID, Label: rec.AltKeyLabel})
 	case store.AltStorageSealed:
-		if err := s.records.ClearSealedSeed(ctx, rec.ID); err != nil {
+		if err := s.seeds.ClearSealedSeed(ctx, rec.ID); err != nil {
 			errs = append(errs, fmt.Errorf("lifecycle: erase sealed alternative seed of record %d: %w", rec.ID, err))
 		}
 	}

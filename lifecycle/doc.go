@@ -18,7 +18,10 @@
 //
 // Delete and Import follow the same rule with a record intent: the intent
 // (and, for Import, the certificate) is committed before the token changes
-// and cleared with the outcome, so Reconcile can finish either.
+// and cleared with the outcome, so Reconcile can finish either. Reconcile's
+// own acts on key material are audited like a request's: each row commits
+// with the record's outcome, or precedes the token change when no record
+// changes.
 //
 // A hybrid request has two keys: the primary one in the token and an ML-DSA
 // alternative, in the token (PKCS#11 3.2) or as a token-sealed seed. The
@@ -27,6 +30,13 @@
 // destroyKeyMaterial, the one function that knows what key material a
 // record has (primary pair, alternative pair or sealed seed).
 //
-// lifecycle declares the narrow interfaces it needs from hsm and store; it
-// does not parse HTTP or encode JSON for clients.
+// The TokenPool places new keys on its tokens, and a token takes new keys
+// only once the records on it are reconciled: AdmitConnected at start-up,
+// AdmitLate for tokens that connect later. States and Ping say, for
+// readiness, what each token is doing.
+//
+// lifecycle declares the narrow interfaces it needs: Token (HSMToken adapts
+// *hsm.Token; the tests use a fake that fails on demand) and one records
+// interface per use case (Records is their union, *store.Store satisfies
+// it). It does not parse HTTP or encode JSON for clients.
 package lifecycle

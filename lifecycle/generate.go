@@ -2,13 +2,11 @@ package lifecycle
 
 import (
 	"context"
+	"crypto"
 	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -26,104 +24,13 @@ const LabelPrefix = "csrd-"
 // Label is the CKA_LABEL of the key belonging to record id.
 func Label(id int64) string { return fmt.Sprintf("%s%d", LabelPrefix, id) }
 
-// Token is what lifecycle needs from the HSM.
-type Token interface {
-	Label() string
-	Serial() string
-	NewKeyID(ctx context.Context) ([]byte, error)
-	CanGenerate(spec hsm.KeySpec) error
-	GenerateKeyPair(ctx context.Context, spec hsm.KeySpec, ref hsm.KeyRef) (*hsm.Key, error)
-	DestroyKey(ctx context.Context, ref hsm.KeyRef) error
-	PutCertificate(ctx context.Context, ref hsm.KeyRef, cert *x509.Certificate) (bool, error)
-	ListObjects(ctx context.Context, labelPrefix string) ([]hsm.Object, error)
-	ObjectsOf(ctx context.Context, ref hsm.KeyRef) ([]hsm.ObjectClass, error)
-
-	// ML-DSA alternative keys: in the token when it has PKCS#11 3.2 ML-DSA,
-	// else a seed sealed by the token.
-	MLDSAStorage() hsm.AltStorage
-	GenerateMLDSA(ctx context.Context, set hsm.MLDSA, ref hsm.KeyRef) (*hsm.MLDSAKey, error)
-	NewSealedMLDSA(ctx context.Context, set hsm.MLDSA, b hsm.SealBinding) (*hsm.MLDSAKey, error)
-}
-
-// Records is what lifecycle needs from the database.
-type Records interface {
+// GenerateRecords is what Generate writes: the record before the key
+// exists, then the completed record (pending) or the failed one.
+type GenerateRecords interface {
 	BeginKey(ctx context.Context, rec *store.KeyRecord, label func(id int64) string) (int64, error)
 	CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, audit *store.AuditEntry) error
 	CompleteHybridKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, alt store.AltCompletion, audit *store.AuditEntry) error
-	ClearSealedSeed(ctx context.Context, id int64) error
-	FailKey(ctx context.Context, id int64, reason string) error
-	ListByState(ctx context.Context, s store.State) ([]*store.KeyRecord, error)
-
-	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
-	ListPending(ctx context.Context, q store.PendingQuery) ([]*store.KeyRecord, error)
-	CountPending(ctx context.Context, q store.PendingQuery) (int, error)
-	ListKeys(ctx context.Context, q store.KeyQuery) ([]*store.KeyRecord, error)
-	FindBySPKI(ctx context.Context, spkiSHA256 []byte) ([]*store.KeyRecord, error)
-	FindByThumbprint(ctx context.Context, thumbprint string) ([]*store.KeyRecord, error)
-	FindBySerial(ctx context.Context, serial string) ([]*store.KeyRecord, error)
-
-	BeginDelete(ctx context.Context, id int64) error
-	FinishDelete(ctx context.Context, id int64, reason string) error
-	BeginMarriage(ctx context.Context, id int64, cert store.CertInfo) error
-	FinishMarriage(ctx context.Context, id int64) error
-	AbandonMarriage(ctx context.Context, id int64, reason string) error
-	AbortMarriage(ctx context.Context, id int64) error
-	MarkLost(ctx context.Context, id int64, reason string) error
-	ListByIntent(ctx context.Context, in store.Intent) ([]*store.KeyRecord, error)
-	ListLive(ctx context.Context) ([]store.LiveKey, error)
-}
-
-// Decider is the policy that decides every request.
-type Decider interface {
-	Decide(req policy.Request) (*policy.Decision, error)
-}
-
-// Service runs the use cases.
-type Service struct {
-	tokens  *TokenPool
-	records Records
-	policy  Decider
-	leases  Leases // nil: one csrd (see SetLeases)
-	log     zerolog.Logger
-	rand    io.Reader
-
-	// cleanupTimeout bounds destroying a key and failing its record after
-	// an error; it runs detached from the request so a client hanging up
-	// cannot leave a half-made key behind.
-	cleanupTimeout time.Duration
-	// abandonRetryFor bounds the background retries of a clean-up that
-	// failed (see abandon).
-	abandonRetryFor time.Duration
-	// afterStep, when set (tests only), is called after each step of
-	// Generate, Delete and Import; the crash tests use it to kill the
-	// process in between.
-	afterStep func(step string)
-	// locks serialises Delete, Import and reconciliation per record: each
-	// checks the token and then changes it.
-	locks keyLocks
-	// now is the clock certificates are checked against.
-	now func() time.Time
-}
-
-// New returns a Service. log receives one line per failure with its cause.
-// It keeps every key on token; NewPooled spreads them over several.
-func New(token Token, records Records, pol Decider, log zerolog.Logger) *Service {
-	pool, _ := NewTokenPool(log, token) // one token is always distinct
-	return NewPooled(pool, records, pol, log)
-}
-
-// NewPooled returns a Service that keeps keys on the tokens of pool.
-func NewPooled(pool *TokenPool, records Records, pol Decider, log zerolog.Logger) *Service {
-	return &Service{
-		tokens:          pool,
-		records:         records,
-		policy:          pol,
-		log:             log,
-		rand:            rand.Reader,
-		cleanupTimeout:  30 * time.Second,
-		abandonRetryFor: 15 * time.Minute,
-		now:             time.Now,
-	}
+	FailKey(ctx context.Context, id int64, reason string, audit *store.AuditEntry) error
 }
 
 // GenerateRequest is a Generate call, independent of the wire format.
@@ -152,6 +59,47 @@ type GenerateResult struct {
 // Generate decides the request, records it, creates the key pair in the
 // token, builds the CSR signed by that key and completes the record.
 func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateResult, error) {
+	d, err := s.decide(req)
+	if err != nil {
+		return nil, err
+	}
+	// A token that fails (removed, read-only, full) is taken out of
+	// rotation and the key is made on another, as a new record: the failed
+	// attempt's record is failed, or stays "generating" for reconciliation
+	// when its token cannot even be cleaned up.
+	var tried []Token
+	for {
+		tok, done := s.tokens.pick(tried)
+		if tok == nil {
+			if len(tried) == 0 {
+				return nil, s.tokens.unavailable()
+			}
+			return nil, err
+		}
+		tried = append(tried, tok)
+		var res *GenerateResult
+		res, err = s.generateOn(ctx, tok, d)
+		done(err)
+		if err == nil || !tokenFailure(err) || ctx.Err() != nil {
+			return res, err
+		}
+		s.log.Warn().Err(err).Str("token", tok.Label()).Msg("generate failed on a token; trying another")
+	}
+}
+
+// decided is a Generate request as the policy decided it: what each
+// attempt on a token makes.
+type decided struct {
+	dec   *policy.Decision
+	spec  hsm.KeySpec
+	rec   store.KeyRecord // the record to begin; each attempt adds its token and key IDs
+	req   csr.Request     // the subject and SANs the CSR carries
+	audit *store.AuditEntry
+}
+
+// decide parses the request and has the policy decide it; nothing is
+// written or created before it has said yes.
+func (s *Service) decide(req GenerateRequest) (*decided, error) {
 	subject, err := csr.ParseDN(req.Subject)
 	if err != nil {
 		return nil, err
@@ -187,68 +135,36 @@ func (s *Service) Generate(ctx context.Context, req GenerateRequest) (*GenerateR
 	if err != nil {
 		return nil, fmt.Errorf("lifecycle: encode decision: %w", err)
 	}
-	rec := store.KeyRecord{
-		State:               store.StateGenerating,
-		KeyType:             string(dec.Key.Algorithm),
-		KeySize:             dec.Key.Bits,
-		Curve:               dec.Key.Curve,
-		Subject:             subject.String(),
-		SANs:                sans.Strings(),
-		Template:            template,
-		EnrollmentPatternID: patternID,
-		Decision:            decision,
-	}
-	// A token that fails (removed, read-only, full) is taken out of
-	// rotation and the key is made on another, as a new record: the failed
-	// attempt's record is failed, or stays "generating" for reconciliation
-	// when its token cannot even be cleaned up.
-	var tried []Token
-	for {
-		tok, done := s.tokens.pick(tried)
-		if tok == nil {
-			if len(tried) == 0 {
-				return nil, s.tokens.unavailable()
-			}
-			return nil, err
-		}
-		tried = append(tried, tok)
-		var res *GenerateResult
-		res, err = s.generateOn(ctx, tok, dec, spec, rec, subject, sans, req.Audit)
-		done(err)
-		if err == nil || !tokenFailure(err) || ctx.Err() != nil {
-			return res, err
-		}
-		s.log.Warn().Err(err).Str("token", tok.Label()).Msg("generate failed on a token; trying another")
-	}
+	return &decided{
+		dec:  dec,
+		spec: spec,
+		rec: store.KeyRecord{
+			State:               store.StateGenerating,
+			KeyType:             string(dec.Key.Algorithm),
+			KeySize:             dec.Key.Bits,
+			Curve:               dec.Key.Curve,
+			Subject:             subject.String(),
+			SANs:                sans.Strings(),
+			Template:            template,
+			EnrollmentPatternID: patternID,
+			Decision:            decision,
+		},
+		req:   csr.Request{Subject: subject, SANs: sans},
+		audit: req.Audit,
+	}, nil
 }
 
 // generateOn makes the key (and a hybrid's alternative key) on tok with the
 // crash-safe order: record, key, CSR, completed record.
-func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decision, spec hsm.KeySpec, r store.KeyRecord, subject csr.DN, sans *csr.SANs, audit *store.AuditEntry) (*GenerateResult, error) {
-	if err := tok.CanGenerate(spec); err != nil {
-		if errors.Is(err, hsm.ErrUnsupported) {
-			return nil, &NotSupportedError{What: fmt.Sprintf("KeyType %s on HSM token %q", dec.Key.Algorithm, tok.Label())}
-		}
-		return nil, err
-	}
-	alt, err := s.planAlt(tok, dec)
+func (s *Service) generateOn(ctx context.Context, tok Token, d *decided) (*GenerateResult, error) {
+	dec, spec := d.dec, d.spec
+	rec, alt, err := s.newRecord(ctx, tok, d)
 	if err != nil {
 		return nil, err
-	}
-	keyID, err := tok.NewKeyID(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rec := &r
-	rec.KeyID, rec.TokenLabel, rec.TokenSerial = keyID, tok.Label(), tok.Serial()
-	if alt != nil {
-		if err := s.recordAlt(ctx, tok, rec, alt); err != nil {
-			return nil, err
-		}
 	}
 	// Step 1: the record exists, committed, before any key does — and it
 	// names the alternative key too.
-	id, err := s.records.BeginKey(ctx, rec, Label)
+	id, err := s.gen.BeginKey(ctx, rec, Label)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +175,7 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 	// record says "generating", and leaving it half done would only hand
 	// the work to start-up reconciliation.
 	ctx = context.WithoutCancel(ctx)
-	ref := hsm.KeyRef{ID: keyID, Label: rec.KeyLabel}
+	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
 
 	// Step 2: the key pair is born in the token.
 	key, err := tok.GenerateKeyPair(ctx, spec, ref)
@@ -272,7 +188,7 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 	s.step("key-generated")
 
 	// Step 2b: the alternative key, in the token or sealed by it.
-	var altKey *hsm.MLDSAKey
+	var altKey AltKey
 	if alt != nil {
 		if altKey, err = s.generateAlt(ctx, tok, rec, alt); err != nil {
 			s.abandon(log, rec, nil, err)
@@ -283,30 +199,18 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 	}
 
 	// Step 3: the CSR, signed inside the token (and by the alternative key).
-	creq := &csr.Request{Subject: subject, SANs: sans}
-	var der []byte
-	if altKey != nil {
-		der, err = csr.BuildHybrid(s.rand, creq, key, altKey)
-	} else {
-		der, err = csr.Build(s.rand, creq, key)
-	}
+	pem, spki, err := s.signCSR(d, key, altKey)
 	if err != nil {
 		s.abandon(log, rec, altKey, err)
 		return nil, err
 	}
-	spki, err := csr.SPKISHA256(key.Public())
-	if err != nil {
-		s.abandon(log, rec, altKey, err)
-		return nil, err
-	}
-	pem := csr.PEM(der)
 	s.step("csr-built")
 
 	// Step 4: the record becomes pending; only now is the key "known".
 	if altKey != nil {
-		err = s.completeHybrid(ctx, id, pem, spki, altKey, audit)
+		err = s.completeHybrid(ctx, id, pem, spki, altKey, d.audit)
 	} else {
-		err = s.records.CompleteKey(ctx, id, pem, spki, audit)
+		err = s.gen.CompleteKey(ctx, id, pem, spki, d.audit)
 	}
 	if err != nil {
 		s.abandon(log, rec, altKey, err)
@@ -321,6 +225,53 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 	return &GenerateResult{ID: id, KeyLabel: rec.KeyLabel, TokenLabel: tok.Label(), CSRPEM: pem}, nil
 }
 
+// newRecord is the record Generate begins on tok: it checks that tok can
+// make the key, plans a hybrid's alternative key and names the key pair.
+func (s *Service) newRecord(ctx context.Context, tok Token, d *decided) (*store.KeyRecord, *altPlan, error) {
+	if err := tok.CanGenerate(d.spec); err != nil {
+		if errors.Is(err, hsm.ErrUnsupported) {
+			return nil, nil, &NotSupportedError{What: fmt.Sprintf("KeyType %s on HSM token %q", d.dec.Key.Algorithm, tok.Label())}
+		}
+		return nil, nil, err
+	}
+	alt, err := s.planAlt(tok, d.dec)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyID, err := tok.NewKeyID(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := d.rec
+	rec := &r
+	rec.KeyID, rec.TokenLabel, rec.TokenSerial = keyID, tok.Label(), tok.Serial()
+	if alt != nil {
+		if err := s.recordAlt(ctx, tok, rec, alt); err != nil {
+			return nil, nil, err
+		}
+	}
+	return rec, alt, nil
+}
+
+// signCSR builds the request's CSR, signed by key (and by altKey, when
+// set), and returns it as PEM with the SHA-256 of key's SPKI.
+func (s *Service) signCSR(d *decided, key crypto.Signer, altKey AltKey) (pem string, spki []byte, err error) {
+	creq := d.req
+	var der []byte
+	if altKey != nil {
+		der, err = csr.BuildHybrid(s.rand, &creq, key, altKey)
+	} else {
+		der, err = csr.Build(s.rand, &creq, key)
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	if spki, err = csr.SPKISHA256(key.Public()); err != nil {
+		return "", nil, err
+	}
+	return csr.PEM(der), spki, nil
+}
+
 // abandon undoes a Generate that failed after its record was written:
 // destroy all key material the record names (see destroyKeyMaterial) and
 // mark the record failed. If either step fails too (the disk that failed the
@@ -330,7 +281,7 @@ func (s *Service) generateOn(ctx context.Context, tok Token, dec *policy.Decisio
 // wait for the next restart. Start-up reconciliation stays the backstop when
 // the process dies first. Either way it is logged, not hidden. altKey, when
 // already made, is wiped from memory.
-func (s *Service) abandon(log zerolog.Logger, rec *store.KeyRecord, altKey *hsm.MLDSAKey, cause error) {
+func (s *Service) abandon(log zerolog.Logger, rec *store.KeyRecord, altKey AltKey, cause error) {
 	if altKey != nil {
 		altKey.Wipe()
 	}
@@ -341,7 +292,7 @@ func (s *Service) abandon(log zerolog.Logger, rec *store.KeyRecord, altKey *hsm.
 		go s.retryAbandon(log, rec, cause)
 		return
 	}
-	if err := s.records.FailKey(ctx, rec.ID, reason(cause)); err != nil {
+	if err := s.gen.FailKey(ctx, rec.ID, reason(cause), nil); err != nil {
 		log.Error().Err(err).AnErr("cause", cause).Msg("could not mark record failed; retrying in the background")
 		go s.retryAbandon(log, rec, cause)
 		return
@@ -355,7 +306,7 @@ func (s *Service) abandon(log zerolog.Logger, rec *store.KeyRecord, altKey *hsm.
 // compare-and-set from "generating", so a record someone else finished
 // (ErrConflict) ends the retry too.
 func (s *Service) retryAbandon(log zerolog.Logger, rec *store.KeyRecord, cause error) {
-	delay := abandonRetryFirst
+	delay := s.abandonRetryDelay
 	deadline := time.Now().Add(s.abandonRetryFor)
 	for time.Now().Before(deadline) {
 		time.Sleep(delay)
@@ -363,7 +314,7 @@ func (s *Service) retryAbandon(log zerolog.Logger, rec *store.KeyRecord, cause e
 		ctx, cancel := context.WithTimeout(context.Background(), s.cleanupTimeout)
 		_, err := s.destroyKeyMaterial(ctx, rec)
 		if err == nil {
-			err = s.records.FailKey(ctx, rec.ID, reason(cause))
+			err = s.gen.FailKey(ctx, rec.ID, reason(cause), nil)
 		}
 		cancel()
 		switch {

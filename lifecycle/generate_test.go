@@ -117,7 +117,7 @@ func TestCrashBetweenSteps(t *testing.T) {
 				t.Fatalf("key in token after crash at %s: %v (want present=%v)", tc.step, err, tc.keyExists)
 			}
 
-			svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+			svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, policy.Default(), testLog)
 			rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -183,7 +183,7 @@ func crashChild(step string) error {
 	if err != nil {
 		return err
 	}
-	svc := lifecycle.New(tok, db, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: tok}, db, policy.Default(), testLog)
 	svc.SetAfterStep(func(s string) {
 		if s == step {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -197,7 +197,7 @@ func crashChild(step string) error {
 		if _, err := fmt.Sscan(arg, &id); err != nil {
 			return err
 		}
-		err = svc.Delete(ctx, id, nil)
+		err = svc.Delete(ctx, id, nil, nil)
 	case "import":
 		pemText, rerr := os.ReadFile(arg)
 		if rerr != nil {
@@ -245,7 +245,7 @@ func TestGenerateFailureDestroysKey(t *testing.T) {
 	ctx := context.Background()
 	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
 	before, _ := testToken.CountObjects(ctx)
-	svc := lifecycle.New(testToken, failingRecords{db}, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, failingRecords{db}, policy.Default(), testLog)
 	if _, err := svc.Generate(ctx, p256); !errors.Is(err, errInjected) {
 		t.Fatalf("Generate error %v, want the injected one", err)
 	}
@@ -276,7 +276,7 @@ func (*flakyFailRecords) CompleteKey(context.Context, int64, string, []byte, *st
 	return errInjected
 }
 
-func (r *flakyFailRecords) FailKey(ctx context.Context, id int64, reason string) error {
+func (r *flakyFailRecords) FailKey(ctx context.Context, id int64, reason string, audit *store.AuditEntry) error {
 	r.mu.Lock()
 	if r.failures > 0 {
 		r.failures--
@@ -284,7 +284,7 @@ func (r *flakyFailRecords) FailKey(ctx context.Context, id int64, reason string)
 		return errInjected
 	}
 	r.mu.Unlock()
-	return r.Store.FailKey(ctx, id, reason)
+	return r.Store.FailKey(ctx, id, reason, audit)
 }
 
 // TestGenerateCleanupRetried: when marking the record failed fails too, the
@@ -295,7 +295,7 @@ func TestGenerateCleanupRetried(t *testing.T) {
 	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
 	before, _ := testToken.CountObjects(ctx)
 	recs := &flakyFailRecords{Store: db, failures: 3}
-	svc := lifecycle.New(testToken, recs, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, recs, policy.Default(), testLog)
 	if _, err := svc.Generate(ctx, p256); !errors.Is(err, errInjected) {
 		t.Fatalf("Generate error %v, want the injected one", err)
 	}
@@ -326,7 +326,7 @@ func TestPolicyRefusalCreatesNothing(t *testing.T) {
 	ctx := context.Background()
 	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
 	before, _ := testToken.CountObjects(ctx)
-	svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, policy.Default(), testLog)
 	_, err := svc.Generate(ctx, lifecycle.GenerateRequest{Subject: "CN=x", Key: policy.KeyRequest{KeyType: "RSA", KeyLength: 1024}})
 	var pe *policy.Error
 	if !errors.As(err, &pe) {
@@ -359,7 +359,7 @@ func TestGenerateAuditRowWithRecord(t *testing.T) {
 			ctx := context.Background()
 			db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
 			before, _ := testToken.CountObjects(ctx)
-			svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+			svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, policy.Default(), testLog)
 			req := p256
 			e := tt.entry
 			req.Audit = &e
@@ -388,7 +388,7 @@ func TestGenerateAuditRowWithRecord(t *testing.T) {
 			}
 			// The token is shared with the other tests, whose fresh
 			// databases reuse this label: leave nothing behind.
-			if err := svc.Delete(ctx, res.ID, nil); err != nil {
+			if err := svc.Delete(ctx, res.ID, nil, nil); err != nil {
 				t.Errorf("Delete: %v", err)
 			}
 		})

@@ -34,7 +34,7 @@ func csrDER(t *testing.T, p string) []byte {
 func TestGenerateHybrid(t *testing.T) {
 	ctx := context.Background()
 	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
-	svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, policy.Default(), testLog)
 	ensureKEK(t)
 	primaries := map[string]policy.KeyRequest{
 		"RSA-2048": {KeyType: "RSA", KeyLength: 2048},
@@ -115,7 +115,7 @@ func TestGenerateHybridFailureDestroysAll(t *testing.T) {
 	ensureKEK(t)
 	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
 	before, _ := testToken.CountObjects(ctx)
-	svc := lifecycle.New(testToken, failingHybrid{db}, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, failingHybrid{db}, policy.Default(), testLog)
 	if _, err := svc.Generate(ctx, hybrid); !errors.Is(err, errInjected) {
 		t.Fatalf("Generate error %v, want the injected one", err)
 	}
@@ -148,7 +148,7 @@ EnrollmentPatterns:
 		t.Fatal(err)
 	}
 	before, _ := testToken.CountObjects(ctx)
-	svc := lifecycle.New(testToken, db, strict, testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, strict, testLog)
 	_, err = svc.Generate(ctx, hybrid)
 	var pe *policy.Error
 	if !errors.As(err, &pe) || len(pe.Violations) != 1 || pe.Violations[0].Rule != policy.RuleSealedAltKey {
@@ -178,7 +178,7 @@ func TestDestroyKeyMaterial(t *testing.T) {
 	ctx := context.Background()
 	ensureKEK(t)
 	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
-	svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, policy.Default(), testLog)
 	before, _ := testToken.CountObjects(ctx)
 	res, err := svc.Generate(ctx, hybrid)
 	if err != nil {
@@ -213,7 +213,7 @@ func TestHybridReconcileAndDelete(t *testing.T) {
 	ctx := context.Background()
 	ensureKEK(t)
 	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
-	svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, policy.Default(), testLog)
 	before, _ := testToken.CountObjects(ctx)
 	res, err := svc.Generate(ctx, hybrid)
 	if err != nil {
@@ -240,7 +240,7 @@ func TestHybridReconcileAndDelete(t *testing.T) {
 		t.Fatalf("seal after reconcile: %v", err)
 	}
 
-	if err := svc.Delete(ctx, res.ID, nil); err != nil {
+	if err := svc.Delete(ctx, res.ID, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	rec, _ = db.Get(ctx, res.ID)

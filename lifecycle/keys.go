@@ -8,6 +8,14 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
+// KeyReads is what the key records and Recover read.
+type KeyReads interface {
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+	ListKeys(ctx context.Context, q store.KeyQuery) ([]*store.KeyRecord, error)
+	FindByThumbprint(ctx context.Context, thumbprint string) ([]*store.KeyRecord, error)
+	FindBySerial(ctx context.Context, serial string) ([]*store.KeyRecord, error)
+}
+
 // KeyInfo is a record as operators see it: everything stored plus the
 // key's PKCS#11 URI.
 type KeyInfo struct {
@@ -17,7 +25,7 @@ type KeyInfo struct {
 
 // ListKeys returns one page of records, in id order.
 func (s *Service) ListKeys(ctx context.Context, q store.KeyQuery) ([]KeyInfo, error) {
-	recs, err := s.records.ListKeys(ctx, q)
+	recs, err := s.keys.ListKeys(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -30,7 +38,7 @@ func (s *Service) ListKeys(ctx context.Context, q store.KeyQuery) ([]KeyInfo, er
 
 // GetKey returns one record.
 func (s *Service) GetKey(ctx context.Context, id int64) (KeyInfo, error) {
-	rec, err := s.records.Get(ctx, id)
+	rec, err := s.keys.Get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return KeyInfo{}, newErr(ErrNotFound, "no key record with Id %d", id)
 	}
@@ -63,16 +71,16 @@ func (s *Service) Recover(ctx context.Context, req RecoverRequest) error {
 	switch {
 	case req.CertID > 0:
 		var rec *store.KeyRecord
-		rec, err = s.records.Get(ctx, req.CertID)
+		rec, err = s.keys.Get(ctx, req.CertID)
 		if errors.Is(err, store.ErrNotFound) {
 			err = nil
 		} else if err == nil {
 			recs = append(recs, rec)
 		}
 	case req.Thumbprint != "":
-		recs, err = s.records.FindByThumbprint(ctx, strings.ReplaceAll(req.Thumbprint, ":", ""))
+		recs, err = s.keys.FindByThumbprint(ctx, strings.ReplaceAll(req.Thumbprint, ":", ""))
 	case req.SerialNumber != "":
-		recs, err = s.records.FindBySerial(ctx, strings.ReplaceAll(req.SerialNumber, ":", ""))
+		recs, err = s.keys.FindBySerial(ctx, strings.ReplaceAll(req.SerialNumber, ":", ""))
 	default:
 		return newErr(ErrNotFound, "name the certificate by CertID, Thumbprint or SerialNumber and IssuerDN")
 	}

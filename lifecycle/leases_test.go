@@ -25,7 +25,7 @@ func TestReconcileLeases(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "csrd.db")
 	db := openStore(t, path)
-	svc := lifecycle.New(reconToken, db, policy.Default(), testLog)
+	svc := lifecycle.New(lifecycle.HSMToken{Token: reconToken}, db, policy.Default(), testLog)
 	res := generate(t, svc, "CN=deleting.example.com", ecc256, nil)
 
 	other, err := store.Open(ctx, path, store.WithNode("node-b"))
@@ -38,7 +38,7 @@ func TestReconcileLeases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := other.BeginDelete(ctx, res.ID); err != nil {
+	if err := other.BeginDelete(ctx, res.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -2,16 +2,16 @@ package lifecycle_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 )
 
 // Environment of the crash child: the parent test re-executes this binary
@@ -30,7 +30,7 @@ const (
 )
 
 var (
-	testTok   *softhsmtest.Token
+	testTok   *fixture.Token
 	testToken *hsm.Token
 	// reconToken is a second token for reconciliation tests, which compare
 	// a whole token with one database and must not see other tests' keys.
@@ -45,44 +45,37 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "crash child:", crashChild(step))
 		os.Exit(3)
 	}
-	code, err := run(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lifecycle tests:", err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(fixture.Main(m, "lifecycle", []string{"csrd-lifecycle-test", reconLabel, poolLabelA, poolLabelB}, setUp))
 }
 
-func run(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "csrd-lifecycle-test-")
-	if err != nil {
-		return 1, err
+func setUp(s *fixture.Suite) error {
+	testTok = s.Token
+	var err error
+	if testToken, err = openToken(testTok.Module, testTok.Label, testTok.PIN); err != nil {
+		return err
 	}
-	defer os.RemoveAll(dir)
-	testTok, err = softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-lifecycle-test")
-	if err != nil {
-		return 1, err
+	s.Defer(func() { testToken.Close() })
+	if reconToken, err = openToken(testTok.Module, reconLabel, testTok.PIN); err != nil {
+		return err
 	}
-	for _, l := range []string{reconLabel, poolLabelA, poolLabelB} {
-		if err := testTok.AddToken(l); err != nil {
-			return 1, err
-		}
-	}
-	testToken, err = openToken(testTok.Module, testTok.Label, testTok.PIN)
-	if err != nil {
-		return 1, err
-	}
-	defer testToken.Close()
-	reconToken, err = openToken(testTok.Module, reconLabel, testTok.PIN)
-	if err != nil {
-		return 1, err
-	}
-	defer reconToken.Close()
-	return m.Run(), nil
+	s.Defer(func() { reconToken.Close() })
+	return nil
 }
 
 func openToken(module, label, pin string) (*hsm.Token, error) {
 	return hsm.Open(context.Background(), hsm.Config{
 		Module: module, TokenLabel: label, PIN: pin, MaxSessions: 4, PoolWaitTimeout: time.Minute,
 	}, testLog)
+}
+
+// destroyAtEnd destroys ref's objects on tok when the test ends: a key left
+// behind changes what later tests find on the shared token. ErrNotFound is
+// no failure: the code under test may have destroyed them.
+func destroyAtEnd(t *testing.T, tok *hsm.Token, ref hsm.KeyRef) {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := tok.DestroyKey(context.Background(), ref); err != nil && !errors.Is(err, hsm.ErrNotFound) {
+			t.Errorf("destroy %s: %v", ref, err)
+		}
+	})
 }

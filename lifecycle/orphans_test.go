@@ -34,7 +34,7 @@ func TestReconcileDestroysOnlyCsrdLabels(t *testing.T) {
 		if _, err := reconToken.GenerateKeyPair(ctx, p256, tc.ref); err != nil {
 			t.Fatal(err)
 		}
-		defer reconToken.DestroyKey(ctx, tc.ref)
+		destroyAtEnd(t, reconToken, tc.ref)
 	}
 	for pass := 1; pass <= 2; pass++ {
 		rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{DestroyOrphans: true})
@@ -76,7 +76,7 @@ func TestReconcileKeepsTLSKey(t *testing.T) {
 		if _, err := reconToken.GenerateKeyPair(ctx, p256, ref); err != nil {
 			t.Fatal(err)
 		}
-		defer reconToken.DestroyKey(ctx, ref)
+		destroyAtEnd(t, reconToken, ref)
 	}
 	keep := []hsm.URI{
 		{Token: reconLabel, Object: tlsKey.Label, Type: "private"},

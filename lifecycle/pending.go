@@ -12,6 +12,13 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
+// PendingReads is what the pending list reads.
+type PendingReads interface {
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+	ListPending(ctx context.Context, q store.PendingQuery) ([]*store.KeyRecord, error)
+	CountPending(ctx context.Context, q store.PendingQuery) (int, error)
+}
+
 // PendingCSR is one entry of the pending list: a key in the token waiting
 // for its certificate.
 type PendingCSR struct {
@@ -26,11 +33,11 @@ type PendingCSR struct {
 // ListPending returns one page of pending CSRs and the number of pending
 // CSRs the query matches in all.
 func (s *Service) ListPending(ctx context.Context, q store.PendingQuery) ([]PendingCSR, int, error) {
-	recs, err := s.records.ListPending(ctx, q)
+	recs, err := s.pending.ListPending(ctx, q)
 	if err != nil {
 		return nil, 0, err
 	}
-	total, err := s.records.CountPending(ctx, q)
+	total, err := s.pending.CountPending(ctx, q)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -53,7 +60,7 @@ func (s *Service) GetPending(ctx context.Context, id int64, scope *store.Scope) 
 }
 
 func (s *Service) pendingRecord(ctx context.Context, id int64, scope *store.Scope) (*store.KeyRecord, error) {
-	rec, err := s.scopedRecord(ctx, id, scope)
+	rec, err := scopedRecord(ctx, s.pending, id, scope)
 	if err != nil {
 		return nil, err
 	}
@@ -63,11 +70,16 @@ func (s *Service) pendingRecord(ctx context.Context, id int64, scope *store.Scop
 	return rec, nil
 }
 
+// recordGetter reads one record; every use case's records can.
+type recordGetter interface {
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+}
+
 // scopedRecord returns record id, or ErrNotFound when there is none or it
 // is outside scope: the caller cannot tell the two apart, nor learn the
 // state of a record it may not see.
-func (s *Service) scopedRecord(ctx context.Context, id int64, scope *store.Scope) (*store.KeyRecord, error) {
-	rec, err := s.records.Get(ctx, id)
+func scopedRecord(ctx context.Context, recs recordGetter, id int64, scope *store.Scope) (*store.KeyRecord, error) {
+	rec, err := recs.Get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || err == nil && !scope.Has(rec) {
 		return nil, newErr(ErrNotFound, "no pending CSR with Id %d", id)
 	}

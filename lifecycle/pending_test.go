@@ -18,7 +18,7 @@ import (
 func newService(t *testing.T, tok *hsm.Token) (*lifecycle.Service, *store.Store) {
 	t.Helper()
 	db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
-	return lifecycle.New(tok, db, policy.Default(), testLog), db
+	return lifecycle.New(lifecycle.HSMToken{Token: tok}, db, policy.Default(), testLog), db
 }
 
 func generate(t *testing.T, svc *lifecycle.Service, subject string, key policy.KeyRequest, sans map[string][]string) *lifecycle.GenerateResult {
@@ -40,7 +40,7 @@ func TestPendingListAndGet(t *testing.T) {
 	c := generate(t, svc, "CN=gamma.example.org", ecc256, nil)
 	t.Cleanup(func() {
 		for _, r := range []*lifecycle.GenerateResult{a, b, c} {
-			_ = svc.Delete(ctx, r.ID, nil)
+			_ = svc.Delete(ctx, r.ID, nil, nil)
 		}
 	})
 
@@ -90,7 +90,7 @@ func TestDelete(t *testing.T) {
 	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
 	before, _ := testToken.CountObjects(ctx)
 
-	if err := svc.Delete(ctx, res.ID, nil); err != nil {
+	if err := svc.Delete(ctx, res.ID, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if after, _ := testToken.CountObjects(ctx); after != before-2 {
@@ -107,14 +107,14 @@ func TestDelete(t *testing.T) {
 	}
 	for name, err := range map[string]error{
 		"get":            func() error { _, err := svc.GetPending(ctx, res.ID, nil); return err }(),
-		"delete again":   svc.Delete(ctx, res.ID, nil),
-		"delete unknown": svc.Delete(ctx, 4242, nil),
+		"delete again":   svc.Delete(ctx, res.ID, nil, nil),
+		"delete unknown": svc.Delete(ctx, 4242, nil, nil),
 	} {
 		if !errors.Is(err, lifecycle.ErrNotFound) {
 			t.Errorf("%s = %v, want ErrNotFound", name, err)
 		}
 	}
-	if err := svc.Delete(ctx, res.ID, nil); !strings.Contains(err.Error(), "deleted") {
+	if err := svc.Delete(ctx, res.ID, nil, nil); !strings.Contains(err.Error(), "deleted") {
 		t.Errorf("delete again says %q; it should say the request is deleted", err)
 	}
 }
@@ -129,7 +129,7 @@ func TestDeleteMany(t *testing.T) {
 	before, _ := testToken.CountObjects(ctx)
 
 	// One bad id: nothing is deleted and the error names it.
-	err := svc.DeleteMany(ctx, []int64{ids[0], 777, ids[1]}, nil)
+	err := svc.DeleteMany(ctx, []int64{ids[0], 777, ids[1]}, nil, nil)
 	if !errors.Is(err, lifecycle.ErrNotFound) || !strings.Contains(err.Error(), "777") || !strings.Contains(err.Error(), "nothing was deleted") {
 		t.Fatalf("DeleteMany with a bad id = %v", err)
 	}
@@ -142,7 +142,7 @@ func TestDeleteMany(t *testing.T) {
 		}
 	}
 
-	if err := svc.DeleteMany(ctx, []int64{ids[2], ids[0], ids[1], ids[0]}, nil); err != nil {
+	if err := svc.DeleteMany(ctx, []int64{ids[2], ids[0], ids[1], ids[0]}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := testToken.CountObjects(ctx); n != before-6 {

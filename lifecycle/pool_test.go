@@ -35,7 +35,7 @@ func openPool(t *testing.T) (*lifecycle.TokenPool, *hsm.Token, *hsm.Token) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	pool, err := lifecycle.NewTokenPool(testLog, a, b)
+	pool, err := lifecycle.NewTokenPool(testLog, lifecycle.HSMToken{Token: a}, lifecycle.HSMToken{Token: b})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestPoolSpreadsAndRemembers(t *testing.T) {
 	}
 
 	// Delete finds the key on the token its record names.
-	if err := svc.Delete(ctx, onB, nil); err != nil {
+	if err := svc.Delete(ctx, onB, nil, nil); err != nil {
 		t.Fatalf("delete %d: %v", onB, err)
 	}
 	rec, err := db.Get(ctx, onB)

@@ -15,6 +15,19 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
+// ReconcileRecords is what Reconcile reads and writes of its own; it
+// finishes interrupted deletes and imports through DeleteRecords and
+// MarriageRecords, as those use cases would.
+type ReconcileRecords interface {
+	Get(ctx context.Context, id int64) (*store.KeyRecord, error)
+	ListByState(ctx context.Context, s store.State) ([]*store.KeyRecord, error)
+	ListByIntent(ctx context.Context, in store.Intent) ([]*store.KeyRecord, error)
+	ListLive(ctx context.Context) ([]store.LiveKey, error)
+	FailKey(ctx context.Context, id int64, reason string, audit *store.AuditEntry) error
+	MarkLost(ctx context.Context, id int64, reason string) error
+	AppendAudit(ctx context.Context, e *store.AuditEntry) error
+}
+
 // ReconcileOptions controls Reconcile.
 type ReconcileOptions struct {
 	// DestroyOrphans destroys token objects that no record accounts for and
@@ -31,6 +44,11 @@ type ReconcileOptions struct {
 	// 0 (it serves nothing yet); csrctl, which may run beside csrd, uses
 	// the request timeout.
 	MinAge time.Duration
+	// Audit names who reconciles (Actor, AuthMethod, Source, RequestID) in
+	// the audit row of every act that destroys or binds key material
+	// (AuditReconcileDestroy, AuditReconcileRepair). Zero: csrd itself
+	// (ReconcileActor), as at start-up; csrctl names its operator.
+	Audit store.AuditEntry
 }
 
 // ReconcileReport says what Reconcile found and did.
@@ -164,6 +182,13 @@ func (o Orphan) String() string {
 // began are not judged lost. Reconcile stops at the first error that could
 // make it misjudge; everything it did up to there is in the report.
 //
+// Every act that destroys or binds key material appends an audit row by
+// opts.Audit (AuditReconcileDestroy, AuditReconcileRepair): in the
+// transaction that fails, deletes or marries the record, or, where no
+// record changes (an orphan destroyed, a certificate object written again),
+// before the token is touched. A row that cannot be written stops
+// Reconcile with that act undone.
+//
 // Reconcile covers the tokens of the pool that are not withheld (see
 // Admit); records on a withheld token are left for its admission.
 func (s *Service) Reconcile(ctx context.Context, opts ReconcileOptions) (ReconcileReport, error) {
@@ -189,13 +214,14 @@ func (s *Service) Admit(ctx context.Context, t Token) (ReconcileReport, error) {
 func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []Token) (ReconcileReport, error) {
 	var rep ReconcileReport
 	cutoff := s.now().Add(-opts.MinAge)
-	if err := s.finishGenerating(ctx, scope, cutoff, &rep); err != nil {
+	opts.Audit = s.reconciler(opts.Audit)
+	if err := s.finishGenerating(ctx, scope, cutoff, opts.Audit, &rep); err != nil {
 		return rep, err
 	}
-	if err := s.finishDeletes(ctx, scope, cutoff, &rep); err != nil {
+	if err := s.finishDeletes(ctx, scope, cutoff, opts.Audit, &rep); err != nil {
 		return rep, err
 	}
-	if err := s.finishMarriages(ctx, scope, cutoff, &rep); err != nil {
+	if err := s.finishMarriages(ctx, scope, cutoff, opts.Audit, &rep); err != nil {
 		return rep, err
 	}
 	// Each token in scope is listed, then the live records read, in
@@ -206,7 +232,10 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 		if err != nil {
 			return rep, err
 		}
-		live, err := s.records.ListLive(ctx)
+		// The sealing and audit keys are csrd's own, owned by no record:
+		// neither counted nor judged.
+		objs = slices.DeleteFunc(objs, func(o hsm.Object) bool { return hsm.ServiceObject(o.Ref.Label) })
+		live, err := s.recon.ListLive(ctx)
 		if err != nil {
 			return rep, err
 		}
@@ -215,7 +244,8 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 			rep.Records = len(live)
 		}
 		groups := groupObjects(objs)
-		if err := s.checkLive(ctx, tok, i == 0, live, groups, listed, cutoff, &rep); err != nil {
+		pass := tokenPass{tok: tok, first: i == 0, live: live, groups: groups, listed: listed, cutoff: cutoff, who: opts.Audit}
+		if err := s.checkLive(ctx, pass, &rep); err != nil {
 			return rep, err
 		}
 		if err := s.checkOrphans(ctx, tok, groups, opts, &rep); err != nil {
@@ -227,9 +257,10 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 }
 
 // finishGenerating fails records a crash left "generating": nobody was
-// handed their CSR, so their key (if it was made) is destroyed.
-func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff time.Time, rep *ReconcileReport) error {
-	recs, err := s.records.ListByState(ctx, store.StateGenerating)
+// handed their CSR, so their key (if it was made) is destroyed. The audit
+// row commits with the record's failure.
+func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff time.Time, who store.AuditEntry, rep *ReconcileReport) error {
+	recs, err := s.recon.ListByState(ctx, store.StateGenerating)
 	if err != nil {
 		return err
 	}
@@ -252,7 +283,9 @@ func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff ti
 			return err
 		}
 		rep.KeysDestroyed += n
-		if err := s.records.FailKey(ctx, r.ID, "interrupted before the CSR was recorded; reconciled"); err != nil {
+		row := reconcileRow(who, AuditReconcileDestroy,
+			fmt.Sprintf("interrupted generate: key material destroyed (%d key pairs were in the token), record failed", n))
+		if err := s.recon.FailKey(ctx, r.ID, "interrupted before the CSR was recorded; reconciled", row); err != nil {
 			return err
 		}
 		s.log.Warn().Int64("record", r.ID).Str("label", r.KeyLabel).Int("keys_destroyed", n).
@@ -266,7 +299,7 @@ func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff ti
 // would lie) whose intent is older than cutoff (a younger one may still be
 // in progress in a running csrd). The others are counted in rep.
 func (s *Service) interrupted(ctx context.Context, intent store.Intent, scope []Token, cutoff time.Time, rep *ReconcileReport) ([]*store.KeyRecord, error) {
-	recs, err := s.records.ListByIntent(ctx, intent)
+	recs, err := s.recon.ListByIntent(ctx, intent)
 	if err != nil {
 		return nil, err
 	}
@@ -313,7 +346,9 @@ func (s *Service) leasedElsewhere(ctx context.Context, node string) (bool, error
 	return s.leases.HeldElsewhere(ctx, node)
 }
 
-func (s *Service) finishDeletes(ctx context.Context, scope []Token, cutoff time.Time, rep *ReconcileReport) error {
+// finishDeletes destroys the key material of records a crash left with
+// the intent to delete, and marks them deleted with their audit row.
+func (s *Service) finishDeletes(ctx context.Context, scope []Token, cutoff time.Time, who store.AuditEntry, rep *ReconcileReport) error {
 	recs, err := s.interrupted(ctx, store.IntentDelete, scope, cutoff, rep)
 	if err != nil {
 		return err
@@ -325,7 +360,8 @@ func (s *Service) finishDeletes(ctx context.Context, scope []Token, cutoff time.
 			if _, err := s.destroyKeyMaterial(ctx, r); err != nil {
 				return err
 			}
-			return s.records.FinishDelete(ctx, r.ID, "delete interrupted; finished by reconciliation")
+			row := reconcileRow(who, AuditReconcileDestroy, "interrupted delete finished: key material destroyed, record deleted")
+			return s.deletes.FinishDelete(ctx, r.ID, "delete interrupted; finished by reconciliation", row)
 		}()
 		if errors.Is(err, store.ErrConflict) { // finished meanwhile
 			continue
@@ -339,7 +375,9 @@ func (s *Service) finishDeletes(ctx context.Context, scope []Token, cutoff time.
 	return nil
 }
 
-func (s *Service) finishMarriages(ctx context.Context, scope []Token, cutoff time.Time, rep *ReconcileReport) error {
+// finishMarriages writes the certificate of records a crash left with the
+// intent to marry, and marks them married with their audit row.
+func (s *Service) finishMarriages(ctx context.Context, scope []Token, cutoff time.Time, who store.AuditEntry, rep *ReconcileReport) error {
 	recs, err := s.interrupted(ctx, store.IntentMarry, scope, cutoff, rep)
 	if err != nil {
 		return err
@@ -355,7 +393,9 @@ func (s *Service) finishMarriages(ctx context.Context, scope []Token, cutoff tim
 			if err := s.writeCertificate(ctx, r, leaf); err != nil {
 				return err
 			}
-			return s.records.FinishMarriage(ctx, r.ID)
+			row := reconcileRow(who, AuditReconcileRepair,
+				"interrupted import finished: certificate "+r.Cert.Thumbprint+" written to the token, record married")
+			return s.marriages.FinishMarriage(ctx, r.ID, row)
 		}()
 		var le *Error
 		switch {
@@ -410,83 +450,134 @@ func groupObjects(objs []hsm.Object) map[string]*objectGroup {
 	return groups
 }
 
+// tokenPass is one token's comparison of its listing with the live records.
+type tokenPass struct {
+	tok    Token
+	first  bool // the first token in scope: it counts the records on no token of the pool
+	live   []store.LiveKey
+	groups map[string]*objectGroup // the listing
+	listed time.Time               // when the listing began
+	cutoff time.Time               // records changed after it are left alone
+	who    store.AuditEntry        // who reconciles, for the audit rows
+}
+
 // checkLive marks lost the pending and married records whose key pair is
 // not whole in the listing, restores missing certificate objects of married
 // ones, and claims every group a live record owns.
-func (s *Service) checkLive(ctx context.Context, tok Token, first bool, live []store.LiveKey, groups map[string]*objectGroup, listed, cutoff time.Time, rep *ReconcileReport) error {
-	for _, k := range live {
-		if !s.tokens.reaches(k.TokenLabel, k.TokenSerial) {
-			if first && k.State != store.StateGenerating && k.Intent == store.IntentNone {
-				rep.OtherToken++ // the others were counted above
-			}
+func (s *Service) checkLive(ctx context.Context, p tokenPass, rep *ReconcileReport) error {
+	for _, k := range p.live {
+		if !s.onPassToken(p, k, rep) {
 			continue
 		}
-		if !s.tokens.has(tok, k.ID, k.TokenLabel, k.TokenSerial) {
-			continue // another token of the pool: checked in its own pass
-		}
-		g := groups[groupKey(k.KeyLabel, k.KeyID)]
-		if g != nil {
-			g.claimed = true
-		}
-		// A hybrid record's token-resident alternative key pair is its too,
-		// and the record is only whole with both pairs whole.
-		missing := missingHalves(g)
-		var (
-			gAlt       *objectGroup
-			altMissing []hsm.ObjectClass
-		)
-		if k.AltKeyLabel != "" {
-			if gAlt = groups[groupKey(k.AltKeyLabel, k.AltKeyID)]; gAlt != nil {
-				gAlt.claimed = true
-			}
-			altMissing = missingHalves(gAlt)
-		}
+		held := p.claim(k)
 		if k.State == store.StateGenerating || k.Intent != store.IntentNone {
 			continue // young (older ones were finished above)
 		}
-		switch {
-		case len(missing) == 0 && len(altMissing) == 0:
-			if k.State == store.StateMarried && k.HasCert && !hasClass(g.classes, hsm.ClassCertificate) {
-				if err := s.restoreCertificate(ctx, tok, k.ID, rep); err != nil {
-					return err
-				}
-			}
-		case !k.UpdatedTime.Before(listed) || k.UpdatedTime.After(cutoff):
-			rep.InProgress++ // changed since the listing: judge it next time
-		default:
-			for _, lg := range []*objectGroup{g, gAlt} {
-				if lg != nil {
-					lg.claimed = false // what is left of a lost key is an orphan
-				}
-			}
-			lost := LostKey{ID: k.ID, Label: k.KeyLabel, Was: k.State, Missing: missing, AltMissing: altMissing}
-			err := s.records.MarkLost(ctx, k.ID, "reconciliation: "+lost.What())
-			if errors.Is(err, store.ErrConflict) {
-				rep.InProgress++
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			rep.Lost = append(rep.Lost, lost)
-			s.log.Error().Int64("record", k.ID).Str("label", k.KeyLabel).Str("was", string(k.State)).
-				Strs("missing", classNames(missing)).Strs("alt_missing", classNames(altMissing)).
-				Msg("reconcile: key pair no longer whole in the token; record marked lost")
+		if err := s.judgeLive(ctx, p, k, held, rep); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (s *Service) restoreCertificate(ctx context.Context, tok Token, id int64, rep *ReconcileReport) error {
+// onPassToken reports whether live record k's key is on p's token. A
+// record whose key is on no token of the pool is counted once, by the
+// first pass; one on another token of the pool is checked in its own pass.
+func (s *Service) onPassToken(p tokenPass, k store.LiveKey, rep *ReconcileReport) bool {
+	if !s.tokens.reaches(k.TokenLabel, k.TokenSerial) {
+		if p.first && k.State != store.StateGenerating && k.Intent == store.IntentNone {
+			rep.OtherToken++ // the others were counted above
+		}
+		return false
+	}
+	return s.tokens.has(p.tok, k.ID, k.TokenLabel, k.TokenSerial)
+}
+
+// heldKeys is what the listing holds of one live record: the group of its
+// key pair and, for a hybrid with a token-resident alternative key pair,
+// that pair's group (nil: not listed), and the halves each lacks.
+type heldKeys struct {
+	g, alt              *objectGroup
+	missing, altMissing []hsm.ObjectClass
+}
+
+// claim marks the groups record k owns as claimed: a hybrid record's
+// alternative key pair is its too, and the record is only whole with both
+// pairs whole.
+func (p tokenPass) claim(k store.LiveKey) heldKeys {
+	var h heldKeys
+	if h.g = p.groups[groupKey(k.KeyLabel, k.KeyID)]; h.g != nil {
+		h.g.claimed = true
+	}
+	h.missing = missingHalves(h.g)
+	if k.AltKeyLabel != "" {
+		if h.alt = p.groups[groupKey(k.AltKeyLabel, k.AltKeyID)]; h.alt != nil {
+			h.alt.claimed = true
+		}
+		h.altMissing = missingHalves(h.alt)
+	}
+	return h
+}
+
+// judgeLive restores the certificate object of a whole married record that
+// lacks it, leaves a record changed since the listing for next time, and
+// marks lost one whose key pairs are not whole.
+func (s *Service) judgeLive(ctx context.Context, p tokenPass, k store.LiveKey, h heldKeys, rep *ReconcileReport) error {
+	switch {
+	case len(h.missing) == 0 && len(h.altMissing) == 0:
+		if k.State == store.StateMarried && k.HasCert && !hasClass(h.g.classes, hsm.ClassCertificate) {
+			return s.restoreCertificate(ctx, p.tok, k.ID, p.who, rep)
+		}
+		return nil
+	case !k.UpdatedTime.Before(p.listed) || k.UpdatedTime.After(p.cutoff):
+		rep.InProgress++ // changed since the listing: judge it next time
+		return nil
+	}
+	return s.markLost(ctx, k, h, rep)
+}
+
+// markLost marks record k lost; what is left of its key pairs becomes an
+// orphan.
+func (s *Service) markLost(ctx context.Context, k store.LiveKey, h heldKeys, rep *ReconcileReport) error {
+	for _, lg := range []*objectGroup{h.g, h.alt} {
+		if lg != nil {
+			lg.claimed = false
+		}
+	}
+	lost := LostKey{ID: k.ID, Label: k.KeyLabel, Was: k.State, Missing: h.missing, AltMissing: h.altMissing}
+	err := s.recon.MarkLost(ctx, k.ID, "reconciliation: "+lost.What())
+	if errors.Is(err, store.ErrConflict) {
+		rep.InProgress++
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	rep.Lost = append(rep.Lost, lost)
+	s.log.Error().Int64("record", k.ID).Str("label", k.KeyLabel).Str("was", string(k.State)).
+		Strs("missing", classNames(h.missing)).Strs("alt_missing", classNames(h.altMissing)).
+		Msg("reconcile: key pair no longer whole in the token; record marked lost")
+	return nil
+}
+
+// restoreCertificate writes a married record's certificate object again.
+// Its audit row is written first: no record changes with it.
+func (s *Service) restoreCertificate(ctx context.Context, tok Token, id int64, who store.AuditEntry, rep *ReconcileReport) error {
 	unlock := s.locks.lock(id)
 	defer unlock()
-	rec, err := s.records.Get(ctx, id)
+	rec, err := s.recon.Get(ctx, id)
 	if err != nil {
 		return err
 	}
 	leaf, err := x509.ParseCertificate(rec.Cert.DER)
 	if err != nil {
 		return fmt.Errorf("lifecycle: reconcile: record %d: stored certificate: %w", id, err)
+	}
+	row := reconcileRow(who, AuditReconcileRepair,
+		"certificate "+rec.Cert.Thumbprint+" missing from the token: written again from the record")
+	row.RecordID, row.KeyLabel = id, rec.KeyLabel
+	if err := s.recon.AppendAudit(ctx, row); err != nil {
+		return err
 	}
 	created, err := tok.PutCertificate(ctx, hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}, leaf)
 	if err != nil {
@@ -511,31 +602,58 @@ func (s *Service) checkOrphans(ctx context.Context, tok Token, groups map[string
 			// is csrd's by configuration: neither is ever an orphan.
 			continue
 		}
-		_, _, ours := ParseLabel(g.ref.Label)
-		o := Orphan{Ref: g.ref, Classes: g.classes, Reason: s.orphanReason(ctx, tok, g.ref), Foreign: !ours}
-		if len(g.ref.ID) == 0 {
-			o.Reason += " (no CKA_ID, so it cannot be destroyed by reference; remove it with pkcs11-tool)"
-		} else {
-			still, err := tok.ObjectsOf(ctx, g.ref)
-			if err != nil {
+		o, still, err := s.orphan(ctx, tok, g)
+		if err != nil {
+			return err
+		}
+		if !still {
+			continue
+		}
+		if opts.DestroyOrphans && !o.Foreign && len(o.Ref.ID) > 0 {
+			if err := s.destroyOrphan(ctx, tok, &o, opts.Audit, rep); err != nil {
 				return err
-			}
-			if len(still) == 0 {
-				continue
-			}
-			o.Classes = still
-			if opts.DestroyOrphans && ours {
-				if err := tok.DestroyKey(ctx, g.ref); err != nil && !errors.Is(err, hsm.ErrNotFound) {
-					return err
-				}
-				o.Destroyed = true
-				rep.OrphansDestroyed++
 			}
 		}
 		rep.Orphans = append(rep.Orphans, o)
 		s.log.Warn().Str("label", g.ref.Label).Str("ckaid", hex.EncodeToString(g.ref.ID)).Str("reason", o.Reason).
 			Bool("foreign", o.Foreign).Bool("destroyed", o.Destroyed).Msg("reconcile: orphan object in the token")
 	}
+	return nil
+}
+
+// orphan explains unclaimed group g with the objects it has now; still is
+// false when they are gone since the listing.
+func (s *Service) orphan(ctx context.Context, tok Token, g *objectGroup) (o Orphan, still bool, err error) {
+	_, _, ours := ParseLabel(g.ref.Label)
+	o = Orphan{Ref: g.ref, Classes: g.classes, Reason: s.orphanReason(ctx, tok, g.ref), Foreign: !ours}
+	if len(g.ref.ID) == 0 {
+		o.Reason += " (no CKA_ID, so it cannot be destroyed by reference; remove it with pkcs11-tool)"
+		return o, true, nil
+	}
+	classes, err := tok.ObjectsOf(ctx, g.ref)
+	if err != nil || len(classes) == 0 {
+		return o, false, err
+	}
+	o.Classes = classes
+	return o, true, nil
+}
+
+// destroyOrphan destroys orphan o's objects. No record changes with it, so
+// its audit row is written first: if the row cannot be written, nothing is
+// destroyed.
+func (s *Service) destroyOrphan(ctx context.Context, tok Token, o *Orphan, who store.AuditEntry, rep *ReconcileReport) error {
+	row := reconcileRow(who, AuditReconcileDestroy, fmt.Sprintf("orphan on token %q, CKA_ID %s, objects %s: %s",
+		tok.Label(), hex.EncodeToString(o.Ref.ID), strings.Join(classNames(o.Classes), ","), o.Reason))
+	row.RecordID, _, _ = ParseLabel(o.Ref.Label)
+	row.KeyLabel = o.Ref.Label
+	if err := s.recon.AppendAudit(ctx, row); err != nil {
+		return err
+	}
+	if err := tok.DestroyKey(ctx, o.Ref); err != nil && !errors.Is(err, hsm.ErrNotFound) {
+		return err
+	}
+	o.Destroyed = true
+	rep.OrphansDestroyed++
 	return nil
 }
 
@@ -563,7 +681,7 @@ func (s *Service) orphanReason(ctx context.Context, tok Token, ref hsm.KeyRef) s
 	if !ok {
 		return "label is not one csrd gives its keys"
 	}
-	rec, err := s.records.Get(ctx, id)
+	rec, err := s.recon.Get(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Sprintf("no record %d exists", id)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
@@ -30,21 +31,21 @@ import (
 func TestReconcileOrphansAndLost(t *testing.T) {
 	ctx := context.Background()
 	svc, db := newService(t, reconToken)
-	ca := newCA(t, "Recon CA")
+	ca := fixture.NewCA(t, "Recon CA")
 	nb, na := valid()
 	p256 := hsm.KeySpec{Type: hsm.KeyECDSA, Curve: elliptic.P256()}
 
 	healthy := generate(t, svc, "CN=healthy", ecc256, nil)
-	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(ca.issue(t, healthy.CSRPEM, nb, na))}); err != nil {
+	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: fixture.PEM(ca.IssueCSR(t, healthy.CSRPEM, nb, na))}); err != nil {
 		t.Fatal(err)
 	}
 	noCert := generate(t, svc, "CN=cert-removed", ecc256, nil)
-	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(ca.issue(t, noCert.CSRPEM, nb, na))}); err != nil {
+	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: fixture.PEM(ca.IssueCSR(t, noCert.CSRPEM, nb, na))}); err != nil {
 		t.Fatal(err)
 	}
 	lost := generate(t, svc, "CN=will-be-lost", ecc256, nil)
 	lostMarried := generate(t, svc, "CN=married-then-lost", ecc256, nil)
-	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: certPEM(ca.issue(t, lostMarried.CSRPEM, nb, na))}); err != nil {
+	if _, err := svc.Import(ctx, lifecycle.ImportRequest{Certificate: fixture.PEM(ca.IssueCSR(t, lostMarried.CSRPEM, nb, na))}); err != nil {
 		t.Fatal(err)
 	}
 	refOf := func(id int64) hsm.KeyRef {
@@ -67,7 +68,7 @@ func TestReconcileOrphansAndLost(t *testing.T) {
 	if _, err := reconToken.GenerateKeyPair(ctx, p256, foreign); err != nil {
 		t.Fatal(err)
 	}
-	defer reconToken.DestroyKey(ctx, foreign)
+	destroyAtEnd(t, reconToken, foreign)
 	destroyClass(t, refOf(lost.ID), hsm.ClassPrivateKey, hsm.ClassPublicKey)
 	destroyClass(t, refOf(lostMarried.ID), hsm.ClassPrivateKey)
 	destroyClass(t, refOf(noCert.ID), hsm.ClassCertificate)
@@ -201,7 +202,7 @@ func TestReconcileLostHalf(t *testing.T) {
 			ctx := context.Background()
 			var logBuf bytes.Buffer
 			db := openStore(t, filepath.Join(t.TempDir(), "csrd.db"))
-			svc := lifecycle.New(reconToken, db, policy.Default(), zerolog.New(&logBuf))
+			svc := lifecycle.New(lifecycle.HSMToken{Token: reconToken}, db, policy.Default(), zerolog.New(&logBuf))
 			res := generate(t, svc, "CN=half-"+strings.ReplaceAll(tc.name, " ", "-"), ecc256, nil)
 			rec, _ := db.Get(ctx, res.ID)
 			ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
@@ -281,7 +282,7 @@ func destroyClass(t *testing.T, ref hsm.KeyRef, classes ...hsm.ObjectClass) {
 // operation: the key is gone and the record deleted, or the certificate is
 // in the token and the record married.
 func TestCrashDeleteAndImport(t *testing.T) {
-	ca := newCA(t, "Crash CA")
+	ca := fixture.NewCA(t, "Crash CA")
 	cases := []struct {
 		op, step  string
 		wantState store.State
@@ -298,16 +299,16 @@ func TestCrashDeleteAndImport(t *testing.T) {
 			ctx := context.Background()
 			dbPath := filepath.Join(t.TempDir(), "csrd.db")
 			db := openStore(t, dbPath)
-			svc := lifecycle.New(testToken, db, policy.Default(), testLog)
+			svc := lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, policy.Default(), testLog)
 			res := generate(t, svc, "CN=crash-"+tc.step, ecc256, nil)
 			rec, _ := db.Get(ctx, res.ID)
 			ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
-			defer testToken.DestroyKey(ctx, ref)
+			destroyAtEnd(t, testToken, ref)
 			arg := fmt.Sprint(res.ID)
 			if tc.op == "import" {
 				nb, na := valid()
 				arg = filepath.Join(t.TempDir(), "cert.pem")
-				if err := os.WriteFile(arg, []byte(certPEM(ca.issue(t, res.CSRPEM, nb, na))), 0o600); err != nil {
+				if err := os.WriteFile(arg, []byte(fixture.PEM(ca.IssueCSR(t, res.CSRPEM, nb, na))), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -371,14 +372,14 @@ func TestOtherToken(t *testing.T) {
 	rec, _ := db.Get(ctx, res.ID)
 	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
 	irec, _ := db.Get(ctx, interrupted.ID)
-	defer testToken.DestroyKey(ctx, ref)
-	defer testToken.DestroyKey(ctx, hsm.KeyRef{ID: irec.KeyID, Label: irec.KeyLabel})
-	if err := db.BeginDelete(ctx, interrupted.ID); err != nil { // as if a delete was interrupted
+	destroyAtEnd(t, testToken, ref)
+	destroyAtEnd(t, testToken, hsm.KeyRef{ID: irec.KeyID, Label: irec.KeyLabel})
+	if err := db.BeginDelete(ctx, interrupted.ID, nil); err != nil { // as if a delete was interrupted
 		t.Fatal(err)
 	}
-	there := lifecycle.New(reconToken, db, policy.Default(), testLog)
+	there := lifecycle.New(lifecycle.HSMToken{Token: reconToken}, db, policy.Default(), testLog)
 
-	if err := there.Delete(ctx, res.ID, nil); !errors.Is(err, lifecycle.ErrConflict) || !strings.Contains(err.Error(), "on token") {
+	if err := there.Delete(ctx, res.ID, nil, nil); !errors.Is(err, lifecycle.ErrConflict) || !strings.Contains(err.Error(), "on token") {
 		t.Errorf("Delete from another token = %v, want ErrConflict", err)
 	}
 	rep, err := there.Reconcile(ctx, lifecycle.ReconcileOptions{})

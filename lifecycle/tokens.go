@@ -23,8 +23,8 @@ import (
 // for a back-off that doubles with each failure (1 s to 30 s) and is
 // re-admitted when it has recovered: after the back-off the next Generate
 // tries it, and if that fails the request moves on to another token while
-// this one goes back out for longer. A token that reports its own health
-// (hsm.Token's Healthy, when it has one) is skipped while it says it is down.
+// this one goes back out for longer. A token whose Healthy says it is down
+// is skipped.
 //
 // One token is a pool of one: Generate then behaves as without a pool.
 type TokenPool struct {
@@ -50,10 +50,6 @@ const (
 	DefaultMinBackoff = time.Second
 	DefaultMaxBackoff = 30 * time.Second
 )
-
-// healthReporter is implemented by tokens that know whether they are
-// connected (hsm.Token once it monitors its session).
-type healthReporter interface{ Healthy() error }
 
 // NewTokenPool returns a pool of tokens, which must have distinct serial
 // numbers and labels: a record names its token by them.
@@ -177,10 +173,8 @@ func (p *TokenPool) unavailable() error {
 	var why []string
 	for _, m := range p.members {
 		reason := "connected; being reconciled before it takes new keys"
-		if h, ok := m.tok.(healthReporter); ok {
-			if err := h.Healthy(); err != nil {
-				reason = hsm.Reason(err)
-			}
+		if err := m.tok.Healthy(); err != nil {
+			reason = hsm.Reason(err)
 		}
 		if !strings.HasPrefix(reason, "token ") {
 			reason = fmt.Sprintf("token %q: %s", m.tok.Label(), reason)
@@ -225,7 +219,7 @@ func (p *TokenPool) pick(tried []Token) (Token, func(error)) {
 		if fallback == nil || m.downUntil.Before(fallback.downUntil) {
 			fallback = m
 		}
-		if now.Before(m.downUntil) || !reportsHealthy(m.tok) {
+		if now.Before(m.downUntil) || m.tok.Healthy() != nil {
 			continue
 		}
 		if best == nil || m.busy < best.busy {
@@ -241,11 +235,6 @@ func (p *TokenPool) pick(tried []Token) (Token, func(error)) {
 	}
 	best.busy++
 	return best.tok, func(err error) { p.done(best, err) }
-}
-
-func reportsHealthy(t Token) bool {
-	h, ok := t.(healthReporter)
-	return !ok || h.Healthy() == nil
 }
 
 func (p *TokenPool) done(m *member, err error) {

@@ -91,10 +91,10 @@ func (e *Engine) Decide(req Request) (*Decision, error) {
 		vs = append(vs, v)
 	}
 	if specOK {
-		checkKey(p.who(), p.levels, p.eff.PrimaryKeyAlgorithms, spec, false, &vs, pv)
+		checkKey(keyRules{who: p.who(), levels: p.levels, effective: p.eff.PrimaryKeyAlgorithms}, spec, &vs, pv)
 	}
 	if hasAlt {
-		checkKey(p.who(), p.altLevels, p.eff.AlternativeKeyAlgorithms, alt, true, &vs, pv)
+		checkKey(keyRules{who: p.who(), levels: p.altLevels, effective: p.eff.AlternativeKeyAlgorithms, alternative: true}, alt, &vs, pv)
 	}
 	subject, applied := p.applyDefaults(req.Subject, &vs, pv)
 	p.checkNames(subject, req.SANs, &vs, pv)

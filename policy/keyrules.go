@@ -55,80 +55,111 @@ func canonicalRules(where string, in []AlgorithmRule, alternative bool, add func
 	seen := map[Algorithm]bool{}
 	for i, r := range in {
 		at := fmt.Sprintf("%s[%d]", where, i)
-		kt := r.KeyType
-		switch {
-		case kt == "":
-			kt = r.Name
-		case r.Name != "" && !strings.EqualFold(string(r.Name), string(kt)):
-			add("%s: Name %q and KeyType %q disagree (give one of them)", at, r.Name, kt)
+		alg, ok := ruleAlgorithm(at, r, allowed, kind, add)
+		if !ok {
+			continue
 		}
-		alg, ok := canonicalAlgorithm(string(kt))
-		switch {
-		case !ok:
-			add("%s: KeyType %q is not a key type (%s)", at, kt, joinAlgs(allowed))
-			continue
-		case !slices.Contains(allowed, alg):
-			add("%s: KeyType %s is not a %s key type (%s)", at, alg, kind, joinAlgs(allowed))
-			continue
-		case seen[alg]:
+		if seen[alg] {
 			add("%s: KeyType %s is listed twice", at, alg)
 			continue
 		}
 		seen[alg] = true
-		c := AlgorithmRule{KeyType: alg}
-		switch alg {
-		case RSA:
-			if len(r.Curves) > 0 {
-				add("%s: Curves are not valid for RSA", at)
-			}
-			c.BitLengths = slices.Clone(r.BitLengths)
-			if r.BitLengths == nil {
-				c.BitLengths = slices.Clone(standardRSASizes)
-			}
-			for _, b := range c.BitLengths {
-				if b < MinRSABits || b > MaxRSABits || b%8 != 0 {
-					add("%s: RSA BitLengths %d is not allowed (a multiple of 8 from %d to %d)", at, b, MinRSABits, MaxRSABits)
-				}
-			}
-			slices.Sort(c.BitLengths)
-			c.BitLengths = slices.Compact(c.BitLengths)
-		case ECC:
-			want := map[string]bool{}
-			for _, b := range r.BitLengths {
-				cv, ok := curveByBits(b)
-				if !ok {
-					add("%s: ECC BitLengths %d is not an ECC size (256, 384 or 521)", at, b)
-					continue
-				}
-				want[cv.name] = true
-			}
-			for _, s := range r.Curves {
-				cv, ok := lookupCurve(strings.TrimSpace(s))
-				if !ok {
-					add("%s: Curve %q is not a supported curve (P-256, P-384, P-521 or their OIDs)", at, s)
-					continue
-				}
-				want[cv.name] = true
-			}
-			for _, cv := range curves {
-				if want[cv.name] || (r.BitLengths == nil && r.Curves == nil) {
-					c.Curves = append(c.Curves, cv.name)
-				}
-			}
-		default:
-			if len(r.Curves) > 0 {
-				add("%s: Curves are not valid for %s", at, alg)
-			}
-			size := edOrMLDSASize(alg)
-			for _, b := range r.BitLengths {
-				if b != size {
-					add("%s: BitLengths %d is not valid for %s (only %d)", at, b, alg, size)
-				}
-			}
-		}
-		out = append(out, c)
+		out = append(out, canonicalSizes(at, alg, r, add))
 	}
 	return out
+}
+
+// ruleAlgorithm returns the canonical KeyType of one rule (its Name when
+// KeyType is absent); false when it is unknown or not of the kind the list
+// holds.
+func ruleAlgorithm(at string, r AlgorithmRule, allowed []Algorithm, kind string, add func(string, ...any)) (Algorithm, bool) {
+	kt := r.KeyType
+	switch {
+	case kt == "":
+		kt = r.Name
+	case r.Name != "" && !strings.EqualFold(string(r.Name), string(kt)):
+		add("%s: Name %q and KeyType %q disagree (give one of them)", at, r.Name, kt)
+	}
+	alg, ok := canonicalAlgorithm(string(kt))
+	switch {
+	case !ok:
+		add("%s: KeyType %q is not a key type (%s)", at, kt, joinAlgs(allowed))
+		return "", false
+	case !slices.Contains(allowed, alg):
+		add("%s: KeyType %s is not a %s key type (%s)", at, alg, kind, joinAlgs(allowed))
+		return "", false
+	}
+	return alg, true
+}
+
+// canonicalSizes returns the rule for alg with its sizes or curves in
+// canonical form, reporting those alg does not have.
+func canonicalSizes(at string, alg Algorithm, r AlgorithmRule, add func(string, ...any)) AlgorithmRule {
+	switch alg {
+	case RSA:
+		return rsaRule(at, r, add)
+	case ECC:
+		return eccRule(at, r, add)
+	}
+	if len(r.Curves) > 0 {
+		add("%s: Curves are not valid for %s", at, alg)
+	}
+	size := edOrMLDSASize(alg)
+	for _, b := range r.BitLengths {
+		if b != size {
+			add("%s: BitLengths %d is not valid for %s (only %d)", at, b, alg, size)
+		}
+	}
+	return AlgorithmRule{KeyType: alg}
+}
+
+// rsaRule keeps the listed RSA sizes (the standard ones when none is
+// listed), sorted and without duplicates.
+func rsaRule(at string, r AlgorithmRule, add func(string, ...any)) AlgorithmRule {
+	if len(r.Curves) > 0 {
+		add("%s: Curves are not valid for RSA", at)
+	}
+	bits := slices.Clone(r.BitLengths)
+	if r.BitLengths == nil {
+		bits = slices.Clone(standardRSASizes)
+	}
+	for _, b := range bits {
+		if b < MinRSABits || b > MaxRSABits || b%8 != 0 {
+			add("%s: RSA BitLengths %d is not allowed (a multiple of 8 from %d to %d)", at, b, MinRSABits, MaxRSABits)
+		}
+	}
+	slices.Sort(bits)
+	return AlgorithmRule{KeyType: RSA, BitLengths: slices.Compact(bits)}
+}
+
+// eccRule names the curves a rule allows, by BitLengths or Curves, in table
+// order; every curve when it gives neither.
+func eccRule(at string, r AlgorithmRule, add func(string, ...any)) AlgorithmRule {
+	want := map[string]bool{}
+	for _, b := range r.BitLengths {
+		cv, ok := curveByBits(b)
+		if !ok {
+			add("%s: ECC BitLengths %d is not an ECC size (256, 384 or 521)", at, b)
+			continue
+		}
+		want[cv.name] = true
+	}
+	for _, s := range r.Curves {
+		cv, ok := lookupCurve(strings.TrimSpace(s))
+		if !ok {
+			add("%s: Curve %q is not a supported curve (P-256, P-384, P-521 or their OIDs)", at, s)
+			continue
+		}
+		want[cv.name] = true
+	}
+	all := r.BitLengths == nil && r.Curves == nil
+	c := AlgorithmRule{KeyType: ECC}
+	for _, cv := range curves {
+		if all || want[cv.name] {
+			c.Curves = append(c.Curves, cv.name)
+		}
+	}
+	return c
 }
 
 func edOrMLDSASize(a Algorithm) int {
@@ -154,29 +185,35 @@ func intersect(a, b []AlgorithmRule) []AlgorithmRule {
 		if i < 0 {
 			continue
 		}
-		rb := b[i]
-		r := AlgorithmRule{KeyType: ra.KeyType}
-		switch ra.KeyType {
-		case RSA:
-			for _, x := range ra.BitLengths {
-				if slices.Contains(rb.BitLengths, x) {
-					r.BitLengths = append(r.BitLengths, x)
-				}
-			}
-			if len(r.BitLengths) == 0 {
-				continue
-			}
-		case ECC:
-			for _, x := range ra.Curves {
-				if slices.Contains(rb.Curves, x) {
-					r.Curves = append(r.Curves, x)
-				}
-			}
-			if len(r.Curves) == 0 {
-				continue
-			}
+		if r, ok := narrow(ra, b[i]); ok {
+			out = append(out, r)
 		}
-		out = append(out, r)
+	}
+	return out
+}
+
+// narrow returns the sizes or curves of ra that rb allows too; false when
+// an RSA or ECC rule is left with none.
+func narrow(ra, rb AlgorithmRule) (AlgorithmRule, bool) {
+	r := AlgorithmRule{KeyType: ra.KeyType}
+	switch ra.KeyType {
+	case RSA:
+		r.BitLengths = common(ra.BitLengths, rb.BitLengths)
+		return r, len(r.BitLengths) > 0
+	case ECC:
+		r.Curves = common(ra.Curves, rb.Curves)
+		return r, len(r.Curves) > 0
+	}
+	return r, true
+}
+
+// common returns the elements of a that b holds too, in a's order.
+func common[T comparable](a, b []T) []T {
+	var out []T
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			out = append(out, x)
+		}
 	}
 	return out
 }
@@ -231,14 +268,24 @@ type level struct {
 	minRSA int
 }
 
+// keyRules are the rules one key of a request (the primary or the
+// alternative one) must satisfy under a pattern.
+type keyRules struct {
+	who         string          // the pattern, as refusals name it
+	levels      []level         // where the rules come from, to name the one that refuses
+	effective   []AlgorithmRule // their intersection
+	alternative bool
+}
+
 // checkKey checks spec against the effective rules and, when refused, names
 // the first level that refuses it.
-func checkKey(who string, levels []level, effective []AlgorithmRule, spec KeySpec, alternative bool, vs *Violations, pv Violation) {
+func checkKey(r keyRules, spec KeySpec, vs *Violations, pv Violation) {
+	who, effective, alternative := r.who, r.effective, r.alternative
 	if allows(effective, spec) {
 		return
 	}
 	why := ""
-	for _, l := range levels {
+	for _, l := range r.levels {
 		if !allows(l.rules, spec) {
 			why = l.why
 			break
@@ -293,10 +340,10 @@ func DescribeRules(rules []AlgorithmRule) string {
 	}
 	parts := make([]string, len(rules))
 	for i, r := range rules {
-		switch {
-		case r.KeyType == RSA:
+		switch r.KeyType {
+		case RSA:
 			parts[i] = "RSA " + joinInts(r.BitLengths)
-		case r.KeyType == ECC:
+		case ECC:
 			parts[i] = "ECC " + strings.Join(r.Curves, ", ")
 		default:
 			parts[i] = string(r.KeyType)

@@ -109,50 +109,11 @@ func ResolveKey(kr KeyRequest) (KeySpec, error) {
 	case "":
 		vs.add(RuleRequest, "KeyType", "KeyType is required (RSA, ECC, ED25519 or ED448)")
 	case "RSA":
-		spec.Algorithm = RSA
-		switch {
-		case kr.Curve != "":
-			vs.add(RuleRequest, "Curve", "Curve is not valid for KeyType RSA")
-		case kr.KeyLength == 0:
-			vs.add(RuleRequest, "KeyLength", "KeyLength is required for KeyType RSA")
-		case kr.KeyLength < 0:
-			vs.add(RuleRequest, "KeyLength", fmt.Sprintf("KeyLength %d is not a key size", kr.KeyLength))
-		}
-		spec.Bits = kr.KeyLength
+		spec = resolveRSA(kr, &vs)
 	case "ECC", "ECDSA", "EC":
-		spec.Algorithm = ECC
-		var c curve
-		var ok bool
-		switch {
-		case kr.Curve != "":
-			c, ok = lookupCurve(strings.TrimSpace(kr.Curve))
-			if !ok {
-				vs.add(RuleRequest, "Curve", fmt.Sprintf("Curve %q is not a supported curve (1.2.840.10045.3.1.7 P-256, 1.3.132.0.34 P-384, 1.3.132.0.35 P-521)", kr.Curve))
-			} else if kr.KeyLength != 0 && kr.KeyLength != c.bits {
-				vs.add(RuleRequest, "Curve", fmt.Sprintf("Curve %s contradicts KeyLength %d", c.name, kr.KeyLength))
-			}
-		case kr.KeyLength == 0:
-			vs.add(RuleRequest, "KeyLength", "KeyLength or Curve is required for KeyType ECC")
-		default:
-			c, ok = curveByBits(kr.KeyLength)
-			if !ok {
-				vs.add(RuleRequest, "KeyLength", fmt.Sprintf("KeyLength %d is not an ECC size (256, 384 or 521)", kr.KeyLength))
-			}
-		}
-		if ok {
-			spec.Curve, spec.Bits = c.name, c.bits
-		}
+		spec = resolveECC(kr, &vs)
 	case "ED25519", "ED448":
-		spec.Algorithm, spec.Bits = Ed25519, 255
-		if kt == "ED448" {
-			spec.Algorithm, spec.Bits = Ed448, 448
-		}
-		switch {
-		case kr.Curve != "":
-			vs.add(RuleRequest, "Curve", fmt.Sprintf("Curve is not valid for KeyType %s", kt))
-		case kr.KeyLength != 0 && kr.KeyLength != spec.Bits:
-			vs.add(RuleRequest, "KeyLength", fmt.Sprintf("KeyLength %d is not valid for KeyType %s (use %d or leave it out)", kr.KeyLength, kt, spec.Bits))
-		}
+		spec = resolveEdDSA(kt, kr, &vs)
 	default:
 		vs.add(RuleRequest, "KeyType", fmt.Sprintf("KeyType %q is not a key type (RSA, ECC, ED25519 or ED448)", kr.KeyType))
 	}
@@ -160,6 +121,63 @@ func ResolveKey(kr KeyRequest) (KeySpec, error) {
 		return KeySpec{}, err
 	}
 	return spec, nil
+}
+
+// resolveRSA takes the modulus size from KeyLength, which RSA requires.
+func resolveRSA(kr KeyRequest, vs *Violations) KeySpec {
+	switch {
+	case kr.Curve != "":
+		vs.add(RuleRequest, "Curve", "Curve is not valid for KeyType RSA")
+	case kr.KeyLength == 0:
+		vs.add(RuleRequest, "KeyLength", "KeyLength is required for KeyType RSA")
+	case kr.KeyLength < 0:
+		vs.add(RuleRequest, "KeyLength", fmt.Sprintf("KeyLength %d is not a key size", kr.KeyLength))
+	}
+	return KeySpec{Algorithm: RSA, Bits: kr.KeyLength}
+}
+
+// resolveECC takes the curve from Curve, or from KeyLength when Curve is
+// absent; when both are given they must agree.
+func resolveECC(kr KeyRequest, vs *Violations) KeySpec {
+	spec := KeySpec{Algorithm: ECC}
+	var c curve
+	var ok bool
+	switch {
+	case kr.Curve != "":
+		c, ok = lookupCurve(strings.TrimSpace(kr.Curve))
+		if !ok {
+			vs.add(RuleRequest, "Curve", fmt.Sprintf("Curve %q is not a supported curve (1.2.840.10045.3.1.7 P-256, 1.3.132.0.34 P-384, 1.3.132.0.35 P-521)", kr.Curve))
+		} else if kr.KeyLength != 0 && kr.KeyLength != c.bits {
+			vs.add(RuleRequest, "Curve", fmt.Sprintf("Curve %s contradicts KeyLength %d", c.name, kr.KeyLength))
+		}
+	case kr.KeyLength == 0:
+		vs.add(RuleRequest, "KeyLength", "KeyLength or Curve is required for KeyType ECC")
+	default:
+		c, ok = curveByBits(kr.KeyLength)
+		if !ok {
+			vs.add(RuleRequest, "KeyLength", fmt.Sprintf("KeyLength %d is not an ECC size (256, 384 or 521)", kr.KeyLength))
+		}
+	}
+	if ok {
+		spec.Curve, spec.Bits = c.name, c.bits
+	}
+	return spec
+}
+
+// resolveEdDSA accepts no Curve and, as KeyLength, only the algorithm's
+// one size (or none).
+func resolveEdDSA(kt string, kr KeyRequest, vs *Violations) KeySpec {
+	spec := KeySpec{Algorithm: Ed25519, Bits: 255}
+	if kt == "ED448" {
+		spec = KeySpec{Algorithm: Ed448, Bits: 448}
+	}
+	switch {
+	case kr.Curve != "":
+		vs.add(RuleRequest, "Curve", fmt.Sprintf("Curve is not valid for KeyType %s", kt))
+	case kr.KeyLength != 0 && kr.KeyLength != spec.Bits:
+		vs.add(RuleRequest, "KeyLength", fmt.Sprintf("KeyLength %d is not valid for KeyType %s (use %d or leave it out)", kr.KeyLength, kt, spec.Bits))
+	}
+	return spec
 }
 
 // ResolveAltKey resolves the alternative (post-quantum) key of a hybrid

@@ -192,50 +192,14 @@ func (e *Engine) findTemplate(s string) *template {
 
 func (b *builder) buildPattern(i int, fp *Pattern) {
 	where := fmt.Sprintf("EnrollmentPatterns[%d]", i)
-	ok := true
-	if fp.ID < 1 || fp.ID > 1<<31-1 {
-		b.add("%s: Id %d must be from 1 to 2147483647", where, fp.ID)
-		ok = false
-	} else if _, dup := b.e.byID[fp.ID]; dup {
-		b.add("%s: Id %d is used twice", where, fp.ID)
-		ok = false
-	}
-	name := strings.TrimSpace(fp.Name)
-	if name == "" {
-		b.add("%s: Name is required", where)
-	} else if slices.ContainsFunc(b.e.patterns, func(q *pattern) bool { return strings.EqualFold(q.name, name) }) {
-		b.add("%s: Name %q is used twice", where, name)
-	}
+	ok := b.checkPatternID(where, fp.ID)
+	name := b.patternName(where, fp.Name)
 	p := &pattern{id: fp.ID, name: name, desc: fp.Description, templateDflt: fp.TemplateDefault}
 	if ok {
 		where = p.who()
 	}
-	if fp.AllowedEnrollmentTypes == nil {
-		b.add("%s: AllowedEnrollmentTypes is required (a bitmask: 1 PFX, 2 CSR enrollment, 4 CSR Generation)", where)
-	} else if t := *fp.AllowedEnrollmentTypes; t < 0 || t > 7 {
-		b.add("%s: AllowedEnrollmentTypes %d is not a bitmask of 1 PFX, 2 CSR enrollment, 4 CSR Generation", where, t)
-	} else {
-		p.types = t
-		if t&EnrollCSRGeneration == 0 {
-			b.warn("%s does not allow CSR Generation (AllowedEnrollmentTypes %d), so Generate refuses it", where, t)
-		}
-	}
-	if fp.Template != "" {
-		p.template = b.findTemplate(fp.Template)
-		switch {
-		case p.template == nil:
-			b.add("%s: Template %q is not one of the Templates", where, fp.Template)
-		case fp.TemplateDefault && p.template.defaultPattern != nil:
-			b.add("%s: template %q already has TemplateDefault pattern %d", where, p.template.Name, p.template.defaultPattern.id)
-		case fp.TemplateDefault:
-			p.template.defaultPattern = p
-		}
-		if p.template != nil {
-			p.template.patterns++
-		}
-	} else if fp.TemplateDefault {
-		b.add("%s: TemplateDefault needs a Template", where)
-	}
+	p.types = b.enrollmentTypes(where, fp.AllowedEnrollmentTypes)
+	b.linkTemplate(where, p, fp)
 	b.buildPatternRules(where, p, &fp.Policies)
 	own := b.compileRegexes(where+": Regexes", fp.Regexes)
 	p.regexes = mergeRegexes(own, b.e.sysRegexes)
@@ -248,6 +212,71 @@ func (b *builder) buildPattern(i int, fp *Pattern) {
 		b.e.byID[p.id] = p
 	}
 	b.e.patterns = append(b.e.patterns, p)
+}
+
+// checkPatternID reports whether id is a valid Id no earlier pattern has.
+func (b *builder) checkPatternID(where string, id int) bool {
+	if id < 1 || id > 1<<31-1 {
+		b.add("%s: Id %d must be from 1 to 2147483647", where, id)
+		return false
+	}
+	if _, dup := b.e.byID[id]; dup {
+		b.add("%s: Id %d is used twice", where, id)
+		return false
+	}
+	return true
+}
+
+// patternName returns the trimmed Name, reporting one that is absent or
+// that an earlier pattern has (case-insensitively).
+func (b *builder) patternName(where, name string) string {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		b.add("%s: Name is required", where)
+	} else if slices.ContainsFunc(b.e.patterns, func(q *pattern) bool { return strings.EqualFold(q.name, name) }) {
+		b.add("%s: Name %q is used twice", where, name)
+	}
+	return name
+}
+
+// enrollmentTypes returns the AllowedEnrollmentTypes bitmask; 0 (nothing
+// allowed) when it is absent or not a bitmask.
+func (b *builder) enrollmentTypes(where string, types *int) int {
+	if types == nil {
+		b.add("%s: AllowedEnrollmentTypes is required (a bitmask: 1 PFX, 2 CSR enrollment, 4 CSR Generation)", where)
+		return 0
+	}
+	t := *types
+	if t < 0 || t > 7 {
+		b.add("%s: AllowedEnrollmentTypes %d is not a bitmask of 1 PFX, 2 CSR enrollment, 4 CSR Generation", where, t)
+		return 0
+	}
+	if t&EnrollCSRGeneration == 0 {
+		b.warn("%s does not allow CSR Generation (AllowedEnrollmentTypes %d), so Generate refuses it", where, t)
+	}
+	return t
+}
+
+// linkTemplate ties p to the template it names; a template has at most one
+// TemplateDefault pattern.
+func (b *builder) linkTemplate(where string, p *pattern, fp *Pattern) {
+	if fp.Template == "" {
+		if fp.TemplateDefault {
+			b.add("%s: TemplateDefault needs a Template", where)
+		}
+		return
+	}
+	p.template = b.findTemplate(fp.Template)
+	switch {
+	case p.template == nil:
+		b.add("%s: Template %q is not one of the Templates", where, fp.Template)
+		return
+	case fp.TemplateDefault && p.template.defaultPattern != nil:
+		b.add("%s: template %q already has TemplateDefault pattern %d", where, p.template.Name, p.template.defaultPattern.id)
+	case fp.TemplateDefault:
+		p.template.defaultPattern = p
+	}
+	p.template.patterns++
 }
 
 func (b *builder) buildPatternRules(where string, p *pattern, fp *Policies) {

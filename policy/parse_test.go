@@ -186,7 +186,7 @@ func TestResolve(t *testing.T) {
 func TestDecideAllViolationsAtOnce(t *testing.T) {
 	e := fullEngine(t)
 	subject, _ := csr.ParseDN("CN=Bad_Name,C=FR")
-	sans, _ := csr.ParseSANs(map[string][]string{"dns": []string{"host.other.org"}})
+	sans, _ := csr.ParseSANs(map[string][]string{"dns": {"host.other.org"}})
 	_, err := e.Decide(Request{Key: KeyRequest{KeyType: "RSA", KeyLength: 8192, AlternativeKeyType: "ML-DSA-44"}, Subject: subject, SANs: sans, EnrollmentPatternID: 4})
 	var pe *Error
 	if !errors.As(err, &pe) {
@@ -245,7 +245,10 @@ func TestReloaderConcurrent(t *testing.T) {
 			defer wg.Done()
 			for range 200 {
 				dec, err := r.Decide(req)
-				if err != nil || !(dec.EnrollmentPatternID == 1 && dec.EnrollmentPatternName == "a" || dec.EnrollmentPatternID == 2 && dec.EnrollmentPatternName == "b") {
+				// Either engine, never a mix of the two.
+				whole := dec.EnrollmentPatternID == 1 && dec.EnrollmentPatternName == "a" ||
+					dec.EnrollmentPatternID == 2 && dec.EnrollmentPatternName == "b"
+				if err != nil || !whole {
 					errs <- fmt.Sprintf("decision %+v, %v", dec, err)
 					return
 				}

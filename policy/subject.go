@@ -31,6 +31,9 @@ func (p *pattern) applyDefaults(subject csr.DN, vs *Violations, pv Violation) (c
 	return subject, applied
 }
 
+// nameCheck records one refusal of a name rule.
+type nameCheck func(rule, field, format string, args ...any)
+
 // checkNames applies the pattern's name rules to the final subject and the
 // SANs: wildcards, RFC enforcement, the SAN limit and the regexes.
 func (p *pattern) checkNames(subject csr.DN, sans *csr.SANs, vs *Violations, pv Violation) {
@@ -44,31 +47,48 @@ func (p *pattern) checkNames(subject csr.DN, sans *csr.SANs, vs *Violations, pv 
 	cns := cnPart.values(subject, nil)
 	dns := dnsPart.values(nil, sans)
 	if !p.eff.AllowWildcards {
-		for _, cn := range cns {
-			if strings.Contains(cn, "*") {
-				add(RuleWildcards, "Subject.CN", "wildcard CN %q is not allowed by %s (AllowWildcards is off)", cn, p.who())
-			}
-		}
-		for _, d := range dns {
-			if strings.HasPrefix(d, "*.") {
-				add(RuleWildcards, "SANs.dns", "wildcard dns SAN %q is not allowed by %s (AllowWildcards is off)", d, p.who())
-			}
-		}
+		p.checkNoWildcards(cns, dns, add)
 	}
 	if p.eff.RFCEnforcement {
-		if len(dns) == 0 {
-			add(RuleRFCEnforcement, "SANs.dns", "%s requires at least one dns SAN (RFCEnforcement)", p.who())
-		}
-		for _, cn := range cns {
-			host, ok := csr.HostName(cn)
-			if ok && len(dns) > 0 && !contains(dns, host) {
-				add(RuleRFCEnforcement, "Subject.CN", "CN %q must also be one of the dns SANs under %s (RFCEnforcement)", cn, p.who())
-			}
-		}
+		p.checkRFC(cns, dns, add)
 	}
 	if n := sans.Count(); p.eff.MaxSANs > 0 && n > p.eff.MaxSANs {
 		add(RuleMaxSANs, "SANs", "%d SANs exceed the limit of %d of %s", n, p.eff.MaxSANs, p.who())
 	}
+	p.checkRegexes(subject, sans, add)
+}
+
+// checkNoWildcards refuses a wildcard CN or dns SAN.
+func (p *pattern) checkNoWildcards(cns, dns []string, add nameCheck) {
+	for _, cn := range cns {
+		if strings.Contains(cn, "*") {
+			add(RuleWildcards, "Subject.CN", "wildcard CN %q is not allowed by %s (AllowWildcards is off)", cn, p.who())
+		}
+	}
+	for _, d := range dns {
+		if strings.HasPrefix(d, "*.") {
+			add(RuleWildcards, "SANs.dns", "wildcard dns SAN %q is not allowed by %s (AllowWildcards is off)", d, p.who())
+		}
+	}
+}
+
+// checkRFC requires a dns SAN and, for every CN that is a host name, that
+// it is one of the dns SANs too.
+func (p *pattern) checkRFC(cns, dns []string, add nameCheck) {
+	if len(dns) == 0 {
+		add(RuleRFCEnforcement, "SANs.dns", "%s requires at least one dns SAN (RFCEnforcement)", p.who())
+	}
+	for _, cn := range cns {
+		host, ok := csr.HostName(cn)
+		if ok && len(dns) > 0 && !contains(dns, host) {
+			add(RuleRFCEnforcement, "Subject.CN", "CN %q must also be one of the dns SANs under %s (RFCEnforcement)", cn, p.who())
+		}
+	}
+}
+
+// checkRegexes refuses every subject attribute or SAN its regex does not
+// match, with the regex's own message when it has one.
+func (p *pattern) checkRegexes(subject csr.DN, sans *csr.SANs, add nameCheck) {
 	for _, r := range p.regexes {
 		for _, v := range r.part.values(subject, sans) {
 			if r.re.MatchString(v) {

@@ -137,10 +137,15 @@ func TestWatchdogInterval(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := watchdogInterval(tt.usec, tt.pid, self)
 			switch {
-			case tt.wantErr == nil && err != nil:
-				t.Fatalf("error %v", err)
-			case tt.wantErr == errAny && err == nil,
-				tt.wantErr != nil && tt.wantErr != errAny && !errors.Is(err, tt.wantErr):
+			case tt.wantErr == nil:
+				if err != nil {
+					t.Fatalf("error %v", err)
+				}
+			case errors.Is(tt.wantErr, errAny):
+				if err == nil {
+					t.Fatalf("error %v, want %v", err, tt.wantErr)
+				}
+			case !errors.Is(err, tt.wantErr):
 				t.Fatalf("error %v, want %v", err, tt.wantErr)
 			}
 			if got != tt.want {

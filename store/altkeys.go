@@ -109,7 +109,7 @@ func (s *Store) CompleteHybridKey(ctx context.Context, id int64, csrPEM string, 
 	return s.withTx(ctx, "complete key", func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, completeKeySQL,
 			StatePending, formatTime(s.now()), csrPEM, hex.EncodeToString(spkiSHA256), id, StateGenerating)
-		if err := s.checkTransition(ctx, tx, "complete key", res, err, id, from, StatePending); err != nil {
+		if err := s.checkTransition(ctx, tx, transition{op: "complete key", id: id, from: from, to: StatePending}, res, err); err != nil {
 			return err
 		}
 		res, err = tx.ExecContext(ctx, completeAltSQL, hex.EncodeToString(alt.SPKISHA256), seed, id, seed != nil)
@@ -119,7 +119,7 @@ func (s *Store) CompleteHybridKey(ctx context.Context, id int64, csrPEM string, 
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return fmt.Errorf("store: complete key %d: no alternative key recorded with storage matching the completion (sealed seed given: %v)", id, seed != nil)
 		}
-		return s.completionAudit(ctx, tx, id, audit)
+		return s.recordAudit(ctx, tx, id, audit)
 	})
 }
 

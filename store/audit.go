@@ -63,6 +63,10 @@ type AuditReport struct {
 	Rows   int64
 	LastID int64
 	Head   string // hash of the last row; record it elsewhere to detect truncation
+	// Checkpoints are every signed checkpoint, oldest first, each marked
+	// InLog when the snapshot verified has the row it signed. Whether the
+	// signatures hold, and under which key, is package checkpoint's to say.
+	Checkpoints []AuditCheckpoint
 }
 
 // genesisHash is prev_hash of the first row.
@@ -145,14 +149,28 @@ func (e *AuditEntry) chainHash() string {
 // VerifyAudit walks the whole chain: ids consecutive from 1, each prev_hash
 // the previous row's hash, each hash recomputed from the row, and the
 // AUTOINCREMENT sequence equal to the last id (a deleted tail). The first
-// failure is returned as *AuditChainError.
-func (s *Store) VerifyAudit(ctx context.Context) (AuditReport, error) {
+// failure is returned as *AuditChainError. It also returns the signed
+// checkpoints, each marked whether its row is in the log as signed.
+//
+// Everything is read in one read transaction, i.e. one snapshot: rows
+// appended while it runs (by csrd, or csrctl in another process) are not
+// seen at all, rather than seen in the sequence but not among the rows —
+// which would read as a truncated log.
+func (s *Store) VerifyAudit(ctx context.Context) (rep AuditReport, err error) {
 	const op = "verify audit"
-	var rep AuditReport
+	tx, err := s.r.BeginTx(ctx, s.d.snapshot) // one snapshot for every SELECT (dialect.snapshot)
+	if err != nil {
+		return rep, dbErr(op, err)
+	}
+	defer func() { _ = tx.Rollback() }() // read-only: nothing to commit
+	if rep.Checkpoints, err = listCheckpoints(ctx, tx); err != nil {
+		return rep, err
+	}
+	signed := newCheckpointIndex(rep.Checkpoints)
 	prev := genesisHash
 	const page = 1000
 	for {
-		rows, err := s.ListAudit(ctx, rep.LastID, page)
+		rows, err := listAudit(ctx, tx, rep.LastID, page)
 		if err != nil {
 			return rep, err
 		}
@@ -167,13 +185,17 @@ func (s *Store) VerifyAudit(ctx context.Context) (AuditReport, error) {
 			}
 			prev, rep.LastID, rep.Head = r.Hash, r.ID, r.Hash
 			rep.Rows++
+			signed.row(r.ID, r.Hash)
 		}
 		if len(rows) < page {
 			break
 		}
 	}
+	if s.afterAuditRows != nil {
+		s.afterAuditRows()
+	}
 	var seq int64
-	if err := s.r.QueryRowContext(ctx, s.d.auditSeqSQL).Scan(&seq); err != nil {
+	if err := tx.QueryRowContext(ctx, s.d.auditSeqSQL).Scan(&seq); err != nil {
 		return rep, dbErr(op, err)
 	}
 	if seq != rep.LastID {
@@ -184,8 +206,17 @@ func (s *Store) VerifyAudit(ctx context.Context) (AuditReport, error) {
 
 // ListAudit returns up to limit rows with id > after, in id order.
 func (s *Store) ListAudit(ctx context.Context, after int64, limit int) ([]*AuditEntry, error) {
+	return listAudit(ctx, s.r, after, limit)
+}
+
+// querier is what reads need: the read pool, or one read transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func listAudit(ctx context.Context, q querier, after int64, limit int) ([]*AuditEntry, error) {
 	const op = "list audit"
-	rows, err := s.r.QueryContext(ctx, listAuditSQL, after, limit)
+	rows, err := q.QueryContext(ctx, listAuditSQL, after, limit)
 	if err != nil {
 		return nil, dbErr(op, err)
 	}

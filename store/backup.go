@@ -55,7 +55,7 @@ func Backup(ctx context.Context, src, dst string) (BackupInfo, error) {
 	if err != nil {
 		return BackupInfo{}, err
 	}
-	defer lock.unlock()
+	defer lock.Close()
 	f, err := os.OpenFile(dstAbs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return BackupInfo{}, fmt.Errorf("store: backup: %w", err)
@@ -106,7 +106,7 @@ func Restore(ctx context.Context, src, dst string) (BackupInfo, error) {
 	if err != nil {
 		return info, err
 	}
-	defer lock.unlock()
+	defer lock.Close()
 	if _, err := copyDatabase(ctx, srcAbs, dstAbs, writeParams); err != nil {
 		return info, err
 	}
@@ -203,33 +203,40 @@ func copyDatabase(ctx context.Context, src, dst, dstParams string) (BackupInfo, 
 			if !ok1 || !ok2 {
 				return errors.New("store: backup: not a SQLite connection")
 			}
-			b, err := dconn.Backup("main", sconn, "main")
-			if err != nil {
-				return dbErr("backup", err)
-			}
-			for {
-				done, err := b.Step(-1)
-				if err != nil {
-					b.Close()
-					return dbErr("backup", err)
-				}
-				if done {
-					break
-				}
-				// Busy or locked (a checkpoint, or a writer in another
-				// process holding what the copy needs): wait, then retry.
-				select {
-				case <-ctx.Done():
-					b.Close()
-					return dbErr("backup", ctx.Err())
-				case <-time.After(50 * time.Millisecond):
-				}
-			}
-			info.Pages = b.PageCount()
-			return dbErr("backup", b.Close())
+			var err error
+			info.Pages, err = backupPages(ctx, dconn, sconn)
+			return err
 		})
 	})
 	return info, err
+}
+
+// backupPages copies every page of s into d and returns how many.
+func backupPages(ctx context.Context, d, s *sqlite3.SQLiteConn) (int, error) {
+	b, err := d.Backup("main", s, "main")
+	if err != nil {
+		return 0, dbErr("backup", err)
+	}
+	for {
+		done, err := b.Step(-1)
+		if err != nil {
+			b.Close()
+			return 0, dbErr("backup", err)
+		}
+		if done {
+			break
+		}
+		// Busy or locked (a checkpoint, or a writer in another process
+		// holding what the copy needs): wait, then retry.
+		select {
+		case <-ctx.Done():
+			b.Close()
+			return 0, dbErr("backup", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	pages := b.PageCount()
+	return pages, dbErr("backup", b.Close())
 }
 
 // existingPath is checkPath for a file that must already exist: a backup

@@ -174,7 +174,7 @@ func TestOpenRefusedDuringRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lock.unlock()
+	defer lock.Close()
 	if s2, err := Open(context.Background(), path); !errors.Is(err, ErrInUse) {
 		if s2 != nil {
 			s2.Close()

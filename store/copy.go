@@ -46,7 +46,7 @@ func CopySQLite(ctx context.Context, src string, dst *Store) (CopyReport, error)
 	if err != nil {
 		return rep, err
 	}
-	defer lock.unlock()
+	defer lock.Close()
 	sdb, err := sql.Open("sqlite3", abs+"?"+backupParams)
 	if err != nil {
 		return rep, fmt.Errorf("store: copy: %w", err)
@@ -63,7 +63,7 @@ func CopySQLite(ctx context.Context, src string, dst *Store) (CopyReport, error)
 	if err != nil {
 		return rep, dbErr("copy", err)
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // after Commit: a no-op
 	for _, t := range tables {
 		var n int64
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+t).Scan(&n); err != nil {

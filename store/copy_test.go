@@ -37,18 +37,25 @@ func TestCopySQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	married := newKeyIn(t, src, StatePending)
-	if err := src.BeginMarriage(ctx, married, testCert(3)); err != nil {
+	if err := src.BeginMarriage(ctx, married, testCert(3), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := src.FinishMarriage(ctx, married); err != nil {
+	if err := src.FinishMarriage(ctx, married, nil); err != nil {
 		t.Fatal(err)
 	}
 	marrying := newKeyIn(t, src, StatePending)
-	if err := src.BeginMarriage(ctx, marrying, testCert(4)); err != nil {
+	if err := src.BeginMarriage(ctx, marrying, testCert(4), nil); err != nil {
 		t.Fatal(err)
 	}
 	ids = append(ids, hybrid, married, marrying)
 	appendN(t, src, 5)
+	head, hash, err := src.AuditHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.AppendCheckpoint(ctx, testCheckpoint(head, hash)); err != nil {
+		t.Fatal(err)
+	}
 	// The newest record is deleted outright: its id must not come back.
 	gone, err := src.BeginKey(ctx, &KeyRecord{}, testLabel)
 	if err != nil {
@@ -78,8 +85,9 @@ func TestCopySQLite(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CopySQLite: %v", err)
 	}
-	if rep.Tables["keys"] != int64(len(ids)) || rep.Tables["audit"] != 5 || rep.Audit != wantAudit {
-		t.Errorf("report %+v, want %d keys, 5 audit rows, chain %+v", rep, len(ids), wantAudit)
+	if rep.Tables["keys"] != int64(len(ids)) || rep.Tables["audit"] != 5 || rep.Tables["audit_checkpoints"] != 1 ||
+		!reflect.DeepEqual(rep.Audit, wantAudit) || len(rep.Audit.Checkpoints) != 1 || !rep.Audit.Checkpoints[0].InLog {
+		t.Errorf("report %+v, want %d keys, 5 audit rows, 1 checkpoint in the log, chain %+v", rep, len(ids), wantAudit)
 	}
 	for _, id := range ids {
 		got, err := dst.Get(ctx, id)

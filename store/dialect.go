@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"time"
 )
 
@@ -35,6 +36,12 @@ type dialect struct {
 	// network would otherwise hold the writer forever.
 	writeTimeout time.Duration
 
+	// snapshot is the read transaction that sees one state of the whole
+	// database (VerifyAudit). SQLite's deferred BEGIN on a WAL reader does
+	// (the first SELECT fixes the snapshot); PostgreSQL's default, READ
+	// COMMITTED, takes a new snapshot per statement.
+	snapshot *sql.TxOptions
+
 	// retryable reports an error after which a whole group commit may be
 	// tried again: nothing was committed (it came before COMMIT) and
 	// trying again can succeed (a lost connection, a serialization
@@ -60,6 +67,7 @@ var postgresDialect = &dialect{
 	auditSeqSQL:      `SELECT seq FROM audit_seq`,
 	migrationLockSQL: `SELECT pg_advisory_xact_lock(7403577001)`, // any constant, the same in every csrd
 	writeTimeout:     30 * time.Second,
+	snapshot:         &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	retryable:        pgRetryable,
 }
 

@@ -44,6 +44,15 @@
 // to finish. A record with an intent is not offered as a pending CSR and
 // refuses other operations with a [BusyError] (matches [ErrConflict]).
 //
+// # Audit log
+//
+// The audit table is an append-only hash chain (audit.go); a successful
+// Generate appends its row in the transaction that makes the record
+// pending. audit_checkpoints holds signatures over the chain's head made
+// in an HSM token (package checkpoint signs and checks them; the store
+// keeps them and, in VerifyAudit, reads rows, sequence and checkpoints in
+// one snapshot and marks each checkpoint whose row is still as signed).
+//
 // # Storage
 //
 // A SQLite database is a file (never ":memory:": records must survive

@@ -81,58 +81,69 @@ WHERE id = ? AND state = 'pending' AND intent = 'marry'`
 )
 
 // BeginDelete commits the intent to delete a pending record's key. Only a
-// pending record can be deleted; one being married is a *BusyError.
-func (s *Store) BeginDelete(ctx context.Context, id int64) error {
-	return s.intentTx(ctx, "begin delete", id, []State{StatePending}, StateDeleted, IntentDelete,
+// pending record can be deleted; one being married is a *BusyError. A
+// non-nil audit row is appended in the same transaction (RecordID and
+// KeyLabel filled in from the record): the intent is the point from which
+// the key will be destroyed, by this request or by reconciliation, so the
+// row is on the chain exactly when the deletion is decided, and a failed
+// append leaves nothing decided and the token untouched. The record is
+// leased to this Store's node (WithNode) until the delete finishes.
+func (s *Store) BeginDelete(ctx context.Context, id int64, audit *AuditEntry) error {
+	return s.intentTx(ctx, transition{op: "begin delete", id: id, from: []State{StatePending}, to: StateDeleted}, audit,
 		beginDeleteSQL, formatTime(s.now()), nullString(s.node), id)
 }
 
 // FinishDelete records that the key is gone: the record becomes deleted and
-// its intent is cleared. reason ("" for none) says who deleted it.
-func (s *Store) FinishDelete(ctx context.Context, id int64, reason string) error {
-	return s.intentTx(ctx, "finish delete", id, []State{StatePending}, StateDeleted, IntentDelete,
+// its intent is cleared. reason ("" for none) says who deleted it. A
+// non-nil audit row is appended in the same transaction (RecordID and
+// KeyLabel filled in): reconciliation, finishing a delete it did not begin,
+// records its own act with the record's change.
+func (s *Store) FinishDelete(ctx context.Context, id int64, reason string, audit *AuditEntry) error {
+	return s.intentTx(ctx, transition{op: "finish delete", id: id, from: []State{StatePending}, to: StateDeleted}, audit,
 		finishDeleteSQL, formatTime(s.now()), nullString(reason), id)
 }
 
 // BeginMarriage commits the intent to marry cert to a pending record's key,
 // storing the certificate so that reconciliation can finish the job.
 // Beginning again with the same certificate (same thumbprint) is allowed.
-func (s *Store) BeginMarriage(ctx context.Context, id int64, cert CertInfo) error {
+// A non-nil audit row commits with the intent, as with BeginDelete.
+func (s *Store) BeginMarriage(ctx context.Context, id int64, cert CertInfo, audit *AuditEntry) error {
 	if err := cert.check(); err != nil {
 		return err
 	}
-	return s.intentTx(ctx, "begin marriage", id, []State{StatePending}, StateMarried, IntentMarry,
+	return s.intentTx(ctx, transition{op: "begin marriage", id: id, from: []State{StatePending}, to: StateMarried}, audit,
 		beginMarriageSQL, formatTime(s.now()), nullString(s.node), cert.DER, nullString(cert.ChainPEM), nullString(cert.Serial),
 		nullString(cert.Issuer), nullString(cert.Subject), cert.Thumbprint, formatTime(cert.NotBefore),
 		formatTime(cert.NotAfter), id, cert.Thumbprint)
 }
 
 // FinishMarriage records that the certificate is in the token: the record
-// becomes married.
-func (s *Store) FinishMarriage(ctx context.Context, id int64) error {
+// becomes married. A non-nil audit row commits with it, as with
+// FinishDelete.
+func (s *Store) FinishMarriage(ctx context.Context, id int64, audit *AuditEntry) error {
 	now := formatTime(s.now())
-	return s.intentTx(ctx, "finish marriage", id, []State{StatePending}, StateMarried, IntentMarry,
+	return s.intentTx(ctx, transition{op: "finish marriage", id: id, from: []State{StatePending}, to: StateMarried}, audit,
 		finishMarriageSQL, now, now, id)
 }
 
 // AbortMarriage clears an unfinished marriage whose certificate cannot be
 // stored in the token (the record is pending again, without certificate).
 func (s *Store) AbortMarriage(ctx context.Context, id int64) error {
-	return s.intentTx(ctx, "abort marriage", id, []State{StatePending}, StatePending, IntentMarry,
+	return s.intentTx(ctx, transition{op: "abort marriage", id: id, from: []State{StatePending}, to: StatePending}, nil,
 		abortMarriageSQL, formatTime(s.now()), id)
 }
 
 // MarkLost records that the key of a pending or married record is gone from
 // the token. A record with an operation under way is a *BusyError.
 func (s *Store) MarkLost(ctx context.Context, id int64, reason string) error {
-	return s.intentTx(ctx, "mark lost", id, []State{StatePending, StateMarried}, StateLost, IntentNone,
+	return s.intentTx(ctx, transition{op: "mark lost", id: id, from: []State{StatePending, StateMarried}, to: StateLost}, nil,
 		markLostSQL, formatTime(s.now()), nullString(reason), id)
 }
 
 // AbandonMarriage marks a record lost whose marriage cannot finish because
 // its key is gone from the token.
 func (s *Store) AbandonMarriage(ctx context.Context, id int64, reason string) error {
-	return s.intentTx(ctx, "abandon marriage", id, []State{StatePending}, StateLost, IntentMarry,
+	return s.intentTx(ctx, transition{op: "abandon marriage", id: id, from: []State{StatePending}, to: StateLost}, nil,
 		markLostMarryingSQL, formatTime(s.now()), nullString(reason), id)
 }
 
@@ -144,11 +155,19 @@ func (s *Store) ListByIntent(ctx context.Context, in Intent) ([]*KeyRecord, erro
 	return s.queryKeys(ctx, "list by intent", listByIntentSQL, string(in))
 }
 
-// intentTx runs one compare-and-set UPDATE and, when it matched no row,
-// explains why from the record as it is in the same transaction: unknown id
+// intentTx runs t as one compare-and-set UPDATE, query, whose WHERE names
+// the states and the intent it accepts. When it matched no row it explains
+// why from the record as it is in the same transaction: unknown id
 // (ErrNotFound), wrong state (*TransitionError) or another intent
-// (*BusyError). want is the intent the update accepts (IntentNone: none).
-func (s *Store) intentTx(ctx context.Context, op string, id int64, from []State, to State, want Intent, query string, args ...any) error {
+// (*BusyError). A non-nil audit row is appended when the update matched, in
+// the same transaction.
+func (s *Store) intentTx(ctx context.Context, t transition, audit *AuditEntry, query string, args ...any) error {
+	op, id, from, to := t.op, t.id, t.from, t.to
+	if audit != nil {
+		if err := checkAudit(audit); err != nil {
+			return err
+		}
+	}
 	return s.withTx(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
@@ -159,7 +178,7 @@ func (s *Store) intentTx(ctx context.Context, op string, id int64, from []State,
 			return dbErr(op, err)
 		}
 		if n == 1 {
-			return nil
+			return s.recordAudit(ctx, tx, id, audit)
 		}
 		var (
 			cur    State

@@ -30,7 +30,7 @@ func testDeleteIntent(t *testing.T, bk backend) {
 	ctx := context.Background()
 	id := newKeyIn(t, s, StatePending)
 
-	if err := s.BeginDelete(ctx, id); err != nil {
+	if err := s.BeginDelete(ctx, id, nil); err != nil {
 		t.Fatal(err)
 	}
 	rec, _ := s.Get(ctx, id)
@@ -38,11 +38,11 @@ func testDeleteIntent(t *testing.T, bk backend) {
 		t.Fatalf("after BeginDelete: %s/%q, want pending/delete", rec.State, rec.Intent)
 	}
 	// A retried delete continues; a marriage or loss must wait.
-	if err := s.BeginDelete(ctx, id); err != nil {
+	if err := s.BeginDelete(ctx, id, nil); err != nil {
 		t.Errorf("BeginDelete again: %v", err)
 	}
 	var be *BusyError
-	if err := s.BeginMarriage(ctx, id, testCert(1)); !errors.As(err, &be) || be.Intent != IntentDelete || !errors.Is(err, ErrConflict) {
+	if err := s.BeginMarriage(ctx, id, testCert(1), nil); !errors.As(err, &be) || be.Intent != IntentDelete || !errors.Is(err, ErrConflict) {
 		t.Errorf("BeginMarriage during delete: %v, want *BusyError(delete)", err)
 	}
 	if err := s.MarkLost(ctx, id, "x"); !errors.As(err, &be) {
@@ -51,7 +51,7 @@ func testDeleteIntent(t *testing.T, bk backend) {
 	if recs, _ := s.ListByIntent(ctx, IntentDelete); len(recs) != 1 || recs[0].ID != id {
 		t.Errorf("ListByIntent(delete) = %v", recs)
 	}
-	if err := s.FinishDelete(ctx, id, "deleted by test"); err != nil {
+	if err := s.FinishDelete(ctx, id, "deleted by test", nil); err != nil {
 		t.Fatal(err)
 	}
 	rec, _ = s.Get(ctx, id)
@@ -59,19 +59,19 @@ func testDeleteIntent(t *testing.T, bk backend) {
 		t.Errorf("after FinishDelete: %s/%q/%q", rec.State, rec.Intent, rec.FailReason)
 	}
 	var te *TransitionError
-	if err := s.FinishDelete(ctx, id, ""); !errors.As(err, &te) || te.State != StateDeleted {
+	if err := s.FinishDelete(ctx, id, "", nil); !errors.As(err, &te) || te.State != StateDeleted {
 		t.Errorf("FinishDelete twice: %v, want *TransitionError", err)
 	}
 
 	for _, st := range []State{StateGenerating, StateMarried, StateFailed, StateLost} {
 		t.Run("from "+string(st), func(t *testing.T) {
 			id := newKeyIn(t, s, st)
-			if err := s.BeginDelete(ctx, id); !errors.As(err, &te) || te.State != st {
+			if err := s.BeginDelete(ctx, id, nil); !errors.As(err, &te) || te.State != st {
 				t.Errorf("BeginDelete(%s) = %v, want *TransitionError", st, err)
 			}
 		})
 	}
-	if err := s.BeginDelete(ctx, 9999); !errors.Is(err, ErrNotFound) {
+	if err := s.BeginDelete(ctx, 9999, nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("BeginDelete(unknown) = %v, want ErrNotFound", err)
 	}
 }
@@ -84,20 +84,20 @@ func testMarriageIntent(t *testing.T, bk backend) {
 	id := newKeyIn(t, s, StatePending)
 	a, b := testCert(1), testCert(2)
 
-	if err := s.BeginMarriage(ctx, id, a); err != nil {
+	if err := s.BeginMarriage(ctx, id, a, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.BeginMarriage(ctx, id, a); err != nil {
+	if err := s.BeginMarriage(ctx, id, a, nil); err != nil {
 		t.Errorf("BeginMarriage with the same certificate again: %v", err)
 	}
 	var be *BusyError
-	if err := s.BeginMarriage(ctx, id, b); !errors.As(err, &be) || be.Intent != IntentMarry {
+	if err := s.BeginMarriage(ctx, id, b, nil); !errors.As(err, &be) || be.Intent != IntentMarry {
 		t.Errorf("BeginMarriage with another certificate: %v, want *BusyError(marry)", err)
 	}
-	if err := s.BeginDelete(ctx, id); !errors.As(err, &be) {
+	if err := s.BeginDelete(ctx, id, nil); !errors.As(err, &be) {
 		t.Errorf("BeginDelete during marriage: %v, want *BusyError", err)
 	}
-	if err := s.FinishMarriage(ctx, id); err != nil {
+	if err := s.FinishMarriage(ctx, id, nil); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := s.Get(ctx, id)
@@ -111,7 +111,7 @@ func testMarriageIntent(t *testing.T, bk backend) {
 		t.Errorf("married record = %s/%q %+v, want married with %+v", rec.State, rec.Intent, got, a)
 	}
 	var te *TransitionError
-	if err := s.BeginMarriage(ctx, id, a); !errors.As(err, &te) || te.State != StateMarried {
+	if err := s.BeginMarriage(ctx, id, a, nil); !errors.As(err, &te) || te.State != StateMarried {
 		t.Errorf("BeginMarriage on a married record: %v, want *TransitionError", err)
 	}
 	for name, find := range map[string]func() ([]*KeyRecord, error){
@@ -125,7 +125,7 @@ func testMarriageIntent(t *testing.T, bk backend) {
 
 	t.Run("lost during marriage", func(t *testing.T) {
 		id := newKeyIn(t, s, StatePending)
-		if err := s.BeginMarriage(ctx, id, b); err != nil {
+		if err := s.BeginMarriage(ctx, id, b, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.AbandonMarriage(ctx, id, "key gone"); err != nil {
@@ -137,7 +137,7 @@ func testMarriageIntent(t *testing.T, bk backend) {
 	})
 	t.Run("aborted", func(t *testing.T) {
 		id := newKeyIn(t, s, StatePending)
-		if err := s.BeginMarriage(ctx, id, b); err != nil {
+		if err := s.BeginMarriage(ctx, id, b, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.AbortMarriage(ctx, id); err != nil {
@@ -147,7 +147,7 @@ func testMarriageIntent(t *testing.T, bk backend) {
 		if rec.State != StatePending || rec.Intent != IntentNone || rec.Cert.DER != nil || rec.Cert.Thumbprint != "" {
 			t.Errorf("after AbortMarriage: %s/%q %+v", rec.State, rec.Intent, rec.Cert)
 		}
-		if err := s.BeginMarriage(ctx, id, a); err == nil {
+		if err := s.BeginMarriage(ctx, id, a, nil); err == nil {
 			// a is married to the first record already, but the store does not
 			// police that: one SPKI, one record is lifecycle's rule.
 			_ = s.AbortMarriage(ctx, id)
@@ -157,7 +157,7 @@ func testMarriageIntent(t *testing.T, bk backend) {
 		id := newKeyIn(t, s, StatePending)
 		bad := a
 		bad.Thumbprint = "abc"
-		if err := s.BeginMarriage(ctx, id, bad); err == nil || errors.Is(err, ErrConflict) {
+		if err := s.BeginMarriage(ctx, id, bad, nil); err == nil || errors.Is(err, ErrConflict) {
 			t.Errorf("BeginMarriage with a bad thumbprint: %v", err)
 		}
 	})

@@ -171,22 +171,23 @@ func (s *Store) CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSH
 	return s.withTx(ctx, "complete key", func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, completeKeySQL,
 			StatePending, formatTime(s.now()), csrPEM, hex.EncodeToString(spkiSHA256), id, StateGenerating)
-		if err := s.checkTransition(ctx, tx, "complete key", res, err, id, from, StatePending); err != nil {
+		if err := s.checkTransition(ctx, tx, transition{op: "complete key", id: id, from: from, to: StatePending}, res, err); err != nil {
 			return err
 		}
-		return s.completionAudit(ctx, tx, id, audit)
+		return s.recordAudit(ctx, tx, id, audit)
 	})
 }
 
-// completionAudit appends a completing write's audit row, naming the
-// record and its key label as stored.
-func (s *Store) completionAudit(ctx context.Context, tx *sql.Tx, id int64, audit *AuditEntry) error {
+// recordAudit appends, inside the write that changes record id, the audit
+// row of that change (if any), naming the record and its key label as
+// stored.
+func (s *Store) recordAudit(ctx context.Context, tx *sql.Tx, id int64, audit *AuditEntry) error {
 	if audit == nil {
 		return nil
 	}
 	var label string
 	if err := s.txQueryRow(ctx, tx, keyLabelSQL, id).Scan(&label); err != nil {
-		return dbErr("complete key", err)
+		return dbErr("audit record change", err)
 	}
 	audit.RecordID, audit.KeyLabel = id, label
 	return s.appendAuditTx(ctx, tx, audit)
@@ -194,9 +195,12 @@ func (s *Store) completionAudit(ctx context.Context, tx *sql.Tx, id int64, audit
 
 // FailKey moves the record from generating to failed, recording why. Only a
 // generating record can fail: once pending, the key exists and leaves only
-// by deletion or loss.
-func (s *Store) FailKey(ctx context.Context, id int64, reason string) error {
-	return s.Transition(ctx, id, []State{StateGenerating}, StateFailed, reason)
+// by deletion or loss. A non-nil audit row is appended in the same
+// transaction (RecordID and KeyLabel filled in): reconciliation, failing a
+// generate a crash interrupted, records its own act with the record's
+// change.
+func (s *Store) FailKey(ctx context.Context, id int64, reason string, audit *AuditEntry) error {
+	return s.transition(ctx, id, []State{StateGenerating}, StateFailed, reason, audit)
 }
 
 // Transition moves the record from one of the states in from to state to,
@@ -205,6 +209,12 @@ func (s *Store) FailKey(ctx context.Context, id int64, reason string) error {
 // not ErrConflict. A non-empty reason is stored in fail_reason. A record in
 // another state yields a *TransitionError (matches ErrConflict).
 func (s *Store) Transition(ctx context.Context, id int64, from []State, to State, reason string) error {
+	return s.transition(ctx, id, from, to, reason, nil)
+}
+
+// transition is Transition with the audit row (if any) of the change
+// appended in its transaction.
+func (s *Store) transition(ctx context.Context, id int64, from []State, to State, reason string, audit *AuditEntry) error {
 	if len(from) == 0 {
 		return fmt.Errorf("store: transition to %s: no from-state given", to)
 	}
@@ -217,17 +227,36 @@ func (s *Store) Transition(ctx context.Context, id int64, from []State, to State
 	if err != nil {
 		return fmt.Errorf("store: transition: %w", err)
 	}
+	if audit != nil {
+		if err := checkAudit(audit); err != nil {
+			return err
+		}
+	}
 	op := "transition to " + string(to)
 	return s.withTx(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, transitionSQL, to, formatTime(s.now()), nullString(reason), id, string(fromJSON))
-		return s.checkTransition(ctx, tx, op, res, err, id, from, to)
+		if err := s.checkTransition(ctx, tx, transition{op: op, id: id, from: from, to: to}, res, err); err != nil {
+			return err
+		}
+		return s.recordAudit(ctx, tx, id, audit)
 	})
 }
 
-// checkTransition turns a compare-and-set UPDATE that matched no row into
-// ErrNotFound or a *TransitionError, looking the record up in the same
-// transaction so the reported state is the one that blocked the update.
-func (s *Store) checkTransition(ctx context.Context, tx *sql.Tx, op string, res sql.Result, err error, id int64, from []State, to State) error {
+// transition is a compare-and-set change of record id from one of the
+// states from to state to, by operation op.
+type transition struct {
+	op   string
+	id   int64
+	from []State
+	to   State
+}
+
+// checkTransition turns the outcome (res, err) of t's compare-and-set
+// UPDATE, when it matched no row, into ErrNotFound or a *TransitionError,
+// looking the record up in the same transaction so the reported state is
+// the one that blocked the update.
+func (s *Store) checkTransition(ctx context.Context, tx *sql.Tx, t transition, res sql.Result, err error) error {
+	op, id := t.op, t.id
 	if err != nil {
 		return dbErr(op, err)
 	}
@@ -245,7 +274,7 @@ func (s *Store) checkTransition(ctx context.Context, tx *sql.Tx, op string, res 
 	case err != nil:
 		return dbErr(op, err)
 	}
-	return &TransitionError{ID: id, State: cur, From: from, To: to}
+	return &TransitionError{ID: id, State: cur, From: t.from, To: t.to}
 }
 
 // Get returns the record with the given id, or an error matching ErrNotFound.

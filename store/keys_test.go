@@ -38,7 +38,7 @@ func newKeyIn(t *testing.T, s *Store, st State) int64 {
 	switch st {
 	case StateGenerating:
 	case StateFailed:
-		must(s.FailKey(ctx, id, "boom"))
+		must(s.FailKey(ctx, id, "boom", nil))
 	default:
 		must(s.CompleteKey(ctx, id, "-----BEGIN CERTIFICATE REQUEST-----\n", spki(int(id)), nil))
 		switch st {
@@ -194,7 +194,7 @@ func testTransitions(t *testing.T, bk backend) {
 	s := bk.open(t)
 	ctx := context.Background()
 	complete := func(id int64) error { return s.CompleteKey(ctx, id, "PEM", spki(100+int(id)), nil) }
-	fail := func(id int64) error { return s.FailKey(ctx, id, "token said no") }
+	fail := func(id int64) error { return s.FailKey(ctx, id, "token said no", nil) }
 	trans := func(from []State, to State) func(int64) error {
 		return func(id int64) error { return s.Transition(ctx, id, from, to, "why") }
 	}

@@ -48,9 +48,9 @@ func lockFile(path string, exclusive bool) (*fileLock, error) {
 	return &fileLock{f: f}, nil
 }
 
-// unlock releases the lock. Call it after the SQLite connections on the
+// Close releases the lock. Call it after the SQLite connections on the
 // file are closed (see above).
-func (l *fileLock) unlock() error {
+func (l *fileLock) Close() error {
 	if l == nil || l.f == nil {
 		return nil
 	}

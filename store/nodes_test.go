@@ -72,10 +72,10 @@ func testRecordLeases(t *testing.T, bk backend) {
 	del := newKeyIn(t, s, StatePending)
 	mar := newKeyIn(t, s, StatePending)
 	s.node = "node-b"
-	if err := s.BeginDelete(ctx, del); err != nil {
+	if err := s.BeginDelete(ctx, del, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.BeginMarriage(ctx, mar, testCert(1)); err != nil {
+	if err := s.BeginMarriage(ctx, mar, testCert(1), nil); err != nil {
 		t.Fatal(err)
 	}
 	for id, want := range map[int64]string{gen: "node-a", del: "node-b", mar: "node-b"} {

@@ -137,7 +137,10 @@ func localHost(h string) bool {
 
 // openPostgres opens the PostgreSQL database dsn and applies pending
 // migrations. The server must be reachable now: csrd starts only with its
-// database (later outages are survived, see writer.go).
+// database (later outages are survived, see writer.go). o.existing refuses
+// a database without csrd's schema (OpenExisting); o.readOnly opens the
+// read pool only, in read-only transactions, and migrates nothing
+// (OpenReadOnly).
 func openPostgres(ctx context.Context, dsn string, o options) (_ *Store, err error) {
 	cfg, err := postgresConfig(dsn, o.password)
 	if err != nil {
@@ -153,24 +156,51 @@ func openPostgres(ctx context.Context, dsn string, o options) (_ *Store, err err
 			_ = s.Close()
 		}
 	}()
+	if o.readOnly {
+		cfg.RuntimeParams["default_transaction_read_only"] = "on"
+		s.r = openPostgresPool(cfg, max(4, runtime.GOMAXPROCS(0)))
+		if err := s.checkExisting(ctx, s.r, dsn); err != nil {
+			return nil, err
+		}
+		return s, checkSchema(ctx, s.r, ms)
+	}
 	// The writer holds one connection at a time; the second lets Ping and
 	// migrations not wait for it.
-	s.w = sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)})
-	s.w.SetMaxOpenConns(2)
-	s.w.SetMaxIdleConns(2)
-	s.w.SetConnMaxLifetime(pgConnMaxLifetime)
+	s.w = openPostgresPool(cfg, 2)
+	if o.existing {
+		if err := s.checkExisting(ctx, s.w, dsn); err != nil {
+			return nil, err
+		}
+	}
 	if err := migrate(ctx, s.w, ms, s.now, s.d); err != nil {
 		return nil, err
 	}
-	s.r = sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)})
-	n := max(4, runtime.GOMAXPROCS(0))
-	s.r.SetMaxOpenConns(n)
-	s.r.SetMaxIdleConns(n)
-	s.r.SetConnMaxLifetime(pgConnMaxLifetime)
+	s.r = openPostgresPool(cfg, max(4, runtime.GOMAXPROCS(0)))
 	if err := s.startWriter(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// openPostgresPool is a database/sql pool of at most n connections to cfg.
+func openPostgresPool(cfg *pgx.ConnConfig, n int) *sql.DB {
+	db := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)})
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxLifetime(pgConnMaxLifetime)
+	return db
+}
+
+const pgHasMigrationsTableSQL = `SELECT to_regclass('schema_migrations') IS NOT NULL`
+
+// checkExisting refuses a PostgreSQL database without csrd's
+// schema_migrations table: csrctl pointed at the wrong database, or at a
+// new one csrd has not started on.
+func (s *Store) checkExisting(ctx context.Context, db *sql.DB, dsn string) error {
+	if err := isCsrdDatabase(ctx, db, pgHasMigrationsTableSQL); err != nil {
+		return fmt.Errorf("store: database %s: %w (csrd creates its schema at its first start; is the URL right?)", Describe(dsn), err)
+	}
+	return nil
 }
 
 // pgConnector hands database/sql connections that rebind every statement

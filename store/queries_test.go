@@ -33,7 +33,7 @@ func testListPending(t *testing.T, bk backend) {
 	newKeyIn(t, s, StateMarried)
 	newKeyIn(t, s, StateGenerating)
 	deleting := newKeyIn(t, s, StatePending)
-	if err := s.BeginDelete(ctx, deleting); err != nil {
+	if err := s.BeginDelete(ctx, deleting, nil); err != nil {
 		t.Fatal(err)
 	}
 

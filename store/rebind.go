@@ -34,71 +34,123 @@ func rebind(query string) string {
 var rebound sync.Map
 
 func rebindUncached(q string) string {
-	var b strings.Builder
-	b.Grow(len(q) + 16)
-	n := 0 // bare placeholders seen
-	for i := 0; i < len(q); {
-		c := q[i]
-		switch {
-		case c == '\'' || c == '"':
-			j := quotedEnd(q, i)
-			b.WriteString(q[i:j])
-			i = j
-		case c == '$' && strings.HasPrefix(q[i:], "$$"): // a dollar-quoted body
-			j := strings.Index(q[i+2:], "$$")
-			if j < 0 {
-				j = len(q) - i - 4
+	r := rebinder{q: q}
+	r.b.Grow(len(q) + 16)
+	r.run()
+	return r.b.String()
+}
+
+// rebinder rewrites q into b, one token at a time.
+type rebinder struct {
+	q string
+	i int // next byte of q
+	n int // bare placeholders seen
+	b strings.Builder
+}
+
+func (r *rebinder) run() {
+	for r.i < len(r.q) {
+		r.step()
+	}
+}
+
+// step rewrites, or copies, the token at q[i].
+func (r *rebinder) step() {
+	q, i := r.q, r.i
+	c := q[i]
+	switch {
+	case c == '\'' || c == '"':
+		r.copyTo(quotedEnd(q, i))
+	case strings.HasPrefix(q[i:], "$$"): // a dollar-quoted body
+		r.copyTo(dollarQuotedEnd(q, i))
+	case strings.HasPrefix(q[i:], "--"):
+		r.copyTo(lineEnd(q, i))
+	case c == '?':
+		r.placeholder()
+	case isIdentStart(c) && (i == 0 || !isIdentPart(q[i-1])):
+		r.word()
+	default:
+		r.b.WriteByte(c)
+		r.i++
+	}
+}
+
+// copyTo copies q[i:j] unchanged.
+func (r *rebinder) copyTo(j int) {
+	r.b.WriteString(r.q[r.i:j])
+	r.i = j
+}
+
+// placeholder rewrites ?NNN as $NNN and a bare ? as the next $n.
+func (r *rebinder) placeholder() {
+	q := r.q
+	j := r.i + 1
+	for j < len(q) && q[j] >= '0' && q[j] <= '9' {
+		j++
+	}
+	if j > r.i+1 {
+		r.b.WriteString("$" + q[r.i+1:j])
+	} else {
+		r.n++
+		r.b.WriteString("$" + strconv.Itoa(r.n))
+	}
+	r.i = j
+}
+
+// word copies an identifier, renaming the SQLite functions PostgreSQL
+// spells differently when it is called.
+func (r *rebinder) word() {
+	q := r.q
+	j := r.i
+	for j < len(q) && isIdentPart(q[j]) {
+		j++
+	}
+	word := q[r.i:j]
+	if j < len(q) && q[j] == '(' {
+		switch strings.ToLower(word) {
+		case "json_each":
+			word = "json_array_elements_text"
+		case "instr":
+			word = "strpos"
+		case "lower":
+			if end := closingParen(q, j); end > 0 {
+				r.lower(q[j+1 : end])
+				r.i = end + 1
+				return
 			}
-			b.WriteString(q[i : i+j+4])
-			i += j + 4
-		case c == '-' && strings.HasPrefix(q[i:], "--"):
-			j := strings.IndexByte(q[i:], '\n')
-			if j < 0 {
-				j = len(q) - i
-			}
-			b.WriteString(q[i : i+j])
-			i += j
-		case c == '?':
-			j := i + 1
-			for j < len(q) && q[j] >= '0' && q[j] <= '9' {
-				j++
-			}
-			if j > i+1 {
-				b.WriteString("$" + q[i+1:j])
-			} else {
-				n++
-				b.WriteString("$" + strconv.Itoa(n))
-			}
-			i = j
-		case isIdentStart(c) && (i == 0 || !isIdentPart(q[i-1])):
-			j := i
-			for j < len(q) && isIdentPart(q[j]) {
-				j++
-			}
-			word := q[i:j]
-			if j < len(q) && q[j] == '(' {
-				switch strings.ToLower(word) {
-				case "json_each":
-					word = "json_array_elements_text"
-				case "instr":
-					word = "strpos"
-				case "lower":
-					end := closingParen(q, j)
-					if end > 0 {
-						b.WriteString(`lower((` + rebindUncached(q[j+1:end]) + `) COLLATE "C")`)
-						i = end + 1
-						continue
-					}
-				}
-			}
-			b.WriteString(word)
-			i = j
-		default:
-			b.WriteByte(c)
-			i++
 		}
 	}
-	return b.String()
+	r.b.WriteString(word)
+	r.i = j
+}
+
+// lower writes lower((arg) COLLATE "C"), arg rewritten with the same
+// placeholder count as the rest of the statement.
+func (r *rebinder) lower(arg string) {
+	sub := rebinder{q: arg, n: r.n}
+	sub.run()
+	r.n = sub.n
+	r.b.WriteString(`lower((` + sub.b.String() + `) COLLATE "C")`)
+}
+
+// dollarQuotedEnd returns the index after the $$ ... $$ body opening at
+// q[i] (the end of q if it is not closed).
+func dollarQuotedEnd(q string, i int) int {
+	j := strings.Index(q[i+2:], "$$")
+	if j < 0 {
+		return len(q)
+	}
+	return i + 2 + j + 2
+}
+
+// lineEnd returns the index of the newline ending the comment at q[i]
+// (the end of q if there is none).
+func lineEnd(q string, i int) int {
+	j := strings.IndexByte(q[i:], '\n')
+	if j < 0 {
+		return len(q)
+	}
+	return i + j
 }
 
 // quotedEnd returns the index after the literal or identifier opening at

@@ -14,6 +14,7 @@ func TestRebind(t *testing.T) {
 		{`SELECT my_lower(x), lowered, json_each_x(y)`, `SELECT my_lower(x), lowered, json_each_x(y)`},
 		{"BEGIN $$ SELECT lower(?) $$; SELECT ?", "BEGIN $$ SELECT lower(?) $$; SELECT $1"},
 		{`lower(coalesce(a, 'x)'))`, `lower((coalesce(a, 'x)')) COLLATE "C")`},
+		{`x = ? AND lower(?) = ? AND y = ?`, `x = $1 AND lower(($2) COLLATE "C") = $3 AND y = $4`},
 	}
 	for _, tt := range tests {
 		if got := rebind(tt.in); got != tt.want {

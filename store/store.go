@@ -54,8 +54,12 @@ type Store struct {
 
 	writer *writer // group commit of every write (writer.go)
 	now    func() time.Time
-	lock   *fileLock // shared while open; Restore takes it exclusively (lock.go)
+	lock   *fileLock // SQLite: shared while open; Restore takes it exclusively (lock.go)
 	node   string    // WithNode
+
+	// afterAuditRows, when set (tests only), runs in VerifyAudit between
+	// reading the rows and reading the sequence.
+	afterAuditRows func()
 }
 
 // Option configures Open.
@@ -64,6 +68,8 @@ type Option func(*options)
 type options struct {
 	password string
 	node     string
+	existing bool // OpenExisting: refuse a database without csrd's schema
+	readOnly bool // OpenReadOnly
 }
 
 // WithNode names the csrd node this Store works for: records it begins,
@@ -76,6 +82,14 @@ func WithNode(name string) Option { return func(o *options) { o.node = name } }
 // ~/.pgpass. SQLite ignores it.
 func WithPassword(pw string) Option { return func(o *options) { o.password = pw } }
 
+func collect(opts []Option) options {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
 // Open opens the database and applies pending migrations. database is a
 // postgres:// or postgresql:// URL (see openPostgres) or a SQLite file
 // path.
@@ -86,23 +100,49 @@ func WithPassword(pw string) Option { return func(o *options) { o.password = pw 
 // file with 0600; the WAL and shared-memory files inherit the database
 // file's mode.
 func Open(ctx context.Context, database string, opts ...Option) (*Store, error) {
-	var o options
-	for _, f := range opts {
-		f(&o)
-	}
+	o := collect(opts)
 	if IsPostgres(database) {
 		return openPostgres(ctx, database, o)
 	}
-	path := database
 	ms, err := loadMigrations(migrationFS)
 	if err != nil {
 		return nil, err
 	}
-	s, err := open(ctx, path, ms)
+	s, err := open(ctx, database, ms)
 	if err != nil {
 		return nil, err
 	}
 	s.node = o.node
+	return s, nil
+}
+
+// OpenExisting is Open for tools that act on csrd's database (csrctl): it
+// never creates the database or its directory, so a mistyped or deleted
+// path fails (an error matching fs.ErrNotExist that names the path)
+// instead of yielding an empty database. SQLite opens it with mode=rw, so
+// a file removed after the check is not re-created either.
+//
+// A PostgreSQL database (a URL) must hold csrd's schema_migrations table:
+// an empty database is refused rather than given csrd's schema.
+func OpenExisting(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	if IsPostgres(path) {
+		o := collect(opts)
+		o.existing = true
+		return openPostgres(ctx, path, o)
+	}
+	ms, err := loadMigrations(migrationFS)
+	if err != nil {
+		return nil, err
+	}
+	abs, err := existingDatabase(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openPools(ctx, abs, fileURI(abs, "rw")+"&"+writeParams, ms, fileURI(abs, "rw")+"&"+readParams)
+	if err != nil {
+		return nil, err
+	}
+	s.node = collect(opts).node
 	return s, nil
 }
 
@@ -125,7 +165,13 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 	case !errors.Is(err, fs.ErrExist):
 		return nil, fmt.Errorf("store: create database file: %w", err)
 	}
+	return openPools(ctx, abs, abs+"?"+writeParams, ms, abs+"?"+readParams)
+}
 
+// openPools takes the shared file lock on abs, opens the write pool on
+// writeDSN, migrates, then opens the read pool on readDSN and starts the
+// writer.
+func openPools(ctx context.Context, abs, writeDSN string, ms []migration, readDSN string) (_ *Store, err error) {
 	s := &Store{d: sqliteDialect, now: func() time.Time { return time.Now().UTC() }}
 	defer func() {
 		if err != nil {
@@ -136,7 +182,7 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 		return nil, err
 	}
 
-	if s.w, err = sql.Open("sqlite3", abs+"?"+writeParams); err != nil {
+	if s.w, err = sql.Open("sqlite3", writeDSN); err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
 	s.w.SetMaxOpenConns(1)
@@ -149,17 +195,10 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 	if err := migrate(ctx, s.w, ms, s.now, s.d); err != nil {
 		return nil, err
 	}
-
-	if s.r, err = sql.Open("sqlite3", abs+"?"+readParams); err != nil {
-		return nil, fmt.Errorf("store: open: %w", err)
-	}
-	n := max(4, runtime.GOMAXPROCS(0))
-	s.r.SetMaxOpenConns(n)
-	s.r.SetMaxIdleConns(n)
-	if err := verifyPragmas(ctx, s.r, true); err != nil {
+	if err := s.openReadPool(ctx, readDSN); err != nil {
 		return nil, err
 	}
-	s.ws, s.rs = newStmtCache(s.w), newStmtCache(s.r)
+	s.ws = newStmtCache(s.w)
 	if err := s.ws.prepareAll(ctx, writeStatements); err != nil {
 		return nil, dbErr("prepare", err)
 	}
@@ -167,6 +206,20 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 		return nil, err
 	}
 	return s, nil
+}
+
+func (s *Store) openReadPool(ctx context.Context, dsn string) (err error) {
+	if s.r, err = sql.Open("sqlite3", dsn); err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	s.r.SetMaxOpenConns(n)
+	s.r.SetMaxIdleConns(n)
+	if err := verifyPragmas(ctx, s.r, true); err != nil {
+		return err
+	}
+	s.rs = newStmtCache(s.r)
+	return nil
 }
 
 // checkPath refuses DSNs that are not plain file paths. go-sqlite3 would
@@ -240,7 +293,7 @@ func (s *Store) Close() error {
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
 	}
-	errs = append(errs, s.lock.unlock()) // last: see fileLock
+	errs = append(errs, s.lock.Close()) // last: see fileLock
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
@@ -256,7 +309,10 @@ func (s *Store) Close() error {
 // On PostgreSQL it proves a connection on each pool and that the server
 // is a primary (see pingPostgres).
 func (s *Store) Ping(ctx context.Context) error {
-	if s.d != sqliteDialect {
+	if s.w == nil {
+		return fmt.Errorf("%w: ping", ErrReadOnly)
+	}
+	if s.d == postgresDialect {
 		return s.pingPostgres(ctx)
 	}
 	tx, err := s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE via _txlock

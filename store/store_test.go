@@ -306,7 +306,7 @@ func TestErrorClassification(t *testing.T) {
 		t.Run(tt.code.Error(), func(t *testing.T) {
 			err := dbErr("op", sqlite3.Error{Code: tt.code})
 			for _, sentinel := range []error{ErrStorageFull, ErrUnavailable, ErrBusy} {
-				if got := errors.Is(err, sentinel); got != (sentinel == tt.want) {
+				if got, want := errors.Is(err, sentinel), errors.Is(tt.want, sentinel); got != want {
 					t.Errorf("errors.Is(%v, %v) = %v", err, sentinel, got)
 				}
 			}
@@ -353,7 +353,11 @@ func TestBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback()
+	defer func() {
+		if err := tx.Rollback(); err != nil {
+			t.Errorf("releasing the lock: %v", err)
+		}
+	}()
 	if _, err := s.BeginKey(ctx, &KeyRecord{}, testLabel); !errors.Is(err, ErrBusy) {
 		t.Errorf("BeginKey while locked = %v, want ErrBusy", err)
 	}

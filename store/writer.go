@@ -10,13 +10,11 @@ import (
 )
 
 // Group commit. SQLite takes one writer at a time, so every write goes
-// through the one connection of the write pool; under load the requests
-// queued behind it spent longer waiting for that connection than the token
-// took to make their key (a block profile at 64 concurrent Generates showed
-// ~100 ms per request in database/sql's connection wait). The writer
-// goroutine therefore runs every write queued at the moment it starts a
-// transaction in that one transaction, each inside its own SAVEPOINT — a
-// write that fails is rolled back alone — and commits once. A caller returns
+// through the one connection of the write pool, and under load a request
+// would wait longer for that connection than the token takes to make its
+// key. The writer goroutine therefore runs every write queued at the moment
+// it starts a transaction in that one transaction, each inside its own
+// SAVEPOINT — a write that fails is rolled back alone — and commits once. A caller returns
 // only after the commit that made its write durable, so "the record is
 // committed before the key exists" holds exactly as with one transaction
 // per write; only the commits are shared. An idle writer starts a
@@ -26,13 +24,13 @@ import (
 const maxBatch = 128
 
 // Checkpoints. SQLite copies the WAL back into the database file, with an
-// fsync of each, inside the commit that pushes the WAL past 1000 pages — on
-// a disk busy with the token's own writes that commit took up to 140 ms,
-// and every write queued behind it waited. The write connection therefore
-// never checkpoints (wal_autocheckpoint=0); a PASSIVE checkpoint runs every
-// checkpointInterval on a connection of the read pool, which copies what
-// no reader needs without blocking the writer. A crash loses nothing: the
-// WAL is the durable copy until it is checkpointed.
+// fsync of each, inside the commit that pushes the WAL past 1000 pages, and
+// every write queued behind that commit waits for those fsyncs. The write
+// connection therefore never checkpoints (wal_autocheckpoint=0); a PASSIVE
+// checkpoint runs every checkpointInterval on a connection of the read
+// pool, which copies what no reader needs without blocking the writer. A
+// crash loses nothing: the WAL is the durable copy until it is
+// checkpointed.
 const (
 	checkpointInterval  = time.Second
 	noAutoCheckpointSQL = `PRAGMA wal_autocheckpoint = 0`
@@ -123,8 +121,11 @@ func (s *Store) withTx(ctx context.Context, op string, fn func(context.Context, 
 	if err := ctx.Err(); err != nil {
 		return dbErr(op, err)
 	}
-	r := &writeReq{ctx: ctx, op: op, fn: fn, done: make(chan error, 1)}
 	w := s.writer
+	if w == nil {
+		return fmt.Errorf("%w: %s", ErrReadOnly, op)
+	}
+	r := &writeReq{ctx: ctx, op: op, fn: fn, done: make(chan error, 1)}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
@@ -213,54 +214,27 @@ func (w *writer) commit(batch []*writeReq) {
 // try runs batch in one transaction. retry reports a retryable error
 // before COMMIT (the transaction is rolled back whole).
 func (w *writer) try(batch []*writeReq) (results []error, retry bool) {
-	results = make([]error, len(batch))
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if t := w.s.d.writeTimeout; t > 0 {
-		ctx, cancel = context.WithTimeout(ctx, t)
-	}
+	ctx, cancel := w.batchContext()
 	defer cancel()
 	tx, err := w.s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE via _txlock on SQLite
 	if err != nil {
+		results = make([]error, len(batch))
 		for i, r := range batch {
 			results[i] = dbErr(r.op, err)
 		}
 		return results, w.s.d.retryable(err)
 	}
-	ok := 0
-	if len(batch) == 1 {
-		// A lone write needs no savepoint: the transaction is its own, and
-		// rolling it back undoes exactly that write. Three statements fewer
-		// on the path of every request that meets an idle writer.
-		if results[0] = batch[0].ctx.Err(); results[0] != nil {
-			results[0] = dbErr(batch[0].op, results[0])
-		} else {
-			results[0] = batch[0].fn(w.stmtContext(ctx, batch[0]), tx)
-		}
-		if results[0] == nil {
-			ok++
-		}
-	} else {
+	results, ok, lost := w.apply(ctx, tx, batch)
+	if lost != nil {
+		// The transaction is lost with every write in it: none may report
+		// success, whatever its own statements did.
+		_ = tx.Rollback()
 		for i, r := range batch {
-			results[i] = w.one(ctx, tx, r)
 			if results[i] == nil {
-				ok++
-			} else if w.s.d.retryable(results[i]) {
-				break // the transaction is lost; the rest would fail too
+				results[i] = dbErr(r.op, lost)
 			}
 		}
-	}
-	for _, err := range results {
-		if err != nil && w.s.d.retryable(err) {
-			// The transaction is lost with every write in it: none may
-			// report success, whatever its own statements did.
-			_ = tx.Rollback()
-			for i, r := range batch {
-				if results[i] == nil {
-					results[i] = dbErr(r.op, err)
-				}
-			}
-			return results, true
-		}
+		return results, true
 	}
 	if ok == 0 {
 		_ = tx.Rollback()
@@ -272,6 +246,52 @@ func (w *writer) try(batch []*writeReq) (results []error, retry bool) {
 		}
 	}
 	return results, false
+}
+
+// batchContext bounds one group commit's statements when the dialect has
+// a write timeout.
+func (w *writer) batchContext() (context.Context, context.CancelFunc) {
+	if t := w.s.d.writeTimeout; t > 0 {
+		return context.WithTimeout(context.Background(), t)
+	}
+	return context.Background(), func() {}
+}
+
+// apply runs the writes of batch in tx and returns each one's outcome, how
+// many succeeded, and the retryable error that lost the transaction, if
+// one did (the writes after it are not run).
+func (w *writer) apply(ctx context.Context, tx *sql.Tx, batch []*writeReq) (results []error, ok int, lost error) {
+	results = make([]error, len(batch))
+	if len(batch) == 1 {
+		results[0] = w.lone(ctx, tx, batch[0])
+	} else {
+		for i, r := range batch {
+			results[i] = w.one(ctx, tx, r)
+			if results[i] != nil && w.s.d.retryable(results[i]) {
+				break // the transaction is lost; the rest would fail too
+			}
+		}
+	}
+	for _, err := range results {
+		switch {
+		case err == nil:
+			ok++
+		case lost == nil && w.s.d.retryable(err):
+			lost = err
+		}
+	}
+	return results, ok, lost
+}
+
+// lone runs the only write of a batch. It needs no savepoint: the
+// transaction is its own, and rolling it back undoes exactly that write.
+// Three statements fewer on the path of every request that meets an idle
+// writer.
+func (w *writer) lone(batchCtx context.Context, tx *sql.Tx, r *writeReq) error {
+	if err := r.ctx.Err(); err != nil {
+		return dbErr(r.op, err)
+	}
+	return r.fn(w.stmtContext(batchCtx, r), tx)
 }
 
 // stmtContext is the context a write's statements run under: its

@@ -138,11 +138,14 @@ func TestLostTransactionFailsEveryWrite(t *testing.T) {
 	s := backends[1].open(t)
 	ctx := context.Background()
 	started, release := make(chan struct{}), make(chan struct{})
-	go s.withTx(ctx, "hold the writer", func(context.Context, *sql.Tx) error {
-		close(started)
-		<-release
-		return nil
-	})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.withTx(ctx, "hold the writer", func(context.Context, *sql.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
 	<-started
 	var tries atomic.Int32
 	lost := func(context.Context, *sql.Tx) error {
@@ -166,6 +169,9 @@ func TestLostTransactionFailsEveryWrite(t *testing.T) {
 	}
 	close(release)
 	wg.Wait()
+	if err := <-held; err != nil {
+		t.Errorf("the write that held the writer: %v", err)
+	}
 	for i, err := range errs[:n] {
 		if !errors.Is(err, ErrUnavailable) {
 			t.Errorf("write %d beside the lost one: %v, want ErrUnavailable", i, err)

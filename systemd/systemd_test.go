@@ -28,10 +28,12 @@ func repoRoot(t *testing.T) string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-// install runs `make install` into DESTDIR dest with extra variables.
+// install runs `make install` into DESTDIR dest with extra variables. The
+// installs share one BUILD_DIR, so the binaries are built once: go build
+// leaves a binary that is up to date alone.
 func install(t *testing.T, dest string, vars ...string) {
 	t.Helper()
-	args := append([]string{"-s", "-C", repoRoot(t), "install", "DESTDIR=" + dest, "BUILD_DIR=" + filepath.Join(dest, ".build")}, vars...)
+	args := append([]string{"-s", "-C", repoRoot(t), "install", "DESTDIR=" + dest, "BUILD_DIR=" + filepath.Join(sharedDir, "build")}, vars...)
 	cmd := exec.Command("make", args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

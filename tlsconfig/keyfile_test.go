@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/tlsconfig"
 )
 
@@ -24,9 +25,9 @@ import (
 // refused, before anything is read, as not a regular file.
 func TestKeyFileCheckedAsRead(t *testing.T) {
 	dir := t.TempDir()
-	root := newCA(t, "root")
+	root := fixture.NewCA(t, "root")
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	certFile := writePEM(t, dir, "tls.crt", "CERTIFICATE", 0o644, root.issue(t, "localhost", k.Public(), true).Raw)
+	certFile := writePEM(t, dir, "tls.crt", "CERTIFICATE", 0o644, root.ServerCert(t, k.Public()).Raw)
 	der, err := x509.MarshalPKCS8PrivateKey(k)
 	if err != nil {
 		t.Fatal(err)

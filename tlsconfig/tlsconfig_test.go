@@ -8,14 +8,11 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,78 +21,25 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/hsm"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 	"github.com/csrd/csrd/tlsconfig"
 )
 
 var testToken *hsm.Token
 
 func TestMain(m *testing.M) {
-	code, err := run(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tlsconfig tests:", err)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-func run(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "csrd-tlsconfig-test-")
-	if err != nil {
-		return 1, err
-	}
-	defer os.RemoveAll(dir)
-	st, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrd-tls-test")
-	if err != nil {
-		return 1, err
-	}
-	testToken, err = hsm.Open(context.Background(), hsm.Config{Module: st.Module, TokenLabel: st.Label,
-		PIN: st.PIN, MaxSessions: 4, PoolWaitTimeout: time.Minute}, zerolog.Nop())
-	if err != nil {
-		return 1, err
-	}
-	defer testToken.Close()
-	return m.Run(), nil
-}
-
-// ca is a throw-away certificate authority.
-type ca struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-}
-
-func newCA(t *testing.T, name string) *ca {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &ca{cert: c, key: key}
-}
-
-// issue signs a leaf for pub; server leaves get localhost/127.0.0.1.
-func (c *ca) issue(t *testing.T, cn string, pub crypto.PublicKey, server bool) *x509.Certificate {
-	t.Helper()
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.DNSNames, tmpl.IPAddresses = []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, pub, c.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return leaf
+	os.Exit(fixture.Main(m, "tlsconfig", []string{"csrd-tls-test"}, func(s *fixture.Suite) error {
+		st := s.Token
+		var err error
+		testToken, err = hsm.Open(context.Background(), hsm.Config{Module: st.Module, TokenLabel: st.Label,
+			PIN: st.PIN, MaxSessions: 4, PoolWaitTimeout: time.Minute}, zerolog.Nop())
+		if err != nil {
+			return err
+		}
+		s.Defer(func() { testToken.Close() })
+		return nil
+	}))
 }
 
 func writePEM(t *testing.T, dir, name, typ string, mode os.FileMode, ders ...[]byte) string {
@@ -173,12 +117,12 @@ func findKey(ctx context.Context, uri string) (crypto.Signer, error) {
 
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
-	root := newCA(t, "csrd test root")
+	root := fixture.NewCA(t, "csrd test root")
 	fileKey, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	ecURI, ecPub := tokenKey(t, hsm.KeySpec{Type: hsm.KeyECDSA, Curve: elliptic.P256()}, "tls-ec")
 	rsaURI, rsaPub := tokenKey(t, hsm.KeySpec{Type: hsm.KeyRSA, Bits: 2048}, "tls-rsa")
 	pool := x509.NewCertPool()
-	pool.AddCert(root.cert)
+	pool.AddCert(root.Cert)
 
 	tests := []struct {
 		name    string
@@ -193,8 +137,8 @@ func TestServe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leaf := root.issue(t, "localhost", tt.pub, true)
-			certFile := writePEM(t, t.TempDir(), "tls.crt", "CERTIFICATE", 0o644, leaf.Raw, root.cert.Raw)
+			leaf := root.ServerCert(t, tt.pub)
+			certFile := writePEM(t, t.TempDir(), "tls.crt", "CERTIFICATE", 0o644, leaf.Raw, root.Cert.Raw)
 			s, err := tlsconfig.New(context.Background(), tlsconfig.Options{CertFile: certFile, KeyFile: tt.keyFile, FindKey: findKey})
 			if err != nil {
 				t.Fatal(err)
@@ -221,10 +165,10 @@ func TestServe(t *testing.T) {
 
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
-	root, clients, stranger := newCA(t, "server root"), newCA(t, "client CA"), newCA(t, "stranger CA")
+	root, clients, stranger := fixture.NewCA(t, "server root"), fixture.NewCA(t, "client CA"), fixture.NewCA(t, "stranger CA")
 	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	certFile := writePEM(t, dir, "tls.crt", "CERTIFICATE", 0o644, root.issue(t, "localhost", srvKey.Public(), true).Raw)
-	caFile := writePEM(t, dir, "clients.pem", "CERTIFICATE", 0o644, clients.cert.Raw)
+	certFile := writePEM(t, dir, "tls.crt", "CERTIFICATE", 0o644, root.ServerCert(t, srvKey.Public()).Raw)
+	caFile := writePEM(t, dir, "clients.pem", "CERTIFICATE", 0o644, clients.Cert.Raw)
 	s, err := tlsconfig.New(context.Background(), tlsconfig.Options{CertFile: certFile,
 		KeyFile: writeKey(t, dir, "tls.key", srvKey, 0o600), ClientCAFile: caFile})
 	if err != nil {
@@ -235,10 +179,9 @@ func TestMutualTLS(t *testing.T) {
 	}
 	url := serve(t, s.Config())
 	pool := x509.NewCertPool()
-	pool.AddCert(root.cert)
-	clientCert := func(issuer *ca, cn string) []tls.Certificate {
-		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		return []tls.Certificate{{Certificate: [][]byte{issuer.issue(t, cn, k.Public(), false).Raw}, PrivateKey: k}}
+	pool.AddCert(root.Cert)
+	clientCert := func(issuer *fixture.CA, cn string) []tls.Certificate {
+		return []tls.Certificate{issuer.TLSClient(t, cn)}
 	}
 	tests := []struct {
 		name   string
@@ -276,10 +219,10 @@ func TestMutualTLS(t *testing.T) {
 
 func TestBadMaterialAndReload(t *testing.T) {
 	dir := t.TempDir()
-	root := newCA(t, "root")
+	root := fixture.NewCA(t, "root")
 	k1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	cert1 := writePEM(t, dir, "1.crt", "CERTIFICATE", 0o644, root.issue(t, "localhost", k1.Public(), true).Raw)
+	cert1 := writePEM(t, dir, "1.crt", "CERTIFICATE", 0o644, root.ServerCert(t, k1.Public()).Raw)
 	key1 := writeKey(t, dir, "1.key", k1, 0o600)
 	key2 := writeKey(t, dir, "2.key", k2, 0o600)
 	tests := []struct {
@@ -324,13 +267,13 @@ func TestBadMaterialAndReload(t *testing.T) {
 		if s.Leaf().SerialNumber.Cmp(first) != 0 {
 			t.Fatal("failed reload replaced the certificate")
 		}
-		renewed := root.issue(t, "localhost", k2.Public(), true)
+		renewed := root.ServerCert(t, k2.Public())
 		writePEM(t, dir, "live.crt", "CERTIFICATE", 0o644, renewed.Raw)
 		if err := s.Reload(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		pool := x509.NewCertPool()
-		pool.AddCert(root.cert)
+		pool.AddCert(root.Cert)
 		var seen *x509.Certificate
 		url := serve(t, s.Config())
 		_, err = get(url, &tls.Config{RootCAs: pool, VerifyConnection: func(cs tls.ConnectionState) error {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -79,18 +78,6 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// parseFlags parses args, turning flag errors into usage errors (exit 2).
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErr("%v", err)
-	}
-	return nil
 }
 
 func describeGrants(g auth.Grants) string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,8 +20,11 @@ func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	var code int
-	if args[0] == "user" && len(args) > 1 && args[1] == "add" && stdin != "" {
-		if err := runUserAdd(args[2:], strings.NewReader(stdin), &out, &errOut); err != nil {
+	if args[0] == "user" && len(args) > 1 && args[1] == "add" {
+		// Cheap hashes keep the test quick; the real command refuses them
+		// (TestUserAddRefusesCheapHashes).
+		ua := userAdd{stdin: strings.NewReader(stdin), floor: testArgon}
+		if err := ua.run(flag.NewFlagSet("user add", flag.ContinueOnError), args[2:], &out, &errOut); err != nil {
 			code = 1
 			if errors.Is(err, errUsage) {
 				code = 2
@@ -33,7 +37,10 @@ func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 	return code, out.String(), errOut.String()
 }
 
-var cheapArgon = []string{"-argon2-memory", "64", "-argon2-time", "1"}
+var (
+	testArgon  = auth.Argon2Params{Memory: 64, Time: 1, Threads: 1}
+	cheapArgon = []string{"-argon2-memory", "64", "-argon2-time", "1"}
+)
 
 func TestUserAddAndTokenCreate(t *testing.T) {
 	ctx := context.Background()
@@ -95,18 +102,18 @@ func TestUserAddAndTokenCreate(t *testing.T) {
 		t.Errorf("audit rows %+v, %v", rows, err)
 	}
 
-	a, err := auth.Open(path, zerolog.Nop())
+	a, err := auth.Open(path, zerolog.Nop(), auth.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := a.Basic(ctx, `CORP\enroll`, password)
+	id, err := a.Basic(ctx, "192.0.2.1", `CORP\enroll`, password)
 	if err != nil || !id.Grants.Allows(auth.OpPendingRead) || id.Grants.Allows(auth.OpPendingDelete) || !id.Grants.AllowsTarget(2, "") || id.Grants.AllowsTarget(3, "") {
 		t.Errorf("user: %+v %v", id, err)
 	}
-	if _, err := a.Basic(ctx, "ops", "a long enough password"); err != nil {
+	if _, err := a.Basic(ctx, "192.0.2.1", "ops", "a long enough password"); err != nil {
 		t.Errorf("stdin user: %v", err)
 	}
-	tid, err := a.Bearer(ctx, tok)
+	tid, err := a.Bearer(ctx, "192.0.2.1", tok)
 	if err != nil || tid.Name != "ci-runner" || !tid.Grants.AllowsTarget(0, "webserver") {
 		t.Errorf("token: %+v %v", tid, err)
 	}
@@ -167,5 +174,22 @@ func TestAuditVerify(t *testing.T) {
 	code, out, _ = runCLI(t, "", "audit", "verify", "-database", dbPath)
 	if code != 1 || !strings.Contains(out, "TAMPERED: row 2") {
 		t.Fatalf("verify tampered: %d %q", code, out)
+	}
+}
+
+// csrctl user add never writes a hash cheaper than csrd's default (csrd
+// warns about such users): lower argon2 costs are a command-line error and
+// nothing is written. Through run, with the floor the command really uses.
+func TestUserAddRefusesCheapHashes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.yaml")
+	for _, flags := range [][]string{{"-argon2-memory", "65535"}, {"-argon2-time", "2"}, cheapArgon} {
+		var out, errOut bytes.Buffer
+		args := append(append([]string{"user", "add", "-auth-file", path, "-op", "generate"}, flags...), "weak")
+		if code := run(args, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "default") {
+			t.Errorf("%v: exit %d %q, want 2 naming the default", flags, code, errOut.String())
+		}
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%v: the auth file was written (%v)", flags, err)
+		}
 	}
 }

@@ -13,14 +13,9 @@ import (
 // runBackup is `csrctl backup [-config FILE | -database DB] FILE`: a
 // consistent copy of the live database through SQLite's backup API, taken
 // while csrd runs.
-func runBackup(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+func runBackup(fs *flag.FlagSet, args []string, stdout, _ io.Writer) error {
 	db := addDBFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl backup [flags] FILE\n\nWrites a consistent copy of csrd's database to the new FILE while csrd runs\n(SQLite's online backup API; never copy the database file itself). The keys are\nnot in it: they stay in the token. See docs/operations.md, Durability and backups.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -43,14 +38,9 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 
 // runRestore is `csrctl restore [-config FILE | -database DB] FILE`, with
 // csrd stopped.
-func runRestore(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+func runRestore(fs *flag.FlagSet, args []string, stdout, _ io.Writer) error {
 	db := addDBFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl restore [flags] FILE\n\nReplaces csrd's database with the backup FILE. csrd must be stopped: the restore\nis refused while csrd or another csrctl has the database open. Afterwards run\n'csrctl reconcile': keys made after the backup are listed as orphans (destroyed\nonly with -destroy), records whose keys were deleted since are marked lost.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

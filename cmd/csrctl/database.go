@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/csrd/csrd/config"
 	"github.com/csrd/csrd/store"
@@ -48,17 +47,23 @@ func (f dbFlags) path() (string, error) {
 	return cfg.Database, err
 }
 
-// openDatabase opens the database cfg names; an existing one only, never
-// creating an empty SQLite file (csrd creates it at its first start).
+// openDatabase opens csrd's existing database, the one cfg names, for
+// writing; csrctl never creates one (a missing SQLite file, or a
+// PostgreSQL database without csrd's schema, is an error naming it).
 func openDatabase(ctx context.Context, cfg config.Config) (*store.Store, error) {
-	if !cfg.Postgres() {
-		if _, err := os.Stat(cfg.Database); err != nil {
-			return nil, fmt.Errorf("database %s: %w (csrd creates it at its first start)", cfg.Database, err)
-		}
-	}
 	pw, err := cfg.ReadDatabasePassword()
 	if err != nil {
 		return nil, err
 	}
-	return store.Open(ctx, cfg.Database, store.WithPassword(pw))
+	return store.OpenExisting(ctx, cfg.Database, store.WithPassword(pw))
+}
+
+// openReadOnly opens csrd's existing database for reading only: the
+// commands that only read never change, create or migrate it.
+func openReadOnly(ctx context.Context, cfg config.Config) (*store.Store, error) {
+	pw, err := cfg.ReadDatabasePassword()
+	if err != nil {
+		return nil, err
+	}
+	return store.OpenReadOnly(ctx, cfg.Database, store.WithPassword(pw))
 }

@@ -11,21 +11,13 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
-// runDB is `csrctl db migrate -from SQLITE [-to postgres://…]`: the move
-// from one appliance to a fleet.
-func runDB(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "migrate" {
-		return usageErr("usage: csrctl db migrate -from FILE [-to postgres://…] [-config FILE]")
-	}
-	fs := flag.NewFlagSet("db migrate", flag.ContinueOnError)
+// runDBMigrate is `csrctl db migrate -from SQLITE [-to postgres://…]`:
+// the move from one appliance to a fleet.
+func runDBMigrate(fs *flag.FlagSet, args []string, stdout, _ io.Writer) error {
 	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file (for database and database_password_file)")
 	from := fs.String("from", "", "the SQLite database to copy (csrd stopped)")
 	to := fs.String("to", "", "the PostgreSQL database, new and empty (default: database from -config)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl db migrate -from FILE [-to postgres://…] [flags]\n\nCopies every record, certificate fact and audit row of a SQLite database into an\nempty PostgreSQL database, keeping ids (request ids, token labels) and the audit\nchain, which is verified in the target. Stop csrd first. The password comes from\ndatabase_password_file of -config (or PGPASSFILE).\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args[1:], stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 || *from == "" {
@@ -45,7 +37,13 @@ func runDB(args []string, stdout, stderr io.Writer) error {
 		return usageErr("the target %q is not a postgres:// URL", store.Describe(cfg.Database))
 	}
 	ctx := context.Background()
-	dst, err := openDatabase(ctx, cfg) // creates the schema in the empty database
+	pw, err := cfg.ReadDatabasePassword()
+	if err != nil {
+		return err
+	}
+	// Open, not OpenExisting: the target is new and gets csrd's schema here;
+	// CopySQLite refuses it if it holds records.
+	dst, err := store.Open(ctx, cfg.Database, store.WithPassword(pw))
 	if err != nil {
 		return err
 	}

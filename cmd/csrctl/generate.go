@@ -29,8 +29,7 @@ func (s sanFlag) Set(v string) error {
 	return nil
 }
 
-func runGenerate(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+func runGenerate(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file")
 	subject := fs.String("subject", "", `subject DN, e.g. 'CN=www.example.com,O="Example, Inc.",C=US' (required)`)
 	keyType := fs.String("key-type", "", "RSA, ECC, ED25519 or ED448 (required)")
@@ -42,11 +41,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "write the CSR to this file instead of stdout")
 	sans := sanFlag{}
 	fs.Var(sans, "san", "subject alternative name TYPE:VALUE (dns, ip4, ip6, uri, rfc822, upn, registeredid); repeatable")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl generate -subject DN -key-type TYPE [flags]\n\nGenerates a key pair in csrd's token and prints its CSR, exactly as POST\nCSRGeneration/Generate does (same policy, same record, audited).\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
@@ -64,14 +59,11 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	defer env.Close()
 	res, err := env.svc.Generate(ctx, lifecycle.GenerateRequest{
 		Subject: *subject, SANs: sans, Template: *template, EnrollmentPatternID: *pattern,
-		Key: policy.KeyRequest{KeyType: *keyType, KeyLength: *keyLength, Curve: *curve, AlternativeKeyType: *altType},
+		Key:   policy.KeyRequest{KeyType: *keyType, KeyLength: *keyLength, Curve: *curve, AlternativeKeyType: *altType},
+		Audit: env.row("generate"), // written with the record's completion
 	})
-	var id int64
-	if res != nil {
-		id = res.ID
-	}
-	env.audit(ctx, stderr, "generate", id, err)
 	if err != nil {
+		env.audit(ctx, stderr, "generate", 0, err)
 		return err
 	}
 	fmt.Fprintf(stderr, "record %d, key %s in token %s\n", res.ID, res.KeyLabel, res.TokenLabel)

@@ -10,15 +10,10 @@ import (
 	"github.com/csrd/csrd/lifecycle"
 )
 
-func runImport(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+func runImport(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file")
 	chain := fs.String("chain", "", "PEM file with the issuer certificates (optional)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl import [flags] CERT.pem\n\nMarries the issued certificate to its pending key (found by public key): the\ncertificate is stored next to the key in the token and the record becomes\nmarried; prints the key's PKCS#11 URI.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -42,14 +37,14 @@ func runImport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer env.Close()
+	req.Audit = env.row("import") // written with the intent to marry
 	res, err := env.svc.Import(ctx, req)
-	var id int64
-	if res != nil {
-		id = res.ID
-	}
-	env.audit(ctx, stderr, "import", id, err)
-	if err != nil {
+	switch {
+	case err != nil:
+		env.audit(ctx, stderr, "import", 0, err)
 		return err
+	case res.AlreadyMarried: // nothing changed, nothing written yet
+		env.audit(ctx, stderr, "import", res.ID, nil)
 	}
 	state := "married"
 	if res.AlreadyMarried {

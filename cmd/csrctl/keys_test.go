@@ -3,11 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -16,9 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/store"
 )
 
@@ -28,7 +23,7 @@ import (
 func TestKeyCommands(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-keys")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-keys")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,21 +78,13 @@ func TestKeyCommands(t *testing.T) {
 	}
 
 	// Issue a certificate for the CSR's key with a throw-away CA, import it.
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "csrctl test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	ca, _ := x509.ParseCertificate(caDER)
-	leafDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(0x1b59), Subject: csr.Subject,
-		DNSNames: csr.DNSNames, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour)}, ca, csr.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := fixture.NewCA(t, "csrctl test CA")
+	tmpl := fixture.ForCSR(csr)
+	tmpl.SerialNumber = big.NewInt(0x1b59)
 	certFile := filepath.Join(dir, "cert.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o644)
+	fixture.WritePEM(t, certFile, ca.Issue(t, tmpl, csr.PublicKey))
 	chainFile := filepath.Join(dir, "chain.pem")
-	os.WriteFile(chainFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
+	fixture.WritePEM(t, chainFile, ca.Cert)
 	out, _ := cli(0, "import", "-chain", chainFile, certFile)
 	if !strings.Contains(out, "record "+id+" married") || !strings.Contains(out, "key: pkcs11:") {
 		t.Errorf("import:\n%s", out)

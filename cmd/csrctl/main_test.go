@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/csrd/csrd/fixture"
+	"github.com/csrd/csrd/version"
 )
 
 func TestRun(t *testing.T) {
@@ -18,7 +19,7 @@ func TestRun(t *testing.T) {
 		{args: nil, code: 2, contains: "usage: csrctl"},
 		{args: []string{"help"}, code: 0, contains: "commands:"},
 		{args: []string{"nope"}, code: 2, contains: `unknown command "nope"`},
-		{args: []string{"version"}, code: 0, contains: "csrctl dev"},
+		{args: []string{"version"}, code: 0, contains: "csrctl " + version.Read().String() + "\n"},
 		{args: []string{"version", "x"}, code: 2, contains: "takes no arguments"},
 	}
 	for _, tc := range cases {

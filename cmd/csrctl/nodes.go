@@ -12,14 +12,9 @@ import (
 
 // runNodes is `csrctl nodes`: the csrd nodes registered in the database,
 // with their tokens, last heartbeat and version.
-func runNodes(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("nodes", flag.ContinueOnError)
+func runNodes(fs *flag.FlagSet, args []string, stdout, _ io.Writer) error {
 	db := addDBFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl nodes [flags]\n\nLists the csrd nodes registered in the database: live when their heartbeat is\nyounger than cluster.node_timeout.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
@@ -30,7 +25,7 @@ func runNodes(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ctx := context.Background()
-	s, err := openDatabase(ctx, cfg)
+	s, err := openReadOnly(ctx, cfg) // nodes only reads
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -10,22 +11,23 @@ import (
 	"github.com/csrd/csrd/policy"
 )
 
-func runPolicy(args []string, stdout, _ io.Writer) error {
-	if len(args) == 0 || args[0] != "check" {
-		return usageErr("usage: csrctl policy check FILE")
+func runPolicyCheck(fs *flag.FlagSet, args []string, stdout, _ io.Writer) error {
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
 	}
-	if len(args) != 2 {
+	if fs.NArg() != 1 {
 		return usageErr("policy check takes exactly one FILE")
 	}
-	e, err := config.LoadPolicy(args[1])
+	file := fs.Arg(0)
+	e, err := config.LoadPolicy(file)
 	if err != nil {
 		var le *policy.LoadError
 		if errors.As(err, &le) {
-			fmt.Fprintf(stdout, "%s: INVALID, %d problem(s):\n", args[1], len(le.Problems))
+			fmt.Fprintf(stdout, "%s: INVALID, %d problem(s):\n", file, len(le.Problems))
 			for _, p := range le.Problems {
 				fmt.Fprintf(stdout, "  - %s\n", p)
 			}
-			return fmt.Errorf("%s is not a valid policy file", args[1])
+			return fmt.Errorf("%s is not a valid policy file", file)
 		}
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/csrd/csrd/fixture"
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
 	"github.com/csrd/csrd/store"
 )
 
@@ -24,7 +23,7 @@ func TestCommandsOnPostgres(t *testing.T) {
 	dsn := pg.CreateDB(t, t.Name())
 	ctx := context.Background()
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-pg")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-pg")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +80,7 @@ func TestDBMigrate(t *testing.T) {
 	pg := fixture.SharedPostgres(t)
 	dsn := pg.CreateDB(t, t.Name())
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-migrate")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-migrate")
 	if err != nil {
 		t.Fatal(err)
 	}

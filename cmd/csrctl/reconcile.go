@@ -20,24 +20,24 @@ import (
 // runReconcile is `csrctl reconcile [-config FILE] [-destroy] [-min-age D]`.
 // It reads csrd's configuration, opens the same token and database and runs
 // lifecycle.Reconcile. It may run while csrd runs: records changed within
-// -min-age are left to csrd.
-func runReconcile(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "/etc/csrd/csrd.yaml", "csrd's YAML configuration file")
+// -min-age are left to csrd. Every key it destroys and certificate it binds
+// has its audit row, with the operator (local:<login>) as actor.
+func runReconcile(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	path := fs.String("config", defaultConfigPath, "csrd configuration file")
 	destroy := fs.Bool("destroy", false, "destroy orphan objects (objects labelled csrd-<id> or csrd-<id>-alt that no record accounts for); without it they are only listed")
 	minAge := fs.Duration("min-age", 0, "leave alone records changed more recently than this, which a running csrd may still be working on (default: twice request_timeout)")
 	logLevel := fs.String("log_level", "error", "level of the JSON log on stderr")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageErr("%v", err)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErr("unexpected arguments %q", fs.Args())
 	}
-	cfg, err := config.Load(*path)
+	lvl, err := zerolog.ParseLevel(*logLevel)
+	if err != nil {
+		return usageErr("-log_level %q: %v", *logLevel, err)
+	}
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
@@ -51,33 +51,33 @@ func runReconcile(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	lvl, err := zerolog.ParseLevel(*logLevel)
-	if err != nil {
-		return usageErr("log_level %q: %v", *logLevel, err)
-	}
 	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Str("service", "csrctl").Logger()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	pool, closeTokens, err := openPool(ctx, &cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeTokens()
 	db, err := openDatabase(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	pool, closeTokens, err := openPool(ctx, &cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeTokens()
 
 	svc := lifecycle.NewPooled(pool, db, policy.Default(), log)
-	rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{DestroyOrphans: *destroy, MinAge: *minAge, Keep: keep})
+	// What it destroys or binds is audited under the operator's name, one
+	// request id for the run.
+	rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{
+		DestroyOrphans: *destroy, MinAge: *minAge, Keep: keep, Audit: *localRow(localActor(), ""),
+	})
 	printReport(stdout, rep, *destroy, *minAge)
 	return err
 }
 
-// tlsKeyURIs names csrd's TLS key when tls.key_file puts it in the token:
-// reconciliation must never take it for an orphan.
+// tlsKeyURIs names the token object tls.key_file points at, if any: the
+// server's TLS key is never an orphan candidate.
 func tlsKeyURIs(t config.TLS) ([]hsm.URI, error) {
 	if !hsm.IsURI(t.KeyFile) {
 		return nil, nil

@@ -11,7 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
+	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/store"
 )
 
@@ -24,7 +25,7 @@ import (
 func TestReconcileCommand(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-test")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +118,31 @@ func TestReconcileCommand(t *testing.T) {
 			t.Errorf("record %d is %s, want lost", id, rec.State)
 		}
 	}
+	// -destroy's two orphans are on the audit chain, by the operator, one
+	// request id for the run.
+	rows, err := db.ListAudit(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	destroyed := map[string]*store.AuditEntry{}
+	for _, r := range rows {
+		if r.Operation == lifecycle.AuditReconcileDestroy {
+			destroyed[r.KeyLabel] = r
+		}
+	}
+	a, b := destroyed["csrd-77"], destroyed[halfLabel]
+	switch {
+	case len(destroyed) != 2 || a == nil || b == nil:
+		t.Fatalf("reconcile_destroy rows %v, want csrd-77 and %s", destroyed, halfLabel)
+	case a.RecordID != 77 || b.RecordID != halfID:
+		t.Errorf("rows name records %d and %d, want 77 and %d", a.RecordID, b.RecordID, halfID)
+	}
+	for _, r := range []*store.AuditEntry{a, b} {
+		if !strings.HasPrefix(r.Actor, "local:") || r.AuthMethod != "local" || r.Source != "csrctl" ||
+			r.Result != store.AuditOK || r.RequestID != a.RequestID || !strings.HasPrefix(r.RequestID, "csrctl-") {
+			t.Errorf("row %+v: want ok by local:<login> via csrctl, one request id", r)
+		}
+	}
 
 	var out2, errOut bytes.Buffer
 	if code := run([]string{"reconcile", "-config", filepath.Join(dir, "nope.yaml")}, &out2, &errOut); code != 1 {
@@ -136,7 +162,7 @@ func TestReconcileCommand(t *testing.T) {
 func TestReconcileDestroyKeepsTLSKeys(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	tok, err := softhsmtest.Setup(filepath.Join(dir, "softhsm"), "csrctl-tls")
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-tls")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,18 +12,10 @@ import (
 	"github.com/csrd/csrd/auth"
 )
 
-func runToken(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		return usageErr("usage: csrctl token create [flags] NAME (see csrctl token create -h)")
-	}
-	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
+func runTokenCreate(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	g := addGrantFlags(fs)
 	expires := fs.String("expires", "", "lifetime, e.g. 90d or 2160h (default: never expires)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl token create [flags] NAME\n\nCreates an API token for 'Authorization: Bearer'. Only its SHA-256 is stored:\nthe token is printed once on stdout.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args[1:], stderr); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/csrd/csrd/auth"
@@ -18,31 +17,38 @@ import (
 // from a generator or a vault; shorter is a mistake.
 const minPasswordLen = 12
 
-func runUser(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "add" {
-		return usageErr("usage: csrctl user add [flags] NAME (see csrctl user add -h)")
-	}
-	return runUserAdd(args[1:], os.Stdin, stdout, stderr)
+// runUserAdd is `csrctl user add`, hashing at csrd's default cost or more.
+func runUserAdd(fs *flag.FlagSet, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return userAdd{stdin: stdin, floor: auth.DefaultArgon2}.run(fs, args, stdout, stderr)
 }
 
-func runUserAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("user add", flag.ContinueOnError)
+// userAdd is `csrctl user add`.
+type userAdd struct {
+	stdin io.Reader
+	// floor is the cheapest argon2id cost it hashes with: csrd's default,
+	// because csrd warns about users below it (their quicker answer tells
+	// that the name exists, and they resist offline guessing less).
+	floor auth.Argon2Params
+}
+
+func (ua userAdd) run(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	g := addGrantFlags(fs)
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin instead of generating one")
 	replace := fs.Bool("replace", false, "replace an existing user of that name (new password and grants)")
-	mem := fs.Uint("argon2-memory", uint(auth.DefaultArgon2.Memory), "argon2id memory in KiB")
-	passes := fs.Uint("argon2-time", uint(auth.DefaultArgon2.Time), "argon2id passes")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csrctl user add [flags] NAME\n\nAdds NAME (e.g. 'CORP\\enroll'; a bare name also matches any DOMAIN\\name) to the auth file.\nWithout -password-stdin a random password is generated and printed once.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	mem := fs.Uint("argon2-memory", uint(ua.floor.Memory), "argon2id memory in KiB (no less than the default)")
+	passes := fs.Uint("argon2-time", uint(ua.floor.Time), "argon2id passes (no fewer than the default)")
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usageErr("user add takes exactly one NAME, got %d", fs.NArg())
 	}
 	name := fs.Arg(0)
+	params := auth.Argon2Params{Memory: uint32(min(*mem, 1<<32-1)), Time: uint32(min(*passes, 1<<32-1)), Threads: ua.floor.Threads}
+	if params.Memory < ua.floor.Memory || params.Time < ua.floor.Time {
+		return usageErr("-argon2-memory %d -argon2-time %d: cheaper than csrd's default (%d KiB, %d passes); csrd would warn about such a user",
+			params.Memory, params.Time, ua.floor.Memory, ua.floor.Time)
+	}
 	grants, err := g.grants()
 	if err != nil {
 		return err
@@ -51,24 +57,11 @@ func runUserAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	password, generated := "", false
-	if *fromStdin {
-		line, err := bufio.NewReader(stdin).ReadString('\n')
-		if err != nil && line == "" {
-			return fmt.Errorf("reading the password from stdin: %v", err)
-		}
-		password = strings.TrimRight(line, "\r\n")
-		if len(password) < minPasswordLen {
-			return fmt.Errorf("the password must have at least %d characters", minPasswordLen)
-		}
-	} else {
-		b := make([]byte, 18)
-		if _, err := rand.Read(b); err != nil {
-			return err
-		}
-		password, generated = base64.RawURLEncoding.EncodeToString(b), true
+	password, generated, err := ua.password(*fromStdin)
+	if err != nil {
+		return err
 	}
-	hash, err := auth.HashPassword(password, auth.Argon2Params{Memory: uint32(*mem), Time: uint32(*passes), Threads: auth.DefaultArgon2.Threads})
+	hash, err := auth.HashPassword(password, params)
 	if err != nil {
 		return err
 	}
@@ -93,4 +86,25 @@ func runUserAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stdout, password)
 	}
 	return nil
+}
+
+// password reads the new user's password from the first line of stdin, or
+// generates one (generated: it must be shown to the operator once).
+func (ua userAdd) password(fromStdin bool) (password string, generated bool, err error) {
+	if !fromStdin {
+		b := make([]byte, 18)
+		if _, err := rand.Read(b); err != nil {
+			return "", false, err
+		}
+		return base64.RawURLEncoding.EncodeToString(b), true, nil
+	}
+	line, err := bufio.NewReader(ua.stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", false, fmt.Errorf("reading the password from stdin: %w", err)
+	}
+	password = strings.TrimRight(line, "\r\n")
+	if len(password) < minPasswordLen {
+		return "", false, fmt.Errorf("the password must have at least %d characters", minPasswordLen)
+	}
+	return password, false, nil
 }

@@ -1,237 +1,53 @@
 // Command csrd is the HSM-backed CSR generation daemon. main only wires:
 // configuration, logging, the token, the database, the use cases and the
-// HTTP server; then it waits for a signal and shuts everything down in the
-// reverse order.
+// HTTP server (newApp, app.go); then it serves until a signal and shuts
+// everything down in the reverse order (serve, close).
 package main
 
 import (
 	"context"
-	"crypto"
 	"errors"
 	"flag"
 	"fmt"
-	stdlog "log"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/auth"
 	"github.com/csrd/csrd/config"
-	"github.com/csrd/csrd/health"
-	"github.com/csrd/csrd/hsm"
-	"github.com/csrd/csrd/lifecycle"
-	"github.com/csrd/csrd/policy"
-	"github.com/csrd/csrd/sdnotify"
-	"github.com/csrd/csrd/store"
-	"github.com/csrd/csrd/tlsconfig"
 )
 
 func main() {
+	if printVersion(os.Args[1:], os.Stdout) {
+		return
+	}
 	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // -h: the flags are printed
+		}
 		fmt.Fprintln(os.Stderr, "csrd:", err)
 		os.Exit(1)
 	}
 }
 
+// run is csrd from its arguments to its exit: configuration, newApp,
+// serve until SIGINT or SIGTERM, and close.
 func run(args []string) error {
 	cfg, err := loadConfig(args)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogLevel)
-	notify, err := sdnotify.New()
-	if err != nil {
-		log.Warn().Err(err).Msg("not notifying systemd")
-	}
-	// The policy loads first: a broken file stops start-up before the
-	// token is touched.
-	engine, err := cfg.LoadPolicy()
-	if err != nil {
-		return err
-	}
-	// So does a missing or broken auth file: authentication is never off
-	// by accident.
-	authOpts, err := authOptions(cfg, log)
-	if err != nil {
-		return err
-	}
-	pol := policy.NewReloader(engine)
-	logPolicy(log, "policy loaded", engine)
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	// SIGHUP is caught from here on (its default action is to kill); the
-	// TLS material joins the reload once it exists.
-	reloads := &reloader{cfg: &cfg, pol: pol, log: log, notify: notify}
-	reloads.onHUP(ctx)
-
-	// One token (hsm.token_label) or a pool (hsm.tokens); token is the
-	// first, which also holds the TLS key when it is in an HSM. A token
-	// that cannot be opened yet does not stop csrd: it serves with the
-	// others (or answers 503 until one works) while hsm keeps trying.
-	tokens, closeTokens, err := openTokens(ctx, &cfg, log)
+	a, err := newApp(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	token := tokens[0]
-	// The tokens are closed last: everything else may still use them.
-	defer closeTokens()
-
-	dbPassword, err := cfg.ReadDatabasePassword()
-	if err != nil {
-		return err
-	}
-	nodeName, err := cfg.Node()
-	if err != nil {
-		return err
-	}
-	db, err := store.Open(ctx, cfg.Database, store.WithPassword(dbPassword), store.WithNode(nodeName))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-
-	metrics := api.NewMetrics(api.MetricsSources{
-		Sessions: sessionStats(tokens), Records: db.CountByState, AuditRows: db.CountAudit,
-	})
-	pool, members, err := tokenPool(log, metrics, tokens)
-	if err != nil {
-		return err
-	}
-	svc := lifecycle.NewPooled(pool, db, pol, log)
-	registry, fleet, err := joinFleet(ctx, &cfg, db, tokensReached(pool, tokens, members), log)
-	if err != nil {
-		return err
-	}
-	// Work in progress leased by another live node is its to finish.
-	svc.SetLeases(registry)
-	// Nothing is served yet, so every unfinished operation on a connected
-	// token is a crash's: each is reconciled (MinAge 0; orphans reported,
-	// never destroyed) and admitted. A token still waiting is reconciled
-	// when it connects, before it takes keys (admitWhenConnected).
-	waiting, err := admitTokens(ctx, log, svc, tokens, members)
-	if err != nil {
-		return err
-	}
-	states := tokenStates(pool, tokens, members)
-	go registry.Run(ctx)
-
-	// One definition of "ready" for /readyz and the systemd watchdog.
-	ready := health.New(5*time.Second, time.Second,
-		health.Check{Name: "hsm", Func: anyTokenPings(pool, tokens, members)},
-		health.Check{Name: "database", Func: db.Ping},
-		health.Check{Name: "policy", Func: func(context.Context) error {
-			if pol.Current() == nil {
-				return errors.New("no policy loaded")
-			}
-			return nil
-		}},
-	)
-
-	var tlsSrv *tlsconfig.Server
-	if cfg.TLS.Enabled() {
-		tlsSrv, err = tlsconfig.New(ctx, tlsconfig.Options{
-			CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, ClientCAFile: cfg.TLS.ClientCAFile,
-			FindKey: func(ctx context.Context, uri string) (crypto.Signer, error) { return token.FindKeyByURI(ctx, uri) },
-		})
-		if err != nil {
-			return err
-		}
-		leaf := tlsSrv.Leaf()
-		log.Info().Str("subject", leaf.Subject.String()).Time("not_after", leaf.NotAfter).
-			Bool("key_in_token", hsm.IsURI(cfg.TLS.KeyFile)).Bool("mtls", tlsSrv.MutualTLS()).Msg("TLS configured")
-	}
-
-	handler := api.New(api.Options{
-		BasePath:                  cfg.BasePath,
-		Log:                       log,
-		Generator:                 svc,
-		Policy:                    pol,
-		Pending:                   svc,
-		Certificates:              svc,
-		Keys:                      svc,
-		Readiness:                 ready,
-		TokenStates:               states,
-		MaxGenerations:            cfg.GenerationSlots(),
-		GenerationWait:            cfg.Limits.GenerationWait,
-		MaxGenerationsPerIdentity: cfg.Limits.MaxGenerationsPerIdentity,
-		Auth:                      authOpts.Auth,
-		NoAuth:                    authOpts.NoAuth,
-		Throttle:                  authOpts.Throttle,
-		TrustedProxies:            authOpts.TrustedProxies,
-		Audit:                     db,
-		Metrics:                   metrics,
-		Fleet:                     fleet,
-	})
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      cfg.RequestTimeout + 10*time.Second,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-		ErrorLog:          stdlog.New(log.With().Str("component", "http").Logger(), "", 0),
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
-	scheme := "http"
-	errc := make(chan error, 1)
-	if tlsSrv != nil {
-		scheme = "https"
-		srv.TLSConfig = tlsSrv.Config()
-		go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	} else {
-		go func() { errc <- srv.Serve(ln) }()
-	}
-	where := scheme + "://" + ln.Addr().String()
-	var pendingAdmissions atomic.Int32
-	pendingAdmissions.Store(int32(len(waiting)))
-	for _, i := range waiting {
-		go admitWhenConnected(ctx, log, svc, tokens[i], members[i], cfg.HSM.ReconnectMaxBackoff, func() {
-			ready.Invalidate() // /readyz and STATUS= see it at once
-			if pendingAdmissions.Add(-1) == 0 {
-				// The same line as a start with every token: from here on
-				// csrd is what a healthy start would have made it.
-				log.Info().Str("listen", ln.Addr().String()).Str("url", where).
-					Int("tokens", len(tokens)).Msg("csrd ready")
-			}
-		})
-	}
-	msg := "csrd ready"
-	if len(waiting) > 0 {
-		msg = "csrd listening; waiting for HSM tokens"
-	}
-	log.Info().Str("listen", ln.Addr().String()).Str("url", where).Str("base_path", cfg.BasePath).Int("max_generations", cfg.GenerationSlots()).
-		Str("token", token.Label()).Int("tokens", len(tokens)).Int("tokens_waiting", len(waiting)).Str("database", store.Describe(cfg.Database)).Msg(msg)
-	// READY=1 once the socket serves, migrations are done, the policy is
-	// loaded and every token connected at start is reconciled. A token csrd
-	// is still waiting for does not hold READY=1 back: start-up has done all
-	// it can, and what csrd waits for is in STATUS= (and /readyz) — systemd
-	// would otherwise kill it at TimeoutStartSec and restart into the same
-	// wait, instead of letting it connect by itself.
-	reloads.serving(tlsSrv, where)
-	status := sdnotify.Status("serving %s", where)
-	if w := waitingFor(states()); w != "" {
-		status = sdnotify.Status("serving %s; waiting for HSM (%s)", where, w)
-	}
-	notifyf(log, notify, sdnotify.Ready, status)
-	go watchdog(ctx, log, notify, ready, states, where)
-
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	return shutdown(log, notify, srv, cfg.ShutdownTimeout)
+	defer a.close()
+	return a.serve(ctx)
 }
 
 // loadConfig reads -config (if given) and applies flag overrides. There is
@@ -251,8 +67,12 @@ func loadConfig(args []string) (config.Config, error) {
 	tlsCert := fs.String("tls.cert_file", "", "TLS certificate chain, PEM (overrides tls.cert_file)")
 	tlsKey := fs.String("tls.key_file", "", "TLS private key, PEM file or PKCS#11 URI (overrides tls.key_file)")
 	tlsCA := fs.String("tls.client_ca_file", "", "CAs for client certificates, PEM; enables mTLS (overrides tls.client_ca_file)")
+	showVersion := fs.Bool("version", false, "print the version and VCS revision, and exit (alone: csrd -version)")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
+	}
+	if *showVersion { // alone, main prints it before anything runs
+		return config.Config{}, errors.New("-version is used alone: csrd -version")
 	}
 	if fs.NArg() > 0 {
 		return config.Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -290,7 +110,10 @@ func authOptions(cfg config.Config, log zerolog.Logger) (api.Options, error) {
 		proxies, err := cfg.TrustedProxyNets()
 		return api.Options{NoAuth: true, TrustedProxies: proxies}, err
 	}
-	a, err := auth.Open(cfg.Auth.File, log)
+	a, err := auth.Open(cfg.Auth.File, log, auth.Options{
+		Throttle:    auth.NewThrottle(cfg.Auth.FailureLimit, cfg.Auth.Lockout),
+		VerifyQueue: cfg.Auth.VerifyQueue, VerifyPerSource: cfg.Auth.VerifyPerSource,
+	})
 	if errors.Is(err, os.ErrNotExist) {
 		return api.Options{}, fmt.Errorf("%w: create it with 'csrctl user add' or 'csrctl token create' "+
 			"(or, for development on a loopback address only, set auth.mode: none)", err)
@@ -302,7 +125,7 @@ func authOptions(cfg config.Config, log zerolog.Logger) (api.Options, error) {
 	if err != nil {
 		return api.Options{}, err
 	}
-	return api.Options{Auth: a, Throttle: auth.NewThrottle(cfg.Auth.FailureLimit, cfg.Auth.Lockout), TrustedProxies: proxies}, nil
+	return api.Options{Auth: a, TrustedProxies: proxies}, nil
 }
 
 func newLogger(level string) zerolog.Logger {

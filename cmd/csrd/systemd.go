@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/health"
+	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/sdnotify"
 )
 
@@ -29,20 +30,13 @@ import (
 // readiness and says what csrd waits for. Without WATCHDOG_USEC it only
 // keeps STATUS= current.
 func watchdog(ctx context.Context, log zerolog.Logger, n *sdnotify.Notifier, ready *health.Checker, states func() map[string]string, where string) {
-	interval, err := sdnotify.WatchdogInterval()
-	pet := err == nil
-	if err != nil && !errors.Is(err, sdnotify.ErrNoWatchdog) {
-		log.Warn().Err(err).Msg("systemd watchdog misconfigured; not sending pings")
-	}
-	if !pet {
-		if !n.Enabled() {
-			return
-		}
-		interval = 10 * time.Second
+	interval, pet, run := watchdogInterval(log, n)
+	if !run {
+		return
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	wasStatus, wasAnswered := "", true
+	w := &watchdogState{log: log, n: n, pet: pet, answered: true}
 	for {
 		select {
 		case <-ctx.Done():
@@ -50,36 +44,80 @@ func watchdog(ctx context.Context, log zerolog.Logger, n *sdnotify.Notifier, rea
 		case <-t.C:
 		}
 		r := ready.Check(ctx)
-		if pet && r.Answered {
-			notifyf(log, n, sdnotify.Watchdog)
-		}
-		if r.Answered != wasAnswered {
-			if r.Answered {
-				log.Info().Msg("readiness checks answer again; watchdog pings resume")
-			} else {
-				log.Error().Str("failing", failing(r)).Msg("readiness checks do not answer; withholding watchdog pings")
-			}
-			wasAnswered = r.Answered
-		}
-		status := "serving " + where
-		if !r.Ready {
-			status = fmt.Sprintf("not ready (%s failing); serving %s", failing(r), where)
-		}
-		if w := waitingFor(states()); w != "" {
-			status += "; waiting for HSM (" + w + ")"
-		}
-		if status != wasStatus {
-			switch {
-			case wasStatus == "":
-			case r.Ready:
-				log.Info().Msg("ready again")
-			default:
-				log.Warn().Str("failing", failing(r)).Str("status", status).Msg("not ready")
-			}
-			notifyf(log, n, sdnotify.Status("%s", status))
-			wasStatus = status
-		}
+		w.ping(r)
+		w.setStatus(r, statusLine(r, states(), where))
 	}
+}
+
+// watchdogInterval returns how often the watchdog loop runs: at systemd's
+// watchdog interval, pinging it (pet); without WATCHDOG_USEC every 10s, for
+// STATUS= only; and not at all (run false) without a notify socket.
+func watchdogInterval(log zerolog.Logger, n *sdnotify.Notifier) (interval time.Duration, pet, run bool) {
+	interval, err := sdnotify.WatchdogInterval()
+	if err == nil {
+		return interval, true, true
+	}
+	if !errors.Is(err, sdnotify.ErrNoWatchdog) {
+		log.Warn().Err(err).Msg("systemd watchdog misconfigured; not sending pings")
+	}
+	return 10 * time.Second, false, n.Enabled()
+}
+
+// watchdogState is what the watchdog loop remembers between ticks, so that
+// it logs and notifies changes rather than every tick.
+type watchdogState struct {
+	log      zerolog.Logger
+	n        *sdnotify.Notifier
+	pet      bool
+	answered bool   // the last checks answered within their deadline
+	status   string // the last STATUS= sent; "" before the first
+}
+
+// ping sends WATCHDOG=1 when the checks answered, and logs when they stop
+// or start answering again.
+func (w *watchdogState) ping(r health.Report) {
+	if w.pet && r.Answered {
+		notifyf(w.log, w.n, sdnotify.Watchdog)
+	}
+	if r.Answered == w.answered {
+		return
+	}
+	if r.Answered {
+		w.log.Info().Msg("readiness checks answer again; watchdog pings resume")
+	} else {
+		w.log.Error().Str("failing", failing(r)).Msg("readiness checks do not answer; withholding watchdog pings")
+	}
+	w.answered = r.Answered
+}
+
+// setStatus sends STATUS= when it changed and logs the change of
+// readiness (not the first status: start-up logs its own).
+func (w *watchdogState) setStatus(r health.Report, status string) {
+	if status == w.status {
+		return
+	}
+	switch {
+	case w.status == "":
+	case r.Ready:
+		w.log.Info().Msg("ready again")
+	default:
+		w.log.Warn().Str("failing", failing(r)).Str("status", status).Msg("not ready")
+	}
+	notifyf(w.log, w.n, sdnotify.Status("%s", status))
+	w.status = status
+}
+
+// statusLine is STATUS=: serving or not ready (and what fails), and which
+// tokens csrd waits for.
+func statusLine(r health.Report, states map[string]string, where string) string {
+	status := "serving " + where
+	if !r.Ready {
+		status = fmt.Sprintf("not ready (%s failing); serving %s", failing(r), where)
+	}
+	if w := lifecycle.WaitingFor(states); w != "" {
+		status += "; waiting for HSM (" + w + ")"
+	}
+	return status
 }
 
 func failing(r health.Report) string {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/tools/bench"
 )
 
@@ -23,10 +24,9 @@ func TestSmoke(t *testing.T) {
 		t.Skip("builds csrd and runs every phase of the benchmark, tiny (about a minute); not under -short")
 	}
 	dir := t.TempDir()
-	csrd := filepath.Join(dir, "csrd")
-	build := exec.Command("go", "build", "-o", csrd, "github.com/csrd/csrd/cmd/csrd")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build csrd: %v\n%s", err, out)
+	csrd, err := fixture.CSRD(dir) // make test's one build, or built here once
+	if err != nil {
+		t.Fatal(err)
 	}
 	// The benchmark's own binary, for the memory run's raw-loop child.
 	benchBin := filepath.Join(dir, "csrd-bench")

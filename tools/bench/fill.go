@@ -59,15 +59,7 @@ func (m *rawModule) fill(ctx context.Context, db *store.Store, label string, n, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sh, err := m.p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-			if err == nil {
-				defer m.p.CloseSession(sh)
-				for ctx.Err() == nil && next.Add(1) <= int64(todo) {
-					if err = m.fillOne(ctx, db, sh, label, ti.SerialNumber); err != nil {
-						break
-					}
-				}
-			}
+			err := m.fillWorker(ctx, db, slot, label, ti.SerialNumber, func() bool { return next.Add(1) <= int64(todo) })
 			mu.Lock()
 			errs = append(errs, err)
 			mu.Unlock()
@@ -75,6 +67,28 @@ func (m *rawModule) fill(ctx context.Context, db *store.Store, label string, n, 
 	}
 	wg.Wait()
 	return todo, errors.Join(append(errs, ctx.Err())...)
+}
+
+// fillWorker adds keys in a session of its own while more is true. A
+// session that will not close is reported with the worker's outcome: the
+// keys it copied are on the token, but a token that fails there is one the
+// figures measured after the fill cannot trust.
+func (m *rawModule) fillWorker(ctx context.Context, db *store.Store, slot uint, label, serial string, more func() bool) (err error) {
+	sh, err := m.p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := m.p.CloseSession(sh); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("bench: fill: C_CloseSession: %w", cerr))
+		}
+	}()
+	for ctx.Err() == nil && more() {
+		if err := m.fillOne(ctx, db, sh, label, serial); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (m *rawModule) fillOne(ctx context.Context, db *store.Store, sh pkcs11.SessionHandle, label, serial string) error {
@@ -174,11 +188,11 @@ func (m *rawModule) ecSigner(sh pkcs11.SessionHandle, pub, priv pkcs11.ObjectHan
 	if _, err := asn1.Unmarshal(attrs[0].Value, &point); err != nil {
 		return nil, fmt.Errorf("bench: fill: CKA_EC_POINT: %w", err)
 	}
-	x, y := elliptic.Unmarshal(elliptic.P256(), point) //nolint:staticcheck // the token hands an uncompressed point
-	if x == nil {
-		return nil, errors.New("bench: fill: CKA_EC_POINT is not a P-256 point")
+	pk, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
+	if err != nil {
+		return nil, fmt.Errorf("bench: fill: CKA_EC_POINT is not a P-256 point: %w", err)
 	}
-	return &rawECSigner{m: m, sh: sh, priv: priv, pub: &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}}, nil
+	return &rawECSigner{m: m, sh: sh, priv: priv, pub: pk}, nil
 }
 
 func (s *rawECSigner) Public() crypto.PublicKey { return s.pub }

@@ -45,7 +45,7 @@ type Memory struct {
 
 // runMemory measures csrd alone (no raw loop: its objects would count too)
 // with P-256 at o.MemoryC on the fresh token memLabel.
-func runMemory(ctx context.Context, base serverConfig, o Options) (*Memory, error) {
+func runMemory(ctx context.Context, base serverConfig, o Options) (_ *Memory, err error) {
 	mem := &Memory{C: o.MemoryC}
 	a, _ := lookupAlg("P-256")
 	cfg := base
@@ -88,7 +88,7 @@ func runMemory(ctx context.Context, base serverConfig, o Options) (*Memory, erro
 	if srv, err = startServer(ctx, cfg); err != nil {
 		return nil, err
 	}
-	defer srv.stop()
+	defer srv.stopAfter(&err)
 	if mem.IdleRestartedMiB, err = settledRSSMiB(ctx, srv.pid()); err != nil {
 		return nil, err
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/store"
 )
 
@@ -36,7 +36,7 @@ func poolTokens(o Options) int {
 // apart, the machine's drift between them moved that comparison by ±0.1
 // (2 tokens 0.92 and 1.04 in two runs of the same code). It returns the
 // rows and the first pool label it did not use.
-func runPools(ctx context.Context, raw *rawModule, base serverConfig, o Options) ([]PoolRow, int, error) {
+func runPools(ctx context.Context, raw *rawModule, base serverConfig, o Options) (_ []PoolRow, _ int, err error) {
 	a, _ := lookupAlg("P-256")
 	rows := make([]PoolRow, len(o.PoolTokens))
 	var sides []func(durations) (Measure, error)
@@ -59,16 +59,16 @@ func runPools(ctx context.Context, raw *rawModule, base serverConfig, o Options)
 		// The raw loop writes to these tokens in its turns; see
 		// sideBySideHealthInterval.
 		cfg.healthInterval = sideBySideHealthInterval
-		srv, err := startServer(ctx, cfg)
-		if err != nil {
-			if n > 1 && strings.Contains(err.Error(), "tokens") {
-				rows[i].Unsupported = "csrd refuses hsm.tokens: " + firstLine(err.Error())
+		srv, startErr := startServer(ctx, cfg)
+		if startErr != nil {
+			if n > 1 && strings.Contains(startErr.Error(), "tokens") {
+				rows[i].Unsupported = "csrd refuses hsm.tokens: " + firstLine(startErr.Error())
 				csrdSide = append(csrdSide, -1)
 				continue
 			}
-			return nil, 0, err
+			return nil, 0, startErr
 		}
-		defer srv.stop()
+		defer srv.stopAfter(&err) // runPools' result, reported as it returns
 		cl := srv.client(o.PoolC)
 		defer cl.CloseIdle()
 		rows[i].CSRD = &Measure{}
@@ -101,7 +101,7 @@ func runPools(ctx context.Context, raw *rawModule, base serverConfig, o Options)
 // middle one the second token is made unusable, then repaired. Every
 // Generate must still succeed, and keys must go to the second token again
 // afterwards.
-func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token, first int, o Options) (*Failover, error) {
+func runFailover(ctx context.Context, base serverConfig, tok *fixture.Token, first int, o Options) (_ *Failover, err error) {
 	labels := []string{poolLabel(first), poolLabel(first + 1)}
 	f := &Failover{Broken: labels[1]}
 	cfg := base
@@ -115,7 +115,7 @@ func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token,
 		}
 		return nil, err
 	}
-	defer srv.stop()
+	defer srv.stopAfter(&err)
 	db, err := store.Open(ctx, cfg.database)
 	if err != nil {
 		return nil, err
@@ -142,23 +142,12 @@ func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token,
 			return
 		}
 		go func() {
-			phases <- func() error {
-				time.Sleep(third)
-				var err error
-				if before, err = db.CountByToken(ctx, store.StatePending); err != nil {
-					return err
-				}
-				if err := brk(); err != nil {
-					return err
-				}
-				time.Sleep(third)
-				if f.DuringOutage, err = db.CountByToken(ctx, store.StatePending); err != nil {
-					return err
-				}
-				return repair()
-			}()
+			var err error
+			before, f.DuringOutage, err = outage(ctx, db, third, brk, repair)
+			phases <- err
 		}()
 	}).Run(ctx)
+	// The channel orders outage's writes to before and f before the reads.
 	if err := <-phases; err != nil {
 		return nil, fmt.Errorf("bench: failover: %w", err)
 	}
@@ -173,6 +162,24 @@ func runFailover(ctx context.Context, base serverConfig, tok *softhsmtest.Token,
 	after := delta(f.AfterRecovery, before)
 	f.AfterRecovery = delta(after, f.DuringOutage)
 	return f, nil
+}
+
+// outage runs in the failover window: a third in, it counts the keys per
+// token and breaks the token; another third on, it counts again and repairs
+// it.
+func outage(ctx context.Context, db *store.Store, third time.Duration, brk, repair func() error) (before, during map[string]int, err error) {
+	time.Sleep(third)
+	if before, err = db.CountByToken(ctx, store.StatePending); err != nil {
+		return before, nil, err
+	}
+	if err := brk(); err != nil {
+		return before, nil, err
+	}
+	time.Sleep(third)
+	if during, err = db.CountByToken(ctx, store.StatePending); err != nil {
+		return before, during, err
+	}
+	return before, during, repair()
 }
 
 // breakToken returns how to make the SoftHSM token in dir unusable and

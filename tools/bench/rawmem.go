@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/tools/loadgen"
 )
 
@@ -104,29 +104,10 @@ func (job rawChildJob) run(ctx context.Context) (*RawMemory, error) {
 		return nil, err
 	}
 	loadgen.ResetPeakRSS(self)
-	a, _ := lookupAlg("P-256")
-	var (
-		next   atomic.Int64
-		errs   atomic.Int64
-		failed atomic.Pointer[error]
-		wg     sync.WaitGroup
-	)
 	start := time.Now()
-	for _, w := range ws {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(job.Pairs) {
-				if err := w.generate(a); err != nil {
-					errs.Add(1)
-					failed.CompareAndSwap(nil, &err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	var firstErr error
+	res.Errors, firstErr = generatePairs(ws, job.Pairs)
 	res.PerSecond = float64(job.Pairs) / time.Since(start).Seconds()
-	res.Errors = int(errs.Load())
 	peak, err := loadgen.PeakRSS(self)
 	if err != nil {
 		return nil, err
@@ -135,16 +116,45 @@ func (job rawChildJob) run(ctx context.Context) (*RawMemory, error) {
 	if res.Threads, err = loadgen.Threads(self); err != nil {
 		return nil, err
 	}
-	if e := failed.Load(); e != nil && res.Errors == job.Pairs {
-		return nil, fmt.Errorf("bench: raw-memory child: every key pair failed: %w", *e)
+	if firstErr != nil && res.Errors == job.Pairs {
+		return nil, fmt.Errorf("bench: raw-memory child: every key pair failed: %w", firstErr)
 	}
 	return res, nil
+}
+
+// generatePairs makes pairs P-256 key pairs, each worker taking the next
+// one as it is free, and returns how many failed and the first failure.
+func generatePairs(ws []*rawWorker, pairs int) (int, error) {
+	a, _ := lookupAlg("P-256")
+	var (
+		next   atomic.Int64
+		errs   atomic.Int64
+		failed atomic.Pointer[error]
+		wg     sync.WaitGroup
+	)
+	for _, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(pairs) {
+				if err := w.generate(a); err != nil {
+					errs.Add(1)
+					failed.CompareAndSwap(nil, &err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if e := failed.Load(); e != nil {
+		return int(errs.Load()), *e
+	}
+	return int(errs.Load()), nil
 }
 
 // runRawMemory starts the child (binary: this benchmark's executable) on a
 // fresh token in a store of its own under dir and reads its result.
 func runRawMemory(ctx context.Context, binary, module, dir string, c, pairs int) (*RawMemory, error) {
-	tok := &softhsmtest.Token{Dir: filepath.Join(dir, "softhsm-raw-memory"), Module: module}
+	tok := &fixture.Token{Dir: filepath.Join(dir, "softhsm-raw-memory"), Module: module}
 	if err := tok.AddToken(rawMemLabel); err != nil {
 		return nil, err
 	}

@@ -83,118 +83,170 @@ func (r *Report) WriteMarkdown(path string) error {
 	return os.WriteFile(path, out, 0o644)
 }
 
-// Markdown renders the figures and the targets as Markdown.
+// Markdown renders the figures and the targets as Markdown, one section
+// after another; a section whose phase did not run is left out.
 func (r *Report) Markdown() string {
 	var b strings.Builder
+	r.writeSetup(&b)
+	r.writeCells(&b)
+	r.writeNoise(&b)
+	r.writeFill(&b)
+	r.writePool(&b)
+	r.writeFailover(&b)
+	r.writeMemory(&b)
+	r.writeTargets(&b)
+	return b.String()
+}
+
+// writeSetup says when and on what the figures were measured, and how.
+func (r *Report) writeSetup(b *strings.Builder) {
 	m := r.Machine
-	fmt.Fprintf(&b, "Run %s → %s (UTC). Machine: %d CPUs (`nproc`), %s, SoftHSM %s (file object store), %s, Linux %s, load average at start %s.\n\n",
+	fmt.Fprintf(b, "Run %s → %s (UTC). Machine: %d CPUs (`nproc`), %s, SoftHSM %s (file object store), %s, Linux %s, load average at start %s.\n\n",
 		r.Started.Format("2006-01-02 15:04"), r.Finished.Format("15:04"), m.NProc, m.CPUModel, m.SoftHSM, m.Go, m.Kernel, m.LoadAvg)
 	o := r.Options
-	fmt.Fprintf(&b, "Each cell: %.0fs warm-up (and until every worker finished one operation), then a %.0fs window (RSA ×%d), split into turns taken by the two sides in ABBA order; csrd `hsm.max_sessions` %s%s. "+
+	fmt.Fprintf(b, "Each cell: %.0fs warm-up (and until every worker finished one operation), then a %.0fs window (RSA ×%d), split into turns taken by the two sides in ABBA order; csrd `hsm.max_sessions` %s%s. "+
 		"(a) raw = the raw PKCS#11 loop in the benchmark process (csrd's templates: generate token key pair, read public key, sign once), one session per worker. "+
 		"(b) csrd = the real `bin/csrd` over HTTP on loopback, one keep-alive connection per worker, driven by Go's net/http client. CPU is user+system seconds of the measured process (for csrd: HTTP, policy, DER, SQLite and SoftHSM, which runs inside it) per CSR, and (b)'s client CPU is the benchmark process's own (its HTTP client, on the same cores; getrusage) per CSR; RSS is csrd's peak in the window. "+
 		"(b)/(a) gives csrd's side its client's CPU back: (b)'s window is shortened by the client's CPU seconds spread over the %d cores, the time the client took from csrd where the cores are the limit (the raw loop has no client); (b)/(a) as measured stands next to it.\n\n",
 		o.WarmupS, o.DurationS, o.SlowFactor, sessionsText(o.MaxSessions), healthText(o.HealthIntervalS), m.NProc)
+}
 
+// writeCells is the side-by-side table, with a line per unsupported key
+// type.
+func (r *Report) writeCells(b *strings.Builder) {
 	b.WriteString("### (a) raw PKCS#11 vs (b) csrd end to end\n\n")
 	b.WriteString("| phase | key | C | key pairs on token (csrd + raw) | (a) keys/s | (b) CSRs/s | (b)/(a) | (b)/(a) as measured | rounds: (b)/(a) min–max | (a) p50 / p99 ms | (b) p50 / p99 ms | (a) CPU ms/op | (b) CPU ms/CSR | (b) client CPU ms/CSR | peak RSS MiB (a) / (b) | errors (a)/(b) |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.Cells {
 		if c.Unsupported != "" {
-			fmt.Fprintf(&b, "| %s | %s | all | – | not supported | not supported | – | – | – | – | – | – | – | – | – | – |\n", c.Phase, c.Alg)
+			fmt.Fprintf(b, "| %s | %s | all | – | not supported | not supported | – | – | – | – | – | – | – | – | – | – |\n", c.Phase, c.Alg)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d + %d | %.1f | %.1f | **%.2f** | %.2f | %s | %.0f / %.0f | %.0f / %.0f | %.1f | %.1f | %.1f | %.0f / %.0f | %d / %d |\n",
+		fmt.Fprintf(b, "| %s | %s | %d | %d + %d | %.1f | %.1f | **%.2f** | %.2f | %s | %.0f / %.0f | %.0f / %.0f | %.1f | %.1f | %.1f | %.0f / %.0f | %d / %d |\n",
 			c.Phase, c.Alg, c.C, c.StoredKeys, c.RawKeys, c.Raw.PerSecond, c.CSRD.PerSecond, c.Ratio, c.MeasuredRatio, roundSpread(c.RoundRatios),
 			c.Raw.P50ms, c.Raw.P99ms, c.CSRD.P50ms, c.CSRD.P99ms, c.Raw.CPUPerOp*1000, c.CSRD.CPUPerOp*1000, c.CSRD.ClientCPUPerOp*1000,
 			c.Raw.PeakRSSMiB, c.CSRD.PeakRSSMiB, c.Raw.Errors, c.CSRD.Errors)
 	}
 	for _, c := range r.Cells {
 		if c.Unsupported != "" {
-			fmt.Fprintf(&b, "\n%s: %s\n", c.Alg, c.Unsupported)
+			fmt.Fprintf(b, "\n%s: %s\n", c.Alg, c.Unsupported)
 		}
 	}
-	if len(r.Noise) > 0 {
-		b.WriteString("\n### Noise floor: the raw loop against itself (after the cells of its key type)\n\n")
-		b.WriteString("Both sides are the raw loop, run with a cell's schedule (the same turns, windows and ABBA order, (a′) in csrd's turns), so they do identical work: how far (a′)/(a) and its rounds land from 1.00 is what this machine's drift between turns alone does to a cell's (b)/(a).\n\n")
-		b.WriteString("P-256's calibrate the P-256 and Ed25519 cells (their token work is as fast); RSA-2048's, with its cells' one long turn per side, show how far the prime search's luck alone moves an RSA cell.\n\n")
-		b.WriteString("| key | C | (a) keys/s | (a′) keys/s | (a′)/(a) | rounds: (a′)/(a) min–max | (a) CPU ms/op | (a′) CPU ms/op |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, n := range r.Noise {
-			fmt.Fprintf(&b, "| %s | %d | %.1f | %.1f | **%.2f** | %s | %.1f | %.1f |\n",
-				cmp.Or(n.Alg, "P-256"), n.C, n.A.PerSecond, n.B.PerSecond, n.Ratio, roundSpread(n.RoundRatios), n.A.CPUPerOp*1000, n.B.CPUPerOp*1000)
-		}
+}
+
+// writeNoise is the raw loop against itself.
+func (r *Report) writeNoise(b *strings.Builder) {
+	if len(r.Noise) == 0 {
+		return
 	}
-	if f := r.Fill; f != nil {
-		// The empty-token cells alone can make more keys than the fill's
-		// target (longer windows do): say so instead of "0 added in 0s".
-		how := fmt.Sprintf("before these cells the token was brought to %d csrd keys with records (%d added in %.0fs as session key pairs copied to the token)", f.Total, f.Added, f.Seconds)
-		if f.Added == 0 {
-			how = fmt.Sprintf("the earlier cells had already left at least %d csrd keys with records on the token, so none were added", f.Total)
-		}
-		fmt.Fprintf(&b, "\n\"filled\": %s; the raw loop's key pairs (no records) stay on the token too, so it holds more objects than that.\n", how)
+	b.WriteString("\n### Noise floor: the raw loop against itself (after the cells of its key type)\n\n")
+	b.WriteString("Both sides are the raw loop, run with a cell's schedule (the same turns, windows and ABBA order, (a′) in csrd's turns), so they do identical work: how far (a′)/(a) and its rounds land from 1.00 is what this machine's drift between turns alone does to a cell's (b)/(a).\n\n")
+	b.WriteString("P-256's calibrate the P-256 and Ed25519 cells (their token work is as fast); RSA-2048's, with its cells' one long turn per side, show how far the prime search's luck alone moves an RSA cell.\n\n")
+	b.WriteString("| key | C | (a) keys/s | (a′) keys/s | (a′)/(a) | rounds: (a′)/(a) min–max | (a) CPU ms/op | (a′) CPU ms/op |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, n := range r.Noise {
+		fmt.Fprintf(b, "| %s | %d | %.1f | %.1f | **%.2f** | %s | %.1f | %.1f |\n",
+			cmp.Or(n.Alg, "P-256"), n.C, n.A.PerSecond, n.B.PerSecond, n.Ratio, roundSpread(n.RoundRatios), n.A.CPUPerOp*1000, n.B.CPUPerOp*1000)
 	}
-	if len(r.Pool) > 0 {
-		b.WriteString("\n### Token pool (P-256, fresh tokens)\n\n")
-		b.WriteString("Each row has its own fresh tokens, its own csrd and its own raw loop (sessions spread over the row's tokens). All rows' csrds run at once and every side takes a turn in every round, in order and then reversed, so the rows see the same drift of the machine and \"vs 1 token\" compares like with like. (b)/(a) and \"vs 1 token\" give each csrd its client's CPU back, as the cells above do.\n\n")
-		b.WriteString("| tokens | C | (a) raw keys/s | (b) csrd CSRs/s | (b)/(a) | (b) vs 1 token | rounds: vs 1 token min–max | (b) p50 / p99 ms | errors (b) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, p := range r.Pool {
-			if p.Unsupported != "" {
-				fmt.Fprintf(&b, "| %d | %d | %.1f | not supported | – | – | – | – | – |\n", p.Tokens, o.PoolC, p.Raw.PerSecond)
-				continue
-			}
-			ratio := 0.0
-			if p.Raw.PerSecond > 0 {
-				ratio = p.CSRD.givenBack() / p.Raw.PerSecond
-			}
-			vs, spread := "1.00", "–"
-			if p.Tokens != r.Pool[0].Tokens {
-				vs, spread = fmt.Sprintf("%.2f", p.VsOne), roundSpread(p.RoundsVsOne)
-			}
-			fmt.Fprintf(&b, "| %d | %d | %.1f | %.1f | %.2f | **%s** | %s | %.0f / %.0f | %d |\n",
-				p.Tokens, o.PoolC, p.Raw.PerSecond, p.CSRD.PerSecond, ratio, vs, spread, p.CSRD.P50ms, p.CSRD.P99ms, p.CSRD.Errors)
-		}
+}
+
+// writeFill says how the token was filled for the "filled" cells.
+func (r *Report) writeFill(b *strings.Builder) {
+	f := r.Fill
+	if f == nil {
+		return
 	}
-	if f := r.Failover; f != nil {
-		b.WriteString("\n### Failover (two tokens, one made unusable mid-run)\n\n")
-		if f.Unsupported != "" {
-			fmt.Fprintf(&b, "Not supported: %s\n", f.Unsupported)
-		} else {
-			fmt.Fprintf(&b, "%s (%s), C=%d: %d CSRs in %.0fs (%.1f/s), **%d failed Generate requests**, p50 / p99 %.0f / %.0f ms.\n\n",
-				f.Broken, f.How, o.PoolC, f.CSRD.Ops, f.CSRD.Seconds, f.CSRD.PerSecond, f.CSRD.Errors, f.CSRD.P50ms, f.CSRD.P99ms)
-			b.WriteString("| keys made per token | " + strings.Join(sortedKeys(f.KeysPerToken, f.DuringOutage, f.AfterRecovery), " | ") + " |\n")
-			b.WriteString("|---|" + strings.Repeat("---:|", len(sortedKeys(f.KeysPerToken, f.DuringOutage, f.AfterRecovery))) + "\n")
-			for _, row := range []struct {
-				name string
-				m    map[string]int
-			}{{"before the outage", f.KeysPerToken}, {"during the outage", f.DuringOutage}, {"after recovery", f.AfterRecovery}} {
-				var cells []string
-				for _, k := range sortedKeys(f.KeysPerToken, f.DuringOutage, f.AfterRecovery) {
-					cells = append(cells, fmt.Sprint(row.m[k]))
-				}
-				fmt.Fprintf(&b, "| %s | %s |\n", row.name, strings.Join(cells, " | "))
-			}
-		}
+	// The empty-token cells alone can make more keys than the fill's
+	// target (longer windows do): say so instead of "0 added in 0s".
+	how := fmt.Sprintf("before these cells the token was brought to %d csrd keys with records (%d added in %.0fs as session key pairs copied to the token)", f.Total, f.Added, f.Seconds)
+	if f.Added == 0 {
+		how = fmt.Sprintf("the earlier cells had already left at least %d csrd keys with records on the token, so none were added", f.Total)
 	}
-	if m := r.Memory; m != nil && m.CSRD != nil {
-		b.WriteString("\n### Memory (csrd alone, P-256, a fresh token, before every other phase)\n\n")
-		b.WriteString("| process | CSRs/s | csrd idle on the empty token MiB | peak while generating MiB | key pairs made | Go runtime mapped MiB | Go heap in use MiB | OS threads | a new csrd idle on that token MiB | SoftHSM's copy per key pair KiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		fmt.Fprintf(&b, "| csrd, C=%d | %.1f | %.1f | **%.1f** | %d | %.1f | %.1f | %d | %.1f | %.1f |\n",
-			m.C, m.CSRD.PerSecond, m.IdleFreshMiB, m.CSRD.PeakRSSMiB, m.KeyPairs, m.GoSysMiB, m.GoHeapInuseMiB, m.Threads, m.IdleRestartedMiB, m.PerKeyPairKiB)
-		if r := m.Raw; r != nil {
-			fmt.Fprintf(&b, "| raw loop alone, C=%d | %.1f | %.1f | **%.1f** | %d | | | %d | | |\n",
-				r.C, r.PerSecond, r.IdleMiB, r.PeakMiB, r.KeyPairs, r.Threads)
-		}
-		b.WriteString("\nSoftHSM reads every object of every token in its store into each process that opens it, so in the side-by-side cells above csrd's (and the raw loop's) peak includes the keys all earlier cells made. The Go runtime's figures are read from csrd's `/metrics` at the end of the window; what it has mapped never shrinks, so it bounds Go's share of the peak from above, and the rest of the peak is C memory (SoftHSM's objects, sqlite, libc) and thread stacks. The raw loop's row is the yardstick: the raw loop alone in a process of its own, on a fresh token in a SoftHSM store of its own, making as many P-256 key pairs at the same concurrency (key pairs/s in the CSRs/s column): what any process pays the token library for those keys.\n")
+	fmt.Fprintf(b, "\n\"filled\": %s; the raw loop's key pairs (no records) stay on the token too, so it holds more objects than that.\n", how)
+}
+
+// writePool is the token pool table.
+func (r *Report) writePool(b *strings.Builder) {
+	if len(r.Pool) == 0 {
+		return
 	}
+	o := r.Options
+	b.WriteString("\n### Token pool (P-256, fresh tokens)\n\n")
+	b.WriteString("Each row has its own fresh tokens, its own csrd and its own raw loop (sessions spread over the row's tokens). All rows' csrds run at once and every side takes a turn in every round, in order and then reversed, so the rows see the same drift of the machine and \"vs 1 token\" compares like with like. (b)/(a) and \"vs 1 token\" give each csrd its client's CPU back, as the cells above do.\n\n")
+	b.WriteString("| tokens | C | (a) raw keys/s | (b) csrd CSRs/s | (b)/(a) | (b) vs 1 token | rounds: vs 1 token min–max | (b) p50 / p99 ms | errors (b) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, p := range r.Pool {
+		if p.Unsupported != "" {
+			fmt.Fprintf(b, "| %d | %d | %.1f | not supported | – | – | – | – | – |\n", p.Tokens, o.PoolC, p.Raw.PerSecond)
+			continue
+		}
+		ratio := 0.0
+		if p.Raw.PerSecond > 0 {
+			ratio = p.CSRD.givenBack() / p.Raw.PerSecond
+		}
+		vs, spread := "1.00", "–"
+		if p.Tokens != r.Pool[0].Tokens {
+			vs, spread = fmt.Sprintf("%.2f", p.VsOne), roundSpread(p.RoundsVsOne)
+		}
+		fmt.Fprintf(b, "| %d | %d | %.1f | %.1f | %.2f | **%s** | %s | %.0f / %.0f | %d |\n",
+			p.Tokens, o.PoolC, p.Raw.PerSecond, p.CSRD.PerSecond, ratio, vs, spread, p.CSRD.P50ms, p.CSRD.P99ms, p.CSRD.Errors)
+	}
+}
+
+// writeFailover is the failover run and where its keys went.
+func (r *Report) writeFailover(b *strings.Builder) {
+	f := r.Failover
+	if f == nil {
+		return
+	}
+	o := r.Options
+	b.WriteString("\n### Failover (two tokens, one made unusable mid-run)\n\n")
+	if f.Unsupported != "" {
+		fmt.Fprintf(b, "Not supported: %s\n", f.Unsupported)
+		return
+	}
+	fmt.Fprintf(b, "%s (%s), C=%d: %d CSRs in %.0fs (%.1f/s), **%d failed Generate requests**, p50 / p99 %.0f / %.0f ms.\n\n",
+		f.Broken, f.How, o.PoolC, f.CSRD.Ops, f.CSRD.Seconds, f.CSRD.PerSecond, f.CSRD.Errors, f.CSRD.P50ms, f.CSRD.P99ms)
+	tokens := sortedKeys(f.KeysPerToken, f.DuringOutage, f.AfterRecovery)
+	b.WriteString("| keys made per token | " + strings.Join(tokens, " | ") + " |\n")
+	b.WriteString("|---|" + strings.Repeat("---:|", len(tokens)) + "\n")
+	for _, row := range []struct {
+		name string
+		m    map[string]int
+	}{{"before the outage", f.KeysPerToken}, {"during the outage", f.DuringOutage}, {"after recovery", f.AfterRecovery}} {
+		var cells []string
+		for _, k := range tokens {
+			cells = append(cells, fmt.Sprint(row.m[k]))
+		}
+		fmt.Fprintf(b, "| %s | %s |\n", row.name, strings.Join(cells, " | "))
+	}
+}
+
+// writeMemory is csrd's memory, with the raw loop alone as its yardstick.
+func (r *Report) writeMemory(b *strings.Builder) {
+	m := r.Memory
+	if m == nil || m.CSRD == nil {
+		return
+	}
+	b.WriteString("\n### Memory (csrd alone, P-256, a fresh token, before every other phase)\n\n")
+	b.WriteString("| process | CSRs/s | csrd idle on the empty token MiB | peak while generating MiB | key pairs made | Go runtime mapped MiB | Go heap in use MiB | OS threads | a new csrd idle on that token MiB | SoftHSM's copy per key pair KiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(b, "| csrd, C=%d | %.1f | %.1f | **%.1f** | %d | %.1f | %.1f | %d | %.1f | %.1f |\n",
+		m.C, m.CSRD.PerSecond, m.IdleFreshMiB, m.CSRD.PeakRSSMiB, m.KeyPairs, m.GoSysMiB, m.GoHeapInuseMiB, m.Threads, m.IdleRestartedMiB, m.PerKeyPairKiB)
+	if raw := m.Raw; raw != nil {
+		fmt.Fprintf(b, "| raw loop alone, C=%d | %.1f | %.1f | **%.1f** | %d | | | %d | | |\n",
+			raw.C, raw.PerSecond, raw.IdleMiB, raw.PeakMiB, raw.KeyPairs, raw.Threads)
+	}
+	b.WriteString("\nSoftHSM reads every object of every token in its store into each process that opens it, so in the side-by-side cells above csrd's (and the raw loop's) peak includes the keys all earlier cells made. The Go runtime's figures are read from csrd's `/metrics` at the end of the window; what it has mapped never shrinks, so it bounds Go's share of the peak from above, and the rest of the peak is C memory (SoftHSM's objects, sqlite, libc) and thread stacks. The raw loop's row is the yardstick: the raw loop alone in a process of its own, on a fresh token in a SoftHSM store of its own, making as many P-256 key pairs at the same concurrency (key pairs/s in the CSRs/s column): what any process pays the token library for those keys.\n")
+}
+
+// writeTargets lists every target, met or not.
+func (r *Report) writeTargets(b *strings.Builder) {
 	b.WriteString("\n### Targets\n\n")
 	for _, t := range r.Targets() {
 		mark := "✅"
 		if !t.Met {
 			mark = "❌"
 		}
-		fmt.Fprintf(&b, "- %s %s — %s\n", mark, t.Name, t.Detail)
+		fmt.Fprintf(b, "- %s %s — %s\n", mark, t.Name, t.Detail)
 	}
-	return b.String()
 }
 
 // healthText names csrd's health interval in the side-by-side cells, when

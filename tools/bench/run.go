@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	softhsmtest "github.com/csrd/csrd/softhsm-test"
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/store"
 	"github.com/csrd/csrd/tools/loadgen"
 )
@@ -164,24 +164,70 @@ func poolLabel(i int) string { return fmt.Sprintf("bench-pool-%d", i) }
 
 // Run performs the whole benchmark.
 func Run(ctx context.Context, o Options) (*Report, error) {
-	r := &Report{Started: time.Now().UTC(), Options: ReportOpts{
+	b := &benchRun{o: o, progress: o.Progress, r: &Report{Started: time.Now().UTC(), Options: ReportOpts{
 		WarmupS: o.Warmup.Seconds(), DurationS: o.Duration.Seconds(), SlowFactor: o.SlowFactor,
 		MaxSessions: o.MaxSessions, FillKeys: o.FillKeys, PoolC: o.PoolC, Client: "net/http",
 		HealthIntervalS: sideBySideHealthInterval.Seconds(),
-	}, Goals: o.Goals}
-	progress := o.Progress
-	if progress == nil {
-		progress = io.Discard
+	}, Goals: o.Goals}}
+	if b.progress == nil {
+		b.progress = io.Discard
 	}
-	say := func(format string, args ...any) { fmt.Fprintf(progress, format+"\n", args...) }
-
-	tok, err := softhsmtest.Setup(filepath.Join(o.Dir, "softhsm"), mainLabel)
+	tok, err := setupTokens(o)
 	if err != nil {
 		return nil, err
 	}
-	npool := poolTokens(o)
-	for i := 1; i <= npool; i++ {
-		if err := tok.AddToken(poolLabel(i)); err != nil {
+	b.tok = tok
+	b.r.Machine = machine(softhsmVersion())
+	if b.raw, err = openRawModule(tok.Module); err != nil {
+		return nil, err
+	}
+	defer b.raw.close()
+	if err := b.prepare(); err != nil {
+		return nil, err
+	}
+
+	// Phase 0: csrd's memory, first — SoftHSM loads the objects of every
+	// token in its store into each process, so later it would count the
+	// other phases' keys too.
+	if o.MemoryC > 0 {
+		if b.r.Memory, err = runMemory(ctx, b.base, o); err != nil {
+			return nil, err
+		}
+		b.say("memory: %s", b.r.Memory.summary())
+	}
+	// Phases 1 and 2: the main token, fresh and then filled.
+	if err := b.mainToken(ctx); err != nil {
+		return nil, err
+	}
+	// Phase 3: pools of 1, 2, 4 fresh tokens side by side, then failover.
+	if err := b.poolsAndFailover(ctx); err != nil {
+		return nil, err
+	}
+	b.r.Finished = time.Now().UTC()
+	return b.r, nil
+}
+
+// benchRun is what the phases of one Run share.
+type benchRun struct {
+	o        Options
+	r        *Report
+	progress io.Writer
+	tok      *fixture.Token
+	raw      *rawModule
+	base     serverConfig // csrd's configuration, before a phase picks its tokens
+}
+
+func (b *benchRun) say(format string, args ...any) { fmt.Fprintf(b.progress, format+"\n", args...) }
+
+// setupTokens creates the main token and, in the same SoftHSM store, the
+// pool and failover tokens and the memory run's.
+func setupTokens(o Options) (*fixture.Token, error) {
+	tok, err := fixture.Setup(filepath.Join(o.Dir, "softhsm"), mainLabel)
+	if err != nil {
+		return nil, err
+	}
+	for i := range poolTokens(o) {
+		if err := tok.AddToken(poolLabel(i + 1)); err != nil {
 			return nil, err
 		}
 	}
@@ -190,140 +236,137 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	r.Machine = machine(softhsmVersion())
+	return tok, nil
+}
 
-	raw, err := openRawModule(tok.Module)
-	if err != nil {
-		return nil, err
-	}
-	defer raw.close()
-	for _, l := range append([]string{mainLabel}, poolLabels(npool)...) {
-		if err := raw.loginToken(l, tok.PIN); err != nil {
-			return nil, err
+// prepare logs the raw loop in to the main and pool tokens and writes the
+// auth file csrd's configuration names.
+func (b *benchRun) prepare() error {
+	for _, l := range append([]string{mainLabel}, poolLabels(poolTokens(b.o))...) {
+		if err := b.raw.loginToken(l, b.tok.PIN); err != nil {
+			return err
 		}
 	}
-	authFile := filepath.Join(o.Dir, "auth.yaml")
+	authFile := filepath.Join(b.o.Dir, "auth.yaml")
 	bearer, err := writeAuthFile(authFile)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	base := serverConfig{binary: o.CSRD, module: tok.Module, conf: tok.Conf, pinFile: tok.PINFile,
-		maxSessions: o.MaxSessions, dir: o.Dir, authFile: authFile, bearer: bearer}
+	b.base = serverConfig{binary: b.o.CSRD, module: b.tok.Module, conf: b.tok.Conf, pinFile: b.tok.PINFile,
+		maxSessions: b.o.MaxSessions, dir: b.o.Dir, authFile: authFile, bearer: bearer}
+	return nil
+}
 
-	// Phase 0: csrd's memory, first — SoftHSM loads the objects of every
-	// token in its store into each process, so later it would count the
-	// other phases' keys too.
-	if o.MemoryC > 0 {
-		m, err := runMemory(ctx, base, o)
-		if err != nil {
-			return nil, err
-		}
-		say("memory: %s", m.summary())
-		r.Memory = m
-	}
-
-	// Phase 1: a fresh token, every key type and concurrency.
-	mainCfg := base
-	mainCfg.labels, mainCfg.database, mainCfg.name = []string{mainLabel}, filepath.Join(cmp.Or(o.DBDir, o.Dir), "main.db"), "csrd-main"
-	mainCfg.healthInterval = sideBySideHealthInterval
-	srv, err := startServer(ctx, mainCfg)
+// mainToken runs phase 1 (every key type and concurrency on the fresh main
+// token, each followed by its noise cells) and, with FillKeys, phase 2.
+func (b *benchRun) mainToken(ctx context.Context) error {
+	cfg := b.base
+	cfg.labels, cfg.database, cfg.name = []string{mainLabel}, filepath.Join(cmp.Or(b.o.DBDir, b.o.Dir), "main.db"), "csrd-main"
+	cfg.healthInterval = sideBySideHealthInterval
+	srv, err := startServer(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = srv.stop()
-		}
-	}()
-	db, err := store.Open(ctx, mainCfg.database) // read-mostly: key counts between cells
+	db, err := store.Open(ctx, cfg.database) // read-mostly: key counts between cells
 	if err != nil {
-		return nil, err
+		_ = srv.stop() // the open's error is the one to report
+		return err
 	}
 	defer db.Close()
-	for _, name := range o.Algs {
+	err = b.emptyToken(ctx, srv, db)
+	if stopErr := srv.stop(); err == nil {
+		err = stopErr
+	}
+	if err != nil || b.o.FillKeys == 0 {
+		return err
+	}
+	return b.filledToken(ctx, cfg, db)
+}
+
+// emptyToken is phase 1 on csrd srv.
+func (b *benchRun) emptyToken(ctx context.Context, srv *server, db *store.Store) error {
+	for _, name := range b.o.Algs {
 		a, err := lookupAlg(name)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		for _, c := range o.Concurrency {
-			cell, err := runCell(ctx, raw, srv, db, a, c, "empty", o)
-			if err != nil {
-				return nil, err
-			}
-			say("%-6s %-8s C=%-3d %s", cell.Phase, cell.Alg, cell.C, cell.summary())
-			r.Cells = append(r.Cells, cell)
-			if cell.Unsupported != "" {
-				break // one line says it for every C
-			}
+		if err := b.cells(ctx, srv, db, a, "empty"); err != nil {
+			return err
 		}
 		// Right after the cells it calibrates, on the same token.
-		for _, c := range o.noiseC(a) {
-			n, err := runNoise(ctx, raw, a, c, o)
+		for _, c := range b.o.noiseC(a) {
+			n, err := runNoise(ctx, b.raw, a, c, b.o)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			say("noise  %-8s C=%-3d %s", a.Name, c, n.summary())
-			r.Noise = append(r.Noise, n)
+			b.say("noise  %-8s C=%-3d %s", a.Name, c, n.summary())
+			b.r.Noise = append(b.r.Noise, n)
 		}
 	}
+	return nil
+}
 
-	// Phase 2: the same token holding FillKeys csrd keys.
-	if o.FillKeys > 0 {
-		if err := srv.stop(); err != nil {
-			return nil, err
-		}
-		stopped = true
-		t0 := time.Now()
-		added, err := raw.fill(ctx, db, mainLabel, o.FillKeys, o.FillWorkers)
+// filledToken is phase 2: the main token brought to FillKeys csrd keys (with
+// csrd stopped), then P-256 at every concurrency on a new csrd.
+func (b *benchRun) filledToken(ctx context.Context, cfg serverConfig, db *store.Store) (err error) {
+	t0 := time.Now()
+	added, err := b.raw.fill(ctx, db, mainLabel, b.o.FillKeys, b.o.FillWorkers)
+	if err != nil {
+		return err
+	}
+	b.r.Fill = &FillInfo{Added: added, Total: b.o.FillKeys, Seconds: time.Since(t0).Seconds()}
+	b.say("fill: %d keys added in %.1fs", added, b.r.Fill.Seconds)
+	cfg.name = "csrd-filled"
+	srv, err := startServer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.stopAfter(&err)
+	a, _ := lookupAlg("P-256")
+	return b.cells(ctx, srv, db, a, "filled")
+}
+
+// cells measures key type a at every concurrency, raw loop and csrd srv
+// side by side; a key type csrd does not support takes one line for all.
+func (b *benchRun) cells(ctx context.Context, srv *server, db *store.Store, a alg, phase string) error {
+	for _, c := range b.o.Concurrency {
+		cell, err := runCell(ctx, b.raw, srv, db, a, c, phase, b.o)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		r.Fill = &FillInfo{Added: added, Total: o.FillKeys, Seconds: time.Since(t0).Seconds()}
-		say("fill: %d keys added in %.1fs", added, r.Fill.Seconds)
-		mainCfg.name = "csrd-filled"
-		if srv, err = startServer(ctx, mainCfg); err != nil {
-			return nil, err
-		}
-		stopped = false
-		a, _ := lookupAlg("P-256")
-		for _, c := range o.Concurrency {
-			cell, err := runCell(ctx, raw, srv, db, a, c, "filled", o)
-			if err != nil {
-				return nil, err
-			}
-			say("%-6s %-8s C=%-3d %s", cell.Phase, cell.Alg, cell.C, cell.summary())
-			r.Cells = append(r.Cells, cell)
+		b.say("%-6s %-8s C=%-3d %s", cell.Phase, cell.Alg, cell.C, cell.summary())
+		b.r.Cells = append(b.r.Cells, cell)
+		if cell.Unsupported != "" {
+			break
 		}
 	}
-	if err := srv.stop(); err != nil {
-		return nil, err
-	}
-	stopped = true
+	return nil
+}
 
-	// Phase 3: pools of 1, 2, 4 fresh tokens, side by side.
+// poolsAndFailover is phase 3: the pool rows, then the failover run on the
+// next two fresh tokens.
+func (b *benchRun) poolsAndFailover(ctx context.Context) error {
 	first := 1
-	if len(o.PoolTokens) > 0 {
-		rows, next, err := runPools(ctx, raw, base, o)
+	if len(b.o.PoolTokens) > 0 {
+		rows, next, err := runPools(ctx, b.raw, b.base, b.o)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, row := range rows {
-			say("pool   P-256    C=%-3d tokens=%d %s", o.PoolC, row.Tokens, row.summary())
+			b.say("pool   P-256    C=%-3d tokens=%d %s", b.o.PoolC, row.Tokens, row.summary())
 		}
-		r.Pool, first = rows, next
+		b.r.Pool, first = rows, next
 	}
-	if o.Failover {
-		f, err := runFailover(ctx, base, tok, first, o)
-		if err != nil {
-			return nil, err
-		}
-		say("failover: %s", f.summary())
-		r.Failover = f
+	if !b.o.Failover {
+		return nil
 	}
-
-	r.Finished = time.Now().UTC()
-	return r, nil
+	f, err := runFailover(ctx, b.base, b.tok, first, b.o)
+	if err != nil {
+		return err
+	}
+	b.say("failover: %s", f.summary())
+	b.r.Failover = f
+	return nil
 }
 
 func poolLabels(n int) []string {

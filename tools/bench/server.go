@@ -112,13 +112,13 @@ func startServer(ctx context.Context, c serverConfig) (*server, error) {
 			s.done <- err
 			return nil, fmt.Errorf("bench: csrd exited during start-up (%v): %s", err, tail(logPath))
 		case <-ctx.Done():
-			s.stop()
+			_ = s.stop() // the cancellation is what to report; stop only ends the child
 			return nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("bench: csrd not ready after 2m: %s", tail(logPath))
+			// Why it would not stop may say why it was not ready.
+			return nil, errors.Join(fmt.Errorf("bench: csrd not ready after 2m: %s", tail(logPath)), s.stop())
 		}
 	}
 }
@@ -145,6 +145,15 @@ func (s *server) stop() error {
 	case <-time.After(2 * time.Minute):
 		_ = s.cmd.Process.Kill()
 		return fmt.Errorf("bench: csrd did not stop within 2m")
+	}
+}
+
+// stopAfter stops s as its caller returns and, unless the caller already
+// returns an error, reports a failed stop in *err: a csrd that does not
+// shut down cleanly is a finding of the run, as Run and runMemory treat it.
+func (s *server) stopAfter(err *error) {
+	if stopErr := s.stop(); *err == nil {
+		*err = stopErr
 	}
 }
 

@@ -42,12 +42,12 @@ func TestClientGenerate(t *testing.T) {
 				if r.Method != http.MethodPost || r.URL.Path != "/KeyfactorAPI/CSRGeneration/Generate" ||
 					r.Header.Get("Authorization") != "Bearer tok" || r.Header.Get("X-Keyfactor-Requested-With") != "APIClient" ||
 					r.Header.Get("Content-Type") != "application/json" {
-					http.Error(w, "bad request head: "+r.Method+" "+r.URL.Path, 418)
+					http.Error(w, "bad request head: "+r.Method+" "+r.URL.Path, http.StatusTeapot)
 					return
 				}
 				var body map[string]any
 				if b, _ := io.ReadAll(r.Body); json.Unmarshal(b, &body) != nil || body["Subject"] != "CN=x" {
-					http.Error(w, "bad body", 418)
+					http.Error(w, "bad body", http.StatusTeapot)
 					return
 				}
 				if tt.close {

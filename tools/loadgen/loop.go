@@ -43,68 +43,22 @@ type Window struct {
 // Run runs the loop until its window has closed and every worker stopped,
 // or ctx is done.
 func (l Loop) Run(ctx context.Context) Window {
-	var (
-		startNS, endNS atomic.Int64 // unix nanos; 0 = not yet
-		stop           atomic.Bool
-		firstDone      sync.WaitGroup
-		inWindow       atomic.Int64
-		mu             sync.Mutex
-		w              Window
-		wg             sync.WaitGroup
-	)
-	open := func() {
-		if l.Mark != nil {
-			l.Mark(true)
-		}
-		w.Start = time.Now()
-		startNS.Store(w.Start.UnixNano())
-	}
+	r := &loopRun{l: l}
 	if l.Warmup <= 0 && l.MaxWarm <= 0 {
-		open()
+		r.open()
 	}
-	record := func(err error, t0, t1 time.Time) {
-		s, e := startNS.Load(), endNS.Load()
-		in := s != 0 && t1.UnixNano() >= s && (e == 0 || t1.UnixNano() <= e)
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case err != nil:
-			w.Errors++
-			if w.FirstErr == nil {
-				w.FirstErr = err
-			}
-		case in:
-			inWindow.Add(1)
-			w.Ops++
-			w.Latencies = append(w.Latencies, t1.Sub(t0))
-		}
-	}
-	firstDone.Add(l.Workers)
+	var wg sync.WaitGroup
+	r.firstDone.Add(l.Workers)
 	for i := range l.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			first := true
-			for seq := 0; !stop.Load() && ctx.Err() == nil; seq++ {
-				t0 := time.Now()
-				err := l.Op(ctx, i, seq)
-				record(err, t0, time.Now())
-				if l.After != nil {
-					l.After(ctx, i)
-				}
-				if first {
-					first = false
-					firstDone.Done()
-				}
-			}
-			if first {
-				firstDone.Done()
-			}
+			r.work(ctx, i)
 		}()
 	}
-	if startNS.Load() == 0 {
-		l.warm(ctx, &firstDone)
-		open()
+	if r.startNS.Load() == 0 {
+		l.warm(ctx, &r.firstDone)
+		r.open()
 	}
 	select {
 	case <-time.After(l.Duration):
@@ -112,17 +66,87 @@ func (l Loop) Run(ctx context.Context) Window {
 	}
 	// A window too short for the token's pace would count nothing: keep it
 	// open until Workers operations finished in it (bounded by MaxWarm).
-	for limit := time.Now().Add(l.MaxWarm); inWindow.Load() < int64(l.Workers) && time.Now().Before(limit) && ctx.Err() == nil; {
+	for limit := time.Now().Add(l.MaxWarm); r.inWindow.Load() < int64(l.Workers) && time.Now().Before(limit) && ctx.Err() == nil; {
 		time.Sleep(5 * time.Millisecond)
 	}
-	w.End = time.Now()
-	endNS.Store(w.End.UnixNano())
-	if l.Mark != nil {
-		l.Mark(false)
-	}
-	stop.Store(true)
+	r.close()
 	wg.Wait()
-	return w
+	return r.w
+}
+
+// loopRun is the state one Run shares with its workers.
+type loopRun struct {
+	l              Loop
+	startNS, endNS atomic.Int64 // unix nanos; 0 = not yet
+	stop           atomic.Bool
+	firstDone      sync.WaitGroup // a worker is done with it after its first operation
+	inWindow       atomic.Int64
+
+	// w's Start and End are written by Run alone; mu guards the rest while
+	// workers run.
+	mu sync.Mutex
+	w  Window
+}
+
+// open opens the measurement window.
+func (r *loopRun) open() {
+	if r.l.Mark != nil {
+		r.l.Mark(true)
+	}
+	r.w.Start = time.Now()
+	r.startNS.Store(r.w.Start.UnixNano())
+}
+
+// close closes the window and tells the workers to start nothing more.
+func (r *loopRun) close() {
+	r.w.End = time.Now()
+	r.endNS.Store(r.w.End.UnixNano())
+	if r.l.Mark != nil {
+		r.l.Mark(false)
+	}
+	r.stop.Store(true)
+}
+
+// work is worker i: operations back to back until the window has closed or
+// ctx is done. Its first operation, or its stopping before one, counts it
+// in firstDone.
+func (r *loopRun) work(ctx context.Context, i int) {
+	first := true
+	for seq := 0; !r.stop.Load() && ctx.Err() == nil; seq++ {
+		t0 := time.Now()
+		err := r.l.Op(ctx, i, seq)
+		r.record(err, t0, time.Now())
+		if r.l.After != nil {
+			r.l.After(ctx, i)
+		}
+		if first {
+			first = false
+			r.firstDone.Done()
+		}
+	}
+	if first {
+		r.firstDone.Done()
+	}
+}
+
+// record counts an operation that ran from t0 to t1: a failure wherever it
+// ended, a success only when it ended inside the window.
+func (r *loopRun) record(err error, t0, t1 time.Time) {
+	s, e := r.startNS.Load(), r.endNS.Load()
+	in := s != 0 && t1.UnixNano() >= s && (e == 0 || t1.UnixNano() <= e)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case err != nil:
+		r.w.Errors++
+		if r.w.FirstErr == nil {
+			r.w.FirstErr = err
+		}
+	case in:
+		r.inWindow.Add(1)
+		r.w.Ops++
+		r.w.Latencies = append(r.w.Latencies, t1.Sub(t0))
+	}
 }
 
 // warm waits for Warmup, then for every worker's first operation (at most

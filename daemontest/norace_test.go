@@ -1,5 +1,0 @@
-//go:build !race
-
-package daemontest
-
-const raceEnabled = false
