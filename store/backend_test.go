@@ -24,6 +24,9 @@ type backend struct {
 	dropAuditGuards []string
 	// setAuditSeq rewinds the audit sequence to n.
 	setAuditSeq func(n int) string
+	// auditFault makes every later audit append fail (a trigger that
+	// raises), as a full disk or a broken connection would.
+	auditFault string
 }
 
 var backends = []backend{
@@ -36,6 +39,7 @@ var backends = []backend{
 		},
 		dropAuditGuards: []string{"DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_delete"},
 		setAuditSeq:     func(n int) string { return fmt.Sprintf("UPDATE sqlite_sequence SET seq = %d WHERE name = 'audit'", n) },
+		auditFault:      `CREATE TRIGGER audit_fault BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'injected'); END`,
 	},
 	{
 		name: "postgres",
@@ -48,6 +52,7 @@ var backends = []backend{
 		},
 		dropAuditGuards: []string{"DROP TRIGGER audit_no_update ON audit", "DROP TRIGGER audit_seq_forward ON audit_seq"},
 		setAuditSeq:     func(n int) string { return fmt.Sprintf("UPDATE audit_seq SET seq = %d", n) },
+		auditFault:      `CREATE TRIGGER audit_fault BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_append_only()`,
 	},
 }
 

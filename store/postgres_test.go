@@ -156,3 +156,70 @@ func TestPostgresOutage(t *testing.T) {
 		}
 	}
 }
+
+// OpenExisting and OpenReadOnly on PostgreSQL: an empty database (no
+// schema_migrations) is refused rather than given csrd's schema, a
+// read-only Store refuses every write (ErrReadOnly, and the server refuses
+// one sent through its connections anyway), and a schema this binary does
+// not know is a *SchemaVersionError.
+func TestPostgresOpenExistingAndReadOnly(t *testing.T) {
+	ctx := context.Background()
+	pg := fixture.SharedPostgres(t)
+	pw := WithPassword(pg.Password)
+
+	empty := pg.CreateDB(t, "existing_empty")
+	for name, open := range map[string]func(context.Context, string, ...Option) (*Store, error){
+		"OpenExisting": OpenExisting, "OpenReadOnly": OpenReadOnly,
+	} {
+		s, err := open(ctx, empty, pw)
+		if err == nil {
+			s.Close()
+			t.Fatalf("%s on an empty database succeeded", name)
+		}
+		if !strings.Contains(err.Error(), "not a csrd database") {
+			t.Errorf("%s on an empty database: %v", name, err)
+		}
+	}
+
+	dsn := newPostgresDB(t)
+	w := openCleanup(t, dsn, pw)
+	appendN(t, w, 3)
+	ex, err := OpenExisting(ctx, dsn, pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, ex, 1)
+	ex.Close()
+	ro, err := OpenReadOnly(ctx, dsn, pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if rep, err := ro.VerifyAudit(ctx); err != nil || rep.Rows != 4 {
+		t.Errorf("VerifyAudit read-only = %+v, %v", rep, err)
+	}
+	for what, write := range map[string]func() error{
+		"AppendAudit": func() error { return ro.AppendAudit(ctx, &AuditEntry{Operation: "x", Result: AuditOK}) },
+		"BeginKey":    func() error { _, err := ro.BeginKey(ctx, &KeyRecord{}, testLabel); return err },
+		"Ping":        func() error { return ro.Ping(ctx) },
+	} {
+		if err := write(); !errors.Is(err, ErrReadOnly) {
+			t.Errorf("%s on a read-only store = %v, want ErrReadOnly", what, err)
+		}
+	}
+	if _, err := ro.r.ExecContext(ctx, "DELETE FROM schema_migrations"); err == nil {
+		t.Error("a write through the read-only connection succeeded")
+	}
+
+	if _, err := w.w.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (9999, 'x')"); err != nil {
+		t.Fatal(err)
+	}
+	newer, err := OpenReadOnly(ctx, dsn, pw)
+	var sv *SchemaVersionError
+	if !errors.As(err, &sv) || sv.Have != 9999 {
+		if newer != nil {
+			newer.Close()
+		}
+		t.Errorf("OpenReadOnly of a newer schema = %v, want *SchemaVersionError for 9999", err)
+	}
+}
