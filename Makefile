@@ -29,7 +29,8 @@ DEV_CONFIG := config/csrd.example.yaml
 DEPS := softhsm2:/usr/bin/softhsm2-util opensc:/usr/bin/pkcs11-tool openssl:/usr/bin/openssl \
         libengine-pkcs11-openssl:/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so \
         sqlite3:/usr/bin/sqlite3 gcc:/usr/bin/gcc curl:/usr/bin/curl \
-        systemd:/usr/bin/systemd-analyze postgresql:/usr/lib/postgresql/*/bin/initdb
+        systemd:/usr/bin/systemd-analyze postgresql:/usr/lib/postgresql/*/bin/initdb \
+        bind9:/usr/sbin/named
 
 # Fuzz targets as package:FuzzName; `make fuzz FUZZTIME=5m` runs each longer.
 # FUZZMINTIME bounds minimising each new interesting input: Go's default
@@ -52,6 +53,9 @@ deps:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@test -x "$(GO)" || { echo "deps: Go toolchain not found (expected at /usr/local/go)" >&2; exit 1; }
+	@# Pebble, the ACME test CA, is a Go tool pinned in tools/pebble/go.mod (not in
+	@# the product's go.mod); building it once here puts it in the build cache.
+	@$(GO) tool -modfile=tools/pebble/go.mod -n pebble >/dev/null
 
 ## build: bin/csrd, bin/csrctl (BUILD_DIR=... to build elsewhere)
 build: deps

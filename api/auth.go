@@ -241,6 +241,8 @@ func opText(op auth.Operation) string {
 		return "delete pending CSRs"
 	case auth.OpImport:
 		return "import or recover certificates"
+	case auth.OpEnroll:
+		return "enroll certificates"
 	case auth.OpMetrics:
 		return "read metrics"
 	}

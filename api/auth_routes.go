@@ -18,6 +18,7 @@ import (
 var routeOperations = map[string]auth.Operation{
 	"POST /CSRGeneration/Generate": auth.OpGenerate,
 	"GET /Status/Endpoints":        "",
+	"GET /Status/HealthCheck":      "",
 
 	"GET /CSRGeneration/Pending":        auth.OpPendingRead,
 	"GET /CSRGeneration/Pending/:id":    auth.OpPendingRead,
@@ -25,6 +26,7 @@ var routeOperations = map[string]auth.Operation{
 	"DELETE /CSRGeneration/Pending/:id": auth.OpPendingDelete,
 	"POST /Certificates/Import":         auth.OpImport,
 	"POST /Certificates/Recover":        auth.OpImport,
+	"POST /Enrollment/CSR":              auth.OpEnroll,
 
 	"GET /EnrollmentPatterns":          "",
 	"GET /EnrollmentPatterns/Settings": "",

@@ -11,7 +11,9 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/acmeca"
 	"github.com/csrd/csrd/csr"
+	"github.com/csrd/csrd/enroll"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
@@ -33,6 +35,7 @@ const (
 	CodePolicy            = "0xA0030001" // 400 the policy refuses the request
 	CodeNotSupported      = "0xA0030002" // 400 this server cannot do it (yet)
 	CodeNotExtractable    = "0xA0030003" // 400 a private key was asked for; csrd keys never leave the HSM
+	CodeNotEnrollable     = "0xA0030004" // 400 Enrollment/CSR: not a CSR of a key csrd holds pending, unknown CA, names ACME cannot certify
 	CodeNotFound          = "0xA0040001" // 404 no such route or record
 	CodeMethodNotAllowed  = "0xA0040002" // 405
 	CodeConflict          = "0xA0040003" // 409 the record is not in a state that allows it
@@ -46,6 +49,8 @@ const (
 	CodeUnauthenticated   = "0xA0060001" // 401 no or wrong credentials
 	CodeForbidden         = "0xA0060002" // 403 the identity may not do this
 	CodeThrottled         = "0xA0060003" // 429 too many failed (or in-flight) authentications from this address
+	CodeCARefused         = "0xA0070001" // 502 the CA refused (account, EAB, identifier, challenge, CSR); its problem detail in the message
+	CodeCAUnavailable     = "0xA0070002" // 503 the CA could not be reached or failed on its side; retry
 	CodeInternal          = "0xA00F0001" // 500 anything else; details only in the log
 )
 
@@ -105,6 +110,16 @@ func classify(err error) mapped {
 		return mapped{status: http.StatusBadRequest, code: CodeInvalidCert, msg: clientText(err)}
 	case errors.Is(err, lifecycle.ErrNotExtractable):
 		return mapped{status: http.StatusBadRequest, code: CodeNotExtractable, msg: clientText(err)}
+	case errors.Is(err, enroll.ErrInvalid):
+		return mapped{status: http.StatusBadRequest, code: CodeNotEnrollable, msg: clientText(err)}
+	case errors.Is(err, enroll.ErrNotFound):
+		return mapped{status: http.StatusNotFound, code: CodeNotFound, msg: clientText(err)}
+	case errors.Is(err, enroll.ErrConflict):
+		return mapped{status: http.StatusConflict, code: CodeConflict, msg: clientText(err)}
+	case errors.Is(err, acmeca.ErrRefused):
+		return mapped{status: http.StatusBadGateway, code: CodeCARefused, msg: caText(err)}
+	case errors.Is(err, acmeca.ErrUnavailable):
+		return mapped{status: http.StatusServiceUnavailable, code: CodeCAUnavailable, msg: caText(err) + "; try again later", logCause: true}
 	case errors.As(err, &polErr):
 		return mapped{status: http.StatusBadRequest, code: CodePolicy, msg: polErr.Message()}
 	case errors.Is(err, lifecycle.ErrNotSupported):
@@ -187,12 +202,22 @@ func classifyHTTP(he *echo.HTTPError) mapped {
 // is meant to be read by the client.
 func clientText(err error) string {
 	s := err.Error()
-	for _, p := range []string{"csr: ", "policy: ", "lifecycle: "} {
+	for _, p := range []string{"csr: ", "policy: ", "lifecycle: ", "enroll: "} {
 		if len(s) > len(p) && s[:len(p)] == p {
 			return s[len(p):]
 		}
 	}
 	return s
+}
+
+// caText is a CA failure as the client reads it: which CA, what csrd was
+// doing, and the CA's own problem detail (no csrd internals).
+func caText(err error) string {
+	var ce *acmeca.Error
+	if errors.As(err, &ce) {
+		return fmt.Sprintf("CA %q: %s: %s", ce.CA, ce.Op, ce.Detail)
+	}
+	return "the CA failed"
 }
 
 // errorHandler is echo's HTTPErrorHandler: the one place errors become

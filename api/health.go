@@ -3,7 +3,9 @@ package api
 import (
 	"context"
 	"net/http"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -79,4 +81,31 @@ func (s *Server) healthReply(c echo.Context, status int, body healthBody) error 
 		return c.NoContent(status)
 	}
 	return c.JSON(status, body)
+}
+
+// statusHealthCheck is Keyfactor's GET Status/HealthCheck (its v25 SDK's
+// StatusApi.GetStatusHealthCheck, which takes any status below 300 as
+// healthy): 204 when csrd is ready, else the Keyfactor-shaped 503 of an
+// unavailable service, naming the failing checks (never their causes).
+func (s *Server) statusHealthCheck(c echo.Context) error {
+	if s.ready != nil {
+		r := s.ready.Check(c.Request().Context())
+		if !r.Ready {
+			var failing []string
+			for name, ok := range r.Checks {
+				if !ok {
+					failing = append(failing, name)
+				}
+			}
+			sort.Strings(failing)
+			code := CodeHSMUnavailable
+			if db, ok := r.Checks["database"]; ok && !db && r.Checks["hsm"] {
+				code = CodeStoreUnavailable
+			}
+			return &Error{Status: http.StatusServiceUnavailable, Code: code,
+				Msg: "csrd is not ready (failing: " + strings.Join(failing, ", ") + "); try again later"}
+		}
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.NoContent(http.StatusNoContent)
 }

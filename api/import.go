@@ -47,7 +47,16 @@ func (r *ImportRequest) Validate() error {
 }
 
 // ImportResponse names the key the certificate was married to.
+// ImportStatus and JobStatus are the two members of Keyfactor's
+// CertificateImportResponseModel its v25 SDK keeps besides Thumbprint.
+// Keyfactor documents ImportStatus as telling a newly created certificate
+// from one that already existed, and JobStatus as the state of the
+// certificate store jobs an import schedules, without publishing their
+// numbers; csrd's are its own (docs/api.md): ImportStatus 1 new, 2 already
+// there; JobStatus 0, no store job (csrd manages no certificate stores).
 type ImportResponse struct {
+	ImportStatus   int       `json:"ImportStatus"`
+	JobStatus      int       `json:"JobStatus"`
 	ID             int64     `json:"Id"`
 	CertificateID  int64     `json:"CertificateId"` // the same record Id; Recover takes it as CertID
 	Thumbprint     string    `json:"Thumbprint"`
@@ -79,11 +88,23 @@ func (s *Server) importCertificate(c echo.Context) error {
 	auditRecord(c, res.ID, "")
 	requestLogger(c, s.log).Info().Int64("record", res.ID).Str("thumbprint", res.Thumbprint).
 		Bool("already_married", res.AlreadyMarried).Msg("certificate imported")
+	status := ImportStatusNew
+	if res.AlreadyMarried {
+		status = ImportStatusExisting
+	}
 	return c.JSON(http.StatusOK, ImportResponse{
+		ImportStatus: status, JobStatus: JobStatusNone,
 		ID: res.ID, CertificateID: res.ID, Thumbprint: res.Thumbprint, SerialNumber: res.Serial,
 		IssuerDN: res.Issuer, NotAfter: res.NotAfter.UTC(), KeyURI: res.KeyURI, AlreadyMarried: res.AlreadyMarried,
 	})
 }
+
+// ImportStatus and JobStatus values (see ImportResponse).
+const (
+	ImportStatusNew      = 1 // the certificate was married to its key now
+	ImportStatusExisting = 2 // it was married before; nothing changed
+	JobStatusNone        = 0 // no certificate store job was scheduled
+)
 
 // RecoverRequest is Keyfactor's Certificates/Recover body. The Password (for
 // the PFX that would be built) is accepted and never used or logged.

@@ -60,7 +60,8 @@ type KeyView struct {
 	EnrollmentPatternID int             `json:"enrollment_pattern_id,omitempty"`
 	Decision            json.RawMessage `json:"policy_decision,omitempty"`
 	CSR                 string          `json:"csr,omitempty"`
-	Reason              string          `json:"reason,omitempty"` // why failed, deleted or lost
+	Reason              string          `json:"reason,omitempty"`     // why failed, deleted, lost or retired
+	RenewalOf           int64           `json:"renewal_of,omitempty"` // the record whose certificate this key's renewed
 	Certificate         *CertView       `json:"certificate"`
 }
 
@@ -84,6 +85,7 @@ func keyView(k lifecycle.KeyInfo) KeyView {
 		TokenLabel: r.TokenLabel, TokenSerial: r.TokenSerial, KeyLabel: r.KeyLabel, KeyID: hex.EncodeToString(r.KeyID),
 		KeyURI: k.URI, KeyType: r.KeyType, KeySize: r.KeySize, Curve: r.Curve, Subject: r.Subject, SANs: r.SANs,
 		Template: r.Template, EnrollmentPatternID: r.EnrollmentPatternID, Decision: r.Decision, CSR: r.CSRPEM, Reason: r.FailReason,
+		RenewalOf: r.RenewalOf,
 	}
 	if v.SANs == nil {
 		v.SANs = []string{}
@@ -171,4 +173,49 @@ func statesList() string {
 		s = append(s, string(st))
 	}
 	return strings.Join(s, ", ")
+}
+
+// KeyLife is what the operator endpoints for a married key's life need
+// (enroll.Service): retire it, or have its certificate renewed now.
+type KeyLife interface {
+	RetireKey(ctx context.Context, id int64, audit *store.AuditEntry) error
+	Renew(ctx context.Context, id int64) error
+}
+
+func (s *Server) keyLifeRoutes() {
+	s.csrdRoute(http.MethodPost, "/keys/:id/retire", s.retireKey)
+	s.csrdRoute(http.MethodPost, "/keys/:id/renew", s.renewKey)
+}
+
+// renewKey makes the certificate of a key csrd enrolled due for renewal
+// now; csrd renews it in the background (202).
+func (s *Server) renewKey(c echo.Context) error {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id < 1 {
+		return badField("key id %q is not a positive integer", c.Param("id"))
+	}
+	if err := s.life.Renew(c.Request().Context(), id); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, map[string]any{"id": id, "renewal": "due now"})
+}
+
+// retireKey destroys a married key in the token (after its audit row);
+// the record becomes retired and keeps its certificate facts.
+func (s *Server) retireKey(c echo.Context) error {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id < 1 {
+		return badField("key id %q is not a positive integer", c.Param("id"))
+	}
+	auditRecord(c, id, lifecycle.Label(id))
+	audit := s.successAudit(c, http.StatusOK)
+	if err := s.life.RetireKey(c.Request().Context(), id, audit); err != nil {
+		return err
+	}
+	auditWritten(c, audit)
+	k, err := s.keys.GetKey(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, keyView(k))
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/cluster"
+	"github.com/csrd/csrd/enroll"
 	"github.com/csrd/csrd/lifecycle"
 )
 
@@ -40,7 +41,9 @@ func routeKey(method, path string) string {
 func testServer() *Server {
 	var svc *lifecycle.Service
 	var fleet *cluster.Forwarder
-	return New(Options{BasePath: docBasePath, Log: zerolog.Nop(), Pending: svc, Certificates: svc, Keys: svc, Fleet: fleet})
+	var enr *enroll.Service
+	return New(Options{BasePath: docBasePath, Log: zerolog.Nop(), Pending: svc, Certificates: svc, Keys: svc, Fleet: fleet,
+		Enrollment: enr, KeyLife: enr})
 }
 
 // documentedOps returns the document and its operations by routeKey, each

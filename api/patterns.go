@@ -63,14 +63,25 @@ type PatternDefaultResponse struct {
 // effective values.
 type PatternPoliciesResponse struct {
 	// AllowKeyReuse is always false: every csrd key is new.
-	AllowKeyReuse              bool                    `json:"AllowKeyReuse"`
-	AllowWildcards             bool                    `json:"AllowWildcards"`
-	RFCEnforcement             bool                    `json:"RFCEnforcement"`
-	PrimaryKeyAlgorithms       []AlgorithmDataResponse `json:"PrimaryKeyAlgorithms"`
-	AlternativeKeyAlgorithms   []AlgorithmDataResponse `json:"AlternativeKeyAlgorithms"`
-	AllowSealedAlternativeKeys bool                    `json:"AllowSealedAlternativeKeys"`
-	MinimumRSAKeySize          int                     `json:"MinimumRSAKeySize"`
-	MaxSANs                    int                     `json:"MaxSANs"`
+	AllowKeyReuse            bool                    `json:"AllowKeyReuse"`
+	AllowWildcards           bool                    `json:"AllowWildcards"`
+	RFCEnforcement           bool                    `json:"RFCEnforcement"`
+	PrimaryKeyAlgorithms     []AlgorithmDataResponse `json:"PrimaryKeyAlgorithms"`
+	AlternativeKeyAlgorithms []AlgorithmDataResponse `json:"AlternativeKeyAlgorithms"`
+	// KeyInfo is the same primary key rules in the shape Keyfactor's v25
+	// SDK reads (it drops PrimaryKeyAlgorithms): one entry per allowed
+	// algorithm, named RSA, ECDSA, Ed25519 or Ed448.
+	KeyInfo                    map[string]KeyInfoResponse `json:"KeyInfo"`
+	AllowSealedAlternativeKeys bool                       `json:"AllowSealedAlternativeKeys"`
+	MinimumRSAKeySize          int                        `json:"MinimumRSAKeySize"`
+	MaxSANs                    int                        `json:"MaxSANs"`
+}
+
+// KeyInfoResponse is one algorithm of KeyInfo, with the SDK's snake-case
+// member names; curves are OIDs, as Curve is sent.
+type KeyInfoResponse struct {
+	BitLengths []int    `json:"bit_lengths"`
+	Curves     []string `json:"curves"`
 }
 
 // AlgorithmDataResponse is one allowed key algorithm: Name as KeyType is
@@ -189,6 +200,7 @@ func policiesResponse(e policy.Effective) PatternPoliciesResponse {
 		AllowWildcards: e.AllowWildcards, RFCEnforcement: e.RFCEnforcement,
 		PrimaryKeyAlgorithms:       algorithmResponses(e.PrimaryKeyAlgorithms),
 		AlternativeKeyAlgorithms:   algorithmResponses(e.AlternativeKeyAlgorithms),
+		KeyInfo:                    keyInfo(e.PrimaryKeyAlgorithms),
 		AllowSealedAlternativeKeys: e.AllowSealedAlternativeKeys,
 		MinimumRSAKeySize:          e.MinimumRSAKeySize,
 		MaxSANs:                    e.MaxSANs,
@@ -211,6 +223,19 @@ func algorithmResponses(rules []policy.AlgorithmRule) []AlgorithmDataResponse {
 			a.BitLengths = append(a.BitLengths, policy.KeySize(r.KeyType))
 		}
 		out = append(out, a)
+	}
+	return out
+}
+
+// keyInfoNames are KeyInfo's names for csrd's key types.
+var keyInfoNames = map[policy.Algorithm]string{policy.RSA: "RSA", policy.ECC: "ECDSA", policy.Ed25519: "Ed25519", policy.Ed448: "Ed448"}
+
+func keyInfo(rules []policy.AlgorithmRule) map[string]KeyInfoResponse {
+	out := map[string]KeyInfoResponse{}
+	for _, a := range algorithmResponses(rules) {
+		if name, ok := keyInfoNames[policy.Algorithm(a.Name)]; ok {
+			out[name] = KeyInfoResponse{BitLengths: a.BitLengths, Curves: a.Curves}
+		}
 	}
 	return out
 }

@@ -32,6 +32,10 @@ type Options struct {
 	Pending      PendingCSRs
 	Certificates Certificates
 	Keys         KeyDirectory
+	// Enrollment serves Enrollment/CSR and KeyLife the retire and renew
+	// endpoints of csrd's key API; each is registered only when set.
+	Enrollment Enroller
+	KeyLife    KeyLife
 	// Readiness answers /readyz; nil means always ready.
 	Readiness Readiness
 	// TokenStates, when set, adds each HSM token's state (label → fixed
@@ -71,6 +75,8 @@ type Server struct {
 	certs       Certificates
 	keys        KeyDirectory
 	fleet       Fleet
+	enroller    Enroller
+	life        KeyLife
 	ready       Readiness
 	tokenStates func() map[string]string
 	genLimit    *limiter
@@ -99,6 +105,8 @@ func New(o Options) *Server {
 		certs:       o.Certificates,
 		keys:        o.Keys,
 		fleet:       o.Fleet,
+		enroller:    o.Enrollment,
+		life:        o.KeyLife,
 		ready:       o.Readiness,
 		tokenStates: o.TokenStates,
 		genLimit:    newLimiter(o.MaxGenerations, o.MaxGenerationsPerIdentity, o.GenerationWait),
@@ -130,6 +138,7 @@ func New(o Options) *Server {
 
 	s.route(http.MethodPost, "/CSRGeneration/Generate", s.generate)
 	s.route(http.MethodGet, "/Status/Endpoints", s.statusEndpoints)
+	s.route(http.MethodGet, "/Status/HealthCheck", s.statusHealthCheck)
 	s.route(http.MethodGet, "/EnrollmentPatterns", s.listPatterns)
 	s.route(http.MethodGet, "/EnrollmentPatterns/Settings", s.patternSettings)
 	s.route(http.MethodGet, "/EnrollmentPatterns/:id", s.getPattern)
@@ -144,6 +153,12 @@ func New(o Options) *Server {
 	}
 	if s.fleet != nil {
 		s.fleetRoutes()
+	}
+	if s.enroller != nil {
+		s.enrollmentRoutes()
+	}
+	if s.life != nil && s.keys != nil {
+		s.keyLifeRoutes()
 	}
 	s.routeHealth()
 	s.plainRoute(http.MethodGet, "/metrics", echo.WrapHandler(s.metrics.Handler()), s.authenticate(auth.OpMetrics))

@@ -16,13 +16,14 @@ const (
 	OpPendingRead   Operation = "pending_read"   // GET CSRGeneration/Pending...
 	OpPendingDelete Operation = "pending_delete" // DELETE CSRGeneration/Pending...
 	OpImport        Operation = "import"         // POST Certificates/Import, Recover
+	OpEnroll        Operation = "enroll"         // POST Enrollment/CSR (a CA certifies a pending key)
 	OpMetrics       Operation = "metrics"        // GET /metrics (a scraper's token)
 	OpAdmin         Operation = "admin"          // everything, incl. csrd's own key API
 )
 
 // Operations lists every operation, in documentation order.
 func Operations() []Operation {
-	return []Operation{OpGenerate, OpPendingRead, OpPendingDelete, OpImport, OpMetrics, OpAdmin}
+	return []Operation{OpGenerate, OpPendingRead, OpPendingDelete, OpImport, OpEnroll, OpMetrics, OpAdmin}
 }
 
 // Valid reports whether o is a known operation.

@@ -47,8 +47,12 @@ type Config struct {
 	// after SIGTERM before the HSM sessions and database are closed.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// RequestTimeout bounds one request; key generation on a busy token is
-	// the slow part, so it must allow for RSA-4096/8192.
+	// the slow part, so it must allow for RSA-4096/8192. An enrollment the
+	// CA has not finished by then is answered PENDING (see cas.go).
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+
+	// CAs are the certificate authorities Enrollment/CSR enrolls with.
+	CAs []CA `yaml:"cas"`
 }
 
 // TLS configures HTTPS. With cert_file and key_file set csrd serves TLS 1.2+
@@ -235,6 +239,7 @@ func (c *Config) Validate() error {
 	c.validateHSM(&p)
 	c.validateLimits(&p)
 	c.Cluster.validate(&p, c.TLS.Enabled())
+	p = append(p, c.validateCAs()...)
 	if len(p) == 0 {
 		return nil
 	}
@@ -492,14 +497,11 @@ func (c *Config) ReadPIN() (string, error) {
 // credentialsEnv names the directory systemd passes credentials in.
 const credentialsEnv = "CREDENTIALS_DIRECTORY"
 
-// maxPINFile bounds what is read from a PIN file.
+// maxPINFile bounds what is read from a PIN (or other secret) file.
 const maxPINFile = 4 << 10
 
-// readPINFile reads a PIN file. It is opened once and the open file is
-// checked (fstat) and read, so the mode checked is the mode of the bytes
-// read; only a regular file is read. Group or others may not have any
-// access, except to a systemd credential (a file in $CREDENTIALS_DIRECTORY),
-// whose directory only the service can read.
+// readPINFile reads a PIN file (see readPrivateFile); trailing newlines
+// are not part of the PIN.
 func readPINFile(path string) (string, error) {
 	if path == "" {
 		return "", errors.New("config: no PIN file configured")
@@ -508,37 +510,52 @@ func readPINFile(path string) (string, error) {
 }
 
 // readSecretFile reads a file holding one secret (a PIN, a password),
-// checked as readPINFile says; kind names it in errors.
+// checked as readPrivateFile says; trailing newlines are not part of it;
+// kind names it in errors.
 func readSecretFile(kind, path string) (string, error) {
-	// O_NONBLOCK: opening a named pipe must not wait for a writer; it is
-	// refused below like any file that is not regular.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	data, err := readPrivateFile(path, kind)
 	if err != nil {
-		return "", fmt.Errorf("config: %s: %w", kind, err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("config: %s: %w", kind, err)
-	}
-	switch {
-	case !st.Mode().IsRegular():
-		return "", fmt.Errorf("config: %s %s is not a regular file (%v)", kind, path, st.Mode().Type())
-	case st.Mode().Perm()&0o077 != 0 && !systemdCredential(path):
-		return "", fmt.Errorf("config: %s %s is readable by group or others (mode %04o); chmod 600 it", kind, path, st.Mode().Perm())
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxPINFile+1))
-	if err != nil {
-		return "", fmt.Errorf("config: %s: %w", kind, err)
-	}
-	if len(data) > maxPINFile {
-		return "", fmt.Errorf("config: %s %s is larger than %d bytes", kind, path, maxPINFile)
+		return "", err
 	}
 	pin := strings.TrimRight(string(data), "\r\n")
 	if pin == "" {
 		return "", fmt.Errorf("config: %s %s is empty", kind, path)
 	}
 	return pin, nil
+}
+
+// readPrivateFile reads a file holding a secret (what names it in errors).
+// It is opened once and the open file is checked (fstat) and read, so the
+// mode checked is the mode of the bytes read; only a regular file is read.
+// Group or others may not have any access, except to a systemd credential
+// (a file in $CREDENTIALS_DIRECTORY), whose directory only the service can
+// read. The error never holds the content.
+func readPrivateFile(path, what string) ([]byte, error) {
+	// O_NONBLOCK: opening a named pipe must not wait for a writer; it is
+	// refused below like any file that is not regular.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %w", what, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %w", what, err)
+	}
+	switch {
+	case !st.Mode().IsRegular():
+		return nil, fmt.Errorf("config: %s %s is not a regular file (%v)", what, path, st.Mode().Type())
+	case st.Mode().Perm()&0o077 != 0 && !systemdCredential(path):
+		return nil, fmt.Errorf("config: %s %s is readable by group or others (mode %04o); chmod 600 it", what, path, st.Mode().Perm())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxPINFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %w", what, err)
+	}
+	if len(data) > maxPINFile {
+		return nil, fmt.Errorf("config: %s %s is larger than %d bytes", what, path, maxPINFile)
+	}
+	return data, nil
 }
 
 // systemdCredential reports whether path lies in $CREDENTIALS_DIRECTORY:

@@ -40,6 +40,10 @@ type GenerateRequest struct {
 	Key                 policy.KeyRequest
 	Template            string
 	EnrollmentPatternID int
+	// RenewalOf, for a renewal's new key, is the record it replaces; it is
+	// written with the new record, so the renewal finds its key after a
+	// crash.
+	RenewalOf int64
 	// Audit, when set, is the audit row of a successful Generate: it is
 	// appended in the transaction that makes the record pending (its
 	// RecordID and KeyLabel filled in), so it is on the chain exactly
@@ -148,6 +152,7 @@ func (s *Service) decide(req GenerateRequest) (*decided, error) {
 			Template:            template,
 			EnrollmentPatternID: patternID,
 			Decision:            decision,
+			RenewalOf:           req.RenewalOf,
 		},
 		req:   csr.Request{Subject: subject, SANs: sans},
 		audit: req.Audit,

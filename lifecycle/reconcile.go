@@ -63,6 +63,8 @@ type ReconcileReport struct {
 	MarriagesFinished int
 	// MarriagesAborted could not finish (certificate conflict or key gone).
 	MarriagesAborted int
+	// RetiresFinished were interrupted retirements, now completed.
+	RetiresFinished int
 	// CertsRestored lists married records whose certificate object was
 	// missing from the token and was written again from the database.
 	CertsRestored []int64
@@ -222,6 +224,9 @@ func (s *Service) reconcile(ctx context.Context, opts ReconcileOptions, scope []
 		return rep, err
 	}
 	if err := s.finishMarriages(ctx, scope, cutoff, opts.Audit, &rep); err != nil {
+		return rep, err
+	}
+	if err := s.finishRetires(ctx, scope, cutoff, &rep); err != nil {
 		return rep, err
 	}
 	// Each token in scope is listed, then the live records read, in
@@ -741,12 +746,12 @@ func (rep ReconcileReport) lostHalves() (private, public int) {
 func (s *Service) logReport(rep ReconcileReport) {
 	lostPriv, lostPub := rep.lostHalves()
 	ev := s.log.Info()
-	if rep.Interrupted+rep.DeletesFinished+rep.MarriagesFinished+rep.MarriagesAborted+len(rep.Lost)+len(rep.Orphans)+len(rep.CertsRestored) > 0 {
+	if rep.Interrupted+rep.DeletesFinished+rep.MarriagesFinished+rep.RetiresFinished+rep.MarriagesAborted+len(rep.Lost)+len(rep.Orphans)+len(rep.CertsRestored) > 0 {
 		ev = s.log.Warn()
 	}
 	ev.Int("objects", rep.Objects).Int("records", rep.Records).Int("interrupted", rep.Interrupted).
 		Int("keys_destroyed", rep.KeysDestroyed).Int("deletes_finished", rep.DeletesFinished).
-		Int("marriages_finished", rep.MarriagesFinished).Int("marriages_aborted", rep.MarriagesAborted).
+		Int("marriages_finished", rep.MarriagesFinished).Int("marriages_aborted", rep.MarriagesAborted).Int("retires_finished", rep.RetiresFinished).
 		Int("certs_restored", len(rep.CertsRestored)).Int("lost", len(rep.Lost)).
 		Int("lost_private_key", lostPriv).Int("lost_public_key", lostPub).Int("orphans", len(rep.Orphans)).
 		Int("orphans_destroyed", rep.OrphansDestroyed).Int("in_progress", rep.InProgress).Int("other_token", rep.OtherToken).

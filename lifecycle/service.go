@@ -14,8 +14,8 @@ import (
 // union of what each use case declares where it is used — Generate
 // (GenerateRecords), destroying key material (SealedSeeds), the pending
 // list (PendingReads), key records and Recover (KeyReads), Delete
-// (DeleteRecords), Import (MarriageRecords) and Reconcile
-// (ReconcileRecords). A use case sees only its own part.
+// (DeleteRecords), Import (MarriageRecords), Retire (RetireRecords) and
+// Reconcile (ReconcileRecords). A use case sees only its own part.
 type Records interface {
 	GenerateRecords
 	SealedSeeds
@@ -23,6 +23,7 @@ type Records interface {
 	KeyReads
 	DeleteRecords
 	MarriageRecords
+	RetireRecords
 	ReconcileRecords
 }
 
@@ -47,6 +48,7 @@ type Service struct {
 	keys      KeyReads
 	deletes   DeleteRecords
 	marriages MarriageRecords
+	retires   RetireRecords
 	recon     ReconcileRecords
 
 	// cleanupTimeout bounds destroying a key and failing its record after
@@ -84,6 +86,7 @@ func NewPooled(pool *TokenPool, records Records, pol Decider, log zerolog.Logger
 		keys:              records,
 		deletes:           records,
 		marriages:         records,
+		retires:           records,
 		recon:             records,
 		policy:            pol,
 		log:               log,

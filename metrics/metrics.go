@@ -36,6 +36,9 @@ type Metrics struct {
 	auditFailures prometheus.Counter
 }
 
+// Register adds another package's collector (enrollment's) to the registry.
+func (m *Metrics) Register(c prometheus.Collector) error { return m.reg.Register(c) }
+
 // scrapeTimeout bounds the database reads of one scrape.
 const scrapeTimeout = 2 * time.Second
 

@@ -26,6 +26,10 @@ type dialect struct {
 	// auditSeqSQL reads the same value without locking (verification).
 	auditSeqTxSQL, auditSeqSQL string
 
+	// schemaSteps are the backend's Go steps of migrations, by version
+	// (see schemaStep): each runs after its version's file.
+	schemaSteps map[int]schemaStep
+
 	// migrationLockSQL runs first in each migration transaction, so that
 	// nodes starting together apply each migration once ("" on SQLite,
 	// whose IMMEDIATE transactions already exclude each other).
@@ -52,6 +56,7 @@ type dialect struct {
 var sqliteDialect = &dialect{
 	name:          "sqlite",
 	migrationsDir: "migrations",
+	schemaSteps:   sqliteSteps,
 	prepare:       true,
 	auditSeqTxSQL: auditSeqSQL,
 	auditSeqSQL:   auditSeqSQL,
@@ -61,6 +66,7 @@ var sqliteDialect = &dialect{
 var postgresDialect = &dialect{
 	name:          "postgres",
 	migrationsDir: "migrations/postgres",
+	schemaSteps:   nil, // 0041 alters its CHECKs in SQL
 	// The row lock is held until the group commit's COMMIT: the appends of
 	// other nodes wait for it, and then see this node's rows.
 	auditSeqTxSQL:    `UPDATE audit_seq SET seq = seq + 1 RETURNING seq - 1`,

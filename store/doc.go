@@ -12,7 +12,7 @@
 // Every key generated on the token has exactly one record. Its state moves
 // only along these edges (see [State.CanTransition]):
 //
-//	generating ──► pending ──► married
+//	generating ──► pending ──► married ──► retired
 //	     │            │  │         │
 //	     ▼            │  ▼         │
 //	   failed         │ deleted    │
@@ -20,8 +20,10 @@
 //	                 lost ◄────────┘
 //
 // That is: generating → pending → married, pending → deleted,
-// generating → failed, and pending|married → lost (the key vanished from the
-// token; found by reconcile). failed, deleted and lost are terminal.
+// generating → failed, pending|married → lost (the key vanished from the
+// token; found by reconcile) and married → retired (the key was destroyed at
+// the end of its certificate's life; see retire.go). failed, deleted, lost
+// and retired are terminal.
 //
 // A record is inserted as generating before the key exists on the token, so
 // a crash between the two is visible in the database; [Store.BeginKey] does

@@ -34,7 +34,7 @@ type BusyError struct {
 }
 
 func (e *BusyError) Error() string {
-	what := map[Intent]string{IntentDelete: "being deleted", IntentMarry: "being married to a certificate"}[e.Intent]
+	what := map[Intent]string{IntentDelete: "being deleted", IntentMarry: "being married to a certificate", IntentRetire: "being retired"}[e.Intent]
 	if what == "" {
 		what = "busy (" + string(e.Intent) + ")"
 	}
@@ -149,7 +149,7 @@ func (s *Store) AbandonMarriage(ctx context.Context, id int64, reason string) er
 
 // ListByIntent returns the records with intent in, oldest id first.
 func (s *Store) ListByIntent(ctx context.Context, in Intent) ([]*KeyRecord, error) {
-	if in != IntentDelete && in != IntentMarry {
+	if in != IntentDelete && in != IntentMarry && in != IntentRetire {
 		return nil, fmt.Errorf("store: list by intent: unknown intent %q", in)
 	}
 	return s.queryKeys(ctx, "list by intent", listByIntentSQL, string(in))

@@ -59,12 +59,15 @@ type KeyRecord struct {
 	// the one that began its generation or its intent ("" for none; set
 	// by the Store from WithNode).
 	Node string
+
+	// RenewalOf is the record whose certificate this key's renews (0: none).
+	RenewalOf int64
 }
 
 const keyColumns = `id, request_time, updated_time, state, key_label, key_id, token_label, token_serial,
     key_type, key_size, curve, spki_sha256, subject, sans, template, enrollment_pattern_id,
     decision, csr_pem, fail_reason, intent, cert_der, cert_chain_pem, cert_serial, cert_issuer,
-    cert_subject, cert_thumbprint, cert_not_before, cert_not_after, married_time, ` + altColumns + `, node`
+    cert_subject, cert_thumbprint, cert_not_before, cert_not_after, married_time, ` + altColumns + `, node, renewal_of`
 
 const (
 	// insertKeySQL inserts without a label: the label is derived from the
@@ -76,6 +79,9 @@ const (
 VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING id`
 	setKeyLabelSQL = `UPDATE keys SET key_label = ? WHERE id = ?`
+	// setRenewalOfSQL runs only for a renewal's key: the column stays out
+	// of every other Generate's INSERT (and so of its prepared form).
+	setRenewalOfSQL = `UPDATE keys SET renewal_of = ? WHERE id = ?`
 
 	// completeKeySQL and transitionSQL are compare-and-set: the state
 	// condition makes a concurrent or repeated transition affect no row.
@@ -143,7 +149,7 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 		if err != nil {
 			return dbErr("begin key", err)
 		}
-		return beginAlt(ctx, tx, id, lbl, rec)
+		return beginLinks(ctx, tx, id, lbl, rec)
 	})
 	if err != nil {
 		return 0, err
@@ -151,6 +157,26 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 	rec.ID, rec.KeyLabel, rec.State, rec.Node = id, lbl, StateGenerating, s.node
 	rec.RequestTime, rec.UpdatedTime = requested.UTC(), now
 	return id, nil
+}
+
+// beginLinks records, with a new record, what it is linked to: the record
+// whose certificate it renews and its alternative key.
+func beginLinks(ctx context.Context, tx *sql.Tx, id int64, label string, rec *KeyRecord) error {
+	if err := setRenewalOf(ctx, tx, id, rec.RenewalOf); err != nil {
+		return err
+	}
+	return beginAlt(ctx, tx, id, label, rec)
+}
+
+// setRenewalOf links a renewal's new record to the one it renews.
+func setRenewalOf(ctx context.Context, tx *sql.Tx, id, of int64) error {
+	if of == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, setRenewalOfSQL, of, id); err != nil {
+		return dbErr("begin key", err)
+	}
+	return nil
 }
 
 // CompleteKey records the CSR and the public key hash and moves the record
@@ -387,7 +413,7 @@ func scanKey(row interface{ Scan(...any) error }) (*KeyRecord, error) {
 		label, keyID, tokLabel, tokSerial, keyType     sql.NullString
 		curve, spki, subject, sans, template, decision sql.NullString
 		csrPEM, failReason                             sql.NullString
-		keySize, patternID                             sql.NullInt64
+		keySize, patternID, renewalOf                  sql.NullInt64
 		intent, chain, serial, issuer, certSubject     sql.NullString
 		thumb, notBefore, notAfter, married            sql.NullString
 		node                                           sql.NullString
@@ -396,7 +422,7 @@ func scanKey(row interface{ Scan(...any) error }) (*KeyRecord, error) {
 	dests := append([]any{&rec.ID, &requested, &updated, &rec.State, &label, &keyID, &tokLabel,
 		&tokSerial, &keyType, &keySize, &curve, &spki, &subject, &sans, &template, &patternID,
 		&decision, &csrPEM, &failReason, &intent, &rec.Cert.DER, &chain, &serial, &issuer,
-		&certSubject, &thumb, &notBefore, &notAfter, &married}, append(alt.dests(), &node)...)
+		&certSubject, &thumb, &notBefore, &notAfter, &married}, append(alt.dests(), &node, &renewalOf)...)
 	if err := row.Scan(dests...); err != nil {
 		return nil, err
 	}
@@ -442,5 +468,6 @@ func scanKey(row interface{ Scan(...any) error }) (*KeyRecord, error) {
 	rec.KeyType, rec.KeySize, rec.Curve = keyType.String, int(keySize.Int64), curve.String
 	rec.Subject, rec.Template, rec.EnrollmentPatternID = subject.String, template.String, int(patternID.Int64)
 	rec.CSRPEM, rec.FailReason, rec.Node = csrPEM.String, failReason.String, node.String
+	rec.RenewalOf = renewalOf.Int64
 	return &rec, nil
 }

@@ -195,6 +195,11 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration, now func() tim
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return dbErr(op, err)
 	}
+	if step := d.schemaSteps[m.version]; step != nil {
+		if err := step(ctx, tx); err != nil {
+			return err
+		}
+	}
 	if _, err := tx.ExecContext(ctx, insertMigrationSQL, m.version, formatTime(now())); err != nil {
 		return dbErr(op, err)
 	}

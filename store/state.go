@@ -18,12 +18,16 @@ const (
 	StateDeleted State = "deleted"
 	// StateLost: the key vanished from the token (found by reconcile).
 	StateLost State = "lost"
+	// StateRetired: a married key at the end of its life (renewed and
+	// expired, or retired by an operator) was destroyed; the record keeps
+	// its certificate facts.
+	StateRetired State = "retired"
 )
 
 // States returns every state in lifecycle order, e.g. for metrics. It is a
 // function, not a variable, so callers cannot change the set.
 func States() []State {
-	return []State{StateGenerating, StatePending, StateMarried, StateFailed, StateDeleted, StateLost}
+	return []State{StateGenerating, StatePending, StateMarried, StateFailed, StateDeleted, StateLost, StateRetired}
 }
 
 // next is the state machine: the states s may move to. Keep it in sync with
@@ -35,7 +39,7 @@ func (s State) next() []State {
 	case StatePending:
 		return []State{StateMarried, StateDeleted, StateLost}
 	case StateMarried:
-		return []State{StateLost}
+		return []State{StateLost, StateRetired}
 	}
 	return nil
 }
@@ -43,7 +47,7 @@ func (s State) next() []State {
 // Valid reports whether s is one of the known states.
 func (s State) Valid() bool {
 	switch s {
-	case StateGenerating, StatePending, StateMarried, StateFailed, StateDeleted, StateLost:
+	case StateGenerating, StatePending, StateMarried, StateFailed, StateDeleted, StateLost, StateRetired:
 		return true
 	}
 	return false

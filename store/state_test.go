@@ -10,6 +10,7 @@ func TestStateMachine(t *testing.T) {
 		{StatePending, StateDeleted}:    true,
 		{StatePending, StateLost}:       true,
 		{StateMarried, StateLost}:       true,
+		{StateMarried, StateRetired}:    true,
 	}
 	all := append(States(), "", "bogus")
 	for _, from := range all {
@@ -29,6 +30,7 @@ func TestStateMachine(t *testing.T) {
 		{StateFailed, true, true},
 		{StateDeleted, true, true},
 		{StateLost, true, true},
+		{StateRetired, true, true},
 		{"", false, false},
 		{"Pending", false, false},
 	}

@@ -58,6 +58,13 @@ var root = &command{name: "csrctl", subs: []*command{
 		about: "Marries the issued certificate to its pending key (found by public key): the\n" +
 			"certificate is stored next to the key in the token and the record becomes\n" +
 			"married; prints the key's PKCS#11 URI."},
+	{name: "key", summary: "end the life of a married key", subs: []*command{
+		{name: "retire", args: "[flags] ID", run: runKeyRetire, token: true,
+			summary: "destroy a married key in the token (audited first); the record becomes retired",
+			about: "Ends the life of a married key: with its CA's revoke_on_retire its certificate is\n" +
+				"revoked at the CA if it has not expired; the key is destroyed in the token after\n" +
+				"its audit row, and the record becomes retired with its certificate facts kept."},
+	}},
 	{name: "nodes", args: "[flags]", run: runNodes,
 		summary: "the csrd nodes sharing the database, their tokens and heartbeats",
 		about: "Lists the csrd nodes registered in the database: live when their heartbeat is\n" +
@@ -92,6 +99,13 @@ var root = &command{name: "csrctl", subs: []*command{
 			"is refused while csrd or another csrctl has the database open. Afterwards run\n" +
 			"'csrctl reconcile': keys made after the backup are listed as orphans (destroyed\n" +
 			"only with -destroy), records whose keys were deleted since are marked lost."},
+	{name: "renew", args: "[flags] ID", run: runRenew, token: true,
+		summary: "renew a certificate csrd enrolled now: new key, new order, married, deploy hook",
+		about: "Renews now the certificate of record ID (one csrd enrolled): a new key in the\n" +
+			"token under the policy in force, a new order replacing the certificate, the new\n" +
+			"certificate married, then the CA's deploy hook. The old key is retired after its\n" +
+			"certificate expires (plus retire_after_expiry). While csrd runs, POST\n" +
+			"/csrd/v1/keys/ID/renew asks it instead."},
 	{name: "token", summary: "manage API tokens in the auth file", subs: []*command{
 		{name: "create", args: "[flags] NAME", run: runTokenCreate,
 			summary: "make a Bearer API token (printed once) in the auth file",

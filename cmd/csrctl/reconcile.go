@@ -106,6 +106,7 @@ func printReport(w io.Writer, rep lifecycle.ReconcileReport, destroy bool, minAg
 	line(rep.Interrupted, fmt.Sprintf("interrupted generates marked failed (%d keys destroyed)", rep.KeysDestroyed))
 	line(rep.DeletesFinished, "interrupted deletes finished")
 	line(rep.MarriagesFinished, "interrupted certificate imports finished")
+	line(rep.RetiresFinished, "interrupted retirements finished")
 	line(rep.MarriagesAborted, "interrupted certificate imports could not be finished (see the log)")
 	line(rep.InProgress, fmt.Sprintf("records changed within %v left to csrd", minAge))
 	line(rep.OtherToken, "records on another token not checked")

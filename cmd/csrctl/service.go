@@ -54,6 +54,8 @@ func (e *recordEnv) Close() { e.db.Close() }
 type keyEnv struct {
 	svc         *lifecycle.Service
 	db          *store.Store
+	cfg         config.Config
+	pool        *lifecycle.TokenPool
 	closeTokens func()
 	actor       string
 }
@@ -83,7 +85,7 @@ func openKeyEnv(ctx context.Context, cfgPath string, stderr io.Writer) (*keyEnv,
 		return nil, err
 	}
 	return &keyEnv{
-		svc: lifecycle.NewPooled(pool, db, pol, log), db: db, closeTokens: closeTokens, actor: localActor(),
+		svc: lifecycle.NewPooled(pool, db, pol, log), db: db, cfg: cfg, pool: pool, closeTokens: closeTokens, actor: localActor(),
 	}, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -14,6 +15,7 @@ import (
 	"github.com/csrd/csrd/api"
 	"github.com/csrd/csrd/cluster"
 	"github.com/csrd/csrd/config"
+	"github.com/csrd/csrd/enroll"
 	"github.com/csrd/csrd/health"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
@@ -38,6 +40,7 @@ type app struct {
 	node    string            // cluster.node_name, or the host name
 	fleet   *cluster.Registry // this node's entry in the node registry
 	fwd     *cluster.Forwarder
+	enr     *enroll.Service
 	waiting []lifecycle.Token // not connected (or lost) at start: admitted by serve
 	ready   *health.Checker
 	tls     *tlsconfig.Server // nil: plain HTTP
@@ -82,6 +85,9 @@ func newApp(ctx context.Context, cfg config.Config) (_ *app, err error) {
 		Sessions: metrics.SumSessions(a.tokens), Records: a.db.CountByState, AuditRows: a.db.CountAudit,
 	})
 	if err := a.startService(ctx, m); err != nil {
+		return nil, err
+	}
+	if err := a.newEnrollment(m); err != nil {
 		return nil, err
 	}
 	a.ready = a.readiness()
@@ -143,6 +149,22 @@ func (a *app) startService(ctx context.Context, m *metrics.Metrics) error {
 	return err
 }
 
+// newEnrollment builds enrollment with csrd's CAs. It reads their files now
+// (a bad one stops start-up) but contacts no CA: one that is down fails its
+// enrollments, never csrd's start. The first token holds the ACME account
+// keys; serve runs its background loop.
+func (a *app) newEnrollment(m *metrics.Metrics) error {
+	var err error
+	a.enr, err = enroll.New(enroll.Options{
+		CAs: a.cfg.CAs, Records: a.db, Keys: a.svc, Token: lifecycle.HSMToken{Token: a.tokens[0]}, Wait: a.cfg.RequestTimeout,
+		CertDir: filepath.Join(filepath.Dir(a.cfg.Database), "certs"), Log: a.log.With().Str("component", "enroll").Logger(),
+	})
+	if err != nil {
+		return err
+	}
+	return m.Register(a.enr.Metrics())
+}
+
 // readiness is the one definition of "ready" for /readyz and the systemd
 // watchdog.
 func (a *app) readiness() *health.Checker {
@@ -188,6 +210,8 @@ func (a *app) newHandler(authOpts api.Options, m *metrics.Metrics) http.Handler 
 		Pending:                   a.svc,
 		Certificates:              a.svc,
 		Keys:                      a.svc,
+		Enrollment:                a.enr,
+		KeyLife:                   a.enr,
 		Readiness:                 a.ready,
 		TokenStates:               a.pool.States,
 		MaxGenerations:            a.cfg.GenerationSlots(),
@@ -240,6 +264,7 @@ func (a *app) serve(ctx context.Context) error {
 	})
 	a.announce(ln.Addr().String(), where)
 	go a.fleet.Run(ctx)
+	go a.enr.Run(ctx)
 	go watchdog(ctx, a.log, a.notify, a.ready, a.pool.States, where)
 
 	select {

@@ -1,0 +1,84 @@
+package enroll
+
+import (
+	"context"
+	"crypto"
+	"crypto/elliptic"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/store"
+)
+
+// AccountLabel is the CKA_LABEL of CA ca's ACME account key. It is never of
+// the form csrd-<digits>, which reconciliation reads as a record's key.
+func AccountLabel(ca string) string { return "csrd-acme-" + ca }
+
+// accountKeySpec: ECDSA P-256, the key type every ACME CA accepts (ES256).
+var accountKeySpec = hsm.KeySpec{Type: hsm.KeyECDSA, Bits: 256, Curve: elliptic.P256()}
+
+// tokenAccount is a CA's ACME account whose key lives in the token:
+// generated there on first use (non-extractable, sign-only, as every csrd
+// key) after a row naming it is committed, so no account key exists
+// without a record of it.
+type tokenAccount struct {
+	s  *Service
+	ca string
+	mu sync.Mutex
+}
+
+// Key finds the account key in the token, or makes it.
+func (a *tokenAccount) Key(ctx context.Context) (crypto.Signer, string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	row, err := a.row(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	tok := a.s.tok
+	if row.TokenSerial != "" && tok.Serial() != "" && row.TokenSerial != tok.Serial() {
+		return nil, "", fmt.Errorf("enroll: the ACME account key of CA %q is on token %q (serial %s), not on %q (serial %s)",
+			a.ca, row.TokenLabel, row.TokenSerial, tok.Label(), tok.Serial())
+	}
+	ref := hsm.KeyRef{ID: row.KeyID, Label: row.KeyLabel}
+	found, err := tok.FindKey(ctx, ref)
+	if err == nil {
+		return found, row.URL, nil
+	}
+	if !errors.Is(err, hsm.ErrNotFound) {
+		return nil, "", err
+	}
+	key, err := tok.GenerateKeyPair(ctx, accountKeySpec, ref)
+	if err != nil {
+		return nil, "", err
+	}
+	if row.URL != "" {
+		// The key the CA knows is gone: the new one registers afresh.
+		a.s.log.Warn().Str("ca", a.ca).Str("label", row.KeyLabel).Msg("ACME account key missing from the token; a new one was generated and will be registered")
+	} else {
+		a.s.log.Info().Str("ca", a.ca).Str("label", row.KeyLabel).Str("token", tok.Label()).Msg("ACME account key generated in the token")
+	}
+	return key, "", nil
+}
+
+// row returns the CA's account row, committing a new one (with the key's
+// label and CKA_ID) before any key exists.
+func (a *tokenAccount) row(ctx context.Context) (*store.Account, error) {
+	row, err := a.s.records.GetAccount(ctx, a.ca)
+	if !errors.Is(err, store.ErrNotFound) {
+		return row, err
+	}
+	id, err := a.s.tok.NewKeyID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return a.s.records.BeginAccount(ctx, &store.Account{CA: a.ca, TokenLabel: a.s.tok.Label(), TokenSerial: a.s.tok.Serial(),
+		KeyLabel: AccountLabel(a.ca), KeyID: id})
+}
+
+// SaveURL records the registered account's URL.
+func (a *tokenAccount) SaveURL(ctx context.Context, url string) error {
+	return a.s.records.SetAccountURL(ctx, a.ca, url)
+}

@@ -1,0 +1,202 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestOrderLifecycle(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	id := newKeyIn(t, s, StatePending)
+
+	o, created, err := s.OpenOrder(ctx, id, "pebble", 0)
+	if err != nil || !created || o.State != OrderOpen || o.RecordID != id || o.CA != "pebble" {
+		t.Fatalf("OpenOrder = %+v, %v, %v", o, created, err)
+	}
+	// One open order per key: a second caller gets the same one.
+	again, created, err := s.OpenOrder(ctx, id, "pebble", 0)
+	if err != nil || created || again.ID != o.ID {
+		t.Fatalf("OpenOrder again = %+v, %v, %v; want order %d", again, created, err, o.ID)
+	}
+	if err := s.SetOrderURL(ctx, o.ID, "https://ca/order/1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetOrderURL(ctx, o.ID, "https://ca/order/1"); err != nil {
+		t.Errorf("the same URL again: %v", err)
+	}
+	if err := s.SetOrderURL(ctx, o.ID, "https://ca/order/2"); !errors.Is(err, ErrConflict) {
+		t.Errorf("another URL: %v, want ErrConflict", err)
+	}
+	if err := s.NoteOrderError(ctx, o.ID, "CA unreachable"); err != nil {
+		t.Fatal(err)
+	}
+	if open, _ := s.OpenOrders(ctx); len(open) != 1 || open[0].URL != "https://ca/order/1" || open[0].Error != "CA unreachable" {
+		t.Errorf("OpenOrders = %+v", open)
+	}
+	renewAt := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := s.CloseOrder(ctx, o.ID, Closing{RenewAt: renewAt}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CloseOrder(ctx, o.ID, Closing{}); !errors.Is(err, ErrConflict) {
+		t.Errorf("CloseOrder twice: %v, want ErrConflict", err)
+	}
+	got, _ := s.LatestOrder(ctx, id)
+	r, err := s.GetRenewal(ctx, id)
+	if got.State != OrderMarried || got.Error != "" || err != nil || r.State != RenewalScheduled || !r.RenewAt.Equal(renewAt) || r.HookPending {
+		t.Fatalf("after CloseOrder: order %+v, renewal %+v, %v", got, r, err)
+	}
+	if err := s.FailOrder(ctx, o.ID, "x"); !errors.Is(err, ErrConflict) {
+		t.Errorf("FailOrder of a closed order: %v", err)
+	}
+	if _, err := s.GetOrder(ctx, 999); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetOrder(unknown) = %v", err)
+	}
+	if _, err := s.GetRenewal(ctx, 999); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetRenewal(unknown) = %v", err)
+	}
+}
+
+// TestRenewalLifecycle walks a certificate through renewal: one claim wins
+// among racing renewers, the new key is noted once, closing the new order
+// marks the old certificate renewed with its retirement time.
+func TestRenewalLifecycle(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	old := enrolled(t, s, 0)
+
+	var wins int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.ClaimRenewal(ctx, old)
+			var se *RenewalStateError
+			switch {
+			case err == nil:
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			case !errors.As(err, &se) || se.State != RenewalRenewing:
+				t.Errorf("losing claim: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d claims won, want exactly 1", wins)
+	}
+	next := newKeyIn(t, s, StatePending)
+	if err := s.SetRenewalKey(ctx, old, next); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetRenewalKey(ctx, old, next+1); !errors.Is(err, ErrConflict) {
+		t.Errorf("a second new key: %v, want ErrConflict", err)
+	}
+	later := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	if err := s.DeferRenewal(ctx, old, RenewalRenewing, "CA down", later); err != nil {
+		t.Fatal(err)
+	}
+	o, _, _ := s.OpenOrder(ctx, next, "pebble", old)
+	retire := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := s.CloseOrder(ctx, o.ID, Closing{RetireOldAt: retire, Hook: true}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := s.GetRenewal(ctx, old)
+	if r.State != RenewalRenewed || r.NewRecordID != next || !r.RetireAt.Equal(retire) || r.LastError != "" || r.Attempts != 1 {
+		t.Fatalf("old renewal: %+v", r)
+	}
+	hooks, _ := s.PendingHooks(ctx)
+	if len(hooks) != 1 || hooks[0].RecordID != next {
+		t.Fatalf("PendingHooks = %+v", hooks)
+	}
+	if err := s.HookFailed(ctx, next, "exit 1", later); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.HookDone(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if hooks, _ := s.PendingHooks(ctx); len(hooks) != 0 {
+		t.Errorf("PendingHooks after HookDone = %+v", hooks)
+	}
+	if err := s.MarkRenewalRetired(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ForceRenewal(ctx, old); !errors.Is(err, ErrConflict) {
+		t.Errorf("ForceRenewal of a retired certificate: %v", err)
+	}
+	if err := s.ForceRenewal(ctx, next); err != nil {
+		t.Errorf("ForceRenewal of the new one: %v", err)
+	}
+}
+
+// TestReleaseRenewal: a refused renewal goes back to scheduled, without a
+// new key, and waits for its next attempt.
+func TestReleaseRenewal(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	id := enrolled(t, s, 0)
+	if err := s.ClaimRenewal(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	next := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	if err := s.ReleaseRenewal(ctx, id, "policy refused", next); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := s.GetRenewal(ctx, id)
+	if r.State != RenewalScheduled || r.NewRecordID != 0 || !r.NextAttempt.Equal(next) || r.LastError != "policy refused" {
+		t.Fatalf("after ReleaseRenewal: %+v", r)
+	}
+	if scheduled, _ := s.ListRenewals(ctx, RenewalScheduled); len(scheduled) != 1 {
+		t.Errorf("ListRenewals(scheduled) = %d rows", len(scheduled))
+	}
+}
+
+func TestAccounts(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	if _, err := s.GetAccount(ctx, "pebble"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetAccount before: %v", err)
+	}
+	a, err := s.BeginAccount(ctx, &Account{CA: "pebble", TokenLabel: "t", KeyLabel: "csrd-acme-pebble", KeyID: []byte{1, 2}})
+	if err != nil || a.Created.IsZero() {
+		t.Fatal(a, err)
+	}
+	// A second begin (a racing caller) gets the first row, not its own key.
+	b, err := s.BeginAccount(ctx, &Account{CA: "pebble", TokenLabel: "t", KeyLabel: "csrd-acme-pebble", KeyID: []byte{9}})
+	if err != nil || b.KeyID[0] != 1 {
+		t.Fatalf("BeginAccount again = %+v, %v", b, err)
+	}
+	if err := s.SetAccountURL(ctx, "pebble", "https://ca/acct/1"); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := s.GetAccount(ctx, "pebble"); a.URL != "https://ca/acct/1" {
+		t.Errorf("URL = %q", a.URL)
+	}
+	if err := s.SetAccountURL(ctx, "other", "u"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetAccountURL(unknown) = %v", err)
+	}
+}
+
+// enrolled makes a married record with a closed order and a scheduled renewal.
+func enrolled(t *testing.T, s *Store, replaces int64) int64 {
+	t.Helper()
+	ctx := context.Background()
+	id := newKeyIn(t, s, StatePending)
+	o, _, err := s.OpenOrder(ctx, id, "pebble", replaces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Transition(ctx, id, []State{StatePending}, StateMarried, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CloseOrder(ctx, o.ID, Closing{RenewAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
