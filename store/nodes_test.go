@@ -60,7 +60,7 @@ func testNodeRegistry(t *testing.T, bk backend) {
 }
 
 // TestRecordLeases: the node a Store works for is recorded on the work it
-// begins — a generation, a delete, a marriage — and read back with the
+// begins — a generation, a delete, a marriage, a retirement — and read back with the
 // record and in the live listing.
 func TestRecordLeases(t *testing.T) { forEachBackend(t, testRecordLeases) }
 
@@ -71,14 +71,18 @@ func testRecordLeases(t *testing.T, bk backend) {
 	gen := newKeyIn(t, s, StateGenerating)
 	del := newKeyIn(t, s, StatePending)
 	mar := newKeyIn(t, s, StatePending)
+	ret := newKeyIn(t, s, StateMarried)
 	s.node = "node-b"
+	if err := s.BeginRetire(ctx, ret, nil); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.BeginDelete(ctx, del, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.BeginMarriage(ctx, mar, testCert(1), nil); err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[int64]string{gen: "node-a", del: "node-b", mar: "node-b"} {
+	for id, want := range map[int64]string{gen: "node-a", del: "node-b", mar: "node-b", ret: "node-b"} {
 		if rec, err := s.Get(ctx, id); err != nil || rec.Node != want {
 			t.Errorf("record %d: node %q (%v), want %q", id, rec.Node, err, want)
 		}
