@@ -103,3 +103,33 @@ func testRecordLeases(t *testing.T, bk backend) {
 		}
 	}
 }
+
+// TestClaimRecord: of two nodes that read the same lease holder, one takes
+// the lease; a Store without a node claims nothing.
+func TestClaimRecord(t *testing.T) { forEachBackend(t, testClaimRecord) }
+
+func testClaimRecord(t *testing.T, bk backend) {
+	ctx := context.Background()
+	a, b := bk.openTwo(t)
+	a.node, b.node = "node-a", "node-b"
+	id := newKeyIn(t, a, StateMarried) // leased to node-a by its generation
+	if err := a.ClaimRecord(ctx, id, "node-a"); err != nil {
+		t.Errorf("a node claiming its own lease: %v", err)
+	}
+	if err := b.ClaimRecord(ctx, id, ""); !errors.Is(err, ErrConflict) {
+		t.Errorf("claim from a holder read wrong: %v, want ErrConflict", err)
+	}
+	if err := b.ClaimRecord(ctx, id, "node-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ClaimRecord(ctx, id, "node-a"); !errors.Is(err, ErrConflict) {
+		t.Errorf("the second claim from the same holder: %v, want ErrConflict", err)
+	}
+	if rec, _ := a.Get(ctx, id); rec.Node != "node-b" {
+		t.Errorf("holder %q, want node-b", rec.Node)
+	}
+	a.node = ""
+	if err := a.ClaimRecord(ctx, id, "node-x"); err != nil {
+		t.Errorf("a Store without a node: %v", err)
+	}
+}
