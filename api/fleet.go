@@ -35,7 +35,8 @@ type Fleet interface {
 // address, and never forwards it again.
 
 // forwardable wraps the handlers of token-bound operations (delete,
-// import). It keeps the body, so that the request can be sent on whole.
+// import, enrollment, retire, renew). It keeps the body, so that the
+// request can be sent on whole.
 func (s *Server) forwardable(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if s.fleet == nil || !s.fleet.Enabled() {
