@@ -44,7 +44,7 @@ const (
 // newFleetNode writes the config of node name on a new token, on database
 // dsn, listening on a fixed loopback port (the other nodes reach it at its
 // advertised URL), forwarding with the shared secret in secretFile.
-func newFleetNode(t *testing.T, pg *fixture.Postgres, dsn, secretFile, name string) *fleetNode {
+func newFleetNode(t *testing.T, pg *fixture.Postgres, dsn, secretFile, name string, extra ...string) *fleetNode {
 	t.Helper()
 	tok := baseTok.With("fleet-" + name)
 	view, err := hsm.Open(context.Background(), hsm.Config{
@@ -57,7 +57,7 @@ func newFleetNode(t *testing.T, pg *fixture.Postgres, dsn, secretFile, name stri
 	port := freePort(t)
 	in := newInstanceWith(t, instanceOptions{
 		Tok: tok, View: view, Database: dsn, Listen: fmt.Sprintf("127.0.0.1:%d", port),
-		Extra: []string{
+		Extra: append([]string{
 			"database_password_file: " + pg.PasswordFile,
 			"cluster:",
 			"  node_name: " + name,
@@ -65,7 +65,7 @@ func newFleetNode(t *testing.T, pg *fixture.Postgres, dsn, secretFile, name stri
 			"  secret_file: " + secretFile,
 			"  heartbeat_interval: " + fleetHeartbeat.String(),
 			"  node_timeout: " + fleetTimeout.String(),
-		},
+		}, extra...),
 	})
 	return &fleetNode{name: name, in: in}
 }
@@ -89,6 +89,12 @@ func freePort(t *testing.T) int {
 // newFleet starts nodes named names on one new database of pg.
 func newFleet(t *testing.T, pg *fixture.Postgres, names ...string) ([]*fleetNode, string) {
 	t.Helper()
+	return newFleetWith(t, pg, nil, names...)
+}
+
+// newFleetWith is newFleet with extra lines in every node's config.
+func newFleetWith(t *testing.T, pg *fixture.Postgres, extra []string, names ...string) ([]*fleetNode, string) {
+	t.Helper()
 	dsn := pg.CreateDB(t, t.Name())
 	secret := filepath.Join(t.TempDir(), "cluster-secret")
 	if err := os.WriteFile(secret, []byte("fleet-test-shared-secret-0123456789\n"), 0o600); err != nil {
@@ -103,7 +109,7 @@ func newFleet(t *testing.T, pg *fixture.Postgres, names ...string) ([]*fleetNode
 	}
 	var nodes []*fleetNode
 	for _, name := range names {
-		n := newFleetNode(t, pg, dsn, secret, name)
+		n := newFleetNode(t, pg, dsn, secret, name, extra...)
 		n.start(t)
 		t.Cleanup(func() { n.d.kill() })
 		nodes = append(nodes, n)
