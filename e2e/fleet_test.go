@@ -46,14 +46,25 @@ const (
 // advertised URL), forwarding with the shared secret in secretFile.
 func newFleetNode(t *testing.T, pg *fixture.Postgres, dsn, secretFile, name string, extra ...string) *fleetNode {
 	t.Helper()
-	tok := baseTok.With("fleet-" + name)
-	view, err := hsm.Open(context.Background(), hsm.Config{
-		Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN, MaxSessions: 4, PoolWaitTimeout: time.Minute,
-	}, testLog)
-	if err != nil {
-		t.Fatalf("open the test's view of token %s: %v", tok.Label, err)
+	return newFleetNodeOn(t, pg, dsn, secretFile, name, "fleet-"+name, nil, extra...)
+}
+
+// newFleetNodeOn is newFleetNode on the token labelled label, which
+// several nodes may share (one SoftHSM token directory: a network HSM's
+// partition); view is the test's open view of it, nil to open one.
+func newFleetNodeOn(t *testing.T, pg *fixture.Postgres, dsn, secretFile, name, label string, view *hsm.Token, extra ...string) *fleetNode {
+	t.Helper()
+	tok := baseTok.With(label)
+	if view == nil {
+		var err error
+		view, err = hsm.Open(context.Background(), hsm.Config{
+			Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN, MaxSessions: 4, PoolWaitTimeout: time.Minute,
+		}, testLog)
+		if err != nil {
+			t.Fatalf("open the test's view of token %s: %v", tok.Label, err)
+		}
+		t.Cleanup(func() { view.Close() })
 	}
-	t.Cleanup(func() { view.Close() })
 	port := freePort(t)
 	in := newInstanceWith(t, instanceOptions{
 		Tok: tok, View: view, Database: dsn, Listen: fmt.Sprintf("127.0.0.1:%d", port),
