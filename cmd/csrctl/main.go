@@ -93,12 +93,6 @@ var root = &command{name: "csrctl", subs: []*command{
 			"marks records whose keys are gone lost and lists (with -destroy: destroys)\n" +
 			"csrd-labelled objects no record accounts for. It may run while csrd runs:\n" +
 			"records changed within -min-age are left to csrd."},
-	{name: "restore", args: "[flags] FILE", run: runRestore,
-		summary: "put a backup back as the SQLite database (csrd stopped)",
-		about: "Replaces csrd's database with the backup FILE. csrd must be stopped: the restore\n" +
-			"is refused while csrd or another csrctl has the database open. Afterwards run\n" +
-			"'csrctl reconcile': keys made after the backup are listed as orphans (destroyed\n" +
-			"only with -destroy), records whose keys were deleted since are marked lost."},
 	{name: "renew", args: "[flags] ID", run: runRenew, token: true,
 		summary: "renew a certificate csrd enrolled now: new key, new order, married, deploy hook",
 		about: "Renews now the certificate of record ID (one csrd enrolled): a new key in the\n" +
@@ -106,6 +100,12 @@ var root = &command{name: "csrctl", subs: []*command{
 			"certificate married, then the CA's deploy hook. The old key is retired after its\n" +
 			"certificate expires (plus retire_after_expiry). While csrd runs, POST\n" +
 			"/csrd/v1/keys/ID/renew asks it instead."},
+	{name: "restore", args: "[flags] FILE", run: runRestore,
+		summary: "put a backup back as the SQLite database (csrd stopped)",
+		about: "Replaces csrd's database with the backup FILE. csrd must be stopped: the restore\n" +
+			"is refused while csrd or another csrctl has the database open. Afterwards run\n" +
+			"'csrctl reconcile': keys made after the backup are listed as orphans (destroyed\n" +
+			"only with -destroy), records whose keys were deleted since are marked lost."},
 	{name: "token", summary: "manage API tokens in the auth file", subs: []*command{
 		{name: "create", args: "[flags] NAME", run: runTokenCreate,
 			summary: "make a Bearer API token (printed once) in the auth file",
