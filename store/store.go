@@ -56,6 +56,7 @@ type Store struct {
 	now    func() time.Time
 	lock   *fileLock // SQLite: shared while open; Restore takes it exclusively (lock.go)
 	node   string    // WithNode
+	stats  stats     // Stats
 
 	// afterAuditRows, when set (tests only), runs in VerifyAudit between
 	// reading the rows and reading the sequence.

@@ -125,6 +125,7 @@ func (s *Store) withTx(ctx context.Context, op string, fn func(context.Context, 
 	if w == nil {
 		return fmt.Errorf("%w: %s", ErrReadOnly, op)
 	}
+	defer s.wrote(time.Now())
 	r := &writeReq{ctx: ctx, op: op, fn: fn, done: make(chan error, 1)}
 	w.mu.RLock()
 	if w.closed {
@@ -244,6 +245,8 @@ func (w *writer) try(batch []*writeReq) (results []error, retry bool) {
 				results[i] = dbErr(r.op, err)
 			}
 		}
+	} else {
+		w.s.stats.commits.Add(1)
 	}
 	return results, false
 }

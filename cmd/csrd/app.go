@@ -83,6 +83,7 @@ func newApp(ctx context.Context, cfg config.Config) (_ *app, err error) {
 	}
 	m := metrics.New(metrics.Sources{
 		Sessions: metrics.SumSessions(a.tokens), Records: a.db.CountByState, AuditRows: a.db.CountAudit,
+		DB: a.db.Stats,
 	})
 	if err := a.startService(ctx, m); err != nil {
 		return nil, err
