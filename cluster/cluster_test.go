@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,31 @@ func TestPeersAndLeases(t *testing.T) {
 		if got, err := reg.HeldElsewhere(ctx, node); err != nil || got != want {
 			t.Errorf("HeldElsewhere(%q) = %v, %v; want %v", node, got, err, want)
 		}
+	}
+}
+
+// TestSoleRegistration: on a database no other node can share, csrd
+// restarted on another address within the node timeout takes its row
+// over; a fleet node in that case is refused (two nodes, one name).
+func TestSoleRegistration(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "csrd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	reg := func(url string, sole bool) *Registry {
+		return NewRegistry(db, Options{Name: "n", URL: url, Interval: time.Second, Timeout: time.Minute, Sole: sole,
+			Tokens: func() []store.NodeToken { return nil }, Log: zerolog.Nop()})
+	}
+	if err := reg("http://127.0.0.1:1", false).Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var inUse *store.NodeInUseError
+	if err := reg("http://127.0.0.1:2", false).Register(ctx); !errors.As(err, &inUse) {
+		t.Errorf("a fleet node on a live node's name: %v, want *store.NodeInUseError", err)
+	}
+	if err := reg("http://127.0.0.1:3", true).Register(ctx); err != nil {
+		t.Errorf("a sole node restarted on another address: %v", err)
 	}
 }

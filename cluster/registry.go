@@ -28,6 +28,7 @@ type Registry struct {
 	interval time.Duration
 	timeout  time.Duration
 	tokens   func() []store.NodeToken // the tokens this node reaches now
+	sole     bool                     // Options.Sole
 	log      zerolog.Logger
 	now      func() time.Time
 
@@ -43,14 +44,19 @@ type Options struct {
 	// heartbeat publishes them, so forwarded work only goes where it can
 	// be done.
 	Tokens func() []store.NodeToken
-	Log    zerolog.Logger
+	// Sole: no other node can share the database (SQLite, a local file),
+	// so a registered row of this name is this node's previous run and is
+	// taken over even when its heartbeat is young — a restart on another
+	// listen address included.
+	Sole bool
+	Log  zerolog.Logger
 }
 
 // NewRegistry returns the registry of node o.Name; Register enters it.
 func NewRegistry(db Directory, o Options) *Registry {
 	return &Registry{
 		db: db, self: store.Node{Name: o.Name, URL: o.URL, Version: o.Version},
-		interval: o.Interval, timeout: o.Timeout, tokens: o.Tokens, log: o.Log,
+		interval: o.Interval, timeout: o.Timeout, tokens: o.Tokens, sole: o.Sole, log: o.Log,
 		now: func() time.Time { return time.Now().UTC() },
 	}
 }
@@ -62,11 +68,15 @@ func (r *Registry) Name() string { return r.self.Name }
 func (r *Registry) Timeout() time.Duration { return r.timeout }
 
 // Register enters this node (refused when another live node has its
-// name: store.NodeInUseError).
+// name: store.NodeInUseError; never for a Sole node).
 func (r *Registry) Register(ctx context.Context) error {
 	n := r.self
 	n.Tokens = r.tokens()
-	return r.db.RegisterNode(ctx, n, r.timeout)
+	timeout := r.timeout
+	if r.sole {
+		timeout = 0 // no row counts as live: it is this node's own
+	}
+	return r.db.RegisterNode(ctx, n, timeout)
 }
 
 // Run renews the heartbeat every interval until ctx ends. A heartbeat the

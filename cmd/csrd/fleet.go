@@ -23,7 +23,7 @@ func joinFleet(ctx context.Context, cfg *config.Config, name string, db *store.S
 	reg := cluster.NewRegistry(db, cluster.Options{
 		Name: name, URL: cfg.Advertise(), Version: version.Read().String(),
 		Interval: cfg.Cluster.HeartbeatInterval, Timeout: cfg.Cluster.NodeTimeout,
-		Tokens: reached, Log: log,
+		Tokens: reached, Sole: !store.IsPostgres(cfg.Database), Log: log,
 	})
 	if err := reg.Register(ctx); err != nil {
 		return nil, nil, err
