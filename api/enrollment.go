@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -29,7 +29,9 @@ func (s *Server) enrollmentRoutes() {
 
 // EnrollmentCSRRequest is Keyfactor's EnrollmentCSREnrollmentRequest.
 // Fields csrd has no use for (owner roles, additional enrollment fields,
-// timestamp) are accepted and ignored.
+// timestamp) are accepted and ignored. Timestamp is kept unparsed: Keyfactor
+// (ASP.NET) takes a date-time with or without a zone, and a field nobody
+// reads must not refuse a request.
 type EnrollmentCSRRequest struct {
 	CSR                  string              `json:"CSR"`
 	PrivateKey           string              `json:"PrivateKey"`
@@ -39,7 +41,7 @@ type EnrollmentCSRRequest struct {
 	SANs                 map[string][]string `json:"SANs"`
 	EnrollmentPatternID  *int                `json:"EnrollmentPatternId"`
 	Metadata             map[string]any      `json:"Metadata"`
-	Timestamp            *time.Time          `json:"Timestamp"`
+	Timestamp            json.RawMessage     `json:"Timestamp"`
 }
 
 // Validate checks the shape of the request.

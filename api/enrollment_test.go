@@ -176,6 +176,9 @@ func TestEnrollmentCSR(t *testing.T) {
 		{"a private key sent", `{"CSR":"x","PrivateKey":"secret"}`, nil, 400, api.CodeInvalidField, "never takes a private key"},
 		{"unknown CA", enrollBody(other, "other-ca", false), nil, 400, api.CodeNotEnrollable, "not a CA this csrd enrolls with"},
 		{"not a CSR csrd made", enrollBody(foreignCSR(t), "pebble", false), nil, 400, api.CodeNotEnrollable, "only keys it holds"},
+		// Timestamp is not read: one without a zone (ASP.NET takes it) is no reason to refuse.
+		{"a Timestamp without a zone", strings.Replace(enrollBody(foreignCSR(t), "pebble", false), "2026-01-01T00:00:00Z", "2026-01-01T00:00:00", 1),
+			nil, 400, api.CodeNotEnrollable, "only keys it holds"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, b, _ := sdkPost(t, srv, "/KeyfactorAPI/Enrollment/CSR", tc.body, tc.hdr)
