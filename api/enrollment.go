@@ -91,7 +91,7 @@ func (s *Server) enrollCSR(c echo.Context) error {
 		return err
 	}
 	res, err := s.enroller.Enroll(c.Request().Context(), enroll.Request{
-		CSR: req.CSR, CA: req.CertificateAuthority, Template: req.Template, SANs: req.SANs,
+		CSR: req.CSR, CA: req.CertificateAuthority, Template: req.Template, SANs: req.SANs, Scope: recordScope(c),
 		Authorize: func(rec *store.KeyRecord) error { return s.authorizeEnroll(c, rec, req.EnrollmentPatternID) },
 	})
 	if err != nil {
