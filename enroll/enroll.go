@@ -27,6 +27,10 @@ type Request struct {
 	// and fixed, nothing can be added at enrollment.
 	Template string
 	SANs     map[string][]string
+	// Scope is the part of the records the caller may see (nil: all). A
+	// key outside it is treated as absent, as a pending read treats it, so
+	// an enrollment tells nothing of records the caller cannot read.
+	Scope *store.Scope
 	// Authorize, when set, decides whether the caller may enroll this key
 	// (its enrollment pattern and template against the caller's grants).
 	Authorize func(rec *store.KeyRecord) error
@@ -65,7 +69,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec, err := s.keyFor(ctx, der)
+	rec, err := s.keyFor(ctx, der, req.Scope)
 	if err != nil {
 		return nil, err
 	}
@@ -189,9 +193,9 @@ func issued(rec *store.KeyRecord, orderID int64, msg string) (*Result, error) {
 	return &Result{Disposition: Issued, Message: msg, RecordID: rec.ID, OrderID: orderID, Chain: chain, KeyURI: lifecycle.KeyURI(rec)}, nil
 }
 
-// keyFor finds the live record whose key signed this CSR: by public key,
-// never by subject, and the CSR must be the one csrd made for it.
-func (s *Service) keyFor(ctx context.Context, der []byte) (*store.KeyRecord, error) {
+// keyFor finds the live record in scope whose key signed this CSR: by
+// public key, never by subject, and the CSR must be the one csrd made for it.
+func (s *Service) keyFor(ctx context.Context, der []byte, scope *store.Scope) (*store.KeyRecord, error) {
 	parsed, err := x509.ParseCertificateRequest(der)
 	if err != nil {
 		return nil, newErr(ErrInvalid, "CSR is not a PKCS#10 request: %v", err)
@@ -209,6 +213,9 @@ func (s *Service) keyFor(ctx context.Context, der []byte) (*store.KeyRecord, err
 	}
 	var dead *store.KeyRecord
 	for _, r := range recs {
+		if !scope.Has(r) {
+			continue
+		}
 		if r.State != store.StatePending && r.State != store.StateMarried {
 			dead = r
 			continue

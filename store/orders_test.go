@@ -119,14 +119,22 @@ func testRenewalLifecycle(t *testing.T, bk backend) {
 	if len(hooks) != 1 || hooks[0].RecordID != next {
 		t.Fatalf("PendingHooks = %+v", hooks)
 	}
-	if err := s.HookFailed(ctx, next, "exit 1", later); err != nil {
-		t.Fatal(err)
+	for want := 1; want <= 2; want++ {
+		if err := s.HookFailed(ctx, next, "exit 1", later); err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := s.GetRenewal(ctx, next); r.Attempts != want {
+			t.Errorf("after %d failed hooks Attempts = %d, want %d (the back-off counts them)", want, r.Attempts, want)
+		}
 	}
 	if err := s.HookDone(ctx, next); err != nil {
 		t.Fatal(err)
 	}
 	if hooks, _ := s.PendingHooks(ctx); len(hooks) != 0 {
 		t.Errorf("PendingHooks after HookDone = %+v", hooks)
+	}
+	if r, _ := s.GetRenewal(ctx, next); r.Attempts != 0 {
+		t.Errorf("after the hook succeeded Attempts = %d, want 0: its renewal starts afresh", r.Attempts)
 	}
 	if err := s.MarkRenewalRetired(ctx, old); err != nil {
 		t.Fatal(err)
