@@ -24,7 +24,7 @@ type Enroller interface {
 }
 
 func (s *Server) enrollmentRoutes() {
-	s.route(http.MethodPost, "/Enrollment/CSR", s.enrollCSR)
+	s.route(http.MethodPost, "/Enrollment/CSR", s.enrollCSR, s.forwardable)
 }
 
 // EnrollmentCSRRequest is Keyfactor's EnrollmentCSREnrollmentRequest.

@@ -81,6 +81,11 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 	if err := checkRequest(req, rec); err != nil {
 		return nil, err
 	}
+	if rec.State != store.StateMarried {
+		if err := s.keys.Locate(rec); err != nil {
+			return nil, err // another node's token: the API forwards it there
+		}
+	}
 	res, err := s.enrollKey(ctx, c, rec, der)
 	s.metrics.enrolled(c.cfg.Name, res, err, s.now().Sub(start))
 	return res, err
@@ -100,14 +105,31 @@ func (s *Service) enrollKey(ctx context.Context, c *caEntry, rec *store.KeyRecor
 	if _, err := acmeca.Identifiers(parsed); err != nil {
 		return nil, newErr(ErrInvalid, "%s", strings.TrimPrefix(err.Error(), "acmeca: "))
 	}
-	o, _, err := s.records.OpenOrder(ctx, rec.ID, c.cfg.Name, 0)
+	o, created, err := s.records.OpenOrder(ctx, rec.ID, c.cfg.Name, 0)
 	if err != nil {
 		return nil, err
 	}
 	if !strings.EqualFold(o.CA, c.cfg.Name) {
 		return nil, newErr(ErrConflict, "the key of record %d is being enrolled with CA %q (request %d); wait for it", rec.ID, o.CA, o.ID)
 	}
+	if mine, err := s.lease(ctx, rec, o, created); err != nil || !mine {
+		return pending(o), err
+	}
 	return s.await(ctx, o)
+}
+
+// lease takes the record's lease for the order this request drives: a
+// new order is this node's; an open one may be driven by another live node
+// sharing the token, which then marries the certificate (the answer is
+// PENDING, and the same request later gets ISSUED).
+func (s *Service) lease(ctx context.Context, rec *store.KeyRecord, o *store.Order, created bool) (bool, error) {
+	switch {
+	case created:
+		return true, s.keys.TakeWork(ctx, rec)
+	case s.running(o.ID):
+		return true, nil
+	}
+	return s.keys.ClaimWork(ctx, rec)
 }
 
 // await waits for an order's job, at most the service's wait.
@@ -126,11 +148,16 @@ func (s *Service) await(ctx context.Context, o *store.Order) (*Result, error) {
 		}
 		return issued(rec, o.ID, "issued by "+o.CA)
 	case <-t.C:
-		return &Result{Disposition: Pending, RecordID: o.RecordID, OrderID: o.ID,
-			Message: "the CA has not issued the certificate yet; csrd goes on with the order and marries the certificate to the key when it comes; send the same request again for the result"}, nil
+		return pending(o), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// pending answers an order that goes on in the background.
+func pending(o *store.Order) *Result {
+	return &Result{Disposition: Pending, RecordID: o.RecordID, OrderID: o.ID,
+		Message: "the CA has not issued the certificate yet; csrd goes on with the order and marries the certificate to the key when it comes; send the same request again for the result"}
 }
 
 // alreadyIssued answers a repeated enrollment of a key csrd enrolled.

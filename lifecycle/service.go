@@ -14,8 +14,9 @@ import (
 // union of what each use case declares where it is used — Generate
 // (GenerateRecords), destroying key material (SealedSeeds), the pending
 // list (PendingReads), key records and Recover (KeyReads), Delete
-// (DeleteRecords), Import (MarriageRecords), Retire (RetireRecords) and
-// Reconcile (ReconcileRecords). A use case sees only its own part.
+// (DeleteRecords), Import (MarriageRecords), Retire (RetireRecords),
+// Reconcile (ReconcileRecords) and background work's leases
+// (WorkRecords). A use case sees only its own part.
 type Records interface {
 	GenerateRecords
 	SealedSeeds
@@ -25,6 +26,7 @@ type Records interface {
 	MarriageRecords
 	RetireRecords
 	ReconcileRecords
+	WorkRecords
 }
 
 // Decider is the policy that decides every request.
@@ -36,6 +38,7 @@ type Decider interface {
 type Service struct {
 	tokens *TokenPool
 	policy Decider
+	leases Leases // nil: one csrd (see SetLeases)
 	log    zerolog.Logger
 	rand   io.Reader
 
@@ -49,6 +52,7 @@ type Service struct {
 	marriages MarriageRecords
 	retires   RetireRecords
 	recon     ReconcileRecords
+	work      WorkRecords
 
 	// cleanupTimeout bounds destroying a key and failing its record after
 	// an error; it runs detached from the request so a client hanging up
@@ -87,6 +91,7 @@ func NewPooled(pool *TokenPool, records Records, pol Decider, log zerolog.Logger
 		marriages:         records,
 		retires:           records,
 		recon:             records,
+		work:              records,
 		policy:            pol,
 		log:               log,
 		rand:              rand.Reader,

@@ -43,6 +43,10 @@ type Options struct {
 	// its cells' one long turn per side: its ratios move with the prime
 	// search's luck far more than P-256's with the machine's drift.
 	NoiseSlowC []int
+	// BackendC is the concurrency of csrd on PostgreSQL against csrd on
+	// SQLite (0: skip); BackendsOnly runs that comparison alone.
+	BackendC     int
+	BackendsOnly bool
 	// Goals are what the report's targets hold csrd to (nil: the
 	// built-in targets.json).
 	Goals    *Goals
@@ -61,6 +65,7 @@ type Report struct {
 	Pool     []PoolRow  `json:"pool,omitempty"`
 	Failover *Failover  `json:"failover,omitempty"`
 	Memory   *Memory    `json:"memory,omitempty"`
+	Backends *Backends  `json:"backends,omitempty"`
 	// Goals are what Targets holds the figures to (nil: targets.json).
 	Goals *Goals `json:"goals,omitempty"`
 }
@@ -185,6 +190,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := b.prepare(); err != nil {
 		return nil, err
 	}
+	if o.BackendsOnly {
+		if err := b.backends(ctx); err != nil {
+			return nil, err
+		}
+		b.r.Finished = time.Now().UTC()
+		return b.r, nil
+	}
 
 	// Phase 0: csrd's memory, first — SoftHSM loads the objects of every
 	// token in its store into each process, so later it would count the
@@ -201,6 +213,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	// Phase 3: pools of 1, 2, 4 fresh tokens side by side, then failover.
 	if err := b.poolsAndFailover(ctx); err != nil {
+		return nil, err
+	}
+	// Phase 4: csrd on PostgreSQL against csrd on SQLite.
+	if err := b.backends(ctx); err != nil {
 		return nil, err
 	}
 	b.r.Finished = time.Now().UTC()
@@ -234,6 +250,13 @@ func setupTokens(o Options) (*fixture.Token, error) {
 	if o.MemoryC > 0 {
 		if err := tok.AddToken(memLabel); err != nil {
 			return nil, err
+		}
+	}
+	if o.BackendC > 0 {
+		for _, l := range []string{backendSQLite, backendPostgres} {
+			if err := tok.AddToken(l); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return tok, nil
@@ -366,6 +389,20 @@ func (b *benchRun) poolsAndFailover(ctx context.Context) error {
 	}
 	b.say("failover: %s", f.summary())
 	b.r.Failover = f
+	return nil
+}
+
+// backends runs the backend comparison when BackendC is set.
+func (b *benchRun) backends(ctx context.Context) error {
+	if b.o.BackendC <= 0 {
+		return nil
+	}
+	r, err := runBackends(ctx, b.base, b.o)
+	if err != nil {
+		return err
+	}
+	b.say("backends C=%-3d %s", b.o.BackendC, r.summary())
+	b.r.Backends = r
 	return nil
 }
 
@@ -541,8 +578,17 @@ func measureRaw(ctx context.Context, raw *rawModule, a alg, labels []string, c i
 
 // runHTTP runs the closed loop against csrd, measuring csrd's CPU and peak RSS.
 func runHTTP(ctx context.Context, cl *loadgen.Client, srv *server, a alg, c int, d durations) (Measure, error) {
+	return runHTTPMarked(ctx, cl, srv, a, c, d, nil)
+}
+
+// runHTTPMarked is runHTTP that also calls mark (when set) at the start
+// and the end of the measurement window.
+func runHTTPMarked(ctx context.Context, cl *loadgen.Client, srv *server, a alg, c int, d durations, mark func(start bool)) (Measure, error) {
 	var cpu0, cpu, self0, selfCPU float64
 	win := d.loop(c, generateOp(cl, a), func(start bool) {
+		if mark != nil {
+			mark(start)
+		}
 		v, _ := loadgen.CPUSeconds(srv.pid())
 		s := loadgen.SelfCPUSeconds()
 		if start {

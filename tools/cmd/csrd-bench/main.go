@@ -53,6 +53,8 @@ func run(args []string) error {
 	noiseRSA := fs.String("noise-rsa-c", "1", "concurrency levels of the RSA-2048 raw-vs-raw noise cells, one long turn per side (empty skips)")
 	rounds := fs.Int("rounds", 12, "turns each side takes per cell, alternating (RSA: always 1)")
 	sessions := fs.Int("max-sessions", 0, "csrd hsm.max_sessions (0: csrd's default)")
+	backendC := fs.Int("backends-c", 8, "concurrency of csrd on PostgreSQL against csrd on SQLite (0 skips)")
+	backendsOnly := fs.Bool("backends-only", false, "run only the PostgreSQL-against-SQLite comparison")
 	targets := fs.String("targets", "", "JSON file of the targets the report holds csrd to (default: the built-in tools/bench/targets.json)")
 	md := fs.String("md", "BENCHMARKS.md", "Markdown report to update (empty: none)")
 	js := fs.String("json", "bin/bench.json", "JSON report (empty: none; - for stdout)")
@@ -97,7 +99,8 @@ func run(args []string) error {
 		CSRD: *csrd, Dir: work, DBDir: *dbDir, Algs: split(*algs), Concurrency: cs,
 		Warmup: *warmup, Duration: *duration, SlowFactor: *slow,
 		FillKeys: *fill, FillWorkers: *fillWorkers, PoolTokens: pools, PoolC: *poolC,
-		Failover: *failover, MemoryC: *memC, BenchBinary: self, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NoiseSlowC: noiseSlowC, Goals: goals, Progress: os.Stderr,
+		Failover: *failover, MemoryC: *memC, BenchBinary: self, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NoiseSlowC: noiseSlowC,
+		BackendC: *backendC, BackendsOnly: *backendsOnly, Goals: goals, Progress: os.Stderr,
 	})
 	if err != nil {
 		return err
