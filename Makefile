@@ -35,11 +35,14 @@ TPM_DEPS := swtpm:/usr/bin/swtpm swtpm-tools:/usr/bin/swtpm_setup tpm2-tools:/us
         libtpm2-pkcs11-tools:/usr/bin/tpm2_ptool
 
 # Debian packages the build, the daemon and the tests need, each as
-# package:file-that-proves-it-is-installed.
+# package:file-that-proves-it-is-installed (a glob). postgresql is for the
+# tests' throw-away clusters (fixture/postgres.go): its install may create
+# and start a system cluster, which the tests never use.
 DEPS := softhsm2:/usr/bin/softhsm2-util opensc:/usr/bin/pkcs11-tool openssl:/usr/bin/openssl \
         libengine-pkcs11-openssl:/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so \
         sqlite3:/usr/bin/sqlite3 gcc:/usr/bin/gcc curl:/usr/bin/curl \
-        systemd:/usr/bin/systemd-analyze bind9:/usr/sbin/named \
+        systemd:/usr/bin/systemd-analyze postgresql:/usr/lib/postgresql/*/bin/initdb \
+        bind9:/usr/sbin/named \
         p11-kit:/usr/bin/p11-kit p11-kit-modules:/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so \
         $(TPM_DEPS)
 
@@ -56,7 +59,7 @@ all: build
 
 ## deps: install missing Debian packages (apt-get update runs once, only if something is missing)
 deps:
-	@missing=$$(for d in $(DEPS); do [ -e "$${d#*:}" ] || printf ' %s' "$${d%%:*}"; done); \
+	@missing=$$(for d in $(DEPS); do compgen -G "$${d#*:}" >/dev/null || printf ' %s' "$${d%%:*}"; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing"; \
 	  if [ "$$(id -u)" -ne 0 ]; then echo "deps: run as root, or install:$$missing" >&2; exit 1; fi; \

@@ -163,6 +163,35 @@ func TestNoneChallengeARIRevoke(t *testing.T) {
 	}
 }
 
+// TestReplacesOnlyWithARI: to a CA whose directory offers no renewalInfo,
+// a renewal order goes without "replaces", and RenewalInfo says ErrNoARI.
+func TestReplacesOnlyWithARI(t *testing.T) {
+	requireServers(t)
+	ctx := context.Background()
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
+	g := fixture.StartGate(t, p)
+	g.HideARI()
+	ca := acmeca.New(acmeca.Config{Name: "no-ari", Directory: g.Directory, Roots: roots(t, g.RootsFile, nil),
+		ChainRoots: roots(t, "", p.ChainRoots(t))}, newAccount(t))
+	chain, err := enroll(ctx, t, ca, newCSR(t, "old.example.test"), "")
+	if err != nil {
+		t.Fatalf("enroll: %v\n%s", err, p.Log())
+	}
+	if _, err := ca.RenewalInfo(ctx, chain[0]); !errors.Is(err, acmeca.ErrNoARI) {
+		t.Errorf("RenewalInfo without ARI: %v, want ErrNoARI", err)
+	}
+	id, err := acmeca.CertID(chain[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enroll(ctx, t, ca, newCSR(t, "old.example.test"), id); err != nil {
+		t.Fatalf("renewal: %v\n%s", err, p.Log())
+	}
+	if strings.Contains(p.Log(), "is a replacement of") {
+		t.Errorf("a CA without ARI was sent replaces:\n%s", p.Log())
+	}
+}
+
 // TestEAB: a CA that requires External Account Binding refuses an account
 // without it or with a wrong MAC key, saying why, and takes the right one.
 func TestEAB(t *testing.T) {

@@ -36,8 +36,9 @@ func Identifiers(csr *x509.CertificateRequest) ([]acme.AuthzID, error) {
 
 // Order creates an order for ids and returns its URL. replaces, when not
 // "", is the ARI identifier (CertID) of the certificate the new one
-// replaces (RFC 9773 5); a CA that refuses the field is asked again
-// without it: a renewal must not fail over its bookkeeping.
+// replaces (RFC 9773 5); it is sent only to a CA whose directory offers
+// renewalInfo, and a CA that refuses it is asked again without it: a
+// renewal must not fail over its bookkeeping.
 func (c *CA) Order(ctx context.Context, ids []acme.AuthzID, replaces string) (string, error) {
 	url, err := c.order(ctx, ids, replaces)
 	if c.forgetAccount(err) {
@@ -54,6 +55,9 @@ func (c *CA) order(ctx context.Context, ids []acme.AuthzID, replaces string) (st
 	d, err := c.dir(ctx)
 	if err != nil {
 		return "", caErr(c.cfg.Name, "create the order", err)
+	}
+	if d.RenewalInfo == "" {
+		replaces = ""
 	}
 	url, err := c.newOrder(ctx, cl, p, d.NewOrder, ids, replaces)
 	if ae := (*acme.Error)(nil); replaces != "" && errors.As(err, &ae) && ae.ProblemType != "urn:ietf:params:acme:error:accountDoesNotExist" {

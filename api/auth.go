@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/csrd/csrd/auth"
+	"github.com/csrd/csrd/cluster"
 )
 
 // Authenticator checks credentials presented from a source (the client
@@ -53,6 +54,11 @@ func (s *Server) authenticate(op auth.Operation) echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			st := auditOf(c)
 			st.operation = op
+			if cluster.Signed(c.Request()) {
+				// Another node authenticated the caller: its signature, not
+				// the caller's credentials, is checked here.
+				return s.authenticateForwarded(c, op, next)
+			}
 			if s.noAuth {
 				st.identity = auth.Anonymous()
 				c.Set(ctxIdentity, st.identity)

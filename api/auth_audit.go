@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -35,6 +36,10 @@ type auditState struct {
 	code            string // csrd ErrorCode answered, if an error
 	recordID        int64
 	keyLabel        string
+	// source is the client's address when another node forwarded the
+	// request (c.RealIP() is that node's); forwardedBy names that node,
+	// forwardedTo the node this one forwarded to.
+	source, forwardedBy, forwardedTo string
 	// written is the row the operation appended itself, in the same
 	// transaction as its effect (Generate's completion, the intent of a
 	// Delete or an Import): observe logs it, and appends a row of its own
@@ -160,6 +165,14 @@ func (s *Server) auditEntry(c echo.Context, st *auditState, route string, status
 		KeyLabel:   st.keyLabel,
 		RequestID:  c.Response().Header().Get(echo.HeaderXRequestID),
 		Detail:     st.code,
+	}
+	if st.source != "" {
+		e.Source = st.source
+	}
+	for _, f := range []struct{ what, node string }{{"forwarded by node ", st.forwardedBy}, {"forwarded to node ", st.forwardedTo}} {
+		if f.node != "" {
+			e.Detail = strings.TrimPrefix(e.Detail+"; "+f.what+f.node, "; ")
+		}
 	}
 	if e.Actor == "" {
 		e.Actor, e.AuthMethod = st.claimed, string(st.method)

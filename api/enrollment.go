@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -24,12 +24,14 @@ type Enroller interface {
 }
 
 func (s *Server) enrollmentRoutes() {
-	s.route(http.MethodPost, "/Enrollment/CSR", s.enrollCSR)
+	s.route(http.MethodPost, "/Enrollment/CSR", s.enrollCSR, s.forwardable)
 }
 
 // EnrollmentCSRRequest is Keyfactor's EnrollmentCSREnrollmentRequest.
 // Fields csrd has no use for (owner roles, additional enrollment fields,
-// timestamp) are accepted and ignored.
+// timestamp) are accepted and ignored. Timestamp is kept unparsed: Keyfactor
+// (ASP.NET) takes a date-time with or without a zone, and a field nobody
+// reads must not refuse a request.
 type EnrollmentCSRRequest struct {
 	CSR                  string              `json:"CSR"`
 	PrivateKey           string              `json:"PrivateKey"`
@@ -39,7 +41,7 @@ type EnrollmentCSRRequest struct {
 	SANs                 map[string][]string `json:"SANs"`
 	EnrollmentPatternID  *int                `json:"EnrollmentPatternId"`
 	Metadata             map[string]any      `json:"Metadata"`
-	Timestamp            *time.Time          `json:"Timestamp"`
+	Timestamp            json.RawMessage     `json:"Timestamp"`
 }
 
 // Validate checks the shape of the request.
@@ -89,7 +91,7 @@ func (s *Server) enrollCSR(c echo.Context) error {
 		return err
 	}
 	res, err := s.enroller.Enroll(c.Request().Context(), enroll.Request{
-		CSR: req.CSR, CA: req.CertificateAuthority, Template: req.Template, SANs: req.SANs,
+		CSR: req.CSR, CA: req.CertificateAuthority, Template: req.Template, SANs: req.SANs, Scope: recordScope(c),
 		Authorize: func(rec *store.KeyRecord) error { return s.authorizeEnroll(c, rec, req.EnrollmentPatternID) },
 	})
 	if err != nil {

@@ -18,7 +18,7 @@ type Certificates interface {
 }
 
 func (s *Server) certificateRoutes() {
-	s.route(http.MethodPost, "/Certificates/Import", s.importCertificate)
+	s.route(http.MethodPost, "/Certificates/Import", s.importCertificate, s.forwardable)
 	s.route(http.MethodPost, "/Certificates/Recover", s.recoverCertificate)
 }
 

@@ -186,8 +186,8 @@ type KeyLife interface {
 }
 
 func (s *Server) keyLifeRoutes() {
-	s.csrdRoute(http.MethodPost, "/keys/:id/retire", s.retireKey)
-	s.csrdRoute(http.MethodPost, "/keys/:id/renew", s.renewKey)
+	s.csrdRoute(http.MethodPost, "/keys/:id/retire", s.retireKey, s.forwardable)
+	s.csrdRoute(http.MethodPost, "/keys/:id/renew", s.renewKey, s.forwardable)
 }
 
 // renewKey makes the certificate of a key csrd enrolled due for renewal

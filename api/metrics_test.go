@@ -51,6 +51,7 @@ func scrape(t *testing.T, url string) map[string]float64 {
 func TestMetricsExposedAndMoving(t *testing.T) {
 	m := metrics.New(metrics.Sources{
 		Sessions: testToken.SessionStats, Records: testStore.CountByState, AuditRows: testStore.CountAudit,
+		DB: testStore.Stats,
 	})
 	svc := lifecycle.New(lifecycle.Timed(lifecycle.HSMToken{Token: testToken}, m), testStore, policy.Default(), testLog)
 	srv := httptest.NewServer(api.New(api.Options{BasePath: "/KeyfactorAPI", Log: testLog, Generator: svc,
@@ -62,6 +63,7 @@ func TestMetricsExposedAndMoving(t *testing.T) {
 		`csrd_hsm_sessions_max`, `csrd_hsm_sessions_in_use`, `csrd_hsm_sessions_waiting`,
 		`csrd_key_records{state="pending"}`, `csrd_audit_rows`, `go_goroutines`,
 		`csrd_generations_in_flight`, `csrd_generations_waiting`, `csrd_hsm_raw_sessions_in_use`, `csrd_hsm_raw_sessions_max`,
+		`csrd_db_writes_total`, `csrd_db_commits_total`, `csrd_db_write_wait_seconds_total`,
 	} {
 		if _, ok := before[name]; !ok {
 			t.Errorf("%s not exposed", name)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/cluster"
 	"github.com/csrd/csrd/enroll"
 	"github.com/csrd/csrd/lifecycle"
 )
@@ -39,8 +40,10 @@ func routeKey(method, path string) string {
 // runs in these tests) and neither Auth nor NoAuth.
 func testServer() *Server {
 	var svc *lifecycle.Service
+	var fleet *cluster.Forwarder
 	var enr *enroll.Service
-	return New(Options{BasePath: docBasePath, Log: zerolog.Nop(), Pending: svc, Certificates: svc, Keys: svc, Enrollment: enr, KeyLife: enr})
+	return New(Options{BasePath: docBasePath, Log: zerolog.Nop(), Pending: svc, Certificates: svc, Keys: svc, Fleet: fleet,
+		Enrollment: enr, KeyLife: enr})
 }
 
 // documentedOps returns the document and its operations by routeKey, each

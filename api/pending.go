@@ -29,9 +29,9 @@ type PendingCSRs interface {
 
 func (s *Server) pendingRoutes() {
 	s.route(http.MethodGet, "/CSRGeneration/Pending", s.listPending)
-	s.route(http.MethodDelete, "/CSRGeneration/Pending", s.deletePendingMany)
+	s.route(http.MethodDelete, "/CSRGeneration/Pending", s.deletePendingMany, s.forwardable)
 	s.route(http.MethodGet, "/CSRGeneration/Pending/:id", s.getPending)
-	s.route(http.MethodDelete, "/CSRGeneration/Pending/:id", s.deletePending)
+	s.route(http.MethodDelete, "/CSRGeneration/Pending/:id", s.deletePending, s.forwardable)
 }
 
 // PendingCSRResponse is one entry of Keyfactor's pending list.

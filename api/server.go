@@ -59,6 +59,9 @@ type Options struct {
 	TrustedProxies []*net.IPNet
 	Audit          AuditLog         // nil: nothing audited
 	Metrics        *metrics.Metrics // nil: a registry with only the request metrics
+	// Fleet, when set, serves GET /csrd/v1/nodes and forwards operations
+	// on keys in tokens this node does not reach (fleet.go).
+	Fleet Fleet
 }
 
 // Server is csrd's HTTP handler.
@@ -71,6 +74,7 @@ type Server struct {
 	pending     PendingCSRs
 	certs       Certificates
 	keys        KeyDirectory
+	fleet       Fleet
 	enroller    Enroller
 	life        KeyLife
 	ready       Readiness
@@ -100,6 +104,7 @@ func New(o Options) *Server {
 		pending:     o.Pending,
 		certs:       o.Certificates,
 		keys:        o.Keys,
+		fleet:       o.Fleet,
 		enroller:    o.Enrollment,
 		life:        o.KeyLife,
 		ready:       o.Readiness,
@@ -145,6 +150,9 @@ func New(o Options) *Server {
 	}
 	if s.keys != nil {
 		s.keyRoutes()
+	}
+	if s.fleet != nil {
+		s.fleetRoutes()
 	}
 	if s.enroller != nil {
 		s.enrollmentRoutes()

@@ -20,14 +20,24 @@ type Config struct {
 	Listen   string `yaml:"listen"`
 	BasePath string `yaml:"base_path"`
 	HSM      HSM    `yaml:"hsm"`
+	// Database is the SQLite database file, or a postgres:// (or
+	// postgresql://) URL without password for a PostgreSQL database that
+	// several csrd nodes share.
 	Database string `yaml:"database"`
-	LogLevel string `yaml:"log_level"`
-	TLS      TLS    `yaml:"tls"`
-	Limits   Limits `yaml:"limits"`
+	// DatabasePasswordFile holds the PostgreSQL password (never in the URL,
+	// never on the command line). A systemd credential database-password
+	// wins over it; with neither, PGPASSFILE or ~/.pgpass is read.
+	DatabasePasswordFile string `yaml:"database_password_file"`
+	LogLevel             string `yaml:"log_level"`
+	TLS                  TLS    `yaml:"tls"`
+	Limits               Limits `yaml:"limits"`
 	// PolicyFile is the YAML policy file (templates, enrollment patterns,
 	// system-wide settings); empty means the built-in default policy.
 	PolicyFile string `yaml:"policy_file"`
 	Auth       Auth   `yaml:"auth"`
+	// Cluster names this node among the csrd nodes that share a
+	// PostgreSQL database.
+	Cluster Cluster `yaml:"cluster"`
 	// TrustedProxies are the reverse proxies (IPs or CIDRs) whose
 	// X-Forwarded-For csrd believes for the client address that throttling
 	// and the audit log use. Empty: the TCP peer, the header ignored.
@@ -125,6 +135,30 @@ type Token struct {
 	RequireSignOnly *bool `yaml:"require_sign_only"`
 }
 
+// Cluster configures this node of a fleet (several csrd sharing one
+// PostgreSQL database; a SQLite appliance is a fleet of one).
+type Cluster struct {
+	// NodeName is this node's name in the registry; default: the host name.
+	// Each node needs its own.
+	NodeName string `yaml:"node_name"`
+	// AdvertiseURL is how the other nodes reach this one (its listener:
+	// https://host:port, or http://127.0.0.1:port on one machine). Default:
+	// the scheme and address of listen.
+	AdvertiseURL string `yaml:"advertise_url"`
+	// SecretFile holds a secret every node shares; it authenticates the
+	// requests one node forwards to another. Without it a node forwards
+	// nothing and accepts nothing forwarded.
+	SecretFile string `yaml:"secret_file"`
+	// CAFile verifies the other nodes' TLS certificates when advertise URLs
+	// are https (default: the system's CAs).
+	CAFile string `yaml:"ca_file"`
+	// HeartbeatInterval is how often the node renews its registry row (and
+	// its leases); NodeTimeout how old a heartbeat may be before the node
+	// counts as gone and its unfinished work may be finished by others.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	NodeTimeout       time.Duration `yaml:"node_timeout"`
+}
+
 // Auth selects how callers are authenticated (see package auth).
 type Auth struct {
 	// Mode is "file" (the default: every API call needs an identity from
@@ -183,7 +217,8 @@ func Defaults() Config {
 			ReconnectMaxBackoff: 30 * time.Second,
 			RequireSignOnly:     true,
 		},
-		Limits: Limits{GenerationWait: 5 * time.Second},
+		Limits:  Limits{GenerationWait: 5 * time.Second},
+		Cluster: Cluster{HeartbeatInterval: 5 * time.Second, NodeTimeout: 20 * time.Second},
 	}
 }
 
@@ -212,6 +247,7 @@ func (c *Config) Validate() error {
 	c.validateAuth(&p)
 	c.validateHSM(&p)
 	c.validateLimits(&p)
+	c.Cluster.validate(&p, c.TLS.Enabled())
 	p = append(p, c.validateCAs()...)
 	if len(p) == 0 {
 		return nil
@@ -244,8 +280,11 @@ func (c *Config) validateServer(p *problems) {
 	if !strings.HasPrefix(c.BasePath, "/") || strings.HasSuffix(c.BasePath, "/") && c.BasePath != "/" {
 		p.add("base_path %q: must start with / and not end with /", c.BasePath)
 	}
-	if c.Database == "" || c.Database == ":memory:" || strings.HasPrefix(c.Database, "file::memory:") {
-		p.add("database %q: must be a file path", c.Database)
+	switch {
+	case c.Database == "" || c.Database == ":memory:" || strings.HasPrefix(c.Database, "file::memory:"):
+		p.add("database %q: must be a file path or a postgres:// URL", c.Database)
+	case c.DatabasePasswordFile != "" && !c.Postgres():
+		p.add("database_password_file: only for a PostgreSQL database (database: postgres://…)")
 	}
 	switch c.LogLevel {
 	case "trace", "debug", "info", "warn", "error":
@@ -365,6 +404,31 @@ func (c *Config) validateLimits(p *problems) {
 	}
 }
 
+// Postgres reports whether Database names a PostgreSQL database.
+func (c *Config) Postgres() bool {
+	return strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://")
+}
+
+// ReadDatabasePassword returns the PostgreSQL password: the systemd
+// credential database-password, else database_password_file (checked like
+// a PIN file: regular, no access for group or others), else "" (pgx then
+// reads PGPASSFILE or ~/.pgpass). The error never contains the password.
+func (c *Config) ReadDatabasePassword() (string, error) {
+	if !c.Postgres() {
+		return "", nil
+	}
+	if dir := os.Getenv(credentialsEnv); dir != "" {
+		pw, err := readSecretFile("database password file", filepath.Join(dir, "database-password"))
+		if !errors.Is(err, os.ErrNotExist) {
+			return pw, err
+		}
+	}
+	if c.DatabasePasswordFile == "" {
+		return "", nil
+	}
+	return readSecretFile("database password file", c.DatabasePasswordFile)
+}
+
 // GenerationSlots is the effective limits.max_generations: by default the
 // working sessions of every token (a pool of n tokens runs n times as many).
 func (c *Config) GenerationSlots() int {
@@ -460,13 +524,20 @@ func readPINFile(path string) (string, error) {
 	if path == "" {
 		return "", errors.New("config: no PIN file configured")
 	}
-	data, err := readPrivateFile(path, "PIN file")
+	return readSecretFile("PIN file", path)
+}
+
+// readSecretFile reads a file holding one secret (a PIN, a password),
+// checked as readPrivateFile says; trailing newlines are not part of it;
+// kind names it in errors.
+func readSecretFile(kind, path string) (string, error) {
+	data, err := readPrivateFile(path, kind)
 	if err != nil {
 		return "", err
 	}
 	pin := strings.TrimRight(string(data), "\r\n")
 	if pin == "" {
-		return "", fmt.Errorf("config: PIN file %s is empty", path)
+		return "", fmt.Errorf("config: %s %s is empty", kind, path)
 	}
 	return pin, nil
 }

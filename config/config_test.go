@@ -270,3 +270,105 @@ func TestReadPIN(t *testing.T) {
 		}
 	})
 }
+
+func TestDatabasePassword(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "db-password")
+	if err := os.WriteFile(pwFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loose := filepath.Join(dir, "loose")
+	if err := os.WriteFile(loose, []byte("s3cret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(credentialsEnv, "")
+	tests := []struct {
+		name, database, file string
+		want, wantErr        string
+	}{
+		{"postgres with a file", "postgres://csrd@127.0.0.1/csrd", pwFile, "s3cret", ""},
+		{"postgresql scheme", "postgresql://csrd@127.0.0.1/csrd", pwFile, "s3cret", ""},
+		{"postgres without a file (PGPASSFILE)", "postgres://csrd@127.0.0.1/csrd", "", "", ""},
+		{"readable by others", "postgres://csrd@127.0.0.1/csrd", loose, "", "readable by group or others"},
+		{"missing", "postgres://csrd@127.0.0.1/csrd", filepath.Join(dir, "nope"), "", "database password file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Defaults()
+			c.Database, c.DatabasePasswordFile = tt.database, tt.file
+			got, err := c.ReadDatabasePassword()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatal(err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error %v, want %q", err, tt.wantErr)
+			case err != nil && strings.Contains(err.Error(), "s3cret"):
+				t.Fatalf("the error shows the password: %v", err)
+			case got != tt.want:
+				t.Fatalf("password %q, want %q", got, tt.want)
+			}
+		})
+	}
+	c := Defaults()
+	c.HSM.TokenLabel, c.DatabasePasswordFile = "t", pwFile
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "database_password_file: only for a PostgreSQL database") {
+		t.Errorf("Validate with a password file for SQLite: %v", err)
+	}
+	c.Database = "postgres://csrd@127.0.0.1/csrd"
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate with PostgreSQL: %v", err)
+	}
+}
+
+func TestClusterConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(c *Config)
+		wantErr string
+		advert  string
+	}{
+		{"defaults", func(c *Config) {}, "", "http://127.0.0.1:8080"},
+		{"listen on all addresses with TLS", func(c *Config) {
+			c.Listen, c.TLS.CertFile, c.TLS.KeyFile = "0.0.0.0:8443", "c", "k"
+		}, "", "https://127.0.0.1:8443"},
+		{"advertised https", func(c *Config) {
+			c.Listen, c.TLS.CertFile, c.TLS.KeyFile = "0.0.0.0:8443", "c", "k"
+			c.Cluster.AdvertiseURL = "https://csrd-a.example.com:8443/"
+		}, "", "https://csrd-a.example.com:8443"},
+		{"plain http off the machine", func(c *Config) { c.Cluster.AdvertiseURL = "http://10.0.0.5:8080" }, "plain http only on a loopback address", ""},
+		{"https without TLS", func(c *Config) { c.Cluster.AdvertiseURL = "https://127.0.0.1:8080" }, "https needs tls.cert_file", ""},
+		{"a path", func(c *Config) { c.Cluster.AdvertiseURL = "http://127.0.0.1:8080/api" }, "scheme://host:port and nothing else", ""},
+		{"timeout too short", func(c *Config) { c.Cluster.NodeTimeout = 6 * time.Second }, "at least twice cluster.heartbeat_interval", ""},
+		{"node name with a space", func(c *Config) { c.Cluster.NodeName = "node a" }, "no spaces", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Defaults()
+			c.HSM.TokenLabel = "t"
+			tt.edit(&c)
+			err := c.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatal(err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("Validate = %v, want %q", err, tt.wantErr)
+			case tt.wantErr == "" && c.Advertise() != tt.advert:
+				t.Errorf("Advertise() = %q, want %q", c.Advertise(), tt.advert)
+			}
+		})
+	}
+	c := Defaults()
+	if n, err := c.Node(); err != nil || n == "" {
+		t.Errorf("default node name %q, %v; want the host name", n, err)
+	}
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short")
+	if err := os.WriteFile(short, []byte("tooshort\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Cluster.SecretFile = short
+	t.Setenv(credentialsEnv, "")
+	if _, err := c.ReadClusterSecret(); err == nil || !strings.Contains(err.Error(), "shorter than 16") {
+		t.Errorf("short secret: %v", err)
+	}
+}

@@ -50,6 +50,7 @@ type instanceOptions struct {
 	HSM      []string   // extra lines under hsm:, e.g. "health_interval: 500ms"
 	Extra    []string   // extra top-level lines
 	Env      []string   // added to the daemon's environment
+	Listen   string     // "" is 127.0.0.1:0, a port of the kernel's choice
 }
 
 func newInstanceWith(t testing.TB, o instanceOptions) *instance {
@@ -59,7 +60,10 @@ func newInstanceWith(t testing.TB, o instanceOptions) *instance {
 		o.Database = filepath.Join(dir, "csrd.db")
 	}
 	in := &instance{Tok: o.Tok, View: o.View, Dir: dir, Config: filepath.Join(dir, "csrd.yaml"), Database: o.Database, Env: o.Env}
-	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	cfg := fmt.Sprintf(`listen: %s
 base_path: /KeyfactorAPI
 hsm:
   module: %s
@@ -67,7 +71,7 @@ hsm:
   pin_file: %s
   max_sessions: 8
   session_wait_timeout: 10s
-`, o.Tok.Module, o.Tok.Label, o.Tok.PINFile)
+`, o.Listen, o.Tok.Module, o.Tok.Label, o.Tok.PINFile)
 	for _, l := range o.HSM {
 		cfg += "  " + l + "\n"
 	}

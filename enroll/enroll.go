@@ -27,6 +27,10 @@ type Request struct {
 	// and fixed, nothing can be added at enrollment.
 	Template string
 	SANs     map[string][]string
+	// Scope is the part of the records the caller may see (nil: all). A
+	// key outside it is treated as absent, as a pending read treats it, so
+	// an enrollment tells nothing of records the caller cannot read.
+	Scope *store.Scope
 	// Authorize, when set, decides whether the caller may enroll this key
 	// (its enrollment pattern and template against the caller's grants).
 	Authorize func(rec *store.KeyRecord) error
@@ -65,7 +69,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec, err := s.keyFor(ctx, der)
+	rec, err := s.keyFor(ctx, der, req.Scope)
 	if err != nil {
 		return nil, err
 	}
@@ -76,6 +80,11 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 	}
 	if err := checkRequest(req, rec); err != nil {
 		return nil, err
+	}
+	if rec.State != store.StateMarried {
+		if err := s.keys.Locate(rec); err != nil {
+			return nil, err // another node's token: the API forwards it there
+		}
 	}
 	res, err := s.enrollKey(ctx, c, rec, der)
 	s.metrics.enrolled(c.cfg.Name, res, err, s.now().Sub(start))
@@ -96,14 +105,31 @@ func (s *Service) enrollKey(ctx context.Context, c *caEntry, rec *store.KeyRecor
 	if _, err := acmeca.Identifiers(parsed); err != nil {
 		return nil, newErr(ErrInvalid, "%s", strings.TrimPrefix(err.Error(), "acmeca: "))
 	}
-	o, _, err := s.records.OpenOrder(ctx, rec.ID, c.cfg.Name, 0)
+	o, created, err := s.records.OpenOrder(ctx, rec.ID, c.cfg.Name, 0)
 	if err != nil {
 		return nil, err
 	}
 	if !strings.EqualFold(o.CA, c.cfg.Name) {
 		return nil, newErr(ErrConflict, "the key of record %d is being enrolled with CA %q (request %d); wait for it", rec.ID, o.CA, o.ID)
 	}
+	if mine, err := s.lease(ctx, rec, o, created); err != nil || !mine {
+		return pending(o), err
+	}
 	return s.await(ctx, o)
+}
+
+// lease takes the record's lease for the order this request drives: a
+// new order is this node's; an open one may be driven by another live node
+// sharing the token, which then marries the certificate (the answer is
+// PENDING, and the same request later gets ISSUED).
+func (s *Service) lease(ctx context.Context, rec *store.KeyRecord, o *store.Order, created bool) (bool, error) {
+	switch {
+	case created:
+		return true, s.keys.TakeWork(ctx, rec)
+	case s.running(o.ID):
+		return true, nil
+	}
+	return s.keys.ClaimWork(ctx, rec)
 }
 
 // await waits for an order's job, at most the service's wait.
@@ -122,11 +148,16 @@ func (s *Service) await(ctx context.Context, o *store.Order) (*Result, error) {
 		}
 		return issued(rec, o.ID, "issued by "+o.CA)
 	case <-t.C:
-		return &Result{Disposition: Pending, RecordID: o.RecordID, OrderID: o.ID,
-			Message: "the CA has not issued the certificate yet; csrd goes on with the order and marries the certificate to the key when it comes; send the same request again for the result"}, nil
+		return pending(o), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// pending answers an order that goes on in the background.
+func pending(o *store.Order) *Result {
+	return &Result{Disposition: Pending, RecordID: o.RecordID, OrderID: o.ID,
+		Message: "the CA has not issued the certificate yet; csrd goes on with the order and marries the certificate to the key when it comes; send the same request again for the result"}
 }
 
 // alreadyIssued answers a repeated enrollment of a key csrd enrolled.
@@ -162,9 +193,9 @@ func issued(rec *store.KeyRecord, orderID int64, msg string) (*Result, error) {
 	return &Result{Disposition: Issued, Message: msg, RecordID: rec.ID, OrderID: orderID, Chain: chain, KeyURI: lifecycle.KeyURI(rec)}, nil
 }
 
-// keyFor finds the live record whose key signed this CSR: by public key,
-// never by subject, and the CSR must be the one csrd made for it.
-func (s *Service) keyFor(ctx context.Context, der []byte) (*store.KeyRecord, error) {
+// keyFor finds the live record in scope whose key signed this CSR: by
+// public key, never by subject, and the CSR must be the one csrd made for it.
+func (s *Service) keyFor(ctx context.Context, der []byte, scope *store.Scope) (*store.KeyRecord, error) {
 	parsed, err := x509.ParseCertificateRequest(der)
 	if err != nil {
 		return nil, newErr(ErrInvalid, "CSR is not a PKCS#10 request: %v", err)
@@ -182,6 +213,9 @@ func (s *Service) keyFor(ctx context.Context, der []byte) (*store.KeyRecord, err
 	}
 	var dead *store.KeyRecord
 	for _, r := range recs {
+		if !scope.Has(r) {
+			continue
+		}
 		if r.State != store.StatePending && r.State != store.StateMarried {
 			dead = r
 			continue

@@ -33,6 +33,9 @@ func (s *Service) runHooks(ctx context.Context) (time.Time, error) {
 			next = earliest(next, r.NextAttempt)
 			continue
 		}
+		if !s.mine(ctx, r.RecordID) {
+			continue
+		}
 		if err := s.hook(ctx, r); err != nil {
 			next = earliest(next, s.now().Add(s.retryBase))
 		}

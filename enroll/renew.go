@@ -190,6 +190,11 @@ func (s *Service) RenewNow(ctx context.Context, id int64) (int64, error) {
 // Renew makes the certificate of record id due now; the background loop
 // renews it.
 func (s *Service) Renew(ctx context.Context, id int64) error {
+	if rec, err := s.records.Get(ctx, id); err == nil {
+		if err := s.keys.Locate(rec); err != nil {
+			return err // renewed by a node that reaches the token: forwarded there
+		}
+	}
 	err := s.records.ForceRenewal(ctx, id)
 	var se *store.RenewalStateError
 	switch {

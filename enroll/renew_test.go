@@ -127,6 +127,58 @@ func TestRenewal(t *testing.T) {
 	}
 }
 
+// TestDeployHookRetried: a deploy hook that fails is logged and run again
+// until it succeeds; meanwhile the new key and certificate stay married
+// and the renewal stays done.
+func TestDeployHookRetried(t *testing.T) {
+	requireServers(t)
+	ctx := context.Background()
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
+	f := newFixture(t)
+	dir := t.TempDir()
+	hook, runs, out := filepath.Join(dir, "hook.sh"), filepath.Join(dir, "runs"), filepath.Join(dir, "hook.out")
+	script := fmt.Sprintf("#!/bin/sh\necho run >> %q\n[ $(wc -l < %q) -ge 3 ] || { echo 'web server not ready' >&2; exit 1; }\n"+
+		"env | grep '^CSRD_' | sort > %q\n", runs, runs, out)
+	if err := os.WriteFile(hook, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ca := pebbleCA(t, p, "pebble")
+	ca.DeployHook = hook
+	s := f.service(t, time.Minute, ca)
+	old := f.enrolled(t, s, "hook-retry.example.test")
+	next, err := s.RenewNow(ctx, old)
+	if err != nil {
+		t.Fatalf("RenewNow: %v", err)
+	}
+
+	if err := s.DeployHooks(ctx); err == nil {
+		t.Fatal("the first run of a failing hook reported no error")
+	}
+	h, _ := f.db.PendingHooks(ctx)
+	if len(h) != 1 || h[0].RecordID != next || !strings.Contains(h[0].LastError, "deploy hook") || h[0].NextAttempt.IsZero() {
+		t.Fatalf("after a failed hook: %+v", h)
+	}
+	if rec, _ := f.db.Get(ctx, next); rec.State != store.StateMarried {
+		t.Fatalf("after a failed hook the new key is %s", rec.State)
+	}
+
+	runLoop(t, s)
+	waitFor(t, 20*time.Second, "the hook to succeed on a later run", func() bool {
+		h, _ := f.db.PendingHooks(ctx)
+		return len(h) == 0
+	})
+	if b, _ := os.ReadFile(runs); strings.Count(string(b), "run") != 3 {
+		t.Errorf("the hook ran %d times, want 3 (two failures, one success)", strings.Count(string(b), "run"))
+	}
+	if got, _ := os.ReadFile(out); !strings.Contains(string(got), "CSRD_RECORD_ID="+itoa(next)) {
+		t.Errorf("the successful run saw\n%s", got)
+	}
+	r, _ := f.db.GetRenewal(ctx, old)
+	if rec, _ := f.db.Get(ctx, next); rec.State != store.StateMarried || r.State != store.RenewalRenewed || r.NewRecordID != next {
+		t.Fatalf("after the hook: new key %s, old renewal %+v", rec.State, r)
+	}
+}
+
 // TestRenewalRefusedByPolicy: the policy in force refuses the renewal's
 // new key: nothing is made, the old certificate stays and is tried again
 // later; allowed again, it renews.

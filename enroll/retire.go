@@ -26,6 +26,11 @@ func (s *Service) RetireKey(ctx context.Context, id int64, audit *store.AuditEnt
 	if err != nil {
 		return err
 	}
+	if rec.State == store.StateMarried {
+		if err := s.keys.Locate(rec); err != nil {
+			return err // before revoking: the node that reaches the token does both
+		}
+	}
 	if err := s.revokeEarly(ctx, rec); err != nil {
 		return err
 	}

@@ -85,6 +85,9 @@ func (s *Service) resumeOrders(ctx context.Context) (time.Time, error) {
 			next = earliest(next, at)
 			continue
 		}
+		if !s.mine(ctx, o.RecordID) {
+			continue
+		}
 		s.log.Info().Int64("order", o.ID).Int64("record", o.RecordID).Str("ca", o.CA).Msg("resuming an open order")
 		s.start(o)
 	}
@@ -108,6 +111,9 @@ func (s *Service) renewDue(ctx context.Context, inflight *sync.Map, sem chan str
 			}
 			if at.After(s.now()) {
 				next = earliest(next, at)
+				continue
+			}
+			if _, busy := inflight.Load(r.RecordID); busy || !s.mine(ctx, r.RecordID) {
 				continue
 			}
 			s.goRenew(ctx, r, inflight, sem)
@@ -191,6 +197,9 @@ func (s *Service) retireDue(ctx context.Context) (time.Time, error) {
 	for _, r := range rs {
 		if r.RetireAt.After(s.now()) {
 			next = earliest(next, r.RetireAt)
+			continue
+		}
+		if !s.mine(ctx, r.RecordID) {
 			continue
 		}
 		reason := "renewed by record " + itoa(r.NewRecordID) + "; its certificate has expired"

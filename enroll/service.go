@@ -79,6 +79,14 @@ type Keys interface {
 	Generate(ctx context.Context, req lifecycle.GenerateRequest) (*lifecycle.GenerateResult, error)
 	Import(ctx context.Context, req lifecycle.ImportRequest) (*lifecycle.ImportResult, error)
 	Retire(ctx context.Context, id int64, req lifecycle.RetireRequest) error
+	// Locate is nil when this node reaches the token of rec's key, else a
+	// *lifecycle.ElsewhereError naming it.
+	Locate(rec *store.KeyRecord) error
+	// ClaimWork leases rec's background work to this node unless its
+	// token is out of reach or another live node holds it; TakeWork
+	// leases it for work just created here (see fleet.go).
+	ClaimWork(ctx context.Context, rec *store.KeyRecord) (bool, error)
+	TakeWork(ctx context.Context, rec *store.KeyRecord) error
 }
 
 // AccountToken is the token that holds the CAs' ACME account keys

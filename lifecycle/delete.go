@@ -49,8 +49,7 @@ func (s *Service) Delete(ctx context.Context, id int64, scope *store.Scope, audi
 	}
 	if !s.tokens.reaches(rec.TokenLabel, rec.TokenSerial) {
 		// Destroying "nothing" here would mark deleted a key that lives on.
-		return newErr(ErrConflict, "the key of record %d is on token %q (serial %s), not on a token this csrd uses; delete it there",
-			rec.ID, rec.TokenLabel, rec.TokenSerial)
+		return &ElsewhereError{ID: rec.ID, TokenLabel: rec.TokenLabel, TokenSerial: rec.TokenSerial}
 	}
 	if err := s.deletes.BeginDelete(ctx, id, audit); err != nil {
 		return deleteRefused(rec, err)

@@ -60,6 +60,22 @@ func (e *NotExtractableError) Error() string {
 
 func (e *NotExtractableError) Unwrap() error { return ErrNotExtractable }
 
+// ElsewhereError reports a record whose key is on a token this csrd does
+// not use. It matches ErrConflict; in a fleet another node may reach the
+// token, and the API forwards the request there.
+type ElsewhereError struct {
+	ID                      int64
+	TokenLabel, TokenSerial string
+}
+
+func (e *ElsewhereError) Error() string {
+	return fmt.Sprintf("lifecycle: the key of record %d is on token %q (serial %s), not on a token this csrd uses",
+		e.ID, e.TokenLabel, e.TokenSerial)
+}
+
+// Unwrap makes errors.Is(err, ErrConflict) hold.
+func (e *ElsewhereError) Unwrap() error { return ErrConflict }
+
 // BatchError reports a bulk operation that stopped part way: which ids were
 // done, which one failed and why, and which were not attempted. It unwraps
 // to the failure, so the failure's class decides the status.

@@ -137,8 +137,7 @@ func (s *Service) marry(ctx context.Context, id int64, leaf *x509.Certificate, c
 		return nil, newErr(ErrConflict, "another certificate (thumbprint %s) is being imported for the key of record %d; import that one again to finish it, or run csrctl reconcile",
 			rec.Cert.Thumbprint, rec.ID)
 	case !s.tokens.reaches(rec.TokenLabel, rec.TokenSerial):
-		return nil, newErr(ErrConflict, "the key of record %d is on token %q (serial %s), not on a token this csrd uses",
-			rec.ID, rec.TokenLabel, rec.TokenSerial)
+		return nil, &ElsewhereError{ID: rec.ID, TokenLabel: rec.TokenLabel, TokenSerial: rec.TokenSerial}
 	}
 
 	if err := s.marriages.BeginMarriage(ctx, id, info, audit); err != nil {

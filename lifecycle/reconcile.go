@@ -277,7 +277,9 @@ func (s *Service) finishGenerating(ctx context.Context, scope []Token, cutoff ti
 			}
 			continue
 		}
-		if r.UpdatedTime.After(cutoff) {
+		if held, err := s.leasedElsewhere(ctx, r.Node); err != nil {
+			return err
+		} else if held || r.UpdatedTime.After(cutoff) {
 			rep.InProgress++
 			continue
 		}
@@ -317,10 +319,37 @@ func (s *Service) interrupted(ctx context.Context, intent store.Intent, scope []
 		case r.UpdatedTime.After(cutoff):
 			rep.InProgress++
 		default:
+			held, err := s.leasedElsewhere(ctx, r.Node)
+			if err != nil {
+				return nil, err
+			}
+			if held {
+				rep.InProgress++
+				continue
+			}
 			out = append(out, r)
 		}
 	}
 	return out, nil
+}
+
+// Leases says whether a record's unfinished work belongs to another live
+// csrd node (a fleet on one database); *cluster.Registry implements it.
+type Leases interface {
+	HeldElsewhere(ctx context.Context, node string) (bool, error)
+}
+
+// SetLeases makes reconciliation leave alone the work in progress that
+// another live node holds the lease on: with a token several nodes share,
+// a node must never finish (destroying its key) a generation another is
+// still making. Without it (one csrd) only MinAge protects running work.
+func (s *Service) SetLeases(l Leases) { s.leases = l }
+
+func (s *Service) leasedElsewhere(ctx context.Context, node string) (bool, error) {
+	if s.leases == nil || node == "" {
+		return false, nil
+	}
+	return s.leases.HeldElsewhere(ctx, node)
 }
 
 // finishDeletes destroys the key material of records a crash left with

@@ -56,9 +56,9 @@ func (s *Service) Retire(ctx context.Context, id int64, req RetireRequest) error
 		return newErr(ErrConflict, "the key of record %d is %s: there is no key in the HSM to retire", id, rec.State)
 	case rec.Intent != store.IntentNone && rec.Intent != store.IntentRetire:
 		return newErr(ErrConflict, "the key of record %d is busy (%s); try again", id, rec.Intent)
-	case !s.tokens.reaches(rec.TokenLabel, rec.TokenSerial):
-		return newErr(ErrConflict, "the key of record %d is on token %q (serial %s), not on a token this csrd uses",
-			id, rec.TokenLabel, rec.TokenSerial)
+	}
+	if err := s.Locate(rec); err != nil {
+		return err
 	}
 	if err := s.retires.BeginRetire(ctx, id, req.Audit); err != nil {
 		return err

@@ -15,8 +15,8 @@ import (
 // (GenerateRecords), destroying key material (SealedSeeds), the pending
 // list (PendingReads), key records and Recover (KeyReads), Delete
 // (DeleteRecords), Import (MarriageRecords), Retire (RetireRecords),
-// Reconcile (ReconcileRecords) and admission (ProfileRecords). A use case
-// sees only its own part.
+// Reconcile (ReconcileRecords), admission (ProfileRecords) and background
+// work's leases (WorkRecords). A use case sees only its own part.
 type Records interface {
 	GenerateRecords
 	SealedSeeds
@@ -27,6 +27,7 @@ type Records interface {
 	RetireRecords
 	ReconcileRecords
 	ProfileRecords
+	WorkRecords
 }
 
 // Decider is the policy that decides every request.
@@ -38,6 +39,7 @@ type Decider interface {
 type Service struct {
 	tokens *TokenPool
 	policy Decider
+	leases Leases // nil: one csrd (see SetLeases)
 	log    zerolog.Logger
 	rand   io.Reader
 
@@ -52,6 +54,7 @@ type Service struct {
 	retires   RetireRecords
 	recon     ReconcileRecords
 	profiles  ProfileRecords
+	work      WorkRecords
 
 	// cleanupTimeout bounds destroying a key and failing its record after
 	// an error; it runs detached from the request so a client hanging up
@@ -91,6 +94,7 @@ func NewPooled(pool *TokenPool, records Records, pol Decider, log zerolog.Logger
 		retires:           records,
 		recon:             records,
 		profiles:          records,
+		work:              records,
 		policy:            pol,
 		log:               log,
 		rand:              rand.Reader,

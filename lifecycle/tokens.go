@@ -99,8 +99,7 @@ func (p *TokenPool) holding(id int64, label, serial string) (Token, error) {
 	if serial == "" && label == "" {
 		return p.members[0].tok, nil
 	}
-	return nil, newErr(ErrConflict, "the key of record %d is on token %q (serial %s), which this csrd is not configured to use",
-		id, label, serial)
+	return nil, &ElsewhereError{ID: id, TokenLabel: label, TokenSerial: serial}
 }
 
 // unconnected returns the member labelled label that has no serial yet.

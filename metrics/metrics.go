@@ -23,6 +23,8 @@ type Sources struct {
 	Records func(ctx context.Context) (map[store.State]int, error)
 	// AuditRows counts audit rows (store.Store.CountAudit).
 	AuditRows func(ctx context.Context) (int64, error)
+	// DB reports the database's write counters (store.Store.Stats).
+	DB func() store.Stats
 }
 
 // Metrics are csrd's Prometheus metrics on a registry of their own.
@@ -95,6 +97,9 @@ func (m *Metrics) registerSources(src Sources) {
 	if src.Records != nil {
 		m.reg.MustRegister(&recordsCollector{count: src.Records})
 	}
+	if src.DB != nil {
+		m.registerDB(src.DB)
+	}
 	if src.AuditRows != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "csrd_audit_rows", Help: "Rows in the audit log.",
@@ -107,6 +112,26 @@ func (m *Metrics) registerSources(src Sources) {
 			}
 			return float64(n)
 		}))
+	}
+}
+
+// registerDB exposes the database's write counters: commits per request
+// and the share of a request's time spent waiting for its writes follow
+// from them and the request metrics.
+func (m *Metrics) registerDB(db func() store.Stats) {
+	for _, c := range []struct {
+		name, help string
+		f          func(store.Stats) float64
+	}{
+		{"csrd_db_writes_total", "Write transactions requested of the database (parts of group commits).",
+			func(s store.Stats) float64 { return float64(s.Writes) }},
+		{"csrd_db_commits_total", "Group commits the database committed.", func(s store.Stats) float64 { return float64(s.Commits) }},
+		{"csrd_db_write_wait_seconds_total", "Time requests waited for their database writes, queueing included.",
+			func(s store.Stats) float64 { return s.WriteWait.Seconds() }},
+	} {
+		f := c.f
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return f(db()) }))
 	}
 }
 

@@ -36,7 +36,7 @@ WHERE id = ?`
 	// state moved to pending; the storage condition makes a sealed record
 	// without a seal (or a token record with one) match no row.
 	completeAltSQL = `UPDATE keys SET alt_spki_sha256 = ?, alt_sealed_seed = ?
-WHERE id = ? AND alt_key_storage IS NOT NULL AND ((alt_key_storage = 'sealed') = (? IS NOT NULL))`
+WHERE id = ? AND alt_key_storage IS NOT NULL AND ((alt_key_storage = 'sealed') = ?)`
 	clearSealedSeedSQL = `UPDATE keys SET alt_sealed_seed = NULL WHERE id = ? AND alt_key_storage = 'sealed'`
 )
 
@@ -112,7 +112,7 @@ func (s *Store) CompleteHybridKey(ctx context.Context, id int64, csrPEM string, 
 		if err := s.checkTransition(ctx, tx, transition{op: "complete key", id: id, from: from, to: StatePending}, res, err); err != nil {
 			return err
 		}
-		res, err = tx.ExecContext(ctx, completeAltSQL, hex.EncodeToString(alt.SPKISHA256), seed, id, seed)
+		res, err = tx.ExecContext(ctx, completeAltSQL, hex.EncodeToString(alt.SPKISHA256), seed, id, seed != nil)
 		if err != nil {
 			return dbErr("complete key", err)
 		}

@@ -9,8 +9,10 @@ import (
 
 const testPEM = "-----BEGIN CERTIFICATE REQUEST-----\n"
 
-func TestHybridRecordLifecycle(t *testing.T) {
-	s, _ := openTest(t)
+func TestHybridRecordLifecycle(t *testing.T) { forEachBackend(t, testHybridRecordLifecycle) }
+
+func testHybridRecordLifecycle(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	const pem = testPEM
 	seal := []byte{0x30, 0x03, 0x02, 0x01, 0x01} // opaque to store
@@ -71,8 +73,10 @@ func TestHybridRecordLifecycle(t *testing.T) {
 	}
 }
 
-func TestCompleteHybridKey(t *testing.T) {
-	s, _ := openTest(t)
+func TestCompleteHybridKey(t *testing.T) { forEachBackend(t, testCompleteHybridKey) }
+
+func testCompleteHybridKey(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	const pem = testPEM
 	seal := []byte("sealed")
@@ -142,8 +146,10 @@ func TestCompleteHybridKey(t *testing.T) {
 	})
 }
 
-func TestBeginKeyAltChecks(t *testing.T) {
-	s, _ := openTest(t)
+func TestBeginKeyAltChecks(t *testing.T) { forEachBackend(t, testBeginKeyAltChecks) }
+
+func testBeginKeyAltChecks(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	tests := []struct {
 		name string

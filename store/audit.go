@@ -107,7 +107,7 @@ func checkAudit(e *AuditEntry) error {
 func (s *Store) appendAuditTx(ctx context.Context, tx *sql.Tx, e *AuditEntry) error {
 	const op = "append audit"
 	var seq int64
-	if err := s.txQueryRow(ctx, tx, auditSeqSQL).Scan(&seq); err != nil {
+	if err := s.txQueryRow(ctx, tx, s.d.auditSeqTxSQL).Scan(&seq); err != nil {
 		return dbErr(op, err)
 	}
 	prev := genesisHash
@@ -152,13 +152,13 @@ func (e *AuditEntry) chainHash() string {
 // failure is returned as *AuditChainError. It also returns the signed
 // checkpoints, each marked whether its row is in the log as signed.
 //
-// Everything is read in one read transaction, i.e. one WAL snapshot: rows
+// Everything is read in one read transaction, i.e. one snapshot: rows
 // appended while it runs (by csrd, or csrctl in another process) are not
 // seen at all, rather than seen in the sequence but not among the rows —
 // which would read as a truncated log.
 func (s *Store) VerifyAudit(ctx context.Context) (rep AuditReport, err error) {
 	const op = "verify audit"
-	tx, err := s.r.BeginTx(ctx, nil) // deferred BEGIN: the first SELECT fixes the snapshot
+	tx, err := s.r.BeginTx(ctx, s.d.snapshot) // one snapshot for every SELECT (dialect.snapshot)
 	if err != nil {
 		return rep, dbErr(op, err)
 	}
@@ -195,7 +195,7 @@ func (s *Store) VerifyAudit(ctx context.Context) (rep AuditReport, err error) {
 		s.afterAuditRows()
 	}
 	var seq int64
-	if err := tx.QueryRowContext(ctx, auditSeqSQL).Scan(&seq); err != nil {
+	if err := tx.QueryRowContext(ctx, s.d.auditSeqSQL).Scan(&seq); err != nil {
 		return rep, dbErr(op, err)
 	}
 	if seq != rep.LastID {

@@ -12,8 +12,12 @@ import (
 // tampering: rows, sequence and checkpoints are read in one snapshot.
 // Writers append as fast as they can while verify runs 50 times.
 func TestVerifyAuditUnderLoadNoFalseAlarms(t *testing.T) {
+	forEachBackend(t, testVerifyAuditUnderLoadNoFalseAlarms)
+}
+
+func testVerifyAuditUnderLoadNoFalseAlarms(t *testing.T, bk backend) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := bk.open(t)
 	appendN(t, s, 50)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -62,8 +66,12 @@ func TestVerifyAuditUnderLoadNoFalseAlarms(t *testing.T) {
 // The mechanism, deterministically: rows committed after verify has read
 // the rows but before it reads the sequence are outside its snapshot.
 func TestVerifyAuditReadsOneSnapshot(t *testing.T) {
+	forEachBackend(t, testVerifyAuditReadsOneSnapshot)
+}
+
+func testVerifyAuditReadsOneSnapshot(t *testing.T, bk backend) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := bk.open(t)
 	appendN(t, s, 3)
 	s.afterAuditRows = func() { appendN(t, s, 2) }
 	rep, err := s.VerifyAudit(ctx)

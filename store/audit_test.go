@@ -24,8 +24,12 @@ func appendN(t *testing.T, s *Store, n int) []*AuditEntry {
 }
 
 func TestAuditChainAppendsAndVerifies(t *testing.T) {
+	forEachBackend(t, testAuditChainAppendsAndVerifies)
+}
+
+func testAuditChainAppendsAndVerifies(t *testing.T, bk backend) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := bk.open(t)
 	if rep, err := s.VerifyAudit(ctx); err != nil || rep.Rows != 0 {
 		t.Fatalf("empty log: %+v, %v", rep, err)
 	}
@@ -50,15 +54,22 @@ func TestAuditChainAppendsAndVerifies(t *testing.T) {
 	}
 }
 
-// The triggers refuse UPDATE and DELETE through SQLite.
-func TestAuditTriggersRefuseChanges(t *testing.T) {
+// The triggers refuse UPDATE and DELETE (and on PostgreSQL TRUNCATE and a
+// rewound sequence).
+func TestAuditTriggersRefuseChanges(t *testing.T) { forEachBackend(t, testAuditTriggersRefuseChanges) }
+
+func testAuditTriggersRefuseChanges(t *testing.T, bk backend) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := bk.open(t)
 	appendN(t, s, 2)
-	for _, q := range []string{
+	refused := []string{
 		"UPDATE audit SET actor = 'mallory' WHERE id = 1",
 		"DELETE FROM audit WHERE id = 2",
-	} {
+	}
+	if bk.name == "postgres" {
+		refused = append(refused, "TRUNCATE audit", "UPDATE audit_seq SET seq = 1", "DELETE FROM audit_seq")
+	}
+	for _, q := range refused {
 		if _, err := s.w.ExecContext(ctx, q); err == nil {
 			t.Errorf("%s succeeded; the append-only triggers are missing", q)
 		}
@@ -68,9 +79,15 @@ func TestAuditTriggersRefuseChanges(t *testing.T) {
 	}
 }
 
+// rewindAuditSeq stands for the backend's statement that sets the audit
+// sequence back to 4 (backend.setAuditSeq).
+const rewindAuditSeq = "rewind the audit sequence"
+
 // Someone with write access to the file can drop the triggers; the chain
 // still shows what they did.
-func TestAuditTamperDetected(t *testing.T) {
+func TestAuditTamperDetected(t *testing.T) { forEachBackend(t, testAuditTamperDetected) }
+
+func testAuditTamperDetected(t *testing.T, bk backend) {
 	tests := []struct {
 		name   string
 		sql    []string
@@ -83,24 +100,27 @@ func TestAuditTamperDetected(t *testing.T) {
 		{"delete the last row", []string{"DELETE FROM audit WHERE id = 5"}, 5},
 		{"delete the last row and rewind the sequence", []string{
 			"DELETE FROM audit WHERE id = 5",
-			"UPDATE sqlite_sequence SET seq = 4 WHERE name = 'audit'",
+			rewindAuditSeq,
 		}, 0}, // undetectable locally: the head hash recorded elsewhere is the defence
 		{"insert a forged row at the end", []string{
-			"INSERT INTO audit (time, actor, auth_method, source, operation, result, status, request_id, prev_hash, hash) " +
-				"VALUES ('x', 'mallory', 'none', '::1', 'admin', 'ok', 200, 'r', '" + genesisHash + "', '" + fmt.Sprintf("%064x", 2) + "')",
+			"INSERT INTO audit (id, time, actor, auth_method, source, operation, result, status, request_id, prev_hash, hash) " +
+				"VALUES (6, 'x', 'mallory', 'none', '::1', 'admin', 'ok', 200, 'r', '" + genesisHash + "', '" + fmt.Sprintf("%064x", 2) + "')",
 		}, 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			s, _ := openTest(t)
+			s := bk.open(t)
 			es := appendN(t, s, 5)
-			for _, q := range []string{"DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_delete"} {
+			for _, q := range bk.dropAuditGuards {
 				if _, err := s.w.ExecContext(ctx, q); err != nil {
 					t.Fatal(err)
 				}
 			}
 			for _, q := range tt.sql {
+				if q == rewindAuditSeq {
+					q = bk.setAuditSeq(4)
+				}
 				if _, err := s.w.ExecContext(ctx, q); err != nil {
 					t.Fatalf("%s: %v", q, err)
 				}
@@ -133,11 +153,17 @@ func TestAuditTamperDetected(t *testing.T) {
 // After the tail was deleted, a new row must not take a deleted id: the
 // gap stays visible.
 func TestAuditAppendAfterTruncationKeepsGap(t *testing.T) {
+	forEachBackend(t, testAuditAppendAfterTruncationKeepsGap)
+}
+
+func testAuditAppendAfterTruncationKeepsGap(t *testing.T, bk backend) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := bk.open(t)
 	appendN(t, s, 3)
-	if _, err := s.w.ExecContext(ctx, "DROP TRIGGER audit_no_delete"); err != nil {
-		t.Fatal(err)
+	for _, q := range bk.dropAuditGuards {
+		if _, err := s.w.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := s.w.ExecContext(ctx, "DELETE FROM audit WHERE id = 3"); err != nil {
 		t.Fatal(err)
@@ -155,6 +181,10 @@ func TestAuditAppendAfterTruncationKeepsGap(t *testing.T) {
 // at all: a refused completion appends nothing, and the row names the
 // record and its key label as stored.
 func TestCompleteKeyAppendsAuditAtomically(t *testing.T) {
+	forEachBackend(t, testCompleteKeyAppendsAuditAtomically)
+}
+
+func testCompleteKeyAppendsAuditAtomically(t *testing.T, bk backend) {
 	ctx := context.Background()
 	pem := "-----BEGIN CERTIFICATE REQUEST-----\n"
 	tests := []struct {
@@ -168,7 +198,7 @@ func TestCompleteKeyAppendsAuditAtomically(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, _ := openTest(t)
+			s := bk.open(t)
 			appendN(t, s, 1) // a row before, so the new one must chain to it
 			id := newKeyIn(t, s, tt.state)
 			e := &AuditEntry{Actor: "alice", AuthMethod: "basic", Source: "127.0.0.1", Operation: "generate",

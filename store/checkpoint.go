@@ -28,10 +28,11 @@ type AuditCheckpoint struct {
 
 const (
 	checkpointColumns   = `id, time, node, key_id, public_key, audit_id, audit_hash, signature`
-	insertCheckpointSQL = `INSERT INTO audit_checkpoints (time, node, key_id, public_key, audit_id, audit_hash, signature) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	listCheckpointsSQL  = `SELECT ` + checkpointColumns + ` FROM audit_checkpoints ORDER BY id`
-	auditHeadWithIDSQL  = `SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`
-	hexSHA256Len        = 64
+	insertCheckpointSQL = `INSERT INTO audit_checkpoints (time, node, key_id, public_key, audit_id, audit_hash, signature) VALUES (?, ?, ?, ?, ?, ?, ?)
+RETURNING id`
+	listCheckpointsSQL = `SELECT ` + checkpointColumns + ` FROM audit_checkpoints ORDER BY id`
+	auditHeadWithIDSQL = `SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`
+	hexSHA256Len       = 64
 )
 
 // AppendCheckpoint stores a signed checkpoint and sets its ID. The store
@@ -46,14 +47,9 @@ func (s *Store) AppendCheckpoint(ctx context.Context, cp *AuditCheckpoint) error
 		return fmt.Errorf("store: append audit checkpoint: incomplete checkpoint (key %q, row %d)", cp.KeyID, cp.AuditID)
 	}
 	return s.withTx(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, insertCheckpointSQL, cp.Time, cp.Node, cp.KeyID, cp.PublicKey, cp.AuditID, cp.AuditHash, cp.Signature)
-		if err != nil {
-			return dbErr(op, err)
-		}
-		if cp.ID, err = res.LastInsertId(); err != nil {
-			return dbErr(op, err)
-		}
-		return nil
+		// RETURNING, not LastInsertId: pgx has none.
+		err := tx.QueryRowContext(ctx, insertCheckpointSQL, cp.Time, cp.Node, cp.KeyID, cp.PublicKey, cp.AuditID, cp.AuditHash, cp.Signature).Scan(&cp.ID)
+		return dbErr(op, err)
 	})
 }
 

@@ -10,7 +10,7 @@ import (
 // append-only triggers, delete the rows drop names, renumber the rest from
 // 1, recompute every hash and set the sequence to the new last id. The
 // result is a chain that verifies.
-func rewriteAudit(t *testing.T, s *Store, drop ...int64) {
+func rewriteAudit(t *testing.T, bk backend, s *Store, drop ...int64) {
 	t.Helper()
 	ctx := context.Background()
 	rows, err := s.ListAudit(ctx, 0, 1<<20)
@@ -21,8 +21,7 @@ func rewriteAudit(t *testing.T, s *Store, drop ...int64) {
 	for _, id := range drop {
 		gone[id] = true
 	}
-	stmts := []string{"DROP TRIGGER IF EXISTS audit_no_update", "DROP TRIGGER IF EXISTS audit_no_delete", "DELETE FROM audit"}
-	for _, q := range stmts {
+	for _, q := range append(bk.dropAuditGuards, "DELETE FROM audit") {
 		if _, err := s.w.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)
 		}
@@ -41,7 +40,7 @@ func rewriteAudit(t *testing.T, s *Store, drop ...int64) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.w.ExecContext(ctx, "UPDATE sqlite_sequence SET seq = ? WHERE name = 'audit'", id); err != nil {
+	if _, err := s.w.ExecContext(ctx, bk.setAuditSeq(int(id))); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -54,8 +53,12 @@ func testCheckpoint(id int64, hash string) *AuditCheckpoint {
 // VerifyAudit returns the checkpoints, each marked whether the log still
 // has the row it signed with the hash it signed.
 func TestVerifyAuditMarksCheckpoints(t *testing.T) {
+	forEachBackend(t, testVerifyAuditMarksCheckpoints)
+}
+
+func testVerifyAuditMarksCheckpoints(t *testing.T, bk backend) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := bk.open(t)
 	if id, hash, err := s.AuditHead(ctx); err != nil || id != 0 || hash != genesisHash {
 		t.Fatalf("AuditHead of the empty log = %d, %s, %v", id, hash, err)
 	}
@@ -88,7 +91,7 @@ func TestVerifyAuditMarksCheckpoints(t *testing.T) {
 
 	// Delete row 2 and recompute: the chain verifies, the checkpoints of
 	// rows 3 and 5 no longer match.
-	rewriteAudit(t, s, 2)
+	rewriteAudit(t, bk, s, 2)
 	rep, err = s.VerifyAudit(ctx)
 	if err != nil {
 		t.Fatalf("the rewritten chain should verify on its own: %v", err)
@@ -100,9 +103,11 @@ func TestVerifyAuditMarksCheckpoints(t *testing.T) {
 	}
 }
 
-func TestCheckpointsAreAppendOnly(t *testing.T) {
+func TestCheckpointsAreAppendOnly(t *testing.T) { forEachBackend(t, testCheckpointsAreAppendOnly) }
+
+func testCheckpointsAreAppendOnly(t *testing.T, bk backend) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := bk.open(t)
 	if err := s.AppendCheckpoint(ctx, testCheckpoint(0, genesisHash)); err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,11 @@
-// Package store owns csrd's SQLite database: the schema and its embedded,
-// versioned migrations, the key records that marry a token key to the
-// certificate the CA later returns, the states a record may be in, and the
-// queries over them. It never calls the HSM; ordering store and token steps
-// so that a crash is repairable is the job of package lifecycle.
+// Package store owns csrd's database — SQLite (a file, the default) or
+// PostgreSQL (a postgres:// URL, for several csrd nodes sharing one record
+// space): the schema and its embedded, versioned migrations, the key
+// records that marry a token key to the certificate the CA later returns,
+// the states a record may be in, the queries over them, the audit chain,
+// and backups of a SQLite database. It never calls the HSM; ordering store
+// and token steps so that a crash is repairable is the job of package
+// lifecycle.
 //
 // # Record states
 //
@@ -61,18 +64,36 @@
 //
 // # Storage
 //
-// The database is a file (never ":memory:": records must survive restarts)
-// in WAL mode with a busy timeout, foreign keys on and synchronous=NORMAL.
-// SQLite allows one writer at a time, so writes go through a dedicated pool
-// of exactly one connection whose transactions begin IMMEDIATE; reads use a
-// separate, query-only pool and never wait for the writer. Errors from
-// SQLite are classified once, here: a full disk matches [ErrStorageFull],
-// I/O, corruption and open failures match [ErrUnavailable], lock contention
-// past the busy timeout matches [ErrBusy].
+// A SQLite database is a file (never ":memory:": records must survive
+// restarts) in WAL mode with a busy timeout, foreign keys on and
+// synchronous=NORMAL. SQLite allows one writer at a time, so writes go
+// through a dedicated pool of exactly one connection whose transactions
+// begin IMMEDIATE; reads use a separate, query-only pool and never wait for
+// the writer. Every Store holds a shared flock on the file, which Restore
+// takes exclusively (lock.go).
+//
+// PostgreSQL runs the same code and the same SQL: one Store type, one
+// writer goroutine per process that group-commits, the statements written
+// once in the subset both share and rewritten for PostgreSQL as they reach
+// pgx (rebind.go); what truly differs is named in dialect.go (the audit
+// sequence, migrations' lock, retries). Two implementations behind the
+// consumers' interfaces would have duplicated every statement and let the
+// two drift; a contract test suite (backend_test.go) runs against both.
+// Several processes may share one PostgreSQL database: compare-and-set
+// updates under READ COMMITTED serialise on the row, and the audit chain's
+// sequence row serialises appends (see dialect.auditSeqTxSQL). A group
+// commit that loses its connection or meets a serialization failure
+// before COMMIT is tried again, a bounded number of times.
+//
+// Errors from either database are classified once, here: a full disk
+// matches [ErrStorageFull]; I/O, corruption, an unreachable or read-only
+// server match [ErrUnavailable]; lock contention past the busy timeout, a
+// deadlock or serialization failure match [ErrBusy].
 //
 // # Migrations
 //
-// migrations/NNNN_name.sql are applied in version order at [Open], each in
+// migrations/NNNN_name.sql (SQLite) and migrations/postgres/NNNN_name.sql
+// (PostgreSQL, the same versions) are applied in version order at [Open], each in
 // its own transaction together with its row in schema_migrations, so a
 // half-applied migration is impossible and re-opening is a no-op. Version
 // numbers may have gaps (they are assigned to parallel work that merges in

@@ -59,8 +59,9 @@ func (e *SchemaVersionError) Error() string {
 }
 
 // dbErr wraps an error from database/sql with the operation, classifying
-// SQLite result codes into the sentinels above. This is the only place that
-// inspects sqlite3.Error.
+// SQLite result codes and PostgreSQL SQLSTATEs and connection failures
+// (classifyPostgres) into the sentinels above. This is the only place that
+// inspects sqlite3.Error, with postgres.go the only one that inspects pgx's.
 func dbErr(op string, err error) error {
 	if err == nil {
 		return nil
@@ -70,6 +71,8 @@ func dbErr(op string, err error) error {
 		if kind := classify(se); kind != nil {
 			return fmt.Errorf("%w: %s: %w", kind, op, err)
 		}
+	} else if kind := classifyPostgres(err); kind != nil {
+		return fmt.Errorf("%w: %s: %w", kind, op, err)
 	}
 	return fmt.Errorf("store: %s: %w", op, err)
 }
@@ -90,6 +93,8 @@ func classify(se sqlite3.Error) error {
 // isUnique reports a UNIQUE (or PRIMARY KEY) constraint violation.
 func isUnique(err error) bool {
 	var se sqlite3.Error
-	return errors.As(err, &se) &&
-		(se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
+	if errors.As(err, &se) {
+		return se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey
+	}
+	return pgUnique(err)
 }

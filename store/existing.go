@@ -24,7 +24,15 @@ var ErrReadOnly = errors.New("store: database opened read-only")
 // one this binary knows (a *SchemaVersionError when it is newer, an error
 // naming the missing versions when csrd has not migrated it yet). Writes
 // return ErrReadOnly.
-func OpenReadOnly(ctx context.Context, path string) (_ *Store, err error) {
+//
+// A PostgreSQL database (a URL) is read through read-only transactions
+// (default_transaction_read_only), with the same schema check.
+func OpenReadOnly(ctx context.Context, path string, opts ...Option) (_ *Store, err error) {
+	if IsPostgres(path) {
+		o := collect(opts)
+		o.readOnly = true
+		return openPostgres(ctx, path, o)
+	}
 	ms, err := loadMigrations(migrationFS)
 	if err != nil {
 		return nil, err
@@ -33,12 +41,17 @@ func OpenReadOnly(ctx context.Context, path string) (_ *Store, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{now: func() time.Time { return time.Now().UTC() }}
+	s := &Store{d: sqliteDialect, now: func() time.Time { return time.Now().UTC() }}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
 		}
 	}()
+	// Shared, as every Store's: a restore does not replace the file under
+	// a reader.
+	if s.lock, err = lockFile(abs, false); err != nil {
+		return nil, err
+	}
 	if err := s.openReadPool(ctx, fileURI(abs, "ro")+"&"+readParams); err != nil {
 		return nil, err
 	}
@@ -74,7 +87,7 @@ func existingDatabase(ctx context.Context, path string) (string, error) {
 		return "", fmt.Errorf("store: open: %w", err)
 	}
 	defer db.Close()
-	if err := isCsrdDatabase(ctx, db); err != nil {
+	if err := isCsrdDatabase(ctx, db, hasMigrationsTableSQL); err != nil {
 		return "", fmt.Errorf("store: database %s: %w", abs, err)
 	}
 	return abs, nil
@@ -89,14 +102,15 @@ func fileURI(abs, mode string) string {
 
 const hasMigrationsTableSQL = `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')`
 
-// isCsrdDatabase refuses a file without csrd's schema_migrations table.
-func isCsrdDatabase(ctx context.Context, db *sql.DB) error {
+// isCsrdDatabase refuses a database without csrd's schema_migrations
+// table; query says whether the table exists.
+func isCsrdDatabase(ctx context.Context, db *sql.DB, query string) error {
 	var ok bool
-	if err := db.QueryRowContext(ctx, hasMigrationsTableSQL).Scan(&ok); err != nil {
+	if err := db.QueryRowContext(ctx, query).Scan(&ok); err != nil {
 		return dbErr("read schema", err)
 	}
 	if !ok {
-		return errors.New("the file is not a csrd database (it has no schema_migrations table)")
+		return errors.New("not a csrd database (it has no schema_migrations table)")
 	}
 	return nil
 }

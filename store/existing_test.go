@@ -14,7 +14,7 @@ import (
 
 // The openers for tools never create what they were asked to open.
 func TestOpenExistingAndReadOnlyRefuseMissingDatabase(t *testing.T) {
-	openers := map[string]func(context.Context, string) (*Store, error){
+	openers := map[string]func(context.Context, string, ...Option) (*Store, error){
 		"OpenExisting": OpenExisting,
 		"OpenReadOnly": OpenReadOnly,
 	}
@@ -61,7 +61,7 @@ func TestOpenExistingRefusesForeignDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, open := range map[string]func(context.Context, string) (*Store, error){"OpenExisting": OpenExisting, "OpenReadOnly": OpenReadOnly} {
+	for name, open := range map[string]func(context.Context, string, ...Option) (*Store, error){"OpenExisting": OpenExisting, "OpenReadOnly": OpenReadOnly} {
 		s, err := open(ctx, path)
 		if err == nil {
 			s.Close()

@@ -47,7 +47,7 @@ func (e *BusyError) Unwrap() error { return ErrConflict }
 const (
 	// beginDeleteSQL repeats harmlessly on a record already being deleted:
 	// a retried delete continues the interrupted one.
-	beginDeleteSQL = `UPDATE keys SET intent = 'delete', updated_time = ?
+	beginDeleteSQL = `UPDATE keys SET intent = 'delete', updated_time = ?, node = ?
 WHERE id = ? AND state = 'pending' AND (intent IS NULL OR intent = 'delete')`
 	finishDeleteSQL = `UPDATE keys SET state = 'deleted', intent = NULL, updated_time = ?,
     fail_reason = COALESCE(?, fail_reason)
@@ -56,7 +56,7 @@ WHERE id = ? AND state = 'pending' AND intent = 'delete'`
 	// beginMarriageSQL stores the candidate certificate with the intent. The
 	// same certificate may begin again (a retry after a failure or crash);
 	// another one may not while a marriage is unfinished.
-	beginMarriageSQL = `UPDATE keys SET intent = 'marry', updated_time = ?, cert_der = ?, cert_chain_pem = ?,
+	beginMarriageSQL = `UPDATE keys SET intent = 'marry', updated_time = ?, node = ?, cert_der = ?, cert_chain_pem = ?,
     cert_serial = ?, cert_issuer = ?, cert_subject = ?, cert_thumbprint = ?, cert_not_before = ?, cert_not_after = ?
 WHERE id = ? AND state = 'pending' AND (intent IS NULL OR (intent = 'marry' AND cert_thumbprint = ?))`
 	finishMarriageSQL = `UPDATE keys SET state = 'married', intent = NULL, updated_time = ?, married_time = ?
@@ -86,10 +86,11 @@ WHERE id = ? AND state = 'pending' AND intent = 'marry'`
 // KeyLabel filled in from the record): the intent is the point from which
 // the key will be destroyed, by this request or by reconciliation, so the
 // row is on the chain exactly when the deletion is decided, and a failed
-// append leaves nothing decided and the token untouched.
+// append leaves nothing decided and the token untouched. The record is
+// leased to this Store's node (WithNode) until the delete finishes.
 func (s *Store) BeginDelete(ctx context.Context, id int64, audit *AuditEntry) error {
 	return s.intentTx(ctx, transition{op: "begin delete", id: id, from: []State{StatePending}, to: StateDeleted}, audit,
-		beginDeleteSQL, formatTime(s.now()), id)
+		beginDeleteSQL, formatTime(s.now()), nullString(s.node), id)
 }
 
 // FinishDelete records that the key is gone: the record becomes deleted and
@@ -111,7 +112,7 @@ func (s *Store) BeginMarriage(ctx context.Context, id int64, cert CertInfo, audi
 		return err
 	}
 	return s.intentTx(ctx, transition{op: "begin marriage", id: id, from: []State{StatePending}, to: StateMarried}, audit,
-		beginMarriageSQL, formatTime(s.now()), cert.DER, nullString(cert.ChainPEM), nullString(cert.Serial),
+		beginMarriageSQL, formatTime(s.now()), nullString(s.node), cert.DER, nullString(cert.ChainPEM), nullString(cert.Serial),
 		nullString(cert.Issuer), nullString(cert.Subject), cert.Thumbprint, formatTime(cert.NotBefore),
 		formatTime(cert.NotAfter), id, cert.Thumbprint)
 }

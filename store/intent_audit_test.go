@@ -10,6 +10,10 @@ import (
 // their audit row or not at all: a refused intent appends nothing, and an
 // append that fails leaves no intent.
 func TestIntentsCommitWithTheirAuditRow(t *testing.T) {
+	forEachBackend(t, testIntentsCommitWithTheirAuditRow)
+}
+
+func testIntentsCommitWithTheirAuditRow(t *testing.T, bk backend) {
 	ctx := context.Background()
 	begin := map[string]func(s *Store, id int64, e *AuditEntry) error{
 		"delete": func(s *Store, id int64, e *AuditEntry) error { return s.BeginDelete(ctx, id, e) },
@@ -17,7 +21,7 @@ func TestIntentsCommitWithTheirAuditRow(t *testing.T) {
 	}
 	for name, begin := range begin {
 		t.Run(name, func(t *testing.T) {
-			s, _ := openTest(t)
+			s := bk.open(t)
 			row := func() *AuditEntry {
 				return &AuditEntry{Actor: "alice", Source: "::1", Operation: name, Result: AuditOK, Status: 204, RequestID: "req-" + name}
 			}
@@ -37,7 +41,7 @@ func TestIntentsCommitWithTheirAuditRow(t *testing.T) {
 				t.Fatal("intent on a failed record accepted")
 			}
 			// The append fails: no intent.
-			if _, err := s.w.ExecContext(ctx, `CREATE TRIGGER audit_fault BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'injected'); END`); err != nil {
+			if _, err := s.w.ExecContext(ctx, bk.auditFault); err != nil {
 				t.Fatal(err)
 			}
 			other := newKeyIn(t, s, StatePending)
@@ -58,6 +62,10 @@ func TestIntentsCommitWithTheirAuditRow(t *testing.T) {
 // marriage finished — commit with the audit row they are given, or not at
 // all: reconciliation records its own acts with them.
 func TestOutcomesCommitWithTheirAuditRow(t *testing.T) {
+	forEachBackend(t, testOutcomesCommitWithTheirAuditRow)
+}
+
+func testOutcomesCommitWithTheirAuditRow(t *testing.T, bk backend) {
 	ctx := context.Background()
 	tests := []struct {
 		name   string
@@ -94,7 +102,7 @@ func TestOutcomesCommitWithTheirAuditRow(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, _ := openTest(t)
+			s := bk.open(t)
 			row := func() *AuditEntry {
 				return &AuditEntry{Actor: "csrd", Source: "csrd", Operation: "reconcile_" + tc.name, Result: AuditOK, RequestID: "reconcile-1"}
 			}
@@ -112,7 +120,7 @@ func TestOutcomesCommitWithTheirAuditRow(t *testing.T) {
 				t.Fatal("outcome recorded twice")
 			}
 			// The append fails: the record keeps its state.
-			if _, err := s.w.ExecContext(ctx, `CREATE TRIGGER audit_fault BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'injected'); END`); err != nil {
+			if _, err := s.w.ExecContext(ctx, bk.auditFault); err != nil {
 				t.Fatal(err)
 			}
 			other := tc.setUp(t, s)

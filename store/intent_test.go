@@ -23,8 +23,10 @@ func testCert(n int) CertInfo {
 	}
 }
 
-func TestDeleteIntent(t *testing.T) {
-	s, _ := openTest(t)
+func TestDeleteIntent(t *testing.T) { forEachBackend(t, testDeleteIntent) }
+
+func testDeleteIntent(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	id := newKeyIn(t, s, StatePending)
 
@@ -74,8 +76,10 @@ func TestDeleteIntent(t *testing.T) {
 	}
 }
 
-func TestMarriageIntent(t *testing.T) {
-	s, _ := openTest(t)
+func TestMarriageIntent(t *testing.T) { forEachBackend(t, testMarriageIntent) }
+
+func testMarriageIntent(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	id := newKeyIn(t, s, StatePending)
 	a, b := testCert(1), testCert(2)
@@ -159,8 +163,10 @@ func TestMarriageIntent(t *testing.T) {
 	})
 }
 
-func TestMarkLost(t *testing.T) {
-	s, _ := openTest(t)
+func TestMarkLost(t *testing.T) { forEachBackend(t, testMarkLost) }
+
+func testMarkLost(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	for _, st := range []State{StatePending, StateMarried} {
 		id := newKeyIn(t, s, st)

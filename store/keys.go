@@ -61,6 +61,11 @@ type KeyRecord struct {
 	// csrd only ever signs with it.
 	KeyUsage string
 
+	// Node is the node whose lease covers the record's unfinished work:
+	// the one that began its generation or its intent ("" for none; set
+	// by the Store from WithNode).
+	Node string
+
 	// RenewalOf is the record whose certificate this key's renews (0: none).
 	RenewalOf int64
 }
@@ -68,15 +73,17 @@ type KeyRecord struct {
 const keyColumns = `id, request_time, updated_time, state, key_label, key_id, token_label, token_serial,
     key_type, key_size, curve, spki_sha256, subject, sans, template, enrollment_pattern_id,
     decision, csr_pem, fail_reason, intent, cert_der, cert_chain_pem, cert_serial, cert_issuer,
-    cert_subject, cert_thumbprint, cert_not_before, cert_not_after, married_time, ` + altColumns + usageColumns + `, renewal_of`
+    cert_subject, cert_thumbprint, cert_not_before, cert_not_after, married_time, ` + altColumns + usageColumns + `, node, renewal_of`
 
 const (
 	// insertKeySQL inserts without a label: the label is derived from the
-	// id, which exists only after the insert.
+	// id, which exists only after the insert (RETURNING it: both SQLite and
+	// PostgreSQL have it, and pgx has no LastInsertId).
 	insertKeySQL = `INSERT INTO keys (request_time, updated_time, state, key_label, key_id,
     token_label, token_serial, key_type, key_size, curve, subject, sans, template,
-    enrollment_pattern_id, decision)
-VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+    enrollment_pattern_id, decision, node)
+VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING id`
 	setKeyLabelSQL = `UPDATE keys SET key_label = ? WHERE id = ?`
 	// setRenewalOfSQL runs only for a renewal's key: the column stays out
 	// of every other Generate's INSERT (and so of its prepared form).
@@ -118,18 +125,15 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 	var id int64
 	var lbl string
 	err = s.withTx(ctx, "begin key", func(ctx context.Context, tx *sql.Tx) error {
-		res, err := s.txExec(ctx, tx, insertKeySQL,
+		err := s.txQueryRow(ctx, tx, insertKeySQL,
 			formatTime(requested), formatTime(now), StateGenerating, nullHex(rec.KeyID),
 			nullString(rec.TokenLabel), nullString(rec.TokenSerial), nullString(rec.KeyType),
 			nullInt(rec.KeySize), nullString(rec.Curve), nullString(rec.Subject), sans,
-			nullString(rec.Template), nullInt(rec.EnrollmentPatternID), nullJSON(rec.Decision))
+			nullString(rec.Template), nullInt(rec.EnrollmentPatternID), nullJSON(rec.Decision), nullString(s.node)).Scan(&id)
 		if isUnique(err) {
 			return fmt.Errorf("%w: key id %x already in use", ErrConflict, rec.KeyID)
 		}
 		if err != nil {
-			return dbErr("begin key", err)
-		}
-		if id, err = res.LastInsertId(); err != nil {
 			return dbErr("begin key", err)
 		}
 		if lbl = label(id); lbl == "" {
@@ -150,7 +154,7 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 	if err != nil {
 		return 0, err
 	}
-	rec.ID, rec.KeyLabel, rec.State = id, lbl, StateGenerating
+	rec.ID, rec.KeyLabel, rec.State, rec.Node = id, lbl, StateGenerating, s.node
 	rec.RequestTime, rec.UpdatedTime = requested.UTC(), now
 	return id, nil
 }
@@ -427,14 +431,15 @@ func scanKey(row interface{ Scan(...any) error }) (*KeyRecord, error) {
 		keySize, patternID, renewalOf                  sql.NullInt64
 		intent, chain, serial, issuer, certSubject     sql.NullString
 		thumb, notBefore, notAfter, married            sql.NullString
+		node                                           sql.NullString
 		alt                                            altScan
 		usage                                          sql.NullString
 	)
 	dests := append([]any{&rec.ID, &requested, &updated, &rec.State, &label, &keyID, &tokLabel,
 		&tokSerial, &keyType, &keySize, &curve, &spki, &subject, &sans, &template, &patternID,
 		&decision, &csrPEM, &failReason, &intent, &rec.Cert.DER, &chain, &serial, &issuer,
-		&certSubject, &thumb, &notBefore, &notAfter, &married}, alt.dests()...)
-	if err := row.Scan(append(dests, &usage, &renewalOf)...); err != nil {
+		&certSubject, &thumb, &notBefore, &notAfter, &married}, append(alt.dests(), &usage, &node, &renewalOf)...)
+	if err := row.Scan(dests...); err != nil {
 		return nil, err
 	}
 	rec.KeyUsage = usage.String
@@ -479,7 +484,7 @@ func scanKey(row interface{ Scan(...any) error }) (*KeyRecord, error) {
 	rec.KeyLabel, rec.TokenLabel, rec.TokenSerial = label.String, tokLabel.String, tokSerial.String
 	rec.KeyType, rec.KeySize, rec.Curve = keyType.String, int(keySize.Int64), curve.String
 	rec.Subject, rec.Template, rec.EnrollmentPatternID = subject.String, template.String, int(patternID.Int64)
-	rec.CSRPEM, rec.FailReason = csrPEM.String, failReason.String
+	rec.CSRPEM, rec.FailReason, rec.Node = csrPEM.String, failReason.String, node.String
 	rec.RenewalOf = renewalOf.Int64
 	return &rec, nil
 }

@@ -24,7 +24,7 @@ import (
 // only (add columns, tables, indexes; never rewrite another's), and migrate
 // applies each version not yet recorded, in ascending order.
 //
-//go:embed migrations/*.sql
+//go:embed migrations/*.sql migrations/postgres/*.sql
 var migrationFS embed.FS
 
 type migration struct {
@@ -48,7 +48,14 @@ const (
 // the tree fails every test rather than a production start. 0001 (the keys
 // table) must be present; later gaps are allowed (see migrationFS).
 func loadMigrations(fsys fs.FS) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, "migrations")
+	return loadMigrationsFrom(fsys, "migrations")
+}
+
+// loadMigrationsFrom is loadMigrations for the files in dir: SQLite's in
+// migrations/, PostgreSQL's in migrations/postgres/ (the same versions;
+// TestMigrationParity holds the two lines together).
+func loadMigrationsFrom(fsys fs.FS, dir string) ([]migration, error) {
+	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("store: migrations: %w", err)
 	}
@@ -63,7 +70,7 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 		if !ok || err != nil || v <= 0 {
 			return nil, fmt.Errorf("store: migration %q: name must be NNNN_name.sql", name)
 		}
-		body, err := fs.ReadFile(fsys, path.Join("migrations", name))
+		body, err := fs.ReadFile(fsys, path.Join(dir, name))
 		if err != nil {
 			return nil, fmt.Errorf("store: migration %q: %w", name, err)
 		}
@@ -89,9 +96,9 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 // re-checks whether the version is recorded, so two processes opening the
 // same file at once apply each migration exactly once. A recorded version
 // this binary does not embed means a newer (or other) csrd wrote the file.
-func migrate(ctx context.Context, db *sql.DB, ms []migration, now func() time.Time) error {
-	if _, err := db.ExecContext(ctx, createMigrationsTableSQL); err != nil {
-		return dbErr("create schema_migrations", err)
+func migrate(ctx context.Context, db *sql.DB, ms []migration, now func() time.Time, d *dialect) error {
+	if err := createMigrationsTable(ctx, db, d); err != nil {
+		return err
 	}
 	applied, err := appliedVersions(ctx, db)
 	if err != nil {
@@ -110,7 +117,7 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration, now func() time.Ti
 		if applied[m.version] {
 			continue
 		}
-		if err := applyMigration(ctx, db, m, now); err != nil {
+		if err := applyMigration(ctx, db, m, now, d); err != nil {
 			return err
 		}
 	}
@@ -137,7 +144,32 @@ func appliedVersions(ctx context.Context, db *sql.DB) (map[int]bool, error) {
 	return applied, nil
 }
 
-func applyMigration(ctx context.Context, db *sql.DB, m migration, now func() time.Time) (err error) {
+// createMigrationsTable creates schema_migrations if missing, under the
+// migration lock (two PostgreSQL sessions creating a table at once may
+// both pass IF NOT EXISTS and one then fails).
+func createMigrationsTable(ctx context.Context, db *sql.DB, d *dialect) (err error) {
+	const op = "create schema_migrations"
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return dbErr(op, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if d.migrationLockSQL != "" {
+		if _, err := tx.ExecContext(ctx, d.migrationLockSQL); err != nil {
+			return dbErr(op, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, createMigrationsTableSQL); err != nil {
+		return dbErr(op, err)
+	}
+	return dbErr(op, tx.Commit())
+}
+
+func applyMigration(ctx context.Context, db *sql.DB, m migration, now func() time.Time, d *dialect) (err error) {
 	op := "migration " + m.name
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -148,6 +180,11 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration, now func() tim
 			_ = tx.Rollback()
 		}
 	}()
+	if d.migrationLockSQL != "" {
+		if _, err := tx.ExecContext(ctx, d.migrationLockSQL); err != nil {
+			return dbErr(op, err)
+		}
+	}
 	var applied bool
 	if err := tx.QueryRowContext(ctx, migrationAppliedSQL, m.version).Scan(&applied); err != nil {
 		return dbErr(op, err)
@@ -158,7 +195,7 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration, now func() tim
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return dbErr(op, err)
 	}
-	if step := schemaSteps[m.version]; step != nil {
+	if step := d.schemaSteps[m.version]; step != nil {
 		if err := step(ctx, tx); err != nil {
 			return err
 		}

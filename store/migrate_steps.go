@@ -7,9 +7,16 @@ import (
 	"strings"
 )
 
-// schemaSteps are the parts of a migration SQL cannot express; each runs
-// after its version's file, in the same transaction.
-var schemaSteps = map[int]func(context.Context, *sql.Tx) error{
+// schemaStep is a part of a migration its SQL file cannot express; it runs
+// after that version's file, in the same transaction. Steps are per
+// backend (dialect.schemaSteps): what SQLite needs Go for, PostgreSQL's
+// twin file may say in SQL.
+type schemaStep func(context.Context, *sql.Tx) error
+
+// sqliteSteps are SQLite's schema steps. 0041 widens two CHECK lists,
+// which SQLite cannot ALTER; PostgreSQL's 0041 does it with ALTER TABLE …
+// DROP/ADD CONSTRAINT and has no step.
+var sqliteSteps = map[int]schemaStep{
 	41: widenKeyChecks,
 }
 
@@ -20,7 +27,7 @@ var keyCheckEdits = []struct{ old, new string }{
 	{"intent IN ('delete', 'marry')", "intent IN ('delete', 'marry', 'retire')"},
 }
 
-// widenKeyChecks rewrites the keys table's definition in sqlite_master with
+// widenKeyChecks (SQLite only) rewrites the keys table's definition in sqlite_master with
 // the widened value lists, following SQLite's documented procedure for
 // constraint changes every row already satisfies (writable_schema, then a
 // new schema_version so every connection reparses the schema). Each list

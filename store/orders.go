@@ -54,7 +54,8 @@ const (
 	latestOrderSQL    = `SELECT ` + orderColumns + ` FROM orders WHERE record_id = ? ORDER BY id DESC LIMIT 1`
 	listOpenOrdersSQL = `SELECT ` + orderColumns + ` FROM orders WHERE state = 'open' ORDER BY id`
 	insertOrderSQL    = `INSERT INTO orders (record_id, ca, state, replaces, created_time, updated_time)
-VALUES (?, ?, 'open', ?, ?, ?)`
+VALUES (?, ?, 'open', ?, ?, ?)
+RETURNING id` // both databases have RETURNING; pgx has no LastInsertId
 	setOrderURLSQL = `UPDATE orders SET order_url = ?, updated_time = ?
 WHERE id = ? AND state = 'open' AND (order_url IS NULL OR order_url = ?)`
 	noteOrderSQL  = `UPDATE orders SET error = ?, updated_time = ? WHERE id = ? AND state = 'open'`
@@ -81,12 +82,8 @@ func (s *Store) OpenOrder(ctx context.Context, recordID int64, ca string, replac
 			return dbErr("open order", err)
 		}
 		now := formatTime(s.now())
-		res, err := tx.ExecContext(ctx, insertOrderSQL, recordID, ca, nullID(replaces), now, now)
-		if err != nil {
-			return dbErr("open order", err)
-		}
-		id, err := res.LastInsertId()
-		if err != nil {
+		var id int64
+		if err := tx.QueryRowContext(ctx, insertOrderSQL, recordID, ca, nullID(replaces), now, now).Scan(&id); err != nil {
 			return dbErr("open order", err)
 		}
 		created = true

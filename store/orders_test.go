@@ -8,8 +8,10 @@ import (
 	"time"
 )
 
-func TestOrderLifecycle(t *testing.T) {
-	s, _ := openTest(t)
+func TestOrderLifecycle(t *testing.T) { forEachBackend(t, testOrderLifecycle) }
+
+func testOrderLifecycle(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	id := newKeyIn(t, s, StatePending)
 
@@ -63,8 +65,10 @@ func TestOrderLifecycle(t *testing.T) {
 // TestRenewalLifecycle walks a certificate through renewal: one claim wins
 // among racing renewers, the new key is noted once, closing the new order
 // marks the old certificate renewed with its retirement time.
-func TestRenewalLifecycle(t *testing.T) {
-	s, _ := openTest(t)
+func TestRenewalLifecycle(t *testing.T) { forEachBackend(t, testRenewalLifecycle) }
+
+func testRenewalLifecycle(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	old := enrolled(t, s, 0)
 
@@ -115,14 +119,22 @@ func TestRenewalLifecycle(t *testing.T) {
 	if len(hooks) != 1 || hooks[0].RecordID != next {
 		t.Fatalf("PendingHooks = %+v", hooks)
 	}
-	if err := s.HookFailed(ctx, next, "exit 1", later); err != nil {
-		t.Fatal(err)
+	for want := 1; want <= 2; want++ {
+		if err := s.HookFailed(ctx, next, "exit 1", later); err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := s.GetRenewal(ctx, next); r.Attempts != want {
+			t.Errorf("after %d failed hooks Attempts = %d, want %d (the back-off counts them)", want, r.Attempts, want)
+		}
 	}
 	if err := s.HookDone(ctx, next); err != nil {
 		t.Fatal(err)
 	}
 	if hooks, _ := s.PendingHooks(ctx); len(hooks) != 0 {
 		t.Errorf("PendingHooks after HookDone = %+v", hooks)
+	}
+	if r, _ := s.GetRenewal(ctx, next); r.Attempts != 0 {
+		t.Errorf("after the hook succeeded Attempts = %d, want 0: its renewal starts afresh", r.Attempts)
 	}
 	if err := s.MarkRenewalRetired(ctx, old); err != nil {
 		t.Fatal(err)
@@ -137,8 +149,10 @@ func TestRenewalLifecycle(t *testing.T) {
 
 // TestReleaseRenewal: a refused renewal goes back to scheduled, without a
 // new key, and waits for its next attempt.
-func TestReleaseRenewal(t *testing.T) {
-	s, _ := openTest(t)
+func TestReleaseRenewal(t *testing.T) { forEachBackend(t, testReleaseRenewal) }
+
+func testReleaseRenewal(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	id := enrolled(t, s, 0)
 	if err := s.ClaimRenewal(ctx, id); err != nil {
@@ -157,8 +171,10 @@ func TestReleaseRenewal(t *testing.T) {
 	}
 }
 
-func TestAccounts(t *testing.T) {
-	s, _ := openTest(t)
+func TestAccounts(t *testing.T) { forEachBackend(t, testAccounts) }
+
+func testAccounts(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	if _, err := s.GetAccount(ctx, "pebble"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("GetAccount before: %v", err)
@@ -199,4 +215,63 @@ func enrolled(t *testing.T, s *Store, replaces int64) int64 {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// TestRenewalKeys covers what the renewal loop reads and moves besides the
+// claim: the renew time, a resumed attempt, the renewal's new records
+// (keys.renewal_of) and the married certificates' expiries.
+func TestRenewalKeys(t *testing.T) { forEachBackend(t, testRenewalKeys) }
+
+func testRenewalKeys(t *testing.T, bk backend) {
+	s := bk.open(t)
+	ctx := context.Background()
+	old := enrolled(t, s, 0)
+	at := time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC)
+	if err := s.SetRenewAt(ctx, old, at); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := s.GetRenewal(ctx, old); !r.RenewAt.Equal(at) {
+		t.Errorf("RenewAt = %v, want %v", r.RenewAt, at)
+	}
+	var se *RenewalStateError
+	if err := s.RetryRenewal(ctx, old); !errors.As(err, &se) || se.State != RenewalScheduled {
+		t.Errorf("RetryRenewal of a scheduled renewal: %v, want *RenewalStateError", err)
+	}
+	if err := s.ClaimRenewal(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RetryRenewal(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetRenewAt(ctx, old, at); !errors.As(err, &se) || se.State != RenewalRenewing {
+		t.Errorf("SetRenewAt while renewing: %v, want *RenewalStateError", err)
+	}
+	var made []int64
+	for range 2 {
+		id, err := s.BeginKey(ctx, &KeyRecord{KeyType: "ECDSA", Curve: "P-256", RenewalOf: old}, testLabel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, id)
+	}
+	recs, err := s.RenewalKeys(ctx, old)
+	if err != nil || len(recs) != 2 || recs[0].ID != made[0] || recs[1].ID != made[1] || recs[0].RenewalOf != old {
+		t.Fatalf("RenewalKeys = %v, %v; want records %v renewing %d", recs, err, made, old)
+	}
+	if r, _ := s.GetRenewal(ctx, old); r.Attempts != 2 {
+		t.Errorf("Attempts = %d, want 2 (claim and retry)", r.Attempts)
+	}
+
+	married := newKeyIn(t, s, StatePending)
+	c := testCert(int(married))
+	if err := s.BeginMarriage(ctx, married, c, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishMarriage(ctx, married, nil); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := s.MarriedNotAfter(ctx)
+	if err != nil || len(exp) != 1 || !exp[0].Equal(c.NotAfter) {
+		t.Errorf("MarriedNotAfter = %v, %v; want [%v]", exp, err, c.NotAfter)
+	}
 }

@@ -32,21 +32,32 @@ var writeStatements = []string{insertKeySQL, setKeyLabelSQL, completeKeySQL, tra
 
 // prepareAll prepares queries up front (the write pool, before any
 // transaction can hold its one connection). Preparing is only a speed-up:
-// a statement on a table this database's schema lacks (a test's reduced
-// migration set) is left unprepared and fails, if it is ever run, with the
+// a statement on a table or column this database's schema lacks (a test's
+// reduced migration set) is left unprepared and fails, if it is ever run, with the
 // same error then; any other prepare error fails Open.
 func (c *stmtCache) prepareAll(ctx context.Context, queries []string) error {
 	for _, q := range queries {
-		if _, err := c.get(ctx, q, true); err != nil && !strings.Contains(err.Error(), "no such table") {
+		if _, err := c.get(ctx, q, true); err != nil && !missingSchema(err) {
 			return err
 		}
 	}
 	return nil
 }
 
+// missingSchema reports SQLite's refusal to prepare a statement on a table
+// or column the database's migrations have not created.
+func missingSchema(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "no such table") || strings.Contains(msg, "no such column") ||
+		strings.Contains(msg, "has no column named")
+}
+
 // get returns the prepared statement for query, preparing it on first use
 // when lazy (read pool) and returning nil when it was not prepared up front.
 func (c *stmtCache) get(ctx context.Context, query string, lazy bool) (*sql.Stmt, error) {
+	if c == nil { // a dialect without prepared statements (dialect.prepare)
+		return nil, nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st, ok := c.m[query]; ok {
@@ -100,16 +111,22 @@ func (s *Store) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args .
 // queryRow and query read through the read pool with prepared statements.
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) rowScanner {
 	st, err := s.rs.get(ctx, query, true)
-	if err != nil {
+	switch {
+	case err != nil:
 		return errRow{err}
+	case st == nil:
+		return s.r.QueryRowContext(ctx, query, args...)
 	}
 	return st.QueryRowContext(ctx, args...)
 }
 
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	st, err := s.rs.get(ctx, query, true)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, err
+	case st == nil:
+		return s.r.QueryContext(ctx, query, args...)
 	}
 	return st.QueryContext(ctx, args...)
 }

@@ -9,9 +9,11 @@ import (
 
 // TestTokenProfiles: one row per token (label and serial); learning a
 // token's profile again replaces its row; rows that are not JSON are
-// refused.
-func TestTokenProfiles(t *testing.T) {
-	s, _ := openTest(t)
+// refused, by the Store and by the table's CHECK.
+func TestTokenProfiles(t *testing.T) { forEachBackend(t, testTokenProfiles) }
+
+func testTokenProfiles(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, p := range []TokenProfile{
@@ -25,6 +27,10 @@ func TestTokenProfiles(t *testing.T) {
 	}
 	if err := s.SaveTokenProfile(ctx, &TokenProfile{TokenLabel: "x", LearnedBy: "csrd", Profile: json.RawMessage(`{`)}); err == nil {
 		t.Error("a profile that is not JSON was saved")
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO token_profiles VALUES (?, ?, ?, ?, ?)`,
+		"y", "", formatTime(at), "csrd", "{"); err == nil {
+		t.Error("the table took a profile that is not JSON")
 	}
 	got, err := s.TokenProfiles(ctx)
 	if err != nil {

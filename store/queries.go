@@ -143,12 +143,13 @@ type LiveKey struct {
 	// (AltStorageToken); empty otherwise.
 	AltKeyLabel string
 	AltKeyID    []byte
+	Node        string // see KeyRecord.Node
 }
 
 // listLiveSQL reads only what reconciliation needs, so that comparing a
 // large database with the token stays one light pass.
 const listLiveSQL = `SELECT id, state, intent, key_label, key_id, token_label, token_serial, updated_time,
-    cert_der IS NOT NULL, alt_key_label, alt_key_id
+    cert_der IS NOT NULL, alt_key_label, alt_key_id, node
 FROM keys WHERE state IN ('generating', 'pending', 'married') ORDER BY id`
 
 // ListLive returns every record whose key should be in a token: generating,
@@ -165,10 +166,10 @@ func (s *Store) ListLive(ctx context.Context) ([]LiveKey, error) {
 		var (
 			k                            LiveKey
 			intent, label, keyID, tl, ts sql.NullString
-			altLabel, altID              sql.NullString
+			altLabel, altID, node        sql.NullString
 			updated                      string
 		)
-		if err := rows.Scan(&k.ID, &k.State, &intent, &label, &keyID, &tl, &ts, &updated, &k.HasCert, &altLabel, &altID); err != nil {
+		if err := rows.Scan(&k.ID, &k.State, &intent, &label, &keyID, &tl, &ts, &updated, &k.HasCert, &altLabel, &altID, &node); err != nil {
 			return nil, dbErr(op, err)
 		}
 		if k.UpdatedTime, err = parseTime(updated); err != nil {
@@ -180,7 +181,7 @@ func (s *Store) ListLive(ctx context.Context) ([]LiveKey, error) {
 		if k.AltKeyID, err = decodeHex(altID); err != nil {
 			return nil, fmt.Errorf("store: %s: key %d alt_key_id: %w", op, k.ID, err)
 		}
-		k.AltKeyLabel = altLabel.String
+		k.AltKeyLabel, k.Node = altLabel.String, node.String
 		k.Intent, k.KeyLabel, k.TokenLabel, k.TokenSerial = Intent(intent.String), label.String, tl.String, ts.String
 		out = append(out, k)
 	}

@@ -64,9 +64,14 @@ const (
 	deferRenewalSQL  = `UPDATE renewals SET next_attempt = ?, last_error = ?, updated_time = ? WHERE record_id = ? AND state = ?`
 	releaseRenewSQL  = `UPDATE renewals SET state = 'scheduled', new_record_id = NULL, next_attempt = ?, last_error = ?, updated_time = ? WHERE record_id = ? AND state = 'renewing'`
 	retryRenewingSQL = `UPDATE renewals SET attempts = attempts + 1, updated_time = ? WHERE record_id = ? AND state = 'renewing'`
-	hookDoneSQL      = `UPDATE renewals SET hook = 'done', last_error = NULL, next_attempt = NULL, updated_time = ? WHERE record_id = ? AND hook = 'pending'`
-	hookFailedSQL    = `UPDATE renewals SET last_error = ?, next_attempt = ?, updated_time = ? WHERE record_id = ? AND hook = 'pending'`
-	retiredSQL       = `UPDATE renewals SET state = 'retired', updated_time = ? WHERE record_id = ? AND state IN ('scheduled', 'renewed')`
+	// attempts counts the failures of the step a row waits on: its deploy
+	// hook while that is pending, then its renewal; so a failing hook backs
+	// off as a failing renewal does, and its renewal starts afresh.
+	hookDoneSQL = `UPDATE renewals SET hook = 'done', last_error = NULL, next_attempt = NULL, updated_time = ?,
+    attempts = CASE WHEN state = 'scheduled' THEN 0 ELSE attempts END WHERE record_id = ? AND hook = 'pending'`
+	hookFailedSQL = `UPDATE renewals SET last_error = ?, next_attempt = ?, updated_time = ?, attempts = attempts + 1
+    WHERE record_id = ? AND hook = 'pending'`
+	retiredSQL = `UPDATE renewals SET state = 'retired', updated_time = ? WHERE record_id = ? AND state IN ('scheduled', 'renewed')`
 )
 
 // GetRenewal returns the renewal row of record id; ErrNotFound when csrd

@@ -9,7 +9,7 @@ const IntentRetire Intent = "retire"
 const (
 	// beginRetireSQL repeats harmlessly on a record already being retired:
 	// a retried retirement continues the interrupted one.
-	beginRetireSQL = `UPDATE keys SET intent = 'retire', updated_time = ?
+	beginRetireSQL = `UPDATE keys SET intent = 'retire', updated_time = ?, node = ?
 WHERE id = ? AND state = 'married' AND (intent IS NULL OR intent = 'retire')`
 	finishRetireSQL = `UPDATE keys SET state = 'retired', intent = NULL, updated_time = ?,
     fail_reason = COALESCE(?, fail_reason)
@@ -20,10 +20,11 @@ WHERE id = ? AND state = 'married' AND intent = 'retire'`
 // non-nil audit row is appended in the same transaction, as with
 // BeginDelete: the row is on the chain exactly when the destruction is
 // decided, before the token is touched. A record that is not married is a
-// *TransitionError, one under another operation a *BusyError.
+// *TransitionError, one under another operation a *BusyError. The record
+// is leased to this Store's node (WithNode) until the retirement finishes.
 func (s *Store) BeginRetire(ctx context.Context, id int64, audit *AuditEntry) error {
 	return s.intentTx(ctx, transition{op: "begin retire", id: id, from: []State{StateMarried}, to: StateRetired}, audit,
-		beginRetireSQL, formatTime(s.now()), id)
+		beginRetireSQL, formatTime(s.now()), nullString(s.node), id)
 }
 
 // FinishRetire records that the key is gone: the record becomes retired and

@@ -38,9 +38,9 @@ func (s *Scope) Has(rec *KeyRecord) bool { return s.Contains(rec.EnrollmentPatte
 // scoped), ?3 (the patterns, a JSON array) and ?4 (the templates in ASCII
 // lower case, a JSON array). Zero and "" are stored as NULL.
 const scopeWhere = `(?2 = 0 OR CASE
-        WHEN enrollment_pattern_id IS NOT NULL THEN enrollment_pattern_id IN (SELECT value FROM json_each(?3))
+        WHEN enrollment_pattern_id IS NOT NULL THEN enrollment_pattern_id IN (SELECT CAST(value AS INTEGER) FROM json_each(?3))
         WHEN template IS NOT NULL THEN lower(template) IN (SELECT value FROM json_each(?4))
-        ELSE 0 END)`
+        ELSE FALSE END)`
 
 // args returns scopeWhere's ?2, ?3 and ?4.
 func (s *Scope) args() (scoped int, patterns, templates string) {

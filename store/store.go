@@ -46,6 +46,7 @@ const (
 // this process. Reads go through a separate pool so a slow listing never
 // waits behind a write, which WAL makes safe.
 type Store struct {
+	d  *dialect
 	w  *sql.DB // exactly one connection; every write goes here
 	r  *sql.DB // query-only pool for reads
 	ws *stmtCache
@@ -53,23 +54,67 @@ type Store struct {
 
 	writer *writer // group commit of every write (writer.go)
 	now    func() time.Time
+	lock   *fileLock // SQLite: shared while open; Restore takes it exclusively (lock.go)
+	node   string    // WithNode
+	stats  stats     // Stats
 
 	// afterAuditRows, when set (tests only), runs in VerifyAudit between
 	// reading the rows and reading the sequence.
 	afterAuditRows func()
 }
 
-// Open opens (creating if needed) the database file at path, checks its
-// pragmas and applies pending migrations. path must name a file: an
-// in-memory database would lose every record on restart. A missing parent
-// directory is created with mode 0700 and a new database file with 0600;
-// the WAL and shared-memory files inherit the database file's mode.
-func Open(ctx context.Context, path string) (*Store, error) {
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	password string
+	node     string
+	existing bool // OpenExisting: refuse a database without csrd's schema
+	readOnly bool // OpenReadOnly
+}
+
+// WithNode names the csrd node this Store works for: records it begins,
+// and intents it commits, are leased to it (KeyRecord.Node). Without it
+// (csrctl) they are leased to nobody.
+func WithNode(name string) Option { return func(o *options) { o.node = name } }
+
+// WithPassword gives the PostgreSQL password (read from csrd's
+// database_password_file); without it pgx looks in PGPASSFILE or
+// ~/.pgpass. SQLite ignores it.
+func WithPassword(pw string) Option { return func(o *options) { o.password = pw } }
+
+func collect(opts []Option) options {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// Open opens the database and applies pending migrations. database is a
+// postgres:// or postgresql:// URL (see openPostgres) or a SQLite file
+// path.
+//
+// A SQLite database is created if needed, its pragmas checked. path must
+// name a file: an in-memory database would lose every record on restart. A
+// missing parent directory is created with mode 0700 and a new database
+// file with 0600; the WAL and shared-memory files inherit the database
+// file's mode.
+func Open(ctx context.Context, database string, opts ...Option) (*Store, error) {
+	o := collect(opts)
+	if IsPostgres(database) {
+		return openPostgres(ctx, database, o)
+	}
 	ms, err := loadMigrations(migrationFS)
 	if err != nil {
 		return nil, err
 	}
-	return open(ctx, path, ms)
+	s, err := open(ctx, database, ms)
+	if err != nil {
+		return nil, err
+	}
+	s.node = o.node
+	return s, nil
 }
 
 // OpenExisting is Open for tools that act on csrd's database (csrctl): it
@@ -77,7 +122,15 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // path fails (an error matching fs.ErrNotExist that names the path)
 // instead of yielding an empty database. SQLite opens it with mode=rw, so
 // a file removed after the check is not re-created either.
-func OpenExisting(ctx context.Context, path string) (*Store, error) {
+//
+// A PostgreSQL database (a URL) must hold csrd's schema_migrations table:
+// an empty database is refused rather than given csrd's schema.
+func OpenExisting(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	if IsPostgres(path) {
+		o := collect(opts)
+		o.existing = true
+		return openPostgres(ctx, path, o)
+	}
 	ms, err := loadMigrations(migrationFS)
 	if err != nil {
 		return nil, err
@@ -86,7 +139,12 @@ func OpenExisting(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openPools(ctx, fileURI(abs, "rw")+"&"+writeParams, ms, fileURI(abs, "rw")+"&"+readParams)
+	s, err := openPools(ctx, abs, fileURI(abs, "rw")+"&"+writeParams, ms, fileURI(abs, "rw")+"&"+readParams)
+	if err != nil {
+		return nil, err
+	}
+	s.node = collect(opts).node
+	return s, nil
 }
 
 func open(ctx context.Context, path string, ms []migration) (_ *Store, err error) {
@@ -108,18 +166,22 @@ func open(ctx context.Context, path string, ms []migration) (_ *Store, err error
 	case !errors.Is(err, fs.ErrExist):
 		return nil, fmt.Errorf("store: create database file: %w", err)
 	}
-	return openPools(ctx, abs+"?"+writeParams, ms, abs+"?"+readParams)
+	return openPools(ctx, abs, abs+"?"+writeParams, ms, abs+"?"+readParams)
 }
 
-// openPools opens the write pool on writeDSN, migrates, then opens the
-// read pool on readDSN and starts the writer.
-func openPools(ctx context.Context, writeDSN string, ms []migration, readDSN string) (_ *Store, err error) {
-	s := &Store{now: func() time.Time { return time.Now().UTC() }}
+// openPools takes the shared file lock on abs, opens the write pool on
+// writeDSN, migrates, then opens the read pool on readDSN and starts the
+// writer.
+func openPools(ctx context.Context, abs, writeDSN string, ms []migration, readDSN string) (_ *Store, err error) {
+	s := &Store{d: sqliteDialect, now: func() time.Time { return time.Now().UTC() }}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
 		}
 	}()
+	if s.lock, err = lockFile(abs, false); err != nil {
+		return nil, err
+	}
 
 	if s.w, err = sql.Open("sqlite3", writeDSN); err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
@@ -131,7 +193,7 @@ func openPools(ctx context.Context, writeDSN string, ms []migration, readDSN str
 	if err := verifyPragmas(ctx, s.w, false); err != nil {
 		return nil, err
 	}
-	if err := migrate(ctx, s.w, ms, s.now); err != nil {
+	if err := migrate(ctx, s.w, ms, s.now, s.d); err != nil {
 		return nil, err
 	}
 	if err := s.openReadPool(ctx, readDSN); err != nil {
@@ -232,6 +294,7 @@ func (s *Store) Close() error {
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
 	}
+	errs = append(errs, s.lock.Close()) // last: see fileLock
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
@@ -243,9 +306,15 @@ func (s *Store) Close() error {
 // (BEGIN IMMEDIATE; ROLLBACK) — proving the file is writable and not locked
 // past the busy timeout — and reads schema_migrations through the read pool.
 // It writes nothing. It waits for an in-flight write, so give ctx a deadline.
+//
+// On PostgreSQL it proves a connection on each pool and that the server
+// is a primary (see pingPostgres).
 func (s *Store) Ping(ctx context.Context) error {
 	if s.w == nil {
 		return fmt.Errorf("%w: ping", ErrReadOnly)
+	}
+	if s.d == postgresDialect {
+		return s.pingPostgres(ctx)
 	}
 	tx, err := s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE via _txlock
 	if err != nil {

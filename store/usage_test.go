@@ -8,8 +8,10 @@ import (
 // TestKeyUsage: a record whose token cannot restrict its key to signing
 // carries the usage from BeginKey on, through every read; others carry
 // none (sign only).
-func TestKeyUsage(t *testing.T) {
-	s, _ := openTest(t)
+func TestKeyUsage(t *testing.T) { forEachBackend(t, testKeyUsage) }
+
+func testKeyUsage(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	for _, usage := range []string{"sign, decrypt", ""} {
 		rec := KeyRecord{KeyType: "RSA", KeySize: 2048, KeyID: []byte(usage + "x"), KeyUsage: usage}

@@ -61,14 +61,17 @@ type writer struct {
 var errClosed = fmt.Errorf("%w: store closed", ErrUnavailable)
 
 func (s *Store) startWriter(ctx context.Context) error {
-	if _, err := s.w.ExecContext(ctx, noAutoCheckpointSQL); err != nil {
-		return dbErr("open", err)
-	}
 	w := &writer{s: s, queue: make(chan *writeReq, maxBatch), stop: make(chan struct{})}
+	if s.d == sqliteDialect {
+		if _, err := s.w.ExecContext(ctx, noAutoCheckpointSQL); err != nil {
+			return dbErr("open", err)
+		}
+		w.wg.Add(1)
+		go w.checkpoints()
+	}
 	s.writer = w
-	w.wg.Add(2)
+	w.wg.Add(1)
 	go w.run()
-	go w.checkpoints()
 	return nil
 }
 
@@ -122,6 +125,7 @@ func (s *Store) withTx(ctx context.Context, op string, fn func(context.Context, 
 	if w == nil {
 		return fmt.Errorf("%w: %s", ErrReadOnly, op)
 	}
+	defer s.wrote(time.Now())
 	r := &writeReq{ctx: ctx, op: op, fn: fn, done: make(chan error, 1)}
 	w.mu.RLock()
 	if w.closed {
@@ -189,15 +193,50 @@ const (
 )
 
 // commit runs batch in one transaction and tells each write its outcome.
+// A batch that failed on an error the dialect calls retryable — before its
+// COMMIT, so nothing of it is committed — is tried again, a bounded number
+// of times; a COMMIT whose answer was lost may have committed and is never
+// tried again (the writes report ErrUnavailable).
 func (w *writer) commit(batch []*writeReq) {
-	tx, err := w.s.w.BeginTx(context.Background(), nil) // BEGIN IMMEDIATE via _txlock
-	if err != nil {
-		for _, r := range batch {
-			r.done <- dbErr(r.op, err)
+	var results []error
+	for attempt := 0; ; attempt++ {
+		var retry bool
+		results, retry = w.try(batch)
+		if !retry || attempt == len(writeRetryBackoff) {
+			break
 		}
-		return
+		time.Sleep(writeRetryBackoff[attempt])
 	}
-	results, ok := w.apply(tx, batch)
+	for i, r := range batch {
+		r.done <- results[i]
+	}
+}
+
+// try runs batch in one transaction. retry reports a retryable error
+// before COMMIT (the transaction is rolled back whole).
+func (w *writer) try(batch []*writeReq) (results []error, retry bool) {
+	ctx, cancel := w.batchContext()
+	defer cancel()
+	tx, err := w.s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE via _txlock on SQLite
+	if err != nil {
+		results = make([]error, len(batch))
+		for i, r := range batch {
+			results[i] = dbErr(r.op, err)
+		}
+		return results, w.s.d.retryable(err)
+	}
+	results, ok, lost := w.apply(ctx, tx, batch)
+	if lost != nil {
+		// The transaction is lost with every write in it: none may report
+		// success, whatever its own statements did.
+		_ = tx.Rollback()
+		for i, r := range batch {
+			if results[i] == nil {
+				results[i] = dbErr(r.op, lost)
+			}
+		}
+		return results, true
+	}
 	if ok == 0 {
 		_ = tx.Rollback()
 	} else if err := tx.Commit(); err != nil {
@@ -206,61 +245,97 @@ func (w *writer) commit(batch []*writeReq) {
 				results[i] = dbErr(r.op, err)
 			}
 		}
+	} else {
+		w.s.stats.commits.Add(1)
 	}
-	for i, r := range batch {
-		r.done <- results[i]
-	}
+	return results, false
 }
 
-// apply runs the writes of batch in tx and returns each one's outcome and
-// how many succeeded.
-func (w *writer) apply(tx *sql.Tx, batch []*writeReq) ([]error, int) {
-	results := make([]error, len(batch))
+// batchContext bounds one group commit's statements when the dialect has
+// a write timeout.
+func (w *writer) batchContext() (context.Context, context.CancelFunc) {
+	if t := w.s.d.writeTimeout; t > 0 {
+		return context.WithTimeout(context.Background(), t)
+	}
+	return context.Background(), func() {}
+}
+
+// apply runs the writes of batch in tx and returns each one's outcome, how
+// many succeeded, and the retryable error that lost the transaction, if
+// one did (the writes after it are not run).
+func (w *writer) apply(ctx context.Context, tx *sql.Tx, batch []*writeReq) (results []error, ok int, lost error) {
+	results = make([]error, len(batch))
 	if len(batch) == 1 {
-		results[0] = w.lone(tx, batch[0])
+		results[0] = w.lone(ctx, tx, batch[0])
 	} else {
 		for i, r := range batch {
-			results[i] = w.one(tx, r)
+			results[i] = w.one(ctx, tx, r)
+			if results[i] != nil && w.s.d.retryable(results[i]) {
+				break // the transaction is lost; the rest would fail too
+			}
 		}
 	}
-	ok := 0
 	for _, err := range results {
-		if err == nil {
+		switch {
+		case err == nil:
 			ok++
+		case lost == nil && w.s.d.retryable(err):
+			lost = err
 		}
 	}
-	return results, ok
+	return results, ok, lost
 }
 
 // lone runs the only write of a batch. It needs no savepoint: the
 // transaction is its own, and rolling it back undoes exactly that write.
 // Three statements fewer on the path of every request that meets an idle
 // writer.
-func (w *writer) lone(tx *sql.Tx, r *writeReq) error {
+func (w *writer) lone(batchCtx context.Context, tx *sql.Tx, r *writeReq) error {
 	if err := r.ctx.Err(); err != nil {
 		return dbErr(r.op, err)
 	}
-	return r.fn(context.WithoutCancel(r.ctx), tx)
+	return r.fn(w.stmtContext(batchCtx, r), tx)
 }
 
+// stmtContext is the context a write's statements run under: its
+// caller's values without its cancellation (see withTx), bounded by the
+// batch's deadline when the dialect has one. go-sqlite3 watches a
+// cancellable context with a goroutine per statement, so SQLite's writes
+// get none.
+func (w *writer) stmtContext(batchCtx context.Context, r *writeReq) context.Context {
+	if _, ok := batchCtx.Deadline(); ok {
+		return valuesOf{Context: batchCtx, values: r.ctx}
+	}
+	return context.WithoutCancel(r.ctx)
+}
+
+// valuesOf is a context with one context's deadline and cancellation and
+// another's values.
+type valuesOf struct {
+	context.Context
+	values context.Context
+}
+
+func (v valuesOf) Value(key any) any { return v.values.Value(key) }
+
 // one runs a single write inside its savepoint.
-func (w *writer) one(tx *sql.Tx, r *writeReq) error {
+func (w *writer) one(batchCtx context.Context, tx *sql.Tx, r *writeReq) error {
 	if err := r.ctx.Err(); err != nil {
 		return dbErr(r.op, err)
 	}
-	if _, err := tx.Exec(savepointSQL); err != nil {
+	if _, err := tx.ExecContext(batchCtx, savepointSQL); err != nil {
 		return dbErr(r.op, err)
 	}
-	if err := r.fn(context.WithoutCancel(r.ctx), tx); err != nil {
-		if _, rbErr := tx.Exec(rollbackSQL); rbErr != nil {
+	if err := r.fn(w.stmtContext(batchCtx, r), tx); err != nil {
+		if _, rbErr := tx.ExecContext(batchCtx, rollbackSQL); rbErr != nil {
 			return errors.Join(err, dbErr(r.op, rbErr))
 		}
-		if _, rlErr := tx.Exec(releaseSQL); rlErr != nil {
+		if _, rlErr := tx.ExecContext(batchCtx, releaseSQL); rlErr != nil {
 			return errors.Join(err, dbErr(r.op, rlErr))
 		}
 		return err
 	}
-	if _, err := tx.Exec(releaseSQL); err != nil {
+	if _, err := tx.ExecContext(batchCtx, releaseSQL); err != nil {
 		return dbErr(r.op, err)
 	}
 	return nil

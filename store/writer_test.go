@@ -5,15 +5,20 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestGroupCommit: writes arriving together share transactions, yet each
 // stands alone — one refused (a duplicate CKA_ID) is rolled back without
 // taking the others with it, and every write reported done is there.
-func TestGroupCommit(t *testing.T) {
-	s, _ := openTest(t)
+func TestGroupCommit(t *testing.T) { forEachBackend(t, testGroupCommit) }
+
+func testGroupCommit(t *testing.T, bk backend) {
+	s := bk.open(t)
 	ctx := context.Background()
 	dup := []byte{0xde, 0xad}
 	if _, err := s.BeginKey(ctx, &KeyRecord{KeyID: dup}, testLabel); err != nil {
@@ -61,8 +66,10 @@ func TestGroupCommit(t *testing.T) {
 }
 
 // TestWriteAfterClose: a closed store refuses writes instead of hanging.
-func TestWriteAfterClose(t *testing.T) {
-	s, _ := openTest(t)
+func TestWriteAfterClose(t *testing.T) { forEachBackend(t, testWriteAfterClose) }
+
+func testWriteAfterClose(t *testing.T, bk backend) {
+	s := bk.open(t)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +81,9 @@ func TestWriteAfterClose(t *testing.T) {
 // TestWriteFailsAlone: a write that fails after changing rows leaves
 // nothing behind, whether it met an idle writer (its own transaction, no
 // savepoint) or shared a batch (its savepoint rolled back).
-func TestWriteFailsAlone(t *testing.T) {
+func TestWriteFailsAlone(t *testing.T) { forEachBackend(t, testWriteFailsAlone) }
+
+func testWriteFailsAlone(t *testing.T, bk backend) {
 	errBoom := errors.New("boom")
 	insertThenFail := func(_ context.Context, tx *sql.Tx) error {
 		if _, err := tx.Exec(`INSERT INTO keys (state, key_label, key_type, request_time, updated_time) VALUES ('generating', 'half-done', 'ECC', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')`); err != nil {
@@ -84,7 +93,7 @@ func TestWriteFailsAlone(t *testing.T) {
 	}
 	for _, together := range []int{1, 16} {
 		t.Run(fmt.Sprintf("%d at once", together), func(t *testing.T) {
-			s, _ := openTest(t)
+			s := bk.open(t)
 			ctx := context.Background()
 			var wg sync.WaitGroup
 			errs := make([]error, together)
@@ -116,5 +125,66 @@ func TestWriteFailsAlone(t *testing.T) {
 				t.Errorf("the failed write left %d rows", n)
 			}
 		})
+	}
+}
+
+// TestLostTransactionFailsEveryWrite: when a group commit's transaction is
+// lost before COMMIT (the connection dropped, a deadlock), every write in
+// it is rolled back, so none may report success; the batch is tried again
+// a bounded number of times, and with the fault persisting all fail with
+// ErrUnavailable and nothing is committed. (PostgreSQL: SQLite has no such
+// errors, it waits in its busy handler.)
+func TestLostTransactionFailsEveryWrite(t *testing.T) {
+	s := backends[1].open(t)
+	ctx := context.Background()
+	started, release := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.withTx(ctx, "hold the writer", func(context.Context, *sql.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+	var tries atomic.Int32
+	lost := func(context.Context, *sql.Tx) error {
+		tries.Add(1)
+		return fmt.Errorf("read: %w", io.ErrUnexpectedEOF)
+	}
+	const n = 4
+	errs := make([]error, n+1)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = s.BeginKey(ctx, &KeyRecord{KeyID: []byte{byte(i + 1)}}, testLabel)
+		}()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); errs[n] = s.withTx(ctx, "lose the connection", lost) }()
+	for len(s.writer.queue) < n+1 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if err := <-held; err != nil {
+		t.Errorf("the write that held the writer: %v", err)
+	}
+	for i, err := range errs[:n] {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("write %d beside the lost one: %v, want ErrUnavailable", i, err)
+		}
+	}
+	if !errors.Is(errs[n], io.ErrUnexpectedEOF) {
+		t.Errorf("the lost write: %v, want its own error", errs[n])
+	}
+	if got := tries.Load(); got != maxWriteAttempts {
+		t.Errorf("the batch was tried %d times, want %d", got, maxWriteAttempts)
+	}
+	var count int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM keys`).Scan(&count); err != nil || count != 0 {
+		t.Errorf("%d records committed (%v), want none", count, err)
 	}
 }

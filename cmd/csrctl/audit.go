@@ -29,8 +29,7 @@ func (f *fileList) String() string     { return strings.Join(*f, ",") }
 func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }
 
 func runAuditVerify(fs *flag.FlagSet, args []string, stdout, _ io.Writer) error {
-	cfgPath := fs.String("config", defaultConfigPath, "csrd configuration file (for database)")
-	dbPath := fs.String("database", "", "SQLite database (overrides database from -config)")
+	dbf := addDBFlags(fs)
 	head := fs.String("head", "", "a head hash printed by an earlier verify; it must still be in the chain")
 	maxAge := fs.Duration("max-age", 0, "fail unless a pinned key signed a checkpoint within this time (csrd signs at least every 10m while it runs)")
 	var pubkeys fileList
@@ -45,12 +44,12 @@ func runAuditVerify(fs *flag.FlagSet, args []string, stdout, _ io.Writer) error 
 	if err != nil {
 		return err
 	}
-	path, err := databasePath(*dbPath, *cfgPath)
+	cfg, err := dbf.resolve()
 	if err != nil {
 		return err
 	}
 	ctx := context.Background()
-	db, err := store.OpenReadOnly(ctx, path) // verify never changes, creates or migrates the database
+	db, err := openReadOnly(ctx, cfg) // verify never changes, creates or migrates the database
 	if err != nil {
 		return err
 	}
@@ -141,18 +140,6 @@ func judgeSignatures(w io.Writer, res checkpoint.Result, maxAge time.Duration, n
 		return errTampered
 	}
 	return nil
-}
-
-// databasePath is -database, else the database -config names.
-func databasePath(dbPath, cfgPath string) (string, error) {
-	if dbPath != "" {
-		return dbPath, nil
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		return "", fmt.Errorf("%w (pass -config FILE or -database FILE)", err)
-	}
-	return cfg.Database, nil
 }
 
 func readPinnedKeys(files []string) ([]*ecdsa.PublicKey, error) {

@@ -35,6 +35,20 @@ var root = &command{name: "csrctl", subs: []*command{
 				"if it does not exist yet), as PEM. Keep a copy off this machine and pass it to\n" +
 				"'csrctl audit verify -pubkey'. Each csrd node that shares the database has its own."},
 	}},
+	{name: "backup", args: "[flags] FILE", run: runBackup,
+		summary: "a consistent copy of the live SQLite database (csrd may run)",
+		about: "Writes a consistent copy of csrd's database to the new FILE while csrd runs\n" +
+			"(SQLite's online backup API; never copy the database file itself). The keys are\n" +
+			"not in it: they stay in the token. PostgreSQL: use pg_dump or WAL archiving.\n" +
+			"See docs/operations.md, Durability and backups."},
+	{name: "db", summary: "move the database", subs: []*command{
+		{name: "migrate", args: "-from FILE [-to postgres://…] [flags]", run: runDBMigrate,
+			summary: "copy a SQLite database into an empty PostgreSQL database",
+			about: "Copies every record, certificate fact and audit row of a SQLite database into an\n" +
+				"empty PostgreSQL database, keeping ids (request ids, token labels) and the audit\n" +
+				"chain, which is verified in the target. Stop csrd first. The password comes from\n" +
+				"database_password_file of -config (or PGPASSFILE)."},
+	}},
 	{name: "generate", args: "-subject DN -key-type TYPE [flags]", run: runGenerate, token: true,
 		summary: "generate a key pair in the token and print its CSR (as POST Generate does)",
 		about: "Generates a key pair in csrd's token and prints its CSR, exactly as POST\n" +
@@ -51,6 +65,10 @@ var root = &command{name: "csrctl", subs: []*command{
 				"revoked at the CA if it has not expired; the key is destroyed in the token after\n" +
 				"its audit row, and the record becomes retired with its certificate facts kept."},
 	}},
+	{name: "nodes", args: "[flags]", run: runNodes,
+		summary: "the csrd nodes sharing the database, their tokens and heartbeats",
+		about: "Lists the csrd nodes registered in the database: live when their heartbeat is\n" +
+			"younger than cluster.node_timeout."},
 	{name: "pending", summary: "list, print or delete pending CSRs", subs: []*command{
 		{name: "ls", args: "[flags]", run: runPendingLs,
 			summary: "list pending CSRs, newest first",
@@ -82,6 +100,12 @@ var root = &command{name: "csrctl", subs: []*command{
 			"certificate married, then the CA's deploy hook. The old key is retired after its\n" +
 			"certificate expires (plus retire_after_expiry). While csrd runs, POST\n" +
 			"/csrd/v1/keys/ID/renew asks it instead."},
+	{name: "restore", args: "[flags] FILE", run: runRestore,
+		summary: "put a backup back as the SQLite database (csrd stopped)",
+		about: "Replaces csrd's database with the backup FILE. csrd must be stopped: the restore\n" +
+			"is refused while csrd or another csrctl has the database open. Afterwards run\n" +
+			"'csrctl reconcile': keys made after the backup are listed as orphans (destroyed\n" +
+			"only with -destroy), records whose keys were deleted since are marked lost."},
 	{name: "token", summary: "manage API tokens in the auth file; probe the HSM token", subs: []*command{
 		{name: "create", args: "[flags] NAME", run: runTokenCreate,
 			summary: "make a Bearer API token (printed once) in the auth file",

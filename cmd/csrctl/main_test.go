@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/version"
 )
 
@@ -31,4 +33,10 @@ func TestRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	fixture.StopShared()
+	os.Exit(code)
 }

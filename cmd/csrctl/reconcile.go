@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/csrd/csrd/cluster"
 	"github.com/csrd/csrd/config"
 	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
@@ -55,7 +56,7 @@ func runReconcile(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) err
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	db, err := openDatabase(ctx, cfg.Database)
+	db, err := openDatabase(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -67,6 +68,12 @@ func runReconcile(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) err
 	defer closeTokens()
 
 	svc := lifecycle.NewPooled(pool, db, policy.Default(), log)
+	if cfg.Postgres() {
+		// In a fleet, work in progress leased by a live node is that
+		// node's to finish, whatever its age. csrctl is no node: it holds
+		// no lease and registers nothing.
+		svc.SetLeases(cluster.NewRegistry(db, cluster.Options{Timeout: cfg.Cluster.NodeTimeout, Log: log}))
+	}
 	// What it destroys or binds is audited under the operator's name, one
 	// request id for the run.
 	rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{

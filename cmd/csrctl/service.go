@@ -34,7 +34,7 @@ func openRecordEnv(ctx context.Context, cfgPath string, stderr io.Writer) (*reco
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.OpenReadOnly(ctx, cfg.Database) // these commands only read
+	db, err := openReadOnly(ctx, cfg) // these commands only read
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +74,7 @@ func openKeyEnv(ctx context.Context, cfgPath string, stderr io.Writer) (*keyEnv,
 	if err != nil {
 		return nil, err
 	}
-	db, err := openDatabase(ctx, cfg.Database)
+	db, err := openDatabase(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -96,12 +96,6 @@ func loadConfig(path string) (config.Config, error) {
 		return cfg, fmt.Errorf("%w (pass -config FILE)", err)
 	}
 	return cfg, err
-}
-
-// openDatabase opens csrd's existing database for writing; csrctl never
-// creates one (a missing path is an error naming it).
-func openDatabase(ctx context.Context, path string) (*store.Store, error) {
-	return store.OpenExisting(ctx, path)
 }
 
 // newLogger logs errors only, on stderr: csrctl reports to its operator.
@@ -178,7 +172,7 @@ func auditAuthChange(ctx context.Context, cfgPath string, stderr io.Writer, op, 
 		fmt.Fprintf(stderr, "csrctl: note: not audited (%v)\n", err)
 		return
 	}
-	db, err := store.OpenExisting(ctx, cfg.Database)
+	db, err := openDatabase(ctx, cfg)
 	if errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintf(stderr, "csrctl: note: not audited (%v)\n", err)
 		return

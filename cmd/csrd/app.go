@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/api"
+	"github.com/csrd/csrd/cluster"
 	"github.com/csrd/csrd/config"
 	"github.com/csrd/csrd/enroll"
 	"github.com/csrd/csrd/health"
@@ -36,6 +37,9 @@ type app struct {
 	db      *store.Store
 	pool    *lifecycle.TokenPool
 	svc     *lifecycle.Service
+	node    string            // cluster.node_name, or the host name
+	fleet   *cluster.Registry // this node's entry in the node registry
+	fwd     *cluster.Forwarder
 	enr     *enroll.Service
 	waiting []lifecycle.Token // not connected (or lost) at start: admitted by serve
 	ready   *health.Checker
@@ -79,6 +83,7 @@ func newApp(ctx context.Context, cfg config.Config) (_ *app, err error) {
 	}
 	m := metrics.New(metrics.Sources{
 		Sessions: metrics.SumSessions(a.tokens), Records: a.db.CountByState, AuditRows: a.db.CountAudit,
+		DB: a.db.Stats,
 	})
 	if err := a.startService(ctx, m); err != nil {
 		return nil, err
@@ -104,7 +109,14 @@ func (a *app) open(ctx context.Context) error {
 	}
 	// The tokens are closed last: everything else may still use them.
 	a.tokens, a.closers = tokens, append(a.closers, closeTokens)
-	db, err := store.Open(ctx, a.cfg.Database)
+	password, err := a.cfg.ReadDatabasePassword()
+	if err != nil {
+		return err
+	}
+	if a.node, err = a.cfg.Node(); err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, a.cfg.Database, store.WithPassword(password), store.WithNode(a.node))
 	if err != nil {
 		return err
 	}
@@ -112,15 +124,17 @@ func (a *app) open(ctx context.Context) error {
 	// Checkpoints of the audit log, signed with the first token's audit key;
 	// the last one when csrd closes, after the server has stopped and
 	// before the database and tokens close.
-	a.closers = append(a.closers, startCheckpoints(ctx, a.log, a.tokens[0], db))
+	a.closers = append(a.closers, startCheckpoints(ctx, a.log, a.node, a.tokens[0], db))
 	return nil
 }
 
-// startService builds the pool and the use cases and admits the tokens
-// connected now. Nothing is served yet, so every unfinished operation on a
-// connected token is a crash's: each is reconciled (MinAge 0; orphans
-// reported, never destroyed) and admitted. A token still waiting is
-// reconciled when it connects, before it takes keys (serve).
+// startService builds the pool and the use cases, registers this node
+// and admits the tokens connected now. Nothing is served yet, so every
+// unfinished operation on a connected token is a crash's — except work
+// another live node leases (a token several nodes share): each is
+// reconciled (MinAge 0; orphans reported, never destroyed) and admitted. A
+// token still waiting is reconciled when it connects, before it takes keys
+// (serve).
 func (a *app) startService(ctx context.Context, m *metrics.Metrics) error {
 	pool, err := tokenPool(a.log, m, a.tokens)
 	if err != nil {
@@ -128,6 +142,10 @@ func (a *app) startService(ctx context.Context, m *metrics.Metrics) error {
 	}
 	a.pool = pool
 	a.svc = lifecycle.NewPooled(pool, a.db, a.pol, a.log)
+	if a.fleet, a.fwd, err = joinFleet(ctx, &a.cfg, a.node, a.db, tokensReached(pool), a.log); err != nil {
+		return err
+	}
+	a.svc.SetLeases(a.fleet)
 	a.waiting, err = a.svc.AdmitConnected(ctx)
 	return err
 }
@@ -205,6 +223,7 @@ func (a *app) newHandler(authOpts api.Options, m *metrics.Metrics) http.Handler 
 		TrustedProxies:            authOpts.TrustedProxies,
 		Audit:                     a.db,
 		Metrics:                   m,
+		Fleet:                     a.fwd,
 	})
 }
 
@@ -245,6 +264,7 @@ func (a *app) serve(ctx context.Context) error {
 		}
 	})
 	a.announce(ln.Addr().String(), where)
+	go a.fleet.Run(ctx)
 	go a.enr.Run(ctx)
 	go watchdog(ctx, a.log, a.notify, a.ready, a.pool.States, where)
 
@@ -269,7 +289,7 @@ func (a *app) announce(addr, where string) {
 		msg = "csrd listening; waiting for HSM tokens"
 	}
 	a.log.Info().Str("listen", addr).Str("url", where).Str("base_path", a.cfg.BasePath).Int("max_generations", a.cfg.GenerationSlots()).
-		Str("token", a.tokens[0].Label()).Int("tokens", len(a.tokens)).Int("tokens_waiting", len(a.waiting)).Str("database", a.cfg.Database).Msg(msg)
+		Str("token", a.tokens[0].Label()).Int("tokens", len(a.tokens)).Int("tokens_waiting", len(a.waiting)).Str("database", store.Describe(a.cfg.Database)).Str("node", a.node).Msg(msg)
 	a.reloads.serving(a.tls, where)
 	status := sdnotify.Status("serving %s", where)
 	if w := lifecycle.WaitingFor(a.pool.States()); w != "" {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto"
-	"os"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,14 +17,10 @@ import (
 const finalCheckpointTimeout = 10 * time.Second
 
 // startCheckpoints signs checkpoints of the audit log with the audit key of
-// tok — the first configured token — until the returned stop is called;
+// tok — the first configured token — as node until the returned stop is called;
 // stop then signs the rows appended since the last one. Call stop after
 // the HTTP server has stopped and before db and tok close.
-func startCheckpoints(ctx context.Context, log zerolog.Logger, tok *hsm.Token, db *store.Store) (stop func()) {
-	node, err := os.Hostname()
-	if err != nil {
-		node = "csrd"
-	}
+func startCheckpoints(ctx context.Context, log zerolog.Logger, node string, tok *hsm.Token, db *store.Store) (stop func()) {
 	cp := checkpoint.New(log, db, func(ctx context.Context) (crypto.Signer, error) { return tok.AuditKey(ctx) },
 		checkpoint.Options{Node: node})
 	// The first before csrd serves: it covers what csrctl appended while

@@ -57,7 +57,7 @@ func loadConfig(args []string) (config.Config, error) {
 	path := fs.String("config", "", "YAML configuration file")
 	listen := fs.String("listen", "", "listen address (overrides listen)")
 	basePath := fs.String("base_path", "", "API base path (overrides base_path)")
-	database := fs.String("database", "", "SQLite database file (overrides database)")
+	database := fs.String("database", "", "SQLite database file or postgres:// URL without password (overrides database)")
 	logLevel := fs.String("log_level", "", "trace, debug, info, warn or error (overrides log_level)")
 	policyFile := fs.String("policy_file", "", "YAML policy file (overrides policy_file)")
 	module := fs.String("hsm.module", "", "PKCS#11 module path (overrides hsm.module)")

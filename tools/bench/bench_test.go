@@ -151,3 +151,51 @@ func TestSmoke(t *testing.T) {
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestSmokeBackends runs the PostgreSQL-against-SQLite comparison alone,
+// tiny: both csrds answered, their database counters were read, the
+// report has its row and its target.
+func TestSmokeBackends(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds csrd and starts PostgreSQL; not under -short")
+	}
+	dir := t.TempDir()
+	csrd, err := fixture.CSRD(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var progress bytes.Buffer
+	rep, err := bench.Run(ctx, bench.Options{
+		CSRD: csrd, Dir: filepath.Join(dir, "work"), BackendC: 2, BackendsOnly: true,
+		Warmup: 20 * time.Millisecond, Duration: 400 * time.Millisecond, Rounds: 2, MaxSessions: 4, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+	}
+	k := rep.Backends
+	if k == nil || k.Unsupported != "" {
+		t.Fatalf("no backends row: %+v", k)
+	}
+	for name, s := range map[string]*bench.BackendSide{"sqlite": k.SQLite, "postgres": k.Postgres} {
+		if s == nil || s.CSRD == nil || s.CSRD.Ops == 0 || s.CSRD.Errors != 0 {
+			t.Fatalf("%s side: %+v", name, s)
+		}
+		// A Generate writes its record twice (begin, complete): at least
+		// two writes and, under group commit, at most as many commits.
+		if s.WritesPerGenerate < 1.5 || s.CommitsPerGenerate <= 0 || s.CommitsPerGenerate > s.WritesPerGenerate+0.5 ||
+			s.DBShare <= 0 || s.DBShare >= 1 {
+			t.Errorf("%s side's database figures: %+v", name, s)
+		}
+	}
+	// XactPerGenerate is not checked: PostgreSQL flushes a busy session's
+	// statistics at most once a second, longer than these windows.
+	if k.Ratio <= 0 || len(k.RoundRatios) != 2 {
+		t.Errorf("comparison incomplete: %+v", k)
+	}
+	md := rep.Markdown()
+	if !strings.Contains(md, "### Database backends") || !strings.Contains(md, "csrd on PostgreSQL ≥ 0.90 × csrd on SQLite at C=8") {
+		t.Errorf("Markdown without the backends section or its target:\n%s", md)
+	}
+}

@@ -48,6 +48,11 @@ type Goals struct {
 		MaxC        int     `json:"max_c"`
 		MaxTimesP50 float64 `json:"max_times_p50"`
 	} `json:"p99"`
+	// Backends: csrd on PostgreSQL at least Min × csrd on SQLite at C.
+	Backends struct {
+		C   int     `json:"c"`
+		Min float64 `json:"min"`
+	} `json:"backends"`
 	// Errors: at most Max failed operations in the side-by-side cells.
 	Errors struct {
 		Max int `json:"max"`

@@ -32,6 +32,15 @@ func (r PoolRow) summary() string {
 	return fmt.Sprintf("raw %s | csrd %s | vs 1 token %.2f (rounds %s)", r.Raw.short(), r.CSRD.short(), r.VsOne, roundSpread(r.RoundsVsOne))
 }
 
+func (k *Backends) summary() string {
+	if k.Unsupported != "" {
+		return "not supported: " + k.Unsupported
+	}
+	return fmt.Sprintf("sqlite %s | postgres %s | ratio %.2f (rounds %s) | commits/Generate %.2f vs %.2f | db share %.0f%% vs %.0f%%",
+		k.SQLite.CSRD.short(), k.Postgres.CSRD.short(), k.Ratio, roundSpread(k.RoundRatios),
+		k.SQLite.CommitsPerGenerate, k.Postgres.CommitsPerGenerate, 100*k.SQLite.DBShare, 100*k.Postgres.DBShare)
+}
+
 func (f *Failover) summary() string {
 	if f.Unsupported != "" {
 		return "not supported: " + f.Unsupported
@@ -95,7 +104,8 @@ func (r *Report) Markdown() string {
 	r.writeFailover(&b)
 	r.writeMemory(&b)
 	r.writeTokens(&b)
-	if len(r.Cells) > 0 { // the targets judge the SoftHSM cells; a token-cells-only run has none
+	r.writeBackends(&b)
+	if len(r.Cells) > 0 || r.Backends != nil { // a token-cells-only run has nothing the targets judge
 		r.writeTargets(&b)
 	}
 	return b.String()
@@ -204,6 +214,32 @@ func (r *Report) writePool(b *strings.Builder) {
 		}
 		fmt.Fprintf(b, "| %d | %d | %.1f | %.1f | %.2f | **%s** | %s | %.0f / %.0f | %d |\n",
 			p.Tokens, o.PoolC, p.Raw.PerSecond, p.CSRD.PerSecond, ratio, vs, spread, p.CSRD.P50ms, p.CSRD.P99ms, p.CSRD.Errors)
+	}
+}
+
+// writeBackends is csrd on PostgreSQL against csrd on SQLite.
+func (r *Report) writeBackends(b *strings.Builder) {
+	k := r.Backends
+	if k == nil {
+		return
+	}
+	fmt.Fprintf(b, "\n### Database backends (P-256, C=%d, a fresh token each)\n\n", k.C)
+	if k.Unsupported != "" {
+		fmt.Fprintf(b, "Not measured: %s.\n", k.Unsupported)
+		return
+	}
+	b.WriteString("Two csrds run at once, one on SQLite (a file beside the token), one on PostgreSQL (a throw-away cluster on loopback, fsync and synchronous commit on: every commit waits for its fsync, where SQLite in WAL mode with synchronous=NORMAL syncs at checkpoints), each on a fresh token of its own, and take turns as the pool rows do. Commits and the database's share come from csrd's `csrd_db_*` metrics over the measurement windows: the share is the time Generates waited for their writes (queueing for the writer included) over C × the window. PostgreSQL's own `xact_commit` counts read-only transactions too, and lags a busy session by up to a second at each end of a window.\n\n")
+	b.WriteString("| backend | CSRs/s | vs SQLite | rounds: vs SQLite min–max | p50 / p99 ms | writes / Generate | commits / Generate | database share | xact_commit / Generate | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, row := range []struct {
+		name, vs, spread, xact string
+		s                      *BackendSide
+	}{
+		{"SQLite", "1.00", "–", "–", k.SQLite},
+		{"PostgreSQL", fmt.Sprintf("**%.2f**", k.Ratio), roundSpread(k.RoundRatios), fmt.Sprintf("%.2f", k.Postgres.XactPerGenerate), k.Postgres},
+	} {
+		m := row.s.CSRD
+		fmt.Fprintf(b, "| %s | %.1f | %s | %s | %.0f / %.0f | %.2f | %.2f | %.0f%% | %s | %d |\n", row.name, m.PerSecond, row.vs, row.spread,
+			m.P50ms, m.P99ms, row.s.WritesPerGenerate, row.s.CommitsPerGenerate, 100*row.s.DBShare, row.xact, m.Errors)
 	}
 }
 

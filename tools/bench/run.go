@@ -46,7 +46,8 @@ type Options struct {
 	// Token is the token of the side-by-side cells: "softhsm" (default),
 	// "p11kit" (SoftHSM exported by a p11-kit server, every call over a
 	// unix socket) or "tpm" (swtpm with tpm2-pkcs11). The fill, pool,
-	// failover and memory runs are SoftHSM's and are skipped on the others.
+	// failover, memory and backend runs are SoftHSM's and are skipped on
+	// the others.
 	Token string
 	// TokenCells are the other tokens ("p11kit", "tpm") whose short
 	// side-by-side cells follow the run, each on a fresh token of its own
@@ -59,6 +60,10 @@ type Options struct {
 	TokenDuration time.Duration
 	// TokenCellsOnly runs the token cells alone: no SoftHSM phases.
 	TokenCellsOnly bool
+	// BackendC is the concurrency of csrd on PostgreSQL against csrd on
+	// SQLite (0: skip); BackendsOnly runs that comparison alone.
+	BackendC     int
+	BackendsOnly bool
 	// Goals are what the report's targets hold csrd to (nil: the
 	// built-in targets.json).
 	Goals    *Goals
@@ -79,7 +84,8 @@ type Report struct {
 	Memory   *Memory    `json:"memory,omitempty"`
 	// Tokens are the token cells (Options.TokenCells): csrd and the raw
 	// loop side by side on each other token.
-	Tokens []TokenRun `json:"tokens,omitempty"`
+	Tokens   []TokenRun `json:"tokens,omitempty"`
+	Backends *Backends  `json:"backends,omitempty"`
 	// Goals are what Targets holds the figures to (nil: targets.json).
 	Goals *Goals `json:"goals,omitempty"`
 }
@@ -198,6 +204,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	if o.BackendsOnly { // the comparison alone: no token cells either
+		return r, nil
+	}
 	r.Options.TokenDurationS = o.TokenDuration.Seconds()
 	var err error
 	if r.Tokens, err = runTokenCells(ctx, o); err != nil {
@@ -219,7 +228,7 @@ func runSideBySide(ctx context.Context, o Options) (*Report, error) {
 		b.progress = io.Discard
 	}
 	if o.Token != "" && o.Token != "softhsm" {
-		o.FillKeys, o.PoolTokens, o.Failover, o.MemoryC = 0, nil, false, 0
+		o.FillKeys, o.PoolTokens, o.Failover, o.MemoryC, o.BackendC, o.BackendsOnly = 0, nil, false, 0, 0, false
 		b.o, b.r.Options.Token, b.r.Options.FillKeys = o, o.Token, 0
 	}
 	tok, err := setupTokens(o)
@@ -241,6 +250,13 @@ func runSideBySide(ctx context.Context, o Options) (*Report, error) {
 	if err := b.prepare(); err != nil {
 		return nil, err
 	}
+	if o.BackendsOnly {
+		if err := b.backends(ctx); err != nil {
+			return nil, err
+		}
+		b.r.Finished = time.Now().UTC()
+		return b.r, nil
+	}
 
 	// Phase 0: csrd's memory, first — SoftHSM loads the objects of every
 	// token in its store into each process, so later it would count the
@@ -257,6 +273,10 @@ func runSideBySide(ctx context.Context, o Options) (*Report, error) {
 	}
 	// Phase 3: pools of 1, 2, 4 fresh tokens side by side, then failover.
 	if err := b.poolsAndFailover(ctx); err != nil {
+		return nil, err
+	}
+	// Phase 4: csrd on PostgreSQL against csrd on SQLite.
+	if err := b.backends(ctx); err != nil {
 		return nil, err
 	}
 	b.r.Finished = time.Now().UTC()
@@ -291,6 +311,13 @@ func setupTokens(o Options) (*fixture.Token, error) {
 	if o.MemoryC > 0 {
 		if err := tok.AddToken(memLabel); err != nil {
 			return nil, err
+		}
+	}
+	if o.BackendC > 0 {
+		for _, l := range []string{backendSQLite, backendPostgres} {
+			if err := tok.AddToken(l); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return tok, nil
@@ -427,6 +454,20 @@ func (b *benchRun) poolsAndFailover(ctx context.Context) error {
 	}
 	b.say("failover: %s", f.summary())
 	b.r.Failover = f
+	return nil
+}
+
+// backends runs the backend comparison when BackendC is set.
+func (b *benchRun) backends(ctx context.Context) error {
+	if b.o.BackendC <= 0 {
+		return nil
+	}
+	r, err := runBackends(ctx, b.base, b.o)
+	if err != nil {
+		return err
+	}
+	b.say("backends C=%-3d %s", b.o.BackendC, r.summary())
+	b.r.Backends = r
 	return nil
 }
 
@@ -602,8 +643,17 @@ func measureRaw(ctx context.Context, raw *rawModule, a alg, labels []string, c i
 
 // runHTTP runs the closed loop against csrd, measuring csrd's CPU and peak RSS.
 func runHTTP(ctx context.Context, cl *loadgen.Client, srv *server, a alg, c int, d durations) (Measure, error) {
+	return runHTTPMarked(ctx, cl, srv, a, c, d, nil)
+}
+
+// runHTTPMarked is runHTTP that also calls mark (when set) at the start
+// and the end of the measurement window.
+func runHTTPMarked(ctx context.Context, cl *loadgen.Client, srv *server, a alg, c int, d durations, mark func(start bool)) (Measure, error) {
 	var cpu0, cpu, self0, selfCPU float64
 	win := d.loop(c, generateOp(cl, a), func(start bool) {
+		if mark != nil {
+			mark(start)
+		}
 		v, _ := loadgen.CPUSeconds(srv.pid())
 		s := loadgen.SelfCPUSeconds()
 		if start {

@@ -28,13 +28,15 @@ type server struct {
 
 // serverConfig is what the benchmark varies in csrd's configuration.
 type serverConfig struct {
-	binary      string
-	module      string
-	conf        string   // SOFTHSM2_CONF
-	labels      []string // one token, or a pool
-	pinFile     string
-	database    string
-	maxSessions int
+	binary   string
+	module   string
+	conf     string   // SOFTHSM2_CONF
+	labels   []string // one token, or a pool
+	pinFile  string
+	database string
+	// passwordFile is csrd's database_password_file (PostgreSQL).
+	passwordFile string
+	maxSessions  int
 	// healthInterval, when set, replaces csrd's hsm.health_interval; see
 	// sideBySideHealthInterval for why the side-by-side cells set it.
 	healthInterval time.Duration
@@ -49,6 +51,9 @@ const basePath = "/KeyfactorAPI"
 func (c serverConfig) yaml(listen string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %s\nbase_path: %s\ndatabase: %s\nlog_level: warn\n", listen, basePath, c.database)
+	if c.passwordFile != "" {
+		fmt.Fprintf(&b, "database_password_file: %s\n", c.passwordFile)
+	}
 	fmt.Fprintf(&b, "auth:\n  mode: file\n  file: %s\n", c.authFile)
 	// A token that failed comes back within a second of its repair (the
 	// default back-off cap is 30s), so the failover run can see it return.

@@ -28,6 +28,9 @@ func (r *Report) Targets() []Target {
 	}
 	ts := r.ratioTargets(g)
 	ts = append(ts, r.filledTarget(g), r.poolTarget(g), r.failoverTarget(g), r.memoryTarget(g), r.p99Target(g), r.errorsTarget(g))
+	if g.Backends.Min > 0 {
+		ts = append(ts, r.backendsTarget(g))
+	}
 	return ts
 }
 
@@ -106,6 +109,23 @@ func (r *Report) poolTarget(g *Goals) Target {
 		}
 	}
 	return target(fmt.Sprintf("%d tokens ≥ %.2f × 1 token at the same C", g.Pool.Tokens, g.Pool.Min), met, "%s", orNone(pr))
+}
+
+// backendsTarget: csrd on PostgreSQL against csrd on SQLite.
+func (r *Report) backendsTarget(g *Goals) Target {
+	name := fmt.Sprintf("csrd on PostgreSQL ≥ %.2f × csrd on SQLite at C=%d", g.Backends.Min, g.Backends.C)
+	k := r.Backends
+	switch {
+	case k == nil:
+		return target(name, false, "not measured")
+	case k.Unsupported != "":
+		return target(name, false, "not measured: %s", k.Unsupported)
+	case k.C != g.Backends.C:
+		return target(name, false, "measured at C=%d", k.C)
+	}
+	errs := k.SQLite.CSRD.Errors + k.Postgres.CSRD.Errors
+	return target(name, k.Ratio >= g.Backends.Min && errs == 0, "%s (rounds %s); commits per Generate %.2f on SQLite, %.2f on PostgreSQL; %d errors",
+		below(k.Ratio, g.Backends.Min), roundSpread(k.RoundRatios), k.SQLite.CommitsPerGenerate, k.Postgres.CommitsPerGenerate, errs)
 }
 
 // failoverTarget: failed requests while one of two tokens is unusable.

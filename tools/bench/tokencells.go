@@ -32,7 +32,7 @@ func runTokenCells(ctx context.Context, o Options) ([]TokenRun, error) {
 		}
 		sub := o
 		sub.Token, sub.Dir, sub.Algs, sub.Concurrency, sub.Duration = t, filepath.Join(o.Dir, "cells-"+t), o.TokenAlgs, o.TokenC, o.TokenDuration
-		sub.NoiseC, sub.NoiseSlowC, sub.TokenCells, sub.TokenCellsOnly = nil, nil, nil, false
+		sub.NoiseC, sub.NoiseSlowC, sub.TokenCells, sub.TokenCellsOnly, sub.BackendC, sub.BackendsOnly = nil, nil, nil, false, 0, false
 		sub.Progress = prefixed(o.Progress, t)
 		if err := os.MkdirAll(sub.Dir, 0o700); err != nil {
 			return nil, err

@@ -53,12 +53,14 @@ func run(args []string) error {
 	noiseRSA := fs.String("noise-rsa-c", "1", "concurrency levels of the RSA-2048 raw-vs-raw noise cells, one long turn per side (empty skips)")
 	rounds := fs.Int("rounds", 12, "turns each side takes per cell, alternating (RSA: always 1)")
 	sessions := fs.Int("max-sessions", 0, "csrd hsm.max_sessions (0: csrd's default)")
-	token := fs.String("token", "softhsm", "token of the side-by-side cells: softhsm, p11kit (SoftHSM through p11-kit remoting) or tpm (swtpm, tpm2-pkcs11); the fill, pool, failover and memory runs are SoftHSM's")
+	token := fs.String("token", "softhsm", "token of the side-by-side cells: softhsm, p11kit (SoftHSM through p11-kit remoting) or tpm (swtpm, tpm2-pkcs11); the fill, pool, failover, memory and backend runs are SoftHSM's")
 	tokenCells := fs.String("token-cells", "p11kit", "other tokens (p11kit, tpm) whose short side-by-side cells follow the run, each on a fresh token (empty skips); tpm is not in the default: tpm2-pkcs11 exhausts tpm2-abrmd's transient objects after some dozen keys per process (docs/tokens.md)")
 	tokenAlgs := fs.String("token-algs", "P-256,RSA-2048", "key types of the token cells")
 	tokenC := fs.String("token-c", "1,4", "concurrency levels of the token cells")
 	tokenDuration := fs.Duration("token-duration", 6*time.Second, "measurement window per token cell and side (RSA ×slow-factor)")
 	tokenOnly := fs.Bool("token-cells-only", false, "run only the token cells (no SoftHSM phases)")
+	backendC := fs.Int("backends-c", 8, "concurrency of csrd on PostgreSQL against csrd on SQLite (0 skips)")
+	backendsOnly := fs.Bool("backends-only", false, "run only the PostgreSQL-against-SQLite comparison")
 	targets := fs.String("targets", "", "JSON file of the targets the report holds csrd to (default: the built-in tools/bench/targets.json)")
 	md := fs.String("md", "BENCHMARKS.md", "Markdown report to update (empty: none)")
 	js := fs.String("json", "bin/bench.json", "JSON report (empty: none; - for stdout)")
@@ -109,6 +111,7 @@ func run(args []string) error {
 		FillKeys: *fill, FillWorkers: *fillWorkers, PoolTokens: pools, PoolC: *poolC,
 		Failover: *failover, MemoryC: *memC, BenchBinary: self, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NoiseSlowC: noiseSlowC, Goals: goals, Token: *token, Progress: os.Stderr,
 		TokenCells: split(*tokenCells), TokenAlgs: split(*tokenAlgs), TokenC: tokCs, TokenDuration: *tokenDuration, TokenCellsOnly: *tokenOnly,
+		BackendC: *backendC, BackendsOnly: *backendsOnly,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/csrd/csrd/fixture"
+	"github.com/csrd/csrd/store"
+)
+
+// TestCommandsOnPostgres runs the key commands against a PostgreSQL
+// database, the password in database_password_file: what csrctl does on
+// SQLite it does there too, audited on the same chain; backup and restore
+// point at PostgreSQL's own tools.
+func TestCommandsOnPostgres(t *testing.T) {
+	pg := fixture.SharedPostgres(t)
+	dsn := pg.CreateDB(t, t.Name())
+	ctx := context.Background()
+	dir := t.TempDir()
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-pg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(ctx, dsn, store.WithPassword(pg.Password)) // csrd's first start would create the schema
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	cfg := filepath.Join(dir, "csrd.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\ndatabase_password_file: %s\n",
+		tok.Module, tok.Label, tok.PINFile, dsn, pg.PasswordFile)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli := func(want int, args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(args, &out, &errOut); code != want {
+			t.Fatalf("csrctl %v: exit %d, want %d\n%s%s", args, code, want, out.String(), errOut.String())
+		}
+		if strings.Contains(out.String()+errOut.String(), pg.Password) {
+			t.Fatalf("csrctl %v printed the database password", args)
+		}
+		return out.String() + errOut.String()
+	}
+	var ids []string
+	for _, cn := range []string{"a.example.com", "b.example.com"} {
+		out := cli(0, "generate", "-config", cfg, "-subject", "CN="+cn, "-key-type", "ECC", "-key-length", "256")
+		m := regexp.MustCompile(`record (\d+), key csrd-`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("generate: %s", out)
+		}
+		ids = append(ids, m[1])
+	}
+	if out := cli(0, "pending", "ls", "-config", cfg); !strings.Contains(out, "a.example.com") || !strings.Contains(out, "b.example.com") {
+		t.Errorf("pending ls:\n%s", out)
+	}
+	cli(0, "pending", "rm", "-config", cfg, ids[0])
+	if out := cli(0, "reconcile", "-config", cfg, "-min-age", "1ns"); !strings.Contains(out, "token and database agree") {
+		t.Errorf("reconcile:\n%s", out)
+	}
+	if out := cli(0, "audit", "verify", "-config", cfg); !strings.Contains(out, "audit log OK: 3 rows") {
+		t.Errorf("audit verify:\n%s", out)
+	}
+	if out := cli(1, "backup", "-config", cfg, filepath.Join(dir, "b.db")); !strings.Contains(out, "pg_dump") {
+		t.Errorf("backup of PostgreSQL:\n%s", out)
+	}
+}
+
+// TestDBMigrate moves a SQLite appliance's records to PostgreSQL with
+// `csrctl db migrate`, then works on them there: the same ids and labels,
+// the keys still found in the token, the audit chain continued and
+// verifying; a second migration into the now non-empty database is refused.
+func TestDBMigrate(t *testing.T) {
+	pg := fixture.SharedPostgres(t)
+	dsn := pg.CreateDB(t, t.Name())
+	dir := t.TempDir()
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-migrate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbPath := filepath.Join(dir, "csrd.db")
+	db, err := store.Open(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	write := func(name, database, extra string) string {
+		cfg := filepath.Join(dir, name)
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n%s",
+			tok.Module, tok.Label, tok.PINFile, database, extra)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	liteCfg := write("lite.yaml", dbPath, "")
+	pgCfg := write("pg.yaml", dsn, "database_password_file: "+pg.PasswordFile+"\n")
+	cli := func(want int, args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(args, &out, &errOut); code != want {
+			t.Fatalf("csrctl %v: exit %d, want %d\n%s%s", args, code, want, out.String(), errOut.String())
+		}
+		return out.String() + errOut.String()
+	}
+	var ids []string
+	for _, cn := range []string{"kept.example.com", "gone.example.com", "later.example.com"} {
+		out := cli(0, "generate", "-config", liteCfg, "-subject", "CN="+cn, "-key-type", "ECC", "-key-length", "256")
+		ids = append(ids, regexp.MustCompile(`record (\d+), key`).FindStringSubmatch(out)[1])
+	}
+	cli(0, "pending", "rm", "-config", liteCfg, ids[1])
+
+	out := cli(0, "db", "migrate", "-config", pgCfg, "-from", dbPath)
+	for _, want := range []string{"keys: 3 rows", "audit: 4 rows", "audit chain verifies: 4 rows"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("db migrate output lacks %q:\n%s", want, out)
+		}
+	}
+	out = cli(0, "pending", "ls", "-config", pgCfg)
+	if !strings.Contains(out, ids[0]+" ") || !strings.Contains(out, ids[2]+" ") || strings.Contains(out, "gone.example.com") {
+		t.Errorf("pending ls on PostgreSQL after the migration:\n%s", out)
+	}
+	cli(0, "pending", "rm", "-config", pgCfg, ids[2])
+	if out := cli(0, "reconcile", "-config", pgCfg, "-min-age", "1ns"); !strings.Contains(out, "token and database agree") {
+		t.Errorf("reconcile on PostgreSQL after the migration:\n%s", out)
+	}
+	if out := cli(0, "audit", "verify", "-config", pgCfg); !strings.Contains(out, "audit log OK: 5 rows") {
+		t.Errorf("audit verify:\n%s", out)
+	}
+	if out := cli(1, "db", "migrate", "-config", pgCfg, "-from", dbPath); !strings.Contains(out, "not empty") {
+		t.Errorf("second migration:\n%s", out)
+	}
+}
