@@ -54,6 +54,12 @@ type Config struct {
 	// ErrNotSignOnly before anything is created. When false such keys are
 	// made, and Key.Usage says what they may do; csrd still only signs.
 	RequireSignOnly bool
+	// KeysPerLogin bounds the keys the token may load between two logins
+	// (generated, or first signed with) before csrd logs out and in again
+	// (loads.go): 0 takes the
+	// profile's bound (DefaultTPMKeysPerLogin for tpm2-pkcs11, none for
+	// other modules), a negative value sets none.
+	KeysPerLogin int
 
 	// RefreshPIN, when set, reads the PIN again (from the PIN file) when the
 	// token refuses the one hsm holds on a re-login: the operator changed

@@ -154,9 +154,19 @@ func (k *Key) Public() crypto.PublicKey { return k.pub }
 
 // Sign signs digest (the message itself for EdDSA) with the private key on
 // the token.
+// On a token that keeps keys loaded (loads.go), a CKR_GENERAL_ERROR is
+// tried once more after logging in afresh.
 func (k *Key) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := k.sign(rand, digest, opts)
+	if k.tok.spentAfter(err) {
+		sig, err = k.sign(rand, digest, opts)
+	}
+	return sig, err
+}
+
+func (k *Key) sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	const op = "sign"
-	if err := k.tok.begin(context.Background(), op); err != nil {
+	if err := k.tok.beginLoading(context.Background(), op, k.ref.ID); err != nil {
 		return nil, err
 	}
 	defer k.tok.end()
@@ -295,12 +305,8 @@ func (t *Token) GenerateKeyPair(ctx context.Context, spec KeySpec, ref KeyRef) (
 	if err := ref.check(op); err != nil {
 		return nil, err
 	}
-	if err := t.begin(ctx, op); err != nil {
-		return nil, err
-	}
-	defer t.end()
 	for attempt := 1; ; attempt++ {
-		k, err := t.generateOnce(ctx, spec, ref)
+		k, err := t.generateAttempt(ctx, op, spec, ref)
 		if err == nil {
 			t.proved(generateProof(spec))
 			return k, nil
@@ -316,6 +322,21 @@ func (t *Token) GenerateKeyPair(ctx context.Context, spec KeySpec, ref KeyRef) (
 
 // generateAttempts bounds GenerateKeyPair's retries of spurious failures.
 const generateAttempts = 3
+
+// generateAttempt is one attempt of GenerateKeyPair, counted among the
+// keys the token loads (loads.go). A CKR_GENERAL_ERROR on a token that
+// keeps keys loaded may be the device out of room for them (keys loaded
+// by something csrd does not count): the next attempt logs in afresh
+// first.
+func (t *Token) generateAttempt(ctx context.Context, op string, spec KeySpec, ref KeyRef) (*Key, error) {
+	if err := t.beginLoading(ctx, op, ref.ID); err != nil {
+		return nil, err
+	}
+	defer t.end()
+	k, err := t.generateOnce(ctx, spec, ref)
+	t.spentAfter(err)
+	return k, err
+}
 
 // spurious reports the return codes SoftHSM 2.6 answers a valid
 // C_GenerateKeyPair or C_CreateObject with when another session changes the

@@ -15,6 +15,8 @@ type Credential struct {
 	PIN func() (string, error)
 	// RequireSignOnly is Config.RequireSignOnly for this token.
 	RequireSignOnly bool
+	// KeysPerLogin is Config.KeysPerLogin for this token.
+	KeysPerLogin int
 }
 
 // OpenAll opens every token in creds with base's module and limits (its
@@ -36,7 +38,7 @@ func OpenAll(ctx context.Context, base Config, creds []Credential, log zerolog.L
 			return nil, nil, err
 		}
 		cfg := base
-		cfg.TokenLabel, cfg.PIN, cfg.RefreshPIN, cfg.RequireSignOnly = c.TokenLabel, pin, c.PIN, c.RequireSignOnly
+		cfg.TokenLabel, cfg.PIN, cfg.RefreshPIN, cfg.RequireSignOnly, cfg.KeysPerLogin = c.TokenLabel, pin, c.PIN, c.RequireSignOnly, c.KeysPerLogin
 		t, err := Open(ctx, cfg, log)
 		pin, cfg.PIN = "", "" //nolint:ineffassign // drops this function's last references to the PIN as soon as the token is open
 		if err != nil {
@@ -62,7 +64,7 @@ func StartAll(ctx context.Context, base Config, creds []Credential, log zerolog.
 	}
 	for _, c := range creds {
 		cfg := base
-		cfg.TokenLabel, cfg.PIN, cfg.RefreshPIN, cfg.RequireSignOnly = c.TokenLabel, "", c.PIN, c.RequireSignOnly
+		cfg.TokenLabel, cfg.PIN, cfg.RefreshPIN, cfg.RequireSignOnly, cfg.KeysPerLogin = c.TokenLabel, "", c.PIN, c.RequireSignOnly, c.KeysPerLogin
 		t, err := Start(ctx, cfg, log)
 		if err != nil {
 			closeAll()

@@ -18,6 +18,13 @@ import (
 type Profile struct {
 	Label, Manufacturer, Model, Serial string
 	Hardware, Firmware                 string // "major.minor"
+	// Library is the module's C_GetInfo: manufacturer, description and
+	// version.
+	Library string
+	// KeysPerLogin bounds the keys csrd lets the token load between two
+	// logins, for a module that keeps every key it generated or used
+	// loaded in its device until C_Logout (loads.go); 0 for others.
+	KeysPerLogin int
 	// MaxSessions and MaxRwSessions are the token's session caps (0 when
 	// it states none: CK_EFFECTIVELY_INFINITE or unavailable); crypto11
 	// caps its pool at MaxRwSessions.
@@ -267,6 +274,11 @@ func (t *Token) readProfile() (*Profile, error) {
 		Firmware:    fmt.Sprintf("%d.%d", info.FirmwareVersion.Major, info.FirmwareVersion.Minor),
 		MaxSessions: sessionCap(info.MaxSessionCount), MaxRwSessions: sessionCap(info.MaxRwSessionCount),
 	}
+	lib, err := t.p11.GetInfo()
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	p.Library, p.KeysPerLogin = libraryOf(lib), keysPerLogin(lib)
 	ms, err := t.p11.GetMechanismList(t.slot)
 	if err != nil {
 		return nil, wrap(op, err)

@@ -6,12 +6,15 @@ import "encoding/json"
 // `csrctl token probe -recorded` shows it: names instead of numbers,
 // errors as their text.
 type profileJSON struct {
-	Label         string          `json:"label"`
-	Serial        string          `json:"serial"`
-	Manufacturer  string          `json:"manufacturer"`
-	Model         string          `json:"model"`
-	Hardware      string          `json:"hardware"`
-	Firmware      string          `json:"firmware"`
+	Label        string `json:"label"`
+	Serial       string `json:"serial"`
+	Manufacturer string `json:"manufacturer"`
+	Model        string `json:"model"`
+	Hardware     string `json:"hardware"`
+	Firmware     string `json:"firmware"`
+	Library      string `json:"library"`
+	// KeysPerLogin: 0 when the module frees loaded keys itself.
+	KeysPerLogin  int             `json:"keys_per_login"`
 	MaxSessions   uint            `json:"max_sessions"`    // 0: no cap stated
 	MaxRwSessions uint            `json:"max_rw_sessions"` // 0: no cap stated
 	Sealing       bool            `json:"sealing"`
@@ -51,6 +54,7 @@ type trialJSON struct {
 func (p *Profile) MarshalJSON() ([]byte, error) {
 	out := profileJSON{
 		Label: p.Label, Serial: p.Serial, Manufacturer: p.Manufacturer, Model: p.Model, Hardware: p.Hardware, Firmware: p.Firmware,
+		Library: p.Library, KeysPerLogin: p.KeysPerLogin,
 		MaxSessions: p.MaxSessions, MaxRwSessions: p.MaxRwSessions, Sealing: p.Sealing,
 		Keys: []keyJSON{}, Mechanisms: []mechanismJSON{},
 	}

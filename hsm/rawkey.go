@@ -345,7 +345,17 @@ func (k *Key) SignMessage(rand io.Reader, msg []byte, opts crypto.SignerOpts) ([
 	if k.rk == nil || k.isEd() {
 		return crypto.SignMessage(signerOnly{k}, rand, msg, opts)
 	}
-	if err := k.tok.begin(context.Background(), op); err != nil {
+	sig, err := k.signMessage(msg, opts)
+	if k.tok.spentAfter(err) { // as Sign
+		sig, err = k.signMessage(msg, opts)
+	}
+	return sig, err
+}
+
+// signMessage is SignMessage on the raw handle.
+func (k *Key) signMessage(msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	const op = "sign"
+	if err := k.tok.beginLoading(context.Background(), op, k.ref.ID); err != nil {
 		return nil, err
 	}
 	defer k.tok.end()

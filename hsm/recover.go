@@ -99,6 +99,10 @@ func (t *Token) monitor() {
 		case <-t.kick:
 		case <-tick.C:
 		}
+		if t.redial.CompareAndSwap(true, false) {
+			t.connectWithBackoff(time.Now(), 1, nil)
+			continue
+		}
 		if err := t.timedHealthCheck(); err != nil {
 			t.reconnect(err)
 		}

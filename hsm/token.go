@@ -61,6 +61,9 @@ type Token struct {
 	stop      chan struct{} // closed by Close: the health monitor returns
 	done      chan struct{} // closed by the health monitor on return
 	kick      chan struct{} // an operation saw a connection-loss code: check now
+	// redial asks the monitor to connect again: a re-login's reconnect
+	// (loads.go) failed and left the Token down.
+	redial atomic.Bool
 
 	// identity is the serial of the token this Token is bound to, set at the
 	// first connection and never changed after (reconnect refuses another
@@ -235,6 +238,26 @@ func (t *Token) connectLocked() error {
 		}
 		t.profile.Store(p)
 	}
+	return t.startLoadCount()
+}
+
+// startLoadCount sets the bound on keys loaded per login for this
+// connection and, for a bounded token, logs out and in again so that the
+// count starts from nothing (the trial rounds' keys, or a pool sibling's,
+// may still be loaded).
+func (t *Token) startLoadCount() error {
+	bound := t.cfg.KeysPerLogin
+	if bound == 0 {
+		bound = t.profile.Load().KeysPerLogin
+	}
+	t.gate.setLoadBound(bound)
+	if bound <= 0 {
+		return nil
+	}
+	if err := t.reloginOnce(); err != nil {
+		t.disconnectLocked()
+		return redact(wrap("open", err), t.cfg.PIN)
+	}
 	return nil
 }
 
@@ -249,6 +272,7 @@ func (t *Token) disconnect() {
 }
 
 func (t *Token) disconnectLocked() {
+	t.logoutBounded()
 	t.releaseRaw()
 	if t.c11 != nil {
 		_ = t.c11.Close()

@@ -404,6 +404,7 @@ var attrNames = map[uint]string{
 func (t *Token) logProfile(p *Profile, took time.Duration) {
 	t.log.Info().Str("manufacturer", p.Manufacturer).Str("model", p.Model).Str("firmware", p.Firmware).
 		Uint("max_rw_sessions", p.MaxRwSessions).Int("mechanisms", len(p.Mechanisms)).Bool("sealing", p.Sealing).
+		Str("library", p.Library).Int("keys_per_login", p.KeysPerLogin).
 		Dur("trials_took", took).Msg("hsm: token profile")
 	for _, k := range p.Keys {
 		if !k.Usable() {
