@@ -47,6 +47,7 @@ func credentials(cfg *config.Config) []hsm.Credential {
 			TokenLabel:      tc.TokenLabel,
 			PIN:             func() (string, error) { return cfg.ReadTokenPIN(tc) },
 			RequireSignOnly: cfg.HSM.SignOnly(tc),
+			KeysPerLogin:    cfg.HSM.LoginKeys(tc),
 		})
 	}
 	return creds
