@@ -173,7 +173,7 @@ fuzz: deps
 	done
 
 ## bench: csrd vs the raw PKCS#11 limit on a fresh SoftHSM token (~30 min on 2 cores), then
-## the same side by side on SoftHSM through p11-kit remoting (-token-cells; a few minutes);
+## the same side by side on SoftHSM through p11-kit remoting and on the TPM token (-token-cells; a few minutes);
 ## writes BENCHMARKS.md and BENCHMARKS.json. BENCH_FLAGS passes options (csrd-bench -h).
 BENCH_FLAGS ?=
 bench: build tools

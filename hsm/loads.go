@@ -42,7 +42,12 @@ const DefaultTPMKeysPerLogin = 6
 // exhausting the device — failing the very operations the bound is there
 // to keep working, with a CKR_GENERAL_ERROR that says nothing — so the
 // module's own name is the evidence.
-func keysPerLogin(info pkcs11.Info) int {
+func keysPerLogin(info pkcs11.Info) int { return ModuleKeysPerLogin(info) }
+
+// ModuleKeysPerLogin is the bound on keys loaded per login that csrd's
+// profile gives a module with C_GetInfo info (0: none), for a raw PKCS#11
+// loop that must use a token as csrd does.
+func ModuleKeysPerLogin(info pkcs11.Info) int {
 	if blankTrim(info.ManufacturerID) == tpm2PKCS11Manufacturer {
 		return DefaultTPMKeysPerLogin
 	}

@@ -54,7 +54,7 @@ func run(args []string) error {
 	rounds := fs.Int("rounds", 12, "turns each side takes per cell, alternating (RSA: always 1)")
 	sessions := fs.Int("max-sessions", 0, "csrd hsm.max_sessions (0: csrd's default)")
 	token := fs.String("token", "softhsm", "token of the side-by-side cells: softhsm, p11kit (SoftHSM through p11-kit remoting) or tpm (swtpm, tpm2-pkcs11); the fill, pool, failover, memory and backend runs are SoftHSM's")
-	tokenCells := fs.String("token-cells", "p11kit", "other tokens (p11kit, tpm) whose short side-by-side cells follow the run, each on a fresh token (empty skips); tpm is not in the default: tpm2-pkcs11 exhausts tpm2-abrmd's transient objects after some dozen keys per process (docs/tokens.md)")
+	tokenCells := fs.String("token-cells", "p11kit,tpm", "other tokens (p11kit, tpm) whose short side-by-side cells follow the run, each on a fresh token (empty skips)")
 	tokenAlgs := fs.String("token-algs", "P-256,RSA-2048", "key types of the token cells")
 	tokenC := fs.String("token-c", "1,4", "concurrency levels of the token cells")
 	tokenDuration := fs.Duration("token-duration", 6*time.Second, "measurement window per token cell and side (RSA ×slow-factor)")
