@@ -71,6 +71,7 @@ type loadBudget struct {
 	loaded    map[string]bool // keys (CKA_ID, hex) loaded since the login
 	relogging bool            // a re-login runs: nothing may enter
 	failed    error           // the last re-login's failure, until the next connection
+	full      bool            // a load failed first thing after a login: only a new connection frees room
 	relogins  uint64
 }
 
@@ -142,13 +143,25 @@ func (g *gate) enterLoading(op string, closed func() bool, id []byte, relogin fu
 }
 
 // spend marks the login's count full: the next loading operation logs in
-// afresh first.
+// afresh first. When the failed load was the login's first, a logout
+// cannot help — the device is full of objects no logout flushes (a refused
+// PIN's or template's) — and that next operation connects again instead.
 func (g *gate) spend() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.loads.bound > 0 {
+		g.loads.full = g.loads.full || g.loads.used <= 1
 		g.loads.used, g.loads.loaded = g.loads.bound, nil
 	}
+}
+
+// takeFull reports, once, that a load failed first thing after a login.
+func (g *gate) takeFull() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	full := g.loads.full
+	g.loads.full = false
+	return full
 }
 
 // spentAfter reports whether err is a CKR_GENERAL_ERROR on a token with a
@@ -191,6 +204,10 @@ func (t *Token) beginLoading(ctx context.Context, op string, id []byte) error {
 // the monitor, which handles both as after any session loss.
 func (t *Token) relogin() error {
 	const op = "re-login"
+	if t.gate.takeFull() {
+		t.log.Warn().Msg("hsm: a key failed to load first thing after a login: the token holds objects no logout frees; connecting again")
+		return t.reconnectForRoom()
+	}
 	err := t.reloginOnce()
 	if err == nil {
 		t.log.Debug().Msg("hsm: logged out and in again to free the keys the token keeps loaded")
@@ -202,6 +219,13 @@ func (t *Token) relogin() error {
 		return err // wrap asked the monitor to check the token
 	}
 	t.log.Warn().Err(err).Msg("hsm: re-login to free the keys the token keeps loaded failed; connecting again")
+	return t.reconnectForRoom()
+}
+
+// reconnectForRoom connects to the token again, which finalises the module
+// and so frees everything the device holds for this process. A connection
+// that fails leaves the token to the monitor.
+func (t *Token) reconnectForRoom() error {
 	t.disconnect()
 	if cErr := t.connect(); cErr != nil {
 		t.gate.mu.Lock()

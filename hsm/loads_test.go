@@ -10,6 +10,39 @@ import (
 	"testing"
 )
 
+// TestSpendConnectsAgainAfterFirstLoad: a load that fails as the login's
+// first cannot be helped by another logout, so the next re-login connects
+// again; a later one only logs in afresh. A token without a bound is left
+// as it is.
+func TestSpendConnectsAgainAfterFirstLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		bound, used  int
+		wantFull     bool
+		wantUsedFull bool
+	}{
+		{"first load of the login", 6, 1, true, true},
+		{"nothing counted yet", 6, 0, true, true},
+		{"a later load", 6, 4, false, true},
+		{"no bound", 0, 1, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var g gate
+			g.loads.bound, g.loads.used = tc.bound, tc.used
+			g.spend()
+			if got := g.loads.used == tc.bound && tc.bound > 0; got != tc.wantUsedFull {
+				t.Errorf("count after spend %d of %d", g.loads.used, tc.bound)
+			}
+			if got := g.takeFull(); got != tc.wantFull {
+				t.Errorf("takeFull = %v, want %v", got, tc.wantFull)
+			}
+			if g.takeFull() {
+				t.Error("takeFull reported twice")
+			}
+		})
+	}
+}
+
 // TestKeysPerLoginOnTPM: tpm2-pkcs11 keeps every key it generated or
 // used loaded in the TPM until logout, and the fixture's tpm2-abrmd (at
 // its default of 27 transient objects per client) refuses more; csrd
