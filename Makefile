@@ -22,6 +22,18 @@ DEV_DIR    := .dev
 DEV_TOKEN  := csrd-dev
 DEV_CONFIG := config/csrd.example.yaml
 
+# The TPM token of the test matrix: a software TPM 2.0 (swtpm), the
+# tpm2-abrmd resource manager on a private D-Bus session bus, and
+# tpm2-pkcs11 with the TCTIs it loads. Their postinst may start system
+# services; the tests start their own instances and never use those.
+TPM_DEPS := swtpm:/usr/bin/swtpm swtpm-tools:/usr/bin/swtpm_setup tpm2-tools:/usr/bin/tpm2_getrandom \
+        tpm2-abrmd:/usr/sbin/tpm2-abrmd dbus:/usr/bin/dbus-daemon \
+        libtss2-tcti-swtpm0:/usr/lib/x86_64-linux-gnu/libtss2-tcti-swtpm.so.0 \
+        libtss2-tcti-tabrmd0:/usr/lib/x86_64-linux-gnu/libtss2-tcti-tabrmd.so.0 \
+        libtpm2-pkcs11-1:/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so \
+        python3-tpm2-pkcs11-tools:/usr/lib/python3/dist-packages/tpm2_pkcs11/tpm2_ptool.py \
+        libtpm2-pkcs11-tools:/usr/bin/tpm2_ptool
+
 # Debian packages the build, the daemon and the tests need, each as
 # package:file-that-proves-it-is-installed (a glob). postgresql is for the
 # tests' throw-away clusters (fixture/postgres.go): its install may create
@@ -30,7 +42,9 @@ DEPS := softhsm2:/usr/bin/softhsm2-util opensc:/usr/bin/pkcs11-tool openssl:/usr
         libengine-pkcs11-openssl:/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so \
         sqlite3:/usr/bin/sqlite3 gcc:/usr/bin/gcc curl:/usr/bin/curl \
         systemd:/usr/bin/systemd-analyze postgresql:/usr/lib/postgresql/*/bin/initdb \
-        bind9:/usr/sbin/named
+        bind9:/usr/sbin/named \
+        p11-kit:/usr/bin/p11-kit p11-kit-modules:/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so \
+        $(TPM_DEPS)
 
 # Fuzz targets as package:FuzzName; `make fuzz FUZZTIME=5m` runs each longer.
 # FUZZMINTIME bounds minimising each new interesting input: Go's default
@@ -158,7 +172,8 @@ fuzz: deps
 	  $(GO) test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) $${t%%:*}; \
 	done
 
-## bench: csrd vs the raw PKCS#11 limit on a fresh SoftHSM token (~30 min on 2 cores);
+## bench: csrd vs the raw PKCS#11 limit on a fresh SoftHSM token (~30 min on 2 cores), then
+## the same side by side on SoftHSM through p11-kit remoting and on the TPM token (-token-cells; a few minutes);
 ## writes BENCHMARKS.md and BENCHMARKS.json. BENCH_FLAGS passes options (csrd-bench -h).
 BENCH_FLAGS ?=
 bench: build tools

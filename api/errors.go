@@ -46,6 +46,7 @@ const (
 	CodeBusy              = "0xA0050005" // 503 too many key generations in flight
 	CodeIdentityBusy      = "0xA0050006" // 429 this identity has limits.max_generations_per_identity generations in flight
 	CodeAuthBusy          = "0xA0050007" // 503 too many password verifications waiting
+	CodeHSMRefused        = "0xA0050008" // 500 the HSM token refused what csrd asked of it; retrying will not help
 	CodeUnauthenticated   = "0xA0060001" // 401 no or wrong credentials
 	CodeForbidden         = "0xA0060002" // 403 the identity may not do this
 	CodeThrottled         = "0xA0060003" // 429 too many failed (or in-flight) authentications from this address
@@ -128,6 +129,10 @@ func classify(err error) mapped {
 		return mapped{status: http.StatusBadRequest, code: CodeInvalidSubject, msg: clientText(err)}
 	case errors.As(err, &sanErr), errors.Is(err, csr.ErrInvalidSAN):
 		return mapped{status: http.StatusBadRequest, code: CodeInvalidSAN, msg: clientText(err)}
+	case errors.Is(err, hsm.ErrRefused):
+		return mapped{status: http.StatusInternalServerError, code: CodeHSMRefused, msg: hsmText(err, true), logCause: true}
+	case errors.Is(err, hsm.ErrUnsupported):
+		return mapped{status: http.StatusBadRequest, code: CodeNotSupported, msg: hsmText(err, false)}
 	case errors.Is(err, hsm.ErrTokenFull):
 		return mapped{status: http.StatusInsufficientStorage, code: CodeHSMFull, msg: "the HSM token has no room for another key", logCause: true}
 	case errors.Is(err, lifecycle.ErrUnavailable):
@@ -196,6 +201,27 @@ func classifyHTTP(he *echo.HTTPError) mapped {
 		return mapped{status: he.Code, code: CodeInvalidField, msg: http.StatusText(he.Code)}
 	}
 	return mapped{status: http.StatusInternalServerError, code: CodeInternal, logCause: true}
+}
+
+// hsmText says which token refused (refused true) or cannot do (false)
+// which operation, with the PKCS#11 return value: the fields of an
+// hsm.Error, never its cause (which may quote the module).
+func hsmText(err error, refused bool) string {
+	token, what := "the HSM token", "this request"
+	var he *hsm.Error
+	if errors.As(err, &he) {
+		if he.Token != "" {
+			token = fmt.Sprintf("HSM token %q", he.Token)
+		}
+		what = he.Op
+		if he.CKR != 0 {
+			what += " (" + he.CodeName() + ")"
+		}
+	}
+	if refused {
+		return token + " refused " + what + "; the same request will fail again: the token does not accept what csrd asks of it (csrctl token probe shows what it accepts)"
+	}
+	return token + " cannot do this: " + what
 }
 
 // clientText strips the package prefix ("csr: ") from a domain error that

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -51,6 +52,7 @@ type KeyView struct {
 	KeyID               string          `json:"key_id"` // CKA_ID, hex
 	KeyURI              string          `json:"key_uri"`
 	KeyType             string          `json:"key_type"`
+	KeyUsage            string          `json:"key_usage"` // "sign", or more where the token could not restrict it (hsm.require_sign_only false)
 	KeySize             int             `json:"key_size,omitempty"`
 	Curve               string          `json:"curve,omitempty"`
 	SPKISHA256          string          `json:"spki_sha256,omitempty"`
@@ -85,6 +87,7 @@ func keyView(k lifecycle.KeyInfo) KeyView {
 		TokenLabel: r.TokenLabel, TokenSerial: r.TokenSerial, KeyLabel: r.KeyLabel, KeyID: hex.EncodeToString(r.KeyID),
 		KeyURI: k.URI, KeyType: r.KeyType, KeySize: r.KeySize, Curve: r.Curve, Subject: r.Subject, SANs: r.SANs,
 		Template: r.Template, EnrollmentPatternID: r.EnrollmentPatternID, Decision: r.Decision, CSR: r.CSRPEM, Reason: r.FailReason,
+		KeyUsage:  cmp.Or(r.KeyUsage, "sign"),
 		RenewalOf: r.RenewalOf,
 	}
 	if v.SANs == nil {

@@ -15,6 +15,14 @@ type PolicySource interface {
 	Current() *policy.Engine
 }
 
+// KeyOffer says which key algorithms the HSM tokens can make (by their
+// profiles: lifecycle.Service). A Generator that implements it narrows the
+// algorithms the EnrollmentPatterns endpoints advertise to those: the
+// policy may allow what the token cannot do.
+type KeyOffer interface {
+	Offers(alg policy.Algorithm, bits int, curve string) bool
+}
+
 // The EnrollmentPatterns endpoints answer in Keyfactor's field names
 // (EnrollmentPatternsEnrollmentPatternResponse and friends in Keyfactor's
 // SDK), built from the policy in force. Fields Keyfactor has and csrd does
@@ -120,7 +128,7 @@ func (s *Server) listPatterns(c echo.Context) error {
 	out := []EnrollmentPatternResponse{}
 	templates := e.Templates()
 	for i := (page - 1) * limit; i < len(all) && i < page*limit; i++ {
-		out = append(out, patternResponse(all[i], templates))
+		out = append(out, s.offered(patternResponse(all[i], templates)))
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -135,13 +143,13 @@ func (s *Server) getPattern(c echo.Context) error {
 	if !ok {
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Msg: "no enrollment pattern with Id " + strconv.Itoa(id)}
 	}
-	return c.JSON(http.StatusOK, patternResponse(p, e.Templates()))
+	return c.JSON(http.StatusOK, s.offered(patternResponse(p, e.Templates())))
 }
 
 func (s *Server) patternSettings(c echo.Context) error {
 	st := s.policy.Current().Settings()
 	return c.JSON(http.StatusOK, PatternSettingsResponse{
-		Regexes: regexResponses(st.Regexes), Defaults: defaultResponses(st.Defaults), Policies: policiesResponse(st.Policies),
+		Regexes: regexResponses(st.Regexes), Defaults: defaultResponses(st.Defaults), Policies: s.offeredPolicies(policiesResponse(st.Policies)),
 	})
 }
 
@@ -195,12 +203,61 @@ func patternResponse(p policy.PatternView, templates []policy.TemplateView) Enro
 	return r
 }
 
+// offered narrows a pattern's advertised algorithms to what the tokens
+// can make (KeyOffer).
+func (s *Server) offered(r EnrollmentPatternResponse) EnrollmentPatternResponse {
+	r.Policies = s.offeredPolicies(r.Policies)
+	return r
+}
+
+func (s *Server) offeredPolicies(p PatternPoliciesResponse) PatternPoliciesResponse {
+	ko, ok := s.gen.(KeyOffer)
+	if !ok {
+		return p
+	}
+	p.PrimaryKeyAlgorithms = offeredAlgorithms(ko, p.PrimaryKeyAlgorithms)
+	p.AlternativeKeyAlgorithms = offeredAlgorithms(ko, p.AlternativeKeyAlgorithms)
+	p.KeyInfo = keyInfo(p.PrimaryKeyAlgorithms)
+	return p
+}
+
+// offeredAlgorithms keeps the sizes and curves ko offers, and the
+// algorithms with any left.
+func offeredAlgorithms(ko KeyOffer, algs []AlgorithmDataResponse) []AlgorithmDataResponse {
+	out := []AlgorithmDataResponse{}
+	for _, a := range algs {
+		kept := AlgorithmDataResponse{Name: a.Name, BitLengths: []int{}, Curves: []string{}}
+		alg := policy.Algorithm(a.Name)
+		switch {
+		case alg == policy.ECC:
+			for i, oid := range a.Curves {
+				if ko.Offers(alg, a.BitLengths[i], policy.CurveName(oid)) {
+					kept.Curves = append(kept.Curves, oid)
+					kept.BitLengths = append(kept.BitLengths, a.BitLengths[i])
+				}
+			}
+		case alg == policy.RSA:
+			for _, b := range a.BitLengths {
+				if ko.Offers(alg, b, "") {
+					kept.BitLengths = append(kept.BitLengths, b)
+				}
+			}
+		case ko.Offers(alg, policy.KeySize(alg), ""):
+			kept.BitLengths = a.BitLengths
+		}
+		if len(kept.BitLengths) > 0 {
+			out = append(out, kept)
+		}
+	}
+	return out
+}
+
 func policiesResponse(e policy.Effective) PatternPoliciesResponse {
 	return PatternPoliciesResponse{
 		AllowWildcards: e.AllowWildcards, RFCEnforcement: e.RFCEnforcement,
 		PrimaryKeyAlgorithms:       algorithmResponses(e.PrimaryKeyAlgorithms),
 		AlternativeKeyAlgorithms:   algorithmResponses(e.AlternativeKeyAlgorithms),
-		KeyInfo:                    keyInfo(e.PrimaryKeyAlgorithms),
+		KeyInfo:                    keyInfo(algorithmResponses(e.PrimaryKeyAlgorithms)),
 		AllowSealedAlternativeKeys: e.AllowSealedAlternativeKeys,
 		MinimumRSAKeySize:          e.MinimumRSAKeySize,
 		MaxSANs:                    e.MaxSANs,
@@ -230,9 +287,12 @@ func algorithmResponses(rules []policy.AlgorithmRule) []AlgorithmDataResponse {
 // keyInfoNames are KeyInfo's names for csrd's key types.
 var keyInfoNames = map[policy.Algorithm]string{policy.RSA: "RSA", policy.ECC: "ECDSA", policy.Ed25519: "Ed25519", policy.Ed448: "Ed448"}
 
-func keyInfo(rules []policy.AlgorithmRule) map[string]KeyInfoResponse {
+// keyInfo is KeyInfo for the primary algorithms algs: made from the
+// advertised list, it offers exactly what that list offers (the tokens'
+// narrowing included).
+func keyInfo(algs []AlgorithmDataResponse) map[string]KeyInfoResponse {
 	out := map[string]KeyInfoResponse{}
-	for _, a := range algorithmResponses(rules) {
+	for _, a := range algs {
 		if name, ok := keyInfoNames[policy.Algorithm(a.Name)]; ok {
 			out[name] = KeyInfoResponse{BitLengths: a.BitLengths, Curves: a.Curves}
 		}

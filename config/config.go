@@ -115,6 +115,19 @@ type HSM struct {
 	// attempts (starting at 250ms), i.e. how long csrd may take to notice a
 	// token that has come back.
 	ReconnectMaxBackoff time.Duration `yaml:"reconnect_max_backoff"`
+	// RequireSignOnly (default true) refuses a Generate on a token that
+	// cannot restrict a key of the requested type to signing (its profile,
+	// see docs/tokens.md), before anything is created. With false such
+	// keys are made; the key views say what they may do, and csrd still
+	// only signs with them.
+	RequireSignOnly bool `yaml:"require_sign_only"`
+	// KeysPerLogin bounds the keys a token may load between two logins
+	// before csrd quiesces it and logs out and in again, for modules that
+	// keep every key they generated or used loaded in the device until
+	// logout (tpm2-pkcs11: docs/tokens.md). 0 (default) takes the token
+	// profile's bound (6 for tpm2-pkcs11, none for other modules); -1 sets
+	// none.
+	KeysPerLogin int `yaml:"keys_per_login"`
 	// Tokens, when set instead of TokenLabel, is a pool: new keys go to the
 	// least busy healthy token, each key stays on the one that made it.
 	Tokens []Token `yaml:"tokens"`
@@ -125,6 +138,11 @@ type Token struct {
 	TokenLabel string `yaml:"token_label"`
 	// PINFile defaults to hsm.pin_file (and its systemd credential).
 	PINFile string `yaml:"pin_file"`
+	// RequireSignOnly overrides hsm.require_sign_only for this token.
+	RequireSignOnly *bool `yaml:"require_sign_only"`
+	// KeysPerLogin overrides hsm.keys_per_login for this token (nil:
+	// hsm's).
+	KeysPerLogin *int `yaml:"keys_per_login"`
 }
 
 // Cluster configures this node of a fleet (several csrd sharing one
@@ -207,6 +225,7 @@ func Defaults() Config {
 			// Short enough that a replugged token serves again quickly,
 			// long enough not to hammer a network HSM that is rebooting.
 			ReconnectMaxBackoff: 30 * time.Second,
+			RequireSignOnly:     true,
 		},
 		Limits:  Limits{GenerationWait: 5 * time.Second},
 		Cluster: Cluster{HeartbeatInterval: 5 * time.Second, NodeTimeout: 20 * time.Second},
@@ -340,6 +359,11 @@ func (c *Config) validateHSM(p *problems) {
 	if h.MaxSessions < 2 || h.MaxSessions > 1024 {
 		p.add("hsm.max_sessions %d: must be between 2 and 1024", h.MaxSessions)
 	}
+	for _, t := range h.TokenList() {
+		if n := h.LoginKeys(t); n < -1 {
+			p.add("hsm.keys_per_login %d (token %q): must be -1 (no bound), 0 (the token profile's) or positive", n, t.TokenLabel)
+		}
+	}
 	if h.SessionWaitTimeout <= 0 {
 		p.add("hsm.session_wait_timeout: must be positive")
 	}
@@ -469,6 +493,24 @@ func (h HSM) TokenList() []Token {
 		return h.Tokens
 	}
 	return []Token{{TokenLabel: h.TokenLabel}}
+}
+
+// SignOnly reports whether token t (of TokenList) must make sign-only keys:
+// its own require_sign_only, else hsm.require_sign_only.
+func (h HSM) SignOnly(t Token) bool {
+	if t.RequireSignOnly != nil {
+		return *t.RequireSignOnly
+	}
+	return h.RequireSignOnly
+}
+
+// LoginKeys returns token t's bound on keys loaded per login (of
+// TokenList): its own keys_per_login, else hsm.keys_per_login.
+func (h HSM) LoginKeys(t Token) int {
+	if t.KeysPerLogin != nil {
+		return *t.KeysPerLogin
+	}
+	return h.KeysPerLogin
 }
 
 // ReadTokenPIN returns the user PIN of one token of TokenList: its own

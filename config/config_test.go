@@ -36,6 +36,35 @@ hsm:
 				t.Errorf("hsm.tokens = %+v", c.HSM.Tokens)
 			}
 		}},
+		{name: "require_sign_only: default true, per pool token", yaml: `
+hsm:
+  require_sign_only: false
+  tokens:
+    - token_label: csrd-a
+    - token_label: csrd-tpm
+      require_sign_only: true
+`, check: func(t *testing.T, c Config) {
+			ts := c.HSM.TokenList()
+			if c.HSM.SignOnly(ts[0]) || !c.HSM.SignOnly(ts[1]) {
+				t.Errorf("sign-only %v, %v; want false (hsm's), true (the token's)", c.HSM.SignOnly(ts[0]), c.HSM.SignOnly(ts[1]))
+			}
+			if !Defaults().HSM.RequireSignOnly {
+				t.Error("hsm.require_sign_only does not default to true")
+			}
+		}},
+		{name: "keys_per_login: default the profile's, per pool token", yaml: `
+hsm:
+  keys_per_login: -1
+  tokens:
+    - token_label: csrd-a
+    - token_label: csrd-tpm
+      keys_per_login: 4
+`, check: func(t *testing.T, c Config) {
+			ts := c.HSM.TokenList()
+			if c.HSM.LoginKeys(ts[0]) != -1 || c.HSM.LoginKeys(ts[1]) != 4 || Defaults().HSM.KeysPerLogin != 0 {
+				t.Errorf("keys per login %d, %d, default %d; want -1 (hsm's), 4 (the token's), 0", c.HSM.LoginKeys(ts[0]), c.HSM.LoginKeys(ts[1]), Defaults().HSM.KeysPerLogin)
+			}
+		}},
 		{name: "empty file is all defaults", yaml: "", check: func(t *testing.T, c Config) {
 			if c.Listen != "127.0.0.1:8080" || c.BasePath != "/KeyfactorAPI" || c.HSM.MaxSessions != 64 {
 				t.Errorf("defaults not applied: %+v", c)

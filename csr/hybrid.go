@@ -90,7 +90,9 @@ func BuildHybrid(rand io.Reader, req *Request, primary, alt crypto.Signer) ([]by
 }
 
 // signChecked signs msg (hashed as opts says) and verifies the signature
-// under the signer's own public key.
+// under the signer's own public key. A signer that is a
+// crypto.MessageSigner gets the whole message (an HSM that hashes and signs
+// in one mechanism needs it); any other gets the digest.
 func signChecked(rand io.Reader, msg []byte, signer crypto.Signer, opts crypto.SignerOpts) ([]byte, error) {
 	in := msg
 	if h := opts.HashFunc(); h != 0 {
@@ -101,7 +103,15 @@ func signChecked(rand io.Reader, msg []byte, signer crypto.Signer, opts crypto.S
 		d.Write(msg)
 		in = d.Sum(nil)
 	}
-	sig, err := signer.Sign(rand, in, opts)
+	var (
+		sig []byte
+		err error
+	)
+	if ms, ok := signer.(crypto.MessageSigner); ok {
+		sig, err = ms.SignMessage(rand, msg, opts)
+	} else {
+		sig, err = signer.Sign(rand, in, opts)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("csr: signing: %w", err)
 	}

@@ -51,7 +51,7 @@ func (in *instance) freshObjects(t testing.TB, prefix string) []hsm.Object {
 		prefix = "*"
 	}
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+in.Tok.Conf, envListObjects+"="+prefix,
+	cmd.Env = append(append(os.Environ(), in.Env...), "SOFTHSM2_CONF="+in.Tok.Conf, envListObjects+"="+prefix,
 		envListModule+"="+in.Tok.Module, envListToken+"="+in.Tok.Label, envListPINFile+"="+in.Tok.PINFile)
 	out, err := cmd.Output()
 	if err != nil {

@@ -54,13 +54,26 @@ func (a *tokenAccount) Key(ctx context.Context) (crypto.Signer, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	a.logMade(row)
+	return key, "", nil
+}
+
+// logMade says that the account key was made, and with which usage when
+// the token could not restrict it to signing (hsm.require_sign_only false;
+// csrd still only signs with it).
+func (a *tokenAccount) logMade(row *store.Account) {
+	tok := a.s.tok
+	ev := a.s.log.Info()
+	msg := "ACME account key generated in the token"
 	if row.URL != "" {
 		// The key the CA knows is gone: the new one registers afresh.
-		a.s.log.Warn().Str("ca", a.ca).Str("label", row.KeyLabel).Msg("ACME account key missing from the token; a new one was generated and will be registered")
-	} else {
-		a.s.log.Info().Str("ca", a.ca).Str("label", row.KeyLabel).Str("token", tok.Label()).Msg("ACME account key generated in the token")
+		ev, msg = a.s.log.Warn(), "ACME account key missing from the token; a new one was generated and will be registered"
 	}
-	return key, "", nil
+	if u := tok.Usage(accountKeySpec); u.Sign && !u.SignOnly() {
+		ev = a.s.log.Warn().Str("key_usage", u.String())
+		msg += "; the token could not restrict it to signing (csrd only signs with it)"
+	}
+	ev.Str("ca", a.ca).Str("label", row.KeyLabel).Str("token", tok.Label()).Msg(msg)
 }
 
 // row returns the CA's account row, committing a new one (with the key's

@@ -2,6 +2,7 @@ package enroll_test
 
 import (
 	"context"
+	"crypto"
 	"encoding/base64"
 	"os"
 	"path/filepath"
@@ -48,12 +49,28 @@ func (p *switchable) Decide(req policy.Request) (*policy.Decision, error) {
 	return policy.Default().Decide(req)
 }
 
+// refusable is the test token, whose key generations it refuses while
+// refuse is set, as tpm2-pkcs11 refuses a template it cannot map
+// (CKR_GENERAL_ERROR while it otherwise answers: hsm.ErrRefused).
+type refusable struct {
+	lifecycle.HSMToken
+	refuse atomic.Bool
+}
+
+func (r *refusable) GenerateKeyPair(ctx context.Context, spec hsm.KeySpec, ref hsm.KeyRef) (crypto.Signer, error) {
+	if r.refuse.Load() {
+		return nil, &hsm.Error{Op: "generate key pair", Token: r.Label(), CKR: 0x5, Err: hsm.ErrRefused}
+	}
+	return r.HSMToken.GenerateKeyPair(ctx, spec, ref)
+}
+
 // env is one csrd's worth of enrollment: a database, the lifecycle on
 // the test token, and an enroll.Service for the CAs given.
 type env struct {
 	db     *store.Store
 	keys   *lifecycle.Service
 	policy *switchable
+	token  *refusable
 	dir    string
 }
 
@@ -65,8 +82,8 @@ func newFixture(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	pol := &switchable{}
-	return &env{db: db, keys: lifecycle.New(lifecycle.HSMToken{Token: testToken}, db, pol, testLog), policy: pol, dir: dir}
+	pol, tok := &switchable{}, &refusable{HSMToken: lifecycle.HSMToken{Token: testToken}}
+	return &env{db: db, keys: lifecycle.New(tok, db, pol, testLog), policy: pol, token: tok, dir: dir}
 }
 
 func (f *env) service(t *testing.T, wait time.Duration, cas ...config.CA) *enroll.Service {

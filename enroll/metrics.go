@@ -38,7 +38,7 @@ func newMetrics(records KeyReads) *Metrics {
 			Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}, []string{"ca"}),
 		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "csrd_renewals_total", Help: "Renewal attempts by outcome: done, failed (retried), refused (by the policy in force).",
+			Name: "csrd_renewals_total", Help: "Renewal attempts by outcome: done, failed (retried), refused (the new key, by the policy in force or the token).",
 		}, []string{"result"}),
 		expiry: prometheus.NewDesc("csrd_certificates_expiring",
 			"Married certificates by days to expiry: the smallest bound (days) not below it; expired ones under \"expired\".", []string{"within_days"}, nil),

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/csrd/csrd/csr"
+	"github.com/csrd/csrd/hsm"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
 	"github.com/csrd/csrd/store"
@@ -99,19 +100,19 @@ func (s *Service) renewalKey(ctx context.Context, old *store.KeyRecord, r *store
 	return s.records.Get(ctx, res.ID)
 }
 
-// renewalFailed records a failed attempt: a policy refusal gives the
-// claim back (no key was made; the old certificate stays), anything else
-// keeps the renewal (and any new key) for the next attempt, after a
-// back-off that doubles with each attempt.
+// renewalFailed records a failed attempt: a refusal of the new key by the
+// policy in force or by the token gives the claim back (no key was left;
+// the old certificate stays), anything else keeps the renewal (and any new
+// key) for the next attempt, after a back-off that doubles with each
+// attempt.
 func (s *Service) renewalFailed(ctx context.Context, r *store.Renewal, cause error, keyStep bool) error {
 	ctx = context.WithoutCancel(ctx)
 	next := s.now().Add(s.backoff(r.Attempts + 1))
 	msg := detail(cause)
-	var pe *policy.Error
-	if keyStep && (errors.As(cause, &pe) || errors.Is(cause, csr.ErrInvalidDN) || errors.Is(cause, csr.ErrInvalidSAN)) {
+	if by := refusedBy(cause); keyStep && by != "" {
 		s.metrics.renewed("refused")
-		s.log.Warn().Int64("record", r.RecordID).Str("reason", msg).Time("next_attempt", next).
-			Msg("renewal refused by the policy in force; the old certificate stays")
+		s.log.Warn().Int64("record", r.RecordID).Str("refused_by", by).Str("reason", msg).Time("next_attempt", next).
+			Msg("renewal's new key refused by the " + by + "; the old certificate stays")
 		if err := s.records.ReleaseRenewal(ctx, r.RecordID, "refused: "+msg, next); err != nil {
 			return err
 		}
@@ -123,6 +124,23 @@ func (s *Service) renewalFailed(ctx context.Context, r *store.Renewal, cause err
 		return err
 	}
 	return cause
+}
+
+// refusedBy names what refused a renewal's new key — "policy in force"
+// (the request as decided now) or "token" (a key type the token cannot
+// make as csrd requires, hsm.require_sign_only, or a template it refuses:
+// hsm.ErrRefused, nothing left in it) — or "" for a failure worth retrying
+// soon (the token unavailable, the database).
+func refusedBy(err error) string {
+	var pe *policy.Error
+	var ne *lifecycle.NotSupportedError
+	switch {
+	case errors.As(err, &pe), errors.Is(err, csr.ErrInvalidDN), errors.Is(err, csr.ErrInvalidSAN):
+		return "policy in force"
+	case errors.As(err, &ne), errors.Is(err, hsm.ErrRefused), errors.Is(err, hsm.ErrUnsupported):
+		return "token"
+	}
+	return ""
 }
 
 // backoff is the pause before attempt n of a background step.

@@ -208,6 +208,46 @@ func TestRenewalRefusedByPolicy(t *testing.T) {
 	}
 }
 
+// TestRenewalRefusedByToken: the token refuses the renewal's new key
+// (hsm.ErrRefused): counted and logged like a policy refusal, nothing is
+// left pending in the token, the old certificate stays married and is
+// tried again later; accepted again, it renews.
+func TestRenewalRefusedByToken(t *testing.T) {
+	requireServers(t)
+	ctx := context.Background()
+	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
+	f := newFixture(t)
+	s := f.service(t, time.Minute, pebbleCA(t, p, "pebble"))
+	old := f.enrolled(t, s, "token-refused.example.test")
+	f.token.refuse.Store(true)
+	if _, err := s.RenewNow(ctx, old); !errors.Is(err, hsm.ErrRefused) {
+		t.Fatalf("RenewNow on a refusing token: %v", err)
+	}
+	r, _ := f.db.GetRenewal(ctx, old)
+	if r.State != store.RenewalScheduled || r.NextAttempt.IsZero() || !strings.Contains(r.LastError, "refused") {
+		t.Fatalf("after the refusal: %+v", r)
+	}
+	made, _ := f.db.RenewalKeys(ctx, old)
+	for _, k := range made {
+		if k.State != store.StateFailed {
+			t.Errorf("new key %d is %s after the token refused it, want failed", k.ID, k.State)
+		}
+	}
+	if rec, _ := f.db.Get(ctx, old); rec.State != store.StateMarried {
+		t.Errorf("old record is %s, want married", rec.State)
+	}
+	if v := counter(t, s, "csrd_renewals_total", "refused"); v != 1 {
+		t.Errorf("csrd_renewals_total{result=refused} = %v", v)
+	}
+	if v := counter(t, s, "csrd_renewals_total", "failed"); v != 0 {
+		t.Errorf("csrd_renewals_total{result=failed} = %v, want the refusal counted as refused only", v)
+	}
+	f.token.refuse.Store(false)
+	if _, err := s.RenewNow(ctx, old); err != nil {
+		t.Fatalf("RenewNow once accepted: %v", err)
+	}
+}
+
 // TestRenewalResumesWithItsKey: a renewal whose order fails (the CA is
 // down) keeps its new key; when the CA is back the background loop
 // finishes it with that key — one new key, one new certificate.

@@ -96,7 +96,12 @@ type AccountToken interface {
 	Serial() string
 	NewKeyID(ctx context.Context) ([]byte, error)
 	FindKey(ctx context.Context, ref hsm.KeyRef) (*hsm.Key, error)
+	// GenerateKeyPair makes the key as every csrd key is made: by the
+	// token's profile (template shape, usage), refused under
+	// hsm.require_sign_only where the token cannot restrict it to signing.
 	GenerateKeyPair(ctx context.Context, spec hsm.KeySpec, ref hsm.KeyRef) (crypto.Signer, error)
+	// Usage is what a key of spec gets on the token, by its profile.
+	Usage(spec hsm.KeySpec) hsm.Usage
 }
 
 // Options configure a Service.

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/ThalesGroup/crypto11"
 	"github.com/miekg/pkcs11"
 )
 
@@ -105,49 +104,19 @@ func (t *Token) AuditKeys(ctx context.Context) ([]*AuditKey, error) {
 	return out, err
 }
 
-// auditKeyTemplates are the generation templates: those of every csrd key
-// (keyTemplates: sign-only, sensitive, never extractable) for P-256, and
-// neither half modifiable nor the private half copyable, so no PIN holder
-// can later turn on decryption or derivation or clone it with other
-// attributes.
-func auditKeyTemplates(ref KeyRef) (pub, priv crypto11.AttributeSet, err error) {
-	pub, priv, err = specTemplates(KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}, ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	pub[pkcs11.CKA_MODIFIABLE] = pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false)
-	priv[pkcs11.CKA_MODIFIABLE] = pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false)
-	priv[pkcs11.CKA_COPYABLE] = pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false)
-	return pub, priv, nil
-}
-
+// createAuditKey makes the audit key as every csrd key is made
+// (GenerateKeyPair: the profile's template shape, sign-only, sensitive,
+// never extractable, and locked — neither half modifiable nor copyable —
+// unless the token refuses every locked shape), as an ECDSA P-256 pair
+// labelled AuditKeyLabel.
 func (t *Token) createAuditKey(ctx context.Context) error {
-	const op = "create audit key"
 	id, err := t.NewKeyID(ctx)
 	if err != nil {
 		return err
 	}
 	ref := KeyRef{ID: id, Label: AuditKeyLabel}
-	pub, priv, err := auditKeyTemplates(ref)
-	if err != nil {
-		return err
-	}
-	if err := t.begin(ctx, op); err != nil {
-		return err
-	}
-	defer t.end()
-	defer t.sessions.enter()()
-	s, err := t.c11.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P256())
-	if err != nil {
-		err = t.wrap(op, err)
-		t.cleanupFailed(ctx, ref, err)
-		return err
-	}
-	if k, ok := s.Public().(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() {
-		_ = s.Delete()
-		return &Error{Op: op, Err: ErrKeyMismatch}
-	}
-	return nil
+	_, err = t.GenerateKeyPair(ctx, KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}, ref)
+	return err
 }
 
 // auditKeys finds the usable audit keys, smallest CKA_ID first.

@@ -30,7 +30,7 @@ func TestAuditKey(t *testing.T) {
 
 	// An extractable P-256 pair labelled like the audit key, CKA_ID 00.
 	fake := KeyRef{ID: []byte{0}, Label: AuditKeyLabel}
-	pub, priv, err := specTemplates(KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}, fake)
+	pub, priv, err := specAttributes(KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}, fake, TemplateFull)
 	if err != nil {
 		t.Fatal(err)
 	}

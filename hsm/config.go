@@ -49,6 +49,18 @@ type Config struct {
 	// ReconnectMin and ReconnectMax bound the exponential backoff between
 	// reconnection attempts after a session loss. 0 means the defaults.
 	ReconnectMin, ReconnectMax time.Duration
+	// RequireSignOnly refuses key types the token cannot restrict to
+	// signing (its profile's usage has more than sign): CanGenerate answers
+	// ErrNotSignOnly before anything is created. When false such keys are
+	// made, and Key.Usage says what they may do; csrd still only signs.
+	RequireSignOnly bool
+	// KeysPerLogin bounds the keys the token may load between two logins
+	// (generated, or first signed with) before csrd logs out and in again
+	// (loads.go): 0 takes the
+	// profile's bound (DefaultTPMKeysPerLogin for tpm2-pkcs11, none for
+	// other modules), a negative value sets none.
+	KeysPerLogin int
+
 	// RefreshPIN, when set, reads the PIN again (from the PIN file) when the
 	// token refuses the one hsm holds on a re-login: the operator changed
 	// the token's PIN and the file. It is polled every ReconnectMin..Max and

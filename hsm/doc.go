@@ -33,11 +33,27 @@
 // one of them the login session) and implements crypto.Signer on object handles.
 // crypto11 cannot read arbitrary attributes, destroy by reference or search by
 // class, so hsm also holds a raw github.com/miekg/pkcs11 handle on the same
-// module. dlopen hands it the library instance crypto11 initialised
-// (C_Initialize answers CKR_CRYPTOKI_ALREADY_INITIALIZED, which Open requires),
-// so its sessions are already logged in and object handles are shared. The raw
-// handle is never C_Finalize'd; crypto11 finalises the module on Close. Raw
-// sessions are short-lived and at most 2 at a time.
+// module. dlopen hands it the library instance crypto11 initialised, so its
+// sessions are already logged in and object handles are shared. Its own
+// C_Initialize answers CKR_CRYPTOKI_ALREADY_INITIALIZED on most modules and
+// CKR_OK on those that count initialisations (p11-kit's client, used for
+// remoting); Open accepts either and proves the shared instance by the
+// login a fresh raw session sees (openRaw). A counted initialisation is
+// C_Finalize'd again on disconnect; crypto11 finalises the module on Close.
+// Maintenance sessions on the raw handle are at most 2 at a time.
+//
+// # The token profile
+//
+// At the first connection the Token reads the token's own answers
+// (C_GetTokenInfo, every mechanism's info) and runs trial rounds (trial.go):
+// per key type one key pair, generated with each template shape until one
+// keeps every protective attribute and signs, its usage read back, a
+// signature verified, the pair destroyed. Keys are then made by the
+// profile (profile.go): its template shape, its signing, its sizes.
+// CanGenerate answers from it without touching the token. Keys of the full
+// shape that sign digests go through crypto11; others are made and used on
+// the raw handle (rawkey.go) and sign whole messages where the token must
+// hash (Key.SignMessage). docs/tokens.md has the tested tokens' profiles.
 //
 // # EdDSA and ML-DSA beside crypto11
 //
@@ -100,6 +116,11 @@
 //
 // PKCS#11, crypto11 and session-pool errors are translated once, here, into
 // *Error values whose Unwrap returns a sentinel (ErrNotFound, ErrLogin,
-// ErrUnavailable, ...). Nothing outside hsm inspects pkcs11.Error. No error
+// ErrUnavailable, ...) and which name the operation, the token and the
+// PKCS#11 return value. What the token refuses of a request (a template,
+// an attribute, a usage) is ErrRefused, never ErrUnavailable: modules
+// answer refusals with CKR_GENERAL_ERROR too, so a generation or signature
+// failing that way while the token otherwise answers is judged a refusal
+// (Token.judge). Nothing outside hsm inspects pkcs11.Error. No error
 // message contains the PIN.
 package hsm

@@ -88,7 +88,7 @@ func (t *Token) generateEdDSA(ctx context.Context, spec KeySpec, ref KeyRef) (*K
 	if err := t.requireMechanisms(op, spec.Type.String(), ckmECEdwardsKeyPairGen, ckmEdDSA); err != nil {
 		return nil, err
 	}
-	pubT, privT, err := specTemplates(spec, ref)
+	pubT, privT, err := specAttributes(spec, ref, t.Profile().Key(spec.Type).Template)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,16 @@ var (
 	ErrKeyMismatch = errors.New("hsm: generated key does not match spec")
 	// ErrUnsupported: key type, size, curve or mechanism not supported.
 	ErrUnsupported = errors.New("hsm: unsupported")
+	// ErrRefused: the token refused this request, not the service: a
+	// template, attribute or usage it does not accept, or a failure
+	// (CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED) while it otherwise answers
+	// (see Token.judge). The same request will fail the same way again;
+	// the token stays in service.
+	ErrRefused = errors.New("hsm: refused by the token")
+	// ErrNotSignOnly: the token cannot restrict keys of this type to
+	// signing, and Config.RequireSignOnly forbids other keys. It is an
+	// ErrUnsupported, found before anything is created.
+	ErrNotSignOnly = fmt.Errorf("%w: keys cannot be restricted to signing", ErrUnsupported)
 	// ErrAlreadyOpen: this process is already logged in to the token, so Open
 	// could not check the PIN (see Open).
 	ErrAlreadyOpen = errors.New("hsm: token already open in this process")
@@ -73,9 +83,10 @@ func Reason(err error) string {
 // Error is an HSM failure: the operation, the PKCS#11 return code if there was one
 // (0 otherwise, since CKR_OK never fails), and the class of failure.
 type Error struct {
-	Op  string // what hsm was doing, e.g. "generate key pair"
-	CKR uint   // PKCS#11 CK_RV, 0 when the failure did not come from the module
-	Err error  // sentinel class (ErrLogin, ...) or nil
+	Op    string // what hsm was doing, e.g. "generate key pair"
+	Token string // label of the token it was done on, "" when none was involved yet
+	CKR   uint   // PKCS#11 CK_RV, 0 when the failure did not come from the module
+	Err   error  // sentinel class (ErrLogin, ...) or nil
 
 	cause error  // original error, for the message only; never unwrapped
 	why   string // Reason's phrase, when the operation was refused for a known one
@@ -85,6 +96,9 @@ func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("hsm: ")
 	b.WriteString(e.Op)
+	if e.Token != "" {
+		fmt.Fprintf(&b, " on token %q", e.Token)
+	}
 	if e.CKR != 0 {
 		b.WriteString(": ")
 		b.WriteString(e.CodeName())
@@ -112,6 +126,15 @@ func (e *Error) Error() string {
 // Unwrap returns the sentinel class, so errors.Is(err, ErrLogin) works; the
 // underlying pkcs11.Error deliberately stays hidden.
 func (e *Error) Unwrap() error { return e.Err }
+
+// Detail returns what the error says beyond its class and code: for errors
+// hsm raises itself (CanGenerate's, say), the reason in words.
+func (e *Error) Detail() string {
+	if e.cause == nil {
+		return ""
+	}
+	return e.cause.Error()
+}
 
 // CodeName returns the CKR_* name of e.CKR ("" when there is none), e.g. for
 // metrics labels and log fields.
@@ -181,10 +204,16 @@ var ckrClass = map[uint]error{
 	pkcs11.CKR_KEY_TYPE_INCONSISTENT:   ErrUnsupported,
 	pkcs11.CKR_DOMAIN_PARAMS_INVALID:   ErrUnsupported,
 	pkcs11.CKR_FUNCTION_NOT_SUPPORTED:  ErrUnsupported,
-	pkcs11.CKR_TEMPLATE_INCONSISTENT:   ErrUnsupported,
-	pkcs11.CKR_ATTRIBUTE_TYPE_INVALID:  ErrUnsupported,
-	pkcs11.CKR_ATTRIBUTE_VALUE_INVALID: ErrUnsupported,
 	pkcs11.CKR_CURVE_NOT_SUPPORTED:     ErrUnsupported,
+
+	// What the token will not accept of csrd's request: never an outage.
+	pkcs11.CKR_TEMPLATE_INCONSISTENT:      ErrRefused,
+	pkcs11.CKR_TEMPLATE_INCOMPLETE:        ErrRefused,
+	pkcs11.CKR_ATTRIBUTE_TYPE_INVALID:     ErrRefused,
+	pkcs11.CKR_ATTRIBUTE_VALUE_INVALID:    ErrRefused,
+	pkcs11.CKR_ATTRIBUTE_READ_ONLY:        ErrRefused,
+	pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED: ErrRefused,
+	ckrActionProhibited:                   ErrRefused,
 }
 
 // wrap translates err from crypto11, miekg/pkcs11 or the session pool into an
@@ -211,6 +240,15 @@ func wrap(op string, err error) error {
 	return e
 }
 
+// withToken records the token an *Error happened on; other errors pass.
+func withToken(err error, label string) error {
+	var e *Error
+	if errors.As(err, &e) && e.Token == "" {
+		e.Token = label
+	}
+	return err
+}
+
 // classErr builds an *Error that did not come from the module.
 func classErr(op string, class error, format string, args ...any) error {
 	e := &Error{Op: op, Err: class}
@@ -219,3 +257,47 @@ func classErr(op string, class error, format string, args ...any) error {
 	}
 	return e
 }
+
+// judge decides what a failed request means when the module says nothing
+// useful: CKR_GENERAL_ERROR and CKR_FUNCTION_FAILED are what many modules
+// answer a template or usage they refuse (tpm2-pkcs11 among them), and also
+// what a failing device answers (SoftHSM, when it cannot write its store).
+// What tells them apart is what else holds. If this token has carried out
+// the same request before (proof: the trial at the first connection or an
+// earlier success, see proved), the request is not the problem and the
+// failure is the token's: ErrUnavailable. Otherwise the token is asked
+// again, cheaply (Ping: token info and a logged-in session): if it
+// answers, the failure was a refusal of this request (ErrRefused), and
+// neither the client nor the pool should wait for the token to come back;
+// if it does not, the token is unavailable. Other errors pass unchanged.
+func (t *Token) judge(ctx context.Context, err error, proof string) error {
+	var e *Error
+	if !errors.As(err, &e) || errors.Is(e.Err, ErrRefused) ||
+		e.CKR != pkcs11.CKR_GENERAL_ERROR && e.CKR != pkcs11.CKR_FUNCTION_FAILED {
+		return err
+	}
+	judged := *e
+	judged.Token = t.label
+	switch _, done := t.proofs.Load(proof); {
+	case done:
+		judged.Err = ErrUnavailable
+	case t.Ping(context.WithoutCancel(ctx)) != nil:
+		judged.Err = ErrUnavailable
+	default:
+		judged.Err = ErrRefused
+	}
+	return &judged
+}
+
+// judgeSign is judge for a signature by a key of type typ.
+func (t *Token) judgeSign(typ KeyType, err error) error {
+	return t.judge(context.Background(), err, signProof(typ))
+}
+
+// proved records that the token carried out the request named by proof.
+func (t *Token) proved(proof string) { t.proofs.LoadOrStore(proof, struct{}{}) }
+
+// generateProof and signProof name requests for judge: a generation of one
+// spec, a signature by one key type.
+func generateProof(spec KeySpec) string { return "generate " + spec.String() }
+func signProof(typ KeyType) string      { return "sign " + typ.String() }

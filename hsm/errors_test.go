@@ -9,6 +9,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 	pkgerrors "github.com/pkg/errors"
+	"github.com/rs/zerolog"
 	"github.com/thales-e-security/pool"
 )
 
@@ -162,5 +163,56 @@ func TestGenerateErrRetriesGarbledReadBack(t *testing.T) {
 				t.Errorf("message %q does not say what happened", err)
 			}
 		})
+	}
+}
+
+func TestWrapRefused(t *testing.T) {
+	for _, rv := range []uint{pkcs11.CKR_TEMPLATE_INCONSISTENT, pkcs11.CKR_TEMPLATE_INCOMPLETE, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID,
+		pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_ATTRIBUTE_READ_ONLY, pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED} {
+		err := testTok.wrap("generate key pair", pkcs11.Error(rv))
+		var e *Error
+		if !errors.Is(err, ErrRefused) || !errors.As(err, &e) || e.Token != testLabel || e.CKR != rv {
+			t.Errorf("%s: %v, want ErrRefused on token %q", ckrName(rv), err, testLabel)
+		}
+		if errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s reads as unavailable", ckrName(rv))
+		}
+		if want := `hsm: generate key pair on token "` + testLabel + `": ` + ckrName(rv); !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("message %q, want prefix %q", err, want)
+		}
+	}
+}
+
+// TestJudge: a CKR_GENERAL_ERROR (or CKR_FUNCTION_FAILED) of a request the
+// token has never carried out, from a token that otherwise answers, is a
+// refusal of the request; of one it has carried out (its trial proved
+// RSA-2048), or from a token that does not answer, an outage.
+func TestJudge(t *testing.T) {
+	ctx := context.Background()
+	unproven := generateProof(KeySpec{Type: KeyRSA, Bits: 8192})
+	for _, rv := range []uint{pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_FUNCTION_FAILED} {
+		err := testTok.judge(ctx, wrap("generate key pair", pkcs11.Error(rv)), unproven)
+		var e *Error
+		if !errors.Is(err, ErrRefused) || !errors.As(err, &e) || e.CKR != rv || e.Token != testLabel {
+			t.Errorf("%s on an answering token: %v, want ErrRefused naming the token and the code", ckrName(rv), err)
+		}
+	}
+	proven := generateProof(KeySpec{Type: KeyRSA, Bits: 2048})
+	if err := testTok.judge(ctx, wrap("generate key pair", pkcs11.Error(pkcs11.CKR_GENERAL_ERROR)), proven); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("CKR_GENERAL_ERROR of a request the token carried out before: %v, want ErrUnavailable", err)
+	}
+	other, err := Open(ctx, testConfig(otherLabel, testHSM.PIN), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	err = other.judge(ctx, wrap("generate key pair", pkcs11.Error(pkcs11.CKR_GENERAL_ERROR)), unproven)
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrRefused) {
+		t.Errorf("CKR_GENERAL_ERROR on a token that does not answer: %v, want ErrUnavailable", err)
+	}
+	// Anything else passes unchanged.
+	in := wrap("sign", pkcs11.Error(pkcs11.CKR_PIN_INCORRECT))
+	if got := testTok.judge(ctx, in, unproven); got != in { //nolint:errorlint // judge must hand back the very error it was given
+		t.Errorf("judge changed %v to %v", in, got)
 	}
 }

@@ -25,6 +25,7 @@ type gate struct {
 	down     error  // non-nil while not connected: the last failure
 	label    string // the token's, for refusals
 	finished uint64 // operations that have left: proof the module still answers
+	loads    loadBudget
 }
 
 // cond returns idle, creating it so that the zero gate is ready; g.mu is held.
@@ -38,6 +39,9 @@ func (g *gate) cond() *sync.Cond {
 func (g *gate) enter(op string, closed *atomic.Bool) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	for g.loads.relogging { // begun only with nothing in flight: no nested enter waits here
+		g.cond().Wait()
+	}
 	switch {
 	case closed.Load():
 		return classErr(op, ErrUnavailable, "token closed")
@@ -78,7 +82,7 @@ func (g *gate) progress() (finished uint64, busy bool) {
 func (g *gate) close(cause error) {
 	g.mu.Lock()
 	g.down = cause
-	for g.inflight > 0 {
+	for g.inflight > 0 || g.loads.relogging {
 		g.cond().Wait()
 	}
 	g.mu.Unlock()
@@ -87,7 +91,7 @@ func (g *gate) close(cause error) {
 // drain waits until nothing is in flight (Close: closed is already set).
 func (g *gate) drain() {
 	g.mu.Lock()
-	for g.inflight > 0 {
+	for g.inflight > 0 || g.loads.relogging {
 		g.cond().Wait()
 	}
 	g.mu.Unlock()

@@ -128,10 +128,12 @@ type Key struct {
 	ref KeyRef
 	pub crypto.PublicKey
 
-	mu     sync.Mutex      // guards signer, ed and epoch (see bound in recover.go)
+	mu     sync.Mutex      // guards signer, ed, rk and epoch (see bound in recover.go)
 	signer crypto11.Signer // RSA, ECDSA: holds the private and public object handles
 	ed     *edKey          // Ed25519, Ed448: crypto11 has no EdDSA, so raw handles
+	rk     *rawKey         // RSA, ECDSA the profile makes on the raw handle (rawkey.go)
 	epoch  uint64          // the Token connection the handles belong to
+	usage  Usage           // what the private key may do (GenerateKeyPair)
 }
 
 // newKey wraps a crypto11 signer made on t's current connection.
@@ -152,9 +154,19 @@ func (k *Key) Public() crypto.PublicKey { return k.pub }
 
 // Sign signs digest (the message itself for EdDSA) with the private key on
 // the token.
+// On a token that keeps keys loaded (loads.go), a CKR_GENERAL_ERROR is
+// tried once more after logging in afresh.
 func (k *Key) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := k.sign(rand, digest, opts)
+	if k.tok.spentAfter(err) {
+		sig, err = k.sign(rand, digest, opts)
+	}
+	return sig, err
+}
+
+func (k *Key) sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	const op = "sign"
-	if err := k.tok.begin(context.Background(), op); err != nil {
+	if err := k.tok.beginLoading(context.Background(), op, k.ref.ID); err != nil {
 		return nil, err
 	}
 	defer k.tok.end()
@@ -168,6 +180,18 @@ func (k *Key) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	if opts == nil {
 		return nil, fmt.Errorf("hsm: %s: nil SignerOpts", op)
 	}
+	if k.rk != nil {
+		rk, err := k.boundRaw(op)
+		if err != nil {
+			return nil, err
+		}
+		sig, err := k.tok.rawSign(rk, digest, opts)
+		if err != nil {
+			return nil, k.tok.judgeSign(rk.typ, err)
+		}
+		k.tok.proved(signProof(rk.typ))
+		return sig, nil
+	}
 	// crypto11 would sign a digest of the wrong length without complaint.
 	if h := opts.HashFunc(); h != 0 && len(digest) != h.Size() {
 		return nil, fmt.Errorf("hsm: %s: digest is %d bytes, %v needs %d", op, len(digest), h, h.Size())
@@ -178,8 +202,21 @@ func (k *Key) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	}
 	defer k.tok.sessions.enter()()
 	sig, err := s.Sign(rand, digest, opts)
-	return sig, k.tok.wrap(op, err)
+	if err != nil {
+		return nil, k.tok.judgeSign(keyTypeOf(k.pub), k.tok.wrap(op, err))
+	}
+	return sig, nil
 }
+
+// Usage returns what the private key may do, as its token's profile (and,
+// for keys made on the raw handle, the key itself) says.
+func (k *Key) Usage() Usage { return k.usage }
+
+// Usage returns what keys of spec's type get on this token, by its
+// profile (zero before the first connection). GenerateKeyPair makes no key
+// that may do more: raw-handle keys are read back, crypto11's share the
+// trial key's template.
+func (t *Token) Usage(spec KeySpec) Usage { return t.Profile().Key(spec.Type).Usage }
 
 // Destroy destroys the private and public key objects by handle (no search).
 func (k *Key) Destroy(ctx context.Context) error {
@@ -194,6 +231,17 @@ func (k *Key) Destroy(ctx context.Context) error {
 			return err
 		}
 		if err := k.tok.destroyHandles(ctx, op, ed.priv, ed.pub); err != nil {
+			return err
+		}
+		k.tok.log.Debug().Str("key", k.ref.String()).Msg("hsm: key destroyed")
+		return nil
+	}
+	if k.rk != nil {
+		rk, err := k.boundRaw(op)
+		if err != nil {
+			return err
+		}
+		if err := k.tok.destroyHandles(ctx, op, rk.priv, rk.pub); err != nil {
 			return err
 		}
 		k.tok.log.Debug().Str("key", k.ref.String()).Msg("hsm: key destroyed")
@@ -251,20 +299,20 @@ const keyIDSize = 16
 // minutes for 8192 on SoftHSM) cannot be cancelled.
 func (t *Token) GenerateKeyPair(ctx context.Context, spec KeySpec, ref KeyRef) (*Key, error) {
 	const op = "generate key pair"
-	if err := spec.Validate(); err != nil {
+	if err := t.CanGenerate(spec); err != nil {
 		return nil, err
 	}
 	if err := ref.check(op); err != nil {
 		return nil, err
 	}
-	if err := t.begin(ctx, op); err != nil {
-		return nil, err
-	}
-	defer t.end()
 	for attempt := 1; ; attempt++ {
-		k, err := t.generateOnce(ctx, spec, ref)
-		if err == nil || attempt == generateAttempts || !spurious(err) || ctx.Err() != nil || t.Healthy() != nil {
-			return k, err
+		k, err := t.generateAttempt(ctx, op, spec, ref)
+		if err == nil {
+			t.proved(generateProof(spec))
+			return k, nil
+		}
+		if attempt == generateAttempts || !spurious(err) || ctx.Err() != nil || t.Healthy() != nil {
+			return nil, t.judge(ctx, err, generateProof(spec))
 		}
 		// generateOnce already destroyed whatever the failed call left.
 		t.log.Warn().Err(err).Int("attempt", attempt).Str("key", ref.String()).
@@ -274,6 +322,21 @@ func (t *Token) GenerateKeyPair(ctx context.Context, spec KeySpec, ref KeyRef) (
 
 // generateAttempts bounds GenerateKeyPair's retries of spurious failures.
 const generateAttempts = 3
+
+// generateAttempt is one attempt of GenerateKeyPair, counted among the
+// keys the token loads (loads.go). A CKR_GENERAL_ERROR on a token that
+// keeps keys loaded may be the device out of room for them (keys loaded
+// by something csrd does not count): the next attempt logs in afresh
+// first.
+func (t *Token) generateAttempt(ctx context.Context, op string, spec KeySpec, ref KeyRef) (*Key, error) {
+	if err := t.beginLoading(ctx, op, ref.ID); err != nil {
+		return nil, err
+	}
+	defer t.end()
+	k, err := t.generateOnce(ctx, spec, ref)
+	t.spentAfter(err)
+	return k, err
+}
 
 // spurious reports the return codes SoftHSM 2.6 answers a valid
 // C_GenerateKeyPair or C_CreateObject with when another session changes the
@@ -321,13 +384,49 @@ func generateErr(err error) error {
 // generateOnce is one generation attempt of GenerateKeyPair, between its
 // begin and end; a failure leaves no object under ref behind.
 func (t *Token) generateOnce(ctx context.Context, spec KeySpec, ref KeyRef) (*Key, error) {
-	const op = "generate key pair"
-	if spec.Type == KeyEd25519 || spec.Type == KeyEd448 {
-		return t.generateEdDSA(ctx, spec, ref)
+	kp := t.Profile().Key(spec.Type)
+	var (
+		k   *Key
+		err error
+	)
+	switch {
+	case spec.Type == KeyEd25519 || spec.Type == KeyEd448:
+		k, err = t.generateEdDSA(ctx, spec, ref)
+	case t.rawPath(spec.Type):
+		k, err = t.generateRaw(ctx, spec, ref, kp.Template, kp.Signing)
+	default:
+		k, err = t.generateC11(ctx, spec, ref)
 	}
+	if err != nil {
+		return nil, err
+	}
+	if err := t.checkUsage(ctx, k, kp.Usage); err != nil {
+		return nil, err
+	}
+	t.log.Debug().Str("key", ref.String()).Stringer("spec", spec).Msg("hsm: key pair generated")
+	return k, nil
+}
+
+// rawPath reports whether the profile makes RSA or ECDSA keys of type typ
+// on the raw handle: a template shape crypto11 would complete otherwise,
+// or signing that crypto11 cannot do.
+func (t *Token) rawPath(typ KeyType) bool {
+	kp := t.Profile().Key(typ)
+	return (typ == KeyRSA || typ == KeyECDSA) && (rawShape(kp.Template) || kp.Signing == SignHashInToken)
+}
+
+// rawShape reports whether keys of shape must be generated on the raw
+// handle: crypto11 would complete a template that leaves the public key's
+// usage out.
+func rawShape(shape Template) bool { return !shape.PublicUsage() }
+
+// generateC11 generates spec's pair with crypto11 and a template shape
+// that states the public key's usage (the profile's, full without one).
+func (t *Token) generateC11(ctx context.Context, spec KeySpec, ref KeyRef) (*Key, error) {
+	const op = "generate key pair"
 
 	defer t.sessions.enter()()
-	pub, priv, err := specTemplates(spec, ref)
+	pub, priv, err := specAttributes(spec, ref, t.Profile().Key(spec.Type).Template)
 	if err != nil {
 		return nil, err
 	}
@@ -352,23 +451,55 @@ func (t *Token) generateOnce(ctx context.Context, spec KeySpec, ref KeyRef) (*Ke
 		}
 		return nil, &Error{Op: op, Err: ErrKeyMismatch, cause: mErr}
 	}
-	t.log.Debug().Str("key", ref.String()).Stringer("spec", spec).Msg("hsm: key pair generated")
 	return k, nil
 }
 
 // CanGenerate reports, without touching the token, whether GenerateKeyPair
-// could make spec: an error wrapping ErrUnsupported if spec is invalid or the
-// token did not list the mechanisms it needs at Open. Callers check it
-// before they record a key that could never exist.
+// could make spec, by the token's profile: an error wrapping ErrUnsupported
+// if spec is invalid, the token does not list its mechanism or size, no
+// template shape gave a protected key that signs, or its keys cannot be
+// restricted to signing while Config.RequireSignOnly holds
+// (ErrNotSignOnly). Callers check it before they record a key that could
+// never exist. Before the first connection (a Started Token) only spec
+// itself is checked; GenerateKeyPair then refuses as unavailable.
 func (t *Token) CanGenerate(spec KeySpec) error {
+	const op = "generate key pair"
 	if err := spec.Validate(); err != nil {
 		return err
 	}
-	switch spec.Type {
-	case KeyEd25519, KeyEd448:
-		return t.requireMechanisms("generate key pair", spec.Type.String(), ckmECEdwardsKeyPairGen, ckmEdDSA)
+	p := t.Profile()
+	if p == nil {
+		return nil
 	}
-	return nil // crypto11's RSA and ECDSA mechanisms are PKCS#11 2.x basics
+	kp := p.Key(spec.Type)
+	switch {
+	case kp.Mechanism == nil:
+		return &Error{Op: op, Token: t.label, Err: ErrUnsupported, cause: fmt.Errorf("%v: the token does not list %s", spec, mechName(genMechanism[spec.Type]))}
+	case !kp.Usable():
+		return &Error{Op: op, Token: t.label, Err: ErrUnsupported, cause: fmt.Errorf("%v: %v", spec, kp.Err)}
+	case !sizeInRange(spec, *kp.Mechanism):
+		return &Error{Op: op, Token: t.label, Err: ErrUnsupported,
+			cause: fmt.Errorf("%v: the token generates %v keys of %d to %d bits", spec, spec.Type, kp.Mechanism.MinKeySize, kp.Mechanism.MaxKeySize)}
+	case kp.sizeErr(spec) != nil:
+		return &Error{Op: op, Token: t.label, Err: ErrUnsupported, cause: fmt.Errorf("%v: the token's trial failed: %v", spec, kp.sizeErr(spec))}
+	case t.cfg.RequireSignOnly && !kp.Usage.SignOnly():
+		return &Error{Op: op, Token: t.label, Err: ErrNotSignOnly,
+			cause: fmt.Errorf("%v keys on this token get usage %q, not signing only (hsm.require_sign_only)", spec.Type, kp.Usage)}
+	}
+	return nil
+}
+
+// sizeInRange reports whether the mechanism's key sizes admit spec (RSA
+// modulus and Weierstrass curve bits; Edwards curves have one size each).
+func sizeInRange(spec KeySpec, m Mechanism) bool {
+	bits := uint(spec.Bits)
+	switch spec.Type {
+	case KeyECDSA:
+		bits = uint(spec.Curve.Params().BitSize)
+	case KeyEd25519, KeyEd448:
+		return true
+	}
+	return m.MaxKeySize == 0 || bits >= m.MinKeySize && bits <= m.MaxKeySize
 }
 
 // checkPublic verifies that the token generated what was asked for.
@@ -412,4 +543,45 @@ func (t *Token) cleanupFailed(ctx context.Context, ref KeyRef, genErr error) {
 	case !errors.Is(err, ErrNotFound):
 		t.log.Warn().Err(err).Str("key", ref.String()).Msg("hsm: could not clean up after failed generation")
 	}
+}
+
+// keyTypeOf names the key type of a public key.
+func keyTypeOf(pub crypto.PublicKey) KeyType {
+	switch pub.(type) {
+	case *rsa.PublicKey:
+		return KeyRSA
+	case *ecdsa.PublicKey:
+		return KeyECDSA
+	}
+	return 0
+}
+
+// checkUsage sets k's usage: the profile's, which the trial read back from
+// a key made with the same template, or, for keys on the raw handle, the
+// key's own (one attribute read by handle). A key that may do more than
+// the profile says — more than csrd would record for it — is destroyed:
+// ErrKeyMismatch.
+func (t *Token) checkUsage(ctx context.Context, k *Key, want Usage) error {
+	const op = "generate key pair"
+	k.usage = want
+	if k.rk == nil {
+		return nil
+	}
+	var got Usage
+	err := t.withRawSession(ctx, op, func(sh pkcs11.SessionHandle) error {
+		a, err := t.readBools(sh, k.rk.priv, usageAttributes)
+		got = usageOf(a)
+		return err
+	})
+	if err == nil && got != want {
+		err = &Error{Op: op, Token: t.label, Err: ErrKeyMismatch, cause: fmt.Errorf("key got usage %q, the token's profile says %q", got, want)}
+	}
+	if err != nil {
+		if dErr := k.Destroy(context.WithoutCancel(ctx)); dErr != nil {
+			t.log.Error().Err(dErr).Str("key", k.ref.String()).Msg("hsm: could not destroy a key whose usage differs from the profile's")
+		}
+		return err
+	}
+	k.usage = got
+	return nil
 }

@@ -22,7 +22,13 @@ import (
 // newRef returns a fresh reference with a token-generated ID.
 func newRef(t *testing.T, prefix string) KeyRef {
 	t.Helper()
-	id, err := testTok.NewKeyID(context.Background())
+	return refOn(t, testTok, prefix)
+}
+
+// refOn is newRef on tok.
+func refOn(t *testing.T, tok *Token, prefix string) KeyRef {
+	t.Helper()
+	id, err := tok.NewKeyID(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

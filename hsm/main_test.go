@@ -41,6 +41,7 @@ func TestMain(m *testing.M) {
 			return fmt.Errorf("open test token: %w", err)
 		}
 		s.Defer(func() { testTok.Close() })
+		s.Defer(stopMatrix)
 		return nil
 	}))
 }

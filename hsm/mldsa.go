@@ -40,6 +40,10 @@ const (
 	// kept, sealed by the token's KEK (see KEKLabel), and the key is derived
 	// in process when it is needed.
 	AltStorageSealed AltStorage = "sealed"
+	// AltStorageNone: neither — the token has no ML-DSA and cannot seal
+	// (no AES-GCM: tpm2-pkcs11, and p11-kit remoting, which does not
+	// forward it). Hybrid requests are refused before anything is made.
+	AltStorageNone AltStorage = ""
 )
 
 // PKCS#11 3.2 ML-DSA constants; miekg/pkcs11 v1.1.2 predates them.
@@ -130,10 +134,14 @@ var mldsaSchemes = map[MLDSA]mldsaScheme{
 
 // MLDSAStorage says where GenerateMLDSA or NewSealedMLDSA would put an
 // ML-DSA key on this token: in the token when it listed
-// CKM_ML_DSA_KEY_PAIR_GEN and CKM_ML_DSA at Open, sealed otherwise.
+// CKM_ML_DSA_KEY_PAIR_GEN and CKM_ML_DSA at Open, sealed when it can seal
+// (its profile's Sealing: AES-GCM), else nowhere (AltStorageNone).
 func (t *Token) MLDSAStorage() AltStorage {
-	if t.mechs[ckmMLDSAKeyPairGen] && t.mechs[ckmMLDSA] {
+	switch {
+	case t.mechs[ckmMLDSAKeyPairGen] && t.mechs[ckmMLDSA]:
 		return AltStorageToken
+	case t.Profile() != nil && !t.Profile().Sealing:
+		return AltStorageNone
 	}
 	return AltStorageSealed
 }

@@ -50,6 +50,14 @@ func (t *Token) FindKey(ctx context.Context, ref KeyRef) (*Key, error) {
 	case ed != nil:
 		return t.newEdKey(ref, ed), nil
 	}
+	if t.rawPath(KeyRSA) || t.rawPath(KeyECDSA) {
+		switch rk, err := t.findRawKey(ctx, ref, 0); {
+		case err != nil:
+			return nil, err
+		case rk != nil && t.rawPath(rk.typ):
+			return &Key{tok: t, ref: ref.clone(), pub: rk.public, rk: rk, epoch: t.epoch, usage: t.Profile().Key(rk.typ).Usage}, nil
+		}
+	}
 	signers, err := t.c11.FindKeyPairs(ref.ID, []byte(ref.Label))
 	if err != nil {
 		return nil, t.wrap(op, err)
@@ -58,7 +66,9 @@ func (t *Token) FindKey(ctx context.Context, ref KeyRef) (*Key, error) {
 	case 0:
 		return nil, classErr(op, ErrNotFound, "no key pair %s", ref)
 	case 1:
-		return t.newKey(ref, signers[0]), nil
+		k := t.newKey(ref, signers[0])
+		k.usage = t.Profile().Key(keyTypeOf(k.pub)).Usage
+		return k, nil
 	default:
 		return nil, classErr(op, nil, "%d key pairs share reference %s", len(signers), ref)
 	}

@@ -13,6 +13,10 @@ type Credential struct {
 	// again when the token refuses the PIN on a re-login, so rotating the
 	// PIN (token and file) needs no restart.
 	PIN func() (string, error)
+	// RequireSignOnly is Config.RequireSignOnly for this token.
+	RequireSignOnly bool
+	// KeysPerLogin is Config.KeysPerLogin for this token.
+	KeysPerLogin int
 }
 
 // OpenAll opens every token in creds with base's module and limits (its
@@ -34,7 +38,7 @@ func OpenAll(ctx context.Context, base Config, creds []Credential, log zerolog.L
 			return nil, nil, err
 		}
 		cfg := base
-		cfg.TokenLabel, cfg.PIN, cfg.RefreshPIN = c.TokenLabel, pin, c.PIN
+		cfg.TokenLabel, cfg.PIN, cfg.RefreshPIN, cfg.RequireSignOnly, cfg.KeysPerLogin = c.TokenLabel, pin, c.PIN, c.RequireSignOnly, c.KeysPerLogin
 		t, err := Open(ctx, cfg, log)
 		pin, cfg.PIN = "", "" //nolint:ineffassign // drops this function's last references to the PIN as soon as the token is open
 		if err != nil {
@@ -60,7 +64,7 @@ func StartAll(ctx context.Context, base Config, creds []Credential, log zerolog.
 	}
 	for _, c := range creds {
 		cfg := base
-		cfg.TokenLabel, cfg.PIN, cfg.RefreshPIN = c.TokenLabel, "", c.PIN
+		cfg.TokenLabel, cfg.PIN, cfg.RefreshPIN, cfg.RequireSignOnly, cfg.KeysPerLogin = c.TokenLabel, "", c.PIN, c.RequireSignOnly, c.KeysPerLogin
 		t, err := Start(ctx, cfg, log)
 		if err != nil {
 			closeAll()

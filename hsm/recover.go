@@ -65,7 +65,7 @@ func (t *Token) Connected() <-chan struct{} { return t.connected }
 // wrap translates err for op (see the package-level wrap) and, when the code
 // suggests a lost connection, asks the monitor for a health check.
 func (t *Token) wrap(op string, err error) error {
-	err = wrap(op, err)
+	err = withToken(wrap(op, err), t.label)
 	var e *Error
 	// A GCM tag mismatch is CKR_GENERAL_ERROR on SoftHSM: a bad blob, not a
 	// lost connection (see authFailure).
@@ -98,6 +98,10 @@ func (t *Token) monitor() {
 			return
 		case <-t.kick:
 		case <-tick.C:
+		}
+		if t.redial.CompareAndSwap(true, false) {
+			t.connectWithBackoff(time.Now(), 1, nil)
+			continue
 		}
 		if err := t.timedHealthCheck(); err != nil {
 			t.reconnect(err)

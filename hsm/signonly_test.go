@@ -149,16 +149,3 @@ func signOpts(spec KeySpec) crypto.SignerOpts {
 	}
 	return crypto.SHA256
 }
-
-func attrName(a uint) string {
-	names := map[uint]string{
-		pkcs11.CKA_MODIFIABLE: "CKA_MODIFIABLE", ckaCopyable: "CKA_COPYABLE", pkcs11.CKA_DECRYPT: "CKA_DECRYPT",
-		pkcs11.CKA_DERIVE: "CKA_DERIVE", pkcs11.CKA_UNWRAP: "CKA_UNWRAP", pkcs11.CKA_SIGN_RECOVER: "CKA_SIGN_RECOVER",
-		pkcs11.CKA_ENCRYPT: "CKA_ENCRYPT", pkcs11.CKA_WRAP: "CKA_WRAP", pkcs11.CKA_VERIFY_RECOVER: "CKA_VERIFY_RECOVER",
-		pkcs11.CKA_SIGN: "CKA_SIGN",
-	}
-	if n, ok := names[a]; ok {
-		return n
-	}
-	return fmt.Sprintf("attribute %#x", a)
-}

@@ -19,30 +19,49 @@ type Templates struct {
 }
 
 // GenerateTemplates returns the mechanism and complete attribute templates
-// of the key pair spec named by ref, or an error wrapping ErrUnsupported.
+// of the key pair spec named by ref with the full template shape (what
+// SoftHSM takes), or an error wrapping ErrUnsupported. Token.Templates
+// gives the shape a token's profile chose.
 func GenerateTemplates(spec KeySpec, ref KeyRef) (Templates, error) {
-	pub, priv, err := specTemplates(spec, ref)
+	return specTemplates(spec, ref, TemplateFull)
+}
+
+// Templates is GenerateTemplates with the template shape t's profile
+// chose for spec's key type.
+func (t *Token) Templates(spec KeySpec, ref KeyRef) (Templates, error) {
+	return specTemplates(spec, ref, t.Profile().Key(spec.Type).Template)
+}
+
+// ShapeTemplates is GenerateTemplates with template shape shape, for the
+// benchmark's raw loop on a token whose profile chose another shape.
+func ShapeTemplates(spec KeySpec, ref KeyRef, shape Template) (Templates, error) {
+	return specTemplates(spec, ref, shape)
+}
+
+// genMechanism is the key-pair generation mechanism of each key type.
+var genMechanism = map[KeyType]uint{
+	KeyRSA: pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, KeyECDSA: pkcs11.CKM_EC_KEY_PAIR_GEN,
+	KeyEd25519: ckmECEdwardsKeyPairGen, KeyEd448: ckmECEdwardsKeyPairGen,
+}
+
+func specTemplates(spec KeySpec, ref KeyRef, shape Template) (Templates, error) {
+	pub, priv, err := specAttributes(spec, ref, shape)
 	if err != nil {
 		return Templates{}, err
 	}
-	mech := uint(pkcs11.CKM_EC_KEY_PAIR_GEN)
-	switch spec.Type {
-	case KeyRSA:
-		mech = pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN
-	case KeyEd25519, KeyEd448:
-		mech = ckmECEdwardsKeyPairGen
-	}
-	return Templates{Mechanism: mech, Public: pub.ToSlice(), Private: priv.ToSlice()}, nil
+	return Templates{Mechanism: genMechanism[spec.Type], Public: pub.ToSlice(), Private: priv.ToSlice()}, nil
 }
 
-// specTemplates completes keyTemplates for spec. Every attribute crypto11's
-// Generate*WithAttributes would add (AddIfNotPresent) is already present, so
-// the templates GenerateTemplates reports are the ones the token receives.
-func specTemplates(spec KeySpec, ref KeyRef) (pub, priv crypto11.AttributeSet, err error) {
+// specAttributes completes keyTemplates for spec. With the full shape,
+// every attribute crypto11's Generate*WithAttributes would add
+// (AddIfNotPresent) is already present, so the templates GenerateTemplates
+// reports are the ones the token receives; other shapes are generated on
+// the raw handle (rawkey.go), where nothing is added.
+func specAttributes(spec KeySpec, ref KeyRef, shape Template) (pub, priv crypto11.AttributeSet, err error) {
 	if err := spec.Validate(); err != nil {
 		return nil, nil, err
 	}
-	pub, priv = keyTemplates(ref)
+	pub, priv = keyTemplates(ref, shape)
 	switch spec.Type {
 	case KeyRSA:
 		pub[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA)
@@ -73,26 +92,33 @@ const (
 	ckaDestroyable = 0x172 // CKA_DESTROYABLE
 )
 
-// keyTemplates returns the attribute templates of a signing-only key pair,
-// the one place they are written. Every attribute is set here rather than
-// left to crypto11 (whose AddIfNotPresent only fills gaps: CKA_DECRYPT and
-// CKA_ENCRYPT true for RSA) or to token defaults.
+// keyTemplates returns the attribute templates of a signing-only key pair
+// of the given shape (profile.go), the one place they are written. Every
+// attribute is set here rather than left to crypto11 (whose AddIfNotPresent
+// only fills gaps: CKA_DECRYPT and CKA_ENCRYPT true for RSA) or to token
+// defaults; a shape leaves out only what it says it does.
 //
 // Signing-only is locked in: CKA_MODIFIABLE false on both halves, so no
 // logged-in session can turn CKA_DECRYPT, CKA_DERIVE or CKA_UNWRAP on later
 // with C_SetAttributeValue, and CKA_COPYABLE false, so no C_CopyObject makes
 // a twin with them on. Neither stops destruction (that is CKA_DESTROYABLE),
-// which Delete and reconciliation need.
-func keyTemplates(ref KeyRef) (pub, priv crypto11.AttributeSet) {
+// which Delete and reconciliation need. Only an unlocked shape leaves them
+// out, and only a token whose profile shows it refuses every locked shape
+// gets one. Whether a token enforces CKA_MODIFIABLE is its own affair: the
+// profile's trial finds out (KeyProfile.ModifiableEnforced).
+func keyTemplates(ref KeyRef, shape Template) (pub, priv crypto11.AttributeSet) {
 	common := func(class uint) crypto11.AttributeSet {
-		return crypto11.AttributeSet{
-			pkcs11.CKA_CLASS:      pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
-			pkcs11.CKA_TOKEN:      pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.CKA_ID:         pkcs11.NewAttribute(pkcs11.CKA_ID, bytes.Clone(ref.ID)),
-			pkcs11.CKA_LABEL:      pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label),
-			pkcs11.CKA_MODIFIABLE: pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
-			ckaCopyable:           pkcs11.NewAttribute(ckaCopyable, false),
+		s := crypto11.AttributeSet{
+			pkcs11.CKA_CLASS: pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
+			pkcs11.CKA_TOKEN: pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.CKA_ID:    pkcs11.NewAttribute(pkcs11.CKA_ID, bytes.Clone(ref.ID)),
+			pkcs11.CKA_LABEL: pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label),
 		}
+		if shape.Locked() {
+			s[pkcs11.CKA_MODIFIABLE] = pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false)
+			s[ckaCopyable] = pkcs11.NewAttribute(ckaCopyable, false)
+		}
+		return s
 	}
 	pub = common(pkcs11.CKO_PUBLIC_KEY)
 	for a, v := range map[uint]bool{
@@ -102,6 +128,10 @@ func keyTemplates(ref KeyRef) (pub, priv crypto11.AttributeSet) {
 		pkcs11.CKA_VERIFY_RECOVER: false,
 	} {
 		pub[a] = pkcs11.NewAttribute(a, v)
+	}
+	if !shape.PublicUsage() {
+		delete(pub, pkcs11.CKA_VERIFY)
+		delete(pub, pkcs11.CKA_ENCRYPT)
 	}
 	priv = common(pkcs11.CKO_PRIVATE_KEY)
 	for a, v := range map[uint]bool{
@@ -121,7 +151,7 @@ func keyTemplates(ref KeyRef) (pub, priv crypto11.AttributeSet) {
 
 // mldsaTemplates are keyTemplates for CKK_ML_DSA with CKA_PARAMETER_SET.
 func mldsaTemplates(ref KeyRef, ckp uint) (pub, priv []*pkcs11.Attribute) {
-	pubT, privT := keyTemplates(ref)
+	pubT, privT := keyTemplates(ref, TemplateFull)
 	for _, m := range []map[uint]*pkcs11.Attribute{pubT, privT} {
 		m[pkcs11.CKA_KEY_TYPE] = pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkMLDSA)
 	}

@@ -70,3 +70,48 @@ func TestGenerateTemplates(t *testing.T) {
 		t.Errorf("RSA-1024: %v, want ErrUnsupported", err)
 	}
 }
+
+// TestTemplateShapes: every shape a trial may choose keeps the private
+// key's protective attributes; only a shape that says so leaves out the
+// public key's usage, and only an unlocked one CKA_MODIFIABLE and
+// CKA_COPYABLE. Trials try the locked shapes first.
+func TestTemplateShapes(t *testing.T) {
+	ref := KeyRef{ID: []byte{4}, Label: "csrd-shapes"}
+	spec := KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}
+	shapes := TemplateShapes()
+	for i, shape := range shapes {
+		if i > 0 && (shape <= shapes[i-1] || shape.Locked() && !shapes[i-1].Locked()) {
+			t.Errorf("shape %v tried after %v", shape, shapes[i-1])
+		}
+		t.Run(shapeName(shape), func(t *testing.T) {
+			pub, priv, err := specAttributes(spec, ref, shape)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for typ, want := range map[uint]bool{
+				pkcs11.CKA_TOKEN: true, pkcs11.CKA_PRIVATE: true, pkcs11.CKA_SENSITIVE: true, pkcs11.CKA_EXTRACTABLE: false,
+				pkcs11.CKA_SIGN: true, pkcs11.CKA_DECRYPT: false, pkcs11.CKA_UNWRAP: false, pkcs11.CKA_DERIVE: false,
+			} {
+				if a, ok := priv[typ]; !ok || (a.Value[0] != 0) != want {
+					t.Errorf("private %s missing or not %v", attrName(typ), want)
+				}
+			}
+			for _, half := range []struct {
+				name  string
+				attrs map[uint]*pkcs11.Attribute
+			}{{"public", pub}, {"private", priv}} {
+				for _, typ := range []uint{pkcs11.CKA_MODIFIABLE, ckaCopyable} {
+					if _, ok := half.attrs[typ]; ok != shape.Locked() {
+						t.Errorf("%s %s present %v, shape locked %v", half.name, attrName(typ), ok, shape.Locked())
+					}
+				}
+			}
+			if _, ok := pub[pkcs11.CKA_VERIFY]; ok != shape.PublicUsage() {
+				t.Errorf("public CKA_VERIFY present %v, shape states public usage %v", ok, shape.PublicUsage())
+			}
+			if n := len(shape.omitted()); n == 0 != (shape == TemplateFull) {
+				t.Errorf("shape %v omits %v", shape, shape.omitted())
+			}
+		})
+	}
+}

@@ -39,7 +39,7 @@ type Token struct {
 	// operation is in flight and new ones are refused (gate), so operations
 	// read these fields between begin and end without further locking.
 	c11    *crypto11.Context
-	p11    *pkcs11.Ctx // same module instance as c11; never C_Finalize'd through it
+	p11    *pkcs11.Ctx // crypto11's own module context (module.go); crypto11 finalises it
 	slot   uint
 	serial string
 	epoch  uint64        // incremented by every reconnect; Keys rebind when it moves
@@ -48,6 +48,12 @@ type Token struct {
 	kek   kekCache      // the sealing key, found or created on first use
 	audit auditKeyCache // the audit key, found or created on first use
 
+	// profile is read and tried at the first connection (profile.go,
+	// trial.go) and kept across reconnects, which insist on the same token.
+	profile atomic.Pointer[Profile]
+	// proofs names the requests the token has carried out (see judge).
+	proofs sync.Map
+
 	gate      gate
 	sessions  sessionCounter // crypto11 pool use, for metrics (stats.go)
 	closed    atomic.Bool
@@ -55,6 +61,9 @@ type Token struct {
 	stop      chan struct{} // closed by Close: the health monitor returns
 	done      chan struct{} // closed by the health monitor on return
 	kick      chan struct{} // an operation saw a connection-loss code: check now
+	// redial asks the monitor to connect again: a re-login's reconnect
+	// (loads.go) failed and left the Token down.
+	redial atomic.Bool
 
 	// identity is the serial of the token this Token is bound to, set at the
 	// first connection and never changed after (reconnect refuses another
@@ -221,6 +230,34 @@ func (t *Token) connectLocked() error {
 		t.serial = want
 		return classErr(op, ErrTokenNotFound, "token %q now has serial %q, csrd's has %q", t.label, got, want)
 	}
+	if t.profile.Load() == nil {
+		p, err := t.learnProfile()
+		if err != nil {
+			t.disconnectLocked()
+			return redact(err, cfg.PIN)
+		}
+		t.profile.Store(p)
+	}
+	return t.startLoadCount()
+}
+
+// startLoadCount sets the bound on keys loaded per login for this
+// connection and, for a bounded token, logs out and in again so that the
+// count starts from nothing (the trial rounds' keys, or a pool sibling's,
+// may still be loaded).
+func (t *Token) startLoadCount() error {
+	bound := t.cfg.KeysPerLogin
+	if bound == 0 {
+		bound = t.profile.Load().KeysPerLogin
+	}
+	t.gate.setLoadBound(bound)
+	if bound <= 0 {
+		return nil
+	}
+	if err := t.reloginOnce(); err != nil {
+		t.disconnectLocked()
+		return redact(wrap("open", err), t.cfg.PIN)
+	}
 	return nil
 }
 
@@ -235,86 +272,100 @@ func (t *Token) disconnect() {
 }
 
 func (t *Token) disconnectLocked() {
-	if t.p11 != nil {
-		t.idle.closeAll(t.p11)
-		t.p11.Destroy()
-		t.p11 = nil
-	}
+	t.logoutBounded()
+	t.releaseRaw()
 	if t.c11 != nil {
 		_ = t.c11.Close()
 		t.c11 = nil
 	}
 }
 
-// openRaw attaches the raw handle to the module crypto11 has just initialised
-// and logged in to, and checks that its sessions share that login.
+// releaseRaw closes the raw handle's idle sessions and lets go of the
+// module context, which crypto11 finalises when its last Context closes.
+func (t *Token) releaseRaw() {
+	if t.p11 == nil {
+		return
+	}
+	t.idle.closeAll(t.p11)
+	releaseModule(t.cfg.Module)
+	t.p11 = nil
+}
+
+// openRaw attaches the raw handle to the module context crypto11 has just
+// initialised and logged in to (see module.go), and checks that a fresh
+// session on it is logged in.
 func (t *Token) openRaw(module string) error {
 	const op = "open"
-	p := pkcs11.New(module)
-	if p == nil {
-		return classErr(op, ErrModule, "cannot load module %s", module)
+	p, err := moduleOf(t.c11)
+	if err != nil {
+		return classErr(op, ErrModule, "%v", err)
 	}
-	// dlopen returns the library crypto11 loaded, already initialised: the
-	// expected answer is CKR_CRYPTOKI_ALREADY_INITIALIZED. CKR_OK would mean a
-	// second, unrelated library instance with no login.
-	switch err := p.Initialize(); {
-	case err == nil:
-		_ = p.Finalize()
-		p.Destroy()
-		return classErr(op, ErrUnavailable, "raw handle got a separate module instance")
-	case !isCKR(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED):
-		p.Destroy()
-		return wrap(op, err)
-	}
+	t.p11 = p
+	holdModule(module, p)
 	slot, info, err := findSlot(p, t.label)
 	if err != nil {
-		p.Destroy()
+		t.releaseRaw()
 		return err
 	}
-	t.p11, t.slot, t.serial = p, slot, info.SerialNumber
-	ms, err := p.GetMechanismList(slot)
-	if err != nil {
-		p.Destroy()
-		t.p11 = nil
-		return wrap(op, err)
+	t.slot, t.serial = slot, info.SerialNumber
+	if err := t.readMechanisms(); err != nil {
+		t.releaseRaw()
+		return err
 	}
-	t.mechs = make(map[uint]bool, len(ms))
-	for _, m := range ms {
-		t.mechs[m.Mechanism] = true
-	}
-
-	// Login state is per application and token, so a fresh session on the raw
-	// handle must already be in the user-functions state crypto11 established.
+	// Login state is per application and token, so a fresh session must
+	// already be in the user-functions state crypto11 established.
 	if err := t.checkHealth(); err != nil {
-		p.Destroy()
-		t.p11 = nil
+		t.releaseRaw()
 		return err
 	}
 	return nil
 }
 
+// readMechanisms reads the token's mechanism list (C_GetMechanismList).
+func (t *Token) readMechanisms() error {
+	ms, err := t.p11.GetMechanismList(t.slot)
+	if err != nil {
+		return wrap("open", err)
+	}
+	t.mechs = make(map[uint]bool, len(ms))
+	for _, m := range ms {
+		t.mechs[m.Mechanism] = true
+	}
+	return nil
+}
+
 // probe runs before crypto11.Configure so that a missing token gives
-// ErrTokenNotFound (crypto11's own error is unexported) and a token this process
-// is already logged in to gives ErrAlreadyOpen.
+// ErrTokenNotFound (crypto11's own error is unexported) and a token this
+// process is already logged in to gives ErrAlreadyOpen. While another Token
+// holds the module, its context is the one to ask (module.go); otherwise
+// probe loads the module itself, and finalises it again if its C_Initialize
+// answered CKR_OK (crypto11 fails on CKR_CRYPTOKI_ALREADY_INITIALIZED).
 func probe(module, label string) error {
 	const op = "open"
+	if p := heldModule(module); p != nil {
+		return probeLogin(p, label)
+	}
 	p := pkcs11.New(module)
 	if p == nil {
 		return classErr(op, ErrModule, "cannot load module %s", module)
 	}
 	defer p.Destroy()
 	err := p.Initialize()
-	owned := err == nil
 	if err != nil && !isCKR(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 		return wrap(op, err)
 	}
-	if owned {
-		// Nobody else in the process uses the module, so nobody is logged in;
-		// finalise so crypto11 can initialise it (it fails on ALREADY_INITIALIZED).
+	if err == nil {
 		defer func() { _ = p.Finalize() }()
 	}
+	return probeLogin(p, label)
+}
+
+// probeLogin finds the token labelled label on p and refuses it when a
+// session on it is already logged in.
+func probeLogin(p *pkcs11.Ctx, label string) error {
+	const op = "open"
 	slot, _, err := findSlot(p, label)
-	if err != nil || owned {
+	if err != nil {
 		return err
 	}
 	sh, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
@@ -338,17 +389,21 @@ func probe(module, label string) error {
 // survive, and a later successful login would outlive Close (login state lasts
 // until the token's last session closes). probe established that nobody in
 // this process was logged in to the token, so any session on it is crypto11's.
+// With no Token on the module, crypto11 has finalised it, unless something
+// else in the process initialised it.
 func closeLeakedSessions(module, label string) {
-	p := pkcs11.New(module)
+	p := heldModule(module)
 	if p == nil {
-		return
-	}
-	defer p.Destroy()
-	if err := p.Initialize(); err == nil {
-		_ = p.Finalize() // module was finalised: nothing leaked
-		return
-	} else if !isCKR(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-		return
+		if p = pkcs11.New(module); p == nil {
+			return
+		}
+		defer p.Destroy()
+		if err := p.Initialize(); err == nil {
+			_ = p.Finalize() // finalised: nothing leaked
+			return
+		} else if !isCKR(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+			return
+		}
 	}
 	if slot, _, err := findSlot(p, label); err == nil {
 		_ = p.CloseAllSessions(slot)

@@ -2,6 +2,8 @@ package hsm
 
 import (
 	"context"
+	"crypto"
+	"crypto/elliptic"
 	"errors"
 	"strings"
 	"testing"
@@ -12,6 +14,10 @@ import (
 )
 
 func TestOpenErrors(t *testing.T) {
+	forEachKind(t, testOpenErrors)
+}
+
+func testOpenErrors(t *testing.T, k kind) {
 	const wrongPIN = "Wrong-PIN-7f3a9c"
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -22,7 +28,7 @@ func TestOpenErrors(t *testing.T) {
 		want    error // sentinel; nil means "any error"
 		wantStr string
 	}{
-		{"wrong PIN", nil, func(c *Config) { c.TokenLabel, c.PIN = otherLabel, wrongPIN }, ErrLogin, "CKR_PIN_INCORRECT"},
+		{"wrong PIN", nil, func(c *Config) { c.TokenLabel, c.PIN = k.other, wrongPIN }, ErrLogin, "CKR_PIN_INCORRECT"},
 		{"unknown token", nil, func(c *Config) { c.TokenLabel = "no-such-token" }, ErrTokenNotFound, "no-such-token"},
 		{"token already open", nil, func(c *Config) {}, ErrAlreadyOpen, ""},
 		// Without the check, C_Login would answer CKR_USER_ALREADY_LOGGED_IN and any PIN would do.
@@ -39,7 +45,7 @@ func TestOpenErrors(t *testing.T) {
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			cfg := testConfig(testLabel, testHSM.PIN)
+			cfg := k.config(k.label, k.pin)
 			tt.cfg(&cfg)
 			tok, err := Open(ctx, cfg, zerolog.Nop())
 			if err == nil {
@@ -53,7 +59,7 @@ func TestOpenErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantStr) {
 				t.Errorf("Open: %q does not mention %q", err, tt.wantStr)
 			}
-			for _, pin := range []string{cfg.PIN, testHSM.PIN} {
+			for _, pin := range []string{cfg.PIN, k.pin} {
 				if pin != "" && strings.Contains(err.Error(), pin) {
 					t.Errorf("error message contains the PIN: %q", err)
 				}
@@ -61,27 +67,38 @@ func TestOpenErrors(t *testing.T) {
 		})
 	}
 	// The shared token survived all of that.
-	if err := testTok.Ping(context.Background()); err != nil {
+	if err := k.tok.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping after failed Opens: %v", err)
 	}
 }
 
 // TestSecondToken opens another token in the same process and module, which
 // must neither disturb the first one's login nor finalise the module on Close.
+// On p11-kit's client, whose C_Initialize counts, it proves that every
+// counted initialisation is finalised again: otherwise the logins would
+// outlive Close and the wrong PIN below would read as ErrAlreadyOpen.
 func TestSecondToken(t *testing.T) {
+	forEachKind(t, testSecondToken)
+}
+
+func testSecondToken(t *testing.T, k kind) {
 	ctx := context.Background()
 	// A failed login first: crypto11 leaks its session then, and a leaked
 	// session would keep the later login alive after Close.
-	bad := testConfig(otherLabel, "Wrong-PIN-0000000")
+	bad := k.config(k.other, "Wrong-PIN-0000000")
 	if _, err := Open(ctx, bad, zerolog.Nop()); !errors.Is(err, ErrLogin) {
 		t.Fatalf("Open with wrong PIN: %v, want ErrLogin", err)
 	}
-	other, err := Open(ctx, testConfig(otherLabel, testHSM.PIN), zerolog.Nop())
+	other, err := Open(ctx, k.config(k.other, k.pin), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if other.Label() != otherLabel || other.Serial() == "" || other.Serial() == testTok.Serial() {
-		t.Errorf("label %q serial %q (first token serial %q)", other.Label(), other.Serial(), testTok.Serial())
+	if other.Label() != k.other || other.Serial() == "" {
+		t.Errorf("label %q serial %q", other.Label(), other.Serial())
+	}
+	// tpm2-pkcs11 gives every token the serial 0000000000000000.
+	if k.name != "tpm" && other.Serial() == k.tok.Serial() {
+		t.Errorf("second token's serial %q is the first's", other.Serial())
 	}
 	if err := other.Ping(ctx); err != nil {
 		t.Error(err)
@@ -103,10 +120,10 @@ func TestSecondToken(t *testing.T) {
 	if _, err := Open(ctx, bad, zerolog.Nop()); !errors.Is(err, ErrLogin) {
 		t.Errorf("Open with wrong PIN after Close: %v, want ErrLogin", err)
 	}
-	if err := testTok.Ping(ctx); err != nil {
+	if err := k.tok.Ping(ctx); err != nil {
 		t.Fatalf("first token after closing the second: %v", err)
 	}
-	if _, err := testTok.NewKeyID(ctx); err != nil {
+	if _, err := k.tok.NewKeyID(ctx); err != nil {
 		t.Fatalf("first token's crypto11 pool after closing the second: %v", err)
 	}
 }
@@ -129,23 +146,90 @@ func TestPingSerial(t *testing.T) {
 }
 
 // TestRawSessionSharesLogin pins down the fact the raw handle relies on: a
-// session opened on it is already logged in, because SoftHSM (like PKCS#11
-// says) keeps login state per application, and dlopen gave both handles the
-// same library instance.
+// session opened on it is already logged in, because login state belongs to
+// the application and the raw handle is crypto11's own module context. A
+// private key crypto11 made is found and read through the raw handle, and
+// destroyed by it.
 func TestRawSessionSharesLogin(t *testing.T) {
-	err := testTok.withRawSession(context.Background(), "test", func(sh pkcs11.SessionHandle) error {
-		info, err := testTok.p11.GetSessionInfo(sh)
+	forEachKind(t, func(t *testing.T, k kind) {
+		ctx := context.Background()
+		moduleMu.Lock()
+		held := heldModule(k.module)
+		moduleMu.Unlock()
+		if held == nil || held != k.tok.p11 {
+			t.Fatalf("module context %p held for %s, the Token uses %p", held, k.module, k.tok.p11)
+		}
+		err := k.tok.withRawSession(ctx, "test", func(sh pkcs11.SessionHandle) error {
+			info, err := k.tok.p11.GetSessionInfo(sh)
+			if err != nil {
+				return err
+			}
+			if info.State != pkcs11.CKS_RW_USER_FUNCTIONS {
+				t.Errorf("raw session state %d, want CKS_RW_USER_FUNCTIONS", info.State)
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		if info.State != pkcs11.CKS_RW_USER_FUNCTIONS {
-			t.Errorf("raw session state %d, want CKS_RW_USER_FUNCTIONS", info.State)
+		ref := refOn(t, k.tok, "shared-instance")
+		key, err := k.tok.GenerateKeyPair(ctx, KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}, ref)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
+		a, err := k.tok.KeyAttributes(ctx, ref)
+		if err != nil {
+			t.Fatalf("the raw handle does not see crypto11's private key: %v", err)
+		}
+		if !a.Private || !a.Sensitive || a.Extractable {
+			t.Errorf("attributes %+v", a)
+		}
+		if err := k.tok.DestroyKey(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := key.Sign(nil, make([]byte, 32), crypto.SHA256); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Sign with a key the raw handle destroyed: %v, want ErrNotFound", err)
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+}
+
+// TestSecondHandle shows why the raw handle is crypto11's own context: a
+// second pkcs11.New on p11-kit's client reaches a separate module instance
+// (C_Initialize answers CKR_OK, and its sessions do not see csrd's login),
+// while SoftHSM and tpm2-pkcs11 hand every handle the same one.
+func TestSecondHandle(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k kind) {
+		p := pkcs11.New(k.module)
+		if p == nil {
+			t.Fatal("cannot load the module")
+		}
+		defer p.Destroy()
+		err := p.Initialize()
+		separate := err == nil
+		if separate {
+			defer func() { _ = p.Finalize() }()
+		} else if !isCKR(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+			t.Fatal(err)
+		}
+		slot, _, err := findSlot(p, k.label)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = p.CloseSession(sh) }()
+		info, err := p.GetSessionInfo(sh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loggedIn := info.State == pkcs11.CKS_RO_USER_FUNCTIONS
+		t.Logf("second C_Initialize: separate instance %v; its session logged in %v", separate, loggedIn)
+		if want := k.name == "p11kit"; separate != want || loggedIn == want {
+			t.Errorf("separate instance %v, logged in %v; want separate %v", separate, loggedIn, want)
+		}
+	})
 }
 
 func TestRawSessionWaitBounded(t *testing.T) {

@@ -2,12 +2,14 @@ package lifecycle
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/csrd/csrd/hsm"
+	"github.com/csrd/csrd/store"
 )
 
 // Admission. csrd starts with every token of the pool withheld
@@ -88,5 +90,28 @@ func (s *Service) admitWhenConnected(ctx context.Context, tok Token, maxBackoff 
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// ProfileRecords is where admission records each token's profile
+// (*store.Store: token_profiles).
+type ProfileRecords interface {
+	SaveTokenProfile(ctx context.Context, p *store.TokenProfile) error
+}
+
+// recordProfile records the profile t learned at its connection, by its
+// label and serial, for operators (csrctl token probe -recorded). csrd
+// never reads it back, so failing to record it is logged, not fatal.
+func (s *Service) recordProfile(ctx context.Context, t Token) {
+	p := t.Profile()
+	if p == nil {
+		return
+	}
+	doc, err := json.Marshal(p)
+	if err == nil {
+		err = s.profiles.SaveTokenProfile(ctx, &store.TokenProfile{TokenLabel: t.Label(), TokenSerial: t.Serial(), LearnedBy: "csrd", Profile: doc})
+	}
+	if err != nil {
+		s.log.Error().Err(err).Str("token", t.Label()).Msg("the token's profile could not be recorded")
 	}
 }

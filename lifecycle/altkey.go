@@ -56,6 +56,10 @@ func (s *Service) planAlt(tok Token, dec *policy.Decision) (*altPlan, error) {
 		return nil, &NotSupportedError{What: "AlternativeKeyType " + string(dec.AltKey.Algorithm)}
 	}
 	p := &altPlan{set: set, storage: tok.MLDSAStorage()}
+	if p.storage == hsm.AltStorageNone {
+		return nil, &NotSupportedError{What: fmt.Sprintf("AlternativeKeyType %s on HSM token %q", dec.AltKey.Algorithm, tok.Label()),
+			Why: "the token holds no ML-DSA keys (PKCS#11 3.2) and cannot seal one's seed (no CKM_AES_GCM); nothing was created"}
+	}
 	if p.storage == hsm.AltStorageSealed && !dec.AllowSealedAlt {
 		by := "the policy"
 		if dec.EnrollmentPatternID != 0 {

@@ -147,6 +147,9 @@ func (f *fakeToken) groups() []fakeObjects {
 
 func (f *fakeToken) Label() string { return f.label }
 
+// Profile is nil: the fake has no PKCS#11 answers to record.
+func (f *fakeToken) Profile() *hsm.Profile { return nil }
+
 func (f *fakeToken) Serial() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -193,6 +196,9 @@ func (f *fakeToken) NewKeyID(context.Context) ([]byte, error) {
 	f.ids++
 	return fmt.Appendf(nil, "%s-%d", f.label, f.ids), nil
 }
+
+// Usage is what a real token's keys get where they can be restricted.
+func (f *fakeToken) Usage(hsm.KeySpec) hsm.Usage { return hsm.Usage{Sign: true} }
 
 func (f *fakeToken) CanGenerate(spec hsm.KeySpec) error {
 	if spec.Type != hsm.KeyECDSA && spec.Type != hsm.KeyEd25519 {

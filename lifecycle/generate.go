@@ -235,7 +235,7 @@ func (s *Service) generateOn(ctx context.Context, tok Token, d *decided) (*Gener
 func (s *Service) newRecord(ctx context.Context, tok Token, d *decided) (*store.KeyRecord, *altPlan, error) {
 	if err := tok.CanGenerate(d.spec); err != nil {
 		if errors.Is(err, hsm.ErrUnsupported) {
-			return nil, nil, &NotSupportedError{What: fmt.Sprintf("KeyType %s on HSM token %q", d.dec.Key.Algorithm, tok.Label())}
+			return nil, nil, &NotSupportedError{What: fmt.Sprintf("KeyType %s on HSM token %q", d.dec.Key, tok.Label()), Why: hsmDetail(err)}
 		}
 		return nil, nil, err
 	}
@@ -250,6 +250,10 @@ func (s *Service) newRecord(ctx context.Context, tok Token, d *decided) (*store.
 	r := d.rec
 	rec := &r
 	rec.KeyID, rec.TokenLabel, rec.TokenSerial = keyID, tok.Label(), tok.Serial()
+	if u := tok.Usage(d.spec); u.Sign && !u.SignOnly() {
+		// CanGenerate allowed it: hsm.require_sign_only is false here.
+		rec.KeyUsage = u.String()
+	}
 	if alt != nil {
 		if err := s.recordAlt(ctx, tok, rec, alt); err != nil {
 			return nil, nil, err
@@ -363,11 +367,25 @@ func (s *Service) step(name string) {
 // token) cannot carry out.
 var ErrNotSupported = errors.New("lifecycle: not supported")
 
-// NotSupportedError says what is not supported.
-type NotSupportedError struct{ What string }
+// NotSupportedError says what is not supported, and why when the token
+// said.
+type NotSupportedError struct{ What, Why string }
 
 func (e *NotSupportedError) Error() string {
-	return "lifecycle: " + e.What + " is not supported by this server"
+	msg := "lifecycle: " + e.What + " is not supported by this server"
+	if e.Why != "" {
+		msg += ": " + e.Why
+	}
+	return msg
+}
+
+// hsmDetail is the reason an hsm refusal gives in words.
+func hsmDetail(err error) string {
+	var he *hsm.Error
+	if errors.As(err, &he) {
+		return he.Detail()
+	}
+	return ""
 }
 
 func (e *NotSupportedError) Unwrap() error { return ErrNotSupported }

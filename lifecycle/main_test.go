@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "crash child:", crashChild(step))
 		os.Exit(3)
 	}
-	os.Exit(fixture.Main(m, "lifecycle", []string{"csrd-lifecycle-test", reconLabel, poolLabelA, poolLabelB}, setUp))
+	os.Exit(fixture.Main(m, "lifecycle", []string{"csrd-lifecycle-test", reconLabel, poolLabelA, poolLabelB, flowLabel, remoteLabel}, setUp))
 }
 
 func setUp(s *fixture.Suite) error {
@@ -59,6 +59,7 @@ func setUp(s *fixture.Suite) error {
 		return err
 	}
 	s.Defer(func() { reconToken.Close() })
+	s.Defer(stopMatrix)
 	return nil
 }
 

@@ -207,6 +207,7 @@ func (s *Service) Admit(ctx context.Context, t Token) (ReconcileReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	s.recordProfile(ctx, t)
 	s.tokens.admit(t)
 	s.log.Info().Str("token", t.Label()).Str("serial", t.Serial()).Msg("token reconciled and admitted to the pool")
 	return rep, nil

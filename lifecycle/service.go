@@ -15,8 +15,8 @@ import (
 // (GenerateRecords), destroying key material (SealedSeeds), the pending
 // list (PendingReads), key records and Recover (KeyReads), Delete
 // (DeleteRecords), Import (MarriageRecords), Retire (RetireRecords),
-// Reconcile (ReconcileRecords) and background work's leases
-// (WorkRecords). A use case sees only its own part.
+// Reconcile (ReconcileRecords), admission (ProfileRecords) and background
+// work's leases (WorkRecords). A use case sees only its own part.
 type Records interface {
 	GenerateRecords
 	SealedSeeds
@@ -26,6 +26,7 @@ type Records interface {
 	MarriageRecords
 	RetireRecords
 	ReconcileRecords
+	ProfileRecords
 	WorkRecords
 }
 
@@ -52,6 +53,7 @@ type Service struct {
 	marriages MarriageRecords
 	retires   RetireRecords
 	recon     ReconcileRecords
+	profiles  ProfileRecords
 	work      WorkRecords
 
 	// cleanupTimeout bounds destroying a key and failing its record after
@@ -91,6 +93,7 @@ func NewPooled(pool *TokenPool, records Records, pol Decider, log zerolog.Logger
 		marriages:         records,
 		retires:           records,
 		recon:             records,
+		profiles:          records,
 		work:              records,
 		policy:            pol,
 		log:               log,

@@ -23,9 +23,15 @@ type Token interface {
 	Connected() <-chan struct{}
 	// Ping asks the token whether it answers (readiness).
 	Ping(ctx context.Context) error
+	// Profile is what the token's answers and trial rounds showed at its
+	// first connection (nil before it); admission records it.
+	Profile() *hsm.Profile
 
 	NewKeyID(ctx context.Context) ([]byte, error)
 	CanGenerate(spec hsm.KeySpec) error
+	// Usage is what a key of spec gets on the token, as its profile's
+	// trial read it back; a key csrd records has at least signing.
+	Usage(spec hsm.KeySpec) hsm.Usage
 	// GenerateKeyPair creates a key pair named ref. The key signs inside
 	// the token; lifecycle only signs the CSR with it, and destroys it by
 	// the record's reference (DestroyKey), which also works after a crash.

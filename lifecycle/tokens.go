@@ -263,13 +263,13 @@ func (p *TokenPool) done(m *member, err error) {
 
 // tokenFailure reports whether err says the token itself is in trouble
 // rather than the request: every hsm error except an unsupported key,
-// a missing object and a cancelled call.
+// a request the token refused, a missing object and a cancelled call.
 func tokenFailure(err error) bool {
 	var he *hsm.Error
 	if err == nil || !errors.As(err, &he) {
 		return false
 	}
-	return !errors.Is(err, hsm.ErrUnsupported) && !errors.Is(err, hsm.ErrNotFound) &&
+	return !errors.Is(err, hsm.ErrUnsupported) && !errors.Is(err, hsm.ErrRefused) && !errors.Is(err, hsm.ErrNotFound) &&
 		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 

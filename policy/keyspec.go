@@ -90,6 +90,15 @@ func curveByBits(bits int) (curve, bool) {
 	return curve{}, false
 }
 
+// CurveName returns the canonical name of a curve given by name, alias or
+// dotted OID ("" if unknown).
+func CurveName(s string) string {
+	if c, ok := lookupCurve(s); ok {
+		return c.name
+	}
+	return ""
+}
+
 // CurveOID returns the dotted OID of a canonical curve name.
 func CurveOID(name string) string {
 	if c, ok := lookupCurve(name); ok {

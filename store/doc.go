@@ -55,6 +55,13 @@
 // keeps them and, in VerifyAudit, reads rows, sequence and checkpoints in
 // one snapshot and marks each checkpoint whose row is still as signed).
 //
+// # Token profiles
+//
+// token_profiles keeps each token's profile as last learned (profiles.go),
+// one row per token label and serial, replaced when learned again. The
+// document is hsm.Profile's JSON; the store checks only that it is JSON,
+// and csrd never reads it back.
+//
 // # Storage
 //
 // A SQLite database is a file (never ":memory:": records must survive

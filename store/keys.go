@@ -55,6 +55,12 @@ type KeyRecord struct {
 	AltSealedSeed []byte     // AltStorageSealed: the sealed seed (set by CompleteHybridKey)
 	AltSPKISHA256 []byte     // SHA-256 of the alternative SubjectPublicKeyInfo
 
+	// KeyUsage is what the key may do, as its token's profile says, when
+	// the token could not restrict it to signing (hsm.require_sign_only
+	// false); set by BeginKey, "" for every other key, which may only sign.
+	// csrd only ever signs with it.
+	KeyUsage string
+
 	// Node is the node whose lease covers the record's unfinished work:
 	// the one that began its generation or its intent ("" for none; set
 	// by the Store from WithNode).
@@ -67,7 +73,7 @@ type KeyRecord struct {
 const keyColumns = `id, request_time, updated_time, state, key_label, key_id, token_label, token_serial,
     key_type, key_size, curve, spki_sha256, subject, sans, template, enrollment_pattern_id,
     decision, csr_pem, fail_reason, intent, cert_der, cert_chain_pem, cert_serial, cert_issuer,
-    cert_subject, cert_thumbprint, cert_not_before, cert_not_after, married_time, ` + altColumns + `, node, renewal_of`
+    cert_subject, cert_thumbprint, cert_not_before, cert_not_after, married_time, ` + altColumns + usageColumns + `, node, renewal_of`
 
 const (
 	// insertKeySQL inserts without a label: the label is derived from the
@@ -107,16 +113,7 @@ WHERE id = ? AND state IN (SELECT value FROM json_each(?))`
 // rec.SPKISHA256, CSRPEM and FailReason are ignored: transitions set them.
 // A label or key id already in use matches ErrConflict.
 func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int64) string) (int64, error) {
-	if rec == nil || label == nil {
-		return 0, errors.New("store: begin key: record and label function are required")
-	}
-	if len(rec.Decision) > 0 && !json.Valid(rec.Decision) {
-		return 0, errors.New("store: begin key: decision is not valid JSON")
-	}
-	if err := checkAlt(rec); err != nil {
-		return 0, err
-	}
-	sans, err := encodeSANs(rec.SANs)
+	sans, err := checkBegin(rec, label)
 	if err != nil {
 		return 0, err
 	}
@@ -149,6 +146,9 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 		if err != nil {
 			return dbErr("begin key", err)
 		}
+		if err := beginUsage(ctx, s, tx, id, rec); err != nil {
+			return err
+		}
 		return beginLinks(ctx, tx, id, lbl, rec)
 	})
 	if err != nil {
@@ -157,6 +157,21 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 	rec.ID, rec.KeyLabel, rec.State, rec.Node = id, lbl, StateGenerating, s.node
 	rec.RequestTime, rec.UpdatedTime = requested.UTC(), now
 	return id, nil
+}
+
+// checkBegin refuses a record BeginKey cannot insert and returns its SANs
+// encoded for the row.
+func checkBegin(rec *KeyRecord, label func(id int64) string) (any, error) {
+	if rec == nil || label == nil {
+		return nil, errors.New("store: begin key: record and label function are required")
+	}
+	if len(rec.Decision) > 0 && !json.Valid(rec.Decision) {
+		return nil, errors.New("store: begin key: decision is not valid JSON")
+	}
+	if err := checkAlt(rec); err != nil {
+		return nil, err
+	}
+	return encodeSANs(rec.SANs)
 }
 
 // beginLinks records, with a new record, what it is linked to: the record
@@ -418,14 +433,16 @@ func scanKey(row interface{ Scan(...any) error }) (*KeyRecord, error) {
 		thumb, notBefore, notAfter, married            sql.NullString
 		node                                           sql.NullString
 		alt                                            altScan
+		usage                                          sql.NullString
 	)
 	dests := append([]any{&rec.ID, &requested, &updated, &rec.State, &label, &keyID, &tokLabel,
 		&tokSerial, &keyType, &keySize, &curve, &spki, &subject, &sans, &template, &patternID,
 		&decision, &csrPEM, &failReason, &intent, &rec.Cert.DER, &chain, &serial, &issuer,
-		&certSubject, &thumb, &notBefore, &notAfter, &married}, append(alt.dests(), &node, &renewalOf)...)
+		&certSubject, &thumb, &notBefore, &notAfter, &married}, append(alt.dests(), &usage, &node, &renewalOf)...)
 	if err := row.Scan(dests...); err != nil {
 		return nil, err
 	}
+	rec.KeyUsage = usage.String
 	if err := alt.fill(&rec); err != nil {
 		return nil, err
 	}

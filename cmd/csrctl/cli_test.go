@@ -71,7 +71,7 @@ func TestHelpAtEveryLevel(t *testing.T) {
 	})
 	want := []string{"", "audit", "audit verify", "audit pubkey", "backup", "db", "db migrate", "generate", "import", "key",
 		"key retire", "nodes", "pending", "pending ls", "pending show", "pending rm", "policy", "policy check", "reconcile",
-		"renew", "restore", "token", "token create", "user", "user add", "version"}
+		"renew", "restore", "token", "token create", "token probe", "user", "user add", "version"}
 	if !slices.Equal(paths, want) {
 		t.Errorf("command paths %q, want %q", paths, want)
 	}

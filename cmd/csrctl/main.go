@@ -106,11 +106,21 @@ var root = &command{name: "csrctl", subs: []*command{
 			"is refused while csrd or another csrctl has the database open. Afterwards run\n" +
 			"'csrctl reconcile': keys made after the backup are listed as orphans (destroyed\n" +
 			"only with -destroy), records whose keys were deleted since are marked lost."},
-	{name: "token", summary: "manage API tokens in the auth file", subs: []*command{
+	{name: "token", summary: "manage API tokens in the auth file; probe the HSM token", subs: []*command{
 		{name: "create", args: "[flags] NAME", run: runTokenCreate,
 			summary: "make a Bearer API token (printed once) in the auth file",
 			about: "Creates an API token for 'Authorization: Bearer'. Only its SHA-256 is stored:\n" +
 				"the token is printed once on stdout."},
+		{name: "probe", args: "[flags]", run: runTokenProbe, token: true,
+			summary: "print each configured HSM token's profile and try a key of each type csrd offers",
+			about: "Logs in to every configured HSM token as csrd does and prints its profile: model,\n" +
+				"firmware, mechanisms and key sizes, session cap, the template each key type takes,\n" +
+				"the usage its keys get and whether CKA_MODIFIABLE is enforced. Then makes, signs\n" +
+				"with, verifies and destroys one key of each type csrd would offer there (labelled\n" +
+				"csrd-trial), leaving nothing behind, and records each profile in csrd's database\n" +
+				"(when it exists) beside the one csrd recorded. Exit 1 when a round fails. Run it\n" +
+				"first when pointing csrd at a new HSM (docs/tokens.md). -recorded prints the\n" +
+				"recorded profiles instead, without logging in to any token."},
 	}},
 	{name: "user", summary: "manage Basic-auth users in the auth file", subs: []*command{
 		{name: "add", args: "[flags] NAME", run: func(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {

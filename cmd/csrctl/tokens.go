@@ -20,16 +20,9 @@ import (
 // time, next to a running csrd. It returns the pool and a function that
 // closes every token.
 func openPool(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*lifecycle.TokenPool, func(), error) {
-	var creds []hsm.Credential
-	for _, tc := range cfg.HSM.TokenList() {
-		creds = append(creds, hsm.Credential{
-			TokenLabel: tc.TokenLabel,
-			PIN:        func() (string, error) { return cfg.ReadTokenPIN(tc) },
-		})
-	}
 	toks, closeAll, err := hsm.OpenAll(ctx, hsm.Config{
 		Module: cfg.HSM.Module, MaxSessions: 2, PoolWaitTimeout: cfg.HSM.SessionWaitTimeout,
-	}, creds, log)
+	}, credentials(cfg), log)
 	if err != nil {
 		return nil, nil, withSoftHSMHint(err, cfg)
 	}
@@ -43,6 +36,21 @@ func openPool(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*lif
 		return nil, nil, err
 	}
 	return pool, closeAll, nil
+}
+
+// credentials names each configured token with its PIN file and whether
+// it must make sign-only keys.
+func credentials(cfg *config.Config) []hsm.Credential {
+	var creds []hsm.Credential
+	for _, tc := range cfg.HSM.TokenList() {
+		creds = append(creds, hsm.Credential{
+			TokenLabel:      tc.TokenLabel,
+			PIN:             func() (string, error) { return cfg.ReadTokenPIN(tc) },
+			RequireSignOnly: cfg.HSM.SignOnly(tc),
+			KeysPerLogin:    cfg.HSM.LoginKeys(tc),
+		})
+	}
+	return creds
 }
 
 // withSoftHSMHint adds to "token not found" from SoftHSM where SoftHSM

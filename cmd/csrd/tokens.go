@@ -30,8 +30,10 @@ func credentials(cfg *config.Config) []hsm.Credential {
 	var creds []hsm.Credential
 	for _, tc := range cfg.HSM.TokenList() {
 		creds = append(creds, hsm.Credential{
-			TokenLabel: tc.TokenLabel,
-			PIN:        func() (string, error) { return cfg.ReadTokenPIN(tc) },
+			TokenLabel:      tc.TokenLabel,
+			PIN:             func() (string, error) { return cfg.ReadTokenPIN(tc) },
+			RequireSignOnly: cfg.HSM.SignOnly(tc),
+			KeysPerLogin:    cfg.HSM.LoginKeys(tc),
 		})
 	}
 	return creds

@@ -27,6 +27,20 @@ type rawModule struct {
 
 	mu   sync.Mutex
 	left []rawKey // key pairs the raw loop made and has not destroyed yet
+	// shapes are the template shapes the token took, by key type: the
+	// full one until the token refuses it, then the one csrd's profile
+	// falls back to (see hsm's trial rounds).
+	shapes map[hsm.KeyType]hsm.Template
+
+	// perLogin is, for a module that keeps every key it used loaded until
+	// logout (tpm2-pkcs11), the keys the loop lets it load between two
+	// logins, as csrd does (hsm.ModuleKeysPerLogin; 0: none). Operations
+	// hold relog's read lock; the one that reaches the bound takes the
+	// write lock, logs out and in again and starts the count anew.
+	perLogin int64
+	relog    sync.RWMutex
+	loaded   atomic.Int64
+	pins     map[uint]string // slot -> PIN, for the re-login
 }
 
 func openRawModule(module string) (*rawModule, error) {
@@ -38,7 +52,62 @@ func openRawModule(module string) (*rawModule, error) {
 		p.Destroy()
 		return nil, fmt.Errorf("bench: C_Initialize: %w", err)
 	}
-	return &rawModule{p: p, slots: map[string]uint{}}, nil
+	info, err := p.GetInfo()
+	if err != nil {
+		_ = p.Finalize()
+		p.Destroy()
+		return nil, fmt.Errorf("bench: C_GetInfo: %w", err)
+	}
+	return &rawModule{p: p, slots: map[string]uint{}, shapes: map[hsm.KeyType]hsm.Template{},
+		perLogin: int64(hsm.ModuleKeysPerLogin(info)), pins: map[uint]string{}}, nil
+}
+
+// admit counts one key the module will load and, once the bound is
+// reached, logs out and in again first (as csrd does). The caller holds
+// the read lock until its operation ends (release).
+func (m *rawModule) admit(slot uint) error {
+	if m.perLogin == 0 {
+		return nil
+	}
+	for {
+		m.relog.RLock()
+		if m.loaded.Add(1) <= m.perLogin {
+			return nil
+		}
+		m.relog.RUnlock()
+		m.relog.Lock()
+		var err error
+		if m.loaded.Load() > m.perLogin { // nobody re-logged in meanwhile
+			err = m.relogin(slot)
+			m.loaded.Store(0)
+		}
+		m.relog.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (m *rawModule) release() {
+	if m.perLogin != 0 {
+		m.relog.RUnlock()
+	}
+}
+
+// relogin logs out of slot's token and in again; the write lock is held.
+func (m *rawModule) relogin(slot uint) error {
+	sh, err := m.p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		return fmt.Errorf("bench: C_OpenSession: %w", err)
+	}
+	defer func() { _ = m.p.CloseSession(sh) }()
+	if err := m.p.Logout(sh); err != nil {
+		return fmt.Errorf("bench: C_Logout: %w", err)
+	}
+	if err := m.p.Login(sh, pkcs11.CKU_USER, m.pins[slot]); err != nil {
+		return fmt.Errorf("bench: C_Login: %w", err)
+	}
+	return nil
 }
 
 // loginToken logs in to the token labelled label; the session stays open so
@@ -61,6 +130,7 @@ func (m *rawModule) loginToken(label, pin string) error {
 			return fmt.Errorf("bench: C_Login %s: %w", label, err)
 		}
 		m.slots[label] = s
+		m.pins[s] = pin
 		m.login = append(m.login, sh)
 		return nil
 	}
@@ -108,11 +178,23 @@ func (w *rawWorker) generate(a alg) error {
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
 	ref := hsm.KeyRef{ID: id, Label: fmt.Sprintf("bench-raw-%d", w.m.seq.Add(1))}
-	t, err := hsm.GenerateTemplates(a.spec, ref)
-	if err != nil {
+	if err := w.m.admit(w.slot); err != nil {
 		return err
 	}
-	pub, priv, err := w.m.p.GenerateKeyPair(w.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(t.Mechanism, nil)}, t.Public, t.Private)
+	defer w.m.release()
+	shape := w.m.shape(a.spec.Type)
+	pub, priv, err := w.generatePair(a, ref, shape)
+	for _, next := range hsm.TemplateShapes() {
+		if err == nil {
+			break
+		}
+		if next > shape {
+			shape = next
+			if pub, priv, err = w.generatePair(a, ref, shape); err == nil {
+				w.m.setShape(a.spec.Type, shape)
+			}
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("bench: C_GenerateKeyPair: %w", err)
 	}
@@ -121,6 +203,10 @@ func (w *rawWorker) generate(a alg) error {
 		return fmt.Errorf("bench: C_GetAttributeValue: %w", err)
 	}
 	mech, data := a.signInput(ref.Label)
+	if !shape.PublicUsage() && a.spec.Type == hsm.KeyRSA {
+		// As csrd signs keys of that shape: the token hashes the message.
+		mech, data = pkcs11.CKM_SHA256_RSA_PKCS, []byte(ref.Label)
+	}
 	if err := w.m.p.SignInit(w.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, priv); err != nil {
 		return fmt.Errorf("bench: C_SignInit: %w", err)
 	}
@@ -128,6 +214,29 @@ func (w *rawWorker) generate(a alg) error {
 		return fmt.Errorf("bench: C_Sign: %w", err)
 	}
 	return nil
+}
+
+func (w *rawWorker) generatePair(a alg, ref hsm.KeyRef, shape hsm.Template) (pkcs11.ObjectHandle, pkcs11.ObjectHandle, error) {
+	t, err := hsm.ShapeTemplates(a.spec, ref, shape)
+	if err != nil {
+		return 0, 0, err
+	}
+	return w.m.p.GenerateKeyPair(w.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(t.Mechanism, nil)}, t.Public, t.Private)
+}
+
+func (m *rawModule) shape(t hsm.KeyType) hsm.Template {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.shapes[t]; ok {
+		return s
+	}
+	return hsm.TemplateFull
+}
+
+func (m *rawModule) setShape(t hsm.KeyType, s hsm.Template) {
+	m.mu.Lock()
+	m.shapes[t] = s
+	m.mu.Unlock()
 }
 
 // keep records the worker's key pairs as left on the token. They are not

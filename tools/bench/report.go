@@ -103,8 +103,11 @@ func (r *Report) Markdown() string {
 	r.writePool(&b)
 	r.writeFailover(&b)
 	r.writeMemory(&b)
+	r.writeTokens(&b)
 	r.writeBackends(&b)
-	r.writeTargets(&b)
+	if len(r.Cells) > 0 || r.Backends != nil { // a token-cells-only run has nothing the targets judge
+		r.writeTargets(&b)
+	}
 	return b.String()
 }
 
@@ -119,11 +122,24 @@ func (r *Report) writeSetup(b *strings.Builder) {
 		"(b) csrd = the real `bin/csrd` over HTTP on loopback, one keep-alive connection per worker, driven by Go's net/http client. CPU is user+system seconds of the measured process (for csrd: HTTP, policy, DER, SQLite and SoftHSM, which runs inside it) per CSR, and (b)'s client CPU is the benchmark process's own (its HTTP client, on the same cores; getrusage) per CSR; RSS is csrd's peak in the window. "+
 		"(b)/(a) gives csrd's side its client's CPU back: (b)'s window is shortened by the client's CPU seconds spread over the %d cores, the time the client took from csrd where the cores are the limit (the raw loop has no client); (b)/(a) as measured stands next to it.\n\n",
 		o.WarmupS, o.DurationS, o.SlowFactor, sessionsText(o.MaxSessions), healthText(o.HealthIntervalS), m.NProc)
+	if t, ok := cellTokens[o.Token]; ok {
+		fmt.Fprintf(b, "The side-by-side cells ran on %s (csrd-bench -token %s); the fill, pool, failover and memory runs are SoftHSM's and were not run.\n\n", t, o.Token)
+	}
+}
+
+// cellTokens names the tokens other than SoftHSM directly that the
+// side-by-side cells can run on (Options.Token).
+var cellTokens = map[string]string{
+	"p11kit": "SoftHSM through p11-kit remoting (`p11-kit server`, `p11-kit-client.so`; every PKCS#11 call crosses a unix socket)",
+	"tpm":    "a TPM 2.0 token (swtpm, tpm2-abrmd, tpm2-pkcs11)",
 }
 
 // writeCells is the side-by-side table, with a line per unsupported key
 // type.
 func (r *Report) writeCells(b *strings.Builder) {
+	if len(r.Cells) == 0 {
+		return
+	}
 	b.WriteString("### (a) raw PKCS#11 vs (b) csrd end to end\n\n")
 	b.WriteString("| phase | key | C | key pairs on token (csrd + raw) | (a) keys/s | (b) CSRs/s | (b)/(a) | (b)/(a) as measured | rounds: (b)/(a) min–max | (a) p50 / p99 ms | (b) p50 / p99 ms | (a) CPU ms/op | (b) CPU ms/CSR | (b) client CPU ms/CSR | peak RSS MiB (a) / (b) | errors (a)/(b) |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -323,4 +339,40 @@ func roundSpread(r []float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f–%.2f", slices.Min(r), slices.Max(r))
+}
+
+// writeTokens is the token cells' table: csrd and the raw loop on each
+// other token, side by side.
+func (r *Report) writeTokens(b *strings.Builder) {
+	if len(r.Tokens) == 0 {
+		return
+	}
+	o := r.Options
+	b.WriteString("\n### (a) raw PKCS#11 vs (b) csrd on each token\n\n")
+	fmt.Fprintf(b, "Each token on a fresh token of its own, after the runs above: a cell as above with a %.0fs window (RSA ×%d, one turn per side); (a) asks the token for exactly what csrd asks (its profile's template shape and signing). ", o.TokenDurationS, o.SlowFactor)
+	for _, t := range r.Tokens {
+		fmt.Fprintf(b, "%s: %s. ", t.Token, cellTokens[t.Token])
+	}
+	b.WriteString("\n\n| token | key | C | (a) keys/s | (b) CSRs/s | (b)/(a) | (b)/(a) as measured | rounds: (b)/(a) min–max | (a) p50 / p99 ms | (b) p50 / p99 ms | errors (a)/(b) |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, t := range r.Tokens {
+		if t.Unsupported != "" {
+			fmt.Fprintf(b, "| %s | all | – | not run | not run | – | – | – | – | – | – |\n", t.Token)
+			continue
+		}
+		for _, c := range t.Cells {
+			if c.Unsupported != "" {
+				fmt.Fprintf(b, "| %s | %s | all | not supported | not supported | – | – | – | – | – | – |\n", t.Token, c.Alg)
+				continue
+			}
+			fmt.Fprintf(b, "| %s | %s | %d | %.1f | %.1f | **%.2f** | %.2f | %s | %.0f / %.0f | %.0f / %.0f | %d / %d |\n",
+				t.Token, c.Alg, c.C, c.Raw.PerSecond, c.CSRD.PerSecond, c.Ratio, c.MeasuredRatio, roundSpread(c.RoundRatios),
+				c.Raw.P50ms, c.Raw.P99ms, c.CSRD.P50ms, c.CSRD.P99ms, c.Raw.Errors, c.CSRD.Errors)
+		}
+	}
+	for _, t := range r.Tokens {
+		if t.Unsupported != "" {
+			fmt.Fprintf(b, "\n%s: %s\n", t.Token, t.Unsupported)
+		}
+	}
 }

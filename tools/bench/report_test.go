@@ -34,6 +34,41 @@ func TestMarkdownFillSentence(t *testing.T) {
 	}
 }
 
+// TestMarkdownCellToken: a run whose cells were on another token than
+// SoftHSM directly says which, so its figures are never read as SoftHSM's.
+func TestMarkdownCellToken(t *testing.T) {
+	for _, tc := range []struct{ token, want string }{
+		{"", ""}, {"softhsm", ""}, {"p11kit", "p11-kit remoting"}, {"tpm", "TPM 2.0 token"},
+	} {
+		md := (&Report{Options: ReportOpts{Token: tc.token}}).Markdown()
+		says := strings.Contains(md, "The side-by-side cells ran on")
+		if says != (tc.want != "") || !strings.Contains(md, tc.want) {
+			t.Errorf("token %q: markdown says the cells' token %v, want %q:\n%s", tc.token, says, tc.want, md)
+		}
+	}
+}
+
+// TestMarkdownTokens: the token cells get a table of their own, a row
+// per token, key type and concurrency, and a token that could not run
+// says why; without token cells there is no such table.
+func TestMarkdownTokens(t *testing.T) {
+	m := func(ps float64) *Measure { return &Measure{PerSecond: ps} }
+	r := &Report{Options: ReportOpts{TokenDurationS: 6, SlowFactor: 3}, Tokens: []TokenRun{
+		{Token: "p11kit", Cells: []Cell{{Alg: "P-256", C: 4, Raw: m(80), CSRD: m(60), Ratio: 0.75, MeasuredRatio: 0.7}}},
+		{Token: "tpm", Unsupported: "fixture: TPM token not available"},
+	}}
+	md := r.Markdown()
+	for _, want := range []string{"on each token", "| p11kit | P-256 | 4 | 80.0 | 60.0 | **0.75** |", "| tpm | all | – | not run |",
+		"tpm: fixture: TPM token not available", "6s window"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains((&Report{}).Markdown(), "on each token") {
+		t.Error("a report without token cells has their table")
+	}
+}
+
 // TestAlternate: the sides take turns in ABBA order, each turn a rounds-th
 // of the window, and every turn lands with its own side.
 func TestAlternate(t *testing.T) {

@@ -43,6 +43,23 @@ type Options struct {
 	// its cells' one long turn per side: its ratios move with the prime
 	// search's luck far more than P-256's with the machine's drift.
 	NoiseSlowC []int
+	// Token is the token of the side-by-side cells: "softhsm" (default),
+	// "p11kit" (SoftHSM exported by a p11-kit server, every call over a
+	// unix socket) or "tpm" (swtpm with tpm2-pkcs11). The fill, pool,
+	// failover, memory and backend runs are SoftHSM's and are skipped on
+	// the others.
+	Token string
+	// TokenCells are the other tokens ("p11kit", "tpm") whose short
+	// side-by-side cells follow the run, each on a fresh token of its own
+	// (TokenCellsOptions); empty skips them.
+	TokenCells []string
+	// TokenAlgs, TokenC and TokenDuration are those cells' key types,
+	// concurrency levels and window (RSA's ×SlowFactor, one turn per side).
+	TokenAlgs     []string
+	TokenC        []int
+	TokenDuration time.Duration
+	// TokenCellsOnly runs the token cells alone: no SoftHSM phases.
+	TokenCellsOnly bool
 	// BackendC is the concurrency of csrd on PostgreSQL against csrd on
 	// SQLite (0: skip); BackendsOnly runs that comparison alone.
 	BackendC     int
@@ -65,6 +82,9 @@ type Report struct {
 	Pool     []PoolRow  `json:"pool,omitempty"`
 	Failover *Failover  `json:"failover,omitempty"`
 	Memory   *Memory    `json:"memory,omitempty"`
+	// Tokens are the token cells (Options.TokenCells): csrd and the raw
+	// loop side by side on each other token.
+	Tokens   []TokenRun `json:"tokens,omitempty"`
 	Backends *Backends  `json:"backends,omitempty"`
 	// Goals are what Targets holds the figures to (nil: targets.json).
 	Goals *Goals `json:"goals,omitempty"`
@@ -78,10 +98,13 @@ type ReportOpts struct {
 	MaxSessions int     `json:"max_sessions"`
 	FillKeys    int     `json:"fill_keys"`
 	PoolC       int     `json:"pool_c"`
-	Client      string  `json:"client"` // the HTTP client driving csrd: "net/http" ("lean" in older reports)
+	Client      string  `json:"client"`          // the HTTP client driving csrd: "net/http" ("lean" in older reports)
+	Token       string  `json:"token,omitempty"` // the token of the cells, when not SoftHSM directly
 	// HealthIntervalS is csrd's hsm.health_interval in the side-by-side
 	// cells (0 in reports from before it was set: csrd's default, 10 s).
 	HealthIntervalS float64 `json:"health_interval_s,omitempty"`
+	// TokenDurationS is the token cells' window (Options.TokenDuration).
+	TokenDurationS float64 `json:"token_duration_s,omitempty"`
 }
 
 // Cell is one key type at one concurrency: raw loop and csrd side by side.
@@ -167,8 +190,35 @@ const mainLabel = "bench-main"
 
 func poolLabel(i int) string { return fmt.Sprintf("bench-pool-%d", i) }
 
-// Run performs the whole benchmark.
+// Run performs the whole benchmark: the side-by-side cells on
+// Options.Token with SoftHSM's other phases, then the token cells.
 func Run(ctx context.Context, o Options) (*Report, error) {
+	var r *Report
+	if o.TokenCellsOnly {
+		r = &Report{Started: time.Now().UTC(), Machine: machine(softhsmVersion()), Goals: o.Goals,
+			Options: ReportOpts{WarmupS: o.Warmup.Seconds(), DurationS: o.TokenDuration.Seconds(), SlowFactor: o.SlowFactor,
+				MaxSessions: o.MaxSessions, Client: "net/http", HealthIntervalS: sideBySideHealthInterval.Seconds()}}
+	} else {
+		var err error
+		if r, err = runSideBySide(ctx, o); err != nil {
+			return nil, err
+		}
+	}
+	if o.BackendsOnly { // the comparison alone: no token cells either
+		return r, nil
+	}
+	r.Options.TokenDurationS = o.TokenDuration.Seconds()
+	var err error
+	if r.Tokens, err = runTokenCells(ctx, o); err != nil {
+		return nil, err
+	}
+	r.Finished = time.Now().UTC()
+	return r, nil
+}
+
+// runSideBySide is the benchmark of Options.Token: its side-by-side cells
+// and, on SoftHSM, the fill, pool, failover and memory runs.
+func runSideBySide(ctx context.Context, o Options) (*Report, error) {
 	b := &benchRun{o: o, progress: o.Progress, r: &Report{Started: time.Now().UTC(), Options: ReportOpts{
 		WarmupS: o.Warmup.Seconds(), DurationS: o.Duration.Seconds(), SlowFactor: o.SlowFactor,
 		MaxSessions: o.MaxSessions, FillKeys: o.FillKeys, PoolC: o.PoolC, Client: "net/http",
@@ -177,13 +227,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if b.progress == nil {
 		b.progress = io.Discard
 	}
+	if o.Token != "" && o.Token != "softhsm" {
+		o.FillKeys, o.PoolTokens, o.Failover, o.MemoryC, o.BackendC, o.BackendsOnly = 0, nil, false, 0, 0, false
+		b.o, b.r.Options.Token, b.r.Options.FillKeys = o, o.Token, 0
+	}
 	tok, err := setupTokens(o)
 	if err != nil {
 		return nil, err
 	}
 	b.tok = tok
+	cell, stopCell, err := cellToken(o, tok)
+	if err != nil {
+		return nil, err
+	}
+	defer stopCell()
+	b.cell = cell
 	b.r.Machine = machine(softhsmVersion())
-	if b.raw, err = openRawModule(tok.Module); err != nil {
+	if b.raw, err = openRawModule(cell.module); err != nil {
 		return nil, err
 	}
 	defer b.raw.close()
@@ -229,6 +289,7 @@ type benchRun struct {
 	r        *Report
 	progress io.Writer
 	tok      *fixture.Token
+	cell     cellTok // the main token of the side-by-side cells
 	raw      *rawModule
 	base     serverConfig // csrd's configuration, before a phase picks its tokens
 }
@@ -265,7 +326,10 @@ func setupTokens(o Options) (*fixture.Token, error) {
 // prepare logs the raw loop in to the main and pool tokens and writes the
 // auth file csrd's configuration names.
 func (b *benchRun) prepare() error {
-	for _, l := range append([]string{mainLabel}, poolLabels(poolTokens(b.o))...) {
+	if err := b.raw.loginToken(mainLabel, b.cell.pin); err != nil {
+		return err
+	}
+	for _, l := range poolLabels(poolTokens(b.o)) {
 		if err := b.raw.loginToken(l, b.tok.PIN); err != nil {
 			return err
 		}
@@ -284,6 +348,7 @@ func (b *benchRun) prepare() error {
 // token, each followed by its noise cells) and, with FillKeys, phase 2.
 func (b *benchRun) mainToken(ctx context.Context) error {
 	cfg := b.base
+	cfg.module, cfg.pinFile = b.cell.module, b.cell.pinFile
 	cfg.labels, cfg.database, cfg.name = []string{mainLabel}, filepath.Join(cmp.Or(b.o.DBDir, b.o.Dir), "main.db"), "csrd-main"
 	cfg.healthInterval = sideBySideHealthInterval
 	srv, err := startServer(ctx, cfg)

@@ -53,6 +53,12 @@ func run(args []string) error {
 	noiseRSA := fs.String("noise-rsa-c", "1", "concurrency levels of the RSA-2048 raw-vs-raw noise cells, one long turn per side (empty skips)")
 	rounds := fs.Int("rounds", 12, "turns each side takes per cell, alternating (RSA: always 1)")
 	sessions := fs.Int("max-sessions", 0, "csrd hsm.max_sessions (0: csrd's default)")
+	token := fs.String("token", "softhsm", "token of the side-by-side cells: softhsm, p11kit (SoftHSM through p11-kit remoting) or tpm (swtpm, tpm2-pkcs11); the fill, pool, failover, memory and backend runs are SoftHSM's")
+	tokenCells := fs.String("token-cells", "p11kit,tpm", "other tokens (p11kit, tpm) whose short side-by-side cells follow the run, each on a fresh token (empty skips)")
+	tokenAlgs := fs.String("token-algs", "P-256,RSA-2048", "key types of the token cells")
+	tokenC := fs.String("token-c", "1,4", "concurrency levels of the token cells")
+	tokenDuration := fs.Duration("token-duration", 6*time.Second, "measurement window per token cell and side (RSA ×slow-factor)")
+	tokenOnly := fs.Bool("token-cells-only", false, "run only the token cells (no SoftHSM phases)")
 	backendC := fs.Int("backends-c", 8, "concurrency of csrd on PostgreSQL against csrd on SQLite (0 skips)")
 	backendsOnly := fs.Bool("backends-only", false, "run only the PostgreSQL-against-SQLite comparison")
 	targets := fs.String("targets", "", "JSON file of the targets the report holds csrd to (default: the built-in tools/bench/targets.json)")
@@ -77,6 +83,10 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("-noise-rsa-c: %w", err)
 	}
+	tokCs, err := ints(*tokenC)
+	if err != nil {
+		return fmt.Errorf("-token-c: %w", err)
+	}
 	goals, err := bench.LoadGoals(*targets)
 	if err != nil {
 		return err
@@ -99,8 +109,9 @@ func run(args []string) error {
 		CSRD: *csrd, Dir: work, DBDir: *dbDir, Algs: split(*algs), Concurrency: cs,
 		Warmup: *warmup, Duration: *duration, SlowFactor: *slow,
 		FillKeys: *fill, FillWorkers: *fillWorkers, PoolTokens: pools, PoolC: *poolC,
-		Failover: *failover, MemoryC: *memC, BenchBinary: self, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NoiseSlowC: noiseSlowC,
-		BackendC: *backendC, BackendsOnly: *backendsOnly, Goals: goals, Progress: os.Stderr,
+		Failover: *failover, MemoryC: *memC, BenchBinary: self, MaxSessions: *sessions, Rounds: *rounds, NoiseC: noiseC, NoiseSlowC: noiseSlowC, Goals: goals, Token: *token, Progress: os.Stderr,
+		TokenCells: split(*tokenCells), TokenAlgs: split(*tokenAlgs), TokenC: tokCs, TokenDuration: *tokenDuration, TokenCellsOnly: *tokenOnly,
+		BackendC: *backendC, BackendsOnly: *backendsOnly,
 	})
 	if err != nil {
 		return err
