@@ -264,22 +264,7 @@ func copyFile(t *testing.T, from, to string) {
 // and the key, its record and the token stay as they were.
 func TestKeyCommandsFailClosedWithoutAudit(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-failclosed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbPath := filepath.Join(dir, "csrd.db")
-	db, err := store.Open(ctx, dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	cfg := filepath.Join(dir, "csrd.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n",
-		tok.Module, tok.Label, tok.PINFile, dbPath)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, tok, dbPath, cfg := newTokenEnv(t, "csrctl-failclosed")
 	code, _, errOut := runCLI(t, "", "generate", "-config", cfg, "-subject", "CN=keep.example", "-key-type", "ECC", "-key-length", "256")
 	if code != 0 {
 		t.Fatalf("generate: %d %s", code, errOut)
@@ -290,7 +275,7 @@ func TestKeyCommandsFailClosedWithoutAudit(t *testing.T) {
 	if code, out, errOut := runCLI(t, "", "pending", "rm", "-config", cfg, "1"); code != 1 {
 		t.Errorf("pending rm with the audit row failing: exit %d\n%s%s", code, out, errOut)
 	}
-	db, err = store.Open(ctx, dbPath)
+	db, err := store.Open(ctx, dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/lifecycle"
 	"github.com/csrd/csrd/policy"
 	"github.com/csrd/csrd/store"
@@ -34,22 +32,7 @@ func TestBackupRestoreReconcile(t *testing.T) {
 		t.Skip("makes keys in SoftHSM under load")
 	}
 	ctx := context.Background()
-	dir := t.TempDir()
-	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-backup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbPath := filepath.Join(dir, "csrd.db")
-	db, err := store.Open(ctx, dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	cfg := filepath.Join(dir, "csrd.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n",
-		tok.Module, tok.Label, tok.PINFile, dbPath)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, _, _, cfg := newTokenEnv(t, "csrctl-backup")
 	cli := func(want int, args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer

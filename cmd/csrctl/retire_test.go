@@ -31,22 +31,7 @@ import (
 // refuses a certificate csrd did not enroll, and both refuse bad ids.
 func TestKeyRetireAndRenew(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-retire")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbPath := filepath.Join(dir, "csrd.db")
-	db, err := store.Open(ctx, dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	cfg := filepath.Join(dir, "csrd.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n",
-		tok.Module, tok.Label, tok.PINFile, dbPath)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, _, dbPath, cfg := newTokenEnv(t, "csrctl-retire")
 	cli := func(want int, args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer
@@ -85,7 +70,7 @@ func TestKeyRetireAndRenew(t *testing.T) {
 	cli(2, "key", "destroy", id)
 	cli(2, "renew", "-config", cfg, "x")
 
-	db, err = store.Open(ctx, dbPath)
+	db, err := store.Open(ctx, dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
