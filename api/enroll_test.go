@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,7 +27,7 @@ import (
 // the certificate, and the handshake is signed by the token, so this proves
 // the key in the token is the certified one and is usable.
 func TestEnrollmentEndToEnd(t *testing.T) {
-	engine := pkcs11Engine(t)
+	engine := fixture.PKCS11Engine(t)
 	cases := []struct{ name, key string }{
 		{"ECC P-256", `"KeyType":"ECC","KeyLength":256`},
 		{"RSA 2048", `"KeyType":"RSA","KeyLength":2048`},
@@ -82,7 +81,7 @@ init = 0
 				t.Fatal(err)
 			}
 			env := append(os.Environ(), "OPENSSL_CONF="+conf, "SOFTHSM2_CONF="+testHSM.Conf)
-			port := freePort(t)
+			port := fmt.Sprint(fixture.FreePort(t))
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			srv := exec.CommandContext(ctx, "openssl", "s_server", "-engine", "pkcs11", "-keyform", "engine",
@@ -127,31 +126,13 @@ init = 0
 			// s_server cannot load a key and never listens.
 			bogus := regexp.MustCompile(`id=[^;]*`).ReplaceAllString(imp.KeyURI, "id=%00%01")
 			ctl := exec.CommandContext(ctx, "openssl", "s_server", "-engine", "pkcs11", "-keyform", "engine",
-				"-key", bogus, "-cert", "leaf.pem", "-accept", "127.0.0.1:"+freePort(t), "-naccept", "1")
+				"-key", bogus, "-cert", "leaf.pem", "-accept", "127.0.0.1:"+fmt.Sprint(fixture.FreePort(t)), "-naccept", "1")
 			ctl.Dir, ctl.Env = dir, env
 			if out, err := ctl.CombinedOutput(); err == nil || strings.Contains(string(out), "ACCEPT") {
 				t.Errorf("s_server started with a URI naming no key:\n%s", out)
 			}
 		})
 	}
-}
-
-// pkcs11Engine is the path of OpenSSL's pkcs11 engine (libengine-pkcs11-openssl).
-func pkcs11Engine(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("openssl", "version", "-e").Output()
-	if err != nil {
-		t.Fatalf("openssl version -e: %v", err)
-	}
-	m := regexp.MustCompile(`ENGINESDIR: "([^"]+)"`).FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("no ENGINESDIR in %q", out)
-	}
-	p := filepath.Join(string(m[1]), "pkcs11.so")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("OpenSSL pkcs11 engine missing (make deps installs libengine-pkcs11-openssl): %v", err)
-	}
-	return p
 }
 
 func openssl(t *testing.T, dir string, env []string, args ...string) {
@@ -177,18 +158,6 @@ func read(t *testing.T, dir, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// freePort picks a loopback port for s_server.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
 }
 
 // waitFor reads r until a line contains want, or the deadline passes.

@@ -21,7 +21,7 @@ import (
 // → the old key destroyed once its certificate has expired.
 func TestACMEEnrollServeRenew(t *testing.T) {
 	fullRunOnly(t, "enrollment with a CA (Pebble) end to end")
-	engine := pkcs11Engine(t)
+	engine := fixture.PKCS11Engine(t)
 	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true, Validity: 20 * time.Second})
 	dir := t.TempDir()
 	hook, hookOut := filepath.Join(dir, "reload-web"), filepath.Join(dir, "hook.log")

@@ -10,33 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/csrd/csrd/fixture"
 )
-
-// pkcs11Engine is the path of OpenSSL's pkcs11 engine (libengine-pkcs11-openssl,
-// which make deps installs).
-func pkcs11Engine(t testing.TB) string {
-	t.Helper()
-	out, err := exec.Command("openssl", "version", "-e").Output()
-	if err != nil {
-		t.Fatalf("openssl version -e: %v", err)
-	}
-	m := regexp.MustCompile(`ENGINESDIR: "([^"]+)"`).FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("no ENGINESDIR in %q", out)
-	}
-	p := filepath.Join(string(m[1]), "pkcs11.so")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("OpenSSL pkcs11 engine missing (make deps installs libengine-pkcs11-openssl): %v", err)
-	}
-	return p
-}
 
 // serveTLS runs openssl s_server with the key taken from the token by its
 // PKCS#11 URI and the certificate (and chain) in certFile, for one
@@ -70,7 +49,7 @@ init = 0
 		t.Fatal(err)
 	}
 	stdin, _ := cmd.StdinPipe() // s_server ends at EOF on stdin
-	var errOut lockedBuffer
+	var errOut fixture.Buffer
 	cmd.Stderr = &errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -119,21 +98,4 @@ func handshake(t testing.TB, port, roots, name string) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("%X", leaf.SerialNumber.Bytes())
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
