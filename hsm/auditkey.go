@@ -78,14 +78,8 @@ func (t *Token) AuditKey(ctx context.Context) (*AuditKey, error) {
 		return nil, err
 	}
 	if len(keys) == 0 {
-		if err := t.createAuditKey(ctx); err != nil {
+		if keys, err = t.createAuditKey(ctx); err != nil {
 			return nil, err
-		}
-		if keys, err = t.auditKeys(ctx); err != nil {
-			return nil, err
-		}
-		if len(keys) == 0 {
-			return nil, classErr("audit key", nil, "the key generated as %s does not show the protective attributes asked for; the token does not honour them", AuditKeyLabel)
 		}
 		t.log.Info().Str("label", AuditKeyLabel).Str("key", keys[0].ref.String()).Msg("hsm: audit key created")
 	}
@@ -108,15 +102,30 @@ func (t *Token) AuditKeys(ctx context.Context) ([]*AuditKey, error) {
 // (GenerateKeyPair: the profile's template shape, sign-only, sensitive,
 // never extractable, and locked — neither half modifiable nor copyable —
 // unless the token refuses every locked shape), as an ECDSA P-256 pair
-// labelled AuditKeyLabel.
-func (t *Token) createAuditKey(ctx context.Context) error {
+// labelled AuditKeyLabel, and returns the usable audit keys. A new pair
+// that fails the audit key's stricter checks is destroyed again: no record
+// owns it and reconciliation passes service objects by, so it would stay,
+// and the next checkpoint would make another.
+func (t *Token) createAuditKey(ctx context.Context) ([]*Key, error) {
 	id, err := t.NewKeyID(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ref := KeyRef{ID: id, Label: AuditKeyLabel}
-	_, err = t.GenerateKeyPair(ctx, KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}, ref)
-	return err
+	if _, err := t.GenerateKeyPair(ctx, KeySpec{Type: KeyECDSA, Curve: elliptic.P256()}, ref); err != nil {
+		return nil, err
+	}
+	keys, err := t.auditKeys(ctx)
+	if err == nil && !slices.ContainsFunc(keys, func(k *Key) bool { return bytes.Equal(k.ref.ID, id) }) {
+		err = classErr("audit key", nil, "the key generated as %s does not show the protective attributes asked for; the token does not honour them", AuditKeyLabel)
+	}
+	if err != nil {
+		if dErr := t.DestroyKey(context.WithoutCancel(ctx), ref); dErr != nil {
+			t.log.Error().Err(dErr).Str("key", ref.String()).Msg("hsm: could not destroy the rejected audit key; remove it with pkcs11-tool")
+		}
+		return nil, err
+	}
+	return keys, nil
 }
 
 // auditKeys finds the usable audit keys, smallest CKA_ID first.
