@@ -446,8 +446,7 @@ func (t *Token) generateC11(ctx context.Context, spec KeySpec, ref KeyRef) (*Key
 	k := t.newKey(ref, signer)
 	if mErr := checkPublic(spec, signer.Public()); mErr != nil {
 		if dErr := signer.Delete(); dErr != nil {
-			t.log.Error().Err(wrap("destroy key", dErr)).Str("key", ref.String()).
-				Msg("hsm: could not destroy mismatched key pair; it is left on the token")
+			t.destroyLeft(ctx, ref, wrap("destroy key", dErr), "mismatched key pair")
 		}
 		return nil, &Error{Op: op, Err: ErrKeyMismatch, cause: mErr}
 	}
@@ -545,6 +544,16 @@ func (t *Token) cleanupFailed(ctx context.Context, ref KeyRef, genErr error) {
 	}
 }
 
+// destroyLeft destroys by reference a key pair a generation refused after
+// destroying it by handle failed (first): a key no caller will record must
+// not stay, and an audit or ACME account key is never swept as an orphan.
+func (t *Token) destroyLeft(ctx context.Context, ref KeyRef, first error, what string) {
+	if err := t.DestroyKey(context.WithoutCancel(ctx), ref); err != nil && !errors.Is(err, ErrNotFound) {
+		t.log.Error().Err(first).AnErr("again", err).Str("key", ref.String()).
+			Msg("hsm: could not destroy " + what + "; it is left on the token")
+	}
+}
+
 // keyTypeOf names the key type of a public key.
 func keyTypeOf(pub crypto.PublicKey) KeyType {
 	switch pub.(type) {
@@ -578,7 +587,7 @@ func (t *Token) checkUsage(ctx context.Context, k *Key, want Usage) error {
 	}
 	if err != nil {
 		if dErr := k.Destroy(context.WithoutCancel(ctx)); dErr != nil {
-			t.log.Error().Err(dErr).Str("key", k.ref.String()).Msg("hsm: could not destroy a key whose usage differs from the profile's")
+			t.destroyLeft(ctx, k.ref, dErr, "key whose usage differs from the profile's")
 		}
 		return err
 	}
