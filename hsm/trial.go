@@ -34,8 +34,9 @@ import (
 // labelled TrialLabel, which reconciliation reports as an orphan.
 
 // TrialLabel is the CKA_LABEL of the trial rounds' key pairs. It has csrd's
-// prefix, so a pair a crash left behind is one of reconciliation's orphans
-// (no record has the label), which csrctl reconcile can destroy.
+// prefix, so a pair a crash left behind is listed by reconciliation as a
+// foreign orphan (no record has the label); reconciliation never destroys
+// foreign objects, so the operator removes it (pkcs11-tool --delete-object).
 const TrialLabel = "csrd-trial"
 
 // trialMessage is what the trial keys sign.
@@ -355,7 +356,7 @@ func (t *Token) destroyTrial(sh pkcs11.SessionHandle, ref KeyRef, hs ...pkcs11.O
 	}
 	if err != nil {
 		t.log.Error().Err(wrap("destroy key", failed)).Str("key", ref.String()).
-			Msg("hsm: could not destroy a token profile trial key pair; reconciliation lists it as an orphan")
+			Msg("hsm: could not destroy a token profile trial key pair; reconciliation lists it as an orphan, remove it with pkcs11-tool")
 	}
 }
 
@@ -442,7 +443,7 @@ func (t *Token) TryKey(ctx context.Context, spec KeySpec) (time.Duration, error)
 	err = verifyKey(key)
 	if dErr := key.Destroy(ctx); dErr != nil {
 		if rErr := t.DestroyKey(context.WithoutCancel(ctx), ref); rErr != nil && !errors.Is(rErr, ErrNotFound) {
-			err = errors.Join(err, fmt.Errorf("hsm: the key %s could not be destroyed: %w", ref, dErr))
+			err = errors.Join(err, fmt.Errorf("hsm: the key %s could not be destroyed: %w", ref, errors.Join(dErr, rErr)))
 		}
 	}
 	return took, err
