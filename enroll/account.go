@@ -14,7 +14,7 @@ import (
 
 // AccountLabel is the CKA_LABEL of CA ca's ACME account key. It is never of
 // the form csrd-<digits>, which reconciliation reads as a record's key.
-func AccountLabel(ca string) string { return "csrd-acme-" + ca }
+func AccountLabel(ca string) string { return hsm.ACMEAccountLabelPrefix + ca }
 
 // accountKeySpec: ECDSA P-256, the key type every ACME CA accepts (ES256).
 var accountKeySpec = hsm.KeySpec{Type: hsm.KeyECDSA, Bits: 256, Curve: elliptic.P256()}

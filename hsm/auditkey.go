@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/miekg/pkcs11"
@@ -220,7 +221,15 @@ func (t *Token) usableAuditKey(sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) (
 	return bytes.Clone(got[0].Value), true, nil
 }
 
+// ACMEAccountLabelPrefix starts the CKA_LABEL of every ACME account key
+// (enroll names one per CA); the row naming it is in the database, not in
+// a key record.
+const ACMEAccountLabelPrefix = "csrd-acme-"
+
 // ServiceObject reports whether label names an object csrd keeps on a token
-// for itself — the sealing key (KEKLabel), the audit key (AuditKeyLabel) —
-// which no key record owns: reconciliation neither counts nor judges them.
-func ServiceObject(label string) bool { return label == KEKLabel || label == AuditKeyLabel }
+// for itself — the sealing key (KEKLabel), the audit key (AuditKeyLabel),
+// the ACME account keys — which no key record owns: reconciliation neither
+// counts nor judges them.
+func ServiceObject(label string) bool {
+	return label == KEKLabel || label == AuditKeyLabel || strings.HasPrefix(label, ACMEAccountLabelPrefix)
+}
