@@ -176,38 +176,37 @@ func (t *Throttle) Begin(src, id string) (*Attempt, error) {
 	return &Attempt{t: t, src: src, id: id, s: s, ident: ident}, nil
 }
 
-// Fail records the attempt as a failed guess.
-func (a *Attempt) Fail() {
-	if t := a.end(); t != nil {
-		t.fail(a)
-	}
-}
+// Fail records the attempt as a failed guess. The reservation is released
+// and the failure counted under one lock: in between, another attempt could
+// take the slot the failure is about to close.
+func (a *Attempt) Fail() { a.end((*Throttle).fail) }
 
 // Succeed records the attempt as a success: the failures src made at this
 // identity are forgiven.
 func (a *Attempt) Succeed() {
-	if t := a.end(); t != nil {
-		t.forgive(a.src, a.id, a.s)
-	}
+	a.end(func(t *Throttle, a *Attempt) { t.forgive(a.src, a.id, a.s) })
 }
 
 // Release ends the attempt without a verdict (the client went away, the
 // verification could not run).
-func (a *Attempt) Release() { a.end() }
+func (a *Attempt) Release() { a.end(nil) }
 
-// end releases the reservation and returns the throttle, or nil when the
-// attempt was already ended (or throttling is off).
-func (a *Attempt) end() *Throttle {
+// end releases the reservation and applies verdict, both under the
+// throttle's lock; it does nothing when the attempt was already ended (or
+// throttling is off).
+func (a *Attempt) end(verdict func(*Throttle, *Attempt)) {
 	if a == nil || a.t == nil {
-		return nil
+		return
 	}
 	t := a.t
 	a.t = nil
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	a.s.inFlight--
 	a.ident.inFlight--
-	t.mu.Unlock()
-	return t
+	if verdict != nil {
+		verdict(t, a)
+	}
 }
 
 // Succeed forgives src's failures at identity id without a reserved
@@ -217,16 +216,14 @@ func (t *Throttle) Succeed(src, id string) {
 		return
 	}
 	t.mu.Lock()
-	s := t.sources[src]
-	t.mu.Unlock()
-	if s != nil {
+	defer t.mu.Unlock()
+	if s := t.sources[src]; s != nil {
 		t.forgive(src, id, s)
 	}
 }
 
+// fail counts a failed guess; the caller holds t.mu.
 func (t *Throttle) fail(a *Attempt) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	now := t.now()
 	s, ident := a.s, a.ident
 	t.forget(s, ident, now)
@@ -254,10 +251,8 @@ func (t *Throttle) fail(a *Attempt) {
 
 // forgive clears what src's failures at id cost, on the source and on the
 // identity; a lockout stands while the source's other failures still
-// reach the limit.
+// reach the limit. The caller holds t.mu.
 func (t *Throttle) forgive(src, id string, s *source) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	c, ok := s.byID[id]
 	if !ok {
 		return
