@@ -13,12 +13,21 @@ import (
 // through the one connection of the write pool, and under load a request
 // would wait longer for that connection than the token takes to make its
 // key. The writer goroutine therefore runs every write queued at the moment
-// it starts a transaction in that one transaction, each inside its own
-// SAVEPOINT — a write that fails is rolled back alone — and commits once. A caller returns
-// only after the commit that made its write durable, so "the record is
-// committed before the key exists" holds exactly as with one transaction
-// per write; only the commits are shared. An idle writer starts a
-// transaction as soon as a write arrives: a lone write waits for nobody.
+// it starts a transaction in that one transaction and commits once. A
+// caller returns only after the commit that made its write durable, so "the
+// record is committed before the key exists" holds exactly as with one
+// transaction per write; only the commits are shared. An idle writer starts
+// a transaction as soon as a write arrives: a lone write waits for nobody.
+//
+// A write that fails must fail alone. The writes of a batch first run bare;
+// almost all succeed, and on PostgreSQL each statement is a round trip to
+// the server, so a SAVEPOINT and a RELEASE around every write would cost
+// two of the five or six round trips a write takes. When one fails, the
+// transaction is rolled back whole and the batch run again with each write
+// inside its own SAVEPOINT, so the failing write is rolled back alone and
+// the others commit. Writes are functions of the database they run
+// against (a lost transaction is retried the same way), so running one
+// twice is safe.
 
 // maxBatch bounds the writes one transaction carries.
 const maxBatch = 128
@@ -212,9 +221,21 @@ func (w *writer) commit(batch []*writeReq) {
 	}
 }
 
-// try runs batch in one transaction. retry reports a retryable error
+// try runs batch in one transaction, bare and then, if a write failed,
+// guarded by savepoints (see above). retry reports a retryable error
 // before COMMIT (the transaction is rolled back whole).
 func (w *writer) try(batch []*writeReq) (results []error, retry bool) {
+	results, retry, replay := w.attempt(batch, false)
+	if replay {
+		results, retry, _ = w.attempt(batch, true)
+	}
+	return results, retry
+}
+
+// attempt runs batch in one transaction, each write inside a savepoint
+// when guarded. replay reports a bare run that a failing write stopped
+// (rolled back whole, nothing committed).
+func (w *writer) attempt(batch []*writeReq, guarded bool) (results []error, retry, replay bool) {
 	ctx, cancel := w.batchContext()
 	defer cancel()
 	tx, err := w.s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE via _txlock on SQLite
@@ -223,10 +244,11 @@ func (w *writer) try(batch []*writeReq) (results []error, retry bool) {
 		for i, r := range batch {
 			results[i] = dbErr(r.op, err)
 		}
-		return results, w.s.d.retryable(err)
+		return results, w.s.d.retryable(err), false
 	}
-	results, ok, lost := w.apply(ctx, tx, batch)
-	if lost != nil {
+	results, ok, lost, replay := w.apply(ctx, tx, batch, guarded)
+	switch {
+	case lost != nil:
 		// The transaction is lost with every write in it: none may report
 		// success, whatever its own statements did.
 		_ = tx.Rollback()
@@ -235,20 +257,26 @@ func (w *writer) try(batch []*writeReq) (results []error, retry bool) {
 				results[i] = dbErr(r.op, lost)
 			}
 		}
-		return results, true
-	}
-	if ok == 0 {
+		return results, true, false
+	case replay, ok == 0:
 		_ = tx.Rollback()
-	} else if err := tx.Commit(); err != nil {
+	default:
+		w.finish(tx, batch, results)
+	}
+	return results, false, replay
+}
+
+// finish commits tx; a failed COMMIT is every successful write's error.
+func (w *writer) finish(tx *sql.Tx, batch []*writeReq, results []error) {
+	if err := tx.Commit(); err != nil {
 		for i, r := range batch {
 			if results[i] == nil {
 				results[i] = dbErr(r.op, err)
 			}
 		}
-	} else {
-		w.s.stats.commits.Add(1)
+		return
 	}
-	return results, false
+	w.s.stats.commits.Add(1)
 }
 
 // batchContext bounds one group commit's statements when the dialect has
@@ -260,41 +288,35 @@ func (w *writer) batchContext() (context.Context, context.CancelFunc) {
 	return context.Background(), func() {}
 }
 
-// apply runs the writes of batch in tx and returns each one's outcome, how
-// many succeeded, and the retryable error that lost the transaction, if
-// one did (the writes after it are not run).
-func (w *writer) apply(ctx context.Context, tx *sql.Tx, batch []*writeReq) (results []error, ok int, lost error) {
+// apply runs the writes of batch in tx and returns each one's outcome and
+// how many succeeded. It stops at the retryable error that lost the
+// transaction (lost), or, in a bare run of several writes, at the first
+// failure (replay): the transaction then holds the failing write's
+// changes, or on PostgreSQL is aborted, and only a rollback undoes it. A
+// lone write needs no replay: rolling its transaction back undoes exactly
+// that write.
+func (w *writer) apply(ctx context.Context, tx *sql.Tx, batch []*writeReq, guarded bool) (results []error, ok int, lost error, replay bool) {
 	results = make([]error, len(batch))
-	if len(batch) == 1 {
-		results[0] = w.lone(ctx, tx, batch[0])
-	} else {
-		for i, r := range batch {
-			results[i] = w.one(ctx, tx, r)
-			if results[i] != nil && w.s.d.retryable(results[i]) {
-				break // the transaction is lost; the rest would fail too
-			}
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			results[i] = dbErr(r.op, err) // not started: nothing to undo
+			continue
 		}
-	}
-	for _, err := range results {
-		switch {
+		if guarded {
+			results[i] = w.one(ctx, tx, r)
+		} else {
+			results[i] = r.fn(w.stmtContext(ctx, r), tx)
+		}
+		switch err := results[i]; {
 		case err == nil:
 			ok++
-		case lost == nil && w.s.d.retryable(err):
-			lost = err
+		case w.s.d.retryable(err):
+			return results, ok, err, false
+		case !guarded && len(batch) > 1:
+			return results, ok, nil, true
 		}
 	}
-	return results, ok, lost
-}
-
-// lone runs the only write of a batch. It needs no savepoint: the
-// transaction is its own, and rolling it back undoes exactly that write.
-// Three statements fewer on the path of every request that meets an idle
-// writer.
-func (w *writer) lone(batchCtx context.Context, tx *sql.Tx, r *writeReq) error {
-	if err := r.ctx.Err(); err != nil {
-		return dbErr(r.op, err)
-	}
-	return r.fn(w.stmtContext(batchCtx, r), tx)
+	return results, ok, nil, false
 }
 
 // stmtContext is the context a write's statements run under: its
@@ -320,9 +342,6 @@ func (v valuesOf) Value(key any) any { return v.values.Value(key) }
 
 // one runs a single write inside its savepoint.
 func (w *writer) one(batchCtx context.Context, tx *sql.Tx, r *writeReq) error {
-	if err := r.ctx.Err(); err != nil {
-		return dbErr(r.op, err)
-	}
 	if _, err := tx.ExecContext(batchCtx, savepointSQL); err != nil {
 		return dbErr(r.op, err)
 	}

@@ -137,16 +137,7 @@ func testWriteFailsAlone(t *testing.T, bk backend) {
 func TestLostTransactionFailsEveryWrite(t *testing.T) {
 	s := backends[1].open(t)
 	ctx := context.Background()
-	started, release := make(chan struct{}), make(chan struct{})
-	held := make(chan error, 1)
-	go func() {
-		held <- s.withTx(ctx, "hold the writer", func(context.Context, *sql.Tx) error {
-			close(started)
-			<-release
-			return nil
-		})
-	}()
-	<-started
+	release := holdWriter(t, s)
 	var tries atomic.Int32
 	lost := func(context.Context, *sql.Tx) error {
 		tries.Add(1)
@@ -167,11 +158,8 @@ func TestLostTransactionFailsEveryWrite(t *testing.T) {
 	for len(s.writer.queue) < n+1 {
 		time.Sleep(time.Millisecond)
 	}
-	close(release)
+	release()
 	wg.Wait()
-	if err := <-held; err != nil {
-		t.Errorf("the write that held the writer: %v", err)
-	}
 	for i, err := range errs[:n] {
 		if !errors.Is(err, ErrUnavailable) {
 			t.Errorf("write %d beside the lost one: %v, want ErrUnavailable", i, err)
@@ -186,5 +174,94 @@ func TestLostTransactionFailsEveryWrite(t *testing.T) {
 	var count int
 	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM keys`).Scan(&count); err != nil || count != 0 {
 		t.Errorf("%d records committed (%v), want none", count, err)
+	}
+}
+
+// TestBatchRunsBareThenReplays: a batch whose writes all succeed runs each
+// once, with no savepoint; a failing write stops the bare run, rolls it
+// back and runs the batch again with savepoints, so the others commit
+// (those up to the failing one run twice, those after it once) and only
+// the failing write's rows are gone.
+func TestBatchRunsBareThenReplays(t *testing.T) { forEachBackend(t, testBatchRunsBareThenReplays) }
+
+func testBatchRunsBareThenReplays(t *testing.T, bk backend) {
+	for _, tc := range []struct {
+		name     string
+		failing  int // index of the failing write, -1 for none
+		wantRuns [4]int32
+	}{
+		{"all succeed", -1, [4]int32{1, 1, 1, 1}},
+		{"one fails", 2, [4]int32{2, 2, 2, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := bk.open(t)
+			ctx := context.Background()
+			release := holdWriter(t, s)
+			const n = 4
+			var runs [n]atomic.Int32
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					errs[i] = s.withTx(ctx, "counted", func(ctx context.Context, tx *sql.Tx) error {
+						runs[i].Add(1)
+						label := fmt.Sprintf("batch-%d", i)
+						if _, err := tx.ExecContext(ctx, `INSERT INTO keys (state, key_label, key_type, request_time, updated_time) VALUES ('generating', ?, 'ECC', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')`, label); err != nil {
+							return err
+						}
+						if i == tc.failing {
+							return errors.New("boom")
+						}
+						return nil
+					})
+				})
+				for len(s.writer.queue) < i+1 { // queued in index order
+					time.Sleep(time.Millisecond)
+				}
+			}
+			release()
+			wg.Wait()
+			var committed int
+			if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM keys WHERE key_label LIKE 'batch-%'`).Scan(&committed); err != nil {
+				t.Fatal(err)
+			}
+			want := n
+			if tc.failing >= 0 {
+				want = n - 1
+			}
+			if committed != want {
+				t.Errorf("%d rows committed, want %d", committed, want)
+			}
+			for i := range n {
+				if (errs[i] != nil) != (i == tc.failing) {
+					t.Errorf("write %d: %v", i, errs[i])
+				}
+				if got := runs[i].Load(); got != tc.wantRuns[i] {
+					t.Errorf("write %d ran %d times, want %d", i, got, tc.wantRuns[i])
+				}
+			}
+		})
+	}
+}
+
+// holdWriter occupies the writer until the returned function is called,
+// so that the writes queued meanwhile form one batch.
+func holdWriter(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	started, done := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.withTx(context.Background(), "hold the writer", func(context.Context, *sql.Tx) error {
+			close(started)
+			<-done
+			return nil
+		})
+	}()
+	<-started
+	return func() {
+		close(done)
+		if err := <-held; err != nil {
+			t.Errorf("the write that held the writer: %v", err)
+		}
 	}
 }
