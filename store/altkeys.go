@@ -101,25 +101,23 @@ func (s *Store) CompleteHybridKey(ctx context.Context, id int64, csrPEM string, 
 			return err
 		}
 	}
-	from := []State{StateGenerating}
 	var seed any
 	if len(alt.SealedSeed) > 0 {
 		seed = alt.SealedSeed
 	}
 	return s.withTx(ctx, "complete key", func(ctx context.Context, tx *sql.Tx) error {
-		res, err := s.txExec(ctx, tx, completeKeySQL,
-			StatePending, formatTime(s.now()), csrPEM, hex.EncodeToString(spkiSHA256), id, StateGenerating)
-		if err := s.checkTransition(ctx, tx, transition{op: "complete key", id: id, from: from, to: StatePending}, res, err); err != nil {
+		label, err := s.completeTx(ctx, tx, id, csrPEM, spkiSHA256)
+		if err != nil {
 			return err
 		}
-		res, err = tx.ExecContext(ctx, completeAltSQL, hex.EncodeToString(alt.SPKISHA256), seed, id, seed != nil)
+		res, err := tx.ExecContext(ctx, completeAltSQL, hex.EncodeToString(alt.SPKISHA256), seed, id, seed != nil)
 		if err != nil {
 			return dbErr("complete key", err)
 		}
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return fmt.Errorf("store: complete key %d: no alternative key recorded with storage matching the completion (sealed seed given: %v)", id, seed != nil)
 		}
-		return s.recordAudit(ctx, tx, id, audit)
+		return s.recordAuditAs(ctx, tx, id, label, audit)
 	})
 }
 

@@ -75,7 +75,11 @@ var genesisHash = strings.Repeat("0", 64)
 const (
 	auditColumns = `id, time, actor, auth_method, source, operation, result, status, record_id,
     key_label, request_id, detail, prev_hash, hash`
-	auditSeqSQL    = `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0)`
+	auditSeqSQL = `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0)`
+	// auditSeqHeadSQL is auditSeqSQL with the hash of the row the sequence
+	// names (see dialect.auditSeqTxSQL).
+	auditSeqHeadSQL = `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0),
+    (SELECT hash FROM audit WHERE id = (SELECT seq FROM sqlite_sequence WHERE name = 'audit'))`
 	auditHeadSQL   = `SELECT hash FROM audit ORDER BY id DESC LIMIT 1`
 	insertAuditSQL = `INSERT INTO audit (` + auditColumns + `)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -107,15 +111,16 @@ func checkAudit(e *AuditEntry) error {
 func (s *Store) appendAuditTx(ctx context.Context, tx *sql.Tx, e *AuditEntry) error {
 	const op = "append audit"
 	var seq int64
-	if err := s.txQueryRow(ctx, tx, s.d.auditSeqTxSQL).Scan(&seq); err != nil {
+	var head sql.NullString
+	if err := s.txQueryRow(ctx, tx, s.d.auditSeqTxSQL).Scan(&seq, &head); err != nil {
 		return dbErr(op, err)
 	}
-	prev := genesisHash
-	switch err := s.txQueryRow(ctx, tx, auditHeadSQL).Scan(&prev); {
-	case errors.Is(err, sql.ErrNoRows):
-		prev = genesisHash
-	case err != nil:
-		return dbErr(op, err)
+	prev := head.String
+	if !head.Valid {
+		var err error
+		if prev, err = s.auditHead(ctx, tx); err != nil {
+			return err
+		}
 	}
 	row := *e
 	row.ID, row.Time, row.PrevHash = seq+1, formatTime(s.now()), prev
@@ -127,6 +132,20 @@ func (s *Store) appendAuditTx(ctx context.Context, tx *sql.Tx, e *AuditEntry) er
 	}
 	*e = row
 	return nil
+}
+
+// auditHead is the hash of the last row, or the genesis hash of an empty
+// log: what a new row chains to when the sequence's own row was not read
+// with it.
+func (s *Store) auditHead(ctx context.Context, tx *sql.Tx) (string, error) {
+	var prev string
+	switch err := s.txQueryRow(ctx, tx, auditHeadSQL).Scan(&prev); {
+	case errors.Is(err, sql.ErrNoRows):
+		return genesisHash, nil
+	case err != nil:
+		return "", dbErr("append audit", err)
+	}
+	return prev, nil
 }
 
 // chainHash is SHA-256 over a length-prefixed encoding of every field but

@@ -20,10 +20,16 @@ type dialect struct {
 	prepare bool
 
 	// auditSeqTxSQL reads, inside the appending transaction, the last id
-	// handed out on the audit chain; the new row takes the next. On
-	// PostgreSQL it also takes the row lock on audit_seq that serialises
-	// every node's appends until commit — one linear chain across nodes.
-	// auditSeqSQL reads the same value without locking (verification).
+	// handed out on the audit chain (the new row takes the next) and, in
+	// the same round trip, the hash of the row with that id, the one the
+	// new row chains to. The hash is NULL when that row is not in the
+	// statement's snapshot: the log is empty, its tail was deleted, or on
+	// PostgreSQL the lock was waited for and the row committed meanwhile;
+	// the appender then reads the last row in a statement of its own. On
+	// PostgreSQL the statement also takes the row lock on audit_seq that
+	// serialises every node's appends until commit — one linear chain
+	// across nodes. auditSeqSQL reads the id alone without locking
+	// (verification).
 	auditSeqTxSQL, auditSeqSQL string
 
 	// schemaSteps are the backend's Go steps of migrations, by version
@@ -58,7 +64,7 @@ var sqliteDialect = &dialect{
 	migrationsDir: "migrations",
 	schemaSteps:   sqliteSteps,
 	prepare:       true,
-	auditSeqTxSQL: auditSeqSQL,
+	auditSeqTxSQL: auditSeqHeadSQL,
 	auditSeqSQL:   auditSeqSQL,
 	retryable:     func(error) bool { return false },
 }
@@ -69,7 +75,8 @@ var postgresDialect = &dialect{
 	schemaSteps:   nil, // 0041 alters its CHECKs in SQL
 	// The row lock is held until the group commit's COMMIT: the appends of
 	// other nodes wait for it, and then see this node's rows.
-	auditSeqTxSQL:    `UPDATE audit_seq SET seq = seq + 1 RETURNING seq - 1`,
+	auditSeqTxSQL: `UPDATE audit_seq SET seq = seq + 1
+RETURNING seq - 1, (SELECT hash FROM audit WHERE id = audit_seq.seq - 1)`,
 	auditSeqSQL:      `SELECT seq FROM audit_seq`,
 	migrationLockSQL: `SELECT pg_advisory_xact_lock(7403577001)`, // any constant, the same in every csrd
 	writeTimeout:     30 * time.Second,

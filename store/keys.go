@@ -92,7 +92,7 @@ RETURNING id`
 	// completeKeySQL and transitionSQL are compare-and-set: the state
 	// condition makes a concurrent or repeated transition affect no row.
 	completeKeySQL = `UPDATE keys SET state = ?, updated_time = ?, csr_pem = ?, spki_sha256 = ?
-WHERE id = ? AND state = ?`
+WHERE id = ? AND state = ? RETURNING key_label`
 	keyLabelSQL = `SELECT key_label FROM keys WHERE id = ?`
 	// The from-states arrive as one JSON array so the SQL stays constant.
 	transitionSQL = `UPDATE keys SET state = ?, updated_time = ?, fail_reason = COALESCE(?, fail_reason)
@@ -208,15 +208,30 @@ func (s *Store) CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSH
 			return err
 		}
 	}
-	from := []State{StateGenerating}
 	return s.withTx(ctx, "complete key", func(ctx context.Context, tx *sql.Tx) error {
-		res, err := s.txExec(ctx, tx, completeKeySQL,
-			StatePending, formatTime(s.now()), csrPEM, hex.EncodeToString(spkiSHA256), id, StateGenerating)
-		if err := s.checkTransition(ctx, tx, transition{op: "complete key", id: id, from: from, to: StatePending}, res, err); err != nil {
+		label, err := s.completeTx(ctx, tx, id, csrPEM, spkiSHA256)
+		if err != nil {
 			return err
 		}
-		return s.recordAudit(ctx, tx, id, audit)
+		return s.recordAuditAs(ctx, tx, id, label, audit)
 	})
+}
+
+// completeTx is CompleteKey's compare-and-set inside tx. It returns the
+// record's stored label, which the audit row names: the UPDATE returns it,
+// one round trip fewer on the path of every Generate.
+func (s *Store) completeTx(ctx context.Context, tx *sql.Tx, id int64, csrPEM string, spkiSHA256 []byte) (string, error) {
+	t := transition{op: "complete key", id: id, from: []State{StateGenerating}, to: StatePending}
+	var label string
+	err := s.txQueryRow(ctx, tx, completeKeySQL,
+		StatePending, formatTime(s.now()), csrPEM, hex.EncodeToString(spkiSHA256), id, StateGenerating).Scan(&label)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", s.blocked(ctx, tx, t)
+	case err != nil:
+		return "", dbErr(t.op, err)
+	}
+	return label, nil
 }
 
 // recordAudit appends, inside the write that changes record id, the audit
@@ -229,6 +244,14 @@ func (s *Store) recordAudit(ctx context.Context, tx *sql.Tx, id int64, audit *Au
 	var label string
 	if err := s.txQueryRow(ctx, tx, keyLabelSQL, id).Scan(&label); err != nil {
 		return dbErr("audit record change", err)
+	}
+	return s.recordAuditAs(ctx, tx, id, label, audit)
+}
+
+// recordAuditAs is recordAudit with the record's stored label already read.
+func (s *Store) recordAuditAs(ctx context.Context, tx *sql.Tx, id int64, label string, audit *AuditEntry) error {
+	if audit == nil {
+		return nil
 	}
 	audit.RecordID, audit.KeyLabel = id, label
 	return s.appendAuditTx(ctx, tx, audit)
@@ -293,29 +316,34 @@ type transition struct {
 }
 
 // checkTransition turns the outcome (res, err) of t's compare-and-set
-// UPDATE, when it matched no row, into ErrNotFound or a *TransitionError,
-// looking the record up in the same transaction so the reported state is
-// the one that blocked the update.
+// UPDATE, when it matched no row, into ErrNotFound or a *TransitionError
+// (see blocked).
 func (s *Store) checkTransition(ctx context.Context, tx *sql.Tx, t transition, res sql.Result, err error) error {
-	op, id := t.op, t.id
 	if err != nil {
-		return dbErr(op, err)
+		return dbErr(t.op, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return dbErr(op, err)
+		return dbErr(t.op, err)
 	}
 	if n == 1 {
 		return nil
 	}
+	return s.blocked(ctx, tx, t)
+}
+
+// blocked explains why t's compare-and-set matched no row: ErrNotFound or
+// a *TransitionError, looking the record up in the same transaction so the
+// reported state is the one that blocked the update.
+func (s *Store) blocked(ctx context.Context, tx *sql.Tx, t transition) error {
 	var cur State
-	switch err := s.txQueryRow(ctx, tx, keyStateSQL, id).Scan(&cur); {
+	switch err := s.txQueryRow(ctx, tx, keyStateSQL, t.id).Scan(&cur); {
 	case errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("%w: key %d", ErrNotFound, id)
+		return fmt.Errorf("%w: key %d", ErrNotFound, t.id)
 	case err != nil:
-		return dbErr(op, err)
+		return dbErr(t.op, err)
 	}
-	return &TransitionError{ID: id, State: cur, From: t.from, To: t.to}
+	return &TransitionError{ID: t.id, State: cur, From: t.from, To: t.to}
 }
 
 // Get returns the record with the given id, or an error matching ErrNotFound.

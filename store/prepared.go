@@ -28,7 +28,7 @@ func newStmtCache(db *sql.DB) *stmtCache { return &stmtCache{db: db, m: map[stri
 // writeStatements are the write-path statements prepared at Open: those
 // every Generate runs.
 var writeStatements = []string{insertKeySQL, setKeyLabelSQL, completeKeySQL, transitionSQL, keyStateSQL,
-	keyLabelSQL, auditSeqSQL, auditHeadSQL, insertAuditSQL}
+	keyLabelSQL, auditSeqSQL, auditSeqHeadSQL, auditHeadSQL, insertAuditSQL}
 
 // prepareAll prepares queries up front (the write pool, before any
 // transaction can hold its one connection). Preparing is only a speed-up:
