@@ -47,6 +47,10 @@ type BackendSide struct {
 	// only. A busy session's statistics reach it at most once a second, so
 	// the figure is only as good as the windows are long.
 	XactPerGenerate float64 `json:"xact_commit_per_generate,omitempty"`
+	// ServerCPUPerGenerate is the database server's CPU seconds per CSR
+	// (the postmaster and its backends, on the same cores as csrd and the
+	// token); PostgreSQL only: SQLite's work is inside csrd's own CPU.
+	ServerCPUPerGenerate float64 `json:"server_cpu_s_per_generate,omitempty"`
 }
 
 const (
@@ -59,9 +63,9 @@ var dbMetrics = []string{"csrd_db_commits_total", "csrd_db_writes_total", "csrd_
 
 // backendTally adds up one side's counters over its windows.
 type backendTally struct {
-	ops                               int
-	commits, writes, wait, busy, xact float64
-	err                               error
+	ops                                          int
+	commits, writes, wait, busy, xact, serverCPU float64
+	err                                          error
 }
 
 func (t *backendTally) side(m Measure) *BackendSide {
@@ -70,6 +74,7 @@ func (t *backendTally) side(m Measure) *BackendSide {
 		s.CommitsPerGenerate = t.commits / float64(t.ops)
 		s.WritesPerGenerate = t.writes / float64(t.ops)
 		s.XactPerGenerate = t.xact / float64(t.ops)
+		s.ServerCPUPerGenerate = t.serverCPU / float64(t.ops)
 	}
 	if t.busy > 0 {
 		s.DBShare = t.wait / t.busy
@@ -119,12 +124,12 @@ func runBackends(ctx context.Context, base serverConfig, o Options) (_ *Backends
 		defer srv.stopAfter(&err) // runBackends' result, reported as it returns
 		cl := srv.client(o.BackendC)
 		defer cl.CloseIdle()
-		var xact func() (float64, error)
+		var server *pgServer
 		if i == 1 {
-			xact = func() (float64, error) { return xactCommits(ctx, stat) }
+			server = &pgServer{pid: pg.PID(), stat: stat}
 		}
 		t := &tallies[i]
-		sides = append(sides, func(d durations) (Measure, error) { return runBackendTurn(ctx, cl, srv, a, o.BackendC, d, t, xact) })
+		sides = append(sides, func(d durations) (Measure, error) { return runBackendTurn(ctx, cl, srv, a, o.BackendC, d, t, server) })
 	}
 	turns, err := rotate(o.rounds(a), o.durations(a), sides)
 	if err != nil {
@@ -140,32 +145,50 @@ func runBackends(ctx context.Context, base serverConfig, o Options) (_ *Backends
 	return out, nil
 }
 
-// runBackendTurn is runHTTP with csrd's database counters (and
-// PostgreSQL's, when xact is set) read at the window's start and end.
+// pgServer is what the benchmark reads of the PostgreSQL server beside
+// csrd's metrics: its committed transactions and its CPU.
+type pgServer struct {
+	pid  int
+	stat *sql.DB
+}
+
+// read returns the server's committed transactions and CPU seconds so far.
+func (p *pgServer) read(ctx context.Context) (xact, cpu float64, err error) {
+	if xact, err = xactCommits(ctx, p.stat); err != nil {
+		return 0, 0, err
+	}
+	cpu, err = loadgen.TreeCPUSeconds(p.pid)
+	return xact, cpu, err
+}
+
+// runBackendTurn is runHTTP with csrd's database counters (and the
+// PostgreSQL server's, when server is set) read at the window's start and
+// end.
 func runBackendTurn(ctx context.Context, cl *loadgen.Client, srv *server, a alg, c int, d durations, t *backendTally,
-	xact func() (float64, error)) (Measure, error) {
+	server *pgServer) (Measure, error) {
 	var before []float64
-	var x0 float64
-	read := func() ([]float64, float64, error) {
+	var x0, cpu0 float64
+	read := func() ([]float64, float64, float64, error) {
 		v, err := cl.Metrics(ctx, dbMetrics...)
-		if err != nil || xact == nil {
-			return v, 0, err
+		if err != nil || server == nil {
+			return v, 0, 0, err
 		}
-		x, err := xact()
-		return v, x, err
+		x, cpu, err := server.read(ctx)
+		return v, x, cpu, err
 	}
 	m, err := runHTTPMarked(ctx, cl, srv, a, c, d, func(start bool) {
-		v, x, err := read()
+		v, x, cpu, err := read()
 		switch {
 		case err != nil:
 			t.err = fmt.Errorf("bench: backends: %w", err)
 		case start:
-			before, x0 = v, x
+			before, x0, cpu0 = v, x, cpu
 		case before != nil:
 			t.commits += v[0] - before[0]
 			t.writes += v[1] - before[1]
 			t.wait += v[2] - before[2]
 			t.xact += x - x0
+			t.serverCPU += cpu - cpu0
 		}
 	})
 	t.ops += m.Ops

@@ -36,9 +36,10 @@ func (k *Backends) summary() string {
 	if k.Unsupported != "" {
 		return "not supported: " + k.Unsupported
 	}
-	return fmt.Sprintf("sqlite %s | postgres %s | ratio %.2f (rounds %s) | commits/Generate %.2f vs %.2f | db share %.0f%% vs %.0f%%",
+	return fmt.Sprintf("sqlite %s | postgres %s | ratio %.2f (rounds %s) | commits/Generate %.2f vs %.2f | db share %.0f%% vs %.0f%% | server cpu %.1fms/op",
 		k.SQLite.CSRD.short(), k.Postgres.CSRD.short(), k.Ratio, roundSpread(k.RoundRatios),
-		k.SQLite.CommitsPerGenerate, k.Postgres.CommitsPerGenerate, 100*k.SQLite.DBShare, 100*k.Postgres.DBShare)
+		k.SQLite.CommitsPerGenerate, k.Postgres.CommitsPerGenerate, 100*k.SQLite.DBShare, 100*k.Postgres.DBShare,
+		1000*k.Postgres.ServerCPUPerGenerate)
 }
 
 func (f *Failover) summary() string {
@@ -228,18 +229,19 @@ func (r *Report) writeBackends(b *strings.Builder) {
 		fmt.Fprintf(b, "Not measured: %s.\n", k.Unsupported)
 		return
 	}
-	b.WriteString("Two csrds run at once, one on SQLite (a file beside the token), one on PostgreSQL (a throw-away cluster on loopback, fsync and synchronous commit on: every commit waits for its fsync, where SQLite in WAL mode with synchronous=NORMAL syncs at checkpoints), each on a fresh token of its own, and take turns as the pool rows do. Commits and the database's share come from csrd's `csrd_db_*` metrics over the measurement windows: the share is the time Generates waited for their writes (queueing for the writer included) over C × the window. PostgreSQL's own `xact_commit` counts read-only transactions too, and lags a busy session by up to a second at each end of a window.\n\n")
-	b.WriteString("| backend | CSRs/s | vs SQLite | rounds: vs SQLite min–max | p50 / p99 ms | writes / Generate | commits / Generate | database share | xact_commit / Generate | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("Two csrds run at once, one on SQLite (a file beside the token), one on PostgreSQL (a throw-away cluster on loopback, fsync and synchronous commit on: every commit waits for its fsync, where SQLite in WAL mode with synchronous=NORMAL syncs at checkpoints), each on a fresh token of its own, and take turns as the pool rows do. Commits and the database's share come from csrd's `csrd_db_*` metrics over the measurement windows: the share is the time Generates waited for their writes (queueing for the writer included) over C × the window. PostgreSQL's own `xact_commit` counts read-only transactions too, and lags a busy session by up to a second at each end of a window. CPU per Generate is csrd's (the token's work included: SoftHSM runs inside csrd) and, for PostgreSQL, its server's (postmaster and backends), which runs on the same cores; SQLite's work is inside csrd's figure.\n\n")
+	b.WriteString("| backend | CSRs/s | vs SQLite | rounds: vs SQLite min–max | p50 / p99 ms | writes / Generate | commits / Generate | database share | xact_commit / Generate | CPU / Generate: csrd + server ms | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, row := range []struct {
-		name, vs, spread, xact string
-		s                      *BackendSide
+		name, vs, spread, xact, cpu string
+		s                           *BackendSide
 	}{
-		{"SQLite", "1.00", "–", "–", k.SQLite},
-		{"PostgreSQL", fmt.Sprintf("**%.2f**", k.Ratio), roundSpread(k.RoundRatios), fmt.Sprintf("%.2f", k.Postgres.XactPerGenerate), k.Postgres},
+		{"SQLite", "1.00", "–", "–", fmt.Sprintf("%.1f", 1000*k.SQLite.CSRD.CPUPerOp), k.SQLite},
+		{"PostgreSQL", fmt.Sprintf("**%.2f**", k.Ratio), roundSpread(k.RoundRatios), fmt.Sprintf("%.2f", k.Postgres.XactPerGenerate),
+			fmt.Sprintf("%.1f + %.1f", 1000*k.Postgres.CSRD.CPUPerOp, 1000*k.Postgres.ServerCPUPerGenerate), k.Postgres},
 	} {
 		m := row.s.CSRD
-		fmt.Fprintf(b, "| %s | %.1f | %s | %s | %.0f / %.0f | %.2f | %.2f | %.0f%% | %s | %d |\n", row.name, m.PerSecond, row.vs, row.spread,
-			m.P50ms, m.P99ms, row.s.WritesPerGenerate, row.s.CommitsPerGenerate, 100*row.s.DBShare, row.xact, m.Errors)
+		fmt.Fprintf(b, "| %s | %.1f | %s | %s | %.0f / %.0f | %.2f | %.2f | %.0f%% | %s | %s | %d |\n", row.name, m.PerSecond, row.vs, row.spread,
+			m.P50ms, m.P99ms, row.s.WritesPerGenerate, row.s.CommitsPerGenerate, 100*row.s.DBShare, row.xact, row.cpu, m.Errors)
 	}
 }
 

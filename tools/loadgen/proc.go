@@ -20,26 +20,77 @@ const clockTicks = 100
 // CPUSeconds returns the user+system CPU time of process pid (all threads),
 // from /proc/PID/stat.
 func CPUSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, err
+	}
+	return ticks(pid, f[11], f[12])
+}
+
+// TreeCPUSeconds returns the user+system CPU time of pid, of the children
+// it has reaped and of its live children (one level: a database server's
+// backends). A server that forks a process per connection is measured
+// whole this way, backends that came and went included.
+func TreeCPUSeconds(pid int) (float64, error) {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, err
+	}
+	total, err := ticks(pid, f[11], f[12], f[13], f[14])
+	if err != nil {
+		return 0, err
+	}
+	procs, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0, fmt.Errorf("loadgen: %w", err)
 	}
-	// The command name (field 2) may contain spaces; fields after ')' are fixed.
+	for _, e := range procs {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cf, err := statFields(child)
+		if err != nil || cf[1] != strconv.Itoa(pid) {
+			continue // gone meanwhile, or not a child
+		}
+		if v, err := ticks(child, cf[11], cf[12], cf[13], cf[14]); err == nil {
+			total += v
+		}
+	}
+	return total, nil
+}
+
+// statFields returns the fields of /proc/PID/stat after the command name
+// (which may contain spaces): f[0] is field 3 (state), f[1] the parent's
+// pid, f[11] and f[12] utime and stime, f[13] and f[14] the reaped
+// children's.
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("loadgen: /proc/%d/stat: no ')'", pid)
+		return nil, fmt.Errorf("loadgen: /proc/%d/stat: no ')'", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); utime is field 14, stime 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("loadgen: /proc/%d/stat: %d fields", pid, len(f))
+	if len(f) < 15 {
+		return nil, fmt.Errorf("loadgen: /proc/%d/stat: %d fields", pid, len(f))
 	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	s, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("loadgen: /proc/%d/stat: bad utime/stime", pid)
+	return f, nil
+}
+
+// ticks adds clock-tick fields of /proc/PID/stat up, in seconds.
+func ticks(pid int, fields ...string) (float64, error) {
+	var sum uint64
+	for _, v := range fields {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("loadgen: /proc/%d/stat: bad CPU time %q", pid, v)
+		}
+		sum += n
 	}
-	return float64(u+s) / clockTicks, nil
+	return float64(sum) / clockTicks, nil
 }
 
 // SelfCPUSeconds returns this process's user+system CPU time from

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -47,5 +48,47 @@ func TestProcMemory(t *testing.T) {
 	}
 	if _, err := CPUSeconds(gone); err == nil {
 		t.Error("CPUSeconds of a missing process: no error")
+	}
+}
+
+// TestTreeCPUSeconds: a child's CPU counts in its parent's tree figure
+// while it runs and after it has been reaped, and not in the parent's own
+// figure.
+func TestTreeCPUSeconds(t *testing.T) {
+	own0, err := CPUSeconds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree0, err := TreeCPUSeconds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A shell loop of about 0.3 s of CPU, then a pause while it is still alive.
+	child := exec.Command("sh", "-c", `i=0; end=$(( $(date +%s%N) + 300000000 )); while [ $(date +%s%N) -lt $end ]; do i=$((i+1)); done; sleep 2`)
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	live, err := TreeCPUSeconds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	reaped, err := TreeCPUSeconds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := CPUSeconds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownGrew := own - own0
+	if live-tree0 < ownGrew+0.1 {
+		t.Errorf("live child: tree grew %.2fs, the parent alone %.2fs; want the child's 0.3s beside it", live-tree0, ownGrew)
+	}
+	if reaped < live {
+		t.Errorf("after the child was reaped the tree shows %.2fs, less than the %.2fs while it ran", reaped, live)
 	}
 }
