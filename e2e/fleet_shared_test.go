@@ -100,7 +100,7 @@ func TestFleetSharedToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, err := db.BeginKey(ctx, &store.KeyRecord{KeyID: kid, TokenLabel: label, TokenSerial: view.Serial(),
-		KeyType: "ECDSA", Curve: "P-256"}, lifecycle.Label)
+		KeyType: "ECDSA", Curve: "P-256"}, lifecycle.LabelPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}

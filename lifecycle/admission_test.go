@@ -44,7 +44,7 @@ func interrupted(t *testing.T, db *store.Store, tok *fakeToken) int64 {
 	keyID := []byte("interrupted-" + tok.label)
 	id, err := db.BeginKey(context.Background(), &store.KeyRecord{
 		KeyID: keyID, TokenLabel: tok.label, TokenSerial: tok.Serial(), KeyType: "ECC", Curve: "P-256",
-	}, lifecycle.Label)
+	}, lifecycle.LabelPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,11 +45,11 @@ func (r *faultyRecords) failing(method string) error {
 	return r.broken[method]
 }
 
-func (r *faultyRecords) BeginKey(ctx context.Context, rec *store.KeyRecord, label func(int64) string) (int64, error) {
+func (r *faultyRecords) BeginKey(ctx context.Context, rec *store.KeyRecord, labelPrefix string) (int64, error) {
 	if err := r.failing("BeginKey"); err != nil {
 		return 0, err
 	}
-	return r.Store.BeginKey(ctx, rec, label)
+	return r.Store.BeginKey(ctx, rec, labelPrefix)
 }
 
 func (r *faultyRecords) CompleteKey(ctx context.Context, id int64, csrPEM string, spki []byte, audit *store.AuditEntry) error {

@@ -27,7 +27,7 @@ func Label(id int64) string { return fmt.Sprintf("%s%d", LabelPrefix, id) }
 // GenerateRecords is what Generate writes: the record before the key
 // exists, then the completed record (pending) or the failed one.
 type GenerateRecords interface {
-	BeginKey(ctx context.Context, rec *store.KeyRecord, label func(id int64) string) (int64, error)
+	BeginKey(ctx context.Context, rec *store.KeyRecord, labelPrefix string) (int64, error)
 	CompleteKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, audit *store.AuditEntry) error
 	CompleteHybridKey(ctx context.Context, id int64, csrPEM string, spkiSHA256 []byte, alt store.AltCompletion, audit *store.AuditEntry) error
 	FailKey(ctx context.Context, id int64, reason string, audit *store.AuditEntry) error
@@ -169,7 +169,7 @@ func (s *Service) generateOn(ctx context.Context, tok Token, d *decided) (*Gener
 	}
 	// Step 1: the record exists, committed, before any key does — and it
 	// names the alternative key too.
-	id, err := s.gen.BeginKey(ctx, rec, Label)
+	id, err := s.gen.BeginKey(ctx, rec, LabelPrefix)
 	if err != nil {
 		return nil, err
 	}

@@ -34,7 +34,7 @@ func TestReconcileLeases(t *testing.T) {
 	}
 	defer other.Close()
 	gen, err := other.BeginKey(ctx, &store.KeyRecord{KeyID: []byte{0x4e, 0x42}, TokenLabel: reconToken.Label(),
-		TokenSerial: reconToken.Serial(), KeyType: "ECC", Curve: "P-256"}, lifecycle.Label)
+		TokenSerial: reconToken.Serial(), KeyType: "ECC", Curve: "P-256"}, lifecycle.LabelPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func leaveGenerating(t *testing.T, db *store.Store) int64 {
 		t.Fatal(err)
 	}
 	id, err := db.BeginKey(ctx, &store.KeyRecord{KeyID: keyID, TokenLabel: reconToken.Label(),
-		TokenSerial: reconToken.Serial(), KeyType: "ECC", Curve: "P-256"}, lifecycle.Label)
+		TokenSerial: reconToken.Serial(), KeyType: "ECC", Curve: "P-256"}, lifecycle.LabelPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}

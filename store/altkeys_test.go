@@ -39,7 +39,7 @@ func testHybridRecordLifecycle(t *testing.T, bk backend) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := tt.rec
-			id, err := s.BeginKey(ctx, &rec, testLabel)
+			id, err := s.BeginKey(ctx, &rec, testPrefix)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +88,7 @@ func testCompleteHybridKey(t *testing.T, bk backend) {
 			n++
 			rec.AltKeyID = spki(100 + n)[:16]
 		}
-		id, err := s.BeginKey(ctx, rec, testLabel)
+		id, err := s.BeginKey(ctx, rec, testPrefix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +130,7 @@ func testCompleteHybridKey(t *testing.T, bk backend) {
 		}
 	})
 	t.Run("record without alternative key is refused", func(t *testing.T) {
-		id, err := s.BeginKey(ctx, &KeyRecord{KeyType: "ECC"}, testLabel)
+		id, err := s.BeginKey(ctx, &KeyRecord{KeyType: "ECC"}, testPrefix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,18 +164,18 @@ func testBeginKeyAltChecks(t *testing.T, bk backend) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := tt.rec
-			if _, err := s.BeginKey(ctx, &rec, testLabel); err == nil {
+			if _, err := s.BeginKey(ctx, &rec, testPrefix); err == nil {
 				t.Error("BeginKey accepted it")
 			}
 		})
 	}
 	// The alternative CKA_ID is unique like the primary one.
 	rec := KeyRecord{AltKeyType: "ML-DSA-44", AltKeyStorage: AltStorageToken, AltKeyID: []byte{0xee}}
-	if _, err := s.BeginKey(ctx, &rec, testLabel); err != nil {
+	if _, err := s.BeginKey(ctx, &rec, testPrefix); err != nil {
 		t.Fatal(err)
 	}
 	rec2 := rec
-	if _, err := s.BeginKey(ctx, &rec2, testLabel); !errors.Is(err, ErrConflict) {
+	if _, err := s.BeginKey(ctx, &rec2, testPrefix); !errors.Is(err, ErrConflict) {
 		t.Errorf("second record with the same alternative key id: %v, want ErrConflict", err)
 	}
 	if n, _ := s.CountByState(ctx); n[StateGenerating] != 1 {

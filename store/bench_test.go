@@ -36,7 +36,7 @@ func writeGenerateRecord(ctx context.Context, s *Store, i int) error {
 		KeyType: "ECC", KeySize: 256, Curve: "P-256", Subject: "CN=bench.example.com,O=csrd,C=US",
 		SANs: []string{"DNS:bench.example.com"}, Decision: benchDecision,
 	}
-	id, err := s.BeginKey(ctx, rec, testLabel)
+	id, err := s.BeginKey(ctx, rec, testPrefix)
 	if err != nil {
 		return err
 	}

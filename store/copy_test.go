@@ -29,7 +29,7 @@ func TestCopySQLite(t *testing.T) {
 		ids = append(ids, newKeyIn(t, src, st))
 	}
 	hybrid, err := src.BeginKey(ctx, &KeyRecord{KeyType: "ECC", AltKeyType: "ML-DSA-65", AltKeyStorage: AltStorageSealed,
-		SANs: []string{"DNS:h.example.com"}, Decision: benchDecision, EnrollmentPatternID: 7, Template: "Web"}, testLabel)
+		SANs: []string{"DNS:h.example.com"}, Decision: benchDecision, EnrollmentPatternID: 7, Template: "Web"}, testPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestCopySQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The newest record is deleted outright: its id must not come back.
-	gone, err := src.BeginKey(ctx, &KeyRecord{}, testLabel)
+	gone, err := src.BeginKey(ctx, &KeyRecord{}, testPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestCopySQLite(t *testing.T) {
 			t.Errorf("record %d:\n got %+v\nwant %+v", id, got, want[id])
 		}
 	}
-	next, err := dst.BeginKey(ctx, &KeyRecord{}, testLabel)
+	next, err := dst.BeginKey(ctx, &KeyRecord{}, testPrefix)
 	if err != nil || next != gone+1 {
 		t.Errorf("first new id %d (%v), want %d: after the source's last, deleted one", next, err, gone+1)
 	}

@@ -32,6 +32,13 @@ type dialect struct {
 	// (verification).
 	auditSeqTxSQL, auditSeqSQL string
 
+	// insertLabelledKeySQL inserts a record with its label in one
+	// statement (the label prefix is its first argument, then
+	// insertKeySQL's); "" where the id is known only after the insert and
+	// the label is set by a second statement (SQLite, in process: a
+	// statement costs no round trip there).
+	insertLabelledKeySQL string
+
 	// schemaSteps are the backend's Go steps of migrations, by version
 	// (see schemaStep): each runs after its version's file.
 	schemaSteps map[int]schemaStep
@@ -77,11 +84,12 @@ var postgresDialect = &dialect{
 	// other nodes wait for it, and then see this node's rows.
 	auditSeqTxSQL: `UPDATE audit_seq SET seq = seq + 1
 RETURNING seq - 1, (SELECT hash FROM audit WHERE id = audit_seq.seq - 1)`,
-	auditSeqSQL:      `SELECT seq FROM audit_seq`,
-	migrationLockSQL: `SELECT pg_advisory_xact_lock(7403577001)`, // any constant, the same in every csrd
-	writeTimeout:     30 * time.Second,
-	snapshot:         &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
-	retryable:        pgRetryable,
+	auditSeqSQL:          `SELECT seq FROM audit_seq`,
+	insertLabelledKeySQL: insertLabelledKeySQL,
+	migrationLockSQL:     `SELECT pg_advisory_xact_lock(7403577001)`, // any constant, the same in every csrd
+	writeTimeout:         30 * time.Second,
+	snapshot:             &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+	retryable:            pgRetryable,
 }
 
 // maxWriteAttempts bounds how often a group commit is tried on a

@@ -112,7 +112,7 @@ func TestOpenReadOnly(t *testing.T) {
 	}
 	for what, write := range map[string]func() error{
 		"AppendAudit": func() error { return ro.AppendAudit(ctx, &AuditEntry{Operation: "x", Result: AuditOK}) },
-		"BeginKey":    func() error { _, err := ro.BeginKey(ctx, &KeyRecord{}, testLabel); return err },
+		"BeginKey":    func() error { _, err := ro.BeginKey(ctx, &KeyRecord{}, testPrefix); return err },
 		"Ping":        func() error { return ro.Ping(ctx) },
 	} {
 		if err := write(); !errors.Is(err, ErrReadOnly) {

@@ -76,15 +76,26 @@ const keyColumns = `id, request_time, updated_time, state, key_label, key_id, to
     cert_subject, cert_thumbprint, cert_not_before, cert_not_after, married_time, ` + altColumns + usageColumns + `, node, renewal_of`
 
 const (
-	// insertKeySQL inserts without a label: the label is derived from the
-	// id, which exists only after the insert (RETURNING it: both SQLite and
-	// PostgreSQL have it, and pgx has no LastInsertId).
+	// insertKeySQL inserts without a label: on SQLite the label is derived
+	// from the id, which exists only after the insert (RETURNING it: pgx
+	// has no LastInsertId), and set by setKeyLabelSQL in the same
+	// transaction. PostgreSQL inserts both at once (insertLabelledKeySQL).
 	insertKeySQL = `INSERT INTO keys (request_time, updated_time, state, key_label, key_id,
     token_label, token_serial, key_type, key_size, curve, subject, sans, template,
-    enrollment_pattern_id, decision, node)
-VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    enrollment_pattern_id, decision, node, key_usage)
+VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING id`
-	setKeyLabelSQL = `UPDATE keys SET key_label = ? WHERE id = ?`
+	setKeyLabelSQL = `UPDATE keys SET key_label = ? || id WHERE id = ? RETURNING key_label`
+	// insertLabelledKeySQL draws the id from the table's sequence first, so
+	// the label (the prefix, then the id) is in the row as it is inserted:
+	// one round trip to the server instead of two. The CTE holds a volatile
+	// function, so PostgreSQL evaluates it once.
+	insertLabelledKeySQL = `WITH n AS (SELECT nextval(pg_get_serial_sequence('keys', 'id')) AS id)
+INSERT INTO keys (id, key_label, request_time, updated_time, state, key_id,
+    token_label, token_serial, key_type, key_size, curve, subject, sans, template,
+    enrollment_pattern_id, decision, node, key_usage)
+VALUES ((SELECT id FROM n), CAST(? AS text) || (SELECT id FROM n), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING id, key_label`
 	// setRenewalOfSQL runs only for a renewal's key: the column stays out
 	// of every other Generate's INSERT (and so of its prepared form).
 	setRenewalOfSQL = `UPDATE keys SET renewal_of = ? WHERE id = ?`
@@ -106,14 +117,15 @@ WHERE id = ? AND state IN (SELECT value FROM json_each(?))`
 	countByTokenSQL = `SELECT COALESCE(token_label, ''), COUNT(*) FROM keys WHERE state = ? GROUP BY token_label`
 )
 
-// BeginKey inserts rec as generating and sets its key label to label(id), in
-// one transaction, so no committed record lacks a label and no label is
-// chosen before its id is known. It fills in rec.ID, rec.KeyLabel,
-// rec.State, rec.UpdatedTime and, when zero, rec.RequestTime (now, UTC).
-// rec.SPKISHA256, CSRPEM and FailReason are ignored: transitions set them.
-// A label or key id already in use matches ErrConflict.
-func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int64) string) (int64, error) {
-	sans, err := checkBegin(rec, label)
+// BeginKey inserts rec as generating with the key label labelPrefix
+// followed by its id (lifecycle.Label's form), in one transaction, so no
+// committed record lacks a label and no label is chosen before its id is
+// known. It fills in rec.ID, rec.KeyLabel, rec.State, rec.UpdatedTime and,
+// when zero, rec.RequestTime (now, UTC). rec.SPKISHA256, CSRPEM and
+// FailReason are ignored: transitions set them. A label or key id already
+// in use matches ErrConflict.
+func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, labelPrefix string) (int64, error) {
+	sans, err := checkBegin(rec, labelPrefix)
 	if err != nil {
 		return 0, err
 	}
@@ -125,29 +137,18 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 	var id int64
 	var lbl string
 	err = s.withTx(ctx, "begin key", func(ctx context.Context, tx *sql.Tx) error {
-		err := s.txQueryRow(ctx, tx, insertKeySQL,
+		var err error
+		id, lbl, err = s.insertKey(ctx, tx, labelPrefix,
 			formatTime(requested), formatTime(now), StateGenerating, nullHex(rec.KeyID),
 			nullString(rec.TokenLabel), nullString(rec.TokenSerial), nullString(rec.KeyType),
 			nullInt(rec.KeySize), nullString(rec.Curve), nullString(rec.Subject), sans,
-			nullString(rec.Template), nullInt(rec.EnrollmentPatternID), nullJSON(rec.Decision), nullString(s.node)).Scan(&id)
+			nullString(rec.Template), nullInt(rec.EnrollmentPatternID), nullJSON(rec.Decision), nullString(s.node),
+			nullString(rec.KeyUsage))
 		if isUnique(err) {
-			return fmt.Errorf("%w: key id %x already in use", ErrConflict, rec.KeyID)
+			return fmt.Errorf("%w: key id %x or its label already in use", ErrConflict, rec.KeyID)
 		}
 		if err != nil {
 			return dbErr("begin key", err)
-		}
-		if lbl = label(id); lbl == "" {
-			return fmt.Errorf("store: begin key: empty label for key %d", id)
-		}
-		_, err = s.txExec(ctx, tx, setKeyLabelSQL, lbl, id)
-		if isUnique(err) {
-			return fmt.Errorf("%w: key label %q already in use", ErrConflict, lbl)
-		}
-		if err != nil {
-			return dbErr("begin key", err)
-		}
-		if err := beginUsage(ctx, s, tx, id, rec); err != nil {
-			return err
 		}
 		return beginLinks(ctx, tx, id, lbl, rec)
 	})
@@ -159,11 +160,26 @@ func (s *Store) BeginKey(ctx context.Context, rec *KeyRecord, label func(id int6
 	return id, nil
 }
 
+// insertKey inserts a record with args (insertKeySQL's, in its order) and
+// the label prefix followed by its id, in one statement where the dialect
+// has one.
+func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, prefix string, args ...any) (id int64, label string, err error) {
+	if s.d.insertLabelledKeySQL != "" {
+		err = s.txQueryRow(ctx, tx, s.d.insertLabelledKeySQL, append([]any{prefix}, args...)...).Scan(&id, &label)
+		return id, label, err
+	}
+	if err = s.txQueryRow(ctx, tx, insertKeySQL, args...).Scan(&id); err != nil {
+		return 0, "", err
+	}
+	err = s.txQueryRow(ctx, tx, setKeyLabelSQL, prefix, id).Scan(&label)
+	return id, label, err
+}
+
 // checkBegin refuses a record BeginKey cannot insert and returns its SANs
 // encoded for the row.
-func checkBegin(rec *KeyRecord, label func(id int64) string) (any, error) {
-	if rec == nil || label == nil {
-		return nil, errors.New("store: begin key: record and label function are required")
+func checkBegin(rec *KeyRecord, labelPrefix string) (any, error) {
+	if rec == nil || labelPrefix == "" {
+		return nil, errors.New("store: begin key: record and label prefix are required")
 	}
 	if len(rec.Decision) > 0 && !json.Valid(rec.Decision) {
 		return nil, errors.New("store: begin key: decision is not valid JSON")

@@ -14,7 +14,11 @@ import (
 	"time"
 )
 
-func testLabel(id int64) string { return fmt.Sprintf("csrd-%d", id) }
+// testPrefix is the label prefix the tests begin records with, and
+// testLabel the label a record with id gets.
+const testPrefix = "csrd-"
+
+func testLabel(id int64) string { return fmt.Sprintf("%s%d", testPrefix, id) }
 
 func spki(n int) []byte {
 	h := sha256.Sum256([]byte(fmt.Sprint("spki", n)))
@@ -25,7 +29,7 @@ func spki(n int) []byte {
 func newKeyIn(t *testing.T, s *Store, st State) int64 {
 	t.Helper()
 	ctx := context.Background()
-	id, err := s.BeginKey(ctx, &KeyRecord{KeyType: "ECDSA", Curve: "P-256"}, testLabel)
+	id, err := s.BeginKey(ctx, &KeyRecord{KeyType: "ECDSA", Curve: "P-256"}, testPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +62,7 @@ func testBeginKey(t *testing.T, bk backend) {
 	ctx := context.Background()
 	before := time.Now()
 	rec := &KeyRecord{State: StateMarried, KeyLabel: "ignored"}
-	id, err := s.BeginKey(ctx, rec, testLabel)
+	id, err := s.BeginKey(ctx, rec, testPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +81,15 @@ func testBeginKey(t *testing.T, bk backend) {
 	}
 
 	t.Run("duplicate label rolls back", func(t *testing.T) {
-		_, err := s.BeginKey(ctx, &KeyRecord{}, func(int64) string { return testLabel(id) })
+		// The first record takes the label the next one will get.
+		relabel := func(label string) {
+			if _, err := s.w.ExecContext(ctx, `UPDATE keys SET key_label = ? WHERE id = ?`, label, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		relabel(testLabel(id + 1))
+		defer relabel(testLabel(id))
+		_, err := s.BeginKey(ctx, &KeyRecord{}, testPrefix)
 		if !errors.Is(err, ErrConflict) {
 			t.Fatalf("err = %v, want ErrConflict", err)
 		}
@@ -87,32 +99,32 @@ func testBeginKey(t *testing.T, bk backend) {
 	})
 	t.Run("duplicate key id", func(t *testing.T) {
 		kid := []byte{1, 2, 3}
-		if _, err := s.BeginKey(ctx, &KeyRecord{KeyID: kid}, testLabel); err != nil {
+		if _, err := s.BeginKey(ctx, &KeyRecord{KeyID: kid}, testPrefix); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.BeginKey(ctx, &KeyRecord{KeyID: kid}, testLabel); !errors.Is(err, ErrConflict) {
+		if _, err := s.BeginKey(ctx, &KeyRecord{KeyID: kid}, testPrefix); !errors.Is(err, ErrConflict) {
 			t.Fatalf("err = %v, want ErrConflict", err)
 		}
 	})
-	t.Run("empty label", func(t *testing.T) {
-		if _, err := s.BeginKey(ctx, &KeyRecord{}, func(int64) string { return "" }); err == nil {
-			t.Fatal("BeginKey with empty label succeeded")
+	t.Run("empty label prefix", func(t *testing.T) {
+		if _, err := s.BeginKey(ctx, &KeyRecord{}, ""); err == nil {
+			t.Fatal("BeginKey with an empty label prefix succeeded")
 		}
 	})
 	t.Run("invalid decision JSON", func(t *testing.T) {
-		if _, err := s.BeginKey(ctx, &KeyRecord{Decision: json.RawMessage("{")}, testLabel); err == nil {
+		if _, err := s.BeginKey(ctx, &KeyRecord{Decision: json.RawMessage("{")}, testPrefix); err == nil {
 			t.Fatal("BeginKey with invalid decision succeeded")
 		}
 	})
 	t.Run("ids never reused", func(t *testing.T) {
-		last, err := s.BeginKey(ctx, &KeyRecord{}, testLabel)
+		last, err := s.BeginKey(ctx, &KeyRecord{}, testPrefix)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.w.ExecContext(ctx, "DELETE FROM keys WHERE id = ?", last); err != nil {
 			t.Fatal(err)
 		}
-		next, err := s.BeginKey(ctx, &KeyRecord{}, testLabel)
+		next, err := s.BeginKey(ctx, &KeyRecord{}, testPrefix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,7 +154,7 @@ func testGetRoundTrip(t *testing.T, bk backend) {
 		EnrollmentPatternID: 7,
 		Decision:            json.RawMessage(`{"template":"WebServer","defaults":{"O":"Example"}}`),
 	}
-	id, err := s.BeginKey(ctx, in, testLabel)
+	id, err := s.BeginKey(ctx, in, testPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +181,7 @@ func testGetRoundTrip(t *testing.T, bk backend) {
 	}
 
 	t.Run("empty optional fields come back empty", func(t *testing.T) {
-		id, err := s.BeginKey(ctx, &KeyRecord{}, testLabel)
+		id, err := s.BeginKey(ctx, &KeyRecord{}, testPrefix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -411,7 +423,7 @@ func testConcurrentBeginKey(t *testing.T, bk backend) {
 	for i := range n {
 		wg.Go(func() {
 			rec := &KeyRecord{KeyID: []byte{byte(i), 0xaa}}
-			ids[i], errs[i] = s.BeginKey(ctx, rec, testLabel)
+			ids[i], errs[i] = s.BeginKey(ctx, rec, testPrefix)
 			labels[i] = rec.KeyLabel
 			if errs[i] == nil {
 				// Interleave reads and transitions with the inserts.

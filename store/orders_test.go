@@ -248,7 +248,7 @@ func testRenewalKeys(t *testing.T, bk backend) {
 	}
 	var made []int64
 	for range 2 {
-		id, err := s.BeginKey(ctx, &KeyRecord{KeyType: "ECDSA", Curve: "P-256", RenewalOf: old}, testLabel)
+		id, err := s.BeginKey(ctx, &KeyRecord{KeyType: "ECDSA", Curve: "P-256", RenewalOf: old}, testPrefix)
 		if err != nil {
 			t.Fatal(err)
 		}

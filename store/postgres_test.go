@@ -112,7 +112,7 @@ func TestPostgresOutage(t *testing.T) {
 	s := openCleanup(t, pg.CreateDB(t, "outage"), WithPassword(pg.Password))
 	var ids []int64
 	begin := func() error {
-		id, err := s.BeginKey(ctx, &KeyRecord{KeyType: "ECC"}, testLabel)
+		id, err := s.BeginKey(ctx, &KeyRecord{KeyType: "ECC"}, testPrefix)
 		if err == nil {
 			ids = append(ids, id)
 		}
@@ -200,7 +200,7 @@ func TestPostgresOpenExistingAndReadOnly(t *testing.T) {
 	}
 	for what, write := range map[string]func() error{
 		"AppendAudit": func() error { return ro.AppendAudit(ctx, &AuditEntry{Operation: "x", Result: AuditOK}) },
-		"BeginKey":    func() error { _, err := ro.BeginKey(ctx, &KeyRecord{}, testLabel); return err },
+		"BeginKey":    func() error { _, err := ro.BeginKey(ctx, &KeyRecord{}, testPrefix); return err },
 		"Ping":        func() error { return ro.Ping(ctx) },
 	} {
 		if err := write(); !errors.Is(err, ErrReadOnly) {

@@ -21,7 +21,7 @@ func testListPending(t *testing.T, bk backend) {
 	var ids []int64
 	for i := range 5 {
 		rec := &KeyRecord{Subject: fmt.Sprintf("CN=host%d.Example.com", i), RequestTime: base.Add(-time.Duration(i) * time.Minute)}
-		id, err := s.BeginKey(ctx, rec, testLabel)
+		id, err := s.BeginKey(ctx, rec, testPrefix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +167,7 @@ func testListPendingScope(t *testing.T, bk backend) {
 	byID := map[int64]*KeyRecord{}
 	for _, m := range made {
 		rec := &KeyRecord{Subject: "CN=scope", EnrollmentPatternID: m.pattern, Template: m.template}
-		id, err := s.BeginKey(ctx, rec, testLabel)
+		id, err := s.BeginKey(ctx, rec, testPrefix)
 		if err != nil {
 			t.Fatal(err)
 		}

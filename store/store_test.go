@@ -56,7 +56,7 @@ func TestOpenCreatesPrivateDirAndFile(t *testing.T) {
 	}
 	defer s.Close()
 	// Write so that the WAL and shared-memory files exist too.
-	if _, err := s.BeginKey(context.Background(), &KeyRecord{}, testLabel); err != nil {
+	if _, err := s.BeginKey(context.Background(), &KeyRecord{}, testPrefix); err != nil {
 		t.Fatalf("BeginKey: %v", err)
 	}
 	tests := []struct {
@@ -140,7 +140,7 @@ func TestMigrationsIdempotent(t *testing.T) {
 			t.Errorf("Open #%d: schema_migrations has %d rows, max %d; want %d, %d", i+1, n, max, len(ms), ms[len(ms)-1].version)
 		}
 		if i == 0 {
-			if firstID, err = s.BeginKey(ctx, &KeyRecord{}, testLabel); err != nil {
+			if firstID, err = s.BeginKey(ctx, &KeyRecord{}, testPrefix); err != nil {
 				t.Fatal(err)
 			}
 		} else if _, err := s.Get(ctx, firstID); err != nil {
@@ -330,7 +330,7 @@ func TestStorageFull(t *testing.T) {
 	if _, err := s.w.ExecContext(ctx, "PRAGMA max_page_count = "+strconv.Itoa(pages)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.BeginKey(ctx, &KeyRecord{Subject: strings.Repeat("x", 64<<10)}, testLabel)
+	_, err := s.BeginKey(ctx, &KeyRecord{Subject: strings.Repeat("x", 64<<10)}, testPrefix)
 	if !errors.Is(err, ErrStorageFull) {
 		t.Fatalf("BeginKey on a full database = %v, want ErrStorageFull", err)
 	}
@@ -358,7 +358,7 @@ func TestBusy(t *testing.T) {
 			t.Errorf("releasing the lock: %v", err)
 		}
 	}()
-	if _, err := s.BeginKey(ctx, &KeyRecord{}, testLabel); !errors.Is(err, ErrBusy) {
+	if _, err := s.BeginKey(ctx, &KeyRecord{}, testPrefix); !errors.Is(err, ErrBusy) {
 		t.Errorf("BeginKey while locked = %v, want ErrBusy", err)
 	}
 	if err := s.Ping(ctx); !errors.Is(err, ErrBusy) {

@@ -15,7 +15,7 @@ func testKeyUsage(t *testing.T, bk backend) {
 	ctx := context.Background()
 	for _, usage := range []string{"sign, decrypt", ""} {
 		rec := KeyRecord{KeyType: "RSA", KeySize: 2048, KeyID: []byte(usage + "x"), KeyUsage: usage}
-		id, err := s.BeginKey(ctx, &rec, testLabel)
+		id, err := s.BeginKey(ctx, &rec, testPrefix)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,7 +21,7 @@ func testGroupCommit(t *testing.T, bk backend) {
 	s := bk.open(t)
 	ctx := context.Background()
 	dup := []byte{0xde, 0xad}
-	if _, err := s.BeginKey(ctx, &KeyRecord{KeyID: dup}, testLabel); err != nil {
+	if _, err := s.BeginKey(ctx, &KeyRecord{KeyID: dup}, testPrefix); err != nil {
 		t.Fatal(err)
 	}
 	const n = 40
@@ -36,7 +36,7 @@ func testGroupCommit(t *testing.T, bk backend) {
 			if i == n/2 {
 				keyID = dup
 			}
-			ids[i], errs[i] = s.BeginKey(ctx, &KeyRecord{KeyID: keyID, KeyType: "ECC"}, testLabel)
+			ids[i], errs[i] = s.BeginKey(ctx, &KeyRecord{KeyID: keyID, KeyType: "ECC"}, testPrefix)
 			if errs[i] == nil {
 				errs[i] = s.CompleteKey(ctx, ids[i], "-----BEGIN CERTIFICATE REQUEST-----\n", spki(i), nil)
 			}
@@ -73,7 +73,7 @@ func testWriteAfterClose(t *testing.T, bk backend) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.BeginKey(context.Background(), &KeyRecord{}, testLabel); !errors.Is(err, ErrUnavailable) {
+	if _, err := s.BeginKey(context.Background(), &KeyRecord{}, testPrefix); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("BeginKey after Close: %v, want ErrUnavailable", err)
 	}
 }
@@ -105,7 +105,7 @@ func testWriteFailsAlone(t *testing.T, bk backend) {
 						errs[i] = s.withTx(ctx, "insert then fail", insertThenFail)
 						return
 					}
-					_, errs[i] = s.BeginKey(ctx, &KeyRecord{KeyID: []byte{byte(i)}, KeyType: "ECC"}, testLabel)
+					_, errs[i] = s.BeginKey(ctx, &KeyRecord{KeyID: []byte{byte(i)}, KeyType: "ECC"}, testPrefix)
 				}()
 			}
 			wg.Wait()
@@ -150,7 +150,7 @@ func TestLostTransactionFailsEveryWrite(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = s.BeginKey(ctx, &KeyRecord{KeyID: []byte{byte(i + 1)}}, testLabel)
+			_, errs[i] = s.BeginKey(ctx, &KeyRecord{KeyID: []byte{byte(i + 1)}}, testPrefix)
 		}()
 	}
 	wg.Add(1)

@@ -34,7 +34,7 @@ func TestReadOnlyCommandsNeedNoToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, err := db.BeginKey(ctx, &store.KeyRecord{KeyID: []byte{1, 2}, KeyType: "ECC", Curve: "P-256", Subject: "CN=readonly.example.com"},
-		func(id int64) string { return fmt.Sprintf("csrd-%d", id) })
+		"csrd-")
 	if err != nil {
 		t.Fatal(err)
 	}

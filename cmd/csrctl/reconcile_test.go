@@ -35,7 +35,7 @@ func TestReconcileCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, err := db.BeginKey(ctx, &store.KeyRecord{KeyID: []byte{0xaa, 0xbb}, KeyType: "ECC", Curve: "P-256"},
-		func(id int64) string { return fmt.Sprintf("csrd-%d", id) })
+		"csrd-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestReconcileCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	halfID, err := db.BeginKey(ctx, &store.KeyRecord{KeyID: []byte{0xcc, 0xdd}, KeyType: "ECC", Curve: "P-256"},
-		func(id int64) string { return fmt.Sprintf("csrd-%d", id) })
+		"csrd-")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,7 +120,7 @@ func (m *rawModule) fillOne(ctx context.Context, db *store.Store, sh pkcs11.Sess
 		KeyType: string(dec.Key.Algorithm), KeySize: dec.Key.Bits, Curve: dec.Key.Curve,
 		Subject: subject.String(), SANs: sans.Strings(), Decision: decision,
 	}
-	id, err := db.BeginKey(ctx, rec, lifecycle.Label)
+	id, err := db.BeginKey(ctx, rec, lifecycle.LabelPrefix)
 	if err != nil {
 		return err
 	}
