@@ -149,7 +149,7 @@ func checkEnrolledInvariants(t testing.TB, in *instance) {
 	var records []hsm.Object
 	for _, o := range in.freshObjects(t, lifecycle.LabelPrefix) {
 		if o.Ref.Label == enroll.AccountLabel("pebble") {
-			a, err := db.GetAccount(ctx, "pebble")
+			a, err := db.GetAccount(ctx, store.AccountOf{CA: "pebble", TokenLabel: in.View.Label(), TokenSerial: in.View.Serial()})
 			if err != nil || string(a.KeyID) != string(o.Ref.ID) {
 				t.Errorf("account key object %v: row %+v, %v", o.Ref, a, err)
 			}

@@ -18,8 +18,10 @@ import (
 // TestFleetEnrollment: on two nodes with a token each, the enrollment
 // operations sent to node a for keys in b's token are authorised by a and
 // carried out by b — Enrollment/CSR marries the certificate in b's token,
-// renew makes the new key there, retire destroys it there — and with b
-// dead an enrollment of b's key is a 503 naming b's token.
+// renew makes the new key there, retire destroys it there — a then
+// enrolls a key of its own through an account of its own with the same
+// CA (its key on a's token), and with b dead an enrollment of b's key is a
+// 503 naming b's token.
 func TestFleetEnrollment(t *testing.T) {
 	fullRunOnly(t, "two nodes on one PostgreSQL enrolling with a CA (Pebble)")
 	p := fixture.StartPebble(t, fixture.PebbleOptions{AlwaysValid: true})
@@ -88,6 +90,13 @@ func TestFleetEnrollment(t *testing.T) {
 		t.Errorf("b's token after the forwarded retire: %v; want the key gone", objs)
 	}
 
+	own, ownCSR := generateKey(t, a.d, "fleet-own.example.test")
+	if status, ans, body := enrollCSR(t, a.d, ownCSR); status != 200 || ans.CertificateInformation.RequestDisposition != "ISSUED" ||
+		int64(ans.CertificateInformation.KeyfactorID) != own {
+		t.Fatalf("Enrollment/CSR of a's own key on a: %d %s", status, body)
+	}
+	checkAccountsPerToken(t, db, a, b)
+
 	b.d.kill()
 	status, _, body = enrollCSR(t, a.d, spareCSR)
 	if status != 503 || !strings.Contains(string(body), "fleet-b") {
@@ -95,6 +104,26 @@ func TestFleetEnrollment(t *testing.T) {
 	}
 	if rec, _ := db.Get(ctx, spare); rec.State != store.StatePending {
 		t.Errorf("the refused enrollment's key is %s", rec.State)
+	}
+}
+
+// checkAccountsPerToken: each node's token holds its own ACME account
+// with the CA, registered, its key the one the row names.
+func checkAccountsPerToken(t *testing.T, db *store.Store, nodes ...*fleetNode) {
+	t.Helper()
+	ctx := context.Background()
+	urls := map[string]bool{}
+	for _, n := range nodes {
+		v := n.in.View
+		acct, err := db.GetAccount(ctx, store.AccountOf{CA: "pebble", TokenLabel: v.Label(), TokenSerial: v.Serial()})
+		if err != nil || acct.URL == "" || urls[acct.URL] {
+			t.Errorf("node %s's account: %+v, %v; want one registered account per token", n.name, acct, err)
+			continue
+		}
+		urls[acct.URL] = true
+		if _, err := v.FindKey(ctx, hsm.KeyRef{ID: acct.KeyID, Label: acct.KeyLabel}); err != nil {
+			t.Errorf("node %s's account key on its token: %v", n.name, err)
+		}
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/elliptic"
 	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/csrd/csrd/hsm"
@@ -19,14 +18,22 @@ func AccountLabel(ca string) string { return hsm.ACMEAccountLabelPrefix + ca }
 // accountKeySpec: ECDSA P-256, the key type every ACME CA accepts (ES256).
 var accountKeySpec = hsm.KeySpec{Type: hsm.KeyECDSA, Bits: 256, Curve: elliptic.P256()}
 
-// tokenAccount is a CA's ACME account whose key lives in the token:
-// generated there on first use (non-extractable, sign-only, as every csrd
-// key) after a row naming it is committed, so no account key exists
-// without a record of it.
+// tokenAccount is a CA's ACME account whose key lives in this node's
+// account token: generated there on first use (non-extractable,
+// sign-only, as every csrd key) after a row naming it is committed, so no
+// account key exists without a record of it. Each token has an account of
+// its own with the CA (nodes with a token each register one each; nodes
+// sharing a token share it), so a node never needs a key on a token it
+// does not reach to speak to the CA.
 type tokenAccount struct {
 	s  *Service
 	ca string
 	mu sync.Mutex
+}
+
+// of names this node's account with the CA.
+func (a *tokenAccount) of() store.AccountOf {
+	return store.AccountOf{CA: a.ca, TokenLabel: a.s.tok.Label(), TokenSerial: a.s.tok.Serial()}
 }
 
 // Key finds the account key in the token, or makes it.
@@ -38,10 +45,6 @@ func (a *tokenAccount) Key(ctx context.Context) (crypto.Signer, string, error) {
 		return nil, "", err
 	}
 	tok := a.s.tok
-	if row.TokenSerial != "" && tok.Serial() != "" && row.TokenSerial != tok.Serial() {
-		return nil, "", fmt.Errorf("enroll: the ACME account key of CA %q is on token %q (serial %s), not on %q (serial %s)",
-			a.ca, row.TokenLabel, row.TokenSerial, tok.Label(), tok.Serial())
-	}
 	ref := hsm.KeyRef{ID: row.KeyID, Label: row.KeyLabel}
 	found, err := tok.FindKey(ctx, ref)
 	if err == nil {
@@ -76,10 +79,11 @@ func (a *tokenAccount) logMade(row *store.Account) {
 	ev.Str("ca", a.ca).Str("label", row.KeyLabel).Str("token", tok.Label()).Msg(msg)
 }
 
-// row returns the CA's account row, committing a new one (with the key's
-// label and CKA_ID) before any key exists.
+// row returns this token's account row with the CA, committing a new one
+// (with the key's label and CKA_ID) before any key exists.
 func (a *tokenAccount) row(ctx context.Context) (*store.Account, error) {
-	row, err := a.s.records.GetAccount(ctx, a.ca)
+	of := a.of()
+	row, err := a.s.records.GetAccount(ctx, of)
 	if !errors.Is(err, store.ErrNotFound) {
 		return row, err
 	}
@@ -87,11 +91,11 @@ func (a *tokenAccount) row(ctx context.Context) (*store.Account, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.s.records.BeginAccount(ctx, &store.Account{CA: a.ca, TokenLabel: a.s.tok.Label(), TokenSerial: a.s.tok.Serial(),
+	return a.s.records.BeginAccount(ctx, &store.Account{CA: of.CA, TokenLabel: of.TokenLabel, TokenSerial: of.TokenSerial,
 		KeyLabel: AccountLabel(a.ca), KeyID: id})
 }
 
 // SaveURL records the registered account's URL.
 func (a *tokenAccount) SaveURL(ctx context.Context, url string) error {
-	return a.s.records.SetAccountURL(ctx, a.ca, url)
+	return a.s.records.SetAccountURL(ctx, a.of(), url)
 }

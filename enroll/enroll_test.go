@@ -58,7 +58,8 @@ func TestEnrollIssued(t *testing.T) {
 		!r.RenewAt.Before(rec.Cert.NotAfter) {
 		t.Fatalf("order %+v, renewal %+v, %v", o, r, err)
 	}
-	acct, _ := f.db.GetAccount(ctx, "pebble")
+	onToken := store.AccountOf{CA: "pebble", TokenLabel: testToken.Label(), TokenSerial: testToken.Serial()}
+	acct, _ := f.db.GetAccount(ctx, onToken)
 	attrs, err := testToken.KeyAttributes(ctx, hsm.KeyRef{ID: acct.KeyID, Label: enroll.AccountLabel("pebble")})
 	if err != nil || acct.URL == "" || attrs.Extractable || !attrs.NeverExtractable || !attrs.Sensitive || !attrs.Sign || attrs.Decrypt || attrs.Derive {
 		t.Fatalf("account %+v; key attributes %+v, %v", acct, attrs, err)
@@ -71,7 +72,7 @@ func TestEnrollIssued(t *testing.T) {
 	if _, err := s.Enroll(ctx, enroll.Request{CSR: second.CSRPEM}); err != nil {
 		t.Fatalf("second key: %v", err)
 	}
-	if a, _ := f.db.GetAccount(ctx, "pebble"); a.URL != acct.URL || string(a.KeyID) != string(acct.KeyID) {
+	if a, _ := f.db.GetAccount(ctx, onToken); a.URL != acct.URL || string(a.KeyID) != string(acct.KeyID) {
 		t.Errorf("the account changed: %+v -> %+v", acct, a)
 	}
 }

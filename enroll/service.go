@@ -28,11 +28,11 @@ type KeyReads interface {
 	MarriedNotAfter(ctx context.Context) ([]time.Time, error)
 }
 
-// AccountRecords keep where each CA's account key lives.
+// AccountRecords keep where each CA's account key lives, one per token.
 type AccountRecords interface {
-	GetAccount(ctx context.Context, ca string) (*store.Account, error)
+	GetAccount(ctx context.Context, of store.AccountOf) (*store.Account, error)
 	BeginAccount(ctx context.Context, a *store.Account) (*store.Account, error)
-	SetAccountURL(ctx context.Context, ca, url string) error
+	SetAccountURL(ctx context.Context, of store.AccountOf, url string) error
 }
 
 // OrderRecords persist the ACME orders.

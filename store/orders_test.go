@@ -171,31 +171,70 @@ func testReleaseRenewal(t *testing.T, bk backend) {
 	}
 }
 
+// TestAccounts: an account per CA and token. A racing second begin on
+// the same token gets the first row; another token (another node's) gets
+// an account of its own with the same key label; URLs are kept apart.
 func TestAccounts(t *testing.T) { forEachBackend(t, testAccounts) }
 
 func testAccounts(t *testing.T, bk backend) {
 	s := bk.open(t)
 	ctx := context.Background()
-	if _, err := s.GetAccount(ctx, "pebble"); !errors.Is(err, ErrNotFound) {
+	onT := AccountOf{CA: "pebble", TokenLabel: "t", TokenSerial: "1111"}
+	onU := AccountOf{CA: "pebble", TokenLabel: "u", TokenSerial: "2222"}
+	if _, err := s.GetAccount(ctx, onT); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("GetAccount before: %v", err)
 	}
-	a, err := s.BeginAccount(ctx, &Account{CA: "pebble", TokenLabel: "t", KeyLabel: "csrd-acme-pebble", KeyID: []byte{1, 2}})
+	begin := func(of AccountOf, keyID byte) (*Account, error) {
+		return s.BeginAccount(ctx, &Account{CA: of.CA, TokenLabel: of.TokenLabel, TokenSerial: of.TokenSerial,
+			KeyLabel: "csrd-acme-pebble", KeyID: []byte{keyID}})
+	}
+	a, err := begin(onT, 1)
 	if err != nil || a.Created.IsZero() {
 		t.Fatal(a, err)
 	}
-	// A second begin (a racing caller) gets the first row, not its own key.
-	b, err := s.BeginAccount(ctx, &Account{CA: "pebble", TokenLabel: "t", KeyLabel: "csrd-acme-pebble", KeyID: []byte{9}})
-	if err != nil || b.KeyID[0] != 1 {
-		t.Fatalf("BeginAccount again = %+v, %v", b, err)
+	if b, err := begin(onT, 9); err != nil || b.KeyID[0] != 1 {
+		t.Fatalf("BeginAccount again on the same token = %+v, %v", b, err)
 	}
-	if err := s.SetAccountURL(ctx, "pebble", "https://ca/acct/1"); err != nil {
+	if u, err := begin(onU, 5); err != nil || u.KeyID[0] != 5 || u.TokenLabel != "u" {
+		t.Fatalf("BeginAccount on another token = %+v, %v; want its own row", u, err)
+	}
+	if err := s.SetAccountURL(ctx, onT, "https://ca/acct/1"); err != nil {
 		t.Fatal(err)
 	}
-	if a, _ := s.GetAccount(ctx, "pebble"); a.URL != "https://ca/acct/1" {
-		t.Errorf("URL = %q", a.URL)
+	for of, want := range map[AccountOf]string{onT: "https://ca/acct/1", onU: ""} {
+		if a, err := s.GetAccount(ctx, of); err != nil || a.URL != want {
+			t.Errorf("%s: %+v, %v; want URL %q", of, a, err, want)
+		}
 	}
-	if err := s.SetAccountURL(ctx, "other", "u"); !errors.Is(err, ErrNotFound) {
+	if err := s.SetAccountURL(ctx, AccountOf{CA: "other", TokenLabel: "t"}, "u"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("SetAccountURL(unknown) = %v", err)
+	}
+}
+
+// TestAccountsMigration: 0070 keeps an account made under 0040's one
+// account per CA (its token's serial unknown, NULL) as that token's
+// account, and lets another token of the CA have one too.
+func TestAccountsMigration(t *testing.T) { forEachBackend(t, testAccountsMigration) }
+
+func testAccountsMigration(t *testing.T, bk backend) {
+	ctx := context.Background()
+	old, reopen := openBefore(t, bk, 70)
+	if _, err := old.ExecContext(ctx, `INSERT INTO acme_accounts (ca, token_label, token_serial, key_label, key_id, account_url, created_time, updated_time)
+VALUES ('pebble', 't', NULL, 'csrd-acme-pebble', '0102', 'https://ca/acct/1', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.ExecContext(ctx, `INSERT INTO acme_accounts (ca, token_label, token_serial, key_label, key_id, created_time, updated_time)
+VALUES ('pebble', 'u', '2222', 'csrd-acme-pebble', '09', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')`); err == nil {
+		t.Fatal("the old schema took a second account for the CA; the test proves nothing")
+	}
+	s := reopen()
+	a, err := s.GetAccount(ctx, AccountOf{CA: "pebble", TokenLabel: "t"})
+	if err != nil || a.URL != "https://ca/acct/1" || a.KeyID[0] != 1 || a.TokenSerial != "" {
+		t.Fatalf("the migrated account: %+v, %v", a, err)
+	}
+	u, err := s.BeginAccount(ctx, &Account{CA: "pebble", TokenLabel: "u", TokenSerial: "2222", KeyLabel: "csrd-acme-pebble", KeyID: []byte{9}})
+	if err != nil || u.KeyID[0] != 9 {
+		t.Fatalf("another token's account after the migration: %+v, %v", u, err)
 	}
 }
 
