@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/csrd/csrd/fixture"
 	"github.com/csrd/csrd/store"
@@ -134,5 +135,62 @@ func TestDBMigrate(t *testing.T) {
 	}
 	if out := cli(1, "db", "migrate", "-config", pgCfg, "-from", dbPath); !strings.Contains(out, "not empty") {
 		t.Errorf("second migration:\n%s", out)
+	}
+}
+
+// TestReconcileLeaseRule: csrctl reconcile holds no lease of its own. A
+// record a live node is generating is that node's to finish, whatever its
+// age, and is left alone; once the node's heartbeat is older than
+// cluster.node_timeout the record is repaired (failed: its key was never
+// made).
+func TestReconcileLeaseRule(t *testing.T) {
+	pg := fixture.SharedPostgres(t)
+	dsn := pg.CreateDB(t, t.Name())
+	ctx := context.Background()
+	dir := t.TempDir()
+	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-lease")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := store.Open(ctx, dsn, store.WithPassword(pg.Password), store.WithNode("n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	if err := node.RegisterNode(ctx, store.Node{Name: "n1", URL: "http://127.0.0.1:1"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	id, err := node.BeginKey(ctx, &store.KeyRecord{KeyID: []byte{0xee}, KeyType: "ECC", Curve: "P-256",
+		TokenLabel: tok.Label}, "csrd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := func(name, cluster string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\ndatabase_password_file: %s\n%s",
+			tok.Module, tok.Label, tok.PINFile, dsn, pg.PasswordFile, cluster)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	reconcile := func(cfg string) store.State {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run([]string{"reconcile", "-config", cfg, "-min-age", "1ns"}, &out, &errOut); code != 0 {
+			t.Fatalf("csrctl reconcile: exit %d\n%s%s", code, out.String(), errOut.String())
+		}
+		rec, err := node.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.State
+	}
+	if got := reconcile(config("live.yaml", "")); got != store.StateGenerating {
+		t.Errorf("record leased by a live node after reconcile: %s, want generating (left alone)", got)
+	}
+	short := config("short.yaml", "cluster:\n  heartbeat_interval: 50ms\n  node_timeout: 100ms\n")
+	time.Sleep(300 * time.Millisecond) // n1 sends no heartbeat: older than 100ms now
+	if got := reconcile(short); got != store.StateFailed {
+		t.Errorf("record leased by a dead node after reconcile: %s, want failed (repaired)", got)
 	}
 }
