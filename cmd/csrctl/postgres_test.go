@@ -20,24 +20,15 @@ import (
 // SQLite it does there too, audited on the same chain; backup and restore
 // point at PostgreSQL's own tools.
 func TestCommandsOnPostgres(t *testing.T) {
-	pg := fixture.SharedPostgres(t)
-	dsn := pg.CreateDB(t, t.Name())
+	e := newPGEnv(t, "csrctl-pg")
+	pg, dir := e.pg, e.dir
 	ctx := context.Background()
-	dir := t.TempDir()
-	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-pg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(ctx, dsn, store.WithPassword(pg.Password)) // csrd's first start would create the schema
+	db, err := store.Open(ctx, e.dsn, store.WithPassword(pg.Password)) // csrd's first start would create the schema
 	if err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
-	cfg := filepath.Join(dir, "csrd.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\ndatabase_password_file: %s\n",
-		tok.Module, tok.Label, tok.PINFile, dsn, pg.PasswordFile)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := e.config(t, "csrd.yaml", "")
 	cli := func(want int, args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer
@@ -78,29 +69,16 @@ func TestCommandsOnPostgres(t *testing.T) {
 // the keys still found in the token, the audit chain continued and
 // verifying; a second migration into the now non-empty database is refused.
 func TestDBMigrate(t *testing.T) {
-	pg := fixture.SharedPostgres(t)
-	dsn := pg.CreateDB(t, t.Name())
-	dir := t.TempDir()
-	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-migrate")
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newPGEnv(t, "csrctl-migrate")
+	dir := e.dir
 	dbPath := filepath.Join(dir, "csrd.db")
 	db, err := store.Open(context.Background(), dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
-	write := func(name, database, extra string) string {
-		cfg := filepath.Join(dir, name)
-		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n%s",
-			tok.Module, tok.Label, tok.PINFile, database, extra)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
-	liteCfg := write("lite.yaml", dbPath, "")
-	pgCfg := write("pg.yaml", dsn, "database_password_file: "+pg.PasswordFile+"\n")
+	liteCfg := e.configOn(t, "lite.yaml", dbPath, "")
+	pgCfg := e.config(t, "pg.yaml", "")
 	cli := func(want int, args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer
@@ -144,15 +122,9 @@ func TestDBMigrate(t *testing.T) {
 // cluster.node_timeout the record is repaired (failed: its key was never
 // made).
 func TestReconcileLeaseRule(t *testing.T) {
-	pg := fixture.SharedPostgres(t)
-	dsn := pg.CreateDB(t, t.Name())
+	e := newPGEnv(t, "csrctl-lease")
 	ctx := context.Background()
-	dir := t.TempDir()
-	tok, err := fixture.Setup(filepath.Join(dir, "softhsm"), "csrctl-lease")
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := store.Open(ctx, dsn, store.WithPassword(pg.Password), store.WithNode("n1"))
+	node, err := store.Open(ctx, e.dsn, store.WithPassword(e.pg.Password), store.WithNode("n1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,17 +133,9 @@ func TestReconcileLeaseRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, err := node.BeginKey(ctx, &store.KeyRecord{KeyID: []byte{0xee}, KeyType: "ECC", Curve: "P-256",
-		TokenLabel: tok.Label}, "csrd-")
+		TokenLabel: e.tok.Label}, "csrd-")
 	if err != nil {
 		t.Fatal(err)
-	}
-	config := func(name, cluster string) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\ndatabase_password_file: %s\n%s",
-			tok.Module, tok.Label, tok.PINFile, dsn, pg.PasswordFile, cluster)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
 	}
 	reconcile := func(cfg string) store.State {
 		t.Helper()
@@ -185,12 +149,51 @@ func TestReconcileLeaseRule(t *testing.T) {
 		}
 		return rec.State
 	}
-	if got := reconcile(config("live.yaml", "")); got != store.StateGenerating {
+	if got := reconcile(e.config(t, "live.yaml", "")); got != store.StateGenerating {
 		t.Errorf("record leased by a live node after reconcile: %s, want generating (left alone)", got)
 	}
-	short := config("short.yaml", "cluster:\n  heartbeat_interval: 50ms\n  node_timeout: 100ms\n")
+	short := e.config(t, "short.yaml", "cluster:\n  heartbeat_interval: 50ms\n  node_timeout: 100ms\n")
 	time.Sleep(300 * time.Millisecond) // n1 sends no heartbeat: older than 100ms now
 	if got := reconcile(short); got != store.StateFailed {
 		t.Errorf("record leased by a dead node after reconcile: %s, want failed (repaired)", got)
 	}
+}
+
+// pgEnv is what csrctl's commands on PostgreSQL need: a database of its own
+// on the shared cluster (its schema not created yet) and a SoftHSM token,
+// in t's temp dir.
+type pgEnv struct {
+	pg  *fixture.Postgres
+	dsn string
+	dir string
+	tok *fixture.Token
+}
+
+func newPGEnv(t *testing.T, label string) *pgEnv {
+	t.Helper()
+	pg := fixture.SharedPostgres(t)
+	e := &pgEnv{pg: pg, dsn: pg.CreateDB(t, t.Name()), dir: t.TempDir()}
+	var err error
+	if e.tok, err = fixture.Setup(filepath.Join(e.dir, "softhsm"), label); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// config writes the configuration file name for the PostgreSQL database,
+// with extra YAML, and returns its path.
+func (e *pgEnv) config(t *testing.T, name, extra string) string {
+	t.Helper()
+	return e.configOn(t, name, e.dsn, "database_password_file: "+e.pg.PasswordFile+"\n"+extra)
+}
+
+// configOn is config for another database (a SQLite file).
+func (e *pgEnv) configOn(t *testing.T, name, database, extra string) string {
+	t.Helper()
+	path := filepath.Join(e.dir, name)
+	if err := os.WriteFile(path, []byte(fmt.Sprintf("hsm:\n  module: %s\n  token_label: %s\n  pin_file: %s\ndatabase: %s\n%s",
+		e.tok.Module, e.tok.Label, e.tok.PINFile, database, extra)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
