@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,6 +58,7 @@ func fullRunOnly(t *testing.T, covers string) {
 // not on it; the view is closed when the test ends.
 func newToken(t testing.TB, label string) (*fixture.Token, *hsm.Token) {
 	t.Helper()
+	label = freshLabel(label)
 	if err := baseTok.AddToken(label); err != nil {
 		t.Fatal(err)
 	}
@@ -70,4 +72,22 @@ func newToken(t testing.TB, label string) (*fixture.Token, *hsm.Token) {
 	}
 	t.Cleanup(func() { view.Close() })
 	return tok, view
+}
+
+// tokenLabels counts the tokens newToken made per label in this process.
+var tokenLabels = struct {
+	sync.Mutex
+	n map[string]int
+}{n: map[string]int{}}
+
+// freshLabel is label the first time and label-N the Nth: a test run again
+// (go test -count) gets a token of its own, not the keys of its last run.
+func freshLabel(label string) string {
+	tokenLabels.Lock()
+	defer tokenLabels.Unlock()
+	tokenLabels.n[label]++
+	if n := tokenLabels.n[label]; n > 1 {
+		return fmt.Sprintf("%s-%d", label, n)
+	}
+	return label
 }
