@@ -20,7 +20,7 @@ type MarriageRecords interface {
 	FindBySPKI(ctx context.Context, spkiSHA256 []byte) ([]*store.KeyRecord, error)
 	BeginMarriage(ctx context.Context, id int64, cert store.CertInfo, audit *store.AuditEntry) error
 	FinishMarriage(ctx context.Context, id int64, audit *store.AuditEntry) error
-	AbandonMarriage(ctx context.Context, id int64, reason string) error
+	AbandonMarriage(ctx context.Context, id int64, reason string, audit *store.AuditEntry) error
 	AbortMarriage(ctx context.Context, id int64) error
 }
 
@@ -146,7 +146,7 @@ func (s *Service) marry(ctx context.Context, id int64, leaf *x509.Certificate, c
 	s.step("marry-recorded")
 	ctx = context.WithoutCancel(ctx) // the intent is committed: finish it
 	rec.Cert = info
-	if err := s.writeCertificate(ctx, rec, leaf); err != nil {
+	if err := s.writeCertificate(ctx, rec, leaf, nil); err != nil {
 		return nil, err
 	}
 	s.step("marry-written")
@@ -163,7 +163,9 @@ func (s *Service) marry(ctx context.Context, id int64, leaf *x509.Certificate, c
 // gone from the token makes the record lost; a different certificate
 // already in the token (put there by someone else) aborts the marriage.
 // Transient token errors keep the intent for a retry or reconciliation.
-func (s *Service) writeCertificate(ctx context.Context, rec *store.KeyRecord, leaf *x509.Certificate) error {
+// Reconciliation passes who reconciles: a record it marks lost gets its
+// audit row (an import's request has its own).
+func (s *Service) writeCertificate(ctx context.Context, rec *store.KeyRecord, leaf *x509.Certificate, who *store.AuditEntry) error {
 	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
 	tok, err := s.tokenFor(rec)
 	if err != nil {
@@ -174,7 +176,12 @@ func (s *Service) writeCertificate(ctx context.Context, rec *store.KeyRecord, le
 		return err
 	}
 	if !hasClass(classes, hsm.ClassPrivateKey) {
-		if err := s.marriages.AbandonMarriage(ctx, rec.ID, "the private key vanished from the token before its certificate could be stored"); err != nil {
+		const reason = "the private key vanished from the token before its certificate could be stored"
+		var row *store.AuditEntry
+		if who != nil {
+			row = reconcileRow(*who, AuditReconcileLost, "interrupted import abandoned: "+reason)
+		}
+		if err := s.marriages.AbandonMarriage(ctx, rec.ID, reason, row); err != nil {
 			return err
 		}
 		s.log.Error().Int64("record", rec.ID).Str("label", rec.KeyLabel).Msg("key gone from the token during marriage; record marked lost")

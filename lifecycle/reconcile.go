@@ -24,7 +24,7 @@ type ReconcileRecords interface {
 	ListByIntent(ctx context.Context, in store.Intent) ([]*store.KeyRecord, error)
 	ListLive(ctx context.Context) ([]store.LiveKey, error)
 	FailKey(ctx context.Context, id int64, reason string, audit *store.AuditEntry) error
-	MarkLost(ctx context.Context, id int64, reason string) error
+	MarkLost(ctx context.Context, id int64, reason string, audit *store.AuditEntry) error
 	AppendAudit(ctx context.Context, e *store.AuditEntry) error
 }
 
@@ -396,7 +396,7 @@ func (s *Service) finishMarriages(ctx context.Context, scope []Token, cutoff tim
 		err = func() error {
 			unlock := s.locks.lock(r.ID)
 			defer unlock()
-			if err := s.writeCertificate(ctx, r, leaf); err != nil {
+			if err := s.writeCertificate(ctx, r, leaf, &who); err != nil {
 				return err
 			}
 			row := reconcileRow(who, AuditReconcileRepair,
@@ -539,19 +539,20 @@ func (s *Service) judgeLive(ctx context.Context, p tokenPass, k store.LiveKey, h
 		rep.InProgress++ // changed since the listing: judge it next time
 		return nil
 	}
-	return s.markLost(ctx, k, h, rep)
+	return s.markLost(ctx, k, h, p.who, rep)
 }
 
-// markLost marks record k lost; what is left of its key pairs becomes an
-// orphan.
-func (s *Service) markLost(ctx context.Context, k store.LiveKey, h heldKeys, rep *ReconcileReport) error {
+// markLost marks record k lost, with its audit row by who; what is left of
+// its key pairs becomes an orphan.
+func (s *Service) markLost(ctx context.Context, k store.LiveKey, h heldKeys, who store.AuditEntry, rep *ReconcileReport) error {
 	for _, lg := range []*objectGroup{h.g, h.alt} {
 		if lg != nil {
 			lg.claimed = false
 		}
 	}
 	lost := LostKey{ID: k.ID, Label: k.KeyLabel, Was: k.State, Missing: h.missing, AltMissing: h.altMissing}
-	err := s.recon.MarkLost(ctx, k.ID, "reconciliation: "+lost.What())
+	reason := "reconciliation: " + lost.What()
+	err := s.recon.MarkLost(ctx, k.ID, reason, reconcileRow(who, AuditReconcileLost, reason))
 	if errors.Is(err, store.ErrConflict) {
 		rep.InProgress++
 		return nil

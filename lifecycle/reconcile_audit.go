@@ -7,11 +7,12 @@ import (
 	"github.com/csrd/csrd/store"
 )
 
-// The audit operations of reconciliation's own acts on key material. Each
-// row commits with the record's change where there is one (the record
-// failed, deleted or married) and is written before the token is touched
-// where there is none (an orphan destroyed, a certificate object written
-// again), so reconciliation destroys or binds nothing without its row.
+// The audit operations of reconciliation's own acts on key material and
+// the records it gives up on. Each row commits with the record's change
+// where there is one (the record failed, deleted, married or lost) and is
+// written before the token is touched where there is none (an orphan
+// destroyed, a certificate object written again), so reconciliation
+// destroys, binds or writes off nothing without its row.
 const (
 	// AuditReconcileDestroy: key material destroyed, of an interrupted
 	// generate (the record failed), an interrupted delete (the record
@@ -21,6 +22,10 @@ const (
 	// finishing an interrupted import (the record married) or writing a
 	// married record's missing certificate object again.
 	AuditReconcileRepair = "reconcile_repair"
+	// AuditReconcileLost: a record marked lost, its key pair no longer
+	// whole in the token (removed by someone else, or an interrupted
+	// import whose key vanished).
+	AuditReconcileLost = "reconcile_lost"
 )
 
 // ReconcileActor is the actor, and source, of the audit rows of csrd's own

@@ -92,6 +92,31 @@ func leaveNoCert(t *testing.T, svc *lifecycle.Service, db *store.Store, ca *fixt
 	return res.ID
 }
 
+// leaveLost leaves a pending record whose key pair someone removed from
+// the token.
+func leaveLost(t *testing.T, svc *lifecycle.Service, db *store.Store) int64 {
+	t.Helper()
+	res, ref := leavePending(t, svc, db, "CN=key-removed")
+	destroyClass(t, ref, hsm.ClassPrivateKey)
+	destroyClass(t, ref, hsm.ClassPublicKey)
+	return res.ID
+}
+
+// leaveVanishedMarriage leaves a crash inside Import, after its intent,
+// and then the key removed from the token: the import cannot finish.
+func leaveVanishedMarriage(t *testing.T, svc *lifecycle.Service, db *store.Store, ca *fixture.CA) int64 {
+	t.Helper()
+	id := leaveMarrying(t, svc, db, ca)
+	rec, err := db.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
+	destroyClass(t, ref, hsm.ClassPrivateKey)
+	destroyClass(t, ref, hsm.ClassPublicKey)
+	return id
+}
+
 // leaveOrphan leaves a key pair under a label csrd gives, with no record.
 func leaveOrphan(t *testing.T) hsm.KeyRef {
 	t.Helper()
@@ -107,8 +132,9 @@ func leaveOrphan(t *testing.T) hsm.KeyRef {
 // binds key material is on the audit chain, naming who reconciled (csrd at
 // start-up, the operator for csrctl): the interrupted generate's key
 // destroyed, the interrupted delete finished, the interrupted import
-// finished, the missing certificate object written again, and, with
-// DestroyOrphans, the orphan destroyed.
+// finished, the missing certificate object written again, the record whose
+// key pair is gone marked lost (as is the interrupted import whose key
+// vanished), and, with DestroyOrphans, the orphan destroyed.
 func TestReconcileAuditsItsActs(t *testing.T) {
 	tests := []struct {
 		name                       string
@@ -130,13 +156,14 @@ func TestReconcileAuditsItsActs(t *testing.T) {
 			ca := fixture.NewCA(t, "Reconcile audit CA")
 			generating, deleting := leaveGenerating(t, db), leaveDeleting(t, svc, db)
 			marrying, noCert := leaveMarrying(t, svc, db, ca), leaveNoCert(t, svc, db, ca)
+			lost, vanished := leaveLost(t, svc, db), leaveVanishedMarriage(t, svc, db, ca)
 			orphan := leaveOrphan(t)
 			rep, err := svc.Reconcile(ctx, tc.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if rep.Interrupted != 1 || rep.KeysDestroyed != 1 || rep.DeletesFinished != 1 || rep.MarriagesFinished != 1 ||
-				len(rep.CertsRestored) != 1 {
+				len(rep.CertsRestored) != 1 || len(rep.Lost) != 1 || rep.MarriagesAborted != 1 {
 				t.Fatalf("report %+v: want one of each repair", rep)
 			}
 			want := map[int64]string{
@@ -144,6 +171,8 @@ func TestReconcileAuditsItsActs(t *testing.T) {
 				deleting:   lifecycle.AuditReconcileDestroy,
 				marrying:   lifecycle.AuditReconcileRepair,
 				noCert:     lifecycle.AuditReconcileRepair,
+				lost:       lifecycle.AuditReconcileLost,
+				vanished:   lifecycle.AuditReconcileLost,
 			}
 			if tc.opts.DestroyOrphans {
 				want[9100] = lifecycle.AuditReconcileDestroy

@@ -134,16 +134,18 @@ func (s *Store) AbortMarriage(ctx context.Context, id int64) error {
 }
 
 // MarkLost records that the key of a pending or married record is gone from
-// the token. A record with an operation under way is a *BusyError.
-func (s *Store) MarkLost(ctx context.Context, id int64, reason string) error {
-	return s.intentTx(ctx, transition{op: "mark lost", id: id, from: []State{StatePending, StateMarried}, to: StateLost}, nil,
+// the token. A record with an operation under way is a *BusyError. A
+// non-nil audit row is appended in the same transaction.
+func (s *Store) MarkLost(ctx context.Context, id int64, reason string, audit *AuditEntry) error {
+	return s.intentTx(ctx, transition{op: "mark lost", id: id, from: []State{StatePending, StateMarried}, to: StateLost}, audit,
 		markLostSQL, formatTime(s.now()), nullString(reason), id)
 }
 
 // AbandonMarriage marks a record lost whose marriage cannot finish because
-// its key is gone from the token.
-func (s *Store) AbandonMarriage(ctx context.Context, id int64, reason string) error {
-	return s.intentTx(ctx, transition{op: "abandon marriage", id: id, from: []State{StatePending}, to: StateLost}, nil,
+// its key is gone from the token. A non-nil audit row is appended in the
+// same transaction.
+func (s *Store) AbandonMarriage(ctx context.Context, id int64, reason string, audit *AuditEntry) error {
+	return s.intentTx(ctx, transition{op: "abandon marriage", id: id, from: []State{StatePending}, to: StateLost}, audit,
 		markLostMarryingSQL, formatTime(s.now()), nullString(reason), id)
 }
 

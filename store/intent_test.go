@@ -45,7 +45,7 @@ func testDeleteIntent(t *testing.T, bk backend) {
 	if err := s.BeginMarriage(ctx, id, testCert(1), nil); !errors.As(err, &be) || be.Intent != IntentDelete || !errors.Is(err, ErrConflict) {
 		t.Errorf("BeginMarriage during delete: %v, want *BusyError(delete)", err)
 	}
-	if err := s.MarkLost(ctx, id, "x"); !errors.As(err, &be) {
+	if err := s.MarkLost(ctx, id, "x", nil); !errors.As(err, &be) {
 		t.Errorf("MarkLost during delete: %v, want *BusyError", err)
 	}
 	if recs, _ := s.ListByIntent(ctx, IntentDelete); len(recs) != 1 || recs[0].ID != id {
@@ -128,7 +128,7 @@ func testMarriageIntent(t *testing.T, bk backend) {
 		if err := s.BeginMarriage(ctx, id, b, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.AbandonMarriage(ctx, id, "key gone"); err != nil {
+		if err := s.AbandonMarriage(ctx, id, "key gone", nil); err != nil {
 			t.Fatal(err)
 		}
 		if rec, _ := s.Get(ctx, id); rec.State != StateLost || rec.Intent != IntentNone {
@@ -170,7 +170,7 @@ func testMarkLost(t *testing.T, bk backend) {
 	ctx := context.Background()
 	for _, st := range []State{StatePending, StateMarried} {
 		id := newKeyIn(t, s, st)
-		if err := s.MarkLost(ctx, id, "gone from token"); err != nil {
+		if err := s.MarkLost(ctx, id, "gone from token", nil); err != nil {
 			t.Fatalf("MarkLost(%s): %v", st, err)
 		}
 		if rec, _ := s.Get(ctx, id); rec.State != StateLost || rec.FailReason != "gone from token" {
@@ -178,7 +178,7 @@ func testMarkLost(t *testing.T, bk backend) {
 		}
 	}
 	var te *TransitionError
-	if err := s.MarkLost(ctx, newKeyIn(t, s, StateDeleted), ""); !errors.As(err, &te) {
+	if err := s.MarkLost(ctx, newKeyIn(t, s, StateDeleted), "", nil); !errors.As(err, &te) {
 		t.Errorf("MarkLost(deleted) = %v, want *TransitionError", err)
 	}
 }

@@ -31,7 +31,7 @@ func testRetireIntent(t *testing.T, bk backend) {
 		t.Errorf("audit rows after BeginRetire: %+v", rows)
 	}
 	var be *BusyError
-	if err := s.MarkLost(ctx, id, "x"); !errors.As(err, &be) || be.Intent != IntentRetire {
+	if err := s.MarkLost(ctx, id, "x", nil); !errors.As(err, &be) || be.Intent != IntentRetire {
 		t.Errorf("MarkLost during retire: %v, want *BusyError(retire)", err)
 	}
 	if err := s.BeginRetire(ctx, id, nil); err != nil {
