@@ -97,14 +97,22 @@ func TestCheckpointer(t *testing.T) {
 	now = now.Add(time.Hour)
 	step(3, true) // heartbeat
 
+	signedAt := now
 	ks.err = errors.New("token away")
 	appendRows(t, s, 2)
 	if cp, err := c.Checkpoint(ctx); err == nil || cp != nil {
 		t.Fatalf("Checkpoint with the key away = %+v, %v", cp, err)
 	}
+	if st := c.Status(); st.SignedThrough != 3 || st.Head != 5 || st.Unsigned() != 2 || !st.LastAt.Equal(signedAt) {
+		t.Errorf("Status with the key away = %+v (unsigned %d), want rows 4-5 unsigned since %v", st, st.Unsigned(), signedAt)
+	}
 	appendRows(t, s, 1) // the chain goes on
 	ks.err = nil
+	now = now.Add(time.Minute)
 	step(6, true)
+	if st := c.Status(); st.Unsigned() != 0 || st.SignedThrough != 6 || !st.LastAt.Equal(now) {
+		t.Errorf("Status after the key came back = %+v", st)
+	}
 
 	rep, err := s.VerifyAudit(ctx)
 	if err != nil {

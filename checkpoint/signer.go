@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -52,6 +53,32 @@ type Checkpointer struct {
 	lastID  int64     // row the last checkpoint covered
 	lastAt  time.Time // when it was made; zero before the first
 	waiting error     // why the last attempt failed, logged once
+
+	// status mirrors lastID, lastAt and the head last read, for Status:
+	// a scrape must not wait behind a signature in the token.
+	status struct {
+		signedThrough, head, lastAtNanos atomic.Int64
+	}
+}
+
+// Status is how far the checkpoints reach.
+type Status struct {
+	SignedThrough int64     // the row the last checkpoint covered
+	Head          int64     // the log's last row when a checkpoint was last tried
+	LastAt        time.Time // when the last checkpoint was made; zero before the first
+}
+
+// Unsigned is how many rows the hash chain alone covers: those appended
+// after the last checkpoint, as of the last attempt.
+func (s Status) Unsigned() int64 { return max(0, s.Head-s.SignedThrough) }
+
+// Status returns how far the checkpoints reach.
+func (c *Checkpointer) Status() Status {
+	st := Status{SignedThrough: c.status.signedThrough.Load(), Head: c.status.head.Load()}
+	if n := c.status.lastAtNanos.Load(); n != 0 {
+		st.LastAt = time.Unix(0, n).UTC()
+	}
+	return st
 }
 
 // New returns a Checkpointer; Run starts it.
@@ -98,6 +125,7 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (*store.AuditCheckpoint, 
 	if err != nil {
 		return nil, c.failed(id, err)
 	}
+	c.status.head.Store(id)
 	now := c.now()
 	if !c.lastAt.IsZero() && id == c.lastID && now.Sub(c.lastAt) < c.opts.Heartbeat {
 		return nil, nil
@@ -110,6 +138,8 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (*store.AuditCheckpoint, 
 		return nil, c.failed(id, err)
 	}
 	c.lastID, c.lastAt = id, now
+	c.status.signedThrough.Store(id)
+	c.status.lastAtNanos.Store(now.UnixNano())
 	if c.waiting != nil {
 		c.log.Info().Int64("audit_id", id).Msg("audit checkpoints resumed")
 		c.waiting = nil

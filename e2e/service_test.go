@@ -199,6 +199,36 @@ func (d *service) mustDo(method, path, body string) reply {
 	return r
 }
 
+// metric reads the value of an unlabelled metric from csrd's /metrics.
+func (d *service) metric(name string) float64 {
+	d.t.Helper()
+	r := d.mustDo(http.MethodGet, "/metrics", "")
+	for _, line := range strings.Split(r.body, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				d.t.Fatalf("/metrics: %s: %v", line, err)
+			}
+			return f
+		}
+	}
+	d.t.Fatalf("/metrics has no %s", name)
+	return 0
+}
+
+// waitMetric polls an unlabelled metric until ok holds (audit checkpoints
+// are tried every 10 s).
+func (d *service) waitMetric(name string, ok func(float64) bool, what string) {
+	d.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for v := d.metric(name); !ok(v); v = d.metric(name) {
+		if time.Now().After(deadline) {
+			d.t.Fatalf("%s = %v after 30s; want %s", name, v, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // waitStatus polls path until it answers want (the daemon's health
 // interval is 100ms; the bound only matters on a hopelessly slow machine).
 func (d *service) waitStatus(path string, want int) {
@@ -220,8 +250,9 @@ const ecBody = `{"Subject":"CN=daemon.example.com","KeyType":"ECC","KeyLength":2
 
 // TestTokenOutage: READY=1 and watchdog pings while healthy; the token
 // directory moved away makes /readyz 503 and Generate 503 with Retry-After
-// while the watchdog pings go on (csrd is waiting, not hung); moving it
-// back recovers both without a restart;
+// while the watchdog pings go on (csrd is waiting, not hung), and the
+// refused Generate's audit row stays unsigned (the audit key is on that
+// token); moving it back recovers all three without a restart;
 // SIGTERM sends STOPPING=1 and exits 0.
 func TestTokenOutage(t *testing.T) {
 	fullRunOnly(t, "the systemd notify protocol (READY, WATCHDOG, STOPPING) through a token outage")
@@ -233,6 +264,9 @@ func TestTokenOutage(t *testing.T) {
 	d.expect("WATCHDOG=1", 10*time.Second)
 	if r := d.mustDo(http.MethodPost, "/KeyfactorAPI/CSRGeneration/Generate", ecBody); r.status != 200 {
 		t.Fatalf("Generate: %d %s", r.status, r.body)
+	}
+	if at := d.metric("csrd_audit_last_checkpoint_timestamp_seconds"); at <= 0 {
+		t.Errorf("last checkpoint at %v: csrd signs one before it serves", at)
 	}
 
 	tokens := filepath.Join(tok.Dir, "tokens")
@@ -272,6 +306,7 @@ func TestTokenOutage(t *testing.T) {
 		t.Errorf("/healthz while away: %d (the process is up)", r.status)
 	}
 	d.expect("STATUS=not ready", 10*time.Second)
+	d.waitMetric("csrd_audit_unsigned_rows", func(v float64) bool { return v >= 1 }, "the refused Generate's row unsigned")
 	// Waiting for the token is csrd doing its job, not a hang: the pings go
 	// on (the checks answer, failing), so systemd does not restart it into
 	// the same wait.
@@ -286,6 +321,7 @@ func TestTokenOutage(t *testing.T) {
 	if !d.logged("hsm: token reconnected") {
 		t.Error("log does not say the token reconnected")
 	}
+	d.waitMetric("csrd_audit_unsigned_rows", func(v float64) bool { return v == 0 }, "every row signed again")
 
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -139,13 +139,33 @@ func (m *Metrics) registerDB(db func() store.Stats) {
 // slot and the requests waiting for one. A Metrics shared by several
 // servers (tests) keeps the first one's.
 func (m *Metrics) WatchGenerations(inFlight, waiting func() float64) {
-	for _, g := range []struct {
-		name, help string
-		f          func() float64
-	}{
-		{"csrd_generations_in_flight", "Key generations holding a slot (limits.max_generations).", inFlight},
-		{"csrd_generations_waiting", "Generate requests waiting for a slot.", waiting},
-	} {
+	m.gauges(
+		gauge{"csrd_generations_in_flight", "Key generations holding a slot (limits.max_generations).", inFlight},
+		gauge{"csrd_generations_waiting", "Generate requests waiting for a slot.", waiting},
+	)
+}
+
+// WatchCheckpoints exposes how far the audit log's signed checkpoints
+// reach: the rows only the hash chain covers, and when the last checkpoint
+// was made (Unix seconds; 0 before the first). An alert on either catches
+// checkpoints that stopped (the audit key's token away). A Metrics shared
+// by several servers (tests) keeps the first one's.
+func (m *Metrics) WatchCheckpoints(unsigned, lastUnix func() float64) {
+	m.gauges(
+		gauge{"csrd_audit_unsigned_rows", "Audit rows appended after the last signed checkpoint (as of the last attempt).", unsigned},
+		gauge{"csrd_audit_last_checkpoint_timestamp_seconds", "When the last audit checkpoint was signed (Unix time; 0 before the first).", lastUnix},
+	)
+}
+
+// gauge is a gauge read from f at each scrape.
+type gauge struct {
+	name, help string
+	f          func() float64
+}
+
+// gauges registers gs; a name already registered keeps its first reader.
+func (m *Metrics) gauges(gs ...gauge) {
+	for _, g := range gs {
 		_ = m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help}, g.f))
 	}
 }

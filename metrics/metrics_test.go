@@ -135,17 +135,19 @@ func TestRecordsAndGauges(t *testing.T) {
 	}
 }
 
-// TestWatchGenerations: the limiter's gauges; a second server sharing the
-// Metrics keeps the first one's.
-func TestWatchGenerations(t *testing.T) {
+// TestWatchGauges: the limiter's and the audit checkpoints' gauges; a
+// second server sharing the Metrics keeps the first one's.
+func TestWatchGauges(t *testing.T) {
 	m := New(Sources{})
 	m.WatchGenerations(func() float64 { return 3 }, func() float64 { return 5 })
 	m.WatchGenerations(func() float64 { return 30 }, func() float64 { return 50 })
+	m.WatchCheckpoints(func() float64 { return 7 }, func() float64 { return 1.8e9 })
 	got, err := samples(t, m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]float64{`csrd_generations_in_flight{}`: 3, `csrd_generations_waiting{}`: 5}
+	want := map[string]float64{`csrd_generations_in_flight{}`: 3, `csrd_generations_waiting{}`: 5,
+		`csrd_audit_unsigned_rows{}`: 7, `csrd_audit_last_checkpoint_timestamp_seconds{}`: 1.8e9}
 	for name, v := range want {
 		if got[name] != v {
 			t.Errorf("%s = %v, want %v", name, got[name], v)

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/csrd/csrd/api"
+	"github.com/csrd/csrd/checkpoint"
 	"github.com/csrd/csrd/cluster"
 	"github.com/csrd/csrd/config"
 	"github.com/csrd/csrd/enroll"
@@ -28,24 +29,25 @@ import (
 
 // app is csrd assembled by newApp: what serve runs and close releases.
 type app struct {
-	cfg     config.Config
-	log     zerolog.Logger
-	notify  *sdnotify.Notifier
-	reloads *reloader
-	pol     *policy.Reloader
-	tokens  []*hsm.Token // the first also holds the TLS key when it is in an HSM
-	db      *store.Store
-	pool    *lifecycle.TokenPool
-	svc     *lifecycle.Service
-	node    string            // cluster.node_name, or the host name
-	fleet   *cluster.Registry // this node's entry in the node registry
-	fwd     *cluster.Forwarder
-	enr     *enroll.Service
-	waiting []lifecycle.Token // not connected (or lost) at start: admitted by serve
-	ready   *health.Checker
-	tls     *tlsconfig.Server // nil: plain HTTP
-	handler http.Handler
-	closers []func() // close runs them last first
+	cfg         config.Config
+	log         zerolog.Logger
+	notify      *sdnotify.Notifier
+	reloads     *reloader
+	pol         *policy.Reloader
+	tokens      []*hsm.Token // the first also holds the TLS key when it is in an HSM
+	db          *store.Store
+	checkpoints *checkpoint.Checkpointer // the audit log's signed checkpoints
+	pool        *lifecycle.TokenPool
+	svc         *lifecycle.Service
+	node        string            // cluster.node_name, or the host name
+	fleet       *cluster.Registry // this node's entry in the node registry
+	fwd         *cluster.Forwarder
+	enr         *enroll.Service
+	waiting     []lifecycle.Token // not connected (or lost) at start: admitted by serve
+	ready       *health.Checker
+	tls         *tlsconfig.Server // nil: plain HTTP
+	handler     http.Handler
+	closers     []func() // close runs them last first
 }
 
 // newApp builds csrd from cfg. The policy and the auth file load first: a
@@ -85,6 +87,7 @@ func newApp(ctx context.Context, cfg config.Config) (_ *app, err error) {
 		Sessions: metrics.SumSessions(a.tokens), Records: a.db.CountByState, AuditRows: a.db.CountAudit,
 		DB: a.db.Stats,
 	})
+	m.WatchCheckpoints(func() float64 { return float64(a.checkpoints.Status().Unsigned()) }, a.lastCheckpoint)
 	if err := a.startService(ctx, m); err != nil {
 		return nil, err
 	}
@@ -124,7 +127,9 @@ func (a *app) open(ctx context.Context) error {
 	// Checkpoints of the audit log, signed with the first token's audit key;
 	// the last one when csrd closes, after the server has stopped and
 	// before the database and tokens close.
-	a.closers = append(a.closers, startCheckpoints(ctx, a.log, a.node, a.tokens[0], db))
+	var stop func()
+	a.checkpoints, stop = startCheckpoints(ctx, a.log, a.node, a.tokens[0], db)
+	a.closers = append(a.closers, stop)
 	return nil
 }
 
