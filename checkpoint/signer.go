@@ -49,16 +49,15 @@ type Checkpointer struct {
 	opts Options
 	now  func() time.Time
 
-	mu      sync.Mutex
-	lastID  int64     // row the last checkpoint covered
-	lastAt  time.Time // when it was made; zero before the first
-	waiting error     // why the last attempt failed, logged once
+	mu      sync.Mutex // one checkpoint at a time
+	waiting error      // why the last attempt failed, logged once
 
-	// status mirrors lastID, lastAt and the head last read, for Status:
-	// a scrape must not wait behind a signature in the token.
-	status struct {
-		signedThrough, head, lastAtNanos atomic.Int64
-	}
+	// How far the checkpoints reach (see Status), written under mu and
+	// read without it: a scrape must not wait behind a signature in the
+	// token.
+	signedThrough atomic.Int64 // row the last checkpoint covered
+	head          atomic.Int64 // the log's last row at the last attempt
+	lastAtNanos   atomic.Int64 // when the last checkpoint was made; 0 before the first
 }
 
 // Status is how far the checkpoints reach.
@@ -74,8 +73,8 @@ func (s Status) Unsigned() int64 { return max(0, s.Head-s.SignedThrough) }
 
 // Status returns how far the checkpoints reach.
 func (c *Checkpointer) Status() Status {
-	st := Status{SignedThrough: c.status.signedThrough.Load(), Head: c.status.head.Load()}
-	if n := c.status.lastAtNanos.Load(); n != 0 {
+	st := Status{SignedThrough: c.signedThrough.Load(), Head: c.head.Load()}
+	if n := c.lastAtNanos.Load(); n != 0 {
 		st.LastAt = time.Unix(0, n).UTC()
 	}
 	return st
@@ -125,9 +124,9 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (*store.AuditCheckpoint, 
 	if err != nil {
 		return nil, c.failed(id, err)
 	}
-	c.status.head.Store(id)
+	c.head.Store(id)
 	now := c.now()
-	if !c.lastAt.IsZero() && id == c.lastID && now.Sub(c.lastAt) < c.opts.Heartbeat {
+	if last := c.Status(); !last.LastAt.IsZero() && id == last.SignedThrough && now.Sub(last.LastAt) < c.opts.Heartbeat {
 		return nil, nil
 	}
 	cp, err := c.sign(ctx, id, hash, now)
@@ -137,9 +136,8 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (*store.AuditCheckpoint, 
 	if err := c.db.AppendCheckpoint(ctx, cp); err != nil {
 		return nil, c.failed(id, err)
 	}
-	c.lastID, c.lastAt = id, now
-	c.status.signedThrough.Store(id)
-	c.status.lastAtNanos.Store(now.UnixNano())
+	c.signedThrough.Store(id)
+	c.lastAtNanos.Store(now.UnixNano())
 	if c.waiting != nil {
 		c.log.Info().Int64("audit_id", id).Msg("audit checkpoints resumed")
 		c.waiting = nil
@@ -187,7 +185,7 @@ func (c *Checkpointer) sign(ctx context.Context, id int64, hash string, now time
 // and returns err.
 func (c *Checkpointer) failed(id int64, err error) error {
 	if c.waiting == nil {
-		c.log.Warn().Err(err).Int64("signed_through", c.lastID).Int64("audit_id", id).
+		c.log.Warn().Err(err).Int64("signed_through", c.signedThrough.Load()).Int64("audit_id", id).
 			Msg("audit checkpoint waits; rows after the last checkpoint are covered only by the hash chain until it succeeds")
 	} else {
 		c.log.Debug().Err(err).Msg("audit checkpoint still waits")
