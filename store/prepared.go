@@ -26,9 +26,9 @@ type stmtCache struct {
 func newStmtCache(db *sql.DB) *stmtCache { return &stmtCache{db: db, m: map[string]*sql.Stmt{}} }
 
 // writeStatements are the write-path statements prepared at Open: those
-// every Generate runs.
+// every Generate runs, and the transitions' with their audit rows.
 var writeStatements = []string{insertKeySQL, setKeyLabelSQL, completeKeySQL, transitionSQL, keyStateSQL,
-	keyLabelSQL, auditSeqSQL, auditSeqHeadSQL, auditHeadSQL, insertAuditSQL}
+	keyLabelSQL, auditSeqHeadSQL, auditHeadSQL, insertAuditSQL}
 
 // prepareAll prepares queries up front (the write pool, before any
 // transaction can hold its one connection). Preparing is only a speed-up:
