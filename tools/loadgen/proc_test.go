@@ -55,36 +55,26 @@ func TestProcMemory(t *testing.T) {
 // while it runs and after it has been reaped, and not in the parent's own
 // figure.
 func TestTreeCPUSeconds(t *testing.T) {
-	own0, err := CPUSeconds(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
+	read := func(of func(int) (float64, error)) float64 {
+		t.Helper()
+		v, err := of(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
 	}
-	tree0, err := TreeCPUSeconds(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
+	own0, tree0 := read(CPUSeconds), read(TreeCPUSeconds)
 	// A shell loop of about 0.3 s of CPU, then a pause while it is still alive.
 	child := exec.Command("sh", "-c", `i=0; end=$(( $(date +%s%N) + 300000000 )); while [ $(date +%s%N) -lt $end ]; do i=$((i+1)); done; sleep 2`)
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
-	live, err := TreeCPUSeconds(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
+	live := read(TreeCPUSeconds)
 	if err := child.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	reaped, err := TreeCPUSeconds(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	own, err := CPUSeconds(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ownGrew := own - own0
+	reaped, ownGrew := read(TreeCPUSeconds), read(CPUSeconds)-own0
 	if live-tree0 < ownGrew+0.1 {
 		t.Errorf("live child: tree grew %.2fs, the parent alone %.2fs; want the child's 0.3s beside it", live-tree0, ownGrew)
 	}
