@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/csrd/csrd/hsm"
@@ -160,7 +162,8 @@ func (s *Service) marry(ctx context.Context, id int64, leaf *x509.Certificate, c
 
 // writeCertificate stores the certificate of a record with a marry intent
 // next to its key, or resolves the intent when that cannot be done: a key
-// gone from the token makes the record lost; a different certificate
+// pair missing either half makes the record lost (a *pairGoneError), as
+// reconciliation's live check would; a different certificate
 // already in the token (put there by someone else) aborts the marriage.
 // Transient token errors keep the intent for a retry or reconciliation.
 // Reconciliation passes who reconciles: a record it marks lost gets its
@@ -175,8 +178,8 @@ func (s *Service) writeCertificate(ctx context.Context, rec *store.KeyRecord, le
 	if err != nil {
 		return err
 	}
-	if !hasClass(classes, hsm.ClassPrivateKey) {
-		const reason = "the private key vanished from the token before its certificate could be stored"
+	if missing := missingOf(classes); len(missing) > 0 {
+		reason := fmt.Sprintf("the key pair lost its %s in the token before its certificate could be stored", strings.Join(classNames(missing), " and "))
 		var row *store.AuditEntry
 		if who != nil {
 			row = reconcileRow(*who, AuditReconcileLost, "interrupted import abandoned: "+reason)
@@ -184,8 +187,8 @@ func (s *Service) writeCertificate(ctx context.Context, rec *store.KeyRecord, le
 		if err := s.marriages.AbandonMarriage(ctx, rec.ID, reason, row); err != nil {
 			return err
 		}
-		s.log.Error().Int64("record", rec.ID).Str("label", rec.KeyLabel).Msg("key gone from the token during marriage; record marked lost")
-		return newErr(ErrConflict, "the private key of record %d is no longer in the token; the record is now marked lost", rec.ID)
+		return &pairGoneError{missing: missing, err: newErr(ErrConflict,
+			"the %s of record %d is no longer in the token; the record is now marked lost", strings.Join(classNames(missing), " and "), rec.ID)}
 	}
 	if _, err := tok.PutCertificate(ctx, ref, leaf); err != nil {
 		if !errors.Is(err, hsm.ErrCertificateMismatch) {
@@ -216,6 +219,16 @@ func (s *Service) importResult(rec *store.KeyRecord, already bool) *ImportResult
 func KeyURI(rec *store.KeyRecord) string {
 	return hsm.KeyURI(rec.TokenLabel, rec.TokenSerial, hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}).String()
 }
+
+// pairGoneError is writeCertificate's answer for a key pair missing a half:
+// the record was marked lost. Its *Error is what an import answers.
+type pairGoneError struct {
+	err     *Error
+	missing []hsm.ObjectClass
+}
+
+func (e *pairGoneError) Error() string { return e.err.Error() }
+func (e *pairGoneError) Unwrap() error { return e.err }
 
 func hasClass(cs []hsm.ObjectClass, c hsm.ObjectClass) bool {
 	for _, v := range cs {

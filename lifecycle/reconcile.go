@@ -132,9 +132,17 @@ func halves(cs []hsm.ObjectClass) string {
 // missingHalves returns the halves of a key pair that g lacks (g nil:
 // both), private key first.
 func missingHalves(g *objectGroup) []hsm.ObjectClass {
+	if g == nil {
+		return missingOf(nil)
+	}
+	return missingOf(g.classes)
+}
+
+// missingOf names the halves of a key pair classes lacks.
+func missingOf(classes []hsm.ObjectClass) []hsm.ObjectClass {
 	var out []hsm.ObjectClass
 	for _, c := range []hsm.ObjectClass{hsm.ClassPrivateKey, hsm.ClassPublicKey} {
-		if g == nil || !hasClass(g.classes, c) {
+		if !hasClass(classes, c) {
 			out = append(out, c)
 		}
 	}
@@ -403,8 +411,14 @@ func (s *Service) finishMarriages(ctx context.Context, scope []Token, cutoff tim
 				"interrupted import finished: certificate "+r.Cert.Thumbprint+" written to the token, record married")
 			return s.marriages.FinishMarriage(ctx, r.ID, row)
 		}()
-		var le *Error
+		var (
+			gone *pairGoneError
+			le   *Error
+		)
 		switch {
+		case errors.As(err, &gone):
+			s.reportLost(LostKey{ID: r.ID, Label: r.KeyLabel, Was: r.State, Missing: gone.missing}, rep)
+			continue
 		case errors.As(err, &le):
 			rep.MarriagesAborted++
 			s.log.Error().Int64("record", r.ID).Str("reason", le.Msg).Msg("reconcile: an interrupted import could not be finished")
@@ -560,11 +574,16 @@ func (s *Service) markLost(ctx context.Context, k store.LiveKey, h heldKeys, who
 	if err != nil {
 		return err
 	}
-	rep.Lost = append(rep.Lost, lost)
-	s.log.Error().Int64("record", k.ID).Str("label", k.KeyLabel).Str("was", string(k.State)).
-		Strs("missing", classNames(h.missing)).Strs("alt_missing", classNames(h.altMissing)).
-		Msg("reconcile: key pair no longer whole in the token; record marked lost")
+	s.reportLost(lost, rep)
 	return nil
+}
+
+// reportLost counts and logs a record reconciliation marked lost.
+func (s *Service) reportLost(lost LostKey, rep *ReconcileReport) {
+	rep.Lost = append(rep.Lost, lost)
+	s.log.Error().Int64("record", lost.ID).Str("label", lost.Label).Str("was", string(lost.Was)).
+		Strs("missing", classNames(lost.Missing)).Strs("alt_missing", classNames(lost.AltMissing)).
+		Msg("reconcile: key pair no longer whole in the token; record marked lost")
 }
 
 // restoreCertificate writes a married record's certificate object again.

@@ -134,7 +134,8 @@ func leaveOrphan(t *testing.T) hsm.KeyRef {
 // destroyed, the interrupted delete finished, the interrupted import
 // finished, the missing certificate object written again, the record whose
 // key pair is gone marked lost (as is the interrupted import whose key
-// vanished), and, with DestroyOrphans, the orphan destroyed.
+// vanished: reported lost, not an aborted marriage), and, with
+// DestroyOrphans, the orphan destroyed.
 func TestReconcileAuditsItsActs(t *testing.T) {
 	tests := []struct {
 		name                       string
@@ -163,7 +164,7 @@ func TestReconcileAuditsItsActs(t *testing.T) {
 				t.Fatal(err)
 			}
 			if rep.Interrupted != 1 || rep.KeysDestroyed != 1 || rep.DeletesFinished != 1 || rep.MarriagesFinished != 1 ||
-				len(rep.CertsRestored) != 1 || len(rep.Lost) != 1 || rep.MarriagesAborted != 1 {
+				len(rep.CertsRestored) != 1 || len(rep.Lost) != 2 || rep.MarriagesAborted != 0 {
 				t.Fatalf("report %+v: want one of each repair", rep)
 			}
 			want := map[int64]string{
@@ -320,5 +321,36 @@ func refuseAuditRows(t *testing.T, path string) {
 	defer raw.Close()
 	if _, err := raw.Exec(`CREATE TRIGGER audit_refused BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'injected'); END`); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestInterruptedImportOnHalfAPair: an interrupted import whose key pair
+// lost only its public half (SoftHSM can lose one object file to a kill) is
+// not finished onto the private key left: the record is reported lost with
+// the half it lacks, and no certificate is written.
+func TestInterruptedImportOnHalfAPair(t *testing.T) {
+	ctx := context.Background()
+	svc, db := newService(t, reconToken)
+	ca := fixture.NewCA(t, "Half a pair CA")
+	id := leaveMarrying(t, svc, db, ca)
+	rec, err := db.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := hsm.KeyRef{ID: rec.KeyID, Label: rec.KeyLabel}
+	destroyClass(t, ref, hsm.ClassPublicKey)
+	rep, err := svc.Reconcile(ctx, lifecycle.ReconcileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Lost) != 1 || rep.Lost[0].ID != id || len(rep.Lost[0].Missing) != 1 || rep.Lost[0].Missing[0] != hsm.ClassPublicKey ||
+		rep.MarriagesFinished != 0 || rep.MarriagesAborted != 0 {
+		t.Fatalf("report %+v: want record %d lost, missing its public key, and no marriage", rep, id)
+	}
+	if r, _ := db.Get(ctx, id); r.State != store.StateLost {
+		t.Errorf("record %d is %s, want lost", id, r.State)
+	}
+	if certs, _ := reconToken.Certificates(ctx, ref); len(certs) != 0 {
+		t.Errorf("a certificate was written beside half a key pair")
 	}
 }
